@@ -1,0 +1,372 @@
+//! `ferry`: the command line face of the engine.
+//!
+//! Exit codes: 0 success; 2 usage; 3 bad input (1xxx codes); 4 network, HTTP or Range protocol
+//! (2xxx); 5 local storage (3xxx); 6 integrity (4xxx); 1 anything else; 130 interrupted (the
+//! download was paused and can be finished with `ferry resume`).
+
+mod demo;
+mod progress;
+mod serve;
+
+use clap::{Args, Parser, Subcommand};
+use ferry::engine::{runtime, Config, Error, ErrorCode, Limits, Manager, Request, TaskInfo, TaskState};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(name = "ferry", version, about = "Resumable multi-connection downloads that survive crashes.")]
+struct Cli {
+    /// Where the task table and journal live.
+    #[arg(long, global = true, env = "FERRY_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Download one URL.
+    Get(GetArgs),
+    /// Download every URL listed in a file (one per line: `URL [file name]`).
+    Batch(BatchArgs),
+    /// List the tasks of the state directory.
+    List {
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Finish everything unfinished in the state directory.
+    Resume {
+        /// Hide the progress display.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Show resume after a kill, offline: serve a file on loopback, kill a download part-way, resume it, verify it.
+    Demo(demo::DemoArgs),
+    /// Serve generated content on 127.0.0.1 (for tests and benchmarks); prints one JSON line, runs until stdin closes.
+    Serve(serve::ServeArgs),
+}
+
+#[derive(Args, Debug)]
+struct GetArgs {
+    /// URL to download (http or https).
+    url: String,
+    /// Output file (default: the URL's file name in the current directory).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Connections (default: automatic, growing while it pays).
+    #[arg(short = 'x', long)]
+    connections: Option<u32>,
+    /// Expected SHA-256; the file appears only if it matches.
+    #[arg(long)]
+    sha256: Option<String>,
+    /// Extra request header, `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header")]
+    headers: Vec<String>,
+    /// Replace an existing output file.
+    #[arg(long)]
+    overwrite: bool,
+    /// Task id (default: derived from the URL and output, so re-running the same command resumes it).
+    #[arg(long)]
+    id: Option<String>,
+    /// Hide the progress display.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args, Debug)]
+struct BatchArgs {
+    /// File listing `URL [file name]` per line (`-` for stdin).
+    #[arg(short, long)]
+    input: PathBuf,
+    /// Downloads at the same time.
+    #[arg(short = 'j', long, default_value_t = 4)]
+    jobs: u32,
+    /// Directory to save into.
+    #[arg(short, long)]
+    dir: PathBuf,
+    /// Connections per download (default: automatic).
+    #[arg(short = 'x', long)]
+    connections: Option<u32>,
+    /// Replace existing files.
+    #[arg(long)]
+    overwrite: bool,
+    /// Hide the progress display.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// A failure of the command, with the exit code it maps to.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure { code: exit_code(e.code()), message: e.to_string() }
+    }
+}
+
+fn exit_code(code: ErrorCode) -> u8 {
+    match code.as_u16() {
+        1000..=1999 => 3,
+        2000..=2999 => 4,
+        3000..=3999 => 5,
+        4000..=4999 => 6,
+        _ => 1,
+    }
+}
+
+fn main() -> ExitCode {
+    // A file size limit (ulimit -f) must surface as an error, not kill the process.
+    // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+    let cli = Cli::parse();
+    let result = runtime::handle().block_on(run(cli));
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            eprintln!("ferry: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn state_dir(cli: &Option<PathBuf>) -> PathBuf {
+    if let Some(d) = cli {
+        return absolute(d);
+    }
+    directories::ProjectDirs::from("", "", "ferry")
+        .map(|p| p.data_dir().to_path_buf())
+        .unwrap_or_else(|| std::env::temp_dir().join("ferry-state"))
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+async fn run(cli: Cli) -> Result<u8, Failure> {
+    let dir = state_dir(&cli.state_dir);
+    match cli.command {
+        Command::Get(a) => get(&dir, a).await,
+        Command::Batch(a) => batch(&dir, a).await,
+        Command::List { json } => list(&dir, json),
+        Command::Resume { quiet } => resume(&dir, quiet).await,
+        Command::Demo(a) => demo::run(a).await,
+        Command::Serve(a) => serve::run(a).await,
+    }
+}
+
+fn parse_header(h: &str) -> Result<(String, String), Failure> {
+    match h.split_once(':') {
+        Some((n, v)) => Ok((n.trim().to_string(), v.trim().to_string())),
+        None => Err(Failure { code: 2, message: format!("header {h:?} is not 'Name: value'") }),
+    }
+}
+
+fn file_name_of(url: &str) -> String {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.path_segments().and_then(|mut s| s.next_back().map(str::to_string)))
+        .filter(|n| !n.is_empty())
+        .map(|n| percent_decode(&n))
+        .unwrap_or_else(|| "index.html".into())
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    let name = String::from_utf8_lossy(&out).into_owned();
+    name.replace('/', "_")
+}
+
+fn default_id(url: &str, dest: &Path) -> String {
+    let mut h = Sha256::new();
+    h.update(url.as_bytes());
+    h.update(b"\n");
+    h.update(dest.as_os_str().as_encoded_bytes());
+    format!("get-{}", &hex::encode(h.finalize())[..20])
+}
+
+fn cli_config(limits: Limits) -> Config {
+    Config { limits, resume_on_open: false, ..Config::default() }
+}
+
+async fn get(dir: &Path, a: GetArgs) -> Result<u8, Failure> {
+    let dest = absolute(&a.output.clone().unwrap_or_else(|| PathBuf::from(file_name_of(&a.url))));
+    let headers = a.headers.iter().map(|h| parse_header(h)).collect::<Result<Vec<_>, _>>()?;
+    let mut limits = Limits::default();
+    if let Some(x) = a.connections {
+        limits.max_connections_per_host = limits.max_connections_per_host.max(x);
+    }
+    let manager = Manager::open(dir, cli_config(limits))?;
+    let id = a.id.clone().unwrap_or_else(|| default_id(&a.url, &dest));
+    if let Ok(existing) = manager.status(&id) {
+        match existing.state {
+            TaskState::Completed if dest.exists() && !a.overwrite => {
+                if !a.quiet {
+                    eprintln!("already downloaded: {}", dest.display());
+                }
+                return Ok(0);
+            }
+            TaskState::Completed | TaskState::Cancelled => manager.remove(&id, false)?,
+            _ => {}
+        }
+    }
+    let request = Request {
+        url: a.url.clone(),
+        destination: Some(dest.clone()),
+        task_id: Some(id),
+        headers,
+        connections: a.connections,
+        sha256: a.sha256.clone(),
+        overwrite: a.overwrite,
+        ..Default::default()
+    };
+    let id = manager.enqueue(request)?;
+    manager.resume(id.as_str())?;
+    let outcome = progress::follow(&manager, &[id.clone()], a.quiet).await;
+    finish(&manager, outcome, &[id]).await
+}
+
+async fn batch(dir: &Path, a: BatchArgs) -> Result<u8, Failure> {
+    let text = if a.input.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).map_err(|e| Failure { code: 3, message: e.to_string() })?
+    } else {
+        std::fs::read_to_string(&a.input).map_err(|e| Failure { code: 3, message: format!("{}: {e}", a.input.display()) })?
+    };
+    let out_dir = absolute(&a.dir);
+    let jobs = a.jobs.max(1);
+    let limits = Limits { max_running_tasks: jobs, max_connections_per_host: jobs.max(16), ..Limits::default() };
+    let manager = Manager::open(dir, cli_config(limits))?;
+    let mut requests = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let mut parts = line.split_whitespace();
+        let url = parts.next().unwrap_or_default().to_string();
+        let name = parts.next().map(str::to_string).unwrap_or_else(|| file_name_of(&url));
+        let dest = out_dir.join(name);
+        requests.push(Request {
+            task_id: Some(default_id(&url, &dest)),
+            url,
+            destination: Some(dest),
+            connections: a.connections,
+            overwrite: a.overwrite,
+            ..Default::default()
+        });
+    }
+    let results = manager.enqueue_batch(requests);
+    let mut ids = Vec::new();
+    let mut bad = 0;
+    for r in results {
+        match r {
+            Ok(id) => ids.push(id),
+            Err(e) => {
+                bad += 1;
+                eprintln!("ferry: skipped: {e}");
+            }
+        }
+    }
+    for id in &ids {
+        let _ = manager.resume(id.as_str());
+    }
+    let outcome = progress::follow(&manager, &ids, a.quiet).await;
+    let code = finish(&manager, outcome, &ids).await?;
+    Ok(if code == 0 && bad > 0 { 3 } else { code })
+}
+
+async fn resume(dir: &Path, quiet: bool) -> Result<u8, Failure> {
+    let manager = Manager::open(dir, Config::default())?;
+    if manager.recovery().rebooted && !quiet {
+        eprintln!("the machine rebooted since the last run: resuming from synced offsets only");
+    }
+    manager.resume_all();
+    let ids: Vec<_> = manager.list().into_iter().filter(|t| t.state.is_active()).map(|t| t.id).collect();
+    if ids.is_empty() {
+        if !quiet {
+            eprintln!("nothing to resume");
+        }
+        manager.shutdown().await;
+        return Ok(0);
+    }
+    let outcome = progress::follow(&manager, &ids, quiet).await;
+    finish(&manager, outcome, &ids).await
+}
+
+async fn finish(manager: &Manager, outcome: progress::Outcome, ids: &[ferry::engine::TaskId]) -> Result<u8, Failure> {
+    if let progress::Outcome::Interrupted = outcome {
+        manager.pause_all();
+        manager.shutdown().await;
+        eprintln!("ferry: interrupted; progress saved. Run `ferry resume` to finish.");
+        return Ok(130);
+    }
+    let infos: Vec<TaskInfo> = ids.iter().filter_map(|id| manager.status(id.as_str()).ok()).collect();
+    manager.shutdown().await;
+    let failed: Vec<&TaskInfo> = infos.iter().filter(|t| t.state != TaskState::Completed).collect();
+    if failed.is_empty() {
+        return Ok(0);
+    }
+    for t in &failed {
+        match &t.error {
+            Some(e) => eprintln!("ferry: {} failed: {} [{}]", t.id, e.message, e.code),
+            None => eprintln!("ferry: {} is {}", t.id, t.state),
+        }
+    }
+    let code = failed.iter().filter_map(|t| t.error.as_ref()).map(|e| exit_code(e.code)).next().unwrap_or(1);
+    Ok(code)
+}
+
+fn list(dir: &Path, json: bool) -> Result<u8, Failure> {
+    let tasks = match Manager::list_read_only(dir) {
+        Ok(t) => t,
+        Err(e) if e.code() == ErrorCode::TaskNotFound => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    for t in tasks {
+        if json {
+            let v = serde_json::json!({
+                "id": t.id.as_str(), "state": t.state.name(), "bytes": t.bytes, "total": t.total,
+                "progress": t.progress(), "destination": t.destination, "url": ferry::engine::error::redact_url(&t.url),
+                "error": t.error.as_ref().map(|e| serde_json::json!({"code": e.code.as_u16(), "message": e.message})),
+            });
+            println!("{v}");
+        } else {
+            let total = t.total.map(|x| x.to_string()).unwrap_or_else(|| "?".into());
+            let dest = t.destination.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+            println!("{:<26} {:<9} {:>5.1}% {:>12}/{:<12} {}", t.id, t.state.name(), t.progress() * 100.0, t.bytes, total, dest);
+        }
+    }
+    Ok(0)
+}
+
+/// Polls a child process until it exits or `timeout` passes (then kills it).
+pub(crate) fn wait_child(child: &mut std::process::Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,95 @@
+//! Engine configuration: limits, timeouts and cadences, with defaults chosen by measurement.
+
+use super::error::{Error, ErrorCode, Result};
+use super::retry::RetryPolicy;
+use std::time::Duration;
+
+/// Limits that can be changed while the engine runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Tasks transferring at the same time (the rest wait in the queue, by priority).
+    pub max_running_tasks: u32,
+    /// Connections to one host (`host:port`) across all tasks.
+    pub max_connections_per_host: u32,
+    /// Upper bound of the automatic connection count of one task.
+    pub max_connections_per_task: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_running_tasks: 4, max_connections_per_host: 16, max_connections_per_task: 16 }
+    }
+}
+
+impl Limits {
+    /// Checks that every limit is at least 1.
+    pub fn validate(&self) -> Result<()> {
+        if self.max_running_tasks == 0 || self.max_connections_per_host == 0 || self.max_connections_per_task == 0 {
+            return Err(Error::new(ErrorCode::InvalidConfig, "limits must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// Engine configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Concurrency limits.
+    pub limits: Limits,
+    /// Time allowed to open a connection (TCP + TLS).
+    pub connect_timeout: Duration,
+    /// Longest silence on a connection (waiting for headers or body bytes) before it is retried.
+    /// There is deliberately no total timeout: long transfers are fine while bytes flow.
+    pub idle_timeout: Duration,
+    /// Cadence of progress events.
+    pub progress_interval: Duration,
+    /// Retry tuning.
+    pub retry: RetryPolicy,
+    /// Smallest range worth splitting off for another connection.
+    pub min_split_bytes: u64,
+    /// How often the part file is synced so that journal offsets become durable (power-loss safe).
+    pub sync_interval: Duration,
+    /// Resume queued tasks (including those found running after a crash) when the manager opens.
+    pub resume_on_open: bool,
+    /// `User-Agent` header.
+    pub user_agent: String,
+    /// Extra trusted root certificates (PEM), e.g. a private CA. When set, the bundled web roots
+    /// plus these are used instead of the platform verifier.
+    pub extra_root_certificates_pem: Vec<String>,
+    /// How many times one run may restart from zero (content changed, ranges refused) before the
+    /// engine falls back to one plain stream.
+    pub restart_budget: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            limits: Limits::default(),
+            connect_timeout: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(30),
+            progress_interval: Duration::from_millis(250),
+            retry: RetryPolicy::default(),
+            min_split_bytes: 1 << 20,
+            sync_interval: Duration::from_secs(2),
+            resume_on_open: true,
+            user_agent: concat!("ferry/", env!("CARGO_PKG_VERSION")).to_string(),
+            extra_root_certificates_pem: Vec::new(),
+            restart_budget: 2,
+        }
+    }
+}
+
+impl Config {
+    /// Checks the configuration.
+    pub fn validate(&self) -> Result<()> {
+        self.limits.validate()?;
+        let zero = |d: Duration| d.is_zero();
+        if zero(self.connect_timeout) || zero(self.idle_timeout) || zero(self.progress_interval) || zero(self.sync_interval) {
+            return Err(Error::new(ErrorCode::InvalidConfig, "timeouts and intervals must be positive"));
+        }
+        if self.min_split_bytes == 0 {
+            return Err(Error::new(ErrorCode::InvalidConfig, "min_split_bytes must be positive"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,303 @@
+//! One connection of a download: requests its segment, checks the answer, streams the body into
+//! the sink, and retries (resuming at its cursor) until the segment is done or a failure is final.
+//!
+//! The write path per batch of body chunks: reserve in the range map, `pwritev` into the sink,
+//! commit in the range map, ring the journal. Nothing between reserve and commit can be
+//! interrupted (there is no await), so a stopped connection never leaves a half-claimed write.
+
+use super::error::{Error, ErrorCode, Result};
+use super::journal::JournalSource;
+use super::ranges::{RangeMap, SegmentRow};
+use super::retry::{RetryBudget, RetryPolicy};
+use super::scheduler::Slot;
+use super::sink::Sink;
+use super::table::TaskEntry;
+use super::transport::{Get, Response, Transport};
+use super::verdict::{judge_range, RangeAnswer, Validator};
+use bytes::Bytes;
+use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Write to the sink once this much is buffered...
+pub const FLUSH_BYTES: u64 = 256 * 1024;
+/// ...or once the oldest buffered byte is this old (slow connections).
+pub const FLUSH_AGE: Duration = Duration::from_millis(20);
+/// Start writeback of a connection's bytes every this many bytes.
+const WRITEBACK_EVERY: u64 = 8 << 20;
+
+/// State shared by the connections of one run of a ranged download.
+pub struct RunShared {
+    /// Task id.
+    pub id: String,
+    /// The range map.
+    pub map: Mutex<RangeMap>,
+    /// Journal already rung and not yet served.
+    pub pending: AtomicBool,
+    /// In-order SHA-256 of `[0, n)`, when the caller asked for a checksum.
+    pub hasher: Mutex<Option<(Sha256, u64)>>,
+    /// Bytes fetched in this run (for the connection controller).
+    pub fetched: AtomicU64,
+}
+
+impl JournalSource for RunShared {
+    fn task_id(&self) -> &str {
+        &self.id
+    }
+
+    fn take_dirty(&self) -> (Vec<SegmentRow>, u64) {
+        let mut m = self.map.lock();
+        let rows = m.take_dirty();
+        (rows, m.written_bytes())
+    }
+
+    fn clear_pending(&self) {
+        self.pending.store(false, Ordering::Release);
+    }
+}
+
+/// What every connection of a run needs.
+pub struct ConnContext {
+    /// Transport.
+    pub transport: Transport,
+    /// The task.
+    pub task: Arc<TaskEntry>,
+    /// Shared run state.
+    pub shared: Arc<RunShared>,
+    /// Bytes go here.
+    pub sink: Arc<dyn Sink>,
+    /// Journal, when the task is persisted.
+    pub journal: Option<Arc<super::journal::Journal>>,
+    /// Resource length.
+    pub total: u64,
+    /// Validator for `If-Range`.
+    pub validator: Option<Validator>,
+    /// Retry tuning.
+    pub policy: RetryPolicy,
+    /// Fruitless attempts left for the task.
+    pub budget: Arc<RetryBudget>,
+    /// Cancelled when the run stops.
+    pub stop: CancellationToken,
+}
+
+/// How a connection ended.
+#[derive(Debug)]
+pub enum WorkerResult {
+    /// Its segment is complete (or was taken over by a split).
+    Done,
+    /// The server's answer means the download must start over.
+    Restart {
+        /// Why.
+        code: ErrorCode,
+        /// Details.
+        reason: String,
+    },
+    /// A final failure.
+    Fail(Error),
+}
+
+/// A finished connection, returning its host slot.
+#[derive(Debug)]
+pub struct WorkerExit {
+    /// Segment start.
+    pub segment: u64,
+    /// The host slot it used.
+    pub slot: Slot,
+    /// Result.
+    pub result: WorkerResult,
+}
+
+/// Runs one connection on segment `segment`, starting with `first` when a response is already open.
+pub async fn run(ctx: Arc<ConnContext>, segment: u64, first: Option<Response>, slot: Slot) -> WorkerExit {
+    let result = work(&ctx, segment, first).await;
+    WorkerExit { segment, slot, result }
+}
+
+async fn work(ctx: &ConnContext, segment: u64, mut first: Option<Response>) -> WorkerResult {
+    let mut attempt = 0u32;
+    loop {
+        let Some((cursor, end)) = ctx.shared.map.lock().cursor(segment) else { return WorkerResult::Done };
+        if cursor >= end {
+            return WorkerResult::Done;
+        }
+        let resp = match first.take() {
+            Some(r) => r,
+            None => {
+                let get = Get {
+                    url: &ctx.task.spec.url,
+                    headers: &ctx.task.spec.headers,
+                    range: Some((cursor, Some(end))),
+                    if_range: ctx.validator.as_ref().map(Validator::if_range),
+                };
+                match ctx.transport.get(get).await {
+                    Err(e) => match retry_wait(ctx, e, &mut attempt).await {
+                        Ok(()) => continue,
+                        Err(e) => return WorkerResult::Fail(e),
+                    },
+                    Ok(r) => match judge_range(&r.head, cursor, end, ctx.total, ctx.validator.as_ref()) {
+                        Ok(RangeAnswer::Accept) => r,
+                        Ok(RangeAnswer::Restart { code, reason }) => return WorkerResult::Restart { code, reason },
+                        Err(e) => match retry_wait(ctx, e, &mut attempt).await {
+                            Ok(()) => continue,
+                            Err(e) => return WorkerResult::Fail(e),
+                        },
+                    },
+                }
+            }
+        };
+        let (end_kind, wrote) = pump(ctx, segment, resp).await;
+        if wrote > 0 {
+            attempt = 0;
+        }
+        match end_kind {
+            PumpEnd::SegmentFull => return WorkerResult::Done,
+            PumpEnd::BodyEnded => {
+                let (cursor, end) = ctx.shared.map.lock().cursor(segment).unwrap_or((0, 0));
+                if cursor < end {
+                    // A clean end of body before the range was complete.
+                    let e = Error::new(ErrorCode::TruncatedBody, "server closed the range early");
+                    if let Err(e) = retry_wait(ctx, e, &mut attempt).await {
+                        return WorkerResult::Fail(e);
+                    }
+                }
+            }
+            PumpEnd::Failed(e) => {
+                if let Err(e) = retry_wait(ctx, e, &mut attempt).await {
+                    return WorkerResult::Fail(e);
+                }
+            }
+        }
+    }
+}
+
+/// Waits before retrying after `e`, or returns the error when it is final or the budget is spent.
+async fn retry_wait(ctx: &ConnContext, e: Error, attempt: &mut u32) -> Result<()> {
+    if !e.is_retryable() {
+        return Err(e);
+    }
+    if !ctx.budget.spend() {
+        return Err(e.context("giving up after repeated failures without progress"));
+    }
+    *attempt += 1;
+    let Some(delay) = ctx.policy.delay(*attempt, &e) else {
+        return Err(e.context("server asked to wait longer than the retry ceiling"));
+    };
+    tracing::debug!(task = %ctx.task.spec.id, "retrying in {delay:?}: {e}");
+    ctx.task.inner.lock().error = Some((&e).into());
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => Ok(()),
+        _ = ctx.stop.cancelled() => Err(Error::new(ErrorCode::Cancelled, "stopped")),
+    }
+}
+
+enum PumpEnd {
+    SegmentFull,
+    BodyEnded,
+    Failed(Error),
+}
+
+/// Streams a body into the segment. Returns how it ended and how many bytes were committed.
+async fn pump(ctx: &ConnContext, segment: u64, mut resp: Response) -> (PumpEnd, u64) {
+    let _streaming = ctx.task.live.gauge();
+    let mut bufs: Vec<Bytes> = Vec::with_capacity(16);
+    let mut pending = 0u64;
+    let mut oldest: Option<Instant> = None;
+    let mut wrote = 0u64;
+    let mut since_writeback = 0u64;
+    loop {
+        let next = resp.chunk().await;
+        let ended = match next {
+            Ok(Some(chunk)) => {
+                if chunk.is_empty() {
+                    continue;
+                }
+                pending += chunk.len() as u64;
+                bufs.push(chunk);
+                let now = Instant::now();
+                let first = *oldest.get_or_insert(now);
+                if pending < FLUSH_BYTES && now.duration_since(first) < FLUSH_AGE {
+                    continue;
+                }
+                None
+            }
+            Ok(None) => Some(PumpEnd::BodyEnded),
+            Err(e) => Some(PumpEnd::Failed(e)),
+        };
+        if pending > 0 {
+            match flush(ctx, segment, &mut bufs, pending, &mut since_writeback) {
+                Ok((n, full)) => {
+                    wrote += n;
+                    pending = 0;
+                    oldest = None;
+                    if full {
+                        return (PumpEnd::SegmentFull, wrote);
+                    }
+                }
+                Err(e) => return (PumpEnd::Failed(e), wrote),
+            }
+        }
+        if let Some(end) = ended {
+            return (end, wrote);
+        }
+    }
+}
+
+/// Writes the buffered chunks; returns (bytes committed, whether the segment is now full).
+fn flush(ctx: &ConnContext, segment: u64, bufs: &mut Vec<Bytes>, pending: u64, since_writeback: &mut u64) -> Result<(u64, bool)> {
+    let Some((offset, allowed)) = ctx.shared.map.lock().reserve(segment, pending) else {
+        bufs.clear();
+        return Ok((0, true));
+    };
+    if allowed < pending {
+        let mut keep = allowed;
+        let mut cut = bufs.len();
+        for (i, b) in bufs.iter_mut().enumerate() {
+            let len = b.len() as u64;
+            if keep >= len {
+                keep -= len;
+            } else {
+                b.truncate(keep as usize);
+                cut = i + 1;
+                break;
+            }
+        }
+        bufs.truncate(cut);
+    }
+    if let Err(e) = ctx.sink.write(offset, bufs) {
+        ctx.shared.map.lock().abandon(segment);
+        bufs.clear();
+        return Err(e);
+    }
+    {
+        let mut h = ctx.shared.hasher.lock();
+        if let Some((hasher, upto)) = h.as_mut() {
+            if *upto == offset {
+                for b in bufs.iter() {
+                    hasher.update(b);
+                }
+                *upto += allowed;
+            }
+        }
+    }
+    ctx.shared.map.lock().commit(segment);
+    bufs.clear();
+    ctx.task.live.bytes.fetch_add(allowed, Ordering::Relaxed);
+    ctx.shared.fetched.fetch_add(allowed, Ordering::Relaxed);
+    if allowed > 0 {
+        ctx.budget.refill();
+    }
+    if let Some(j) = &ctx.journal {
+        if !ctx.shared.pending.swap(true, Ordering::AcqRel) {
+            j.notify(ctx.shared.clone());
+        }
+    }
+    *since_writeback += allowed;
+    if *since_writeback >= WRITEBACK_EVERY {
+        ctx.sink.writeback(offset + allowed - *since_writeback, *since_writeback);
+        *since_writeback = 0;
+    }
+    Ok((allowed, allowed < pending))
+}

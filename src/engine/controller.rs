@@ -1,0 +1,180 @@
+//! How many connections one download should use.
+//!
+//! With an explicit count the answer is that count. In automatic mode the engine starts with the
+//! probe connection alone and grows only while growth pays: it measures the aggregate rate over a
+//! short window, quadruples the target, and keeps the step only if the rate rose clearly. A fast
+//! single stream (a local server, a fat pipe) therefore stays one connection, and a server that
+//! caps each connection gets as many as the cap allows, in two or three steps.
+//!
+//! Sans-I/O: feed it samples, read the target.
+
+use std::time::{Duration, Instant};
+
+/// How many connections a task may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectionMode {
+    /// Exactly this many (when the file is large enough to split).
+    Fixed(u32),
+    /// Adaptive, up to this many.
+    Auto(u32),
+}
+
+/// Tuning for the automatic mode.
+#[derive(Clone, Copy, Debug)]
+pub struct ControllerTuning {
+    /// Length of a measurement window.
+    pub window: Duration,
+    /// Do not grow when the remainder would take less than this at the current rate.
+    pub min_remaining_time: Duration,
+    /// Growth factor per step.
+    pub step: u32,
+    /// Minimum rate ratio after a step for the step to count as worth it.
+    pub keep_gain: f64,
+}
+
+impl Default for ControllerTuning {
+    fn default() -> Self {
+        ControllerTuning {
+            window: Duration::from_millis(300),
+            min_remaining_time: Duration::from_millis(1500),
+            step: 4,
+            keep_gain: 1.5,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Phase {
+    /// Measuring the rate at the current target.
+    Measuring { since: Instant, bytes_at: u64, previous_rate: Option<f64> },
+    /// Settled: no more growth.
+    Settled,
+}
+
+/// Decides the connection target of one download.
+#[derive(Clone, Debug)]
+pub struct Controller {
+    mode: ConnectionMode,
+    tuning: ControllerTuning,
+    target: u32,
+    previous_target: u32,
+    phase: Phase,
+}
+
+impl Controller {
+    /// A controller starting now with `bytes` already transferred in this run.
+    pub fn new(mode: ConnectionMode, tuning: ControllerTuning, now: Instant, bytes: u64) -> Self {
+        let (target, phase) = match mode {
+            ConnectionMode::Fixed(n) => (n.max(1), Phase::Settled),
+            ConnectionMode::Auto(max) if max <= 1 => (1, Phase::Settled),
+            ConnectionMode::Auto(_) => (1, Phase::Measuring { since: now, bytes_at: bytes, previous_rate: None }),
+        };
+        Controller { mode, tuning, target, previous_target: target, phase }
+    }
+
+    /// The number of connections to aim for now.
+    pub fn target(&self) -> u32 {
+        self.target
+    }
+
+    /// Whether the controller may still change its mind.
+    pub fn is_settled(&self) -> bool {
+        self.phase == Phase::Settled
+    }
+
+    /// Feeds a sample: total bytes transferred in this run, bytes still to fetch, and how many
+    /// connections are actually streaming. Returns the (possibly new) target.
+    pub fn sample(&mut self, now: Instant, bytes: u64, remaining: u64, streaming: u32) -> u32 {
+        let ConnectionMode::Auto(max) = self.mode else { return self.target };
+        let Phase::Measuring { since, bytes_at, previous_rate } = self.phase else { return self.target };
+        let elapsed = now.saturating_duration_since(since);
+        // Measure only once the connections of this step are all streaming.
+        if elapsed < self.tuning.window || streaming < self.target {
+            if streaming < self.target && elapsed > self.tuning.window * 10 {
+                // Connections could not be opened (host cap, server refusal): stop growing.
+                self.phase = Phase::Settled;
+            }
+            return self.target;
+        }
+        let rate = bytes.saturating_sub(bytes_at) as f64 / elapsed.as_secs_f64();
+        if let Some(prev) = previous_rate {
+            if rate < prev * self.tuning.keep_gain {
+                // The last step did not pay: fall back to the previous target and stop.
+                self.target = self.previous_target;
+                self.phase = Phase::Settled;
+                return self.target;
+            }
+        }
+        let remaining_time = if rate > 0.0 { remaining as f64 / rate } else { f64::INFINITY };
+        if self.target >= max || remaining_time < self.tuning.min_remaining_time.as_secs_f64() {
+            self.phase = Phase::Settled;
+            return self.target;
+        }
+        self.previous_target = self.target;
+        self.target = (self.target * self.tuning.step).min(max);
+        self.phase = Phase::Measuring { since: now, bytes_at: bytes, previous_rate: Some(rate) };
+        self.target
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Simulates a link where each connection gets `per_conn` bytes/s up to `link` bytes/s in total.
+    fn simulate(mode: ConnectionMode, per_conn: f64, link: f64, size: u64) -> Vec<u32> {
+        let t0 = Instant::now();
+        let mut c = Controller::new(mode, ControllerTuning::default(), t0, 0);
+        let mut bytes = 0f64;
+        let mut targets = vec![c.target()];
+        let dt = Duration::from_millis(50);
+        let mut now = t0;
+        while (bytes as u64) < size {
+            now += dt;
+            let rate = (per_conn * c.target() as f64).min(link);
+            bytes += rate * dt.as_secs_f64();
+            let t = c.sample(now, bytes as u64, size.saturating_sub(bytes as u64), c.target());
+            if *targets.last().unwrap() != t {
+                targets.push(t);
+            }
+        }
+        targets
+    }
+
+    #[test]
+    fn fixed_is_fixed() {
+        assert_eq!(simulate(ConnectionMode::Fixed(8), 1e6, 1e9, 50_000_000), vec![8]);
+    }
+
+    #[test]
+    fn capped_connections_grow_to_the_maximum() {
+        let t = simulate(ConnectionMode::Auto(16), 8e6, 1e10, 256 << 20);
+        assert_eq!(t, vec![1, 4, 16]);
+    }
+
+    #[test]
+    fn a_fast_single_stream_stays_single() {
+        // Saturated at one connection: growing does not pay, so it falls back to one.
+        let t = simulate(ConnectionMode::Auto(16), 300e6, 300e6, 4 << 30);
+        assert_eq!(t, vec![1, 4, 1]);
+        // Nearly done before the first window closes: never grows.
+        let t = simulate(ConnectionMode::Auto(16), 900e6, 900e6, 1 << 30);
+        assert_eq!(t, vec![1]);
+    }
+
+    #[test]
+    fn growth_stops_where_the_link_saturates() {
+        // 8 MB/s per connection, 40 MB/s link: 4 connections pay (32), 16 do not (40 < 48).
+        let t = simulate(ConnectionMode::Auto(16), 8e6, 40e6, 1 << 30);
+        assert_eq!(t, vec![1, 4, 16, 4]);
+    }
+
+    #[test]
+    fn connections_that_never_start_settle_the_controller() {
+        let t0 = Instant::now();
+        let mut c = Controller::new(ConnectionMode::Auto(16), ControllerTuning::default(), t0, 0);
+        assert_eq!(c.sample(t0 + Duration::from_millis(400), 4_000_000, 1 << 30, 1), 4);
+        assert_eq!(c.sample(t0 + Duration::from_secs(5), 40_000_000, 1 << 30, 1), 4);
+        assert!(c.is_settled());
+    }
+}

@@ -1,0 +1,872 @@
+//! The engine's public face: a [`Manager`] per state directory holds the global task table,
+//! schedules runners, and reports status and events.
+//!
+//! Lock order, everywhere: scheduler → task entry → store → event hub. Every state change goes
+//! through [`Inner::transition`], which applies [`next_state`], persists the row, wakes waiters and
+//! publishes the event, in that order.
+
+use super::config::{Config, Limits};
+use super::error::{Error, ErrorCode, Result};
+use super::events::{EventHub, ProgressEvent, StateEvent, Subscription};
+use super::journal::Journal;
+use super::part_file::part_path;
+use super::request::Request;
+use super::runner::{self, Env, Outcome};
+use super::runtime;
+use super::scheduler::{HostSlots, ReadyQueue};
+use super::store::{now_ms, tx, Recovery, StoredTask, Store, TaskRow};
+use super::table::{EntryInner, LiveProgress, Resource, RunControl, SpeedMeter, StopReason, TaskEntry};
+use super::task::{next_state, Output, TaskError, TaskId, TaskInfo, TaskSpec, TaskState, Transition};
+use super::transport::Transport;
+use super::verdict::Validator;
+use futures_util::FutureExt;
+use once_cell::sync::Lazy;
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+static REGISTRY: Lazy<Mutex<HashMap<PathBuf, Weak<Inner>>>> = Lazy::new(Default::default);
+
+/// A download manager bound to one state directory. Cheap to clone; every clone is the same manager.
+#[derive(Clone)]
+pub struct Manager {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager").field("dir", &self.inner.dir).finish()
+    }
+}
+
+struct Sched {
+    ready: ReadyQueue,
+    running: HashMap<TaskId, tokio::task::JoinHandle<()>>,
+    claims: HashMap<PathBuf, TaskId>,
+    next_seq: i64,
+    limits: Limits,
+}
+
+struct Inner {
+    env: Arc<Env>,
+    dir: PathBuf,
+    tasks: RwLock<HashMap<TaskId, Arc<TaskEntry>>>,
+    sched: Mutex<Sched>,
+    events: EventHub,
+    recovery: Recovery,
+    shutting_down: AtomicBool,
+    ticker: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(t) = self.ticker.get_mut().take() {
+            t.abort();
+        }
+    }
+}
+
+impl Manager {
+    /// Opens the manager of `dir` (created if missing). Within one process, opening the same
+    /// directory again returns the same manager (and ignores the new configuration).
+    pub fn open(dir: impl AsRef<Path>, config: Config) -> Result<Manager> {
+        config.validate()?;
+        let dir = std::path::absolute(dir.as_ref()).map_err(|e| Error::io("resolving the state directory", &e))?;
+        let mut registry = REGISTRY.lock();
+        if let Some(inner) = registry.get(&dir).and_then(Weak::upgrade) {
+            return Ok(Manager { inner });
+        }
+        let (store, stored, recovery) = Store::open(&dir)?;
+        let store = Arc::new(store);
+        let journal = Arc::new(Journal::start(&store));
+        let transport = {
+            let _rt = runtime::handle().enter();
+            Transport::new(&config)?
+        };
+        let hosts = HostSlots::new(config.limits.max_connections_per_host);
+        let next_seq = stored.iter().map(|t| t.row.seq).max().unwrap_or(0) + 1;
+        let progress_interval = config.progress_interval;
+        let resume_on_open = config.resume_on_open;
+        let limits = config.limits;
+        let env = Arc::new(Env { transport, store, journal, hosts, config: RwLock::new(config) });
+        let mut sched = Sched { ready: ReadyQueue::default(), running: HashMap::new(), claims: HashMap::new(), next_seq, limits };
+        let mut tasks = HashMap::with_capacity(stored.len());
+        for t in stored {
+            let Some(entry) = entry_from_stored(t) else { continue };
+            let state = entry.state();
+            let id = entry.spec.id.clone();
+            if let (Output::File(dest), false) = (&entry.spec.output, matches!(state, TaskState::Completed | TaskState::Cancelled)) {
+                sched.claims.insert(dest.clone(), id.clone());
+            }
+            if state == TaskState::Queued {
+                if resume_on_open {
+                    sched.ready.push(id.clone(), entry.spec.host_key(), entry.spec.priority, entry.seq);
+                } else {
+                    entry.inner.lock().dormant = true;
+                }
+            }
+            tasks.insert(id, entry);
+        }
+        let inner = Arc::new(Inner {
+            env,
+            dir: dir.clone(),
+            tasks: RwLock::new(tasks),
+            sched: Mutex::new(sched),
+            events: EventHub::default(),
+            recovery,
+            shutting_down: AtomicBool::new(false),
+            ticker: Mutex::new(None),
+        });
+        let weak = Arc::downgrade(&inner);
+        *inner.ticker.lock() = Some(runtime::handle().spawn(ticker(weak, progress_interval)));
+        registry.insert(dir, Arc::downgrade(&inner));
+        drop(registry);
+        inner.dispatch();
+        Ok(Manager { inner })
+    }
+
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// What opening found (crash recovery, reboot).
+    pub fn recovery(&self) -> &Recovery {
+        &self.inner.recovery
+    }
+
+    /// Enqueues one download; returns its id. Idempotent: the same id with the same request
+    /// returns the id of the existing task and downloads nothing again.
+    pub fn enqueue(&self, request: Request) -> Result<TaskId> {
+        self.enqueue_batch(vec![request]).pop().unwrap_or_else(|| Err(Error::internal("empty batch result")))
+    }
+
+    /// Enqueues many downloads in one transaction. One result per request, in order.
+    pub fn enqueue_batch(&self, requests: Vec<Request>) -> Vec<Result<TaskId>> {
+        self.inner.enqueue_batch(requests)
+    }
+
+    /// A task's status.
+    pub fn status(&self, id: &str) -> Result<TaskInfo> {
+        Ok(self.inner.entry(id)?.info())
+    }
+
+    /// Every task, in enqueue order.
+    pub fn list(&self) -> Vec<TaskInfo> {
+        let tasks = self.inner.tasks.read();
+        let mut entries: Vec<&Arc<TaskEntry>> = tasks.values().collect();
+        entries.sort_by_key(|e| e.seq);
+        entries.into_iter().map(|e| e.info()).collect()
+    }
+
+    /// Pauses a task: connections stop, the partial file and journal stay.
+    pub fn pause(&self, id: &str) -> Result<()> {
+        self.inner.pause(id)
+    }
+
+    /// Pauses every queued or running task; returns how many.
+    pub fn pause_all(&self) -> usize {
+        let ids: Vec<TaskId> =
+            self.inner.tasks.read().values().filter(|e| e.state().is_active()).map(|e| e.spec.id.clone()).collect();
+        ids.iter().filter(|id| self.inner.pause(id.as_str()).is_ok()).count()
+    }
+
+    /// Resumes a paused or failed task (continuing from its journal).
+    pub fn resume(&self, id: &str) -> Result<()> {
+        self.inner.resume(id)
+    }
+
+    /// Resumes everything unfinished: queued, paused, and failed tasks. Returns how many.
+    pub fn resume_all(&self) -> usize {
+        let ids: Vec<TaskId> = self
+            .inner
+            .tasks
+            .read()
+            .values()
+            .filter(|e| matches!(e.state(), TaskState::Queued | TaskState::Paused | TaskState::Failed))
+            .map(|e| e.spec.id.clone())
+            .collect();
+        ids.iter().filter(|id| self.inner.resume(id.as_str()).is_ok()).count()
+    }
+
+    /// Cancels a task and removes its partial file. Cancelling a finished task does nothing.
+    pub fn cancel(&self, id: &str) -> Result<()> {
+        self.inner.cancel(id)
+    }
+
+    /// Forgets a task. Its partial file is removed; with `delete_file`, a completed file too.
+    pub fn remove(&self, id: &str, delete_file: bool) -> Result<()> {
+        self.inner.remove(id, delete_file)
+    }
+
+    /// Changes a queued task's priority (higher runs first).
+    pub fn set_priority(&self, id: &str, priority: i32) -> Result<()> {
+        self.inner.set_priority(id, priority)
+    }
+
+    /// Waits until the task is no longer queued or running, and returns its status.
+    pub async fn wait(&self, id: &str) -> Result<TaskInfo> {
+        let entry = self.inner.entry(id)?;
+        let mut rx = entry.state_tx.subscribe();
+        loop {
+            let state = *rx.borrow_and_update();
+            if !state.is_active() || (state == TaskState::Queued && entry.inner.lock().dormant) {
+                break;
+            }
+            if rx.changed().await.is_err() {
+                break;
+            }
+        }
+        Ok(entry.info())
+    }
+
+    /// Takes the bytes of a completed memory task.
+    pub fn take_bytes(&self, id: &str) -> Result<Vec<u8>> {
+        let entry = self.inner.entry(id)?;
+        let mut g = entry.inner.lock();
+        match (g.state, g.memory.take()) {
+            (TaskState::Completed, Some(b)) => Ok(b),
+            (TaskState::Completed, None) => Err(Error::new(ErrorCode::InvalidState, "the bytes were already taken")),
+            (s, _) => Err(Error::new(ErrorCode::InvalidState, format!("task is {s}, not completed"))),
+        }
+    }
+
+    /// Fetches a small resource into memory (up to `limit` bytes) and forgets the task afterwards.
+    pub async fn fetch_bytes(&self, url: &str, headers: Vec<(String, String)>, limit: u64) -> Result<Vec<u8>> {
+        let id = self.enqueue(Request { url: url.to_string(), headers, memory_limit: Some(limit), priority: i32::MAX, ..Default::default() })?;
+        let info = self.wait(id.as_str()).await?;
+        let result = match info.state {
+            TaskState::Completed => self.take_bytes(id.as_str()),
+            _ => Err(info
+                .error
+                .map(|e| Error::new(e.code, e.message))
+                .unwrap_or_else(|| Error::new(ErrorCode::Cancelled, format!("fetch ended {}", info.state)))),
+        };
+        let _ = self.remove(id.as_str(), false);
+        result
+    }
+
+    /// Subscribes to events.
+    pub fn subscribe(&self) -> Subscription {
+        self.inner.events.subscribe()
+    }
+
+    /// Current limits.
+    pub fn limits(&self) -> Limits {
+        self.inner.sched.lock().limits
+    }
+
+    /// Changes limits at run time.
+    pub fn set_limits(&self, limits: Limits) -> Result<()> {
+        limits.validate()?;
+        {
+            let mut s = self.inner.sched.lock();
+            s.limits = limits;
+            self.inner.env.hosts.set_cap(limits.max_connections_per_host);
+            self.inner.env.config.write().limits = limits;
+        }
+        self.inner.dispatch();
+        Ok(())
+    }
+
+    /// Number of tasks with a live runner.
+    pub fn running_count(&self) -> usize {
+        self.inner.sched.lock().running.len()
+    }
+
+    /// Stops every runner (they sync their partial files and journals), waits for them, and
+    /// flushes the journal. Running tasks stay queued in the table and resume when the directory is
+    /// opened again. The manager accepts no new work afterwards.
+    pub async fn shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::SeqCst);
+        let handles: Vec<tokio::task::JoinHandle<()>> = {
+            let mut s = self.inner.sched.lock();
+            for id in s.running.keys() {
+                if let Some(e) = self.inner.tasks.read().get(id) {
+                    if let Some(run) = e.inner.lock().run.as_mut() {
+                        run.reason.get_or_insert(StopReason::Shutdown);
+                        run.stop.cancel();
+                    }
+                }
+            }
+            s.running.drain().map(|(_, h)| h).collect()
+        };
+        for h in handles {
+            let _ = h.await;
+        }
+        self.inner.env.journal.flush();
+        REGISTRY.lock().remove(&self.inner.dir);
+    }
+
+    /// Blocking form of [`Manager::shutdown`] for threads outside the engine's runtime.
+    pub fn shutdown_blocking(&self) {
+        let m = self.clone();
+        let _ = runtime::handle().block_on(async move { m.shutdown().await });
+    }
+
+    /// Reads the task list of a state directory without opening it for writing (another process
+    /// may own it).
+    pub fn list_read_only(dir: impl AsRef<Path>) -> Result<Vec<TaskInfo>> {
+        let (_store, stored) = Store::open_read_only(dir.as_ref())?;
+        Ok(stored.into_iter().filter_map(entry_from_stored).map(|e| e.info()).collect())
+    }
+}
+
+fn entry_from_stored(t: StoredTask) -> Option<Arc<TaskEntry>> {
+    let StoredTask { row, ranges } = t;
+    let url = url::Url::parse(&row.url).ok()?;
+    let spec = TaskSpec {
+        id: TaskId::from_stored(row.id.clone()),
+        url,
+        output: Output::File(PathBuf::from(&row.destination)),
+        headers: row.headers.clone(),
+        connections: row.connections,
+        sha256: row.sha256.clone(),
+        priority: row.priority,
+        overwrite: row.overwrite,
+    };
+    let validator = Validator::from_columns(row.etag.clone(), row.last_modified.clone());
+    let bytes = if ranges.is_empty() {
+        if row.state == TaskState::Completed { row.bytes } else { 0 }
+    } else {
+        ranges.iter().map(|r| r.written - r.start).sum()
+    };
+    let (state_tx, _) = watch::channel(row.state);
+    Some(Arc::new(TaskEntry {
+        spec,
+        seq: row.seq,
+        created_ms: row.created_ms,
+        persisted: true,
+        live: LiveProgress::new(bytes, row.total),
+        inner: Mutex::new(EntryInner {
+            state: row.state,
+            error: row.error,
+            updated_ms: row.updated_ms,
+            priority: row.priority,
+            resource: Resource { total: row.total, validator },
+            journal: ranges,
+            run: None,
+            dormant: false,
+            memory: None,
+            speed: SpeedMeter::default(),
+            last_reported: None,
+        }),
+        state_tx,
+        removed: AtomicBool::new(false),
+    }))
+}
+
+fn task_not_found(id: &str) -> Error {
+    Error::new(ErrorCode::TaskNotFound, format!("no task with id '{id}'"))
+}
+
+impl Inner {
+    fn entry(&self, id: &str) -> Result<Arc<TaskEntry>> {
+        let tasks = self.tasks.read();
+        let key = TaskId::from_stored(id.to_string());
+        tasks.get(&key).filter(|e| !e.removed.load(Ordering::Acquire)).cloned().ok_or_else(|| task_not_found(id))
+    }
+
+    fn shutting_down_error() -> Error {
+        Error::new(ErrorCode::ShutDown, "the manager is shut down")
+    }
+
+    /// The single place where a task changes state.
+    fn transition(&self, e: &TaskEntry, t: Transition, error: Option<TaskError>) -> Result<TaskState> {
+        let (from, to, error) = {
+            let mut g = e.inner.lock();
+            let from = g.state;
+            let to = next_state(from, t)?;
+            g.state = to;
+            match t {
+                Transition::Fail => g.error = error,
+                Transition::Start | Transition::Resume | Transition::Complete | Transition::Cancel => g.error = None,
+                _ => {}
+            }
+            g.updated_ms = now_ms();
+            if !to.is_active() {
+                g.speed.reset();
+            }
+            if e.persisted && !e.removed.load(Ordering::Acquire) {
+                let bytes = e.live.bytes.load(Ordering::Relaxed);
+                if let Err(err) = self.env.store.set_state(e.spec.id.as_str(), to, g.error.as_ref(), bytes) {
+                    tracing::warn!("could not persist state of {}: {err}", e.spec.id);
+                }
+            }
+            (from, to, g.error.clone())
+        };
+        e.state_tx.send_replace(to);
+        self.events.state(StateEvent { id: e.spec.id.clone(), from: Some(from), to, error });
+        Ok(to)
+    }
+
+    fn enqueue_batch(self: &Arc<Self>, requests: Vec<Request>) -> Vec<Result<TaskId>> {
+        if self.shutting_down.load(Ordering::Acquire) {
+            return requests.iter().map(|_| Err(Self::shutting_down_error())).collect();
+        }
+        // Validate outside the lock; an id that already exists is checked for idempotency first,
+        // because its destination may legitimately exist by now.
+        let prepared: Vec<Result<Prepared>> = requests
+            .into_iter()
+            .map(|r| {
+                if let Some(id) = r.task_id.as_deref() {
+                    if let Ok(existing) = self.entry(id) {
+                        let same = existing.spec.url.as_str() == url::Url::parse(r.url.trim()).map(|u| u.to_string()).unwrap_or_default()
+                            && existing.spec.output.path() == r.destination.as_ref()
+                            && existing.spec.output.kind() == kind_of(&r);
+                        return if same {
+                            Ok(Prepared::Existing(existing.spec.id.clone()))
+                        } else {
+                            Err(Error::new(ErrorCode::TaskIdConflict, format!("task '{id}' exists with a different request")))
+                        };
+                    }
+                }
+                r.validate().map(Prepared::New)
+            })
+            .collect();
+        let mut results: Vec<Result<TaskId>> = Vec::with_capacity(prepared.len());
+        let mut new_entries: Vec<Arc<TaskEntry>> = Vec::new();
+        let mut rows: Vec<TaskRow> = Vec::new();
+        let mut s = self.sched.lock();
+        {
+            let tasks = self.tasks.read();
+            let mut batch_ids: HashMap<TaskId, usize> = HashMap::new();
+            let mut batch_dests: HashMap<PathBuf, TaskId> = HashMap::new();
+            for p in prepared {
+                let spec = match p {
+                    Err(e) => {
+                        results.push(Err(e));
+                        continue;
+                    }
+                    Ok(Prepared::Existing(id)) => {
+                        results.push(Ok(id));
+                        continue;
+                    }
+                    Ok(Prepared::New(spec)) => spec,
+                };
+                if let Some(existing) = tasks.get(&spec.id) {
+                    results.push(if existing.spec.same_request(&spec) && !existing.removed.load(Ordering::Acquire) {
+                        Ok(spec.id.clone())
+                    } else {
+                        Err(Error::new(ErrorCode::TaskIdConflict, format!("task '{}' already exists with a different request", spec.id)))
+                    });
+                    continue;
+                }
+                if let Some(&j) = batch_ids.get(&spec.id) {
+                    let same = new_entries[j].spec.same_request(&spec);
+                    results.push(if same {
+                        Ok(spec.id.clone())
+                    } else {
+                        Err(Error::new(ErrorCode::TaskIdConflict, format!("task '{}' appears twice in the batch", spec.id)))
+                    });
+                    continue;
+                }
+                if let Output::File(dest) = &spec.output {
+                    if let Some(owner) = s.claims.get(dest).or_else(|| batch_dests.get(dest)) {
+                        results.push(Err(Error::new(
+                            ErrorCode::DestinationBusy,
+                            format!("'{}' is already the destination of task '{owner}'", dest.display()),
+                        )));
+                        continue;
+                    }
+                    batch_dests.insert(dest.clone(), spec.id.clone());
+                }
+                let seq = s.next_seq;
+                s.next_seq += 1;
+                let now = now_ms();
+                let persisted = matches!(spec.output, Output::File(_));
+                if persisted {
+                    rows.push(TaskRow {
+                        id: spec.id.as_str().to_string(),
+                        seq,
+                        url: spec.url.to_string(),
+                        destination: spec.output.path().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default(),
+                        headers: spec.headers.clone(),
+                        connections: spec.connections,
+                        sha256: spec.sha256.clone(),
+                        priority: spec.priority,
+                        overwrite: spec.overwrite,
+                        state: TaskState::Queued,
+                        total: None,
+                        etag: None,
+                        last_modified: None,
+                        bytes: 0,
+                        error: None,
+                        created_ms: now,
+                        updated_ms: now,
+                    });
+                }
+                let (state_tx, _) = watch::channel(TaskState::Queued);
+                let entry = Arc::new(TaskEntry {
+                    seq,
+                    created_ms: now,
+                    persisted,
+                    live: LiveProgress::new(0, None),
+                    inner: Mutex::new(EntryInner {
+                        state: TaskState::Queued,
+                        error: None,
+                        updated_ms: now,
+                        priority: spec.priority,
+                        resource: Resource::default(),
+                        journal: Vec::new(),
+                        run: None,
+                        dormant: false,
+                        memory: None,
+                        speed: SpeedMeter::default(),
+                        last_reported: None,
+                    }),
+                    state_tx,
+                    removed: AtomicBool::new(false),
+                    spec,
+                });
+                batch_ids.insert(entry.spec.id.clone(), new_entries.len());
+                results.push(Ok(entry.spec.id.clone()));
+                new_entries.push(entry);
+            }
+        }
+        if let Err(e) = self.env.store.insert_tasks(&rows) {
+            let failed: Vec<TaskId> = new_entries.iter().map(|e| e.spec.id.clone()).collect();
+            for r in results.iter_mut() {
+                if matches!(r, Ok(id) if failed.contains(id)) {
+                    *r = Err(e.clone());
+                }
+            }
+            return results;
+        }
+        {
+            let mut tasks = self.tasks.write();
+            for e in &new_entries {
+                if let Output::File(dest) = &e.spec.output {
+                    s.claims.insert(dest.clone(), e.spec.id.clone());
+                }
+                s.ready.push(e.spec.id.clone(), e.spec.host_key(), e.spec.priority, e.seq);
+                tasks.insert(e.spec.id.clone(), e.clone());
+            }
+        }
+        drop(s);
+        for e in &new_entries {
+            self.events.state(StateEvent { id: e.spec.id.clone(), from: None, to: TaskState::Queued, error: None });
+        }
+        self.dispatch();
+        results
+    }
+
+    fn dispatch(self: &Arc<Self>) {
+        if self.shutting_down.load(Ordering::Acquire) {
+            return;
+        }
+        let mut s = self.sched.lock();
+        loop {
+            if s.running.len() >= s.limits.max_running_tasks as usize {
+                break;
+            }
+            let Sched { ready, running, .. } = &mut *s;
+            let hosts = &self.env.hosts;
+            let Some((id, host)) = ready.pop_best(|h| hosts.has_free(h), |id| running.contains_key(id)) else { break };
+            let Some(entry) = self.tasks.read().get(&id).cloned() else { continue };
+            let Some(slot) = hosts.try_acquire(&host) else {
+                ready.push(id, host, entry.inner.lock().priority, entry.seq);
+                break;
+            };
+            if self.transition(&entry, Transition::Start, None).is_err() {
+                continue;
+            }
+            let stop = CancellationToken::new();
+            {
+                let mut g = entry.inner.lock();
+                g.run = Some(RunControl { stop: stop.clone(), reason: None });
+                g.dormant = false;
+            }
+            let inner = self.clone();
+            let handle = runtime::handle().spawn(async move {
+                let run = runner::run(inner.env.clone(), entry.clone(), stop, slot);
+                let outcome = match AssertUnwindSafe(run).catch_unwind().await {
+                    Ok(o) => o,
+                    Err(_) => Outcome::Failed(Error::internal("the download runner panicked")),
+                };
+                inner.on_exit(&entry, outcome);
+            });
+            s.running.insert(id, handle);
+        }
+    }
+
+    fn on_exit(self: &Arc<Self>, entry: &Arc<TaskEntry>, outcome: Outcome) {
+        {
+            let mut s = self.sched.lock();
+            s.running.remove(&entry.spec.id);
+            let reason = entry.inner.lock().run.take().and_then(|r| r.reason);
+            let state = entry.state();
+            let id = entry.spec.id.as_str();
+            match outcome {
+                Outcome::Completed { bytes } => {
+                    entry.live.bytes.store(bytes, Ordering::Relaxed);
+                    entry.live.total.store(bytes, Ordering::Relaxed);
+                    self.events.progress(ProgressEvent { id: entry.spec.id.clone(), bytes, total: Some(bytes), speed: 0.0, eta_seconds: Some(0.0) });
+                    if entry.persisted {
+                        let cleared = (|| -> Result<()> {
+                            let mut conn = self.env.store.lock();
+                            let t = conn.transaction()?;
+                            tx::replace_ranges(&t, id, &[])?;
+                            t.commit()?;
+                            Ok(())
+                        })();
+                        if let Err(e) = cleared {
+                            tracing::warn!("could not clear the journal of {id}: {e}");
+                        }
+                    }
+                    if state == TaskState::Paused {
+                        // Paused while publishing: the file is complete, so it is completed.
+                        let _ = self.transition(entry, Transition::Resume, None);
+                        let _ = self.transition(entry, Transition::Start, None);
+                    }
+                    let _ = self.transition(entry, Transition::Complete, None);
+                }
+                Outcome::Failed(e) => {
+                    if state == TaskState::Running {
+                        let _ = self.transition(entry, Transition::Fail, Some((&e).into()));
+                    }
+                }
+                Outcome::Stopped => match reason {
+                    Some(StopReason::Shutdown) if state == TaskState::Running => {
+                        let _ = self.transition(entry, Transition::Recover, None);
+                    }
+                    _ => {}
+                },
+            }
+            let state = entry.state();
+            let removed = entry.removed.load(Ordering::Acquire);
+            if state == TaskState::Cancelled || (removed && state != TaskState::Completed) {
+                self.discard_partial(entry);
+            }
+            if removed {
+                if let Err(e) = self.env.store.delete_task(id) {
+                    tracing::warn!("could not delete {id}: {e}");
+                }
+                let mut tasks = self.tasks.write();
+                if tasks.get(&entry.spec.id).is_some_and(|e| Arc::ptr_eq(e, entry)) {
+                    tasks.remove(&entry.spec.id);
+                }
+            }
+            if removed || matches!(state, TaskState::Completed | TaskState::Cancelled) {
+                release_claim(&mut s, entry);
+            }
+            if state == TaskState::Queued && !s.ready.contains(&entry.spec.id) && !self.shutting_down.load(Ordering::Acquire) {
+                s.ready.push(entry.spec.id.clone(), entry.spec.host_key(), entry.inner.lock().priority, entry.seq);
+            }
+        }
+        self.dispatch();
+    }
+
+    /// Removes a task's partial file and journal.
+    fn discard_partial(&self, entry: &TaskEntry) {
+        if let Output::File(dest) = &entry.spec.output {
+            let _ = std::fs::remove_file(part_path(dest));
+        }
+        {
+            let mut g = entry.inner.lock();
+            g.journal.clear();
+            g.resource = Resource::default();
+        }
+        entry.live.bytes.store(0, Ordering::Relaxed);
+        if entry.persisted && !entry.removed.load(Ordering::Acquire) {
+            let r = (|| -> Result<()> {
+                let mut conn = self.env.store.lock();
+                let t = conn.transaction()?;
+                tx::set_resource(&t, entry.spec.id.as_str(), None, None, None, &[])?;
+                t.commit()?;
+                Ok(())
+            })();
+            if let Err(e) = r {
+                tracing::warn!("could not clear the journal of {}: {e}", entry.spec.id);
+            }
+        }
+    }
+
+    fn stop_runner(entry: &TaskEntry, reason: StopReason) -> bool {
+        let mut g = entry.inner.lock();
+        match g.run.as_mut() {
+            Some(run) => {
+                run.reason = Some(reason);
+                run.stop.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn pause(self: &Arc<Self>, id: &str) -> Result<()> {
+        let mut s = self.sched.lock();
+        let e = self.entry(id)?;
+        match e.state() {
+            TaskState::Paused => Ok(()),
+            TaskState::Queued => {
+                s.ready.remove(&e.spec.id);
+                e.inner.lock().dormant = false;
+                self.transition(&e, Transition::Pause, None).map(drop)
+            }
+            TaskState::Running => {
+                self.transition(&e, Transition::Pause, None)?;
+                Self::stop_runner(&e, StopReason::Pause);
+                Ok(())
+            }
+            other => Err(Error::new(ErrorCode::InvalidState, format!("cannot pause a task that is {other}"))),
+        }
+    }
+
+    fn resume(self: &Arc<Self>, id: &str) -> Result<()> {
+        if self.shutting_down.load(Ordering::Acquire) {
+            return Err(Self::shutting_down_error());
+        }
+        {
+            let mut s = self.sched.lock();
+            let e = self.entry(id)?;
+            match e.state() {
+                TaskState::Running => return Ok(()),
+                TaskState::Queued => {
+                    e.inner.lock().dormant = false;
+                }
+                TaskState::Paused | TaskState::Failed => {
+                    self.transition(&e, Transition::Resume, None)?;
+                }
+                other => return Err(Error::new(ErrorCode::InvalidState, format!("cannot resume a task that is {other}"))),
+            }
+            let priority = e.inner.lock().priority;
+            s.ready.push(e.spec.id.clone(), e.spec.host_key(), priority, e.seq);
+        }
+        self.dispatch();
+        Ok(())
+    }
+
+    fn cancel(self: &Arc<Self>, id: &str) -> Result<()> {
+        let mut s = self.sched.lock();
+        let e = self.entry(id)?;
+        match e.state() {
+            TaskState::Completed | TaskState::Cancelled => Ok(()),
+            _ => {
+                s.ready.remove(&e.spec.id);
+                self.transition(&e, Transition::Cancel, None)?;
+                if !Self::stop_runner(&e, StopReason::Cancel) {
+                    self.discard_partial(&e);
+                    release_claim(&mut s, &e);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn remove(self: &Arc<Self>, id: &str, delete_file: bool) -> Result<()> {
+        let mut s = self.sched.lock();
+        let e = self.entry(id)?;
+        e.removed.store(true, Ordering::Release);
+        s.ready.remove(&e.spec.id);
+        let state = e.state();
+        if delete_file && state == TaskState::Completed {
+            if let Some(dest) = e.spec.output.path() {
+                let _ = std::fs::remove_file(dest);
+            }
+        }
+        if !Self::stop_runner(&e, StopReason::Cancel) {
+            if state != TaskState::Completed {
+                self.discard_partial(&e);
+            }
+            self.env.store.delete_task(e.spec.id.as_str())?;
+            self.tasks.write().remove(&e.spec.id);
+            release_claim(&mut s, &e);
+        }
+        Ok(())
+    }
+
+    fn set_priority(self: &Arc<Self>, id: &str, priority: i32) -> Result<()> {
+        {
+            let mut s = self.sched.lock();
+            let e = self.entry(id)?;
+            e.inner.lock().priority = priority;
+            if e.persisted {
+                self.env.store.set_priority(id, priority)?;
+            }
+            if s.ready.contains(&e.spec.id) {
+                s.ready.push(e.spec.id.clone(), e.spec.host_key(), priority, e.seq);
+            }
+        }
+        self.dispatch();
+        Ok(())
+    }
+}
+
+enum Prepared {
+    Existing(TaskId),
+    New(TaskSpec),
+}
+
+fn kind_of(r: &Request) -> &'static str {
+    if r.destination.is_some() {
+        "file"
+    } else if r.memory_limit.is_some() {
+        "memory"
+    } else {
+        "stream"
+    }
+}
+
+fn release_claim(s: &mut Sched, e: &TaskEntry) {
+    if let Some(dest) = e.spec.output.path() {
+        if s.claims.get(dest) == Some(&e.spec.id) {
+            s.claims.remove(dest);
+        }
+    }
+}
+
+/// Emits coalesced progress events for running tasks at the configured cadence.
+async fn ticker(inner: Weak<Inner>, every: std::time::Duration) {
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        let running: Vec<Arc<TaskEntry>> = {
+            let ids: Vec<TaskId> = inner.sched.lock().running.keys().cloned().collect();
+            let tasks = inner.tasks.read();
+            ids.iter().filter_map(|id| tasks.get(id).cloned()).collect()
+        };
+        let now = Instant::now();
+        for e in running {
+            let bytes = e.live.bytes.load(Ordering::Relaxed);
+            let total = e.live.total();
+            let speed = {
+                let mut g = e.inner.lock();
+                if g.state != TaskState::Running {
+                    continue;
+                }
+                let speed = g.speed.sample(now, bytes);
+                if g.last_reported == Some(bytes) {
+                    continue;
+                }
+                g.last_reported = Some(bytes);
+                speed
+            };
+            let eta_seconds = match total {
+                Some(t) if speed > 0.0 => Some(t.saturating_sub(bytes) as f64 / speed),
+                _ => None,
+            };
+            inner.events.progress(ProgressEvent { id: e.spec.id.clone(), bytes, total, speed, eta_seconds });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn exported_types_are_send_and_sync() {
+        fn is<T: Send + Sync>() {}
+        is::<super::Manager>();
+        is::<super::TaskInfo>();
+        is::<super::Subscription>();
+        is::<super::super::events::Event>();
+    }
+}

@@ -1,0 +1,296 @@
+//! The `.part` file beside the destination: positional writes, syncs, and the final publish.
+//!
+//! Connections write with `pwritev` at absolute offsets, so the order in which bytes arrive never
+//! matters and re-writing a range after a crash rewrites the same bytes. Publishing checks the size
+//! and the optional SHA-256, syncs the data, renames atomically (never over an existing file unless
+//! asked to), and syncs the directory, so the destination only ever holds a complete, verified file.
+
+use super::error::{Error, ErrorCode, Result};
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+/// The part file path for a destination: `<destination>.part`.
+pub fn part_path(dest: &Path) -> PathBuf {
+    let mut name = dest.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".part");
+    dest.with_file_name(name)
+}
+
+/// An open part file.
+#[derive(Debug)]
+pub struct PartFile {
+    file: File,
+    path: PathBuf,
+}
+
+impl PartFile {
+    /// Creates (or truncates) the part file.
+    pub fn create(path: &Path) -> Result<PartFile> {
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(|e| Error::io("creating the part file", &e))?;
+        Ok(PartFile { file, path: path.to_path_buf() })
+    }
+
+    /// Opens an existing part file for resuming; `None` if it is gone.
+    pub fn open_existing(path: &Path) -> Result<Option<PartFile>> {
+        match File::options().read(true).write(true).open(path) {
+            Ok(file) => Ok(Some(PartFile { file, path: path.to_path_buf() })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("opening the part file", &e)),
+        }
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Current length.
+    pub fn len(&self) -> Result<u64> {
+        self.file.metadata().map(|m| m.len()).map_err(|e| Error::io("reading the part file size", &e))
+    }
+
+    /// Whether the file is empty.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Truncates to zero (a restart from scratch).
+    pub fn truncate(&self) -> Result<()> {
+        self.file.set_len(0).map_err(|e| Error::io("truncating the part file", &e))
+    }
+
+    /// Writes `bufs` contiguously starting at `offset`, all or error.
+    pub fn write_vectored_at(&self, mut offset: u64, bufs: &[Bytes]) -> Result<()> {
+        let mut slices: Vec<&[u8]> = bufs.iter().map(|b| b.as_ref()).filter(|b| !b.is_empty()).collect();
+        while !slices.is_empty() {
+            let n = pwritev(&self.file, &slices, offset).map_err(|e| Error::io("writing the part file", &e))?;
+            if n == 0 {
+                return Err(Error::new(ErrorCode::StorageIo, "writing the part file: wrote nothing"));
+            }
+            offset += n as u64;
+            let mut left = n;
+            while left > 0 {
+                if left >= slices[0].len() {
+                    left -= slices[0].len();
+                    slices.remove(0);
+                } else {
+                    slices[0] = &slices[0][left..];
+                    left = 0;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes one buffer at `offset`.
+    pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
+        self.file.write_all_at(data, offset).map_err(|e| Error::io("writing the part file", &e))
+    }
+
+    /// Makes everything written so far durable.
+    pub fn sync(&self) -> Result<()> {
+        self.file.sync_data().map_err(|e| Error::io("syncing the part file", &e))
+    }
+
+    /// Asks the kernel to start writing `[offset, offset+len)` back now, without waiting, so the
+    /// final sync has little left to do. A hint only; errors are ignored.
+    pub fn start_writeback(&self, offset: u64, len: u64) {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        // SAFETY: plain syscall on an open descriptor; invalid ranges only produce an error code.
+        unsafe {
+            libc::sync_file_range(self.file.as_raw_fd(), offset as i64, len as i64, libc::SYNC_FILE_RANGE_WRITE);
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let _ = (offset, len);
+    }
+
+    /// SHA-256 of `[from, to)`, continuing `hasher`.
+    pub fn hash_range(&self, mut hasher: Sha256, from: u64, to: u64) -> Result<String> {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut at = from;
+        let mut reader = &self.file;
+        use std::io::Seek;
+        reader.seek(std::io::SeekFrom::Start(from)).map_err(|e| Error::io("reading the part file", &e))?;
+        while at < to {
+            let want = ((to - at) as usize).min(buf.len());
+            let n = reader.read(&mut buf[..want]).map_err(|e| Error::io("reading the part file", &e))?;
+            if n == 0 {
+                return Err(Error::new(ErrorCode::SizeMismatch, "part file is shorter than the download"));
+            }
+            hasher.update(&buf[..n]);
+            at += n as u64;
+        }
+        Ok(hex::encode(hasher.finalize()))
+    }
+}
+
+fn pwritev(file: &File, slices: &[&[u8]], offset: u64) -> std::io::Result<usize> {
+    const MAX_IOV: usize = 512;
+    let iov: Vec<libc::iovec> = slices
+        .iter()
+        .take(MAX_IOV)
+        .map(|s| libc::iovec { iov_base: s.as_ptr() as *mut libc::c_void, iov_len: s.len() })
+        .collect();
+    loop {
+        // SAFETY: every iovec points into a live slice borrowed for the duration of the call.
+        let n = unsafe { libc::pwritev(file.as_raw_fd(), iov.as_ptr(), iov.len() as libc::c_int, offset as libc::off_t) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// What publishing needs to know.
+#[derive(Debug)]
+pub struct Publish<'a> {
+    /// Final path.
+    pub destination: &'a Path,
+    /// Expected size, when known.
+    pub expected_size: Option<u64>,
+    /// Expected SHA-256 (lower-case hex).
+    pub sha256: Option<&'a str>,
+    /// Hash state covering `[0, hashed_to)` already, computed while streaming.
+    pub hashed: Option<(Sha256, u64)>,
+    /// Replace an existing destination.
+    pub overwrite: bool,
+}
+
+/// Verifies the part file and moves it into place. On a checksum or size mismatch the part file is
+/// deleted (its bytes are wrong); on other errors it is kept for a later attempt.
+pub fn publish(part: &PartFile, p: Publish<'_>) -> Result<u64> {
+    let len = part.len()?;
+    if let Some(expected) = p.expected_size {
+        if len != expected {
+            let _ = std::fs::remove_file(part.path());
+            return Err(Error::new(
+                ErrorCode::SizeMismatch,
+                format!("downloaded {len} bytes but the server announced {expected}"),
+            ));
+        }
+    }
+    if let Some(want) = p.sha256 {
+        let (hasher, from) = p.hashed.unwrap_or_else(|| (Sha256::new(), 0));
+        let got = part.hash_range(hasher, from, len)?;
+        if got != want {
+            let _ = std::fs::remove_file(part.path());
+            return Err(Error::new(ErrorCode::ChecksumMismatch, format!("SHA-256 is {got}, expected {want}")));
+        }
+    }
+    part.sync()?;
+    rename_into_place(part.path(), p.destination, p.overwrite)?;
+    sync_dir(p.destination.parent().unwrap_or(Path::new("/")));
+    Ok(len)
+}
+
+/// Renames atomically; refuses to replace an existing file unless `overwrite`.
+pub fn rename_into_place(from: &Path, to: &Path, overwrite: bool) -> Result<()> {
+    if overwrite {
+        return std::fs::rename(from, to).map_err(|e| Error::io("moving the file into place", &e));
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let a = std::ffi::CString::new(from.as_os_str().as_bytes()).map_err(|_| Error::internal("NUL in path"))?;
+        let b = std::ffi::CString::new(to.as_os_str().as_bytes()).map_err(|_| Error::internal("NUL in path"))?;
+        // SAFETY: both are valid NUL-terminated paths; AT_FDCWD resolves them like rename(2).
+        let rc = unsafe {
+            libc::syscall(libc::SYS_renameat2, libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_NOREPLACE)
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = std::io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EEXIST) => return Err(destination_exists(to)),
+            // Filesystems without RENAME_NOREPLACE: fall through to check-then-rename.
+            Some(libc::EINVAL) | Some(libc::ENOSYS) => {}
+            _ => return Err(Error::io("moving the file into place", &err)),
+        }
+    }
+    if to.exists() {
+        return Err(destination_exists(to));
+    }
+    std::fs::rename(from, to).map_err(|e| Error::io("moving the file into place", &e))
+}
+
+fn destination_exists(to: &Path) -> Error {
+    Error::new(ErrorCode::DestinationExists, format!("'{}' appeared while downloading; not replaced", to.display()))
+}
+
+/// Syncs a directory so a rename in it is durable. Best effort.
+pub fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vectored_writes_land_at_their_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.part");
+        let f = PartFile::create(&p).unwrap();
+        f.write_vectored_at(5, &[Bytes::from_static(b"fgh"), Bytes::new(), Bytes::from_static(b"ij")]).unwrap();
+        f.write_vectored_at(0, &[Bytes::from_static(b"abcde")]).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"abcdefghij");
+    }
+
+    #[test]
+    fn publish_verifies_then_renames_without_clobbering() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out.bin");
+        let part = part_path(&dest);
+        assert_eq!(part.file_name().unwrap(), "out.bin.part");
+        let f = PartFile::create(&part).unwrap();
+        f.write_at(0, b"hello").unwrap();
+        let sum = hex::encode(Sha256::digest(b"hello"));
+        let wrong = "0".repeat(64);
+        let e = publish(&f, Publish { destination: &dest, expected_size: Some(5), sha256: Some(&wrong), hashed: None, overwrite: false })
+            .unwrap_err();
+        assert_eq!(e.code(), ErrorCode::ChecksumMismatch);
+        assert!(!dest.exists() && !part.exists());
+
+        let f = PartFile::create(&part).unwrap();
+        f.write_at(0, b"hello").unwrap();
+        let mut h = Sha256::new();
+        h.update(b"he");
+        std::fs::write(&dest, b"other").unwrap();
+        let e = publish(&f, Publish { destination: &dest, expected_size: Some(5), sha256: Some(&sum), hashed: Some((h.clone(), 2)), overwrite: false })
+            .unwrap_err();
+        assert_eq!(e.code(), ErrorCode::DestinationExists);
+        assert_eq!(std::fs::read(&dest).unwrap(), b"other");
+        let f = PartFile::open_existing(&part).unwrap().unwrap();
+        publish(&f, Publish { destination: &dest, expected_size: Some(5), sha256: Some(&sum), hashed: Some((h, 2)), overwrite: true }).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"hello");
+        assert!(!part.exists());
+    }
+
+    #[test]
+    fn size_mismatch_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("o");
+        let f = PartFile::create(&part_path(&dest)).unwrap();
+        f.write_at(0, b"abc").unwrap();
+        let e = publish(&f, Publish { destination: &dest, expected_size: Some(4), sha256: None, hashed: None, overwrite: false }).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::SizeMismatch);
+        assert!(!dest.exists());
+    }
+}

@@ -1,0 +1,232 @@
+//! What a caller asks for, and the validation that turns it into a [`TaskSpec`] or a typed error.
+//!
+//! Everything a caller can get wrong is caught here, before anything touches the network or the
+//! disk: each mistake has its own [`ErrorCode`] and a message that says what to fix.
+
+use super::error::{Error, ErrorCode, Result};
+use super::task::{ChunkSink, Output, TaskId, TaskSpec};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Most connections one task may ask for.
+pub const MAX_CONNECTIONS: u32 = 64;
+
+/// A download request.
+#[derive(Clone, Default)]
+pub struct Request {
+    /// http or https URL.
+    pub url: String,
+    /// Absolute destination path (file output).
+    pub destination: Option<PathBuf>,
+    /// The caller's task id; a UUID is generated when absent.
+    pub task_id: Option<String>,
+    /// Extra request headers.
+    pub headers: Vec<(String, String)>,
+    /// `None` = automatic; `Some(n)` = exactly n connections.
+    pub connections: Option<u32>,
+    /// Expected SHA-256, hex.
+    pub sha256: Option<String>,
+    /// Higher runs first.
+    pub priority: i32,
+    /// Replace an existing destination.
+    pub overwrite: bool,
+    /// Memory output with this size limit.
+    pub memory_limit: Option<u64>,
+    /// Stream output.
+    pub stream: Option<Arc<dyn ChunkSink>>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("url", &super::error::redact_url(&self.url))
+            .field("destination", &self.destination)
+            .field("task_id", &self.task_id)
+            .field("connections", &self.connections)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Request {
+    /// A file download request.
+    pub fn file(url: impl Into<String>, destination: impl Into<PathBuf>) -> Self {
+        Request { url: url.into(), destination: Some(destination.into()), ..Default::default() }
+    }
+
+    /// Validates the request.
+    pub fn validate(&self) -> Result<TaskSpec> {
+        let url = validate_url(&self.url)?;
+        let id = match &self.task_id {
+            Some(id) => TaskId::parse(id)?,
+            None => TaskId::generate(),
+        };
+        let output = match (&self.destination, self.memory_limit, &self.stream) {
+            (Some(dest), None, None) => Output::File(validate_destination(dest, self.overwrite)?),
+            (None, Some(limit), None) => Output::Memory { limit },
+            (None, None, Some(sink)) => Output::Stream(sink.clone()),
+            (None, None, None) => {
+                return Err(Error::new(ErrorCode::MissingOutput, "a request needs a destination, a memory limit or a stream"))
+            }
+            _ => {
+                return Err(Error::new(
+                    ErrorCode::ConflictingOutputs,
+                    "choose one output: a destination file, memory, or a stream",
+                ))
+            }
+        };
+        let connections = match self.connections {
+            Some(0) => return Err(Error::new(ErrorCode::InvalidConnections, "connections must be at least 1")),
+            Some(n) if n > MAX_CONNECTIONS => {
+                return Err(Error::new(ErrorCode::InvalidConnections, format!("connections must be at most {MAX_CONNECTIONS}")))
+            }
+            other => other,
+        };
+        let headers = self.headers.iter().map(|(n, v)| validate_header(n, v)).collect::<Result<Vec<_>>>()?;
+        let sha256 = self.sha256.as_deref().map(validate_sha256).transpose()?;
+        Ok(TaskSpec { id, url, output, headers, connections, sha256, priority: self.priority, overwrite: self.overwrite })
+    }
+}
+
+/// Parses and checks a download URL.
+pub fn validate_url(raw: &str) -> Result<url::Url> {
+    let url = url::Url::parse(raw.trim())
+        .map_err(|e| Error::new(ErrorCode::InvalidUrl, format!("not a valid URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(Error::new(
+            ErrorCode::UnsupportedScheme,
+            format!("scheme '{}' is not supported; use http or https", url.scheme()),
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(Error::new(ErrorCode::InvalidUrl, "URL has no host"));
+    }
+    Ok(url)
+}
+
+/// Checks a destination path: absolute, in an existing writable directory, not an existing file
+/// unless `overwrite`.
+pub fn validate_destination(dest: &Path, overwrite: bool) -> Result<PathBuf> {
+    if !dest.is_absolute() {
+        return Err(Error::new(
+            ErrorCode::RelativeDestination,
+            format!("destination must be an absolute path, got '{}'", dest.display()),
+        ));
+    }
+    if dest.file_name().is_none() || dest.to_string_lossy().ends_with('/') {
+        return Err(Error::new(ErrorCode::DestinationNotWritable, "destination must name a file"));
+    }
+    let dir = dest.parent().unwrap_or(Path::new("/"));
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(Error::new(ErrorCode::DestinationDirMissing, format!("'{}' is not a directory", dir.display()))),
+        Err(_) => {
+            return Err(Error::new(ErrorCode::DestinationDirMissing, format!("directory '{}' does not exist", dir.display())))
+        }
+    }
+    if !dir_writable(dir) {
+        return Err(Error::new(ErrorCode::DestinationNotWritable, format!("directory '{}' is not writable", dir.display())));
+    }
+    match std::fs::symlink_metadata(dest) {
+        Ok(m) if m.is_dir() => {
+            Err(Error::new(ErrorCode::DestinationNotWritable, format!("'{}' is a directory", dest.display())))
+        }
+        Ok(_) if !overwrite => Err(Error::new(
+            ErrorCode::DestinationExists,
+            format!("'{}' already exists (ask for overwrite to replace it)", dest.display()),
+        )),
+        _ => Ok(dest.to_path_buf()),
+    }
+}
+
+fn dir_writable(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return false };
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
+}
+
+/// Header names the engine sets itself.
+const RESERVED_HEADERS: &[&str] = &["range", "if-range", "accept-encoding", "content-length", "transfer-encoding", "connection"];
+
+/// Checks one header: a token name, a value without CR, LF or NUL, and not one the engine owns.
+pub fn validate_header(name: &str, value: &str) -> Result<(String, String)> {
+    let token = |c: u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c);
+    if name.is_empty() || !name.bytes().all(token) {
+        return Err(Error::new(ErrorCode::InvalidHeader, format!("invalid header name {name:?}")));
+    }
+    if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        return Err(Error::new(ErrorCode::InvalidHeader, format!("header {name} has a line break or NUL in its value")));
+    }
+    if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+        return Err(Error::new(ErrorCode::InvalidHeader, format!("header {name} is set by the engine")));
+    }
+    Ok((name.to_string(), value.trim().to_string()))
+}
+
+/// Checks an expected SHA-256 (64 hex digits).
+pub fn validate_sha256(hex_digest: &str) -> Result<String> {
+    let h = hex_digest.trim().to_ascii_lowercase();
+    if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::new(ErrorCode::InvalidChecksum, "SHA-256 must be 64 hexadecimal digits"));
+    }
+    Ok(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(r: Result<TaskSpec>) -> ErrorCode {
+        r.unwrap_err().code()
+    }
+
+    #[test]
+    fn bad_input_gets_its_own_code() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("f.bin");
+        let ok = Request::file("http://127.0.0.1:1/x", &dest);
+        assert!(ok.validate().is_ok());
+        assert_eq!(code(Request::file("not a url", &dest).validate()), ErrorCode::InvalidUrl);
+        assert_eq!(code(Request::file("ftp://h/x", &dest).validate()), ErrorCode::UnsupportedScheme);
+        assert_eq!(code(Request::file("file:///etc/passwd", &dest).validate()), ErrorCode::UnsupportedScheme);
+        assert_eq!(code(Request::file("http://h/x", "rel/f").validate()), ErrorCode::RelativeDestination);
+        assert_eq!(code(Request::file("http://h/x", dir.path().join("no/such/f")).validate()), ErrorCode::DestinationDirMissing);
+        std::fs::write(&dest, b"x").unwrap();
+        assert_eq!(code(Request::file("http://h/x", &dest).validate()), ErrorCode::DestinationExists);
+        assert!(Request { overwrite: true, ..Request::file("http://h/x", &dest) }.validate().is_ok());
+        assert_eq!(code(Request::file("http://h/x", dir.path()).validate()), ErrorCode::DestinationNotWritable);
+        let fresh = dir.path().join("g.bin");
+        assert_eq!(code(Request { connections: Some(0), ..Request::file("http://h/x", &fresh) }.validate()), ErrorCode::InvalidConnections);
+        assert_eq!(code(Request { connections: Some(65), ..Request::file("http://h/x", &fresh) }.validate()), ErrorCode::InvalidConnections);
+        let crlf = Request { headers: vec![("X-A".into(), "a\r\nEvil: 1".into())], ..Request::file("http://h/x", &fresh) };
+        assert_eq!(code(crlf.validate()), ErrorCode::InvalidHeader);
+        let bad_name = Request { headers: vec![("X A".into(), "a".into())], ..Request::file("http://h/x", &fresh) };
+        assert_eq!(code(bad_name.validate()), ErrorCode::InvalidHeader);
+        let owned = Request { headers: vec![("Range".into(), "bytes=0-".into())], ..Request::file("http://h/x", &fresh) };
+        assert_eq!(code(owned.validate()), ErrorCode::InvalidHeader);
+        let sum = Request { sha256: Some("abc".into()), ..Request::file("http://h/x", &fresh) };
+        assert_eq!(code(sum.validate()), ErrorCode::InvalidChecksum);
+        let both = Request { memory_limit: Some(10), ..Request::file("http://h/x", &fresh) };
+        assert_eq!(code(both.validate()), ErrorCode::ConflictingOutputs);
+        assert_eq!(code(Request { url: "http://h/x".into(), ..Default::default() }.validate()), ErrorCode::MissingOutput);
+        let id = Request { task_id: Some(String::new()), ..Request::file("http://h/x", &fresh) };
+        assert_eq!(code(id.validate()), ErrorCode::InvalidTaskId);
+    }
+
+    #[test]
+    fn unwritable_directory_is_refused() {
+        if unsafe { libc::geteuid() } == 0 {
+            // root may write almost anywhere; a process directory in /proc refuses even root.
+            let r = Request::file("http://h/x", "/proc/1/ferry-test");
+            assert_eq!(code(r.validate()), ErrorCode::DestinationNotWritable);
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let ro = dir.path().join("ro");
+        std::fs::create_dir(&ro).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o500)).unwrap();
+        let r = Request::file("http://h/x", ro.join("f"));
+        assert_eq!(code(r.validate()), ErrorCode::DestinationNotWritable);
+    }
+}

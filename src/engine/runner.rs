@@ -1,0 +1,682 @@
+//! Runs one task from start (or resume) to a verified file: probe, plan, drive the connections,
+//! keep the journal and durable offsets, restart cleanly when the server's answers demand it,
+//! and publish.
+//!
+//! The loop of a run:
+//! 1. With a usable journal (range map, validator, part file), resume: every connection asks for its
+//!    remaining range with `If-Range`. Otherwise probe with `Range: bytes=0-`.
+//! 2. A 206 probe gives a ranged download: the probe's own body feeds the first segment, more
+//!    connections join as the controller asks, each freed connection splits the largest remainder.
+//!    A 200 probe gives one plain stream, which can only restart from zero after a failure.
+//! 3. Any answer that breaks the range contract restarts from zero; after `restart_budget` restarts
+//!    the run falls back to one plain stream without `Range`, and fails if that breaks too.
+//! 4. Stop (pause, cancel, shutdown): connections are dropped, the journal is written in full, the
+//!    part file synced and the durable offsets advanced.
+
+use super::config::Config;
+use super::connection::{self, ConnContext, RunShared, WorkerExit, WorkerResult};
+use super::controller::{ConnectionMode, Controller, ControllerTuning};
+use super::error::{Error, ErrorCode, Result};
+use super::journal::Journal;
+use super::part_file::{self, PartFile, Publish};
+use super::ranges::{plan, RangeMap, SegmentRow};
+use super::retry::RetryBudget;
+use super::scheduler::{HostSlots, Slot};
+use super::sink::{FileSink, MemorySink, Sink, StreamSink};
+use super::store::{tx, Store};
+use super::table::{Resource, StopReason, TaskEntry, UNKNOWN};
+use super::task::Output;
+use super::transport::{Get, Response, Transport};
+use super::verdict::{judge_probe, Probe, Validator};
+use parking_lot::RwLock;
+use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Engine services a runner uses.
+pub struct Env {
+    /// HTTP client.
+    pub transport: Transport,
+    /// Task table.
+    pub store: Arc<Store>,
+    /// Journal writer.
+    pub journal: Arc<Journal>,
+    /// Per-host connection slots.
+    pub hosts: Arc<HostSlots>,
+    /// Live configuration.
+    pub config: RwLock<Config>,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Verified and in place (or delivered, for memory and stream outputs).
+    Completed {
+        /// Size.
+        bytes: u64,
+    },
+    /// Stopped by an error.
+    Failed(Error),
+    /// Stopped on request.
+    Stopped,
+}
+
+enum Step {
+    Restart { code: ErrorCode, reason: String },
+    Retry(Error),
+    Fail(Error),
+    Stopped,
+}
+
+impl From<Error> for Step {
+    fn from(e: Error) -> Self {
+        Step::Fail(e)
+    }
+}
+
+struct Done {
+    total: u64,
+    hashed: Option<(Sha256, u64)>,
+}
+
+struct Ranged {
+    total: u64,
+    validator: Option<Validator>,
+    map: RangeMap,
+}
+
+/// Runs a task until it completes, fails or is stopped.
+pub async fn run(env: Arc<Env>, task: Arc<TaskEntry>, stop: CancellationToken, slot: Slot) -> Outcome {
+    let config = env.config.read().clone();
+    let mut run = match Run::open(env, task, stop, slot, config) {
+        Ok(r) => r,
+        Err(e) => return Outcome::Failed(e),
+    };
+    run.drive().await
+}
+
+struct Run {
+    env: Arc<Env>,
+    task: Arc<TaskEntry>,
+    stop: CancellationToken,
+    config: Config,
+    sink: Arc<dyn Sink>,
+    part: Option<Arc<PartFile>>,
+    memory: Option<Arc<MemorySink>>,
+    slots: Vec<Slot>,
+    budget: Arc<RetryBudget>,
+    attempt: u32,
+    restarts: u32,
+    plain_only: bool,
+    resume: Option<Ranged>,
+    host: String,
+}
+
+impl Run {
+    fn open(env: Arc<Env>, task: Arc<TaskEntry>, stop: CancellationToken, slot: Slot, config: Config) -> Result<Run> {
+        let (resource, journal) = {
+            let g = task.inner.lock();
+            (g.resource.clone(), g.journal.clone())
+        };
+        let mut part = None;
+        let mut memory = None;
+        let mut resume = None;
+        let sink: Arc<dyn Sink> = match &task.spec.output {
+            Output::File(dest) => {
+                let path = part_file::part_path(dest);
+                let usable = usable_journal(&resource, &journal);
+                let existing = if usable.is_some() { PartFile::open_existing(&path)? } else { None };
+                let file = match (existing, usable) {
+                    (Some(f), Some(r)) if f.len()? >= max_written(&journal) => {
+                        resume = Some(r);
+                        f
+                    }
+                    _ => PartFile::create(&path)?,
+                };
+                let file = Arc::new(file);
+                part = Some(file.clone());
+                Arc::new(FileSink(file))
+            }
+            Output::Memory { limit } => {
+                let m = Arc::new(MemorySink::new(*limit));
+                memory = Some(m.clone());
+                m
+            }
+            Output::Stream(s) => Arc::new(StreamSink::new(s.clone())),
+        };
+        let bytes = resume.as_ref().map(|r| r.map.written_bytes()).unwrap_or(0);
+        task.live.bytes.store(bytes, Ordering::Relaxed);
+        if resume.is_none() {
+            task.live.total.store(UNKNOWN, Ordering::Relaxed);
+        }
+        let budget = Arc::new(RetryBudget::new(config.retry.budget));
+        let host = task.spec.host_key();
+        Ok(Run {
+            env,
+            task,
+            stop,
+            config,
+            sink,
+            part,
+            memory,
+            slots: vec![slot],
+            budget,
+            attempt: 0,
+            restarts: 0,
+            plain_only: false,
+            resume,
+            host,
+        })
+    }
+
+    async fn drive(&mut self) -> Outcome {
+        loop {
+            let step = match self.resume.take() {
+                Some(r) => self.transfer_ranged(r, None).await,
+                None => self.fresh().await,
+            };
+            let err = match step {
+                Ok(done) => return self.finish(done).await,
+                Err(Step::Stopped) => return Outcome::Stopped,
+                Err(Step::Fail(e)) => return self.fail(e),
+                Err(Step::Retry(e)) => match self.backoff(e).await {
+                    Ok(()) => None,
+                    Err(Step::Stopped) => return Outcome::Stopped,
+                    Err(Step::Fail(e)) | Err(Step::Retry(e)) => return self.fail(e),
+                    Err(Step::Restart { code, reason }) => return self.fail(Error::new(code, reason)),
+                },
+                Err(Step::Restart { code, reason }) => Some((code, reason)),
+            };
+            if let Some((code, reason)) = err {
+                self.restarts += 1;
+                tracing::info!(task = %self.task.spec.id, "restarting from zero: {reason}");
+                if self.restarts > self.config.restart_budget {
+                    if self.plain_only {
+                        return self.fail(Error::new(code, format!("gave up after {} restarts: {reason}", self.restarts - 1)));
+                    }
+                    self.plain_only = true;
+                }
+            }
+            if let Err(e) = self.reset() {
+                return self.fail(e);
+            }
+        }
+    }
+
+    /// Forgets all progress: empty sink, empty journal.
+    fn reset(&mut self) -> Result<()> {
+        self.sink.restart()?;
+        self.task.live.bytes.store(0, Ordering::Relaxed);
+        self.task.live.total.store(UNKNOWN, Ordering::Relaxed);
+        {
+            let mut g = self.task.inner.lock();
+            g.journal.clear();
+            g.resource = Resource::default();
+        }
+        if self.task.persisted {
+            let mut conn = self.env.store.lock();
+            let t = conn.transaction()?;
+            tx::set_resource(&t, self.task.spec.id.as_str(), None, None, None, &[])?;
+            t.commit()?;
+        }
+        Ok(())
+    }
+
+    async fn backoff(&mut self, e: Error) -> Result<(), Step> {
+        if !e.is_retryable() {
+            return Err(Step::Fail(e));
+        }
+        if !self.budget.spend() {
+            return Err(Step::Fail(e.context("giving up after repeated failures without progress")));
+        }
+        self.attempt += 1;
+        let Some(delay) = self.config.retry.delay(self.attempt, &e) else {
+            return Err(Step::Fail(e.context("server asked to wait longer than the retry ceiling")));
+        };
+        tracing::debug!(task = %self.task.spec.id, "retrying in {delay:?}: {e}");
+        self.task.inner.lock().error = Some((&e).into());
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => Ok(()),
+            _ = self.stop.cancelled() => Err(Step::Stopped),
+        }
+    }
+
+    async fn get(&self, get: Get<'_>) -> Result<Response, Step> {
+        tokio::select! {
+            r = self.env.transport.get(get) => r.map_err(Step::Retry),
+            _ = self.stop.cancelled() => Err(Step::Stopped),
+        }
+    }
+
+    fn connection_mode(&self) -> ConnectionMode {
+        match &self.task.spec.output {
+            Output::File(_) => match self.task.spec.connections {
+                Some(n) => ConnectionMode::Fixed(n),
+                None => ConnectionMode::Auto(self.env.config.read().limits.max_connections_per_task),
+            },
+            _ => ConnectionMode::Fixed(1),
+        }
+    }
+
+    fn check_memory_limit(&self, total: Option<u64>) -> Result<(), Step> {
+        if let (Output::Memory { limit }, Some(t)) = (&self.task.spec.output, total) {
+            if t > *limit {
+                return Err(Step::Fail(Error::new(
+                    ErrorCode::MemoryLimitExceeded,
+                    format!("body of {t} bytes is larger than the memory limit of {limit}"),
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Probes the resource and transfers it from zero.
+    async fn fresh(&mut self) -> Result<Done, Step> {
+        loop {
+            let asked_range = !self.plain_only;
+            let get = Get {
+                url: &self.task.spec.url,
+                headers: &self.task.spec.headers,
+                range: asked_range.then_some((0, None)),
+                if_range: None,
+            };
+            let resp = match self.get(get).await {
+                Ok(r) => r,
+                Err(Step::Retry(e)) => {
+                    self.backoff(e).await?;
+                    continue;
+                }
+                Err(other) => return Err(other),
+            };
+            let probe = match judge_probe(&resp.head, asked_range) {
+                Ok(p) => p,
+                Err(e) if e.is_retryable() => {
+                    self.backoff(e).await?;
+                    continue;
+                }
+                Err(e) => return Err(Step::Fail(e)),
+            };
+            match probe {
+                Probe::RetryWithoutRange => {
+                    self.plain_only = true;
+                    continue;
+                }
+                Probe::Empty => {
+                    self.task.live.total.store(0, Ordering::Relaxed);
+                    return Ok(Done { total: 0, hashed: None });
+                }
+                Probe::Ranged { total, body_end, validator } => {
+                    self.check_memory_limit(Some(total))?;
+                    let pieces = if body_end < total {
+                        vec![(0, body_end), (body_end, total)]
+                    } else {
+                        match self.connection_mode() {
+                            ConnectionMode::Fixed(n) => plan(total, n, self.config.min_split_bytes),
+                            ConnectionMode::Auto(_) => plan(total, 1, 1),
+                        }
+                    };
+                    let map = RangeMap::from_plan(total, &pieces);
+                    self.record_resource(Some(total), validator.clone(), Some(&map))?;
+                    return self.transfer_ranged(Ranged { total, validator, map }, Some(resp)).await;
+                }
+                Probe::Whole { total, .. } => {
+                    self.check_memory_limit(total)?;
+                    self.record_resource(total, None, None)?;
+                    return self.transfer_whole(resp, total).await;
+                }
+            }
+        }
+    }
+
+    fn record_resource(&self, total: Option<u64>, validator: Option<Validator>, map: Option<&RangeMap>) -> Result<()> {
+        self.task.live.total.store(total.unwrap_or(UNKNOWN), Ordering::Relaxed);
+        let rows = map.map(RangeMap::rows).unwrap_or_default();
+        {
+            let mut g = self.task.inner.lock();
+            g.resource = Resource { total, validator: validator.clone() };
+            g.journal = rows.clone();
+        }
+        if self.task.persisted {
+            let (etag, lm) = Validator::to_columns(&validator);
+            let mut conn = self.env.store.lock();
+            let t = conn.transaction()?;
+            tx::set_resource(&t, self.task.spec.id.as_str(), total, etag.as_deref(), lm.as_deref(), &rows)?;
+            t.commit()?;
+        }
+        Ok(())
+    }
+
+    fn hasher(&self, from_zero: bool) -> Option<(Sha256, u64)> {
+        (self.task.spec.sha256.is_some() && from_zero).then(|| (Sha256::new(), 0))
+    }
+
+    /// One plain stream from offset zero (no range support, or unknown length).
+    async fn transfer_whole(&mut self, mut resp: Response, total: Option<u64>) -> Result<Done, Step> {
+        let mut hashed = self.hasher(true);
+        let mut at = 0u64;
+        let mut bufs = Vec::new();
+        let mut pending = 0u64;
+        let task = self.task.clone();
+        let _streaming = task.live.gauge();
+        loop {
+            let next = tokio::select! {
+                c = resp.chunk() => c,
+                _ = self.stop.cancelled() => return Err(Step::Stopped),
+            };
+            let (chunk, end) = match next {
+                Ok(Some(c)) => (Some(c), false),
+                Ok(None) => (None, true),
+                Err(e) => {
+                    self.write_plain(&mut at, &mut bufs, &mut pending, &mut hashed)?;
+                    return Err(Step::Retry(e));
+                }
+            };
+            if let Some(c) = chunk {
+                pending += c.len() as u64;
+                bufs.push(c);
+            }
+            if pending >= connection::FLUSH_BYTES || end {
+                self.write_plain(&mut at, &mut bufs, &mut pending, &mut hashed)?;
+            }
+            if end {
+                if let Some(t) = total {
+                    if at != t {
+                        return Err(Step::Retry(Error::new(
+                            ErrorCode::TruncatedBody,
+                            format!("body ended after {at} of {t} bytes"),
+                        )));
+                    }
+                }
+                self.task.live.total.store(at, Ordering::Relaxed);
+                return Ok(Done { total: at, hashed });
+            }
+        }
+    }
+
+    fn write_plain(
+        &mut self,
+        at: &mut u64,
+        bufs: &mut Vec<bytes::Bytes>,
+        pending: &mut u64,
+        hashed: &mut Option<(Sha256, u64)>,
+    ) -> Result<(), Step> {
+        if *pending == 0 {
+            return Ok(());
+        }
+        self.sink.write(*at, bufs)?;
+        if let Some((h, upto)) = hashed.as_mut() {
+            bufs.iter().for_each(|b| h.update(b));
+            *upto += *pending;
+        }
+        *at += *pending;
+        self.task.live.bytes.store(*at, Ordering::Relaxed);
+        self.budget.refill();
+        self.attempt = 0;
+        bufs.clear();
+        *pending = 0;
+        Ok(())
+    }
+
+    /// Drives the connections of a ranged download until the map is complete.
+    async fn transfer_ranged(&mut self, r: Ranged, probe: Option<Response>) -> Result<Done, Step> {
+        let Ranged { total, validator, mut map } = r;
+        self.task.live.total.store(total, Ordering::Relaxed);
+        if total == 0 || map.is_complete() {
+            return Ok(Done { total, hashed: None });
+        }
+        let first = probe.map(|resp| {
+            map.claim(0);
+            resp
+        });
+        let from_zero = map.written_bytes() == 0;
+        let shared = Arc::new(RunShared {
+            id: self.task.spec.id.as_str().to_string(),
+            map: parking_lot::Mutex::new(map),
+            pending: AtomicBool::new(false),
+            hasher: parking_lot::Mutex::new(self.hasher(from_zero)),
+            fetched: AtomicU64::new(0),
+        });
+        let ctx = Arc::new(ConnContext {
+            transport: self.env.transport.clone(),
+            task: self.task.clone(),
+            shared: shared.clone(),
+            sink: self.sink.clone(),
+            journal: self.task.persisted.then(|| self.env.journal.clone()),
+            total,
+            validator,
+            policy: self.config.retry,
+            budget: self.budget.clone(),
+            stop: self.stop.clone(),
+        });
+        let mut workers: JoinSet<WorkerExit> = JoinSet::new();
+        if let Some(resp) = first {
+            let slot = self.slots.pop().expect("a run always holds its base slot");
+            workers.spawn(connection::run(ctx.clone(), 0, Some(resp), slot));
+        }
+        let mut controller = Controller::new(self.connection_mode(), ControllerTuning::default(), Instant::now(), 0);
+        self.spawn_more(&ctx, &mut workers, controller.target())?;
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sync_tick = tokio::time::interval_at(tokio::time::Instant::now() + self.config.sync_interval, self.config.sync_interval);
+        sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let result: Result<(), Step> = loop {
+            tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => break Err(Step::Stopped),
+                joined = workers.join_next(), if !workers.is_empty() => {
+                    let exit = match joined {
+                        Some(Ok(exit)) => exit,
+                        Some(Err(e)) if e.is_panic() => break Err(Step::Fail(Error::internal("a connection panicked"))),
+                        _ => continue,
+                    };
+                    let WorkerExit { segment, slot, result } = exit;
+                    shared.map.lock().release(segment);
+                    self.slots.push(slot);
+                    self.slots.truncate(1);
+                    match result {
+                        WorkerResult::Done => {}
+                        WorkerResult::Restart { code, reason } => break Err(Step::Restart { code, reason }),
+                        WorkerResult::Fail(e) => break Err(Step::Fail(e)),
+                    }
+                    if shared.map.lock().is_complete() {
+                        if workers.is_empty() {
+                            break Ok(());
+                        }
+                        continue;
+                    }
+                    if let Err(e) = self.spawn_more(&ctx, &mut workers, controller.target()) {
+                        break Err(e);
+                    }
+                    if workers.is_empty() {
+                        break Err(Step::Fail(Error::internal("no connection could be started")));
+                    }
+                }
+                _ = tick.tick() => {
+                    let remaining = total - shared.map.lock().written_bytes();
+                    let streaming = self.task.live.connections.load(Ordering::Relaxed);
+                    let target = controller.sample(Instant::now(), shared.fetched.load(Ordering::Relaxed), remaining, streaming);
+                    if (workers.len() as u32) < target {
+                        if let Err(e) = self.spawn_more(&ctx, &mut workers, target) {
+                            break Err(e);
+                        }
+                    }
+                }
+                _ = sync_tick.tick(), if self.part.is_some() => {
+                    if let Err(e) = self.sync_durable(&shared).await {
+                        break Err(Step::Fail(e));
+                    }
+                }
+            }
+        };
+        workers.abort_all();
+        while let Some(joined) = workers.join_next().await {
+            if let Ok(exit) = joined {
+                shared.map.lock().release(exit.segment);
+            }
+        }
+        self.slots.truncate(1);
+        let rows = shared.map.lock().rows();
+        {
+            let mut g = self.task.inner.lock();
+            g.journal = rows.clone();
+        }
+        match result {
+            Ok(()) => {
+                let hashed = shared.hasher.lock().take();
+                Ok(Done { total, hashed })
+            }
+            Err(Step::Stopped) => {
+                let cancelled = self.task.inner.lock().run.as_ref().and_then(|r| r.reason) == Some(StopReason::Cancel);
+                if !cancelled {
+                    self.save_journal(&rows)?;
+                    self.sync_durable(&shared).await?;
+                }
+                Err(Step::Stopped)
+            }
+            Err(Step::Fail(e)) => {
+                self.save_journal(&rows)?;
+                Err(Step::Fail(e))
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Starts connections until `target` run, claiming idle segments or splitting the largest.
+    fn spawn_more(&mut self, ctx: &Arc<ConnContext>, workers: &mut JoinSet<WorkerExit>, target: u32) -> Result<(), Step> {
+        while (workers.len() as u32) < target {
+            let slot = match self.slots.pop() {
+                Some(s) => s,
+                None => match self.env.hosts.try_acquire(&self.host) {
+                    Some(s) => s,
+                    None => break,
+                },
+            };
+            let claimed = ctx.shared.map.lock().claim_idle();
+            let segment = match claimed {
+                Some(s) => Some(s),
+                None => self.split(ctx)?,
+            };
+            let Some(segment) = segment else {
+                self.slots.push(slot);
+                break;
+            };
+            workers.spawn(connection::run(ctx.clone(), segment, None, slot));
+        }
+        Ok(())
+    }
+
+    fn split(&self, ctx: &ConnContext) -> Result<Option<u64>> {
+        let min_split = self.config.min_split_bytes;
+        if !self.task.persisted {
+            return Ok(ctx.shared.map.lock().split_largest(min_split));
+        }
+        let mut conn = self.env.store.lock();
+        let (upper, lower_start) = {
+            let mut m = ctx.shared.map.lock();
+            let Some(upper) = m.split_largest(min_split) else { return Ok(None) };
+            let lower = m.segments().iter().rev().find(|s| s.start < upper).map(|s| s.start).unwrap_or(0);
+            let row = m.segment(upper).map(|s| SegmentRow { start: s.start, end: s.end, written: s.written, durable: s.durable });
+            (row, lower)
+        };
+        let Some(upper) = upper else { return Ok(None) };
+        let t = conn.transaction()?;
+        tx::split(&t, self.task.spec.id.as_str(), lower_start, &upper)?;
+        t.commit()?;
+        Ok(Some(upper.start))
+    }
+
+    fn save_journal(&self, rows: &[SegmentRow]) -> Result<()> {
+        if !self.task.persisted || rows.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.env.store.lock();
+        let t = conn.transaction()?;
+        let id = self.task.spec.id.as_str();
+        tx::write_progress(&t, id, rows)?;
+        tx::set_bytes(&t, id, rows.iter().map(|r| r.written - r.start).sum())?;
+        t.commit()?;
+        Ok(())
+    }
+
+    /// Syncs the part file, then records the offsets written before the sync as durable.
+    async fn sync_durable(&self, shared: &Arc<RunShared>) -> Result<()> {
+        let Some(part) = self.part.clone() else { return Ok(()) };
+        let snapshot = shared.map.lock().rows();
+        tokio::task::spawn_blocking(move || part.sync()).await.map_err(|_| Error::internal("sync task failed"))??;
+        shared.map.lock().mark_durable(&snapshot);
+        if self.task.persisted {
+            let durable: Vec<SegmentRow> = snapshot.iter().map(|r| SegmentRow { durable: r.written, ..*r }).collect();
+            let mut conn = self.env.store.lock();
+            let t = conn.transaction()?;
+            tx::write_durable(&t, self.task.spec.id.as_str(), &durable)?;
+            t.commit()?;
+        }
+        let rows = shared.map.lock().rows();
+        self.task.inner.lock().journal = rows;
+        Ok(())
+    }
+
+    async fn finish(&mut self, done: Done) -> Outcome {
+        match &self.task.spec.output {
+            Output::File(dest) => {
+                let part = self.part.take().expect("file runs have a part file");
+                let dest = dest.clone();
+                let sha = self.task.spec.sha256.clone();
+                let overwrite = self.task.spec.overwrite;
+                let Done { total, hashed } = done;
+                let published = tokio::task::spawn_blocking(move || {
+                    part_file::publish(
+                        &part,
+                        Publish { destination: &dest, expected_size: Some(total), sha256: sha.as_deref(), hashed, overwrite },
+                    )
+                })
+                .await;
+                match published {
+                    Ok(Ok(bytes)) => {
+                        self.task.inner.lock().journal.clear();
+                        Outcome::Completed { bytes }
+                    }
+                    Ok(Err(e)) => self.fail(e),
+                    Err(_) => self.fail(Error::internal("publishing failed")),
+                }
+            }
+            Output::Memory { .. } => {
+                let bytes = self.memory.as_ref().map(|m| m.take()).unwrap_or_default();
+                let n = bytes.len() as u64;
+                self.task.inner.lock().memory = Some(bytes);
+                Outcome::Completed { bytes: n }
+            }
+            Output::Stream(_) => Outcome::Completed { bytes: done.total },
+        }
+    }
+
+    /// Fails the run; a part file with nothing resumable in it is removed.
+    fn fail(&mut self, e: Error) -> Outcome {
+        if let (Output::File(dest), Some(part)) = (&self.task.spec.output, self.part.take()) {
+            let resumable = self.task.inner.lock().journal.iter().any(|r| r.written > r.start);
+            drop(part);
+            if !resumable {
+                let _ = std::fs::remove_file(part_file::part_path(dest));
+            }
+        }
+        Outcome::Failed(e)
+    }
+}
+
+/// A journal is usable for resuming when it tiles a known length and a validator guards it.
+fn usable_journal(resource: &Resource, journal: &[SegmentRow]) -> Option<Ranged> {
+    let total = resource.total?;
+    resource.validator.as_ref()?;
+    if journal.is_empty() {
+        return None;
+    }
+    let map = RangeMap::from_rows(total, journal)?;
+    Some(Ranged { total, validator: resource.validator.clone(), map })
+}
+
+fn max_written(journal: &[SegmentRow]) -> u64 {
+    journal.iter().filter(|r| r.written > r.start).map(|r| r.written).max().unwrap_or(0)
+}

@@ -1,0 +1,162 @@
+//! Where a connection's bytes go: the part file, a memory buffer, or the caller's chunk callback.
+//!
+//! All three take positional writes. Memory and stream outputs are fetched by a single connection,
+//! so their writes arrive in order; the stream sink checks that they do.
+
+use super::error::{Error, ErrorCode, Result};
+use super::part_file::PartFile;
+use super::task::ChunkSink;
+use bytes::Bytes;
+use parking_lot::Mutex;
+use std::sync::Arc;
+
+/// A destination for downloaded bytes.
+pub trait Sink: Send + Sync {
+    /// Writes `bufs` contiguously at `offset`.
+    fn write(&self, offset: u64, bufs: &[Bytes]) -> Result<()>;
+    /// Forgets everything written (the download starts over from zero).
+    fn restart(&self) -> Result<()>;
+    /// Hints that `[offset, offset+len)` is final and may be written back to disk now.
+    fn writeback(&self, _offset: u64, _len: u64) {}
+}
+
+/// The part file.
+#[derive(Debug)]
+pub struct FileSink(pub Arc<PartFile>);
+
+impl Sink for FileSink {
+    fn write(&self, offset: u64, bufs: &[Bytes]) -> Result<()> {
+        self.0.write_vectored_at(offset, bufs)
+    }
+
+    fn restart(&self) -> Result<()> {
+        self.0.truncate()
+    }
+
+    fn writeback(&self, offset: u64, len: u64) {
+        self.0.start_writeback(offset, len)
+    }
+}
+
+/// A bounded memory buffer.
+#[derive(Debug)]
+pub struct MemorySink {
+    buf: Mutex<Vec<u8>>,
+    limit: u64,
+}
+
+impl MemorySink {
+    /// A buffer refusing to grow beyond `limit` bytes.
+    pub fn new(limit: u64) -> Self {
+        MemorySink { buf: Mutex::new(Vec::new()), limit }
+    }
+
+    /// Takes the bytes out.
+    pub fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.buf.lock())
+    }
+}
+
+impl Sink for MemorySink {
+    fn write(&self, offset: u64, bufs: &[Bytes]) -> Result<()> {
+        let len: u64 = bufs.iter().map(|b| b.len() as u64).sum();
+        if offset + len > self.limit {
+            return Err(Error::new(
+                ErrorCode::MemoryLimitExceeded,
+                format!("body is larger than the memory limit of {} bytes", self.limit),
+            ));
+        }
+        let mut buf = self.buf.lock();
+        let end = (offset + len) as usize;
+        if buf.len() < end {
+            buf.resize(end, 0);
+        }
+        let mut at = offset as usize;
+        for b in bufs {
+            buf[at..at + b.len()].copy_from_slice(b);
+            at += b.len();
+        }
+        Ok(())
+    }
+
+    fn restart(&self) -> Result<()> {
+        self.buf.lock().clear();
+        Ok(())
+    }
+}
+
+/// The caller's chunk callback.
+pub struct StreamSink {
+    sink: Arc<dyn ChunkSink>,
+    next: Mutex<u64>,
+}
+
+impl std::fmt::Debug for StreamSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamSink").field("next", &*self.next.lock()).finish()
+    }
+}
+
+impl StreamSink {
+    /// Wraps a callback.
+    pub fn new(sink: Arc<dyn ChunkSink>) -> Self {
+        StreamSink { sink, next: Mutex::new(0) }
+    }
+}
+
+impl Sink for StreamSink {
+    fn write(&self, offset: u64, bufs: &[Bytes]) -> Result<()> {
+        let mut next = self.next.lock();
+        if offset != *next {
+            return Err(Error::internal(format!("stream write at {offset}, expected {}", *next)));
+        }
+        for b in bufs {
+            self.sink
+                .on_chunk(*next, b)
+                .map_err(|m| Error::new(ErrorCode::SinkRejected, format!("chunk callback refused data: {m}")))?;
+            *next += b.len() as u64;
+        }
+        Ok(())
+    }
+
+    fn restart(&self) -> Result<()> {
+        *self.next.lock() = 0;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sink_enforces_its_limit() {
+        let m = MemorySink::new(5);
+        m.write(0, &[Bytes::from_static(b"abc")]).unwrap();
+        assert_eq!(m.write(3, &[Bytes::from_static(b"def")]).unwrap_err().code(), ErrorCode::MemoryLimitExceeded);
+        m.write(3, &[Bytes::from_static(b"de")]).unwrap();
+        assert_eq!(m.take(), b"abcde");
+    }
+
+    #[test]
+    fn stream_sink_delivers_in_order_and_reports_refusal() {
+        struct Collect(Mutex<Vec<(u64, Vec<u8>)>>);
+        impl ChunkSink for Collect {
+            fn on_chunk(&self, offset: u64, data: &[u8]) -> std::result::Result<(), String> {
+                if data == b"stop" {
+                    return Err("no more".into());
+                }
+                self.0.lock().push((offset, data.to_vec()));
+                Ok(())
+            }
+        }
+        let c = Arc::new(Collect(Mutex::new(Vec::new())));
+        let s = StreamSink::new(c.clone());
+        s.write(0, &[Bytes::from_static(b"ab"), Bytes::from_static(b"c")]).unwrap();
+        assert!(s.write(5, &[Bytes::from_static(b"x")]).is_err());
+        assert_eq!(s.write(3, &[Bytes::from_static(b"stop")]).unwrap_err().code(), ErrorCode::SinkRejected);
+        s.restart().unwrap();
+        s.write(0, &[Bytes::from_static(b"z")]).unwrap();
+        assert_eq!(*c.0.lock(), vec![(0, b"ab".to_vec()), (2, b"c".to_vec()), (0, b"z".to_vec())]);
+    }
+}

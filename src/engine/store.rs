@@ -1,0 +1,520 @@
+//! The persistent task table: one SQLite database (WAL) per state directory.
+//!
+//! Tables: `tasks` (one row per file task: request, state, resource facts, error) and `ranges`
+//! (the journal: per segment of a download, its written and durable offsets). One process owns a
+//! state directory at a time (an exclusive lock file); other processes may read it.
+//!
+//! Durability rules (see ARCHITECTURE.md):
+//! - `synchronous=NORMAL` in WAL mode: a commit is handed to the kernel at once (survives a killed
+//!   process) and reaches the disk at the next checkpoint (may be lost to a power loss).
+//! - `written` offsets are committed right after the bytes are handed to the kernel; `durable`
+//!   offsets only after the part file was synced. After a reboot, `written` falls back to `durable`.
+//! - Memory and stream tasks are not stored: their consumer does not survive the process.
+
+use super::boot;
+use super::error::{Error, ErrorCode, Result};
+use super::ranges::SegmentRow;
+use super::task::{TaskError, TaskState};
+use parking_lot::{Mutex, MutexGuard};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+const SCHEMA_VERSION: i64 = 1;
+const DB_FILE: &str = "tasks.sqlite3";
+const LOCK_FILE: &str = "lock";
+
+/// A persisted file task.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskRow {
+    /// Id.
+    pub id: String,
+    /// Enqueue order.
+    pub seq: i64,
+    /// URL.
+    pub url: String,
+    /// Destination path.
+    pub destination: String,
+    /// Request headers.
+    pub headers: Vec<(String, String)>,
+    /// Connection setting (`None` = automatic).
+    pub connections: Option<u32>,
+    /// Expected SHA-256.
+    pub sha256: Option<String>,
+    /// Priority.
+    pub priority: i32,
+    /// Overwrite an existing destination.
+    pub overwrite: bool,
+    /// State.
+    pub state: TaskState,
+    /// Resource length, once known.
+    pub total: Option<u64>,
+    /// Strong ETag of the resource.
+    pub etag: Option<String>,
+    /// Last-Modified of the resource.
+    pub last_modified: Option<String>,
+    /// Bytes done (exact for completed tasks; progress hint otherwise).
+    pub bytes: u64,
+    /// Last error.
+    pub error: Option<TaskError>,
+    /// Creation time, ms since the epoch.
+    pub created_ms: i64,
+    /// Last update, ms since the epoch.
+    pub updated_ms: i64,
+}
+
+/// A task row with its journal.
+#[derive(Clone, Debug)]
+pub struct StoredTask {
+    /// The task.
+    pub row: TaskRow,
+    /// Its range journal (empty when nothing resumable was recorded).
+    pub ranges: Vec<SegmentRow>,
+}
+
+/// What opening found.
+#[derive(Clone, Debug, Default)]
+pub struct Recovery {
+    /// The machine rebooted since the journal was written: only durable offsets were kept.
+    pub rebooted: bool,
+    /// Tasks that were running when the last process died, now queued again.
+    pub recovered_running: usize,
+}
+
+/// The task table of one state directory.
+pub struct Store {
+    conn: Mutex<Connection>,
+    dir: PathBuf,
+    _lock: Option<File>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("dir", &self.dir).finish()
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn u(v: i64) -> u64 {
+    v.max(0) as u64
+}
+
+impl Store {
+    /// Opens (creating if needed) the task table in `dir`, taking the directory's lock, and
+    /// recovers from whatever the last process left behind.
+    pub fn open(dir: &Path) -> Result<(Store, Vec<StoredTask>, Recovery)> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("creating the state directory", &e))?;
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(LOCK_FILE))
+            .map_err(|e| Error::io("opening the state lock", &e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(_) => {
+                return Err(Error::new(
+                    ErrorCode::StateDirLocked,
+                    format!("state directory '{}' is in use by another process", dir.display()),
+                ))
+            }
+        }
+        let conn = Connection::open(dir.join(DB_FILE))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        migrate(&conn)?;
+        let store = Store { conn: Mutex::new(conn), dir: dir.to_path_buf(), _lock: Some(lock) };
+        let recovery = store.recover()?;
+        let tasks = store.load_all()?;
+        Ok((store, tasks, recovery))
+    }
+
+    /// Opens the task table read-only, without the lock (for listing while another process runs).
+    pub fn open_read_only(dir: &Path) -> Result<(Store, Vec<StoredTask>)> {
+        let path = dir.join(DB_FILE);
+        if !path.exists() {
+            return Err(Error::new(ErrorCode::TaskNotFound, format!("no task table in '{}'", dir.display())));
+        }
+        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let store = Store { conn: Mutex::new(conn), dir: dir.to_path_buf(), _lock: None };
+        let tasks = store.load_all()?;
+        Ok((store, tasks))
+    }
+
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Locks the connection (the journal and structural range changes run under this lock).
+    pub fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock()
+    }
+
+    fn recover(&self) -> Result<Recovery> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        let stored: Option<String> =
+            tx.query_row("SELECT value FROM meta WHERE key = 'boot_id'", [], |r| r.get(0)).optional()?;
+        let current = boot::current_boot_id();
+        let rebooted = match (&stored, &current) {
+            (Some(a), Some(b)) => a != b,
+            (None, _) => false,
+            (Some(_), None) => true,
+        };
+        if rebooted {
+            tx.execute("UPDATE ranges SET written = durable", [])?;
+        }
+        if let Some(id) = &current {
+            tx.execute("INSERT INTO meta(key, value) VALUES ('boot_id', ?1) ON CONFLICT(key) DO UPDATE SET value = ?1", [id])?;
+        }
+        let recovered_running = tx.execute(
+            "UPDATE tasks SET state = ?1, updated_ms = ?2 WHERE state = ?3",
+            params![TaskState::Queued.as_i64(), now_ms(), TaskState::Running.as_i64()],
+        )?;
+        tx.commit()?;
+        Ok(Recovery { rebooted, recovered_running })
+    }
+
+    fn load_all(&self) -> Result<Vec<StoredTask>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare(
+            "SELECT id, seq, url, destination, headers, connections, sha256, priority, overwrite, state, total, etag,
+                    last_modified, bytes, error_code, error_message, created_ms, updated_ms
+             FROM tasks ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let headers: String = r.get(4)?;
+            let code: Option<i64> = r.get(14)?;
+            let message: Option<String> = r.get(15)?;
+            Ok(TaskRow {
+                id: r.get(0)?,
+                seq: r.get(1)?,
+                url: r.get(2)?,
+                destination: r.get(3)?,
+                headers: serde_json::from_str(&headers).unwrap_or_default(),
+                connections: r.get::<_, Option<i64>>(5)?.map(|n| n as u32),
+                sha256: r.get(6)?,
+                priority: r.get(7)?,
+                overwrite: r.get(8)?,
+                state: TaskState::from_i64(r.get(9)?).unwrap_or(TaskState::Failed),
+                total: r.get::<_, Option<i64>>(10)?.map(u),
+                etag: r.get(11)?,
+                last_modified: r.get(12)?,
+                bytes: u(r.get(13)?),
+                error: code.map(|c| TaskError {
+                    code: ErrorCode::from_u16(c as u16).unwrap_or(ErrorCode::Internal),
+                    message: message.unwrap_or_default(),
+                }),
+                created_ms: r.get(16)?,
+                updated_ms: r.get(17)?,
+            })
+        })?;
+        let mut tasks: Vec<StoredTask> = Vec::new();
+        let mut index = std::collections::HashMap::new();
+        for row in rows {
+            let row = row?;
+            index.insert(row.id.clone(), tasks.len());
+            tasks.push(StoredTask { row, ranges: Vec::new() });
+        }
+        let mut stmt = conn.prepare("SELECT task_id, start, end_, written, durable FROM ranges")?;
+        let mut q = stmt.query([])?;
+        while let Some(r) = q.next()? {
+            let id: String = r.get(0)?;
+            if let Some(&i) = index.get(&id) {
+                tasks[i].ranges.push(SegmentRow {
+                    start: u(r.get(1)?),
+                    end: u(r.get(2)?),
+                    written: u(r.get(3)?),
+                    durable: u(r.get(4)?),
+                });
+            }
+        }
+        Ok(tasks)
+    }
+
+    /// The next free enqueue sequence number.
+    pub fn next_seq(&self) -> Result<i64> {
+        let conn = self.conn.lock();
+        Ok(conn.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM tasks", [], |r| r.get(0))?)
+    }
+
+    /// Inserts new tasks in one transaction.
+    pub fn insert_tasks(&self, rows: &[TaskRow]) -> Result<()> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO tasks (id, seq, url, destination, headers, connections, sha256, priority, overwrite, state,
+                                    total, etag, last_modified, bytes, error_code, error_message, created_ms, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+            )?;
+            for t in rows {
+                stmt.execute(params![
+                    t.id,
+                    t.seq,
+                    t.url,
+                    t.destination,
+                    serde_json::to_string(&t.headers).unwrap_or_else(|_| "[]".into()),
+                    t.connections.map(i64::from),
+                    t.sha256,
+                    t.priority,
+                    t.overwrite,
+                    t.state.as_i64(),
+                    t.total.map(|v| v as i64),
+                    t.etag,
+                    t.last_modified,
+                    t.bytes as i64,
+                    t.error.as_ref().map(|e| e.code.as_u16() as i64),
+                    t.error.as_ref().map(|e| e.message.clone()),
+                    t.created_ms,
+                    t.updated_ms,
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records a state change (and the error, and the byte count).
+    pub fn set_state(&self, id: &str, state: TaskState, error: Option<&TaskError>, bytes: u64) -> Result<()> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached(
+            "UPDATE tasks SET state = ?2, error_code = ?3, error_message = ?4, bytes = ?5, updated_ms = ?6 WHERE id = ?1",
+        )?;
+        stmt.execute(params![
+            id,
+            state.as_i64(),
+            error.map(|e| e.code.as_u16() as i64),
+            error.map(|e| e.message.clone()),
+            bytes as i64,
+            now_ms()
+        ])?;
+        Ok(())
+    }
+
+    /// Changes a task's priority.
+    pub fn set_priority(&self, id: &str, priority: i32) -> Result<()> {
+        let conn = self.conn.lock();
+        conn.execute("UPDATE tasks SET priority = ?2, updated_ms = ?3 WHERE id = ?1", params![id, priority, now_ms()])?;
+        Ok(())
+    }
+
+    /// Deletes a task and its journal.
+    pub fn delete_task(&self, id: &str) -> Result<()> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM ranges WHERE task_id = ?1", [id])?;
+        tx.execute("DELETE FROM tasks WHERE id = ?1", [id])?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// Statements that run inside a caller's transaction, under [`Store::lock`].
+pub mod tx {
+    use super::*;
+
+    /// Records what the probe learned about the resource, and replaces the journal with `ranges`.
+    pub fn set_resource(
+        tx: &Transaction<'_>,
+        id: &str,
+        total: Option<u64>,
+        etag: Option<&str>,
+        last_modified: Option<&str>,
+        ranges: &[SegmentRow],
+    ) -> Result<()> {
+        tx.execute(
+            "UPDATE tasks SET total = ?2, etag = ?3, last_modified = ?4, updated_ms = ?5 WHERE id = ?1",
+            params![id, total.map(|t| t as i64), etag, last_modified, now_ms()],
+        )?;
+        replace_ranges(tx, id, ranges)
+    }
+
+    /// Replaces a task's journal.
+    pub fn replace_ranges(tx: &Transaction<'_>, id: &str, ranges: &[SegmentRow]) -> Result<()> {
+        tx.execute("DELETE FROM ranges WHERE task_id = ?1", [id])?;
+        let mut stmt =
+            tx.prepare_cached("INSERT INTO ranges (task_id, start, end_, written, durable) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+        for r in ranges {
+            stmt.execute(params![id, r.start as i64, r.end as i64, r.written as i64, r.durable as i64])?;
+        }
+        Ok(())
+    }
+
+    /// Records a split: the lower segment now ends at `upper.start`; `upper` is new.
+    pub fn split(tx: &Transaction<'_>, id: &str, lower_start: u64, upper: &SegmentRow) -> Result<()> {
+        tx.execute(
+            "UPDATE ranges SET end_ = ?3 WHERE task_id = ?1 AND start = ?2",
+            params![id, lower_start as i64, upper.start as i64],
+        )?;
+        tx.execute(
+            "INSERT OR REPLACE INTO ranges (task_id, start, end_, written, durable) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, upper.start as i64, upper.end as i64, upper.written as i64, upper.durable as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Journals written offsets.
+    pub fn write_progress(tx: &Transaction<'_>, id: &str, rows: &[SegmentRow]) -> Result<()> {
+        let mut stmt = tx.prepare_cached("UPDATE ranges SET written = ?3 WHERE task_id = ?1 AND start = ?2 AND written < ?3")?;
+        for r in rows {
+            stmt.execute(params![id, r.start as i64, r.written as i64])?;
+        }
+        Ok(())
+    }
+
+    /// Journals durable offsets (after the part file was synced).
+    pub fn write_durable(tx: &Transaction<'_>, id: &str, rows: &[SegmentRow]) -> Result<()> {
+        let mut stmt = tx.prepare_cached(
+            "UPDATE ranges SET durable = ?3, written = MAX(written, ?3) WHERE task_id = ?1 AND start = ?2 AND durable < ?3 AND end_ >= ?3",
+        )?;
+        for r in rows {
+            stmt.execute(params![id, r.start as i64, r.durable as i64])?;
+        }
+        Ok(())
+    }
+
+    /// Records the bytes-done hint shown by `list` in other processes.
+    pub fn set_bytes(tx: &Transaction<'_>, id: &str, bytes: u64) -> Result<()> {
+        tx.execute("UPDATE tasks SET bytes = ?2 WHERE id = ?1", params![id, bytes as i64])?;
+        Ok(())
+    }
+}
+
+fn migrate(conn: &Connection) -> Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(Error::new(
+            ErrorCode::Database,
+            format!("task table schema {version} is newer than this version of ferry understands ({SCHEMA_VERSION})"),
+        ));
+    }
+    if version < 1 {
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS tasks (
+                 id TEXT PRIMARY KEY,
+                 seq INTEGER NOT NULL,
+                 url TEXT NOT NULL,
+                 destination TEXT NOT NULL,
+                 headers TEXT NOT NULL,
+                 connections INTEGER,
+                 sha256 TEXT,
+                 priority INTEGER NOT NULL,
+                 overwrite INTEGER NOT NULL,
+                 state INTEGER NOT NULL,
+                 total INTEGER,
+                 etag TEXT,
+                 last_modified TEXT,
+                 bytes INTEGER NOT NULL DEFAULT 0,
+                 error_code INTEGER,
+                 error_message TEXT,
+                 created_ms INTEGER NOT NULL,
+                 updated_ms INTEGER NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS tasks_destination ON tasks(destination);
+             CREATE TABLE IF NOT EXISTS ranges (
+                 task_id TEXT NOT NULL,
+                 start INTEGER NOT NULL,
+                 end_ INTEGER NOT NULL,
+                 written INTEGER NOT NULL,
+                 durable INTEGER NOT NULL,
+                 PRIMARY KEY (task_id, start)
+             ) WITHOUT ROWID;
+             PRAGMA user_version = 1;
+             COMMIT;",
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, seq: i64) -> TaskRow {
+        TaskRow {
+            id: id.into(),
+            seq,
+            url: "http://h/x".into(),
+            destination: format!("/tmp/{id}"),
+            headers: vec![("A".into(), "b".into())],
+            connections: Some(4),
+            sha256: None,
+            priority: 0,
+            overwrite: false,
+            state: TaskState::Queued,
+            total: None,
+            etag: None,
+            last_modified: None,
+            bytes: 0,
+            error: None,
+            created_ms: 1,
+            updated_ms: 1,
+        }
+    }
+
+    #[test]
+    fn rows_survive_reopen_and_running_becomes_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (s, tasks, _) = Store::open(dir.path()).unwrap();
+            assert!(tasks.is_empty());
+            s.insert_tasks(&[row("a", 1), row("b", 2)]).unwrap();
+            s.set_state("a", TaskState::Running, None, 0).unwrap();
+            let mut c = s.lock();
+            let t = c.transaction().unwrap();
+            let r = [SegmentRow { start: 0, end: 10, written: 5, durable: 2 }, SegmentRow { start: 10, end: 20, written: 10, durable: 10 }];
+            tx::set_resource(&t, "a", Some(20), Some("\"e\""), None, &r).unwrap();
+            tx::write_progress(&t, "a", &[SegmentRow { start: 0, end: 10, written: 7, durable: 2 }]).unwrap();
+            t.commit().unwrap();
+        }
+        let (_s, tasks, rec) = Store::open(dir.path()).unwrap();
+        assert_eq!(rec.recovered_running, 1);
+        assert!(!rec.rebooted);
+        let a = &tasks[0];
+        assert_eq!(a.row.state, TaskState::Queued);
+        assert_eq!(a.row.total, Some(20));
+        assert_eq!(a.row.headers, vec![("A".to_string(), "b".to_string())]);
+        let mut ranges = a.ranges.clone();
+        ranges.sort_by_key(|r| r.start);
+        assert_eq!(ranges[0].written, 7);
+        assert_eq!(ranges[0].durable, 2);
+    }
+
+    #[test]
+    fn a_reboot_keeps_only_durable_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (s, _, _) = Store::open(dir.path()).unwrap();
+            s.insert_tasks(&[row("a", 1)]).unwrap();
+            let mut c = s.lock();
+            let t = c.transaction().unwrap();
+            tx::replace_ranges(&t, "a", &[SegmentRow { start: 0, end: 10, written: 9, durable: 3 }]).unwrap();
+            t.execute("UPDATE meta SET value = 'another-boot' WHERE key = 'boot_id'", []).unwrap();
+            t.commit().unwrap();
+        }
+        let (_s, tasks, rec) = Store::open(dir.path()).unwrap();
+        assert!(rec.rebooted);
+        assert_eq!(tasks[0].ranges[0].written, 3);
+    }
+
+    #[test]
+    fn a_second_process_is_locked_out_but_may_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _, _) = Store::open(dir.path()).unwrap();
+        s.insert_tasks(&[row("a", 1)]).unwrap();
+        // flock is per open file description, so a second open in this process conflicts too.
+        assert_eq!(Store::open(dir.path()).unwrap_err().code(), ErrorCode::StateDirLocked);
+        let (_r, tasks) = Store::open_read_only(dir.path()).unwrap();
+        assert_eq!(tasks.len(), 1);
+    }
+}

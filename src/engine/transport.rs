@@ -1,0 +1,212 @@
+//! HTTP transport: one shared reqwest client (connection pool, TLS on rustls + ring), requests
+//! with the engine's headers, idle timeouts, and the mapping of transport failures to error codes.
+//!
+//! HTTP/1.1 only, on purpose: a segmented download wants one TCP connection per segment (servers
+//! and CDNs cap throughput per connection); HTTP/2 would multiplex them onto one.
+
+use super::config::Config;
+use super::error::{redact_url, Error, ErrorCode, Result};
+use super::retry::parse_retry_after;
+use super::verdict::ResponseHead;
+use bytes::Bytes;
+use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
+use std::time::{Duration, SystemTime};
+
+#[derive(Debug)]
+struct RedirectLoop;
+impl std::fmt::Display for RedirectLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("redirect loop")
+    }
+}
+impl std::error::Error for RedirectLoop {}
+
+#[derive(Debug)]
+struct TooManyRedirects;
+impl std::fmt::Display for TooManyRedirects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("too many redirects")
+    }
+}
+impl std::error::Error for TooManyRedirects {}
+
+/// Most redirects followed for one request.
+pub const MAX_REDIRECTS: usize = 10;
+
+/// The shared HTTP client.
+#[derive(Clone, Debug)]
+pub struct Transport {
+    client: reqwest::Client,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+/// A response whose head has been read.
+#[derive(Debug)]
+pub struct Response {
+    /// The head, as the verdict rules see it.
+    pub head: ResponseHead,
+    inner: reqwest::Response,
+    idle_timeout: Duration,
+}
+
+/// A request to send.
+#[derive(Clone, Copy, Debug)]
+pub struct Get<'a> {
+    /// URL.
+    pub url: &'a url::Url,
+    /// The caller's headers.
+    pub headers: &'a [(String, String)],
+    /// `Some((start, end))` asks for `[start, end)`; `end == None` means "to the end".
+    pub range: Option<(u64, Option<u64>)>,
+    /// `If-Range` value.
+    pub if_range: Option<&'a str>,
+}
+
+impl Transport {
+    /// Builds the client from the configuration.
+    pub fn new(config: &Config) -> Result<Transport> {
+        // reqwest is built without a default crypto provider; ring is ours. Installing twice is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let policy = reqwest::redirect::Policy::custom(|attempt| {
+            if attempt.previous().len() > MAX_REDIRECTS {
+                attempt.error(TooManyRedirects)
+            } else if attempt.previous().iter().any(|u| u == attempt.url()) {
+                attempt.error(RedirectLoop)
+            } else {
+                attempt.follow()
+            }
+        });
+        let mut builder = reqwest::Client::builder()
+            .http1_only()
+            .redirect(policy)
+            .connect_timeout(config.connect_timeout)
+            .pool_max_idle_per_host(64)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .user_agent(config.user_agent.clone());
+        let extra: Vec<reqwest::Certificate> = config
+            .extra_root_certificates_pem
+            .iter()
+            .map(|pem| {
+                reqwest::Certificate::from_pem(pem.as_bytes())
+                    .map_err(|e| Error::new(ErrorCode::InvalidConfig, format!("bad root certificate: {e}")))
+            })
+            .collect::<Result<_>>()?;
+        if !extra.is_empty() {
+            builder = builder.tls_certs_merge(extra);
+        }
+        let client = builder.build().map_err(|e| Error::new(ErrorCode::InvalidConfig, format!("HTTP client: {e}")))?;
+        Ok(Transport { client, connect_timeout: config.connect_timeout, idle_timeout: config.idle_timeout })
+    }
+
+    /// Sends a GET and waits for the response head (bounded by the connect and idle timeouts).
+    pub async fn get(&self, req: Get<'_>) -> Result<Response> {
+        let mut headers = HeaderMap::with_capacity(req.headers.len() + 3);
+        for (name, value) in req.headers {
+            let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) else {
+                return Err(Error::new(ErrorCode::InvalidHeader, format!("invalid header {name}")));
+            };
+            headers.append(n, v);
+        }
+        headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        if let Some((start, end)) = req.range {
+            let value = super::content_range::range_header(start, end);
+            headers.insert(header::RANGE, HeaderValue::from_str(&value).map_err(|_| Error::internal("range header"))?);
+            if let Some(v) = req.if_range {
+                if let Ok(v) = HeaderValue::from_str(v) {
+                    headers.insert(header::IF_RANGE, v);
+                }
+            }
+        }
+        let send = self.client.get(req.url.clone()).headers(headers).send();
+        let wait = self.connect_timeout + self.idle_timeout;
+        let resp = match tokio::time::timeout(wait, send).await {
+            Err(_) => {
+                return Err(Error::new(
+                    ErrorCode::Timeout,
+                    format!("no response from {} within {}s", redact_url(req.url.as_str()), wait.as_secs()),
+                ))
+            }
+            Ok(Err(e)) => return Err(map_reqwest_error(&e, req.url)),
+            Ok(Ok(r)) => r,
+        };
+        let head = head_of(&resp);
+        Ok(Response { head, inner: resp, idle_timeout: self.idle_timeout })
+    }
+}
+
+fn header_str(h: &HeaderMap, name: HeaderName) -> Option<String> {
+    h.get(name).and_then(|v| v.to_str().ok()).map(|s| s.trim().to_string())
+}
+
+fn head_of(resp: &reqwest::Response) -> ResponseHead {
+    let h = resp.headers();
+    let chunked = header_str(h, header::TRANSFER_ENCODING).is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    ResponseHead {
+        status: resp.status().as_u16(),
+        content_range: header_str(h, header::CONTENT_RANGE),
+        content_length: if chunked { None } else { header_str(h, header::CONTENT_LENGTH).and_then(|v| v.parse().ok()) },
+        etag: header_str(h, header::ETAG),
+        last_modified: header_str(h, header::LAST_MODIFIED),
+        content_encoding: header_str(h, header::CONTENT_ENCODING),
+        retry_after: header_str(h, header::RETRY_AFTER).and_then(|v| parse_retry_after(&v, SystemTime::now())),
+    }
+}
+
+impl Response {
+    /// The next body chunk; `None` at a clean end of body. Fails if nothing arrives within the idle
+    /// timeout, or if the body ends early (shorter than its `Content-Length`, broken chunking).
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>> {
+        match tokio::time::timeout(self.idle_timeout, self.inner.chunk()).await {
+            Err(_) => Err(Error::new(
+                ErrorCode::Timeout,
+                format!("no data for {}s", self.idle_timeout.as_secs_f32()),
+            )),
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(map_body_error(&e)),
+        }
+    }
+
+    /// The final URL after redirects.
+    pub fn final_url(&self) -> &url::Url {
+        self.inner.url()
+    }
+}
+
+fn source_chain<'a>(e: &'a (dyn std::error::Error + 'static)) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e), |e| e.source())
+}
+
+fn map_reqwest_error(e: &reqwest::Error, url: &url::Url) -> Error {
+    let where_ = redact_url(url.as_str());
+    if e.is_redirect() {
+        if source_chain(e).any(|s| s.is::<RedirectLoop>()) {
+            return Error::new(ErrorCode::RedirectLoop, format!("redirect loop starting at {where_}"));
+        }
+        return Error::new(ErrorCode::TooManyRedirects, format!("more than {MAX_REDIRECTS} redirects from {where_}"));
+    }
+    if source_chain(e).any(|s| s.is::<rustls::Error>()) {
+        let detail = source_chain(e).find_map(|s| s.downcast_ref::<rustls::Error>()).map(|r| r.to_string()).unwrap_or_default();
+        return Error::new(ErrorCode::Tls, format!("TLS with {where_} failed: {detail}"));
+    }
+    if e.is_timeout() {
+        return Error::new(ErrorCode::Timeout, format!("timed out talking to {where_}"));
+    }
+    if e.is_connect() {
+        return Error::new(ErrorCode::ConnectFailed, format!("could not connect to {where_}"));
+    }
+    if e.is_body() || e.is_decode() {
+        return Error::new(ErrorCode::TruncatedBody, format!("response from {where_} ended early"));
+    }
+    let detail = source_chain(e).last().map(|s| s.to_string()).unwrap_or_default();
+    Error::new(ErrorCode::Network, format!("request to {where_} failed: {detail}"))
+}
+
+fn map_body_error(e: &reqwest::Error) -> Error {
+    if e.is_timeout() {
+        return Error::new(ErrorCode::Timeout, "connection went idle");
+    }
+    let detail = source_chain(e).last().map(|s| s.to_string()).unwrap_or_default();
+    Error::new(ErrorCode::TruncatedBody, format!("body ended early: {detail}"))
+}

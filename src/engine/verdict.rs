@@ -1,0 +1,297 @@
+//! Sans-I/O judgement of HTTP responses: what a probe tells us, and whether a ranged answer may be
+//! written into the part file.
+//!
+//! These rules are the engine's integrity contract, so they live apart from any transport: the
+//! in-process connections use them today, and chunks fetched by the OS (iOS background sessions,
+//! Android jobs) will be judged by the same functions when they are spliced back.
+//!
+//! The rules:
+//! - A probe (`Range: bytes=0-`) answered 206 proves range support; 200 means one plain stream.
+//! - A ranged answer is accepted only as 206 whose `Content-Range` is exactly the range asked for,
+//!   whose total equals the known total, whose validator (when sent) equals the stored one, and
+//!   whose body is not content-coded. A 200 means the server ignored `Range`, or `If-Range` found the
+//!   resource changed: either way the download restarts from zero, it never appends or stitches.
+
+use super::content_range::{self, ContentRange};
+use super::error::{Error, ErrorCode};
+use std::time::Duration;
+
+/// The parts of a response head the rules look at.
+#[derive(Clone, Debug, Default)]
+pub struct ResponseHead {
+    /// HTTP status code.
+    pub status: u16,
+    /// `Content-Range`, if sent.
+    pub content_range: Option<String>,
+    /// `Content-Length`, if sent and meaningful (not for chunked bodies).
+    pub content_length: Option<u64>,
+    /// `ETag`, if sent.
+    pub etag: Option<String>,
+    /// `Last-Modified`, if sent.
+    pub last_modified: Option<String>,
+    /// `Content-Encoding`, if sent.
+    pub content_encoding: Option<String>,
+    /// `Retry-After`, parsed.
+    pub retry_after: Option<Duration>,
+}
+
+/// What identifies one version of the remote resource, for `If-Range`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Validator {
+    /// A strong entity tag, quotes included (weak tags are never used).
+    ETag(String),
+    /// An HTTP date.
+    LastModified(String),
+}
+
+impl Validator {
+    /// Picks the validator to trust from a response: a strong ETag, else Last-Modified.
+    pub fn from_head(head: &ResponseHead) -> Option<Validator> {
+        if let Some(tag) = head.etag.as_deref().map(str::trim) {
+            if is_strong_etag(tag) {
+                return Some(Validator::ETag(tag.to_string()));
+            }
+        }
+        head.last_modified
+            .as_deref()
+            .map(str::trim)
+            .filter(|d| httpdate::parse_http_date(d).is_ok())
+            .map(|d| Validator::LastModified(d.to_string()))
+    }
+
+    /// The `If-Range` header value.
+    pub fn if_range(&self) -> &str {
+        match self {
+            Validator::ETag(t) | Validator::LastModified(t) => t,
+        }
+    }
+
+    /// Whether a response contradicts this validator. A response that omits the field agrees.
+    pub fn contradicted_by(&self, head: &ResponseHead) -> bool {
+        match self {
+            Validator::ETag(t) => match head.etag.as_deref().map(str::trim) {
+                Some(other) => other != t,
+                None => false,
+            },
+            Validator::LastModified(d) => match head.last_modified.as_deref().map(str::trim) {
+                Some(other) => other != d,
+                None => false,
+            },
+        }
+    }
+
+    /// Splits into the two persisted columns (etag, last_modified).
+    pub fn to_columns(v: &Option<Validator>) -> (Option<String>, Option<String>) {
+        match v {
+            Some(Validator::ETag(t)) => (Some(t.clone()), None),
+            Some(Validator::LastModified(d)) => (None, Some(d.clone())),
+            None => (None, None),
+        }
+    }
+
+    /// Rebuilds from the persisted columns.
+    pub fn from_columns(etag: Option<String>, last_modified: Option<String>) -> Option<Validator> {
+        etag.map(Validator::ETag).or(last_modified.map(Validator::LastModified))
+    }
+}
+
+/// A strong entity tag is a quoted string without the `W/` prefix.
+pub fn is_strong_etag(tag: &str) -> bool {
+    tag.len() >= 2 && tag.starts_with('"') && tag.ends_with('"')
+}
+
+fn is_identity(encoding: &Option<String>) -> bool {
+    match encoding.as_deref().map(str::trim) {
+        None | Some("") => true,
+        Some(e) => e.eq_ignore_ascii_case("identity"),
+    }
+}
+
+/// What a probe (`GET` with `Range: bytes=0-`, or a plain `GET`) revealed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// 206: ranges work. The body covers `[0, body_end)`; `total` is the resource length.
+    Ranged {
+        /// Resource length.
+        total: u64,
+        /// End of what this response body carries (the server may send less than asked).
+        body_end: u64,
+        /// Validator for later `If-Range`.
+        validator: Option<Validator>,
+    },
+    /// 200: one stream, no ranges. `total` when the server sent a length.
+    Whole {
+        /// Length, when known.
+        total: Option<u64>,
+        /// Validator, if any (kept for information; a restart never appends).
+        validator: Option<Validator>,
+    },
+    /// The resource is empty (416 with `bytes */0`).
+    Empty,
+    /// The server refused the range in a way that says nothing useful; ask again without `Range`.
+    RetryWithoutRange,
+}
+
+/// Judges a probe response. Errors carry the HTTP status (retryable or not).
+pub fn judge_probe(head: &ResponseHead, asked_range: bool) -> Result<Probe, Error> {
+    match head.status {
+        206 if asked_range => {
+            if !is_identity(&head.content_encoding) {
+                return Ok(Probe::RetryWithoutRange);
+            }
+            match head.content_range.as_deref().and_then(content_range::parse) {
+                Some(ContentRange::Bytes { start: 0, end, total: Some(total) }) => Ok(Probe::Ranged {
+                    total,
+                    body_end: end,
+                    validator: Validator::from_head(head),
+                }),
+                _ => Ok(Probe::RetryWithoutRange),
+            }
+        }
+        200 => Ok(Probe::Whole { total: head.content_length, validator: Validator::from_head(head) }),
+        416 if asked_range => match head.content_range.as_deref().and_then(content_range::parse) {
+            Some(ContentRange::Unsatisfied { total: 0 }) => Ok(Probe::Empty),
+            _ => Ok(Probe::RetryWithoutRange),
+        },
+        206 | 416 => Err(Error::new(
+            ErrorCode::RangeMismatch,
+            format!("server answered HTTP {} to a request without Range", head.status),
+        )),
+        s => Err(Error::from_status(s, head.retry_after)),
+    }
+}
+
+/// What to do with the answer to a ranged request for `[start, end)` of a resource of length `total`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RangeAnswer {
+    /// Exactly what was asked: write the body at `start`.
+    Accept,
+    /// The resource changed or the server does not honour ranges the way we need:
+    /// restart the whole download from zero.
+    Restart {
+        /// Why, for logs and the final error if restarts run out.
+        code: ErrorCode,
+        /// Human explanation.
+        reason: String,
+    },
+}
+
+/// Judges the answer to `Range: bytes=start-(end-1)` sent with `If-Range: validator`.
+pub fn judge_range(
+    head: &ResponseHead,
+    start: u64,
+    end: u64,
+    total: u64,
+    validator: Option<&Validator>,
+) -> Result<RangeAnswer, Error> {
+    let restart = |code: ErrorCode, reason: String| Ok(RangeAnswer::Restart { code, reason });
+    match head.status {
+        206 => {
+            if !is_identity(&head.content_encoding) {
+                return restart(ErrorCode::UnsupportedEncoding, "ranged body is content-coded".into());
+            }
+            if let Some(v) = validator {
+                if v.contradicted_by(head) {
+                    return restart(ErrorCode::ContentChanged, "validator changed between requests".into());
+                }
+            }
+            match head.content_range.as_deref().and_then(content_range::parse) {
+                Some(ContentRange::Bytes { start: s, end: e, total: t }) => {
+                    if t.is_some_and(|t| t != total) {
+                        return restart(ErrorCode::ContentChanged, format!("length changed from {total} to {}", t.unwrap_or(0)));
+                    }
+                    if s != start || e != end {
+                        return restart(
+                            ErrorCode::RangeMismatch,
+                            format!("asked for bytes {}-{}, got {}-{}", start, end - 1, s, e - 1),
+                        );
+                    }
+                    if t.is_none() {
+                        return restart(ErrorCode::RangeMismatch, "Content-Range without a length".into());
+                    }
+                    if head.content_length.is_some_and(|l| l != end - start) {
+                        return restart(ErrorCode::RangeMismatch, "Content-Length disagrees with Content-Range".into());
+                    }
+                    Ok(RangeAnswer::Accept)
+                }
+                _ => restart(ErrorCode::RangeMismatch, "206 without a usable Content-Range".into()),
+            }
+        }
+        200 => restart(ErrorCode::ContentChanged, "server sent the whole resource to a ranged request".into()),
+        416 => restart(ErrorCode::ContentChanged, "range not satisfiable: the resource shrank".into()),
+        s => Err(Error::from_status(s, head.retry_after)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(status: u16, cr: Option<&str>) -> ResponseHead {
+        ResponseHead { status, content_range: cr.map(String::from), ..Default::default() }
+    }
+
+    #[test]
+    fn weak_etags_are_never_validators() {
+        let mut h = head(200, None);
+        h.etag = Some("W/\"abc\"".into());
+        assert_eq!(Validator::from_head(&h), None);
+        h.last_modified = Some("Wed, 21 Oct 2015 07:28:00 GMT".into());
+        assert_eq!(Validator::from_head(&h), Some(Validator::LastModified("Wed, 21 Oct 2015 07:28:00 GMT".into())));
+        h.etag = Some("\"abc\"".into());
+        assert_eq!(Validator::from_head(&h), Some(Validator::ETag("\"abc\"".into())));
+        h.etag = None;
+        h.last_modified = Some("yesterday".into());
+        assert_eq!(Validator::from_head(&h), None);
+    }
+
+    #[test]
+    fn probe_outcomes() {
+        assert_eq!(
+            judge_probe(&head(206, Some("bytes 0-99/100")), true).unwrap(),
+            Probe::Ranged { total: 100, body_end: 100, validator: None }
+        );
+        assert_eq!(
+            judge_probe(&head(206, Some("bytes 0-9/100")), true).unwrap(),
+            Probe::Ranged { total: 100, body_end: 10, validator: None }
+        );
+        assert_eq!(judge_probe(&head(206, Some("bytes 5-9/100")), true).unwrap(), Probe::RetryWithoutRange);
+        assert_eq!(judge_probe(&head(206, None), true).unwrap(), Probe::RetryWithoutRange);
+        assert_eq!(judge_probe(&head(416, Some("bytes */0")), true).unwrap(), Probe::Empty);
+        assert_eq!(judge_probe(&head(416, Some("bytes */10")), true).unwrap(), Probe::RetryWithoutRange);
+        let mut whole = head(200, None);
+        whole.content_length = Some(42);
+        assert_eq!(judge_probe(&whole, true).unwrap(), Probe::Whole { total: Some(42), validator: None });
+        assert_eq!(judge_probe(&head(404, None), true).unwrap_err().code(), ErrorCode::NotFound);
+        assert!(judge_probe(&head(503, None), true).unwrap_err().is_retryable());
+    }
+
+    #[test]
+    fn range_answers_must_match_exactly() {
+        let v = Validator::ETag("\"v1\"".into());
+        let ok = head(206, Some("bytes 10-19/100"));
+        assert_eq!(judge_range(&ok, 10, 20, 100, Some(&v)).unwrap(), RangeAnswer::Accept);
+        for (cr, code) in [
+            ("bytes 11-19/100", ErrorCode::RangeMismatch),
+            ("bytes 10-20/100", ErrorCode::RangeMismatch),
+            ("bytes 10-19/101", ErrorCode::ContentChanged),
+            ("bytes 10-19/*", ErrorCode::RangeMismatch),
+        ] {
+            match judge_range(&head(206, Some(cr)), 10, 20, 100, Some(&v)).unwrap() {
+                RangeAnswer::Restart { code: c, .. } => assert_eq!(c, code, "{cr}"),
+                other => panic!("{cr}: {other:?}"),
+            }
+        }
+        let mut changed = ok.clone();
+        changed.etag = Some("\"v2\"".into());
+        assert!(matches!(judge_range(&changed, 10, 20, 100, Some(&v)).unwrap(), RangeAnswer::Restart { code: ErrorCode::ContentChanged, .. }));
+        let mut gz = ok.clone();
+        gz.content_encoding = Some("gzip".into());
+        assert!(matches!(judge_range(&gz, 10, 20, 100, Some(&v)).unwrap(), RangeAnswer::Restart { .. }));
+        let mut bad_len = ok.clone();
+        bad_len.content_length = Some(5);
+        assert!(matches!(judge_range(&bad_len, 10, 20, 100, Some(&v)).unwrap(), RangeAnswer::Restart { .. }));
+        assert!(matches!(judge_range(&head(200, None), 10, 20, 100, Some(&v)).unwrap(), RangeAnswer::Restart { .. }));
+        assert_eq!(judge_range(&head(410, None), 10, 20, 100, Some(&v)).unwrap_err().code(), ErrorCode::NotFound);
+    }
+}

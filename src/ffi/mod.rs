@@ -1,0 +1,1 @@
+//! The uniffi surface (filled in by the FFI layer).

@@ -1,0 +1,454 @@
+//! A loopback HTTP/1.1 server with fault injection, for `ferry demo`, `ferry serve`, the Rust
+//! integration tests and the Swift, Kotlin and Python test suites. It binds 127.0.0.1 only.
+//!
+//! It serves generated content (see [`content`]) at `/file`, with switchable behaviour: ranges
+//! honoured or ignored, strong/weak/no validators, validators that change between requests,
+//! mid-body drops, stalls, 503/429 with `Retry-After`, lying `Content-Range`, chunked bodies without
+//! length, bodies shorter than their `Content-Length`, a per-connection rate cap. Other routes:
+//! `/redirect/N` (a chain of N redirects to `/file`), `/loop/a` ↔ `/loop/b`, `/status/CODE`.
+//! It counts the body bytes it sent, so tests can measure what was downloaded twice.
+
+pub mod content;
+
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use parking_lot::Mutex;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Which validator the server sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Validators {
+    /// Strong ETag and Last-Modified.
+    Both,
+    /// Only a strong ETag.
+    ETagOnly,
+    /// Only Last-Modified.
+    LastModifiedOnly,
+    /// A weak ETag only.
+    WeakETag,
+    /// None.
+    None,
+}
+
+/// Switchable behaviour of the server. Counters ("first n requests") count requests to `/file`.
+#[derive(Clone, Debug)]
+pub struct Faults {
+    /// Content length.
+    pub size: u64,
+    /// Content seed.
+    pub seed: u64,
+    /// Honour `Range` (else always 200 with the whole body).
+    pub ranges: bool,
+    /// Validators sent.
+    pub validators: Validators,
+    /// Change the resource (content and validators) every n requests.
+    pub change_every: Option<u64>,
+    /// Drop the connection after this many body bytes, for the first `drop_requests` requests.
+    pub drop_after: Option<u64>,
+    /// See `drop_after`.
+    pub drop_requests: u64,
+    /// Stop sending (but keep the connection open) after this many body bytes, for the first
+    /// `stall_requests` requests, for `stall_for`.
+    pub stall_after: Option<u64>,
+    /// See `stall_after`.
+    pub stall_requests: u64,
+    /// See `stall_after`.
+    pub stall_for: Duration,
+    /// Answer the first n requests with this status and `Retry-After` (503 or 429).
+    pub busy_status: u16,
+    /// See `busy_status`.
+    pub busy_requests: u64,
+    /// `Retry-After` seconds sent with busy answers.
+    pub retry_after_secs: u64,
+    /// Send a `Content-Range` whose start is off by one (body unchanged) on ranged answers that do
+    /// not start at 0.
+    pub lie_content_range: bool,
+    /// Send 200 bodies chunked, without `Content-Length`.
+    pub chunked: bool,
+    /// Announce this many bytes more than the body has, for the first `short_requests` requests.
+    pub short_by: u64,
+    /// See `short_by`.
+    pub short_requests: u64,
+    /// Per-connection rate cap in bytes per second.
+    pub rate: Option<u64>,
+    /// Extra latency before each response head.
+    pub latency: Duration,
+}
+
+impl Faults {
+    /// A well-behaved server for `size` bytes.
+    pub fn new(size: u64) -> Self {
+        Faults {
+            size,
+            seed: 1,
+            ranges: true,
+            validators: Validators::Both,
+            change_every: None,
+            drop_after: None,
+            drop_requests: 0,
+            stall_after: None,
+            stall_requests: 0,
+            stall_for: Duration::from_secs(3600),
+            busy_status: 503,
+            busy_requests: 0,
+            retry_after_secs: 1,
+            lie_content_range: false,
+            chunked: false,
+            short_by: 0,
+            short_requests: 0,
+            rate: None,
+            latency: Duration::ZERO,
+        }
+    }
+}
+
+/// Counters kept by the server.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Requests to `/file`.
+    pub requests: AtomicU64,
+    /// Body bytes of `/file` handed to the socket.
+    pub body_bytes: AtomicU64,
+    /// Ranged requests (`Range` header present).
+    pub ranged_requests: AtomicU64,
+    /// Requests that carried `If-Range`.
+    pub if_range_requests: AtomicU64,
+}
+
+struct State {
+    faults: Mutex<Faults>,
+    stats: Stats,
+    started: Instant,
+    log: Mutex<Vec<String>>,
+}
+
+/// A running server; stops when dropped.
+pub struct LoopbackServer {
+    addr: SocketAddr,
+    state: Arc<State>,
+    stop: CancellationToken,
+}
+
+impl std::fmt::Debug for LoopbackServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoopbackServer").field("addr", &self.addr).finish()
+    }
+}
+
+impl Drop for LoopbackServer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl LoopbackServer {
+    /// Starts a server on 127.0.0.1 (port 0 = any) on the given runtime.
+    pub fn start(rt: &tokio::runtime::Handle, port: u16, faults: Faults) -> std::io::Result<LoopbackServer> {
+        let std_listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+        std_listener.set_nonblocking(true)?;
+        let addr = std_listener.local_addr()?;
+        let state = Arc::new(State { faults: Mutex::new(faults), stats: Stats::default(), started: Instant::now(), log: Mutex::new(Vec::new()) });
+        let stop = CancellationToken::new();
+        let (s, st) = (state.clone(), stop.clone());
+        let listener = {
+            let _g = rt.enter();
+            TcpListener::from_std(std_listener)?
+        };
+        rt.spawn(async move { accept_loop(listener, s, st).await });
+        Ok(LoopbackServer { addr, state, stop })
+    }
+
+    /// Base URL, e.g. `http://127.0.0.1:1234`.
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// URL of the served file.
+    pub fn url(&self) -> String {
+        format!("{}/file", self.base())
+    }
+
+    /// The address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Changes the behaviour.
+    pub fn set(&self, f: impl FnOnce(&mut Faults)) {
+        f(&mut self.state.faults.lock());
+    }
+
+    /// Current behaviour.
+    pub fn faults(&self) -> Faults {
+        self.state.faults.lock().clone()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.state.stats
+    }
+
+    /// One line per `/file` request: method, range, if-range, status.
+    pub fn log(&self) -> Vec<String> {
+        self.state.log.lock().clone()
+    }
+
+    /// The bytes of the current version of the file.
+    pub fn expected(&self) -> Vec<u8> {
+        let f = self.faults();
+        content::bytes(version_seed(&f, self.state.stats.requests.load(Ordering::SeqCst).saturating_sub(1)), f.size)
+    }
+
+    /// The content of version `v` (versions change with `change_every`).
+    pub fn version_bytes(&self, v: u64) -> Vec<u8> {
+        let f = self.faults();
+        content::bytes(f.seed.wrapping_add(v), f.size)
+    }
+}
+
+fn version_of(f: &Faults, request_no: u64) -> u64 {
+    match f.change_every {
+        Some(n) if n > 0 => request_no / n,
+        _ => 0,
+    }
+}
+
+fn version_seed(f: &Faults, request_no: u64) -> u64 {
+    f.seed.wrapping_add(version_of(f, request_no))
+}
+
+async fn accept_loop(listener: TcpListener, state: Arc<State>, stop: CancellationToken) {
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r { Ok(s) => s, Err(_) => continue },
+            _ = stop.cancelled() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(route(req, state).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), svc);
+            tokio::select! {
+                _ = conn => {}
+                _ = stop.cancelled() => {}
+            }
+        });
+    }
+}
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+fn full(status: StatusCode, text: &str) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(text.to_string())).map_err(|never| match never {}).boxed());
+    *r.status_mut() = status;
+    r
+}
+
+async fn route(req: Request<hyper::body::Incoming>, state: Arc<State>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    if path == "/file" {
+        return serve_file(req, state).await;
+    }
+    if let Some(n) = path.strip_prefix("/redirect/") {
+        let n: u32 = n.parse().unwrap_or(0);
+        let to = if n <= 1 { "/file".to_string() } else { format!("/redirect/{}", n - 1) };
+        let mut r = full(StatusCode::FOUND, "");
+        r.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&to).expect("ascii"));
+        return r;
+    }
+    if path == "/loop/a" || path == "/loop/b" {
+        let to = if path.ends_with('a') { "/loop/b" } else { "/loop/a" };
+        let mut r = full(StatusCode::FOUND, "");
+        r.headers_mut().insert(header::LOCATION, HeaderValue::from_static(to));
+        return r;
+    }
+    if let Some(code) = path.strip_prefix("/status/") {
+        let code = code.parse().ok().and_then(|c| StatusCode::from_u16(c).ok()).unwrap_or(StatusCode::BAD_REQUEST);
+        return full(code, "status page");
+    }
+    full(StatusCode::NOT_FOUND, "not found")
+}
+
+fn parse_range(v: &str, size: u64) -> Option<(u64, u64)> {
+    let spec = v.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    if a.is_empty() {
+        let n: u64 = b.parse().ok()?;
+        return Some((size.saturating_sub(n), size));
+    }
+    let start: u64 = a.parse().ok()?;
+    let end = if b.is_empty() { size } else { (b.parse::<u64>().ok()? + 1).min(size) };
+    Some((start, end))
+}
+
+async fn serve_file(req: Request<hyper::body::Incoming>, state: Arc<State>) -> Response<Body> {
+    let n = state.stats.requests.fetch_add(1, Ordering::SeqCst);
+    let f = state.faults.lock().clone();
+    if !f.latency.is_zero() {
+        tokio::time::sleep(f.latency).await;
+    }
+    let version = version_of(&f, n);
+    let seed = f.seed.wrapping_add(version);
+    let etag = format!("\"v{version}-{}\"", f.size);
+    let modified = httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_secs(1_600_000_000 + version * 3600));
+    let range_hdr = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let if_range = req.headers().get(header::IF_RANGE).and_then(|v| v.to_str().ok()).map(str::to_string);
+    if range_hdr.is_some() {
+        state.stats.ranged_requests.fetch_add(1, Ordering::SeqCst);
+    }
+    if if_range.is_some() {
+        state.stats.if_range_requests.fetch_add(1, Ordering::SeqCst);
+    }
+    let log = |status: u16| {
+        state.log.lock().push(format!(
+            "{:>6}ms GET range={} if-range={} -> {status}",
+            state.started.elapsed().as_millis(),
+            range_hdr.as_deref().unwrap_or("-"),
+            if_range.as_deref().unwrap_or("-")
+        ));
+    };
+    if n < f.busy_requests {
+        log(f.busy_status);
+        let mut r = full(StatusCode::from_u16(f.busy_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE), "busy");
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(f.retry_after_secs));
+        return r;
+    }
+    let validator_matches = |v: &str| match f.validators {
+        Validators::Both | Validators::ETagOnly => v == etag,
+        Validators::LastModifiedOnly => v == modified,
+        _ => false,
+    };
+    let mut range = if f.ranges { range_hdr.as_deref().and_then(|r| parse_range(r, f.size)) } else { None };
+    if let (Some(_), Some(v)) = (&range, &if_range) {
+        if !validator_matches(v) {
+            range = None;
+        }
+    }
+    let (status, start, end) = match range {
+        Some((s, _)) if s >= f.size => {
+            log(416);
+            let mut r = full(StatusCode::RANGE_NOT_SATISFIABLE, "");
+            r.headers_mut().insert(header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes */{}", f.size)).expect("ascii"));
+            return r;
+        }
+        Some((s, e)) => (StatusCode::PARTIAL_CONTENT, s, e),
+        None => (StatusCode::OK, 0, f.size),
+    };
+    log(status.as_u16());
+    let len = end - start;
+    let drop_after = f.drop_after.filter(|_| n < f.drop_requests);
+    let stall_after = f.stall_after.filter(|_| n < f.stall_requests);
+    let short = if n < f.short_requests { f.short_by.min(len) } else { 0 };
+    let body_len = len - short;
+    let body = make_body(state.clone(), seed, start, body_len, drop_after, stall_after, f.stall_for, f.rate);
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    if f.ranges {
+        h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    }
+    match f.validators {
+        Validators::Both => {
+            h.insert(header::ETAG, HeaderValue::from_str(&etag).expect("ascii"));
+            h.insert(header::LAST_MODIFIED, HeaderValue::from_str(&modified).expect("ascii"));
+        }
+        Validators::ETagOnly => {
+            h.insert(header::ETAG, HeaderValue::from_str(&etag).expect("ascii"));
+        }
+        Validators::LastModifiedOnly => {
+            h.insert(header::LAST_MODIFIED, HeaderValue::from_str(&modified).expect("ascii"));
+        }
+        Validators::WeakETag => {
+            h.insert(header::ETAG, HeaderValue::from_str(&format!("W/{etag}")).expect("ascii"));
+        }
+        Validators::None => {}
+    }
+    if status == StatusCode::PARTIAL_CONTENT {
+        let shown = if f.lie_content_range && start > 0 { start + 1 } else { start };
+        let cr = format!("bytes {}-{}/{}", shown, end - 1, f.size);
+        h.insert(header::CONTENT_RANGE, HeaderValue::from_str(&cr).expect("ascii"));
+    }
+    if f.chunked && status == StatusCode::OK {
+        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+    } else {
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    r
+}
+
+#[allow(clippy::too_many_arguments)]
+fn make_body(
+    state: Arc<State>,
+    seed: u64,
+    start: u64,
+    len: u64,
+    drop_after: Option<u64>,
+    stall_after: Option<u64>,
+    stall_for: Duration,
+    rate: Option<u64>,
+) -> Body {
+    struct S {
+        state: Arc<State>,
+        at: u64,
+        sent: u64,
+        began: Instant,
+        stalled: bool,
+    }
+    let chunk = if rate.is_some() { 16 * 1024 } else { 256 * 1024 };
+    let s = S { state, at: start, sent: 0, began: Instant::now(), stalled: false };
+    let stream = futures_util::stream::unfold(s, move |mut s| async move {
+        if s.sent >= len {
+            return None;
+        }
+        if let Some(d) = drop_after {
+            if s.sent >= d {
+                return Some((Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected drop")), s));
+            }
+        }
+        if let Some(st) = stall_after {
+            if s.sent >= st && !s.stalled {
+                s.stalled = true;
+                tokio::time::sleep(stall_for).await;
+            }
+        }
+        if let Some(r) = rate {
+            let due = s.began + Duration::from_secs_f64(s.sent as f64 / r as f64);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let mut n = (len - s.sent).min(chunk);
+        if let Some(d) = drop_after {
+            if s.sent < d {
+                n = n.min(d - s.sent);
+            }
+        }
+        if let Some(st) = stall_after {
+            if s.sent < st {
+                n = n.min(st - s.sent);
+            }
+        }
+        let mut buf = vec![0u8; n as usize];
+        content::fill(seed, s.at, &mut buf);
+        s.at += n;
+        s.sent += n;
+        s.state.stats.body_bytes.fetch_add(n, Ordering::SeqCst);
+        Some((Ok(Frame::data(Bytes::from(buf))), s))
+    });
+    StreamBody::new(stream).boxed()
+}
