@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 /// Write to the sink once this much is buffered...
 pub const FLUSH_BYTES: u64 = 256 * 1024;
 /// ...or once the oldest buffered byte is this old (slow connections).
-pub const FLUSH_AGE: Duration = Duration::from_millis(20);
+pub const FLUSH_AGE: Duration = Duration::from_millis(5);
 /// Start writeback of a connection's bytes every this many bytes.
 const WRITEBACK_EVERY: u64 = 8 << 20;
 

@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Shortest time between two journal commits.
-pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
+pub const MIN_INTERVAL: Duration = Duration::from_millis(5);
 
 /// Something with segments to journal.
 pub trait JournalSource: Send + Sync {

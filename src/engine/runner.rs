@@ -77,6 +77,9 @@ impl From<Error> for Step {
     }
 }
 
+/// A split must leave the split range at least this much work at the current per-connection rate.
+const SPLIT_MIN_TIME: Duration = Duration::from_secs(1);
+
 struct Done {
     total: u64,
     hashed: Option<(Sha256, u64)>,
@@ -113,6 +116,7 @@ struct Run {
     plain_only: bool,
     resume: Option<Ranged>,
     host: String,
+    run_started: Instant,
 }
 
 impl Run {
@@ -169,6 +173,7 @@ impl Run {
             plain_only: false,
             resume,
             host,
+            run_started: Instant::now(),
         })
     }
 
@@ -456,7 +461,8 @@ impl Run {
             let slot = self.slots.pop().expect("a run always holds its base slot");
             workers.spawn(connection::run(ctx.clone(), 0, Some(resp), slot));
         }
-        let mut controller = Controller::new(self.connection_mode(), ControllerTuning::default(), Instant::now(), 0);
+        self.run_started = Instant::now();
+        let mut controller = Controller::new(self.connection_mode(), ControllerTuning::default(), self.run_started, 0);
         self.spawn_more(&ctx, &mut workers, controller.target())?;
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -568,8 +574,16 @@ impl Run {
         Ok(())
     }
 
+    /// Splits the largest remaining range for a new connection, if that can pay: the remainder must
+    /// hold at least two minimum splits and take a connection at least [`SPLIT_MIN_TIME`] at the
+    /// current per-connection rate (splitting a fast tail only wastes the bytes in flight).
     fn split(&self, ctx: &ConnContext) -> Result<Option<u64>> {
-        let min_split = self.config.min_split_bytes;
+        let elapsed = self.run_started.elapsed().as_secs_f64();
+        let streaming = f64::from(self.task.live.connections.load(Ordering::Relaxed).max(1));
+        let fetched = ctx.shared.fetched.load(Ordering::Relaxed);
+        let per_connection = fetched as f64 / elapsed.max(1e-3) / streaming;
+        let worth = (per_connection * SPLIT_MIN_TIME.as_secs_f64()) as u64;
+        let min_split = self.config.min_split_bytes.max(worth / 2);
         if !self.task.persisted {
             return Ok(ctx.shared.map.lock().split_largest(min_split));
         }

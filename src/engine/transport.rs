@@ -196,7 +196,7 @@ fn map_reqwest_error(e: &reqwest::Error, url: &url::Url) -> Error {
     if e.is_connect() {
         return Error::new(ErrorCode::ConnectFailed, format!("could not connect to {where_}"));
     }
-    if e.is_body() || e.is_decode() {
+    if e.is_body() || e.is_decode() || source_chain(e).any(|s| s.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_incomplete_message)) {
         return Error::new(ErrorCode::TruncatedBody, format!("response from {where_} ended early"));
     }
     let detail = source_chain(e).last().map(|s| s.to_string()).unwrap_or_default();

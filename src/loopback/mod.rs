@@ -123,6 +123,26 @@ pub struct Stats {
     pub ranged_requests: AtomicU64,
     /// Requests that carried `If-Range`.
     pub if_range_requests: AtomicU64,
+    /// Bodies being sent right now.
+    pub active: AtomicU64,
+    /// Most bodies sent at the same time.
+    pub max_active: AtomicU64,
+}
+
+struct ActiveGuard(Arc<State>);
+
+impl ActiveGuard {
+    fn new(state: Arc<State>) -> Self {
+        let now = state.stats.active.fetch_add(1, Ordering::SeqCst) + 1;
+        state.stats.max_active.fetch_max(now, Ordering::SeqCst);
+        ActiveGuard(state)
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.stats.active.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 struct State {
@@ -406,13 +426,14 @@ fn make_body(
 ) -> Body {
     struct S {
         state: Arc<State>,
+        _active: ActiveGuard,
         at: u64,
         sent: u64,
         began: Instant,
         stalled: bool,
     }
     let chunk = if rate.is_some() { 16 * 1024 } else { 256 * 1024 };
-    let s = S { state, at: start, sent: 0, began: Instant::now(), stalled: false };
+    let s = S { _active: ActiveGuard::new(state.clone()), state, at: start, sent: 0, began: Instant::now(), stalled: false };
     let stream = futures_util::stream::unfold(s, move |mut s| async move {
         if s.sent >= len {
             return None;

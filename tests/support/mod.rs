@@ -1,0 +1,91 @@
+//! Helpers shared by the integration tests: a loopback server per test, a manager on a temp
+//! directory with test-sized timeouts, and bounded waits.
+#![allow(dead_code)]
+
+use ferry::engine::{runtime, Config, Limits, Manager, Request, RetryPolicy, TaskInfo};
+use ferry::loopback::{Faults, LoopbackServer};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A test's world: a server, a state directory, an output directory.
+pub struct World {
+    pub server: LoopbackServer,
+    pub dir: tempfile::TempDir,
+    pub manager: Manager,
+}
+
+/// Timeouts and retry delays small enough for tests.
+pub fn test_config() -> Config {
+    Config {
+        idle_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(2),
+        progress_interval: Duration::from_millis(50),
+        retry: RetryPolicy { budget: 8, base_delay: Duration::from_millis(20), max_delay: Duration::from_secs(3) },
+        min_split_bytes: 64 * 1024,
+        sync_interval: Duration::from_millis(200),
+        limits: Limits { max_running_tasks: 4, max_connections_per_host: 16, max_connections_per_task: 16 },
+        ..Config::default()
+    }
+}
+
+impl World {
+    pub fn new(faults: Faults) -> World {
+        Self::with_config(faults, test_config())
+    }
+
+    pub fn with_config(faults: Faults, config: Config) -> World {
+        let server = LoopbackServer::start(runtime::handle(), 0, faults).expect("server");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let manager = Manager::open(dir.path().join("state"), config).expect("manager");
+        World { server, dir, manager }
+    }
+
+    pub fn out(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn request(&self, name: &str) -> Request {
+        Request::file(self.server.url(), self.out(name))
+    }
+
+    /// Enqueues, waits for the end (bounded), returns the final status.
+    pub fn download(&self, req: Request) -> TaskInfo {
+        let id = self.manager.enqueue(req).expect("enqueue");
+        wait(&self.manager, id.as_str(), 120)
+    }
+}
+
+/// Waits until the task settles, at most `secs` seconds.
+pub fn wait(m: &Manager, id: &str, secs: u64) -> TaskInfo {
+    let m2 = m.clone();
+    let id2 = id.to_string();
+    runtime::handle()
+        .block_on(async move { tokio::time::timeout(Duration::from_secs(secs), m2.wait(&id2)).await })
+        .unwrap_or_else(|_| panic!("task {id} did not settle within {secs}s: {:?}", m.status(id)))
+        .expect("wait")
+}
+
+/// Polls `cond` every 10 ms for at most `secs` seconds.
+pub fn until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+pub fn read(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
+}
+
+pub fn part_of(p: &Path) -> PathBuf {
+    ferry::engine::part_file::part_path(p)
+}
+
+/// Asserts that two byte strings are equal without printing megabytes on failure.
+pub fn assert_same(got: &[u8], want: &[u8]) {
+    assert_eq!(got.len(), want.len(), "length differs");
+    if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
+        panic!("first difference at byte {i} of {}", want.len());
+    }
+}
