@@ -12,4 +12,6 @@ pub mod ffi;
 #[cfg(feature = "loopback")]
 pub mod loopback;
 
-uniffi::setup_scaffolding!("ferry");
+// uniffi's derives refer to `crate::UniFfiTag`; the scaffolding itself lives in `ffi`.
+#[doc(hidden)]
+pub use ffi::UniFfiTag;

@@ -1,1 +1,17 @@
-//! The uniffi surface (filled in by the FFI layer).
+//! The uniffi surface: the only module that names uniffi. Conversions, no decisions.
+//!
+//! - [`manager::DownloadManager`]: the object over one state directory.
+//! - [`seed`]: `download` / `status` / `cancel` on a default manager.
+//! - [`callbacks`]: event listeners, stream sinks, the pull-style event stream.
+//! - [`types`] and [`error`]: records, enums and the error with its stable codes.
+//!
+//! Panics never cross the boundary: uniffi catches them and raises an internal error in the
+//! foreign language, and the engine itself does not panic on any input.
+
+pub mod callbacks;
+pub mod error;
+pub mod manager;
+pub mod seed;
+pub mod types;
+
+uniffi::setup_scaffolding!("ferry");

@@ -1,0 +1,147 @@
+//! `DownloadManager`: the exported object over one state directory.
+
+use super::callbacks::{ChunkSink, EventListener, EventStream, ListenerRegistration, SinkAdapter};
+use super::error::DownloadError;
+use super::types::{BatchItem, DownloadRequest, HttpHeader, Limits, ManagerConfig, TaskStatus};
+use crate::engine::{self, runtime};
+use std::sync::Arc;
+
+/// A download manager over one state directory (its persistent task table). Opening the same
+/// directory twice in one process gives the same underlying manager.
+#[derive(uniffi::Object)]
+pub struct DownloadManager {
+    pub(crate) inner: engine::Manager,
+}
+
+type R<T> = Result<T, DownloadError>;
+
+#[uniffi::export]
+impl DownloadManager {
+    /// Opens (creating if needed) the manager of `state_dir`.
+    #[uniffi::constructor(default(config = None))]
+    pub fn open(state_dir: String, config: Option<ManagerConfig>) -> R<Arc<Self>> {
+        let inner = engine::Manager::open(state_dir, config.unwrap_or_default().into())?;
+        Ok(Arc::new(DownloadManager { inner }))
+    }
+
+    /// The state directory.
+    pub fn state_dir(&self) -> String {
+        self.inner.dir().to_string_lossy().into_owned()
+    }
+
+    /// Enqueues a download; returns its task id.
+    pub fn enqueue(&self, request: DownloadRequest) -> R<String> {
+        Ok(self.inner.enqueue(request.into_engine(None))?.as_str().to_string())
+    }
+
+    /// Enqueues many downloads in one transaction; one result per request, in order.
+    pub fn enqueue_batch(&self, requests: Vec<DownloadRequest>) -> Vec<BatchItem> {
+        let reqs = requests.into_iter().map(|r| r.into_engine(None)).collect();
+        self.inner
+            .enqueue_batch(reqs)
+            .into_iter()
+            .map(|r| match r {
+                Ok(id) => BatchItem::Enqueued { task_id: id.as_str().to_string() },
+                Err(e) => BatchItem::Rejected { error: engine::TaskError::from(&e).into() },
+            })
+            .collect()
+    }
+
+    /// Enqueues a download whose bytes go to `sink` (the request must not name a destination).
+    pub fn enqueue_stream(&self, request: DownloadRequest, sink: Arc<dyn ChunkSink>) -> R<String> {
+        let sink: Arc<dyn engine::ChunkSink> = Arc::new(SinkAdapter(sink));
+        Ok(self.inner.enqueue(request.into_engine(Some(sink)))?.as_str().to_string())
+    }
+
+    /// A task's status.
+    pub fn status(&self, task_id: String) -> R<TaskStatus> {
+        Ok(self.inner.status(&task_id)?.into())
+    }
+
+    /// Every task, in enqueue order.
+    pub fn list(&self) -> Vec<TaskStatus> {
+        self.inner.list().into_iter().map(Into::into).collect()
+    }
+
+    /// Pauses a task (keeps the partial file).
+    pub fn pause(&self, task_id: String) -> R<()> {
+        Ok(self.inner.pause(&task_id)?)
+    }
+
+    /// Resumes a paused or failed task.
+    pub fn resume(&self, task_id: String) -> R<()> {
+        Ok(self.inner.resume(&task_id)?)
+    }
+
+    /// Cancels a task and deletes its partial file.
+    pub fn cancel(&self, task_id: String) -> R<()> {
+        Ok(self.inner.cancel(&task_id)?)
+    }
+
+    /// Forgets a task; with `delete_file`, also deletes a completed file.
+    #[uniffi::method(default(delete_file = false))]
+    pub fn remove(&self, task_id: String, delete_file: bool) -> R<()> {
+        Ok(self.inner.remove(&task_id, delete_file)?)
+    }
+
+    /// Changes a task's priority (higher runs first).
+    pub fn set_priority(&self, task_id: String, priority: i32) -> R<()> {
+        Ok(self.inner.set_priority(&task_id, priority)?)
+    }
+
+    /// Pauses every queued or running task; returns how many.
+    pub fn pause_all(&self) -> u32 {
+        self.inner.pause_all() as u32
+    }
+
+    /// Resumes every queued, paused or failed task; returns how many.
+    pub fn resume_all(&self) -> u32 {
+        self.inner.resume_all() as u32
+    }
+
+    /// Waits until the task is no longer queued or running.
+    pub async fn wait(&self, task_id: String) -> R<TaskStatus> {
+        let m = self.inner.clone();
+        let joined = runtime::handle().spawn(async move { m.wait(&task_id).await }).await;
+        Ok(joined.map_err(|_| engine::Error::internal("wait task failed"))??.into())
+    }
+
+    /// Fetches a small resource into memory (up to `limit` bytes).
+    pub async fn fetch_bytes(&self, url: String, headers: Vec<HttpHeader>, limit: u64) -> R<Vec<u8>> {
+        let m = self.inner.clone();
+        let headers = headers.into_iter().map(|h| (h.name, h.value)).collect();
+        let joined = runtime::handle().spawn(async move { m.fetch_bytes(&url, headers, limit).await }).await;
+        Ok(joined.map_err(|_| engine::Error::internal("fetch task failed"))??)
+    }
+
+    /// Takes the bytes of a completed memory task.
+    pub fn take_bytes(&self, task_id: String) -> R<Vec<u8>> {
+        Ok(self.inner.take_bytes(&task_id)?)
+    }
+
+    /// Current limits.
+    pub fn limits(&self) -> Limits {
+        self.inner.limits().into()
+    }
+
+    /// Changes limits at run time.
+    pub fn set_limits(&self, limits: Limits) -> R<()> {
+        Ok(self.inner.set_limits(limits.into())?)
+    }
+
+    /// Registers a listener; keep the registration alive as long as you want events.
+    pub fn add_listener(&self, listener: Arc<dyn EventListener>) -> Arc<ListenerRegistration> {
+        ListenerRegistration::start(self.inner.subscribe(), listener)
+    }
+
+    /// A pull-style event stream.
+    pub fn events(&self) -> Arc<EventStream> {
+        EventStream::new(self.inner.subscribe())
+    }
+
+    /// Stops all transfers (journals synced; they resume on the next open) and accepts no new work.
+    pub async fn shutdown(&self) {
+        let m = self.inner.clone();
+        let _ = runtime::handle().spawn(async move { m.shutdown().await }).await;
+    }
+}
