@@ -1,0 +1,71 @@
+"""Adapters from plain Python callables to the engine's foreign traits.
+
+`CallbackListener` wraps `fn(event)` as an `EventListener`; `CallbackSink` wraps `fn(chunk)` as a
+`ChunkSink`. Both run on Ferry threads. An exception in the callable is logged (logger `ferry`) and
+handed to the engine as `CallbackError.Failed`: a listener is kept, a sink stops its task with
+`SINK_REJECTED`.
+"""
+
+import asyncio
+import inspect
+import logging
+from typing import Any, Callable, Optional
+
+from ._ffi import CallbackError, ChunkSink, DownloadEvent, EventListener
+
+log = logging.getLogger("ferry")
+
+
+def _failed(what: str, fn: Callable, exc: BaseException) -> CallbackError:
+    log.warning("ferry %s %r raised %r", what, fn, exc, exc_info=exc)
+    return CallbackError.Failed(f"{type(exc).__name__}: {exc}")
+
+
+def call_maybe_async(fn: Callable, arg: Any, loop: Optional[asyncio.AbstractEventLoop]) -> None:
+    """Calls `fn(arg)`; if that returns an awaitable, runs it on `loop` and waits for it."""
+    result = fn(arg)
+    if inspect.isawaitable(result):
+        if loop is None:
+            raise TypeError("async callbacks need an event loop: use the *_async function")
+
+        async def run():
+            await result
+
+        asyncio.run_coroutine_threadsafe(run(), loop).result()
+
+
+class CallbackListener(EventListener):
+    """An `EventListener` calling `fn(event)` for every `DownloadEvent`."""
+
+    def __init__(self, fn: Callable[[DownloadEvent], Any]):
+        self.fn = fn
+
+    def on_event(self, event: DownloadEvent) -> None:
+        try:
+            self.fn(event)
+        except Exception as exc:
+            raise _failed("event listener", self.fn, exc) from exc
+
+
+class CallbackSink(ChunkSink):
+    """A `ChunkSink` calling `fn(chunk)` with the body's bytes, in order.
+
+    `fn` may be a coroutine function when `loop` is given (it then runs on that loop, and the
+    transfer waits for it). The offsets are dropped: if the resource changes mid-transfer the
+    engine starts over and `fn` sees the body again from its first byte (`restarts` counts that).
+    """
+
+    def __init__(self, fn: Callable[[bytes], Any], loop: Optional[asyncio.AbstractEventLoop] = None):
+        self.fn = fn
+        self.loop = loop
+        self.delivered = 0
+        self.restarts = 0
+
+    def on_chunk(self, offset: int, data: bytes) -> None:
+        if offset == 0 and self.delivered:
+            self.restarts += 1
+        try:
+            call_maybe_async(self.fn, data, self.loop)
+        except Exception as exc:
+            raise _failed("chunk callback", self.fn, exc) from exc
+        self.delivered = offset + len(data)

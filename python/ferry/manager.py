@@ -1,0 +1,202 @@
+"""`Manager`: a Pythonic wrapper of the generated `DownloadManager`."""
+
+import asyncio
+import os
+from typing import Any, Callable, List, Optional, Union
+
+from . import _ffi
+from ._ffi import (BatchItem, ChunkSink, DownloadError, DownloadEvent, DownloadManager, DownloadRequest,
+                   ErrorCode, EventListener, Limits, ListenerRegistration, ManagerConfig, TaskStatus)
+from .callbacks import CallbackListener, CallbackSink
+from .events import EventIterator
+from .request import make_request
+from .sync import run_sync
+
+SHUTDOWN_TIMEOUT = 30.0
+
+
+class _Closed:
+    """Stands in for the engine manager of a closed `Manager`: every use raises `SHUT_DOWN`."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise DownloadError.Stopped(ErrorCode.SHUT_DOWN, "this Manager is closed")
+
+
+class Manager:
+    """Downloads over one state directory (its persistent task table).
+
+    Use it as a context manager (`with` or `async with`): leaving it removes the listeners added
+    through it and shuts the manager down (running transfers stop with their progress journaled and
+    resume when the directory is opened again, which the same process may then do). Every call
+    raises `DownloadError` on failure (`SHUT_DOWN` once closed).
+    `manager.ffi` is the generated `DownloadManager`, for anything not wrapped here.
+    """
+
+    def __init__(self, state_dir: "os.PathLike | str", config: Optional[ManagerConfig] = None):
+        self._attach(DownloadManager.open(os.fspath(state_dir), config), owned=True)
+
+    @classmethod
+    def default(cls) -> "Manager":
+        """The process-wide default manager (the one of `download`/`status`/`cancel`).
+
+        Closing this wrapper removes its listeners but never shuts the default manager down.
+        """
+        self = cls.__new__(cls)
+        self._attach(_ffi.default_manager(), owned=False)
+        return self
+
+    def _attach(self, ffi: DownloadManager, owned: bool) -> None:
+        self.ffi = ffi
+        self._owned = owned  # whether close() shuts the engine manager down
+        self._closed = False
+        self._listeners: List[ListenerRegistration] = []
+
+    @property
+    def state_dir(self) -> str:
+        """The state directory."""
+        return self.ffi.state_dir()
+
+    # Enqueueing -------------------------------------------------------------------------------
+
+    def enqueue(self, request: DownloadRequest) -> str:
+        """Enqueues a download; returns its task id (the same id twice downloads once)."""
+        return self.ffi.enqueue(request)
+
+    def download(self, url: str, destination: "os.PathLike | str", **fields: Any) -> str:
+        """Enqueues a download of `url` to the absolute path `destination`; returns the task id.
+
+        Keyword arguments are `DownloadRequest` fields (`task_id`, `headers` as a dict,
+        `connections`, `sha256`, `priority`, `overwrite`).
+        """
+        return self.ffi.enqueue(make_request(url, destination, **fields))
+
+    def enqueue_batch(self, requests: List[DownloadRequest]) -> List[BatchItem]:
+        """Enqueues many downloads in one transaction; one `BatchItem` per request, in order."""
+        return self.ffi.enqueue_batch(requests)
+
+    def enqueue_stream(self, request: DownloadRequest,
+                       sink: Union[ChunkSink, Callable[[bytes], Any]]) -> str:
+        """Enqueues a download whose bytes go to `sink` (a `ChunkSink` or `fn(chunk)`)."""
+        return self.ffi.enqueue_stream(request, sink if isinstance(sink, ChunkSink) else CallbackSink(sink))
+
+    # Tasks ------------------------------------------------------------------------------------
+
+    def status(self, task_id: str) -> TaskStatus:
+        """A task's status."""
+        return self.ffi.status(task_id)
+
+    def list(self) -> List[TaskStatus]:
+        """Every task, in enqueue order."""
+        return self.ffi.list()
+
+    def pause(self, task_id: str) -> None:
+        """Pauses a task, keeping its partial file."""
+        self.ffi.pause(task_id)
+
+    def resume(self, task_id: str) -> None:
+        """Resumes a paused or failed task from where it stopped."""
+        self.ffi.resume(task_id)
+
+    def cancel(self, task_id: str) -> None:
+        """Cancels a task and deletes its partial file."""
+        self.ffi.cancel(task_id)
+
+    def remove(self, task_id: str, delete_file: bool = False) -> None:
+        """Forgets a task; with `delete_file`, also deletes its completed file."""
+        self.ffi.remove(task_id, delete_file)
+
+    def take_bytes(self, task_id: str) -> bytes:
+        """The body of a completed memory task (once)."""
+        return self.ffi.take_bytes(task_id)
+
+    def pause_all(self) -> int:
+        """Pauses every queued or running task; returns how many."""
+        return self.ffi.pause_all()
+
+    def resume_all(self) -> int:
+        """Resumes every queued, paused or failed task; returns how many."""
+        return self.ffi.resume_all()
+
+    @property
+    def limits(self) -> Limits:
+        """Concurrency limits; assign a `Limits` to change them at run time."""
+        return self.ffi.limits()
+
+    @limits.setter
+    def limits(self, limits: Limits) -> None:
+        self.ffi.set_limits(limits)
+
+    # Waiting ----------------------------------------------------------------------------------
+
+    def wait(self, task_id: str, timeout: Optional[float] = None) -> TaskStatus:
+        """Blocks until the task is no longer queued or running; returns its status.
+
+        Raises `TimeoutError` after `timeout` seconds (the task keeps going). A failed task is not
+        an exception here: look at `status.state` / `status.error`, or call `raise_for_status`.
+        """
+        return run_sync(lambda: self.ffi.wait(task_id), timeout)
+
+    async def wait_async(self, task_id: str, timeout: Optional[float] = None) -> TaskStatus:
+        """`wait` for asyncio: awaits the engine's `DownloadManager.wait` coroutine."""
+        return await asyncio.wait_for(self.ffi.wait(task_id), timeout)
+
+    # Events -----------------------------------------------------------------------------------
+
+    def add_listener(self, listener: Union[EventListener, Callable[[DownloadEvent], Any]]) -> ListenerRegistration:
+        """Calls `listener` (an `EventListener` or `fn(event)`) for every event, on a Ferry thread.
+
+        Events arrive in order; a listener that raises is logged and kept. Delivery stops when the
+        returned registration is cancelled or when this `Manager` is closed.
+        """
+        if not isinstance(listener, EventListener):
+            listener = CallbackListener(listener)
+        registration = self.ffi.add_listener(listener)
+        self._listeners.append(registration)
+        return registration
+
+    def events(self, idle_timeout: Optional[float] = None) -> EventIterator:
+        """An iterator (sync or async) over events from now on; see `EventIterator`."""
+        return EventIterator(self.ffi.events(), idle_timeout, lambda: self._closed)
+
+    # Closing ----------------------------------------------------------------------------------
+
+    def _drop_listeners(self) -> None:
+        self._closed = True
+        for registration in self._listeners:
+            registration.cancel()
+        self._listeners.clear()
+
+    def close(self) -> None:
+        """Removes this wrapper's listeners and shuts the manager down (waits up to 30 s)."""
+        self._drop_listeners()
+        if self._owned:
+            self._owned = False
+            run_sync(self.ffi.shutdown, SHUTDOWN_TIMEOUT)
+            self._release()
+
+    async def aclose(self) -> None:
+        """`close` for asyncio."""
+        self._drop_listeners()
+        if self._owned:
+            self._owned = False
+            await asyncio.wait_for(self.ffi.shutdown(), SHUTDOWN_TIMEOUT)
+            self._release()
+
+    def _release(self) -> None:
+        # Dropping the last handle frees the engine manager and its lock on the state directory.
+        self.ffi = _Closed()
+
+    def __enter__(self) -> "Manager":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    async def __aenter__(self) -> "Manager":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return "Manager(closed)" if self._closed else f"Manager({self.state_dir!r})"
