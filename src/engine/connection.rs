@@ -9,6 +9,8 @@ use super::error::{Error, ErrorCode, Result};
 use super::journal::JournalSource;
 use super::ranges::{RangeMap, SegmentRow};
 use super::retry::{RetryBudget, RetryPolicy};
+use super::store::tx;
+use rusqlite::Transaction;
 use super::scheduler::Slot;
 use super::sink::Sink;
 use super::table::TaskEntry;
@@ -33,6 +35,17 @@ const WRITEBACK_EVERY: u64 = 8 << 20;
 pub struct RunShared {
     /// Task id.
     pub id: String,
+    /// Persist the journal (file outputs).
+    pub persisted: bool,
+    /// Resource length and validator columns (etag, last_modified), written with the layout.
+    pub resource: (u64, Option<String>, Option<String>),
+    /// Whether the task table holds this run's layout yet. A fresh download's layout is written by
+    /// the first journal commit, so a small file that finishes within one commit interval never
+    /// touches the journal. Read and written only under the store lock.
+    pub layout_saved: AtomicBool,
+    /// The run is over: late journal commits must not write anything (the task may be completed,
+    /// restarted or removed by now).
+    pub closed: AtomicBool,
     /// The range map.
     pub map: Mutex<RangeMap>,
     /// Journal already rung and not yet served.
@@ -43,15 +56,39 @@ pub struct RunShared {
     pub fetched: AtomicU64,
 }
 
-impl JournalSource for RunShared {
-    fn task_id(&self) -> &str {
-        &self.id
+impl RunShared {
+    /// Writes the layout if the table does not hold it yet, then the given durable offsets.
+    /// Call under the store lock. Returns whether anything was written.
+    pub fn persist(&self, t: &Transaction<'_>, full: bool, durable: Option<&[SegmentRow]>) -> Result<()> {
+        if !self.persisted {
+            return Ok(());
+        }
+        let (rows, bytes) = {
+            let mut m = self.map.lock();
+            let dirty = m.take_dirty();
+            let rows = if full || !self.layout_saved.load(Ordering::Acquire) { m.rows() } else { dirty };
+            (rows, m.written_bytes())
+        };
+        if !self.layout_saved.load(Ordering::Acquire) {
+            let (total, etag, lm) = &self.resource;
+            tx::set_resource(t, &self.id, Some(*total), etag.as_deref(), lm.as_deref(), &rows)?;
+            self.layout_saved.store(true, Ordering::Release);
+        } else if !rows.is_empty() {
+            tx::write_progress(t, &self.id, &rows)?;
+        }
+        if let Some(d) = durable {
+            tx::write_durable(t, &self.id, d)?;
+        }
+        tx::set_bytes(t, &self.id, bytes)
     }
+}
 
-    fn take_dirty(&self) -> (Vec<SegmentRow>, u64) {
-        let mut m = self.map.lock();
-        let rows = m.take_dirty();
-        (rows, m.written_bytes())
+impl JournalSource for RunShared {
+    fn commit(&self, t: &Transaction<'_>) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.persist(t, false, None)
     }
 
     fn clear_pending(&self) {

@@ -9,8 +9,9 @@
 //! Lock order: the store connection first, then a task's range map. Structural changes (splits,
 //! restarts) take the same order, so a stale offset can never be written over a newer layout.
 
-use super::ranges::SegmentRow;
-use super::store::{tx, Store};
+use super::error::Result;
+use super::store::Store;
+use rusqlite::Transaction;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
@@ -19,13 +20,11 @@ use std::time::{Duration, Instant};
 /// Shortest time between two journal commits.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(5);
 
-/// Something with segments to journal.
+/// Something with progress to journal.
 pub trait JournalSource: Send + Sync {
-    /// The task id.
-    fn task_id(&self) -> &str;
-    /// Dirty rows (clears the marks) and the task's total written bytes.
-    fn take_dirty(&self) -> (Vec<SegmentRow>, u64);
-    /// Called by the journal before `take_dirty`, so later changes ring again.
+    /// Writes what changed since the last commit into `tx` (runs under the store lock).
+    fn commit(&self, tx: &Transaction<'_>) -> Result<()>;
+    /// Called by the journal before `commit`, so later changes ring again.
     fn clear_pending(&self);
 }
 
@@ -137,11 +136,7 @@ fn commit(store: &Store, pending: &mut Vec<Arc<dyn JournalSource>>) {
     let Ok(t) = conn.transaction() else { return };
     for s in pending.drain(..) {
         s.clear_pending();
-        let (rows, bytes) = s.take_dirty();
-        if rows.is_empty() {
-            continue;
-        }
-        if let Err(e) = tx::write_progress(&t, s.task_id(), &rows).and_then(|_| tx::set_bytes(&t, s.task_id(), bytes)) {
+        if let Err(e) = s.commit(&t) {
             tracing::warn!("journal write failed: {e}");
         }
     }

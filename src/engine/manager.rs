@@ -275,6 +275,11 @@ impl Manager {
         Ok(())
     }
 
+    /// Connections held right now, per `host:port`.
+    pub fn connections_per_host(&self) -> Vec<(String, u32)> {
+        self.inner.env.hosts.snapshot()
+    }
+
     /// Number of tasks with a live runner.
     pub fn running_count(&self) -> usize {
         self.inner.sched.lock().running.len()
@@ -393,9 +398,17 @@ impl Inner {
             if !to.is_active() {
                 g.speed.reset();
             }
-            if e.persisted && !e.removed.load(Ordering::Acquire) {
+            // Running is not written: the first journal commit marks it (see store::tx::set_bytes),
+            // and a crash turns running into queued anyway.
+            if e.persisted && !e.removed.load(Ordering::Acquire) && to != TaskState::Running {
                 let bytes = e.live.bytes.load(Ordering::Relaxed);
-                if let Err(err) = self.env.store.set_state(e.spec.id.as_str(), to, g.error.as_ref(), bytes) {
+                let id = e.spec.id.as_str();
+                let written = if to == TaskState::Completed {
+                    self.env.store.complete(id, bytes)
+                } else {
+                    self.env.store.set_state(id, to, g.error.as_ref(), bytes)
+                };
+                if let Err(err) = written {
                     tracing::warn!("could not persist state of {}: {err}", e.spec.id);
                 }
             }
@@ -608,18 +621,6 @@ impl Inner {
                     entry.live.bytes.store(bytes, Ordering::Relaxed);
                     entry.live.total.store(bytes, Ordering::Relaxed);
                     self.events.progress(ProgressEvent { id: entry.spec.id.clone(), bytes, total: Some(bytes), speed: 0.0, eta_seconds: Some(0.0) });
-                    if entry.persisted {
-                        let cleared = (|| -> Result<()> {
-                            let mut conn = self.env.store.lock();
-                            let t = conn.transaction()?;
-                            tx::replace_ranges(&t, id, &[])?;
-                            t.commit()?;
-                            Ok(())
-                        })();
-                        if let Err(e) = cleared {
-                            tracing::warn!("could not clear the journal of {id}: {e}");
-                        }
-                    }
                     if state == TaskState::Paused {
                         // Paused while publishing: the file is complete, so it is completed.
                         let _ = self.transition(entry, Transition::Resume, None);

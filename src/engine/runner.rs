@@ -89,6 +89,8 @@ struct Ranged {
     total: u64,
     validator: Option<Validator>,
     map: RangeMap,
+    /// The task table already holds this layout (a resumed journal).
+    saved: bool,
 }
 
 /// Runs a task until it completes, fails or is stopped.
@@ -324,34 +326,25 @@ impl Run {
                         }
                     };
                     let map = RangeMap::from_plan(total, &pieces);
-                    self.record_resource(Some(total), validator.clone(), Some(&map))?;
-                    return self.transfer_ranged(Ranged { total, validator, map }, Some(resp)).await;
+                    self.record_resource(Some(total), validator.clone(), Some(&map));
+                    return self.transfer_ranged(Ranged { total, validator, map, saved: false }, Some(resp)).await;
                 }
                 Probe::Whole { total, .. } => {
                     self.check_memory_limit(total)?;
-                    self.record_resource(total, None, None)?;
+                    self.record_resource(total, None, None);
                     return self.transfer_whole(resp, total).await;
                 }
             }
         }
     }
 
-    fn record_resource(&self, total: Option<u64>, validator: Option<Validator>, map: Option<&RangeMap>) -> Result<()> {
+    /// Remembers what the probe learned (in memory; the journal writes it with the first progress).
+    fn record_resource(&self, total: Option<u64>, validator: Option<Validator>, map: Option<&RangeMap>) {
         self.task.live.total.store(total.unwrap_or(UNKNOWN), Ordering::Relaxed);
         let rows = map.map(RangeMap::rows).unwrap_or_default();
-        {
-            let mut g = self.task.inner.lock();
-            g.resource = Resource { total, validator: validator.clone() };
-            g.journal = rows.clone();
-        }
-        if self.task.persisted {
-            let (etag, lm) = Validator::to_columns(&validator);
-            let mut conn = self.env.store.lock();
-            let t = conn.transaction()?;
-            tx::set_resource(&t, self.task.spec.id.as_str(), total, etag.as_deref(), lm.as_deref(), &rows)?;
-            t.commit()?;
-        }
-        Ok(())
+        let mut g = self.task.inner.lock();
+        g.resource = Resource { total, validator };
+        g.journal = rows;
     }
 
     fn hasher(&self, from_zero: bool) -> Option<(Sha256, u64)> {
@@ -427,7 +420,7 @@ impl Run {
 
     /// Drives the connections of a ranged download until the map is complete.
     async fn transfer_ranged(&mut self, r: Ranged, probe: Option<Response>) -> Result<Done, Step> {
-        let Ranged { total, validator, mut map } = r;
+        let Ranged { total, validator, mut map, saved } = r;
         self.task.live.total.store(total, Ordering::Relaxed);
         if total == 0 || map.is_complete() {
             return Ok(Done { total, hashed: None });
@@ -437,8 +430,13 @@ impl Run {
             resp
         });
         let from_zero = map.written_bytes() == 0;
+        let (etag, lm) = Validator::to_columns(&validator);
         let shared = Arc::new(RunShared {
             id: self.task.spec.id.as_str().to_string(),
+            persisted: self.task.persisted,
+            resource: (total, etag, lm),
+            layout_saved: AtomicBool::new(saved),
+            closed: AtomicBool::new(false),
             map: parking_lot::Mutex::new(map),
             pending: AtomicBool::new(false),
             hasher: parking_lot::Mutex::new(self.hasher(from_zero)),
@@ -525,10 +523,15 @@ impl Run {
         }
         self.slots.truncate(1);
         let rows = shared.map.lock().rows();
-        {
-            let mut g = self.task.inner.lock();
-            g.journal = rows.clone();
-        }
+        self.task.inner.lock().journal = rows;
+        let result = self.settle_journal(&shared, result).await;
+        shared.closed.store(true, Ordering::Release);
+        result
+    }
+
+    /// Final journal writes of a run: sync and record everything on a stop, record on a failure.
+    async fn settle_journal(&self, shared: &Arc<RunShared>, result: Result<(), Step>) -> Result<Done, Step> {
+        let total = shared.resource.0;
         match result {
             Ok(()) => {
                 let hashed = shared.hasher.lock().take();
@@ -537,13 +540,12 @@ impl Run {
             Err(Step::Stopped) => {
                 let cancelled = self.task.inner.lock().run.as_ref().and_then(|r| r.reason) == Some(StopReason::Cancel);
                 if !cancelled {
-                    self.save_journal(&rows)?;
                     self.sync_durable(&shared).await?;
                 }
                 Err(Step::Stopped)
             }
             Err(Step::Fail(e)) => {
-                self.save_journal(&rows)?;
+                self.save_journal(&shared)?;
                 Err(Step::Fail(e))
             }
             Err(other) => Err(other),
@@ -596,21 +598,24 @@ impl Run {
             (row, lower)
         };
         let Some(upper) = upper else { return Ok(None) };
+        if !ctx.shared.layout_saved.load(Ordering::Acquire) {
+            // Not in the table yet: the first journal commit writes the whole layout.
+            return Ok(Some(upper.start));
+        }
         let t = conn.transaction()?;
         tx::split(&t, self.task.spec.id.as_str(), lower_start, &upper)?;
         t.commit()?;
         Ok(Some(upper.start))
     }
 
-    fn save_journal(&self, rows: &[SegmentRow]) -> Result<()> {
-        if !self.task.persisted || rows.is_empty() {
+    /// Writes the whole journal now (layout included if it was never written).
+    fn save_journal(&self, shared: &RunShared) -> Result<()> {
+        if !self.task.persisted {
             return Ok(());
         }
         let mut conn = self.env.store.lock();
         let t = conn.transaction()?;
-        let id = self.task.spec.id.as_str();
-        tx::write_progress(&t, id, rows)?;
-        tx::set_bytes(&t, id, rows.iter().map(|r| r.written - r.start).sum())?;
+        shared.persist(&t, true, None)?;
         t.commit()?;
         Ok(())
     }
@@ -625,7 +630,7 @@ impl Run {
             let durable: Vec<SegmentRow> = snapshot.iter().map(|r| SegmentRow { durable: r.written, ..*r }).collect();
             let mut conn = self.env.store.lock();
             let t = conn.transaction()?;
-            tx::write_durable(&t, self.task.spec.id.as_str(), &durable)?;
+            shared.persist(&t, true, Some(&durable))?;
             t.commit()?;
         }
         let rows = shared.map.lock().rows();
@@ -688,7 +693,7 @@ fn usable_journal(resource: &Resource, journal: &[SegmentRow]) -> Option<Ranged>
         return None;
     }
     let map = RangeMap::from_rows(total, journal)?;
-    Some(Ranged { total, validator: resource.validator.clone(), map })
+    Some(Ranged { total, validator: resource.validator.clone(), map, saved: true })
 }
 
 fn max_written(journal: &[SegmentRow]) -> u64 {

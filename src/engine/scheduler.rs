@@ -135,6 +135,13 @@ impl HostSlots {
         Some(Slot { slots: self.clone(), host: host.to_string() })
     }
 
+    /// Slots in use, per host.
+    pub fn snapshot(&self) -> Vec<(String, u32)> {
+        let mut v: Vec<(String, u32)> = self.inner.lock().used.iter().map(|(h, n)| (h.clone(), *n)).collect();
+        v.sort();
+        v
+    }
+
     /// Slots in use for a host.
     pub fn in_use(&self, host: &str) -> u32 {
         self.inner.lock().used.get(host).copied().unwrap_or(0)

@@ -299,6 +299,19 @@ impl Store {
         Ok(())
     }
 
+    /// Records a completed task and drops its journal, in one transaction.
+    pub fn complete(&self, id: &str, bytes: u64) -> Result<()> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        tx.prepare_cached("DELETE FROM ranges WHERE task_id = ?1")?.execute([id])?;
+        tx.prepare_cached(
+            "UPDATE tasks SET state = ?2, error_code = NULL, error_message = NULL, bytes = ?3, total = ?3, updated_ms = ?4 WHERE id = ?1",
+        )?
+        .execute(params![id, TaskState::Completed.as_i64(), bytes as i64, now_ms()])?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Changes a task's priority.
     pub fn set_priority(&self, id: &str, priority: i32) -> Result<()> {
         let conn = self.conn.lock();
@@ -381,9 +394,12 @@ pub mod tx {
         Ok(())
     }
 
-    /// Records the bytes-done hint shown by `list` in other processes.
+    /// Records the bytes-done hint shown by `list` in other processes, and that a queued task is
+    /// running (the start of a run is not written on its own: a crash turns running back into
+    /// queued anyway, so the first journal commit is soon enough).
     pub fn set_bytes(tx: &Transaction<'_>, id: &str, bytes: u64) -> Result<()> {
-        tx.execute("UPDATE tasks SET bytes = ?2 WHERE id = ?1", params![id, bytes as i64])?;
+        tx.prepare_cached("UPDATE tasks SET bytes = ?2, state = CASE state WHEN 0 THEN 1 ELSE state END WHERE id = ?1")?
+            .execute(params![id, bytes as i64])?;
         Ok(())
     }
 }
