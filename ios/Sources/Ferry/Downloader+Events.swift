@@ -1,0 +1,113 @@
+import Foundation
+import FerryBindings
+
+extension Downloader {
+    /// Every event of this downloader from now on, in order: coalesced progress and every state
+    /// change. Subscribe before enqueueing so no event of the new task is missed.
+    ///
+    /// The stream is fed by an engine listener; stopping the iteration (leaving the loop, cancelling
+    /// the task, dropping the stream) unregisters it, and `shutdown()` finishes it.
+    /// - Parameter bufferingPolicy: what to keep while the consumer is behind (default: everything).
+    public func events(
+        bufferingPolicy: AsyncStream<DownloadEvent>.Continuation.BufferingPolicy = .unbounded
+    ) -> AsyncStream<DownloadEvent> {
+        let (stream, continuation) = AsyncStream.makeStream(of: DownloadEvent.self, bufferingPolicy: bufferingPolicy)
+        let registration = manager.addListener(listener: ClosureListener { event in
+            continuation.yield(event)
+        })
+        let streams = self.streams
+        let streamId = streams.newId()
+        continuation.onTermination = { _ in
+            registration.cancel()
+            streams.remove(streamId)
+        }
+        if !streams.add(continuation, as: streamId) {
+            continuation.finish()  // already shut down
+        }
+        return stream
+    }
+
+    /// Calls `handler` with every event from now on, in order, on a Ferry thread, until the returned
+    /// subscription is cancelled or released. Whatever `handler` throws is logged by the engine and
+    /// ignored: the listener stays registered and downloads go on.
+    public func addListener(_ handler: @escaping @Sendable (DownloadEvent) throws -> Void) -> EventSubscription {
+        EventSubscription(manager.addListener(listener: ClosureListener(handler)))
+    }
+}
+
+/// A registered event listener. Delivery stops on `cancel()` or when this is released.
+public final class EventSubscription: Sendable {
+    private let registration: ListenerRegistration
+
+    init(_ registration: ListenerRegistration) {
+        self.registration = registration
+    }
+
+    /// Stops delivery (an event being delivered finishes).
+    public func cancel() {
+        registration.cancel()
+    }
+
+    /// Whether delivery was stopped.
+    public var isCancelled: Bool { registration.isCancelled() }
+}
+
+/// The generated listener protocol over a closure.
+final class ClosureListener: EventListener {
+    private let handler: @Sendable (DownloadEvent) throws -> Void
+
+    init(_ handler: @escaping @Sendable (DownloadEvent) throws -> Void) {
+        self.handler = handler
+    }
+
+    func onEvent(event: DownloadEvent) throws {
+        do {
+            try handler(event)
+        } catch let error as CallbackError {
+            throw error
+        } catch {
+            throw CallbackError.Failed(message: String(describing: error))
+        }
+    }
+}
+
+/// The open event streams of a downloader, so that `shutdown()` can finish them.
+final class EventStreams: @unchecked Sendable {
+    private let lock = NSLock()
+    private var open: [UInt64: AsyncStream<DownloadEvent>.Continuation] = [:]
+    private var nextId: UInt64 = 0
+    private var closed = false
+
+    /// A fresh stream id.
+    func newId() -> UInt64 {
+        lock.lock()
+        defer { lock.unlock() }
+        nextId += 1
+        return nextId
+    }
+
+    /// Registers a stream; false once shut down.
+    func add(_ continuation: AsyncStream<DownloadEvent>.Continuation, as id: UInt64) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !closed else { return false }
+        open[id] = continuation
+        return true
+    }
+
+    func remove(_ id: UInt64) {
+        lock.lock()
+        open[id] = nil
+        lock.unlock()
+    }
+
+    /// Finishes every stream; later ones start finished.
+    func finishAll() {
+        lock.lock()
+        closed = true
+        let all = open.values
+        open = [:]
+        lock.unlock()
+        for continuation in all { continuation.finish() }
+    }
+}
