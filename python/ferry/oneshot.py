@@ -12,6 +12,7 @@ The task runs on the default manager (or `manager`) and is forgotten once the ca
 """
 
 import asyncio
+import threading
 import uuid
 from typing import Any, Callable, Optional, Union
 
@@ -22,6 +23,8 @@ from .manager import Manager
 from .request import Headers, make_request
 
 DEFAULT_MEMORY_LIMIT = 64 << 20
+REPORT_DRAIN_TIMEOUT = 5.0  # how long the caller waits for the listener to report the end
+_ENDED = (TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED)
 
 
 class _OneShot:
@@ -34,6 +37,7 @@ class _OneShot:
         self.task_id = f"download_url-{uuid.uuid4()}"
         self.memory = outfile is None and chunk_callback is None
         self.registration = None
+        self.reported = threading.Event()  # the listener has seen the task end
         if progress_callback is not None:
             self.registration = self.manager.ffi.add_listener(
                 CallbackListener(self._progress_reporter(progress_callback, total_size, loop)))
@@ -60,15 +64,29 @@ class _OneShot:
             if event.is_progress():
                 total = event.total or total_size
                 percent = min(100, event.bytes * 100 // total) if total else 0
-            elif event.is_state_changed() and event.to == TaskState.COMPLETED:
-                percent = 100
+            elif event.is_state_changed() and event.to in _ENDED:
+                percent = 100 if event.to == TaskState.COMPLETED else last[0]
             else:
                 return
-            if percent != last[0]:
-                last[0] = percent
-                call_maybe_async(callback, percent, loop)
+            try:
+                if percent != last[0]:
+                    last[0] = percent
+                    call_maybe_async(callback, percent, loop)
+            finally:
+                if event.is_state_changed():
+                    self.reported.set()
 
         return report
+
+    def drain_reports(self) -> None:
+        """Waits (bounded) until the progress listener, on its own thread, has seen the end."""
+        if self.registration is not None:
+            self.reported.wait(REPORT_DRAIN_TIMEOUT)
+
+    async def drain_reports_async(self) -> None:
+        """`drain_reports` without blocking the event loop (async callbacks run on it)."""
+        if self.registration is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.reported.wait, REPORT_DRAIN_TIMEOUT)
 
     def result(self, status: TaskStatus) -> Union[bytes, bool]:
         raise_for_status(status)
@@ -101,7 +119,9 @@ def download_url(url: str, outfile=None, chunk_callback: Optional[Callable[[byte
     shot = _OneShot(manager, url, outfile, chunk_callback, headers, progress_callback, total_size,
                     memory_limit, overwrite, loop=None)
     try:
-        return shot.result(shot.manager.wait(shot.task_id, timeout))
+        status = shot.manager.wait(shot.task_id, timeout)
+        shot.drain_reports()
+        return shot.result(status)
     finally:
         shot.cleanup()
 
@@ -117,6 +137,8 @@ async def download_url_async(url: str, outfile=None, chunk_callback: Optional[Ca
     shot = _OneShot(manager, url, outfile, chunk_callback, headers, progress_callback, total_size,
                     memory_limit, overwrite, loop=loop)
     try:
-        return shot.result(await shot.manager.wait_async(shot.task_id, timeout))
+        status = await shot.manager.wait_async(shot.task_id, timeout)
+        await shot.drain_reports_async()
+        return shot.result(status)
     finally:
         shot.cleanup()

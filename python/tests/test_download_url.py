@@ -46,6 +46,13 @@ def test_progress_callback_reaches_100(serve):
     assert len(percents) > 2
 
 
+def test_progress_callback_sees_the_end_of_fast_downloads(server):
+    for _ in range(5):
+        percents = []
+        ferry.download_url(server.url, progress_callback=percents.append, timeout=WAIT)
+        assert percents and percents[-1] == 100
+
+
 def test_headers_are_accepted(server):
     assert len(ferry.download_url(server.url, headers={"X-Test": "1"}, timeout=WAIT)) == server.size
 
