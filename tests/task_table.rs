@@ -72,8 +72,9 @@ fn cancel_removes_the_partial_and_remove_forgets_the_task() {
     let id = w.manager.enqueue(w.request("a")).unwrap();
     until(30, "some progress", || w.manager.status(id.as_str()).unwrap().bytes > 0);
     w.manager.cancel(id.as_str()).unwrap();
-    until(10, "the partial to go", || !part_of(&w.out("a")).exists() && w.manager.running_count() == 0);
-    assert_eq!(w.manager.status(id.as_str()).unwrap().state, TaskState::Cancelled);
+    let info = wait(&w.manager, id.as_str(), 10);
+    assert_eq!(info.state, TaskState::Cancelled);
+    assert!(!part_of(&w.out("a")).exists(), "cancelled means the partial is already gone");
     assert_eq!(w.manager.resume(id.as_str()).unwrap_err().code(), ErrorCode::InvalidState);
     w.manager.remove(id.as_str(), false).unwrap();
     assert_eq!(w.manager.status(id.as_str()).unwrap_err().code(), ErrorCode::TaskNotFound);
@@ -263,4 +264,37 @@ fn ten_thousand_tasks_enqueue_fast_and_start_few_connections() {
     assert_eq!(listed.len(), 10_000);
     println!("10,000 tasks: enqueue {enqueue:?}, reopen {reopen:?}, list {list:?}");
     m.shutdown_blocking();
+}
+
+#[test]
+fn flush_makes_written_bytes_durable_at_once() {
+    let cfg = Config { sync_interval: Duration::from_secs(3600), ..test_config() };
+    let w = World::with_config(slow(8 * MIB, 2_000_000), cfg);
+    let id = w.manager.enqueue(Request { connections: Some(2), ..w.request("a") }).unwrap();
+    until(30, "progress", || w.manager.status(id.as_str()).unwrap().bytes > 2 * MIB);
+    let m = w.manager.clone();
+    runtime::handle().block_on(async move { m.flush().await });
+    let db = rusqlite::Connection::open(w.dir.path().join("state").join("tasks.sqlite3")).unwrap();
+    let durable: i64 = db.query_row("SELECT SUM(durable - start) FROM ranges", [], |r| r.get(0)).unwrap();
+    assert!(durable as u64 > 2 * MIB, "flush left only {durable} durable bytes");
+    let info = wait(&w.manager, id.as_str(), 60);
+    assert_eq!(info.state, TaskState::Completed);
+}
+
+#[test]
+fn shutdown_closes_event_streams_and_reopening_revives_the_manager() {
+    let w = World::new(slow(4 * MIB, 2_000_000));
+    let sub = w.manager.subscribe();
+    let id = w.manager.enqueue(Request { task_id: Some("r".into()), ..w.request("a") }).unwrap();
+    until(30, "progress", || w.manager.status(id.as_str()).unwrap().bytes > 0);
+    w.manager.shutdown_blocking();
+    let ended = runtime::handle().block_on(async move {
+        tokio::time::timeout(Duration::from_secs(5), async { while sub.next().await.is_some() {} }).await
+    });
+    assert!(ended.is_ok(), "the event stream did not end after shutdown");
+    assert_eq!(w.manager.enqueue(w.request("b")).unwrap_err().code(), ErrorCode::ShutDown);
+    let again = Manager::open(w.dir.path().join("state"), test_config()).unwrap();
+    let info = wait(&again, "r", 60);
+    assert_eq!(info.state, TaskState::Completed, "{:?}", info.error);
+    assert_same(&read(&w.out("a")), &w.server.expected());
 }

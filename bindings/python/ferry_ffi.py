@@ -553,6 +553,8 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_fetch_bytes() != 41684:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_downloadmanager_flush() != 25865:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_limits() != 12768:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_list() != 50534:
@@ -571,7 +573,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_set_priority() != 43511:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_ferry_checksum_method_downloadmanager_shutdown() != 59821:
+    if lib.uniffi_ferry_checksum_method_downloadmanager_shutdown() != 52633:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_state_dir() != 13545:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -585,7 +587,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_eventlistener_on_event() != 7020:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_ferry_checksum_method_eventstream_next() != 29810:
+    if lib.uniffi_ferry_checksum_method_eventstream_next() != 38659:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_eventstream_next_blocking() != 49159:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -666,6 +668,9 @@ _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_events.restype = ctypes.
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_fetch_bytes.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_fetch_bytes.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_flush.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_flush.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_limits.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_limits.restype = ctypes.c_uint16
@@ -809,6 +814,10 @@ _UniffiLib.uniffi_ferry_fn_method_downloadmanager_fetch_bytes.argtypes = (
     ctypes.c_uint64,
 )
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_fetch_bytes.restype = ctypes.c_uint64
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_flush.argtypes = (
+    ctypes.c_uint64,
+)
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_flush.restype = ctypes.c_uint64
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_limits.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -3725,7 +3734,8 @@ class EventStreamProtocol(typing.Protocol):
     
     async def next(self, ) -> typing.Optional[DownloadEvent]:
         """
-        The next event; `None` once the manager shut down.
+        The next event; `None` once the manager shut down. Cancelling the wait loses no event: an
+        event is taken from the queue only when this call returns it.
 """
         raise NotImplementedError
     def next_blocking(self, timeout_ms: int) -> typing.Optional[DownloadEvent]:
@@ -3768,7 +3778,8 @@ class EventStream(EventStreamProtocol):
         return inst
     async def next(self, ) -> typing.Optional[DownloadEvent]:
         """
-        The next event; `None` once the manager shut down.
+        The next event; `None` once the manager shut down. Cancelling the wait loses no event: an
+        event is taken from the queue only when this call returns it.
 """
         _uniffi_lowered_args = (
             self._uniffi_clone_handle(),
@@ -3911,6 +3922,12 @@ class DownloadManagerProtocol(typing.Protocol):
         Fetches a small resource into memory (up to `limit` bytes).
 """
         raise NotImplementedError
+    async def flush(self, ) -> None:
+        """
+        Syncs every running download's part file and journal now (call it when the app goes to the
+        background): everything transferred so far then survives even a power loss.
+"""
+        raise NotImplementedError
     def limits(self, ) -> Limits:
         """
         Current limits.
@@ -3958,7 +3975,8 @@ class DownloadManagerProtocol(typing.Protocol):
         raise NotImplementedError
     async def shutdown(self, ) -> None:
         """
-        Stops all transfers (journals synced; they resume on the next open) and accepts no new work.
+        Stops all transfers (journals synced; they resume on the next open) and accepts no new work
+        until the directory is opened again.
 """
         raise NotImplementedError
     def state_dir(self, ) -> str:
@@ -4167,6 +4185,24 @@ class DownloadManager(DownloadManagerProtocol):
             _uniffi_lift_return,
             _uniffi_error_converter,
         )
+    async def flush(self, ) -> None:
+        """
+        Syncs every running download's part file and journal now (call it when the app goes to the
+        background): everything transferred so far then survives even a power loss.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = None
+        return await _uniffi_rust_call_async(
+            _UniffiLib.uniffi_ferry_fn_method_downloadmanager_flush(*_uniffi_lowered_args),
+            _UniffiLib.ffi_ferry_rust_future_poll_void,
+            _UniffiLib.ffi_ferry_rust_future_complete_void,
+            _UniffiLib.ffi_ferry_rust_future_free_void,
+            _uniffi_lift_return,
+            _uniffi_error_converter,
+        )
     def limits(self, ) -> Limits:
         """
         Current limits.
@@ -4325,7 +4361,8 @@ class DownloadManager(DownloadManagerProtocol):
         return _uniffi_lift_return(_uniffi_ffi_result)
     async def shutdown(self, ) -> None:
         """
-        Stops all transfers (journals synced; they resume on the next open) and accepts no new work.
+        Stops all transfers (journals synced; they resume on the next open) and accepts no new work
+        until the directory is opened again.
 """
         _uniffi_lowered_args = (
             self._uniffi_clone_handle(),

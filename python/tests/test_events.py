@@ -89,10 +89,6 @@ def test_raising_listener_does_not_stop_the_engine(serve, manager, tmp_path, cap
     assert "listener bug" in caplog.text
 
 
-# Known engine/FFI issues, pinned so that a fix shows up as an XPASS (strict: then remove the marker).
-
-@pytest.mark.xfail(strict=True, raises=TimeoutError, reason="EventStream.next() is documented to return None after shutdown, "
-                                       "but Manager::shutdown never closes the event hub")
 def test_event_stream_ends_after_shutdown(tmp_path):
     import asyncio
 
@@ -107,8 +103,6 @@ def test_event_stream_ends_after_shutdown(tmp_path):
     asyncio.run(drain())
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="cancelling an awaited EventStream.next() loses the next event: "
-                                       "its spawned engine task is not aborted and consumes it")
 def test_cancelled_next_loses_no_event(server, manager, tmp_path):
     import asyncio
 

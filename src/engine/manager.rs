@@ -15,7 +15,7 @@ use super::runner::{self, Env, Outcome};
 use super::runtime;
 use super::scheduler::{HostSlots, ReadyQueue};
 use super::store::{now_ms, tx, Recovery, StoredTask, Store, TaskRow};
-use super::table::{EntryInner, LiveProgress, Resource, RunControl, SpeedMeter, StopReason, TaskEntry};
+use super::table::{EntryInner, FlushSignal, LiveProgress, Resource, RunControl, SpeedMeter, StopReason, TaskEntry};
 use super::task::{next_state, Output, TaskError, TaskId, TaskInfo, TaskSpec, TaskState, Transition};
 use super::transport::Transport;
 use super::verdict::Validator;
@@ -80,6 +80,8 @@ impl Manager {
         let dir = std::path::absolute(dir.as_ref()).map_err(|e| Error::io("resolving the state directory", &e))?;
         let mut registry = REGISTRY.lock();
         if let Some(inner) = registry.get(&dir).and_then(Weak::upgrade) {
+            drop(registry);
+            inner.revive();
             return Ok(Manager { inner });
         }
         let (store, stored, recovery) = Store::open(&dir)?;
@@ -305,8 +307,41 @@ impl Manager {
         for h in handles {
             let _ = h.await;
         }
-        self.inner.env.journal.flush();
-        REGISTRY.lock().remove(&self.inner.dir);
+        let journal = self.inner.env.journal.clone();
+        let _ = tokio::task::spawn_blocking(move || journal.flush()).await;
+        self.inner.events.close();
+    }
+
+    /// Syncs every running download's part file and journal now, so that everything transferred so
+    /// far survives even a power loss (call it when the app goes to the background). Waits at most
+    /// ten seconds per task.
+    pub async fn flush(&self) {
+        let targets: Vec<(Arc<tokio::sync::Notify>, watch::Receiver<u64>)> = {
+            let ids: Vec<TaskId> = self.inner.sched.lock().running.keys().cloned().collect();
+            let tasks = self.inner.tasks.read();
+            ids.iter()
+                .filter_map(|id| tasks.get(id))
+                .filter_map(|e| e.inner.lock().run.as_ref().map(|r| (r.flush.clone(), r.flushed.clone())))
+                .collect()
+        };
+        let mut waits = Vec::new();
+        for (request, mut flushed) in targets {
+            let before = *flushed.borrow_and_update();
+            request.notify_one();
+            waits.push(async move {
+                let done = async {
+                    while *flushed.borrow_and_update() == before {
+                        if flushed.changed().await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(10), done).await;
+            });
+        }
+        futures_util::future::join_all(waits).await;
+        let journal = self.inner.env.journal.clone();
+        let _ = tokio::task::spawn_blocking(move || journal.flush()).await;
     }
 
     /// Blocking form of [`Manager::shutdown`] for threads outside the engine's runtime.
@@ -376,6 +411,28 @@ impl Inner {
         let tasks = self.tasks.read();
         let key = TaskId::from_stored(id.to_string());
         tasks.get(&key).filter(|e| !e.removed.load(Ordering::Acquire)).cloned().ok_or_else(|| task_not_found(id))
+    }
+
+    /// Accepts work again after a shutdown (opening a directory whose manager is shut down but
+    /// still alive in this process gives that manager back).
+    fn revive(self: &Arc<Self>) {
+        if !self.shutting_down.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        let resume = self.env.config.read().resume_on_open;
+        {
+            let mut s = self.sched.lock();
+            for e in self.tasks.read().values() {
+                if e.state() == TaskState::Queued && !s.ready.contains(&e.spec.id) {
+                    if resume {
+                        s.ready.push(e.spec.id.clone(), e.spec.host_key(), e.inner.lock().priority, e.seq);
+                    } else {
+                        e.inner.lock().dormant = true;
+                    }
+                }
+            }
+        }
+        self.dispatch();
     }
 
     fn shutting_down_error() -> Error {
@@ -591,14 +648,15 @@ impl Inner {
                 continue;
             }
             let stop = CancellationToken::new();
+            let (signal, flush, flushed) = FlushSignal::pair();
             {
                 let mut g = entry.inner.lock();
-                g.run = Some(RunControl { stop: stop.clone(), reason: None });
+                g.run = Some(RunControl { stop: stop.clone(), reason: None, flush, flushed });
                 g.dormant = false;
             }
             let inner = self.clone();
             let handle = runtime::handle().spawn(async move {
-                let run = runner::run(inner.env.clone(), entry.clone(), stop, slot);
+                let run = runner::run(inner.env.clone(), entry.clone(), stop, slot, signal);
                 let outcome = match AssertUnwindSafe(run).catch_unwind().await {
                     Ok(o) => o,
                     Err(_) => Outcome::Failed(Error::internal("the download runner panicked")),
@@ -628,17 +686,23 @@ impl Inner {
                     }
                     let _ = self.transition(entry, Transition::Complete, None);
                 }
+                Outcome::Failed(_) | Outcome::Stopped if reason == Some(StopReason::Cancel) => {
+                    // The partial goes first: whoever sees "cancelled" must find no part file.
+                    self.discard_partial(entry);
+                    if !matches!(state, TaskState::Cancelled | TaskState::Completed) {
+                        let _ = self.transition(entry, Transition::Cancel, None);
+                    }
+                }
                 Outcome::Failed(e) => {
                     if state == TaskState::Running {
                         let _ = self.transition(entry, Transition::Fail, Some((&e).into()));
                     }
                 }
-                Outcome::Stopped => match reason {
-                    Some(StopReason::Shutdown) if state == TaskState::Running => {
+                Outcome::Stopped => {
+                    if reason == Some(StopReason::Shutdown) && state == TaskState::Running {
                         let _ = self.transition(entry, Transition::Recover, None);
                     }
-                    _ => {}
-                },
+                }
             }
             let state = entry.state();
             let removed = entry.removed.load(Ordering::Acquire);
@@ -689,11 +753,15 @@ impl Inner {
         }
     }
 
+    /// Asks a live runner to stop; a cancel, once asked for, is never downgraded. False when no
+    /// runner is alive.
     fn stop_runner(entry: &TaskEntry, reason: StopReason) -> bool {
         let mut g = entry.inner.lock();
         match g.run.as_mut() {
             Some(run) => {
-                run.reason = Some(reason);
+                if run.reason != Some(StopReason::Cancel) {
+                    run.reason = Some(reason);
+                }
                 run.stop.cancel();
                 true
             }
@@ -701,9 +769,16 @@ impl Inner {
         }
     }
 
+    fn cancel_pending(entry: &TaskEntry) -> bool {
+        entry.inner.lock().run.as_ref().is_some_and(|r| r.reason == Some(StopReason::Cancel))
+    }
+
     fn pause(self: &Arc<Self>, id: &str) -> Result<()> {
         let mut s = self.sched.lock();
         let e = self.entry(id)?;
+        if Self::cancel_pending(&e) {
+            return Ok(());
+        }
         match e.state() {
             TaskState::Paused => Ok(()),
             TaskState::Queued => {
@@ -751,9 +826,11 @@ impl Inner {
             TaskState::Completed | TaskState::Cancelled => Ok(()),
             _ => {
                 s.ready.remove(&e.spec.id);
-                self.transition(&e, Transition::Cancel, None)?;
+                // With a live runner the task turns cancelled once the runner stopped and the
+                // partial file is gone (see on_exit); otherwise right now, in the same order.
                 if !Self::stop_runner(&e, StopReason::Cancel) {
                     self.discard_partial(&e);
+                    self.transition(&e, Transition::Cancel, None)?;
                     release_claim(&mut s, &e);
                 }
                 Ok(())

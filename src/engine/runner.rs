@@ -24,7 +24,7 @@ use super::retry::RetryBudget;
 use super::scheduler::{HostSlots, Slot};
 use super::sink::{FileSink, MemorySink, Sink, StreamSink};
 use super::store::{tx, Store};
-use super::table::{Resource, StopReason, TaskEntry, UNKNOWN};
+use super::table::{FlushSignal, Resource, StopReason, TaskEntry, UNKNOWN};
 use super::task::Output;
 use super::transport::{Get, Response, Transport};
 use super::verdict::{judge_probe, Probe, Validator};
@@ -93,10 +93,11 @@ struct Ranged {
     saved: bool,
 }
 
-/// Runs a task until it completes, fails or is stopped.
-pub async fn run(env: Arc<Env>, task: Arc<TaskEntry>, stop: CancellationToken, slot: Slot) -> Outcome {
+/// Runs a task until it completes, fails or is stopped. `flush` asks for a sync of the part file and
+/// journal at any time (an app going to the background).
+pub async fn run(env: Arc<Env>, task: Arc<TaskEntry>, stop: CancellationToken, slot: Slot, flush: FlushSignal) -> Outcome {
     let config = env.config.read().clone();
-    let mut run = match Run::open(env, task, stop, slot, config) {
+    let mut run = match Run::open(env, task, stop, slot, config, flush) {
         Ok(r) => r,
         Err(e) => return Outcome::Failed(e),
     };
@@ -119,10 +120,11 @@ struct Run {
     resume: Option<Ranged>,
     host: String,
     run_started: Instant,
+    flush: FlushSignal,
 }
 
 impl Run {
-    fn open(env: Arc<Env>, task: Arc<TaskEntry>, stop: CancellationToken, slot: Slot, config: Config) -> Result<Run> {
+    fn open(env: Arc<Env>, task: Arc<TaskEntry>, stop: CancellationToken, slot: Slot, config: Config, flush: FlushSignal) -> Result<Run> {
         let (resource, journal) = {
             let g = task.inner.lock();
             (g.resource.clone(), g.journal.clone())
@@ -176,6 +178,7 @@ impl Run {
             resume,
             host,
             run_started: Instant::now(),
+            flush,
         })
     }
 
@@ -363,6 +366,8 @@ impl Run {
             let next = tokio::select! {
                 c = resp.chunk() => c,
                 _ = self.stop.cancelled() => return Err(Step::Stopped),
+                // A plain stream cannot resume, so there is nothing worth syncing.
+                _ = self.flush.request.notified() => { self.flush.completed(); continue; }
             };
             let (chunk, end) = match next {
                 Ok(Some(c)) => (Some(c), false),
@@ -512,6 +517,12 @@ impl Run {
                     if let Err(e) = self.sync_durable(&shared).await {
                         break Err(Step::Fail(e));
                     }
+                }
+                _ = self.flush.request.notified() => {
+                    if let Err(e) = self.sync_durable(&shared).await {
+                        break Err(Step::Fail(e));
+                    }
+                    self.flush.completed();
                 }
             }
         };

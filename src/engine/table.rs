@@ -6,6 +6,7 @@ use super::task::{TaskError, TaskInfo, TaskSpec, TaskState};
 use super::verdict::Validator;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -86,6 +87,33 @@ pub struct RunControl {
     pub stop: CancellationToken,
     /// Why.
     pub reason: Option<StopReason>,
+    /// Asks the runner to sync its part file and journal now.
+    pub flush: Arc<tokio::sync::Notify>,
+    /// Counts the flushes the runner completed.
+    pub flushed: watch::Receiver<u64>,
+}
+
+/// The runner's side of [`RunControl`]'s flush channel.
+#[derive(Debug)]
+pub struct FlushSignal {
+    /// Flush requests.
+    pub request: Arc<tokio::sync::Notify>,
+    /// Completed flushes.
+    pub done: watch::Sender<u64>,
+}
+
+impl FlushSignal {
+    /// A connected pair: the runner's signal and the manager's control halves.
+    pub fn pair() -> (FlushSignal, Arc<tokio::sync::Notify>, watch::Receiver<u64>) {
+        let request = Arc::new(tokio::sync::Notify::new());
+        let (done, rx) = watch::channel(0);
+        (FlushSignal { request: request.clone(), done }, request, rx)
+    }
+
+    /// Records a completed flush.
+    pub fn completed(&self) {
+        self.done.send_modify(|n| *n += 1);
+    }
 }
 
 /// Smoothed transfer speed.

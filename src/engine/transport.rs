@@ -178,6 +178,21 @@ fn source_chain<'a>(e: &'a (dyn std::error::Error + 'static)) -> impl Iterator<I
     std::iter::successors(Some(e), |e| e.source())
 }
 
+/// The rustls error behind a failure, if any. `io::Error::source` skips the error it wraps, so
+/// wrapped errors are looked at through `get_ref` too.
+fn tls_error(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    source_chain(e).find_map(|s| {
+        let mut at: Option<&(dyn std::error::Error + 'static)> = Some(s);
+        while let Some(err) = at {
+            if let Some(r) = err.downcast_ref::<rustls::Error>() {
+                return Some(r.to_string());
+            }
+            at = err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).map(|b| b as &(dyn std::error::Error + 'static));
+        }
+        None
+    })
+}
+
 fn map_reqwest_error(e: &reqwest::Error, url: &url::Url) -> Error {
     let where_ = redact_url(url.as_str());
     if e.is_redirect() {
@@ -186,9 +201,8 @@ fn map_reqwest_error(e: &reqwest::Error, url: &url::Url) -> Error {
         }
         return Error::new(ErrorCode::TooManyRedirects, format!("more than {MAX_REDIRECTS} redirects from {where_}"));
     }
-    if source_chain(e).any(|s| s.is::<rustls::Error>()) {
-        let detail = source_chain(e).find_map(|s| s.downcast_ref::<rustls::Error>()).map(|r| r.to_string()).unwrap_or_default();
-        return Error::new(ErrorCode::Tls, format!("TLS with {where_} failed: {detail}"));
+    if let Some(tls) = tls_error(e) {
+        return Error::new(ErrorCode::Tls, format!("TLS with {where_} failed: {tls}"));
     }
     if e.is_timeout() {
         return Error::new(ErrorCode::Timeout, format!("timed out talking to {where_}"));

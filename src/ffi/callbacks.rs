@@ -6,7 +6,7 @@
 
 use super::error::CallbackError;
 use super::types::DownloadEvent;
-use crate::engine::{self, runtime};
+use crate::engine;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,10 +103,10 @@ impl EventStream {
 
 #[uniffi::export]
 impl EventStream {
-    /// The next event; `None` once the manager shut down.
+    /// The next event; `None` once the manager shut down. Cancelling the wait loses no event: an
+    /// event is taken from the queue only when this call returns it.
     pub async fn next(&self) -> Option<DownloadEvent> {
-        let sub = self.sub.clone();
-        runtime::handle().spawn(async move { sub.next().await }).await.ok().flatten().map(Into::into)
+        self.sub.next().await.map(Into::into)
     }
 
     /// The next event if one is waiting.

@@ -139,7 +139,15 @@ impl DownloadManager {
         EventStream::new(self.inner.subscribe())
     }
 
-    /// Stops all transfers (journals synced; they resume on the next open) and accepts no new work.
+    /// Syncs every running download's part file and journal now (call it when the app goes to the
+    /// background): everything transferred so far then survives even a power loss.
+    pub async fn flush(&self) {
+        let m = self.inner.clone();
+        let _ = runtime::handle().spawn(async move { m.flush().await }).await;
+    }
+
+    /// Stops all transfers (journals synced; they resume on the next open) and accepts no new work
+    /// until the directory is opened again.
     pub async fn shutdown(&self) {
         let m = self.inner.clone();
         let _ = runtime::handle().spawn(async move { m.shutdown().await }).await;

@@ -913,6 +913,12 @@ public protocol DownloadManagerProtocol: AnyObject, Sendable {
     func fetchBytes(url: String, headers: [HttpHeader], limit: UInt64) async throws  -> Data
     
     /**
+     * Syncs every running download's part file and journal now (call it when the app goes to the
+     * background): everything transferred so far then survives even a power loss.
+     */
+    func flush() async 
+    
+    /**
      * Current limits.
      */
     func limits()  -> Limits
@@ -958,7 +964,8 @@ public protocol DownloadManagerProtocol: AnyObject, Sendable {
     func setPriority(taskId: String, priority: Int32) throws 
     
     /**
-     * Stops all transfers (journals synced; they resume on the next open) and accepts no new work.
+     * Stops all transfers (journals synced; they resume on the next open) and accepts no new work
+     * until the directory is opened again.
      */
     func shutdown() async 
     
@@ -1150,6 +1157,27 @@ open func fetchBytes(url: String, headers: [HttpHeader], limit: UInt64)async thr
 }
     
     /**
+     * Syncs every running download's part file and journal now (call it when the app goes to the
+     * background): everything transferred so far then survives even a power loss.
+     */
+open func flush()async   {
+    return
+        try!  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_ferry_fn_method_downloadmanager_flush(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_ferry_rust_future_poll_void,
+            completeFunc: ffi_ferry_rust_future_complete_void,
+            freeFunc: ffi_ferry_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: nil
+            
+        )
+}
+    
+    /**
      * Current limits.
      */
 open func limits() -> Limits  {
@@ -1260,7 +1288,8 @@ open func setPriority(taskId: String, priority: Int32)throws   {try rustCallWith
 }
     
     /**
-     * Stops all transfers (journals synced; they resume on the next open) and accepts no new work.
+     * Stops all transfers (journals synced; they resume on the next open) and accepts no new work
+     * until the directory is opened again.
      */
 open func shutdown()async   {
     return
@@ -1603,7 +1632,8 @@ public func FfiConverterTypeEventListener_lower(_ value: EventListener) -> UInt6
 public protocol EventStreamProtocol: AnyObject, Sendable {
     
     /**
-     * The next event; `None` once the manager shut down.
+     * The next event; `None` once the manager shut down. Cancelling the wait loses no event: an
+     * event is taken from the queue only when this call returns it.
      */
     func next() async  -> DownloadEvent?
     
@@ -1675,7 +1705,8 @@ open class EventStream: EventStreamProtocol, @unchecked Sendable {
 
     
     /**
-     * The next event; `None` once the manager shut down.
+     * The next event; `None` once the manager shut down. Cancelling the wait loses no event: an
+     * event is taken from the queue only when this call returns it.
      */
 open func next()async  -> DownloadEvent?  {
     return
@@ -4127,7 +4158,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_ferry_checksum_method_eventlistener_on_event() != 7020) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_ferry_checksum_method_eventstream_next() != 29810) {
+    if (uniffi_ferry_checksum_method_eventstream_next() != 38659) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_ferry_checksum_method_eventstream_next_blocking() != 49159) {
@@ -4163,6 +4194,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_ferry_checksum_method_downloadmanager_fetch_bytes() != 41684) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_ferry_checksum_method_downloadmanager_flush() != 25865) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_ferry_checksum_method_downloadmanager_limits() != 12768) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -4190,7 +4224,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_ferry_checksum_method_downloadmanager_set_priority() != 43511) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_ferry_checksum_method_downloadmanager_shutdown() != 59821) {
+    if (uniffi_ferry_checksum_method_downloadmanager_shutdown() != 52633) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_ferry_checksum_method_downloadmanager_state_dir() != 13545) {

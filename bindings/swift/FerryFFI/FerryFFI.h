@@ -410,6 +410,11 @@ uint64_t uniffi_ferry_fn_method_downloadmanager_events(uint64_t ptr, RustCallSta
 uint64_t uniffi_ferry_fn_method_downloadmanager_fetch_bytes(uint64_t ptr, RustBuffer url, RustBuffer headers, uint64_t limit
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_FLUSH
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_FLUSH
+uint64_t uniffi_ferry_fn_method_downloadmanager_flush(uint64_t ptr
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_LIMITS
 #define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_LIMITS
 RustBuffer uniffi_ferry_fn_method_downloadmanager_limits(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -889,6 +894,12 @@ uint16_t uniffi_ferry_checksum_method_downloadmanager_events(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_FETCH_BYTES
 #define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_FETCH_BYTES
 uint16_t uniffi_ferry_checksum_method_downloadmanager_fetch_bytes(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_FLUSH
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_FLUSH
+uint16_t uniffi_ferry_checksum_method_downloadmanager_flush(void
     
 );
 #endif

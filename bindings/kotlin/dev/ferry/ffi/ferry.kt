@@ -766,6 +766,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_ferry_checksum_method_downloadmanager_fetch_bytes(
     ): Int
+    external fun uniffi_ferry_checksum_method_downloadmanager_flush(
+    ): Int
     external fun uniffi_ferry_checksum_method_downloadmanager_limits(
     ): Int
     external fun uniffi_ferry_checksum_method_downloadmanager_list(
@@ -871,6 +873,8 @@ internal object UniffiLib {
     external fun uniffi_ferry_fn_method_downloadmanager_events(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_ferry_fn_method_downloadmanager_fetch_bytes(`ptr`: Long,`url`: RustBuffer.ByValue,`headers`: RustBuffer.ByValue,`limit`: Long,
+    ): Long
+    external fun uniffi_ferry_fn_method_downloadmanager_flush(`ptr`: Long,
     ): Long
     external fun uniffi_ferry_fn_method_downloadmanager_limits(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1055,7 +1059,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_ferry_checksum_method_eventlistener_on_event() and 0xFFFF) != 7020) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_ferry_checksum_method_eventstream_next() and 0xFFFF) != 29810) {
+    if ((lib.uniffi_ferry_checksum_method_eventstream_next() and 0xFFFF) != 38659) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_ferry_checksum_method_eventstream_next_blocking() and 0xFFFF) != 49159) {
@@ -1091,6 +1095,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_ferry_checksum_method_downloadmanager_fetch_bytes() and 0xFFFF) != 41684) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_ferry_checksum_method_downloadmanager_flush() and 0xFFFF) != 25865) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_ferry_checksum_method_downloadmanager_limits() and 0xFFFF) != 12768) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1118,7 +1125,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_ferry_checksum_method_downloadmanager_set_priority() and 0xFFFF) != 43511) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_ferry_checksum_method_downloadmanager_shutdown() and 0xFFFF) != 59821) {
+    if ((lib.uniffi_ferry_checksum_method_downloadmanager_shutdown() and 0xFFFF) != 52633) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_ferry_checksum_method_downloadmanager_state_dir() and 0xFFFF) != 13545) {
@@ -2076,6 +2083,12 @@ public interface DownloadManagerInterface {
     suspend fun `fetchBytes`(`url`: kotlin.String, `headers`: List<HttpHeader>, `limit`: kotlin.ULong): kotlin.ByteArray
     
     /**
+     * Syncs every running download's part file and journal now (call it when the app goes to the
+     * background): everything transferred so far then survives even a power loss.
+     */
+    suspend fun `flush`()
+    
+    /**
      * Current limits.
      */
     fun `limits`(): Limits
@@ -2121,7 +2134,8 @@ public interface DownloadManagerInterface {
     fun `setPriority`(`taskId`: kotlin.String, `priority`: kotlin.Int)
     
     /**
-     * Stops all transfers (journals synced; they resume on the next open) and accepts no new work.
+     * Stops all transfers (journals synced; they resume on the next open) and accepts no new work
+     * until the directory is opened again.
      */
     suspend fun `shutdown`()
     
@@ -2386,6 +2400,31 @@ open class DownloadManager: Disposable, AutoCloseable, DownloadManagerInterface
 
     
     /**
+     * Syncs every running download's part file and journal now (call it when the app goes to the
+     * background): everything transferred so far then survives even a power loss.
+     */
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `flush`() {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_ferry_fn_method_downloadmanager_flush(
+                uniffiHandle,
+                
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_ferry_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_ferry_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.ffi_ferry_rust_future_free_void(future) },
+        // lift function
+        { },
+        
+        // Error FFI converter
+        UniffiNullRustCallStatusErrorHandler,
+    )
+    }
+
+    
+    /**
      * Current limits.
      */override fun `limits`(): Limits {
             return FfiConverterTypeLimits.lift(
@@ -2537,7 +2576,8 @@ open class DownloadManager: Disposable, AutoCloseable, DownloadManagerInterface
 
     
     /**
-     * Stops all transfers (journals synced; they resume on the next open) and accepts no new work.
+     * Stops all transfers (journals synced; they resume on the next open) and accepts no new work
+     * until the directory is opened again.
      */
     @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
     override suspend fun `shutdown`() {
@@ -3120,7 +3160,8 @@ public object FfiConverterTypeEventListener: FfiConverter<EventListener, Long> {
 public interface EventStreamInterface {
     
     /**
-     * The next event; `None` once the manager shut down.
+     * The next event; `None` once the manager shut down. Cancelling the wait loses no event: an
+     * event is taken from the queue only when this call returns it.
      */
     suspend fun `next`(): DownloadEvent?
     
@@ -3243,7 +3284,8 @@ open class EventStream: Disposable, AutoCloseable, EventStreamInterface
 
     
     /**
-     * The next event; `None` once the manager shut down.
+     * The next event; `None` once the manager shut down. Cancelling the wait loses no event: an
+     * event is taken from the queue only when this call returns it.
      */
     @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
     override suspend fun `next`() : DownloadEvent? {

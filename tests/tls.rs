@@ -1,0 +1,87 @@
+//! HTTPS: a TLS-terminating proxy with a private CA in front of the loopback server. With the CA
+//! given as an extra root the download works (ranges and all); without it the error is typed.
+
+mod support;
+
+use ferry::engine::{runtime, Config, ErrorCode, Manager, Request, TaskState};
+use ferry::loopback::{Faults, LoopbackServer};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use std::sync::Arc;
+use support::*;
+
+struct Tls {
+    ca_pem: String,
+    port: u16,
+    _stop: tokio_util::sync::CancellationToken,
+}
+
+fn tls_proxy(backend: std::net::SocketAddr) -> Tls {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(DnType::CommonName, "Ferry test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let cert_der = rustls_pki_types::CertificateDer::from(leaf.der().to_vec());
+    let key_der = rustls_pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap();
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(tokio_rustls::rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert_der], key_der)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    std_listener.set_nonblocking(true).unwrap();
+    let port = std_listener.local_addr().unwrap().port();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let st = stop.clone();
+    runtime::handle().spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+        loop {
+            let (tcp, _) = tokio::select! {
+                r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
+                _ = st.cancelled() => return,
+            };
+            let acceptor = acceptor.clone();
+            let st = st.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let Ok(mut upstream) = tokio::net::TcpStream::connect(backend).await else { return };
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut tls, &mut upstream) => {}
+                    _ = st.cancelled() => {}
+                }
+            });
+        }
+    });
+    Tls { ca_pem: ca_cert.pem(), port, _stop: stop }
+}
+
+#[test]
+fn https_with_a_private_ca_downloads_and_without_it_fails_typed() {
+    let server = LoopbackServer::start(runtime::handle(), 0, Faults::new(3 << 20)).unwrap();
+    let proxy = tls_proxy(server.addr());
+    let url = format!("https://localhost:{}/file", proxy.port);
+    let dir = tempfile::tempdir().unwrap();
+
+    let trusting = Manager::open(dir.path().join("a"), Config { extra_root_certificates_pem: vec![proxy.ca_pem.clone()], ..test_config() }).unwrap();
+    let out = dir.path().join("ok.bin");
+    let id = trusting.enqueue(Request { connections: Some(3), ..Request::file(&url, &out) }).unwrap();
+    let info = wait(&trusting, id.as_str(), 60);
+    assert_eq!(info.state, TaskState::Completed, "{:?}", info.error);
+    assert_same(&read(&out), &server.expected());
+
+    let plain = Manager::open(dir.path().join("b"), test_config()).unwrap();
+    let out = dir.path().join("no.bin");
+    let id = plain.enqueue(Request::file(&url, &out)).unwrap();
+    let info = wait(&plain, id.as_str(), 60);
+    assert_eq!(info.state, TaskState::Failed);
+    assert_eq!(info.error.unwrap().code, ErrorCode::Tls);
+    assert!(!out.exists());
+}
