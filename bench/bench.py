@@ -1,0 +1,405 @@
+#!/usr/bin/env python3
+"""Ferry against curl and aria2c on the same machine and the same nginx.
+
+Starts nginx on 127.0.0.1 with two ports (uncapped, and `limit_rate 8m` per connection), generates
+random data with SHA-256 manifests, runs every case several times with the tools interleaved
+(A B C A B C ...), and prints a markdown table of medians: wall time, MB/s, CPU seconds (user+sys),
+peak RSS, and for the resume case the bytes nginx sent twice. A run counts only if every output
+file's SHA-256 matches. Usage: bench/run.sh [--reps N] [--cases 1,2,3,4,5] [--quick].
+"""
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MIB = 1 << 20
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+class Run:
+    """One measured process run."""
+
+    def __init__(self, wall, cpu, rss_kb, rc):
+        self.wall, self.cpu, self.rss_kb, self.rc = wall, cpu, rss_kb, rc
+
+
+def measure(cmd, timeout=900, kill_after=None, env=None):
+    """Runs cmd under GNU time; returns a Run with wall seconds, user+sys seconds and peak RSS (KiB).
+    (Measuring through wait4 here would report this Python process's RSS: a forked child inherits
+    its parent's high-water mark.) With kill_after, the process group gets SIGKILL after that long."""
+    fd, stats = tempfile.mkstemp(prefix="bench-time-")
+    os.close(fd)
+    t0 = time.monotonic()
+    p = subprocess.Popen(["/usr/bin/time", "-f", "%U %S %M", "-o", stats, *cmd], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, start_new_session=True)
+    limit = kill_after if kill_after is not None else timeout
+    try:
+        _, err = p.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        _, err = p.communicate()
+    wall = time.monotonic() - t0
+    cpu, rss = 0.0, 0
+    try:
+        parts = open(stats).read().split()
+        cpu, rss = float(parts[-3]) + float(parts[-2]), int(parts[-1])
+    except (OSError, ValueError, IndexError):
+        pass
+    os.remove(stats)
+    if p.returncode != 0 and kill_after is None:
+        log(f"  ! {' '.join(cmd[:3])}... exited {p.returncode}: {err.decode(errors='replace').strip()[:300]}")
+    return Run(wall, cpu, rss, p.returncode)
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(4 * MIB)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+class Nginx:
+    def __init__(self, work, www):
+        self.dir = os.path.join(work, "nginx")
+        os.makedirs(os.path.join(self.dir, "tmp"), exist_ok=True)
+        self.www = www
+        self.proc = None
+
+    def start(self):
+        import socket
+
+        ports = []
+        for _ in range(2):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+            s.close()
+        self.fast, self.capped = ports
+        d = self.dir
+        user = "user root root;" if os.geteuid() == 0 else ""
+        conf = f"""{user}
+daemon off;
+worker_processes auto;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  log_format bench '$uri $status $body_bytes_sent';
+  access_log {d}/access.log bench;
+  client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; fastcgi_temp_path {d}/tmp; uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 1000000;
+  server {{ listen 127.0.0.1:{self.fast}; root {self.www}; }}
+  server {{ listen 127.0.0.1:{self.capped}; root {self.www}; limit_rate 8m; }}
+}}
+"""
+        with open(os.path.join(d, "nginx.conf"), "w") as f:
+            f.write(conf)
+        binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        self.proc = subprocess.Popen([binary, "-p", d, "-c", os.path.join(d, "nginx.conf")],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.fast), timeout=0.2).close()
+                socket.create_connection(("127.0.0.1", self.capped), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("nginx did not start: " + open(os.path.join(d, "error.log")).read())
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def url(self, capped, path):
+        return f"http://127.0.0.1:{self.capped if capped else self.fast}/{path}"
+
+    def log_offset(self):
+        p = os.path.join(self.dir, "access.log")
+        return os.path.getsize(p) if os.path.exists(p) else 0
+
+    def bytes_sent(self, since, uri):
+        time.sleep(0.3)  # let nginx log the connections the kill closed
+        with open(os.path.join(self.dir, "access.log"), "rb") as f:
+            f.seek(since)
+            text = f.read().decode(errors="replace")
+        total = 0
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == uri:
+                total += int(parts[2])
+        return total
+
+
+def make_data(work, quick):
+    www = os.path.join(work, "www")
+    os.makedirs(os.path.join(www, "small"), exist_ok=True)
+    big_size = (256 if quick else 1024) * MIB
+    mid_size = (64 if quick else 256) * MIB
+    manifest_path = os.path.join(work, "manifest.json")
+    if os.path.exists(manifest_path):
+        m = json.load(open(manifest_path))
+        if m.get("big_size") == big_size and m.get("mid_size") == mid_size:
+            return www, m
+    log("generating data (random bytes, SHA-256 manifests)...")
+
+    def random_file(path, size):
+        with open("/dev/urandom", "rb") as src, open(path, "wb") as dst:
+            left = size
+            while left:
+                b = src.read(min(left, 8 * MIB))
+                dst.write(b)
+                left -= len(b)
+        return sha256_file(path)
+
+    m = {"big_size": big_size, "mid_size": mid_size}
+    m["big"] = random_file(os.path.join(www, "big.bin"), big_size)
+    m["mid"] = random_file(os.path.join(www, "mid.bin"), mid_size)
+    m["small"] = {}
+    for i in range(1000):
+        name = f"f{i:04d}.bin"
+        m["small"][name] = random_file(os.path.join(www, "small", name), 16 * 1024)
+    json.dump(m, open(manifest_path, "w"))
+    return www, m
+
+
+def fresh(path):
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.work = os.path.join(ROOT, "bench", "out")
+        os.makedirs(self.work, exist_ok=True)
+        self.ferry = os.path.join(ROOT, "target", "release", "ferry")
+        self.results = {}  # case -> tool -> list of dict
+
+    def record(self, case, tool, **values):
+        self.results.setdefault(case, {}).setdefault(tool, []).append(values)
+
+    def single(self, case, tool, cmd, out, want, size, **extra):
+        if os.path.exists(out):
+            os.remove(out)
+        r = measure(cmd)
+        ok = r.rc == 0 and os.path.exists(out) and sha256_file(out) == want
+        if not ok:
+            log(f"  ! {tool}: output missing or wrong SHA-256; run not counted")
+            return
+        self.record(case, tool, wall=r.wall, mbps=size / r.wall / 1e6, cpu=r.cpu, cpu_per_gib=r.cpu / (size / (1 << 30)), rss=r.rss_kb / 1024, **extra)
+        log(f"  {tool:<16} {r.wall:7.2f}s {size / r.wall / 1e6:8.1f} MB/s cpu {r.cpu:5.2f}s rss {r.rss_kb / 1024:6.1f} MB")
+
+    def ferry_get(self, url, out, *flags):
+        state = fresh(os.path.join(self.work, "ferry-state"))
+        return [self.ferry, "--state-dir", state, "get", url, "-o", out, "--quiet", "--overwrite", *flags]
+
+    def case_file(self, case, capped, name, want, size, tools):
+        outdir = fresh(os.path.join(self.work, "dl"))
+        out = os.path.join(outdir, name)
+        url = self.ng.url(capped, name)
+        for rep in range(self.args.reps):
+            log(f"case {case}, round {rep + 1}/{self.args.reps}")
+            for tool, flags in tools:
+                if tool.startswith("ferry"):
+                    cmd = self.ferry_get(url, out, *flags)
+                elif tool == "curl":
+                    cmd = ["curl", "-s", "-f", "-o", out, url]
+                else:
+                    cmd = ["aria2c", "-q", *flags, "-d", outdir, "-o", name, "--allow-overwrite=true", "--auto-file-renaming=false", url]
+                self.single(case, tool, cmd, out, want, size)
+                if os.path.exists(out):
+                    os.remove(out)
+
+    def case3(self):
+        small = self.manifest["small"]
+        names = sorted(small)
+        urls = [self.ng.url(False, f"small/{n}") for n in names]
+        size = 16 * 1024 * len(names)
+        listing = os.path.join(self.work, "list.txt")
+        with open(listing, "w") as f:
+            f.write("\n".join(f"{u} {n}" for u, n in zip(urls, names)) + "\n")
+        aria_list = os.path.join(self.work, "aria.txt")
+        with open(aria_list, "w") as f:
+            f.write("".join(f"{u}\n  out={n}\n" for u, n in zip(urls, names)))
+        for rep in range(self.args.reps):
+            log(f"case 3, round {rep + 1}/{self.args.reps}")
+            for tool in ("ferry batch", "curl --parallel", "aria2c -j16"):
+                outdir = fresh(os.path.join(self.work, "many"))
+                if tool == "ferry batch":
+                    state = fresh(os.path.join(self.work, "ferry-state"))
+                    cmd = [self.ferry, "--state-dir", state, "batch", "-i", listing, "-j", "16", "-d", outdir, "--quiet"]
+                elif tool == "curl --parallel":
+                    cmd = ["curl", "-s", "-f", "--parallel", "--parallel-max", "16", "--output-dir", outdir]
+                    for u, n in zip(urls, names):
+                        cmd += ["-o", n, u]
+                else:
+                    cmd = ["aria2c", "-q", "-i", aria_list, "-j16", "-d", outdir, "--allow-overwrite=true"]
+                r = measure(cmd)
+                ok = r.rc == 0 and all(os.path.exists(os.path.join(outdir, n)) and sha256_file(os.path.join(outdir, n)) == small[n] for n in names)
+                if not ok:
+                    log(f"  ! {tool}: outputs missing or wrong; run not counted")
+                    continue
+                self.record(3, tool, wall=r.wall, mbps=size / r.wall / 1e6, cpu=r.cpu, cpu_per_gib=r.cpu / (size / (1 << 30)), rss=r.rss_kb / 1024, files_per_s=len(names) / r.wall)
+                log(f"  {tool:<16} {r.wall:7.2f}s {len(names) / r.wall:8.0f} files/s cpu {r.cpu:5.2f}s rss {r.rss_kb / 1024:6.1f} MB")
+
+    def case4(self):
+        name = "big.bin"
+        size = self.manifest["big_size"]
+        want = self.manifest["big"]
+        url = self.ng.url(True, name)
+        for rep in range(self.args.reps):
+            log(f"case 4, round {rep + 1}/{self.args.reps}")
+            for tool in ("ferry", "aria2c -x16 -c"):
+                outdir = fresh(os.path.join(self.work, "resume"))
+                out = os.path.join(outdir, name)
+                since = self.ng.log_offset()
+                if tool == "ferry":
+                    state = fresh(os.path.join(self.work, "ferry-state"))
+                    cmd = [self.ferry, "--state-dir", state, "get", url, "-o", out, "--quiet"]
+                else:
+                    cmd = ["aria2c", "-q", "-x16", "-s16", "-k1M", "-c", "-d", outdir, "-o", name, "--auto-file-renaming=false", url]
+                first = measure(cmd, kill_after=self.args.kill_after)
+                second = measure(cmd)
+                ok = second.rc == 0 and os.path.exists(out) and sha256_file(out) == want
+                sent = self.ng.bytes_sent(since, "/" + name)
+                twice = max(0, sent - size)
+                if not ok:
+                    log(f"  ! {tool}: resume failed or wrong SHA-256; run not counted")
+                    continue
+                self.record(4, tool, wall=second.wall, twice_mib=twice / MIB, cpu=first.cpu + second.cpu, rss=max(first.rss_kb, second.rss_kb) / 1024)
+                log(f"  {tool:<16} killed at {first.wall:.1f}s, resume took {second.wall:6.2f}s, sent twice {twice / MIB:8.2f} MiB")
+
+    def case5(self):
+        log("case 5: 10,000 tasks")
+        exe = os.path.join(ROOT, "target", "release", "examples", "scale")
+        for rep in range(self.args.reps):
+            state = fresh(os.path.join(self.work, "scale-state"))
+            p = subprocess.run([exe, state, self.ng.url(False, "small/f0000.bin"), fresh(os.path.join(self.work, "scale-out"))],
+                               capture_output=True, text=True, timeout=300)
+            if p.returncode != 0:
+                log("  ! scale example failed: " + p.stderr[-500:])
+                continue
+            v = json.loads(p.stdout.strip().splitlines()[-1])
+            self.record(5, "ferry", **v)
+            log(f"  enqueue {v['enqueue_ms']:.0f} ms, rss {v['rss_mb']:.1f} MB, reopen {v['reopen_ms']:.0f} ms, list {v['list_ms']:.0f} ms")
+
+    def run(self):
+        www, self.manifest = make_data(self.work, self.args.quick)
+        self.ng = Nginx(self.work, www)
+        self.ng.start()
+        try:
+            cases = [int(c) for c in self.args.cases.split(",")]
+            big, mid = self.manifest["big_size"], self.manifest["mid_size"]
+            if 1 in cases:
+                self.case_file(1, False, "big.bin", self.manifest["big"], big, [
+                    ("ferry (defaults)", []), ("ferry -x1", ["-x", "1"]), ("ferry -x8", ["-x", "8"]),
+                    ("curl", []), ("aria2c -x8", ["-x8", "-s8", "-k1M"])])
+            if 2 in cases:
+                self.case_file(2, True, "mid.bin", self.manifest["mid"], mid, [
+                    ("ferry (defaults)", []), ("ferry -x16", ["-x", "16"]), ("ferry -x32", ["-x", "32"]),
+                    ("curl", []), ("aria2c -x16", ["-x16", "-s16", "-k1M"])])
+            if 3 in cases:
+                self.case3()
+            if 4 in cases:
+                self.case4()
+            if 5 in cases:
+                self.case5()
+        finally:
+            self.ng.stop()
+        return self.table()
+
+    def table(self):
+        def med(case, tool, key):
+            vals = [r[key] for r in self.results.get(case, {}).get(tool, []) if key in r]
+            return statistics.median(vals) if vals else None
+
+        def fmt(v, spec):
+            return "n/a" if v is None else format(v, spec)
+
+        cpu_model = ""
+        try:
+            cpu_model = re.search(r"model name\s*:\s*(.*)", open("/proc/cpuinfo").read()).group(1)
+        except Exception:
+            pass
+        lines = [
+            f"Benchmarks of {datetime.date.today().isoformat()} on {os.cpu_count()} cores ({cpu_model}), {platform.system()} {platform.release()}; "
+            f"nginx and the clients share the machine; medians of {self.args.reps} interleaved runs; every counted run verified by SHA-256.",
+            "",
+        ]
+        titles = {
+            1: f"Case 1: {self.manifest['big_size'] // MIB} MiB, uncapped nginx",
+            2: f"Case 2: {self.manifest['mid_size'] // MIB} MiB, nginx limit_rate 8m per connection",
+            3: "Case 3: 1000 × 16 KiB, 16 at a time",
+        }
+        for case in (1, 2, 3):
+            if case not in self.results:
+                continue
+            tools = list(self.results[case])
+            ref = "curl" if case == 1 else ("aria2c -x16" if case == 2 else "curl --parallel")
+            lines += [f"### {titles[case]}", "", "| tool | wall s | MB/s | vs " + ref + " | CPU s | CPU s/GiB | peak RSS MB |", "|---|---|---|---|---|---|---|"]
+            ref_mbps = med(case, ref, "mbps")
+            for t in tools:
+                mbps = med(case, t, "mbps")
+                ratio = (mbps / ref_mbps) if (mbps and ref_mbps) else None
+                lines.append(f"| {t} | {fmt(med(case, t, 'wall'), '.2f')} | {fmt(mbps, '.1f')} | {fmt(ratio, '.2f')}× | {fmt(med(case, t, 'cpu'), '.2f')} | {fmt(med(case, t, 'cpu_per_gib'), '.2f')} | {fmt(med(case, t, 'rss'), '.1f')} |")
+            lines.append("")
+        if 4 in self.results:
+            lines += [f"### Case 4: resume {self.manifest['big_size'] // MIB} MiB from the capped nginx after SIGKILL at {self.args.kill_after:g} s", "",
+                      "| tool | sent twice MiB | resume wall s | CPU s (both runs) | peak RSS MB |", "|---|---|---|---|---|"]
+            for t in self.results[4]:
+                lines.append(f"| {t} | {fmt(med(4, t, 'twice_mib'), '.2f')} | {fmt(med(4, t, 'wall'), '.2f')} | {fmt(med(4, t, 'cpu'), '.2f')} | {fmt(med(4, t, 'rss'), '.1f')} |")
+            lines.append("")
+        if 5 in self.results:
+            lines += ["### Case 5: 10,000 tasks in one manager", "", "| enqueue ms | RSS after enqueue MB | reopen ms | list ms |", "|---|---|---|---|",
+                      f"| {fmt(med(5, 'ferry', 'enqueue_ms'), '.0f')} | {fmt(med(5, 'ferry', 'rss_mb'), '.1f')} | {fmt(med(5, 'ferry', 'reopen_ms'), '.0f')} | {fmt(med(5, 'ferry', 'list_ms'), '.0f')} |", ""]
+        return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--cases", default="1,2,3,4,5")
+    ap.add_argument("--kill-after", type=float, default=3.0)
+    ap.add_argument("--quick", action="store_true", help="smaller files, for trying the harness")
+    args = ap.parse_args()
+    b = Bench(args)
+    table = b.run()
+    print(table)
+    out = os.path.join(ROOT, "bench", "results")
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "latest.md"), "w") as f:
+        f.write(table + "\n")
+    with open(os.path.join(out, "latest.json"), "w") as f:
+        json.dump(b.results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

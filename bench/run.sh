@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# One command for the whole benchmark: installs the peers and the server (nginx, curl, aria2 from
+# Debian's packages), builds ferry in release mode, runs every case and writes
+# bench/results/latest.md. Options are passed to bench.py (e.g. --reps 5, --cases 1,2, --quick).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash scripts/install-test-deps.sh
+cargo build --quiet --release --bin ferry --example scale
+python3 bench/bench.py "$@"
