@@ -1,0 +1,26 @@
+package dev.ferry
+
+import dev.ferry.ffi.DownloadRequest
+import java.io.File
+
+/**
+ * A [DownloadRequest] for [url] into the file [destination], which must be absolute (a relative
+ * path is refused with [dev.ferry.ffi.ErrorCode.RELATIVE_DESTINATION]) and whose directory must exist.
+ *
+ * @param taskId your id for the task (a UUID when absent).
+ * @param sha256 expected SHA-256 (hex); the file only appears when it matches.
+ * @param overwrite replace an existing file at [destination].
+ */
+fun downloadRequest(
+    url: String,
+    destination: File,
+    taskId: String? = null,
+    sha256: String? = null,
+    overwrite: Boolean = false,
+): DownloadRequest = DownloadRequest(
+    url = url,
+    destination = destination.path,
+    taskId = taskId,
+    sha256 = sha256,
+    overwrite = overwrite,
+)
