@@ -281,3 +281,14 @@ fn error_messages_never_leak_query_strings() {
     let e = info.error.expect("failed");
     assert!(!e.message.contains("SECRET"), "{}", e.message);
 }
+
+#[test]
+fn fetch_errors_keep_the_http_status() {
+    let w = World::new(Faults::new(1));
+    let m = w.manager.clone();
+    let url = format!("{}/status/404", w.server.base());
+    let err = ferry::engine::runtime::handle().block_on(async move { m.fetch_bytes(&url, vec![], 1000).await }).unwrap_err();
+    assert_eq!((err.code(), err.http_status()), (ErrorCode::NotFound, Some(404)));
+    let info = w.download(Request::file(format!("{}/status/410", w.server.base()), w.out("x")));
+    assert_eq!(info.error.unwrap().http_status, Some(410));
+}

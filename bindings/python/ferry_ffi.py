@@ -551,7 +551,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_events() != 30035:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_ferry_checksum_method_downloadmanager_fetch_bytes() != 41684:
+    if lib.uniffi_ferry_checksum_method_downloadmanager_fetch_bytes() != 28583:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_flush() != 25865:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -581,7 +581,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_take_bytes() != 41082:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_ferry_checksum_method_downloadmanager_wait() != 41562:
+    if lib.uniffi_ferry_checksum_method_downloadmanager_wait() != 41379:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_constructor_downloadmanager_open() != 45135:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -2221,24 +2221,65 @@ class _UniffiFfiConverterTypeErrorCode(_UniffiConverterRustBuffer):
 
 
 
+class _UniffiFfiConverterUInt16(_UniffiConverterPrimitiveInt):
+    CLASS_NAME = "u16"
+    VALUE_MIN = 0
+    VALUE_MAX = 2**16
+
+    @staticmethod
+    def read(buf):
+        return buf.read_u16()
+
+    @staticmethod
+    def write(value, buf):
+        buf.write_u16(value)
+
+class _UniffiFfiConverterOptionalUInt16(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterUInt16.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterUInt16.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterUInt16.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
 @dataclass
 class TaskErrorInfo:
     """
     The error recorded on a task.
 """
-    def __init__(self, *, code:ErrorCode, message:str):
+    def __init__(self, *, code:ErrorCode, message:str, http_status:typing.Optional[int]):
         self.code = code
         self.message = message
+        self.http_status = http_status
         
         
 
     
     def __str__(self):
-        return "TaskErrorInfo(code={}, message={})".format(self.code, self.message)
+        return "TaskErrorInfo(code={}, message={}, http_status={})".format(self.code, self.message, self.http_status)
     def __eq__(self, other):
         if self.code != other.code:
             return False
         if self.message != other.message:
+            return False
+        if self.http_status != other.http_status:
             return False
         return True
 
@@ -2248,17 +2289,20 @@ class _UniffiFfiConverterTypeTaskErrorInfo(_UniffiConverterRustBuffer):
         return TaskErrorInfo(
             code=_UniffiFfiConverterTypeErrorCode.read(buf),
             message=_UniffiFfiConverterString.read(buf),
+            http_status=_UniffiFfiConverterOptionalUInt16.read(buf),
         )
 
     @staticmethod
     def check_lower(value):
         _UniffiFfiConverterTypeErrorCode.check_lower(value.code)
         _UniffiFfiConverterString.check_lower(value.message)
+        _UniffiFfiConverterOptionalUInt16.check_lower(value.http_status)
 
     @staticmethod
     def write(value, buf):
         _UniffiFfiConverterTypeErrorCode.write(value.code, buf)
         _UniffiFfiConverterString.write(value.message, buf)
+        _UniffiFfiConverterOptionalUInt16.write(value.http_status, buf)
 
 
 
@@ -2734,44 +2778,6 @@ class _UniffiFfiConverterTypeCallbackError(_UniffiConverterRustBuffer):
         if isinstance(value, CallbackError.Failed):
             buf.write_i32(1)
             _UniffiFfiConverterString.write(value.message, buf)
-
-class _UniffiFfiConverterUInt16(_UniffiConverterPrimitiveInt):
-    CLASS_NAME = "u16"
-    VALUE_MIN = 0
-    VALUE_MAX = 2**16
-
-    @staticmethod
-    def read(buf):
-        return buf.read_u16()
-
-    @staticmethod
-    def write(value, buf):
-        buf.write_u16(value)
-
-class _UniffiFfiConverterOptionalUInt16(_UniffiConverterRustBuffer):
-    @classmethod
-    def check_lower(cls, value):
-        if value is not None:
-            _UniffiFfiConverterUInt16.check_lower(value)
-
-    @classmethod
-    def write(cls, value, buf):
-        if value is None:
-            buf.write_u8(0)
-            return
-
-        buf.write_u8(1)
-        _UniffiFfiConverterUInt16.write(value, buf)
-
-    @classmethod
-    def read(cls, buf):
-        flag = buf.read_u8()
-        if flag == 0:
-            return None
-        elif flag == 1:
-            return _UniffiFfiConverterUInt16.read(buf)
-        else:
-            raise InternalError("Unexpected flag byte for optional type")
 
 
 
@@ -3919,7 +3925,8 @@ class DownloadManagerProtocol(typing.Protocol):
         raise NotImplementedError
     async def fetch_bytes(self, url: str,headers: typing.List[HttpHeader],limit: int) -> bytes:
         """
-        Fetches a small resource into memory (up to `limit` bytes).
+        Fetches a small resource into memory (up to `limit` bytes). Abandoning the call forgets the
+        fetch.
 """
         raise NotImplementedError
     async def flush(self, ) -> None:
@@ -3996,7 +4003,8 @@ class DownloadManagerProtocol(typing.Protocol):
         raise NotImplementedError
     async def wait(self, task_id: str) -> TaskStatus:
         """
-        Waits until the task is no longer queued or running.
+        Waits until the task is no longer queued or running (or the manager shuts down).
+        Abandoning the wait leaves nothing behind.
 """
         raise NotImplementedError
 
@@ -4161,7 +4169,8 @@ class DownloadManager(DownloadManagerProtocol):
         return _uniffi_lift_return(_uniffi_ffi_result)
     async def fetch_bytes(self, url: str,headers: typing.List[HttpHeader],limit: int) -> bytes:
         """
-        Fetches a small resource into memory (up to `limit` bytes).
+        Fetches a small resource into memory (up to `limit` bytes). Abandoning the call forgets the
+        fetch.
 """
         
         _UniffiFfiConverterString.check_lower(url)
@@ -4430,7 +4439,8 @@ class DownloadManager(DownloadManagerProtocol):
         return _uniffi_lift_return(_uniffi_ffi_result)
     async def wait(self, task_id: str) -> TaskStatus:
         """
-        Waits until the task is no longer queued or running.
+        Waits until the task is no longer queued or running (or the manager shuts down).
+        Abandoning the wait leaves nothing behind.
 """
         
         _UniffiFfiConverterString.check_lower(task_id)

@@ -215,6 +215,11 @@ impl Error {
         Error { code, message: message.into(), http_status: None, retry_after: None }
     }
 
+    /// An error with a code, a message and the HTTP status involved.
+    pub fn with_status(code: ErrorCode, message: impl Into<String>, http_status: Option<u16>) -> Self {
+        Error { code, message: message.into(), http_status, retry_after: None }
+    }
+
     /// An error for an HTTP status the engine does not accept.
     pub fn from_status(status: u16, retry_after: Option<Duration>) -> Self {
         let code = match status {

@@ -212,13 +212,15 @@ impl Manager {
         self.inner.set_priority(id, priority)
     }
 
-    /// Waits until the task is no longer queued or running, and returns its status.
+    /// Waits until the task is no longer queued or running (or the manager shuts down, or the task
+    /// is queued but held because the directory was opened without resuming), and returns its status.
     pub async fn wait(&self, id: &str) -> Result<TaskInfo> {
         let entry = self.inner.entry(id)?;
         let mut rx = entry.state_tx.subscribe();
         loop {
             let state = *rx.borrow_and_update();
-            if !state.is_active() || (state == TaskState::Queued && entry.inner.lock().dormant) {
+            let held = state == TaskState::Queued && entry.inner.lock().dormant;
+            if !state.is_active() || held || self.inner.shutting_down.load(Ordering::Acquire) {
                 break;
             }
             if rx.changed().await.is_err() {
@@ -241,17 +243,24 @@ impl Manager {
 
     /// Fetches a small resource into memory (up to `limit` bytes) and forgets the task afterwards.
     pub async fn fetch_bytes(&self, url: &str, headers: Vec<(String, String)>, limit: u64) -> Result<Vec<u8>> {
+        /// Forgets the fetch's task however the fetch ends, including when the caller stops waiting.
+        struct Forget(Manager, TaskId);
+        impl Drop for Forget {
+            fn drop(&mut self) {
+                let _ = self.0.remove(self.1.as_str(), false);
+            }
+        }
         let id = self.enqueue(Request { url: url.to_string(), headers, memory_limit: Some(limit), priority: i32::MAX, ..Default::default() })?;
+        let _forget = Forget(self.clone(), id.clone());
         let info = self.wait(id.as_str()).await?;
-        let result = match info.state {
+        match info.state {
             TaskState::Completed => self.take_bytes(id.as_str()),
             _ => Err(info
                 .error
-                .map(|e| Error::new(e.code, e.message))
+                .as_ref()
+                .map(Error::from)
                 .unwrap_or_else(|| Error::new(ErrorCode::Cancelled, format!("fetch ended {}", info.state)))),
-        };
-        let _ = self.remove(id.as_str(), false);
-        result
+        }
     }
 
     /// Subscribes to events.
@@ -310,6 +319,9 @@ impl Manager {
         let journal = self.inner.env.journal.clone();
         let _ = tokio::task::spawn_blocking(move || journal.flush()).await;
         self.inner.events.close();
+        for e in self.inner.tasks.read().values() {
+            e.state_tx.send_modify(|_| {});
+        }
     }
 
     /// Syncs every running download's part file and journal now, so that everything transferred so

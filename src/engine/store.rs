@@ -186,7 +186,7 @@ impl Store {
         let conn = self.conn.lock();
         let mut stmt = conn.prepare(
             "SELECT id, seq, url, destination, headers, connections, sha256, priority, overwrite, state, total, etag,
-                    last_modified, bytes, error_code, error_message, created_ms, updated_ms
+                    last_modified, bytes, error_code, error_message, created_ms, updated_ms, error_http_status
              FROM tasks ORDER BY seq",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -211,6 +211,7 @@ impl Store {
                 error: code.map(|c| TaskError {
                     code: ErrorCode::from_u16(c as u16).unwrap_or(ErrorCode::Internal),
                     message: message.unwrap_or_default(),
+                    http_status: r.get::<_, Option<i64>>(18).ok().flatten().map(|s| s as u16),
                 }),
                 created_ms: r.get(16)?,
                 updated_ms: r.get(17)?,
@@ -252,8 +253,9 @@ impl Store {
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO tasks (id, seq, url, destination, headers, connections, sha256, priority, overwrite, state,
-                                    total, etag, last_modified, bytes, error_code, error_message, created_ms, updated_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                                    total, etag, last_modified, bytes, error_code, error_message, created_ms, updated_ms,
+                                    error_http_status)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
             )?;
             for t in rows {
                 stmt.execute(params![
@@ -275,6 +277,7 @@ impl Store {
                     t.error.as_ref().map(|e| e.message.clone()),
                     t.created_ms,
                     t.updated_ms,
+                    t.error.as_ref().and_then(|e| e.http_status).map(i64::from),
                 ])?;
             }
         }
@@ -286,7 +289,8 @@ impl Store {
     pub fn set_state(&self, id: &str, state: TaskState, error: Option<&TaskError>, bytes: u64) -> Result<()> {
         let conn = self.conn.lock();
         let mut stmt = conn.prepare_cached(
-            "UPDATE tasks SET state = ?2, error_code = ?3, error_message = ?4, bytes = ?5, updated_ms = ?6 WHERE id = ?1",
+            "UPDATE tasks SET state = ?2, error_code = ?3, error_message = ?4, bytes = ?5, updated_ms = ?6,
+                              error_http_status = ?7 WHERE id = ?1",
         )?;
         stmt.execute(params![
             id,
@@ -294,7 +298,8 @@ impl Store {
             error.map(|e| e.code.as_u16() as i64),
             error.map(|e| e.message.clone()),
             bytes as i64,
-            now_ms()
+            now_ms(),
+            error.and_then(|e| e.http_status).map(i64::from)
         ])?;
         Ok(())
     }
@@ -305,7 +310,8 @@ impl Store {
         let tx = conn.transaction()?;
         tx.prepare_cached("DELETE FROM ranges WHERE task_id = ?1")?.execute([id])?;
         tx.prepare_cached(
-            "UPDATE tasks SET state = ?2, error_code = NULL, error_message = NULL, bytes = ?3, total = ?3, updated_ms = ?4 WHERE id = ?1",
+            "UPDATE tasks SET state = ?2, error_code = NULL, error_message = NULL, error_http_status = NULL, bytes = ?3, total = ?3,
+                              updated_ms = ?4 WHERE id = ?1",
         )?
         .execute(params![id, TaskState::Completed.as_i64(), bytes as i64, now_ms()])?;
         tx.commit()?;
@@ -433,6 +439,7 @@ fn migrate(conn: &Connection) -> Result<()> {
                  bytes INTEGER NOT NULL DEFAULT 0,
                  error_code INTEGER,
                  error_message TEXT,
+                 error_http_status INTEGER,
                  created_ms INTEGER NOT NULL,
                  updated_ms INTEGER NOT NULL
              );

@@ -261,11 +261,19 @@ pub struct TaskError {
     pub code: ErrorCode,
     /// Message.
     pub message: String,
+    /// The HTTP status, when the server's answer was the failure.
+    pub http_status: Option<u16>,
 }
 
 impl From<&Error> for TaskError {
     fn from(e: &Error) -> Self {
-        TaskError { code: e.code(), message: e.message().to_string() }
+        TaskError { code: e.code(), message: e.message().to_string(), http_status: e.http_status() }
+    }
+}
+
+impl From<&TaskError> for Error {
+    fn from(e: &TaskError) -> Self {
+        Error::with_status(e.code, e.message.clone(), e.http_status)
     }
 }
 

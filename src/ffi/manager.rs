@@ -99,19 +99,17 @@ impl DownloadManager {
         self.inner.resume_all() as u32
     }
 
-    /// Waits until the task is no longer queued or running.
+    /// Waits until the task is no longer queued or running (or the manager shuts down).
+    /// Abandoning the wait leaves nothing behind.
     pub async fn wait(&self, task_id: String) -> R<TaskStatus> {
-        let m = self.inner.clone();
-        let joined = runtime::handle().spawn(async move { m.wait(&task_id).await }).await;
-        Ok(joined.map_err(|_| engine::Error::internal("wait task failed"))??.into())
+        Ok(self.inner.wait(&task_id).await?.into())
     }
 
-    /// Fetches a small resource into memory (up to `limit` bytes).
+    /// Fetches a small resource into memory (up to `limit` bytes). Abandoning the call forgets the
+    /// fetch.
     pub async fn fetch_bytes(&self, url: String, headers: Vec<HttpHeader>, limit: u64) -> R<Vec<u8>> {
-        let m = self.inner.clone();
         let headers = headers.into_iter().map(|h| (h.name, h.value)).collect();
-        let joined = runtime::handle().spawn(async move { m.fetch_bytes(&url, headers, limit).await }).await;
-        Ok(joined.map_err(|_| engine::Error::internal("fetch task failed"))??)
+        Ok(self.inner.fetch_bytes(&url, headers, limit).await?)
     }
 
     /// Takes the bytes of a completed memory task.

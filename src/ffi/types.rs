@@ -99,11 +99,13 @@ pub struct TaskErrorInfo {
     pub code: ErrorCode,
     /// Message.
     pub message: String,
+    /// HTTP status, when the server's answer was the failure.
+    pub http_status: Option<u16>,
 }
 
 impl From<engine::TaskError> for TaskErrorInfo {
     fn from(e: engine::TaskError) -> Self {
-        TaskErrorInfo { code: e.code.into(), message: e.message }
+        TaskErrorInfo { code: e.code.into(), message: e.message, http_status: e.http_status }
     }
 }
 

@@ -908,7 +908,8 @@ public protocol DownloadManagerProtocol: AnyObject, Sendable {
     func events()  -> EventStream
     
     /**
-     * Fetches a small resource into memory (up to `limit` bytes).
+     * Fetches a small resource into memory (up to `limit` bytes). Abandoning the call forgets the
+     * fetch.
      */
     func fetchBytes(url: String, headers: [HttpHeader], limit: UInt64) async throws  -> Data
     
@@ -985,7 +986,8 @@ public protocol DownloadManagerProtocol: AnyObject, Sendable {
     func takeBytes(taskId: String) throws  -> Data
     
     /**
-     * Waits until the task is no longer queued or running.
+     * Waits until the task is no longer queued or running (or the manager shuts down).
+     * Abandoning the wait leaves nothing behind.
      */
     func wait(taskId: String) async throws  -> TaskStatus
     
@@ -1138,7 +1140,8 @@ open func events() -> EventStream  {
 }
     
     /**
-     * Fetches a small resource into memory (up to `limit` bytes).
+     * Fetches a small resource into memory (up to `limit` bytes). Abandoning the call forgets the
+     * fetch.
      */
 open func fetchBytes(url: String, headers: [HttpHeader], limit: UInt64)async throws  -> Data  {
     return
@@ -1347,7 +1350,8 @@ open func takeBytes(taskId: String)throws  -> Data  {
 }
     
     /**
-     * Waits until the task is no longer queued or running.
+     * Waits until the task is no longer queued or running (or the manager shuts down).
+     * Abandoning the wait leaves nothing behind.
      */
 open func wait(taskId: String)async throws  -> TaskStatus  {
     return
@@ -2382,6 +2386,10 @@ public struct TaskErrorInfo: Equatable, Hashable {
      * Message.
      */
     public let message: String
+    /**
+     * HTTP status, when the server's answer was the failure.
+     */
+    public let httpStatus: UInt16?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2391,9 +2399,13 @@ public struct TaskErrorInfo: Equatable, Hashable {
          */code: ErrorCode, 
         /**
          * Message.
-         */message: String) {
+         */message: String, 
+        /**
+         * HTTP status, when the server's answer was the failure.
+         */httpStatus: UInt16?) {
         self.code = code
         self.message = message
+        self.httpStatus = httpStatus
     }
 
     
@@ -2413,13 +2425,15 @@ public struct FfiConverterTypeTaskErrorInfo: FfiConverterRustBuffer {
         return
             try TaskErrorInfo(
                 code: FfiConverterTypeErrorCode.read(from: &buf), 
-                message: FfiConverterString.read(from: &buf)
+                message: FfiConverterString.read(from: &buf), 
+                httpStatus: FfiConverterOptionUInt16.read(from: &buf)
         )
     }
 
     public static func write(_ value: TaskErrorInfo, into buf: inout [UInt8]) {
         FfiConverterTypeErrorCode.write(value.code, into: &buf)
         FfiConverterString.write(value.message, into: &buf)
+        FfiConverterOptionUInt16.write(value.httpStatus, into: &buf)
     }
 }
 
@@ -4191,7 +4205,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_ferry_checksum_method_downloadmanager_events() != 30035) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_ferry_checksum_method_downloadmanager_fetch_bytes() != 41684) {
+    if (uniffi_ferry_checksum_method_downloadmanager_fetch_bytes() != 28583) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_ferry_checksum_method_downloadmanager_flush() != 25865) {
@@ -4236,7 +4250,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_ferry_checksum_method_downloadmanager_take_bytes() != 41082) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_ferry_checksum_method_downloadmanager_wait() != 41562) {
+    if (uniffi_ferry_checksum_method_downloadmanager_wait() != 41379) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_ferry_checksum_constructor_downloadmanager_open() != 45135) {

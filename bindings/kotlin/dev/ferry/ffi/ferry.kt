@@ -1092,7 +1092,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_ferry_checksum_method_downloadmanager_events() and 0xFFFF) != 30035) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_ferry_checksum_method_downloadmanager_fetch_bytes() and 0xFFFF) != 41684) {
+    if ((lib.uniffi_ferry_checksum_method_downloadmanager_fetch_bytes() and 0xFFFF) != 28583) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_ferry_checksum_method_downloadmanager_flush() and 0xFFFF) != 25865) {
@@ -1137,7 +1137,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_ferry_checksum_method_downloadmanager_take_bytes() and 0xFFFF) != 41082) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_ferry_checksum_method_downloadmanager_wait() and 0xFFFF) != 41562) {
+    if ((lib.uniffi_ferry_checksum_method_downloadmanager_wait() and 0xFFFF) != 41379) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_ferry_checksum_constructor_downloadmanager_open() and 0xFFFF) != 45135) {
@@ -2078,7 +2078,8 @@ public interface DownloadManagerInterface {
     fun `events`(): EventStream
     
     /**
-     * Fetches a small resource into memory (up to `limit` bytes).
+     * Fetches a small resource into memory (up to `limit` bytes). Abandoning the call forgets the
+     * fetch.
      */
     suspend fun `fetchBytes`(`url`: kotlin.String, `headers`: List<HttpHeader>, `limit`: kotlin.ULong): kotlin.ByteArray
     
@@ -2155,7 +2156,8 @@ public interface DownloadManagerInterface {
     fun `takeBytes`(`taskId`: kotlin.String): kotlin.ByteArray
     
     /**
-     * Waits until the task is no longer queued or running.
+     * Waits until the task is no longer queued or running (or the manager shuts down).
+     * Abandoning the wait leaves nothing behind.
      */
     suspend fun `wait`(`taskId`: kotlin.String): TaskStatus
     
@@ -2373,7 +2375,8 @@ open class DownloadManager: Disposable, AutoCloseable, DownloadManagerInterface
 
     
     /**
-     * Fetches a small resource into memory (up to `limit` bytes).
+     * Fetches a small resource into memory (up to `limit` bytes). Abandoning the call forgets the
+     * fetch.
      */
     @Throws(DownloadException::class)
     @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
@@ -2653,7 +2656,8 @@ open class DownloadManager: Disposable, AutoCloseable, DownloadManagerInterface
 
     
     /**
-     * Waits until the task is no longer queued or running.
+     * Waits until the task is no longer queued or running (or the manager shuts down).
+     * Abandoning the wait leaves nothing behind.
      */
     @Throws(DownloadException::class)
     @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
@@ -3988,6 +3992,11 @@ data class TaskErrorInfo (
      * Message.
      */
     var `message`: kotlin.String
+    , 
+    /**
+     * HTTP status, when the server's answer was the failure.
+     */
+    var `httpStatus`: kotlin.UShort?
     
 ){
     
@@ -4006,17 +4015,20 @@ public object FfiConverterTypeTaskErrorInfo: FfiConverterRustBuffer<TaskErrorInf
         return TaskErrorInfo(
             FfiConverterTypeErrorCode.read(buf),
             FfiConverterString.read(buf),
+            FfiConverterOptionalUShort.read(buf),
         )
     }
 
     override fun allocationSize(value: TaskErrorInfo) = (
             FfiConverterTypeErrorCode.allocationSize(value.`code`) +
-            FfiConverterString.allocationSize(value.`message`)
+            FfiConverterString.allocationSize(value.`message`) +
+            FfiConverterOptionalUShort.allocationSize(value.`httpStatus`)
     )
 
     override fun write(value: TaskErrorInfo, buf: ByteBuffer) {
             FfiConverterTypeErrorCode.write(value.`code`, buf)
             FfiConverterString.write(value.`message`, buf)
+            FfiConverterOptionalUShort.write(value.`httpStatus`, buf)
     }
 }
 
@@ -4286,10 +4298,10 @@ sealed class CallbackException: kotlin.Exception() {
         /**
          * Why.
          */
-        val `message`: kotlin.String
+        val `detail`: kotlin.String
         ) : CallbackException() {
         override val message
-            get() = "message=${ `message` }"
+            get() = "detail=${ `detail` }"
     }
     
 
@@ -4323,7 +4335,7 @@ public object FfiConverterTypeCallbackError : FfiConverterRustBuffer<CallbackExc
             is CallbackException.Failed -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
-                + FfiConverterString.allocationSize(value.`message`)
+                + FfiConverterString.allocationSize(value.`detail`)
             )
         }
     }
@@ -4332,7 +4344,7 @@ public object FfiConverterTypeCallbackError : FfiConverterRustBuffer<CallbackExc
         when(value) {
             is CallbackException.Failed -> {
                 buf.putInt(1)
-                FfiConverterString.write(value.`message`, buf)
+                FfiConverterString.write(value.`detail`, buf)
                 Unit
             }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
@@ -4363,10 +4375,10 @@ sealed class DownloadException: kotlin.Exception() {
         /**
          * What to fix.
          */
-        val `message`: kotlin.String
+        val `detail`: kotlin.String
         ) : DownloadException() {
         override val message
-            get() = "code=${ `code` }, message=${ `message` }"
+            get() = "code=${ `code` }, detail=${ `detail` }"
     }
     
     /**
@@ -4382,7 +4394,7 @@ sealed class DownloadException: kotlin.Exception() {
         /**
          * What happened (no URL query strings).
          */
-        val `message`: kotlin.String, 
+        val `detail`: kotlin.String, 
         
         /**
          * HTTP status, when the server answered.
@@ -4395,7 +4407,7 @@ sealed class DownloadException: kotlin.Exception() {
         val `retryable`: kotlin.Boolean
         ) : DownloadException() {
         override val message
-            get() = "code=${ `code` }, message=${ `message` }, httpStatus=${ `httpStatus` }, retryable=${ `retryable` }"
+            get() = "code=${ `code` }, detail=${ `detail` }, httpStatus=${ `httpStatus` }, retryable=${ `retryable` }"
     }
     
     /**
@@ -4411,10 +4423,10 @@ sealed class DownloadException: kotlin.Exception() {
         /**
          * What happened.
          */
-        val `message`: kotlin.String
+        val `detail`: kotlin.String
         ) : DownloadException() {
         override val message
-            get() = "code=${ `code` }, message=${ `message` }"
+            get() = "code=${ `code` }, detail=${ `detail` }"
     }
     
     /**
@@ -4430,10 +4442,10 @@ sealed class DownloadException: kotlin.Exception() {
         /**
          * What did not match.
          */
-        val `message`: kotlin.String
+        val `detail`: kotlin.String
         ) : DownloadException() {
         override val message
-            get() = "code=${ `code` }, message=${ `message` }"
+            get() = "code=${ `code` }, detail=${ `detail` }"
     }
     
     /**
@@ -4449,10 +4461,10 @@ sealed class DownloadException: kotlin.Exception() {
         /**
          * Why.
          */
-        val `message`: kotlin.String
+        val `detail`: kotlin.String
         ) : DownloadException() {
         override val message
-            get() = "code=${ `code` }, message=${ `message` }"
+            get() = "code=${ `code` }, detail=${ `detail` }"
     }
     
     /**
@@ -4468,10 +4480,10 @@ sealed class DownloadException: kotlin.Exception() {
         /**
          * Details.
          */
-        val `message`: kotlin.String
+        val `detail`: kotlin.String
         ) : DownloadException() {
         override val message
-            get() = "code=${ `code` }, message=${ `message` }"
+            get() = "code=${ `code` }, detail=${ `detail` }"
     }
     
 
@@ -4529,13 +4541,13 @@ public object FfiConverterTypeDownloadError : FfiConverterRustBuffer<DownloadExc
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
                 + FfiConverterTypeErrorCode.allocationSize(value.`code`)
-                + FfiConverterString.allocationSize(value.`message`)
+                + FfiConverterString.allocationSize(value.`detail`)
             )
             is DownloadException.Network -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
                 + FfiConverterTypeErrorCode.allocationSize(value.`code`)
-                + FfiConverterString.allocationSize(value.`message`)
+                + FfiConverterString.allocationSize(value.`detail`)
                 + FfiConverterOptionalUShort.allocationSize(value.`httpStatus`)
                 + FfiConverterBoolean.allocationSize(value.`retryable`)
             )
@@ -4543,25 +4555,25 @@ public object FfiConverterTypeDownloadError : FfiConverterRustBuffer<DownloadExc
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
                 + FfiConverterTypeErrorCode.allocationSize(value.`code`)
-                + FfiConverterString.allocationSize(value.`message`)
+                + FfiConverterString.allocationSize(value.`detail`)
             )
             is DownloadException.Integrity -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
                 + FfiConverterTypeErrorCode.allocationSize(value.`code`)
-                + FfiConverterString.allocationSize(value.`message`)
+                + FfiConverterString.allocationSize(value.`detail`)
             )
             is DownloadException.Stopped -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
                 + FfiConverterTypeErrorCode.allocationSize(value.`code`)
-                + FfiConverterString.allocationSize(value.`message`)
+                + FfiConverterString.allocationSize(value.`detail`)
             )
             is DownloadException.Internal -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
                 + FfiConverterTypeErrorCode.allocationSize(value.`code`)
-                + FfiConverterString.allocationSize(value.`message`)
+                + FfiConverterString.allocationSize(value.`detail`)
             )
         }
     }
@@ -4571,13 +4583,13 @@ public object FfiConverterTypeDownloadError : FfiConverterRustBuffer<DownloadExc
             is DownloadException.InvalidInput -> {
                 buf.putInt(1)
                 FfiConverterTypeErrorCode.write(value.`code`, buf)
-                FfiConverterString.write(value.`message`, buf)
+                FfiConverterString.write(value.`detail`, buf)
                 Unit
             }
             is DownloadException.Network -> {
                 buf.putInt(2)
                 FfiConverterTypeErrorCode.write(value.`code`, buf)
-                FfiConverterString.write(value.`message`, buf)
+                FfiConverterString.write(value.`detail`, buf)
                 FfiConverterOptionalUShort.write(value.`httpStatus`, buf)
                 FfiConverterBoolean.write(value.`retryable`, buf)
                 Unit
@@ -4585,25 +4597,25 @@ public object FfiConverterTypeDownloadError : FfiConverterRustBuffer<DownloadExc
             is DownloadException.Storage -> {
                 buf.putInt(3)
                 FfiConverterTypeErrorCode.write(value.`code`, buf)
-                FfiConverterString.write(value.`message`, buf)
+                FfiConverterString.write(value.`detail`, buf)
                 Unit
             }
             is DownloadException.Integrity -> {
                 buf.putInt(4)
                 FfiConverterTypeErrorCode.write(value.`code`, buf)
-                FfiConverterString.write(value.`message`, buf)
+                FfiConverterString.write(value.`detail`, buf)
                 Unit
             }
             is DownloadException.Stopped -> {
                 buf.putInt(5)
                 FfiConverterTypeErrorCode.write(value.`code`, buf)
-                FfiConverterString.write(value.`message`, buf)
+                FfiConverterString.write(value.`detail`, buf)
                 Unit
             }
             is DownloadException.Internal -> {
                 buf.putInt(6)
                 FfiConverterTypeErrorCode.write(value.`code`, buf)
-                FfiConverterString.write(value.`message`, buf)
+                FfiConverterString.write(value.`detail`, buf)
                 Unit
             }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
