@@ -104,13 +104,13 @@ error_log {d}/error.log warn;
 events {{ worker_connections 4096; }}
 http {{
   log_format bench '$uri $status $body_bytes_sent';
-  access_log {d}/access.log bench;
+  access_log off;
   client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; fastcgi_temp_path {d}/tmp; uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;
   sendfile on;
   tcp_nopush on;
   keepalive_requests 1000000;
   server {{ listen 127.0.0.1:{self.fast}; root {self.www}; }}
-  server {{ listen 127.0.0.1:{self.capped}; root {self.www}; limit_rate 8m; }}
+  server {{ listen 127.0.0.1:{self.capped}; root {self.www}; limit_rate 8m; access_log {d}/access.log bench; }}
 }}
 """
         with open(os.path.join(d, "nginx.conf"), "w") as f:

@@ -298,3 +298,25 @@ fn shutdown_closes_event_streams_and_reopening_revives_the_manager() {
     assert_eq!(info.state, TaskState::Completed, "{:?}", info.error);
     assert_same(&read(&w.out("a")), &w.server.expected());
 }
+
+#[test]
+fn small_files_published_together_are_recorded_completed() {
+    let cfg = Config { limits: Limits { max_running_tasks: 16, ..Limits::default() }, ..test_config() };
+    let w = World::with_config(Faults::new(16 * 1024), cfg);
+    let reqs: Vec<Request> = (0..200).map(|i| w.request(&format!("s{i}"))).collect();
+    let ids: Vec<_> = w.manager.enqueue_batch(reqs).into_iter().map(|r| r.unwrap()).collect();
+    for id in &ids {
+        assert_eq!(wait(&w.manager, id.as_str(), 60).state, TaskState::Completed);
+    }
+    w.manager.shutdown_blocking();
+    let db = rusqlite::Connection::open(w.dir.path().join("state").join("tasks.sqlite3")).unwrap();
+    let (done, ranges): (i64, i64) = db
+        .query_row("SELECT (SELECT COUNT(*) FROM tasks WHERE state = 3 AND bytes = 16384), (SELECT COUNT(*) FROM ranges)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((done, ranges), (200, 0), "every completion is in the table and no journal is left");
+    for i in 0..200 {
+        assert_same(&read(&w.out(&format!("s{i}"))), &w.server.expected());
+    }
+}

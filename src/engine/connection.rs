@@ -54,6 +54,9 @@ pub struct RunShared {
     pub hasher: Mutex<Option<(Sha256, u64)>>,
     /// Bytes fetched in this run (for the connection controller).
     pub fetched: AtomicU64,
+    /// When the run started. The journal is not rung during the first journal interval: a download
+    /// that finishes that fast never needs it, and a kill loses at most that interval either way.
+    pub started: Instant,
 }
 
 impl RunShared {
@@ -327,7 +330,7 @@ fn flush(ctx: &ConnContext, segment: u64, bufs: &mut Vec<Bytes>, pending: u64, s
         ctx.budget.refill();
     }
     if let Some(j) = &ctx.journal {
-        if !ctx.shared.pending.swap(true, Ordering::AcqRel) {
+        if ctx.shared.started.elapsed() >= super::journal::MIN_INTERVAL && !ctx.shared.pending.swap(true, Ordering::AcqRel) {
             j.notify(ctx.shared.clone());
         }
     }

@@ -48,6 +48,8 @@ impl std::fmt::Debug for Manager {
 struct Sched {
     ready: ReadyQueue,
     running: HashMap<TaskId, tokio::task::JoinHandle<()>>,
+    /// Runners whose transfer is over and who only publish now: they hold no network slot.
+    publishing: std::collections::HashSet<TaskId>,
     claims: HashMap<PathBuf, TaskId>,
     next_seq: i64,
     limits: Limits,
@@ -97,7 +99,7 @@ impl Manager {
         let resume_on_open = config.resume_on_open;
         let limits = config.limits;
         let env = Arc::new(Env { transport, store, journal, hosts, config: RwLock::new(config) });
-        let mut sched = Sched { ready: ReadyQueue::default(), running: HashMap::new(), claims: HashMap::new(), next_seq, limits };
+        let mut sched = Sched { ready: ReadyQueue::default(), running: HashMap::new(), publishing: Default::default(), claims: HashMap::new(), next_seq, limits };
         let mut tasks = HashMap::with_capacity(stored.len());
         for t in stored {
             let Some(entry) = entry_from_stored(t) else { continue };
@@ -311,6 +313,7 @@ impl Manager {
                     }
                 }
             }
+            s.publishing.clear();
             s.running.drain().map(|(_, h)| h).collect()
         };
         for h in handles {
@@ -453,6 +456,12 @@ impl Inner {
 
     /// The single place where a task changes state.
     fn transition(&self, e: &TaskEntry, t: Transition, error: Option<TaskError>) -> Result<TaskState> {
+        self.transition_with(e, t, error, true)
+    }
+
+    /// [`Inner::transition`]; `persist = false` when the caller already wrote the new state (a
+    /// completion recorded by the publisher together with its batch).
+    fn transition_with(&self, e: &TaskEntry, t: Transition, error: Option<TaskError>, persist: bool) -> Result<TaskState> {
         let (from, to, error) = {
             let mut g = e.inner.lock();
             let from = g.state;
@@ -469,7 +478,7 @@ impl Inner {
             }
             // Running is not written: the first journal commit marks it (see store::tx::set_bytes),
             // and a crash turns running into queued anyway.
-            if e.persisted && !e.removed.load(Ordering::Acquire) && to != TaskState::Running {
+            if persist && e.persisted && !e.removed.load(Ordering::Acquire) && to != TaskState::Running {
                 let bytes = e.live.bytes.load(Ordering::Relaxed);
                 let id = e.spec.id.as_str();
                 let written = if to == TaskState::Completed {
@@ -494,6 +503,7 @@ impl Inner {
         }
         // Validate outside the lock; an id that already exists is checked for idempotency first,
         // because its destination may legitimately exist by now.
+        let mut dirs = super::request::DirChecks::default();
         let prepared: Vec<Result<Prepared>> = requests
             .into_iter()
             .map(|r| {
@@ -509,7 +519,7 @@ impl Inner {
                         };
                     }
                 }
-                r.validate().map(Prepared::New)
+                r.validate_with(&mut dirs).map(Prepared::New)
             })
             .collect();
         let mut results: Vec<Result<TaskId>> = Vec::with_capacity(prepared.len());
@@ -645,7 +655,7 @@ impl Inner {
         }
         let mut s = self.sched.lock();
         loop {
-            if s.running.len() >= s.limits.max_running_tasks as usize {
+            if s.running.len() - s.publishing.len() >= s.limits.max_running_tasks as usize {
                 break;
             }
             let Sched { ready, running, .. } = &mut *s;
@@ -667,8 +677,20 @@ impl Inner {
                 g.dormant = false;
             }
             let inner = self.clone();
+            let weak = Arc::downgrade(self);
+            let task_id = id.clone();
+            let transferred = Box::new(move || {
+                if let Some(inner) = weak.upgrade() {
+                    let mut s = inner.sched.lock();
+                    if s.running.contains_key(&task_id) {
+                        s.publishing.insert(task_id);
+                    }
+                    drop(s);
+                    inner.dispatch();
+                }
+            });
             let handle = runtime::handle().spawn(async move {
-                let run = runner::run(inner.env.clone(), entry.clone(), stop, slot, signal);
+                let run = runner::run(inner.env.clone(), entry.clone(), stop, slot, signal, transferred);
                 let outcome = match AssertUnwindSafe(run).catch_unwind().await {
                     Ok(o) => o,
                     Err(_) => Outcome::Failed(Error::internal("the download runner panicked")),
@@ -683,11 +705,12 @@ impl Inner {
         {
             let mut s = self.sched.lock();
             s.running.remove(&entry.spec.id);
+            s.publishing.remove(&entry.spec.id);
             let reason = entry.inner.lock().run.take().and_then(|r| r.reason);
             let state = entry.state();
             let id = entry.spec.id.as_str();
             match outcome {
-                Outcome::Completed { bytes } => {
+                Outcome::Completed { bytes, recorded } => {
                     entry.live.bytes.store(bytes, Ordering::Relaxed);
                     entry.live.total.store(bytes, Ordering::Relaxed);
                     self.events.progress(ProgressEvent { id: entry.spec.id.clone(), bytes, total: Some(bytes), speed: 0.0, eta_seconds: Some(0.0) });
@@ -696,7 +719,7 @@ impl Inner {
                         let _ = self.transition(entry, Transition::Resume, None);
                         let _ = self.transition(entry, Transition::Start, None);
                     }
-                    let _ = self.transition(entry, Transition::Complete, None);
+                    let _ = self.transition_with(entry, Transition::Complete, None, !recorded);
                 }
                 Outcome::Failed(_) | Outcome::Stopped if reason == Some(StopReason::Cancel) => {
                     // The partial goes first: whoever sees "cancelled" must find no part file.

@@ -55,6 +55,11 @@ impl PartFile {
         &self.path
     }
 
+    /// The open file.
+    pub fn file_descriptor(&self) -> &File {
+        &self.file
+    }
+
     /// Current length.
     pub fn len(&self) -> Result<u64> {
         self.file.metadata().map(|m| m.len()).map_err(|e| Error::io("reading the part file size", &e))
@@ -173,6 +178,13 @@ pub struct Publish<'a> {
 /// Verifies the part file and moves it into place. On a checksum or size mismatch the part file is
 /// deleted (its bytes are wrong); on other errors it is kept for a later attempt.
 pub fn publish(part: &PartFile, p: Publish<'_>) -> Result<u64> {
+    let len = verify(part, &p)?;
+    commit(part, p.destination, p.overwrite)?;
+    Ok(len)
+}
+
+/// Checks the size and the optional SHA-256; returns the length. Deletes the part file on a mismatch.
+pub fn verify(part: &PartFile, p: &Publish<'_>) -> Result<u64> {
     let len = part.len()?;
     if let Some(expected) = p.expected_size {
         if len != expected {
@@ -184,17 +196,22 @@ pub fn publish(part: &PartFile, p: Publish<'_>) -> Result<u64> {
         }
     }
     if let Some(want) = p.sha256 {
-        let (hasher, from) = p.hashed.unwrap_or_else(|| (Sha256::new(), 0));
+        let (hasher, from) = p.hashed.clone().unwrap_or_else(|| (Sha256::new(), 0));
         let got = part.hash_range(hasher, from, len)?;
         if got != want {
             let _ = std::fs::remove_file(part.path());
             return Err(Error::new(ErrorCode::ChecksumMismatch, format!("SHA-256 is {got}, expected {want}")));
         }
     }
-    part.sync()?;
-    rename_into_place(part.path(), p.destination, p.overwrite)?;
-    sync_dir(p.destination.parent().unwrap_or(Path::new("/")));
     Ok(len)
+}
+
+/// Makes a verified part file durable and moves it into place: sync, rename, sync the directory.
+pub fn commit(part: &PartFile, destination: &Path, overwrite: bool) -> Result<()> {
+    part.sync()?;
+    rename_into_place(part.path(), destination, overwrite)?;
+    sync_dir(destination.parent().unwrap_or(Path::new("/")));
+    Ok(())
 }
 
 /// Renames atomically; refuses to replace an existing file unless `overwrite`.
@@ -232,11 +249,9 @@ fn destination_exists(to: &Path) -> Error {
     Error::new(ErrorCode::DestinationExists, format!("'{}' appeared while downloading; not replaced", to.display()))
 }
 
-/// Syncs a directory so a rename in it is durable. Best effort.
+/// Syncs a directory so a rename in it is durable (shared with concurrent publishes). Best effort.
 pub fn sync_dir(dir: &Path) {
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
+    super::dir_sync::global().sync(dir);
 }
 
 #[cfg(test)]

@@ -55,13 +55,18 @@ impl Request {
 
     /// Validates the request.
     pub fn validate(&self) -> Result<TaskSpec> {
+        self.validate_with(&mut DirChecks::default())
+    }
+
+    /// Validates the request, reusing directory checks already made for other requests of a batch.
+    pub fn validate_with(&self, dirs: &mut DirChecks) -> Result<TaskSpec> {
         let url = validate_url(&self.url)?;
         let id = match &self.task_id {
             Some(id) => TaskId::parse(id)?,
             None => TaskId::generate(),
         };
         let output = match (&self.destination, self.memory_limit, &self.stream) {
-            (Some(dest), None, None) => Output::File(validate_destination(dest, self.overwrite)?),
+            (Some(dest), None, None) => Output::File(validate_destination_with(dest, self.overwrite, dirs)?),
             (None, Some(limit), None) => Output::Memory { limit },
             (None, None, Some(sink)) => Output::Stream(sink.clone()),
             (None, None, None) => {
@@ -103,19 +108,17 @@ pub fn validate_url(raw: &str) -> Result<url::Url> {
     Ok(url)
 }
 
+/// Results of directory checks, shared by the requests of one batch.
+#[derive(Debug, Default)]
+pub struct DirChecks(std::collections::HashMap<PathBuf, Result<()>>);
+
 /// Checks a destination path: absolute, in an existing writable directory, not an existing file
 /// unless `overwrite`.
 pub fn validate_destination(dest: &Path, overwrite: bool) -> Result<PathBuf> {
-    if !dest.is_absolute() {
-        return Err(Error::new(
-            ErrorCode::RelativeDestination,
-            format!("destination must be an absolute path, got '{}'", dest.display()),
-        ));
-    }
-    if dest.file_name().is_none() || dest.to_string_lossy().ends_with('/') {
-        return Err(Error::new(ErrorCode::DestinationNotWritable, "destination must name a file"));
-    }
-    let dir = dest.parent().unwrap_or(Path::new("/"));
+    validate_destination_with(dest, overwrite, &mut DirChecks::default())
+}
+
+fn check_dir(dir: &Path) -> Result<()> {
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => return Err(Error::new(ErrorCode::DestinationDirMissing, format!("'{}' is not a directory", dir.display()))),
@@ -126,6 +129,21 @@ pub fn validate_destination(dest: &Path, overwrite: bool) -> Result<PathBuf> {
     if !dir_writable(dir) {
         return Err(Error::new(ErrorCode::DestinationNotWritable, format!("directory '{}' is not writable", dir.display())));
     }
+    Ok(())
+}
+
+fn validate_destination_with(dest: &Path, overwrite: bool, dirs: &mut DirChecks) -> Result<PathBuf> {
+    if !dest.is_absolute() {
+        return Err(Error::new(
+            ErrorCode::RelativeDestination,
+            format!("destination must be an absolute path, got '{}'", dest.display()),
+        ));
+    }
+    if dest.file_name().is_none() || dest.to_string_lossy().ends_with('/') {
+        return Err(Error::new(ErrorCode::DestinationNotWritable, "destination must name a file"));
+    }
+    let dir = dest.parent().unwrap_or(Path::new("/"));
+    dirs.0.entry(dir.to_path_buf()).or_insert_with(|| check_dir(dir)).clone()?;
     match std::fs::symlink_metadata(dest) {
         Ok(m) if m.is_dir() => {
             Err(Error::new(ErrorCode::DestinationNotWritable, format!("'{}' is a directory", dest.display())))

@@ -19,6 +19,7 @@ use super::controller::{ConnectionMode, Controller, ControllerTuning};
 use super::error::{Error, ErrorCode, Result};
 use super::journal::Journal;
 use super::part_file::{self, PartFile, Publish};
+use super::publisher;
 use super::ranges::{plan, RangeMap, SegmentRow};
 use super::retry::RetryBudget;
 use super::scheduler::{HostSlots, Slot};
@@ -57,6 +58,8 @@ pub enum Outcome {
     Completed {
         /// Size.
         bytes: u64,
+        /// The task table already records the completion.
+        recorded: bool,
     },
     /// Stopped by an error.
     Failed(Error),
@@ -93,11 +96,15 @@ struct Ranged {
     saved: bool,
 }
 
+/// Called once the transfer is over and only publishing is left, so the scheduler can start the next
+/// task while this one's file is made durable.
+pub type Transferred = Box<dyn FnOnce() + Send + Sync>;
+
 /// Runs a task until it completes, fails or is stopped. `flush` asks for a sync of the part file and
 /// journal at any time (an app going to the background).
-pub async fn run(env: Arc<Env>, task: Arc<TaskEntry>, stop: CancellationToken, slot: Slot, flush: FlushSignal) -> Outcome {
+pub async fn run(env: Arc<Env>, task: Arc<TaskEntry>, stop: CancellationToken, slot: Slot, flush: FlushSignal, transferred: Transferred) -> Outcome {
     let config = env.config.read().clone();
-    let mut run = match Run::open(env, task, stop, slot, config, flush) {
+    let mut run = match Run::open(env, task, stop, slot, config, flush, transferred) {
         Ok(r) => r,
         Err(e) => return Outcome::Failed(e),
     };
@@ -121,10 +128,19 @@ struct Run {
     host: String,
     run_started: Instant,
     flush: FlushSignal,
+    transferred: Option<Transferred>,
 }
 
 impl Run {
-    fn open(env: Arc<Env>, task: Arc<TaskEntry>, stop: CancellationToken, slot: Slot, config: Config, flush: FlushSignal) -> Result<Run> {
+    fn open(
+        env: Arc<Env>,
+        task: Arc<TaskEntry>,
+        stop: CancellationToken,
+        slot: Slot,
+        config: Config,
+        flush: FlushSignal,
+        transferred: Transferred,
+    ) -> Result<Run> {
         let (resource, journal) = {
             let g = task.inner.lock();
             (g.resource.clone(), g.journal.clone())
@@ -179,6 +195,7 @@ impl Run {
             host,
             run_started: Instant::now(),
             flush,
+            transferred: Some(transferred),
         })
     }
 
@@ -446,6 +463,7 @@ impl Run {
             pending: AtomicBool::new(false),
             hasher: parking_lot::Mutex::new(self.hasher(from_zero)),
             fetched: AtomicU64::new(0),
+            started: Instant::now(),
         });
         let ctx = Arc::new(ConnContext {
             transport: self.env.transport.clone(),
@@ -650,37 +668,63 @@ impl Run {
     }
 
     async fn finish(&mut self, done: Done) -> Outcome {
+        // The network part is over: give the connection slots back and let the next task start.
+        self.slots.clear();
+        if let Some(f) = self.transferred.take() {
+            f();
+        }
         match &self.task.spec.output {
             Output::File(dest) => {
                 let part = self.part.take().expect("file runs have a part file");
                 let dest = dest.clone();
-                let sha = self.task.spec.sha256.clone();
-                let overwrite = self.task.spec.overwrite;
-                let Done { total, hashed } = done;
-                let published = tokio::task::spawn_blocking(move || {
-                    part_file::publish(
-                        &part,
-                        Publish { destination: &dest, expected_size: Some(total), sha256: sha.as_deref(), hashed, overwrite },
-                    )
-                })
-                .await;
-                match published {
-                    Ok(Ok(bytes)) => {
+                match self.publish(part, dest, done).await {
+                    Ok((bytes, recorded)) => {
                         self.task.inner.lock().journal.clear();
-                        Outcome::Completed { bytes }
+                        Outcome::Completed { bytes, recorded }
                     }
-                    Ok(Err(e)) => self.fail(e),
-                    Err(_) => self.fail(Error::internal("publishing failed")),
+                    Err(e) => self.fail(e),
                 }
             }
             Output::Memory { .. } => {
                 let bytes = self.memory.as_ref().map(|m| m.take()).unwrap_or_default();
                 let n = bytes.len() as u64;
                 self.task.inner.lock().memory = Some(bytes);
-                Outcome::Completed { bytes: n }
+                Outcome::Completed { bytes: n, recorded: false }
             }
-            Output::Stream(_) => Outcome::Completed { bytes: done.total },
+            Output::Stream(_) => Outcome::Completed { bytes: done.total, recorded: false },
         }
+    }
+
+    /// Verifies and publishes the part file. Small files go through the group commit of
+    /// [`publisher`]; large ones (and checksum work) run on a blocking thread of their own.
+    /// Returns the size and whether the completion is already recorded in the task table.
+    async fn publish(&self, part: Arc<PartFile>, dest: std::path::PathBuf, done: Done) -> Result<(u64, bool)> {
+        let sha = self.task.spec.sha256.clone();
+        let overwrite = self.task.spec.overwrite;
+        let Done { total, hashed } = done;
+        let small = total <= publisher::SMALL_FILE;
+        let check = {
+            let part = part.clone();
+            move || part_file::verify(&part, &Publish { destination: &dest, expected_size: Some(total), sha256: sha.as_deref(), hashed, overwrite })
+        };
+        let dest = self.task.spec.output.path().cloned().expect("file output");
+        if small {
+            let len = check()?;
+            let record = self.task.persisted.then(|| publisher::Record {
+                store: self.env.store.clone(),
+                id: self.task.spec.id.as_str().to_string(),
+                bytes: len,
+            });
+            let recorded = publisher::global().publish(part, dest, overwrite, record).await?;
+            return Ok((len, recorded));
+        }
+        tokio::task::spawn_blocking(move || {
+            let len = check()?;
+            part_file::commit(&part, &dest, overwrite)?;
+            Ok((len, false))
+        })
+        .await
+        .map_err(|_| Error::internal("publishing failed"))?
     }
 
     /// Fails the run; a part file with nothing resumable in it is removed.

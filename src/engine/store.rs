@@ -306,14 +306,25 @@ impl Store {
 
     /// Records a completed task and drops its journal, in one transaction.
     pub fn complete(&self, id: &str, bytes: u64) -> Result<()> {
+        self.complete_many(&[(id, bytes)])
+    }
+
+    /// Records completed tasks and drops their journals, in one transaction.
+    pub fn complete_many(&self, done: &[(&str, u64)]) -> Result<()> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
-        tx.prepare_cached("DELETE FROM ranges WHERE task_id = ?1")?.execute([id])?;
-        tx.prepare_cached(
-            "UPDATE tasks SET state = ?2, error_code = NULL, error_message = NULL, error_http_status = NULL, bytes = ?3, total = ?3,
-                              updated_ms = ?4 WHERE id = ?1",
-        )?
-        .execute(params![id, TaskState::Completed.as_i64(), bytes as i64, now_ms()])?;
+        {
+            let mut drop_ranges = tx.prepare_cached("DELETE FROM ranges WHERE task_id = ?1")?;
+            let mut mark = tx.prepare_cached(
+                "UPDATE tasks SET state = ?2, error_code = NULL, error_message = NULL, error_http_status = NULL, bytes = ?3,
+                                  total = ?3, updated_ms = ?4 WHERE id = ?1",
+            )?;
+            let now = now_ms();
+            for (id, bytes) in done {
+                drop_ranges.execute([id])?;
+                mark.execute(params![id, TaskState::Completed.as_i64(), *bytes as i64, now])?;
+            }
+        }
         tx.commit()?;
         Ok(())
     }

@@ -22,6 +22,10 @@ pub async fn follow(manager: &Manager, ids: &[TaskId], quiet: bool) -> Outcome {
     );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     let mut tick = tokio::time::interval(Duration::from_millis(150));
+    // Settles as soon as every task stopped moving, not at the next redraw.
+    let all = futures_util::future::join_all(ids.iter().map(|id| manager.wait(id.as_str())));
+    tokio::pin!(all);
+    let mut settled = false;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => { bar.abandon(); return Outcome::Interrupted; }
@@ -29,6 +33,7 @@ pub async fn follow(manager: &Manager, ids: &[TaskId], quiet: bool) -> Outcome {
                 bar.abandon();
                 return Outcome::Interrupted;
             }
+            _ = &mut all, if !settled => { settled = true; }
             _ = tick.tick() => {}
         }
         let mut bytes = 0;

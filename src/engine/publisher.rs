@@ -1,0 +1,217 @@
+//! Group commit for publishing small files.
+//!
+//! Making a finished file durable costs an fsync of its data and one of its directory. For a batch of
+//! small files finishing together, one publisher thread takes every file waiting, makes all their
+//! data durable at once, renames them into place, and syncs each directory once. The data sync is one
+//! `syncfs` per filesystem when the machine holds little dirty data (so it costs about one file's
+//! fsync), and one `fdatasync` per file otherwise (so a large unrelated write never makes small
+//! files wait for it). Large files publish on their own thread, as they always did.
+
+use super::error::{Error, Result};
+use super::part_file::{rename_into_place, sync_dir, PartFile};
+use super::store::Store;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::Arc;
+
+/// Files up to this size publish through the group commit.
+pub const SMALL_FILE: u64 = 4 << 20;
+/// Above this much dirty data in the system, batches sync file by file.
+const MAX_DIRTY_FOR_SYNCFS: u64 = 64 << 20;
+
+struct Job {
+    part: Arc<PartFile>,
+    destination: PathBuf,
+    overwrite: bool,
+    record: Option<Record>,
+    reply: tokio::sync::oneshot::Sender<Result<bool>>,
+}
+
+/// A completion to record in a task table once the file is in place.
+pub struct Record {
+    /// The task table.
+    pub store: Arc<Store>,
+    /// Task id.
+    pub id: String,
+    /// Size of the file.
+    pub bytes: u64,
+}
+
+/// The publisher thread's handle.
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    tx: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job").field("destination", &self.destination).finish()
+    }
+}
+
+/// The process-wide publisher.
+pub fn global() -> &'static Publisher {
+    static GLOBAL: once_cell::sync::Lazy<Publisher> = once_cell::sync::Lazy::new(Publisher::start);
+    &GLOBAL
+}
+
+impl Publisher {
+    fn start() -> Publisher {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("ferry-publish".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![first];
+                    batch.extend(std::iter::from_fn(|| rx.try_recv().ok()));
+                    publish_batch(batch);
+                }
+            })
+            .expect("spawning the publisher thread");
+        Publisher { tx }
+    }
+
+    /// Syncs a verified part file, renames it to `destination`, syncs the directory and records the
+    /// completion (one transaction per table for the whole batch), together with whatever other
+    /// files are waiting. Returns whether the completion was recorded.
+    pub async fn publish(&self, part: Arc<PartFile>, destination: PathBuf, overwrite: bool, record: Option<Record>) -> Result<bool> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Job { part, destination, overwrite, record, reply })
+            .map_err(|_| Error::internal("the publisher thread is gone"))?;
+        rx.await.map_err(|_| Error::internal("the publisher dropped a file"))?
+    }
+}
+
+fn publish_batch(batch: Vec<Job>) {
+    let synced: Vec<Result<()>> = sync_data(&batch);
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    let mut results = Vec::with_capacity(batch.len());
+    for (job, synced) in batch.iter().zip(synced) {
+        let r = synced.and_then(|_| rename_into_place(job.part.path(), &job.destination, job.overwrite));
+        if r.is_ok() {
+            if let Some(dir) = job.destination.parent() {
+                if !dirs.iter().any(|d| d == dir) {
+                    dirs.push(dir.to_path_buf());
+                }
+            }
+        }
+        results.push(r);
+    }
+    for dir in &dirs {
+        sync_dir(dir);
+    }
+    let recorded = record_completions(&batch, &results);
+    for ((job, r), recorded) in batch.into_iter().zip(results).zip(recorded) {
+        let _ = job.reply.send(r.map(|_| recorded));
+    }
+}
+
+/// Records the completions of the published files, one transaction per task table.
+fn record_completions(batch: &[Job], results: &[Result<()>]) -> Vec<bool> {
+    let mut recorded = vec![false; batch.len()];
+    let mut stores: Vec<&Arc<Store>> = Vec::new();
+    for (job, r) in batch.iter().zip(results) {
+        if let (Some(rec), Ok(())) = (&job.record, r) {
+            if !stores.iter().any(|s| Arc::ptr_eq(s, &rec.store)) {
+                stores.push(&rec.store);
+            }
+        }
+    }
+    for store in stores {
+        let done: Vec<(usize, &str, u64)> = batch
+            .iter()
+            .zip(results)
+            .enumerate()
+            .filter_map(|(i, (job, r))| match (&job.record, r) {
+                (Some(rec), Ok(())) if Arc::ptr_eq(&rec.store, store) => Some((i, rec.id.as_str(), rec.bytes)),
+                _ => None,
+            })
+            .collect();
+        let items: Vec<(&str, u64)> = done.iter().map(|&(_, id, b)| (id, b)).collect();
+        match store.complete_many(&items) {
+            Ok(()) => done.iter().for_each(|&(i, _, _)| recorded[i] = true),
+            Err(e) => tracing::warn!("could not record completions: {e}"),
+        }
+    }
+    recorded
+}
+
+/// Makes the data of every file in the batch durable; one result per file.
+fn sync_data(batch: &[Job]) -> Vec<Result<()>> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if batch.len() > 1 && system_dirty_bytes().is_some_and(|d| d <= MAX_DIRTY_FOR_SYNCFS) {
+        use std::os::unix::fs::MetadataExt;
+        use std::os::unix::io::AsRawFd;
+        let mut devices: Vec<(u64, std::result::Result<(), i32>)> = Vec::new();
+        let mut out = Vec::with_capacity(batch.len());
+        for job in batch {
+            let dev = match std::fs::metadata(job.part.path()) {
+                Ok(m) => m.dev(),
+                Err(e) => {
+                    out.push(Err(Error::io("syncing the part file", &e)));
+                    continue;
+                }
+            };
+            let synced = match devices.iter().find(|(d, _)| *d == dev) {
+                Some((_, r)) => *r,
+                None => {
+                    // SAFETY: syncfs on an open descriptor; no memory is passed.
+                    let rc = unsafe { libc::syncfs(job.part.file_descriptor().as_raw_fd()) };
+                    let r = if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0)) };
+                    devices.push((dev, r));
+                    r
+                }
+            };
+            out.push(match synced {
+                Ok(()) => Ok(()),
+                // A filesystem without syncfs support: fall back to this file alone.
+                Err(_) => job.part.sync(),
+            });
+        }
+        return out;
+    }
+    batch.iter().map(|j| j.part.sync()).collect()
+}
+
+/// Dirty page cache of the whole system, from /proc/meminfo.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn system_dirty_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Dirty:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_publishes_every_file_and_refuses_existing_destinations() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let mut waits = Vec::new();
+        for i in 0..20 {
+            let dest = dir.path().join(format!("f{i}"));
+            let part = PartFile::create(&super::super::part_file::part_path(&dest)).unwrap();
+            part.write_at(0, format!("file {i}").as_bytes()).unwrap();
+            if i == 7 {
+                std::fs::write(&dest, b"already here").unwrap();
+            }
+            waits.push(global().publish(Arc::new(part), dest, false, None));
+        }
+        let results = rt.block_on(futures_util::future::join_all(waits));
+        for (i, r) in results.iter().enumerate() {
+            let dest = dir.path().join(format!("f{i}"));
+            if i == 7 {
+                assert_eq!(r.as_ref().unwrap_err().code(), super::super::error::ErrorCode::DestinationExists);
+                assert_eq!(std::fs::read(&dest).unwrap(), b"already here");
+            } else {
+                r.as_ref().unwrap();
+                assert_eq!(std::fs::read(&dest).unwrap(), format!("file {i}").as_bytes());
+            }
+        }
+        assert!(system_dirty_bytes().is_some());
+    }
+}
