@@ -38,6 +38,12 @@ class Run:
         self.wall, self.cpu, self.rss_kb, self.rc = wall, cpu, rss_kb, rc
 
 
+def settle():
+    """Flushes the page cache's dirty data before a measured run, so that one tool's unwritten
+    output (curl and aria2 do not sync) does not throttle the next tool's writes."""
+    os.sync()
+
+
 def measure(cmd, timeout=900, kill_after=None, env=None):
     """Runs cmd under GNU time; returns a Run with wall seconds, user+sys seconds and peak RSS (KiB).
     (Measuring through wait4 here would report this Python process's RSS: a forked child inherits
@@ -209,6 +215,7 @@ class Bench:
     def single(self, case, tool, cmd, out, want, size, **extra):
         if os.path.exists(out):
             os.remove(out)
+        settle()
         r = measure(cmd)
         ok = r.rc == 0 and os.path.exists(out) and sha256_file(out) == want
         if not ok:
@@ -232,6 +239,9 @@ class Bench:
                     cmd = self.ferry_get(url, out, *flags)
                 elif tool == "curl":
                     cmd = ["curl", "-s", "-f", "-o", out, url]
+                elif tool == "curl + fdatasync":
+                    # Durable like ferry's output: syncfs covers the data and the new directory entry.
+                    cmd = ["sh", "-c", 'curl -s -f -o "$1" "$2" && sync --file-system "$1"', "sh", out, url]
                 else:
                     cmd = ["aria2c", "-q", *flags, "-d", outdir, "-o", name, "--allow-overwrite=true", "--auto-file-renaming=false", url]
                 self.single(case, tool, cmd, out, want, size)
@@ -251,15 +261,19 @@ class Bench:
             f.write("".join(f"{u}\n  out={n}\n" for u, n in zip(urls, names)))
         for rep in range(self.args.reps):
             log(f"case 3, round {rep + 1}/{self.args.reps}")
-            for tool in ("ferry batch", "curl --parallel", "aria2c -j16"):
+            for tool in ("ferry batch", "curl --parallel", "curl --parallel + fdatasync", "aria2c -j16"):
                 outdir = fresh(os.path.join(self.work, "many"))
+                settle()
                 if tool == "ferry batch":
                     state = fresh(os.path.join(self.work, "ferry-state"))
                     cmd = [self.ferry, "--state-dir", state, "batch", "-i", listing, "-j", "16", "-d", outdir, "--quiet"]
-                elif tool == "curl --parallel":
+                elif tool.startswith("curl --parallel"):
                     cmd = ["curl", "-s", "-f", "--parallel", "--parallel-max", "16", "--output-dir", outdir]
                     for u, n in zip(urls, names):
                         cmd += ["-o", n, u]
+                    if tool.endswith("fdatasync"):
+                        # Durable like ferry's files; one syncfs covers all data and directory entries.
+                        cmd = ["sh", "-c", '"$@" && sync --file-system "$0"', outdir, *cmd]
                 else:
                     cmd = ["aria2c", "-q", "-i", aria_list, "-j16", "-d", outdir, "--allow-overwrite=true"]
                 r = measure(cmd)
@@ -286,6 +300,7 @@ class Bench:
                     cmd = [self.ferry, "--state-dir", state, "get", url, "-o", out, "--quiet"]
                 else:
                     cmd = ["aria2c", "-q", "-x16", "-s16", "-k1M", "-c", "-d", outdir, "-o", name, "--auto-file-renaming=false", url]
+                settle()
                 first = measure(cmd, kill_after=self.args.kill_after)
                 second = measure(cmd)
                 ok = second.rc == 0 and os.path.exists(out) and sha256_file(out) == want
@@ -321,7 +336,7 @@ class Bench:
             if 1 in cases:
                 self.case_file(1, False, "big.bin", self.manifest["big"], big, [
                     ("ferry (defaults)", []), ("ferry -x1", ["-x", "1"]), ("ferry -x8", ["-x", "8"]),
-                    ("curl", []), ("aria2c -x8", ["-x8", "-s8", "-k1M"])])
+                    ("curl", []), ("curl + fdatasync", []), ("aria2c -x8", ["-x8", "-s8", "-k1M"])])
             if 2 in cases:
                 self.case_file(2, True, "mid.bin", self.manifest["mid"], mid, [
                     ("ferry (defaults)", []), ("ferry -x16", ["-x", "16"]), ("ferry -x32", ["-x", "32"]),
@@ -364,12 +379,20 @@ class Bench:
                 continue
             tools = list(self.results[case])
             ref = "curl" if case == 1 else ("aria2c -x16" if case == 2 else "curl --parallel")
-            lines += [f"### {titles[case]}", "", "| tool | wall s | MB/s | vs " + ref + " | CPU s | CPU s/GiB | peak RSS MB |", "|---|---|---|---|---|---|---|"]
+            durable_ref = {1: "curl + fdatasync", 3: "curl --parallel + fdatasync"}.get(case)
+            extra = f" vs {durable_ref} |" if durable_ref else ""
+            lines += [f"### {titles[case]}", "", f"| tool | wall s | MB/s | vs {ref} |{extra} CPU s | CPU s/GiB | peak RSS MB |",
+                      "|---|---|---|---|" + ("---|" if durable_ref else "") + "---|---|---|"]
             ref_mbps = med(case, ref, "mbps")
+            durable_mbps = med(case, durable_ref, "mbps") if durable_ref else None
             for t in tools:
                 mbps = med(case, t, "mbps")
                 ratio = (mbps / ref_mbps) if (mbps and ref_mbps) else None
-                lines.append(f"| {t} | {fmt(med(case, t, 'wall'), '.2f')} | {fmt(mbps, '.1f')} | {fmt(ratio, '.2f')}× | {fmt(med(case, t, 'cpu'), '.2f')} | {fmt(med(case, t, 'cpu_per_gib'), '.2f')} | {fmt(med(case, t, 'rss'), '.1f')} |")
+                dcol = ""
+                if durable_ref:
+                    dratio = (mbps / durable_mbps) if (mbps and durable_mbps) else None
+                    dcol = f" {fmt(dratio, '.2f')}× |"
+                lines.append(f"| {t} | {fmt(med(case, t, 'wall'), '.2f')} | {fmt(mbps, '.1f')} | {fmt(ratio, '.2f')}× |{dcol} {fmt(med(case, t, 'cpu'), '.2f')} | {fmt(med(case, t, 'cpu_per_gib'), '.2f')} | {fmt(med(case, t, 'rss'), '.1f')} |")
             lines.append("")
         if 4 in self.results:
             lines += [f"### Case 4: resume {self.manifest['big_size'] // MIB} MiB from the capped nginx after SIGKILL at {self.args.kill_after:g} s", "",

@@ -292,3 +292,16 @@ fn fetch_errors_keep_the_http_status() {
     let info = w.download(Request::file(format!("{}/status/410", w.server.base()), w.out("x")));
     assert_eq!(info.error.unwrap().http_status, Some(410));
 }
+
+/// Many slow connections that start and finish at different times: each connection switches
+/// between its buffering strategies while bytes are pending, and must never reorder them.
+#[test]
+fn many_connections_coming_and_going_never_reorder_bytes() {
+    for x in [5u32, 8, 12] {
+        let mut f = Faults::new(6 * MIB + 12345);
+        f.rate = Some(1_500_000);
+        let w = World::new(f);
+        let name = format!("x{x}");
+        completes_exactly(&w, &name, Request { connections: Some(x), ..w.request(&name) });
+    }
+}

@@ -24,8 +24,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-/// Write to the sink once this much is buffered...
+/// Write to the sink once this much is buffered (shared by the connections streaming, within
+/// [`MIN_FLUSH_BYTES`]..=[`FLUSH_BYTES`]: many connections buffer less each)...
 pub const FLUSH_BYTES: u64 = 256 * 1024;
+/// Smallest per-connection write batch.
+pub const MIN_FLUSH_BYTES: u64 = 64 * 1024;
+/// Buffer budget shared by a download's connections.
+const FLUSH_BUDGET: u64 = 2 << 20;
 /// ...or once the oldest buffered byte is this old (slow connections).
 pub const FLUSH_AGE: Duration = Duration::from_millis(5);
 /// Start writeback of a connection's bytes every this many bytes.
@@ -258,7 +263,9 @@ async fn pump(ctx: &ConnContext, segment: u64, mut resp: Response) -> (PumpEnd, 
                 bufs.push(chunk);
                 let now = Instant::now();
                 let first = *oldest.get_or_insert(now);
-                if pending < FLUSH_BYTES && now.duration_since(first) < FLUSH_AGE {
+                let streaming = u64::from(ctx.task.live.connections.load(Ordering::Relaxed).max(1));
+                let flush_at = (FLUSH_BUDGET / streaming).clamp(MIN_FLUSH_BYTES, FLUSH_BYTES);
+                if pending < flush_at && now.duration_since(first) < FLUSH_AGE {
                     continue;
                 }
                 None

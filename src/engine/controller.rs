@@ -35,7 +35,7 @@ pub struct ControllerTuning {
 impl Default for ControllerTuning {
     fn default() -> Self {
         ControllerTuning {
-            window: Duration::from_millis(300),
+            window: Duration::from_millis(150),
             min_remaining_time: Duration::from_millis(1500),
             step: 4,
             keep_gain: 1.5,
@@ -105,9 +105,15 @@ impl Controller {
                 return self.target;
             }
         }
-        let remaining_time = if rate > 0.0 { remaining as f64 / rate } else { f64::INFINITY };
-        if self.target >= max || remaining_time < self.tuning.min_remaining_time.as_secs_f64() {
+        if self.target >= max {
             self.phase = Phase::Settled;
+            return self.target;
+        }
+        let remaining_time = if rate > 0.0 { remaining as f64 / rate } else { f64::INFINITY };
+        if remaining_time < self.tuning.min_remaining_time.as_secs_f64() {
+            // Nearly done at this rate: hold, but look again. Servers that allow a burst before
+            // their per-connection cap look fast for the first window.
+            self.phase = Phase::Measuring { since: now, bytes_at: bytes, previous_rate: None };
             return self.target;
         }
         self.previous_target = self.target;
@@ -167,6 +173,26 @@ mod tests {
         // 8 MB/s per connection, 40 MB/s link: 4 connections pay (32), 16 do not (40 < 48).
         let t = simulate(ConnectionMode::Auto(16), 8e6, 40e6, 1 << 30);
         assert_eq!(t, vec![1, 4, 16, 4]);
+    }
+
+    #[test]
+    fn a_burst_before_a_cap_does_not_hide_the_cap() {
+        // 2 MB arrive at once, then each connection is held to 2 MB/s.
+        let t0 = Instant::now();
+        let mut c = Controller::new(ConnectionMode::Auto(16), ControllerTuning::default(), t0, 0);
+        let size = 24_000_000u64;
+        let mut bytes = 2_000_000f64;
+        let mut now = t0;
+        let mut targets = vec![1];
+        while (bytes as u64) < size && now < t0 + Duration::from_secs(30) {
+            now += Duration::from_millis(50);
+            bytes += 2e6 * c.target() as f64 * 0.05;
+            let t = c.sample(now, bytes as u64, size.saturating_sub(bytes as u64), c.target());
+            if *targets.last().unwrap() != t {
+                targets.push(t);
+            }
+        }
+        assert_eq!(targets, vec![1, 4, 16]);
     }
 
     #[test]

@@ -127,6 +127,8 @@ struct Run {
     resume: Option<Ranged>,
     host: String,
     run_started: Instant,
+    /// How long the probe took to answer (about one round trip plus the server's latency).
+    probe_latency: Option<Duration>,
     flush: FlushSignal,
     transferred: Option<Transferred>,
 }
@@ -194,6 +196,7 @@ impl Run {
             resume,
             host,
             run_started: Instant::now(),
+            probe_latency: None,
             flush,
             transferred: Some(transferred),
         })
@@ -310,6 +313,7 @@ impl Run {
                 range: asked_range.then_some((0, None)),
                 if_range: None,
             };
+            let asked_at = Instant::now();
             let resp = match self.get(get).await {
                 Ok(r) => r,
                 Err(Step::Retry(e)) => {
@@ -318,6 +322,7 @@ impl Run {
                 }
                 Err(other) => return Err(other),
             };
+            self.probe_latency = Some(asked_at.elapsed());
             let probe = match judge_probe(&resp.head, asked_range) {
                 Ok(p) => p,
                 Err(e) if e.is_retryable() => {
@@ -483,9 +488,15 @@ impl Run {
             workers.spawn(connection::run(ctx.clone(), 0, Some(resp), slot));
         }
         self.run_started = Instant::now();
-        let mut controller = Controller::new(self.connection_mode(), ControllerTuning::default(), self.run_started, 0);
+        // Measure growth over a few round trips: long enough to see new connections at speed, short
+        // enough not to waste the start of a transfer on a fast, local link.
+        let tuning = ControllerTuning {
+            window: (self.probe_latency.unwrap_or(Duration::from_millis(50)) * 3).clamp(Duration::from_millis(100), Duration::from_secs(1)),
+            ..ControllerTuning::default()
+        };
+        let mut controller = Controller::new(self.connection_mode(), tuning, self.run_started, 0);
         self.spawn_more(&ctx, &mut workers, controller.target())?;
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut sync_tick = tokio::time::interval_at(tokio::time::Instant::now() + self.config.sync_interval, self.config.sync_interval);
         sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -524,7 +535,14 @@ impl Run {
                 _ = tick.tick() => {
                     let remaining = total - shared.map.lock().written_bytes();
                     let streaming = self.task.live.connections.load(Ordering::Relaxed);
+                    let before = controller.target();
                     let target = controller.sample(Instant::now(), shared.fetched.load(Ordering::Relaxed), remaining, streaming);
+                    if target != before {
+                        tracing::debug!(task = %self.task.spec.id, "connections: {before} -> {target} after {:?}", self.run_started.elapsed());
+                        if std::env::var_os("FERRY_TRACE").is_some() {
+                            eprintln!("[{:>6} ms] connections {before} -> {target}, fetched {} MB", self.run_started.elapsed().as_millis(), shared.fetched.load(Ordering::Relaxed) >> 20);
+                        }
+                    }
                     if (workers.len() as u32) < target {
                         if let Err(e) = self.spawn_more(&ctx, &mut workers, target) {
                             break Err(e);
