@@ -293,6 +293,13 @@ impl Manager {
         self.inner.env.hosts.snapshot()
     }
 
+    /// Whether any task is queued to run or running (held tasks of a directory opened without
+    /// resuming do not count). Cheap: one lock, no allocation.
+    pub fn is_busy(&self) -> bool {
+        let s = self.inner.sched.lock();
+        !s.ready.is_empty() || !s.running.is_empty()
+    }
+
     /// Number of tasks with a live runner.
     pub fn running_count(&self) -> usize {
         self.inner.sched.lock().running.len()

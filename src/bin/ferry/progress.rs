@@ -21,11 +21,9 @@ pub async fn follow(manager: &Manager, ids: &[TaskId], quiet: bool) -> Outcome {
             .progress_chars("=> "),
     );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let mut tick = tokio::time::interval(Duration::from_millis(150));
-    // Settles as soon as every task stopped moving, not at the next redraw.
-    let all = futures_util::future::join_all(ids.iter().map(|id| manager.wait(id.as_str())));
-    tokio::pin!(all);
-    let mut settled = false;
+    // The end is noticed within 20 ms (a cheap check); the bar is redrawn every 150 ms.
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let mut ticks = 0u64;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => { bar.abandon(); return Outcome::Interrupted; }
@@ -33,8 +31,12 @@ pub async fn follow(manager: &Manager, ids: &[TaskId], quiet: bool) -> Outcome {
                 bar.abandon();
                 return Outcome::Interrupted;
             }
-            _ = &mut all, if !settled => { settled = true; }
             _ = tick.tick() => {}
+        }
+        ticks += 1;
+        let busy = manager.is_busy();
+        if busy && ticks % 8 != 1 {
+            continue;
         }
         let mut bytes = 0;
         let mut total = 0;
@@ -61,7 +63,7 @@ pub async fn follow(manager: &Manager, ids: &[TaskId], quiet: bool) -> Outcome {
         } else {
             bar.set_message(format!("{done}/{} files, {connections} conn", ids.len()));
         }
-        if active == 0 {
+        if active == 0 || !busy {
             bar.finish();
             return Outcome::Settled;
         }

@@ -1,0 +1,136 @@
+//! The `ferry` command: exit codes, Ctrl-C pausing with the journal flushed, re-running the same
+//! command to resume, idempotent re-runs, batches, `list --json`, and the offline demo.
+
+mod support;
+
+use ferry::engine::runtime;
+use ferry::loopback::{Faults, LoopbackServer};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::Ordering::SeqCst;
+use std::time::{Duration, Instant};
+use support::*;
+
+const MIB: u64 = 1 << 20;
+
+fn ferry(state: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    c.arg("--state-dir").arg(state).stdin(Stdio::null());
+    c
+}
+
+fn run(c: &mut Command) -> Output {
+    c.output().expect("ferry runs")
+}
+
+fn list_json(state: &std::path::Path) -> Vec<serde_json::Value> {
+    let out = run(ferry(state).args(["list", "--json"]));
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn exit_codes_say_what_went_wrong() {
+    let server = LoopbackServer::start(runtime::handle(), 0, Faults::new(MIB)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let out = dir.path().join("ok.bin");
+    let ok = run(ferry(&state).args(["get", &server.url(), "--quiet", "-o"]).arg(&out));
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert_same(&read(&out), &server.expected());
+
+    let bad = run(ferry(&state).args(["get", "ftp://127.0.0.1/x", "--quiet", "-o"]).arg(dir.path().join("x")));
+    assert_eq!(bad.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unsupported_scheme"));
+
+    let zero = run(ferry(&state).args(["get", &server.url(), "-x", "0", "--quiet", "-o"]).arg(dir.path().join("z")));
+    assert_eq!(zero.status.code(), Some(3));
+
+    let gone = dir.path().join("gone.bin");
+    let nf = run(ferry(&state).args(["get", &format!("{}/status/404", server.base()), "--quiet", "-o"]).arg(&gone));
+    assert_eq!(nf.status.code(), Some(4));
+    assert!(!gone.exists() && !part_of(&gone).exists());
+
+    let wrong = run(ferry(&state).args(["get", &server.url(), "--quiet", "--sha256", &"0".repeat(64), "-o"]).arg(dir.path().join("w")));
+    assert_eq!(wrong.status.code(), Some(6));
+
+    let usage = run(ferry(&state).args(["get"]));
+    assert_eq!(usage.status.code(), Some(2));
+}
+
+#[test]
+fn ctrl_c_pauses_with_the_journal_flushed_and_the_same_command_resumes() {
+    let mut f = Faults::new(8 * MIB);
+    f.rate = Some(1_000_000);
+    let server = LoopbackServer::start(runtime::handle(), 0, f).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let out = dir.path().join("big.bin");
+    let get = || {
+        let mut c = ferry(&state);
+        c.args(["get", &server.url(), "-x", "4", "--quiet", "-o"]).arg(&out);
+        c
+    };
+    let mut child = get().spawn().unwrap();
+    until(30, "a few MiB", || server.stats().body_bytes.load(SeqCst) > 3 * MIB);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "ferry did not stop on Ctrl-C");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130));
+    let tasks = list_json(&state);
+    assert_eq!(tasks[0]["state"], "paused");
+    let kept = tasks[0]["bytes"].as_u64().unwrap();
+    assert!(kept > 2 * MIB, "journal kept {kept}");
+    assert!(part_of(&out).exists());
+    let sent_before = server.stats().body_bytes.load(SeqCst);
+
+    let again = get().output().unwrap();
+    assert_eq!(again.status.code(), Some(0), "{}", String::from_utf8_lossy(&again.stderr));
+    assert_same(&read(&out), &server.expected());
+    let resumed = server.stats().body_bytes.load(SeqCst) - sent_before;
+    assert!(resumed <= 8 * MIB - kept + MIB, "the resume fetched {resumed} bytes with {kept} kept");
+
+    // Once more: already downloaded, nothing fetched.
+    let requests = server.stats().requests.load(SeqCst);
+    let third = get().output().unwrap();
+    assert_eq!(third.status.code(), Some(0));
+    assert_eq!(server.stats().requests.load(SeqCst), requests);
+}
+
+#[test]
+fn batch_downloads_a_list_and_reports_bad_lines() {
+    let server = LoopbackServer::start(runtime::handle(), 0, Faults::new(64 * 1024)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let outdir = dir.path().join("out");
+    std::fs::create_dir(&outdir).unwrap();
+    let mut list = String::from("# a comment\n");
+    for i in 0..20 {
+        list.push_str(&format!("{} f{i}.bin\n", server.url()));
+    }
+    list.push_str("notaurl x.bin\n");
+    let listing = dir.path().join("list.txt");
+    std::fs::write(&listing, list).unwrap();
+    let out = run(ferry(&state).args(["batch", "-j", "4", "--quiet", "-i"]).arg(&listing).arg("-d").arg(&outdir));
+    assert_eq!(out.status.code(), Some(3), "a bad line makes the exit code say so");
+    for i in 0..20 {
+        assert_same(&read(&outdir.join(format!("f{i}.bin"))), &server.expected());
+    }
+    let tasks = list_json(&state);
+    assert_eq!(tasks.len(), 20);
+    assert!(tasks.iter().all(|t| t["state"] == "completed" && t["progress"] == 1.0));
+}
+
+#[test]
+fn the_demo_runs_offline_and_verifies() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry")).args(["demo", "--size-mib", "32"]).stdin(Stdio::null()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("SHA-256") && text.contains("matches"), "{text}");
+    assert!(text.contains("killed with SIGKILL"), "{text}");
+}
