@@ -14,6 +14,9 @@ step() { echo; echo "==== $*"; }
 step "test dependencies"
 bash scripts/install-test-deps.sh
 
+step "README examples are the tested ones"
+python3 scripts/check-readme.py
+
 step "layering: the engine never names uniffi"
 if grep -rn "uniffi" src/engine; then echo "src/engine must not name uniffi" >&2; exit 1; fi
 echo "ok"
