@@ -177,12 +177,19 @@ fn nginx_pause_and_resume_sends_each_byte_about_once() {
     until(60, "progress", || w.manager.status(id.as_str()).unwrap().bytes > 4 * MIB);
     w.manager.pause(id.as_str()).unwrap();
     until(10, "pause", || w.manager.running_count() == 0);
+    let kept = w.manager.status(id.as_str()).unwrap().bytes;
+    // nginx logs the aborted requests once it notices them.
+    until(10, "nginx to log the paused requests", || ng.log("c.bin").len() >= 4);
+    std::thread::sleep(Duration::from_millis(300));
+    let before = ng.log("c.bin").len();
     w.manager.resume(id.as_str()).unwrap();
     let info = wait(&w.manager, id.as_str(), 120);
     assert_eq!(info.state, TaskState::Completed, "{:?}", info.error);
     assert_same(&read(&out), &body);
-    let sent: u64 = ng.log("c.bin").iter().map(|(_, b)| b).sum();
-    assert!(sent < 16 * MIB + 2 * MIB, "nginx sent {sent} bytes for a 16 MiB file");
+    // What was lost at the pause depends on nginx's bursts (limit_rate allows a second's worth at
+    // once); what matters is that the resume fetched only what was missing.
+    let resumed: u64 = ng.log("c.bin")[before..].iter().map(|(_, b)| b).sum();
+    assert!(resumed <= 16 * MIB - kept + MIB, "the resume fetched {resumed} bytes with {kept} kept");
     let text = std::fs::read_to_string(ng.dir.join("access.log")).unwrap();
     assert!(text.lines().any(|l| l.contains("c.bin") && l.contains("\\x22")), "resumed requests carry If-Range with nginx's ETag:\n{text}");
 }

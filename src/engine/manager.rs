@@ -15,7 +15,7 @@ use super::runner::{self, Env, Outcome};
 use super::runtime;
 use super::scheduler::{HostSlots, ReadyQueue};
 use super::store::{now_ms, tx, Recovery, StoredTask, Store, TaskRow};
-use super::table::{EntryInner, FlushSignal, LiveProgress, Resource, RunControl, SpeedMeter, StopReason, TaskEntry};
+use super::table::{EntryInner, FlushSignal, LiveProgress, Resource, RunControl, StopReason, TaskEntry};
 use super::task::{next_state, Output, TaskError, TaskId, TaskInfo, TaskSpec, TaskState, Transition};
 use super::transport::Transport;
 use super::verdict::Validator;
@@ -399,29 +399,13 @@ fn entry_from_stored(t: StoredTask) -> Option<Arc<TaskEntry>> {
     } else {
         ranges.iter().map(|r| r.written - r.start).sum()
     };
-    let (state_tx, _) = watch::channel(row.state);
-    Some(Arc::new(TaskEntry {
-        spec,
-        seq: row.seq,
-        created_ms: row.created_ms,
-        persisted: true,
-        live: LiveProgress::new(bytes, row.total),
-        inner: Mutex::new(EntryInner {
-            state: row.state,
-            error: row.error,
-            updated_ms: row.updated_ms,
-            priority: row.priority,
-            resource: Resource { total: row.total, validator },
-            journal: ranges,
-            run: None,
-            dormant: false,
-            memory: None,
-            speed: SpeedMeter::default(),
-            last_reported: None,
-        }),
-        state_tx,
-        removed: AtomicBool::new(false),
-    }))
+    let inner = EntryInner {
+        error: row.error,
+        resource: Resource { total: row.total, validator },
+        journal: ranges,
+        ..EntryInner::new(row.state, row.priority, row.updated_ms)
+    };
+    Some(TaskEntry::new(spec, row.seq, row.created_ms, true, LiveProgress::new(bytes, row.total), inner))
 }
 
 fn task_not_found(id: &str) -> Error {
@@ -601,29 +585,8 @@ impl Inner {
                         updated_ms: now,
                     });
                 }
-                let (state_tx, _) = watch::channel(TaskState::Queued);
-                let entry = Arc::new(TaskEntry {
-                    seq,
-                    created_ms: now,
-                    persisted,
-                    live: LiveProgress::new(0, None),
-                    inner: Mutex::new(EntryInner {
-                        state: TaskState::Queued,
-                        error: None,
-                        updated_ms: now,
-                        priority: spec.priority,
-                        resource: Resource::default(),
-                        journal: Vec::new(),
-                        run: None,
-                        dormant: false,
-                        memory: None,
-                        speed: SpeedMeter::default(),
-                        last_reported: None,
-                    }),
-                    state_tx,
-                    removed: AtomicBool::new(false),
-                    spec,
-                });
+                let inner = EntryInner::new(TaskState::Queued, spec.priority, now);
+                let entry = TaskEntry::new(spec, seq, now, persisted, LiveProgress::new(0, None), inner);
                 batch_ids.insert(entry.spec.id.clone(), new_entries.len());
                 results.push(Ok(entry.spec.id.clone()));
                 new_entries.push(entry);

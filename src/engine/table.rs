@@ -204,7 +204,32 @@ pub struct TaskEntry {
     pub removed: AtomicBool,
 }
 
+impl EntryInner {
+    /// The mutable part of a task in `state`, with nothing known about its resource yet.
+    pub fn new(state: TaskState, priority: i32, updated_ms: i64) -> Self {
+        EntryInner {
+            state,
+            error: None,
+            updated_ms,
+            priority,
+            resource: Resource::default(),
+            journal: Vec::new(),
+            run: None,
+            dormant: false,
+            memory: None,
+            speed: SpeedMeter::default(),
+            last_reported: None,
+        }
+    }
+}
+
 impl TaskEntry {
+    /// A table entry.
+    pub fn new(spec: TaskSpec, seq: i64, created_ms: i64, persisted: bool, live: LiveProgress, inner: EntryInner) -> Arc<Self> {
+        let (state_tx, _) = watch::channel(inner.state);
+        Arc::new(TaskEntry { spec, seq, created_ms, persisted, live, inner: Mutex::new(inner), state_tx, removed: AtomicBool::new(false) })
+    }
+
     /// The current state.
     pub fn state(&self) -> TaskState {
         self.inner.lock().state
