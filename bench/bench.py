@@ -195,6 +195,13 @@ def make_data(work, quick):
     return www, m
 
 
+def rotated(items, rep):
+    """The tools in a different order each round (A B C, B C A, ...): no tool always runs first."""
+    items = list(items)
+    k = rep % len(items)
+    return items[k:] + items[:k]
+
+
 def fresh(path):
     shutil.rmtree(path, ignore_errors=True)
     os.makedirs(path, exist_ok=True)
@@ -234,7 +241,7 @@ class Bench:
         url = self.ng.url(capped, name)
         for rep in range(self.args.reps):
             log(f"case {case}, round {rep + 1}/{self.args.reps}")
-            for tool, flags in tools:
+            for tool, flags in rotated(tools, rep):
                 if tool.startswith("ferry"):
                     cmd = self.ferry_get(url, out, *flags)
                 elif tool == "curl":
@@ -261,7 +268,7 @@ class Bench:
             f.write("".join(f"{u}\n  out={n}\n" for u, n in zip(urls, names)))
         for rep in range(self.args.reps):
             log(f"case 3, round {rep + 1}/{self.args.reps}")
-            for tool in ("ferry batch", "curl --parallel", "curl --parallel + fdatasync", "aria2c -j16"):
+            for tool in rotated(("ferry batch", "curl --parallel", "curl --parallel + fdatasync", "aria2c -j16"), rep):
                 outdir = fresh(os.path.join(self.work, "many"))
                 settle()
                 if tool == "ferry batch":
@@ -291,7 +298,7 @@ class Bench:
         url = self.ng.url(True, name)
         for rep in range(self.args.reps):
             log(f"case 4, round {rep + 1}/{self.args.reps}")
-            for tool in ("ferry", "aria2c -x16 -c"):
+            for tool in rotated(("ferry", "aria2c -x16 -c"), rep):
                 outdir = fresh(os.path.join(self.work, "resume"))
                 out = os.path.join(outdir, name)
                 since = self.ng.log_offset()
@@ -377,7 +384,10 @@ class Bench:
         for case in (1, 2, 3):
             if case not in self.results:
                 continue
-            tools = list(self.results[case])
+            order = {1: ["ferry (defaults)", "ferry -x1", "ferry -x8", "curl", "curl + fdatasync", "aria2c -x8"],
+                     2: ["ferry (defaults)", "ferry -x16", "ferry -x32", "curl", "aria2c -x16"],
+                     3: ["ferry batch", "curl --parallel", "curl --parallel + fdatasync", "aria2c -j16"]}[case]
+            tools = [t for t in order if t in self.results[case]]
             ref = "curl" if case == 1 else ("aria2c -x16" if case == 2 else "curl --parallel")
             durable_ref = {1: "curl + fdatasync", 3: "curl --parallel + fdatasync"}.get(case)
             extra = f" vs {durable_ref} |" if durable_ref else ""
@@ -397,7 +407,7 @@ class Bench:
         if 4 in self.results:
             lines += [f"### Case 4: resume {self.manifest['big_size'] // MIB} MiB from the capped nginx after SIGKILL at {self.args.kill_after:g} s", "",
                       "| tool | sent twice MiB | resume wall s | CPU s (both runs) | peak RSS MB |", "|---|---|---|---|---|"]
-            for t in self.results[4]:
+            for t in sorted(self.results[4]):
                 lines.append(f"| {t} | {fmt(med(4, t, 'twice_mib'), '.2f')} | {fmt(med(4, t, 'wall'), '.2f')} | {fmt(med(4, t, 'cpu'), '.2f')} | {fmt(med(4, t, 'rss'), '.1f')} |")
             lines.append("")
         if 5 in self.results:

@@ -30,6 +30,10 @@ pub struct ControllerTuning {
     pub step: u32,
     /// Minimum rate ratio after a step for the step to count as worth it.
     pub keep_gain: f64,
+    /// Per-connection rate (bytes/s) above which growing is not even tried: servers and CDNs that
+    /// cap connections cap them far below this, and a local bottleneck (CPU, disk writeback) makes
+    /// a fast stream dip now and then, which extra connections would only make worse.
+    pub fast_per_connection: f64,
 }
 
 impl Default for ControllerTuning {
@@ -39,6 +43,7 @@ impl Default for ControllerTuning {
             min_remaining_time: Duration::from_millis(1500),
             step: 4,
             keep_gain: 1.5,
+            fast_per_connection: 64e6,
         }
     }
 }
@@ -110,7 +115,8 @@ impl Controller {
             return self.target;
         }
         let remaining_time = if rate > 0.0 { remaining as f64 / rate } else { f64::INFINITY };
-        if remaining_time < self.tuning.min_remaining_time.as_secs_f64() {
+        let per_connection = rate / f64::from(streaming.max(1));
+        if remaining_time < self.tuning.min_remaining_time.as_secs_f64() || per_connection >= self.tuning.fast_per_connection {
             // Nearly done at this rate: hold, but look again. Servers that allow a burst before
             // their per-connection cap look fast for the first window.
             self.phase = Phase::Measuring { since: now, bytes_at: bytes, previous_rate: None };
@@ -161,8 +167,11 @@ mod tests {
     #[test]
     fn a_fast_single_stream_stays_single() {
         // Saturated at one connection: growing does not pay, so it falls back to one.
-        let t = simulate(ConnectionMode::Auto(16), 300e6, 300e6, 4 << 30);
+        let t = simulate(ConnectionMode::Auto(16), 40e6, 40e6, 4 << 30);
         assert_eq!(t, vec![1, 4, 1]);
+        // Fast enough per connection that growing is not even tried, however long it takes.
+        let t = simulate(ConnectionMode::Auto(16), 300e6, 300e6, 16 << 30);
+        assert_eq!(t, vec![1]);
         // Nearly done before the first window closes: never grows.
         let t = simulate(ConnectionMode::Auto(16), 900e6, 900e6, 1 << 30);
         assert_eq!(t, vec![1]);
