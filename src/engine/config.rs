@@ -7,7 +7,9 @@ use std::time::Duration;
 /// Limits that can be changed while the engine runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Tasks transferring at the same time (the rest wait in the queue, by priority).
+    /// Tasks transferring at the same time (the rest wait in the queue, by priority). A task whose
+    /// bytes are all in no longer counts while its file is verified and synced, so the next one
+    /// can start; it still reports `running` until its file is in place.
     pub max_running_tasks: u32,
     /// Connections to one host (`host:port`) across all tasks.
     pub max_connections_per_host: u32,

@@ -26,7 +26,7 @@ pub enum ContentRange {
 /// and for ranges that contradict themselves (last < first, or last >= total).
 pub fn parse(value: &str) -> Option<ContentRange> {
     let value = value.trim();
-    let (unit, rest) = value.split_once(|c: char| c == ' ' || c == '\t')?;
+    let (unit, rest) = value.split_once([' ', '\t'])?;
     if !unit.eq_ignore_ascii_case("bytes") {
         return None;
     }

@@ -369,7 +369,7 @@ impl Manager {
     /// Blocking form of [`Manager::shutdown`] for threads outside the engine's runtime.
     pub fn shutdown_blocking(&self) {
         let m = self.clone();
-        let _ = runtime::handle().block_on(async move { m.shutdown().await });
+        runtime::handle().block_on(async move { m.shutdown().await });
     }
 
     /// Reads the task list of a state directory without opening it for writing (another process

@@ -61,13 +61,8 @@ impl PartFile {
     }
 
     /// Current length.
-    pub fn len(&self) -> Result<u64> {
+    pub fn size(&self) -> Result<u64> {
         self.file.metadata().map(|m| m.len()).map_err(|e| Error::io("reading the part file size", &e))
-    }
-
-    /// Whether the file is empty.
-    pub fn is_empty(&self) -> Result<bool> {
-        Ok(self.len()? == 0)
     }
 
     /// Truncates to zero (a restart from scratch).
@@ -185,7 +180,7 @@ pub fn publish(part: &PartFile, p: Publish<'_>) -> Result<u64> {
 
 /// Checks the size and the optional SHA-256; returns the length. Deletes the part file on a mismatch.
 pub fn verify(part: &PartFile, p: &Publish<'_>) -> Result<u64> {
-    let len = part.len()?;
+    let len = part.size()?;
     if let Some(expected) = p.expected_size {
         if len != expected {
             let _ = std::fs::remove_file(part.path());

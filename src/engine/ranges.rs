@@ -145,19 +145,9 @@ impl RangeMap {
         self.segments.iter().map(|s| s.written - s.start).sum()
     }
 
-    /// Bytes known durable.
-    pub fn durable_bytes(&self) -> u64 {
-        self.segments.iter().map(|s| s.durable - s.start).sum()
-    }
-
     /// Whether every byte is written.
     pub fn is_complete(&self) -> bool {
         self.segments.iter().all(Segment::is_done)
-    }
-
-    /// Number of segments currently fetched by the engine.
-    pub fn engine_owned(&self) -> usize {
-        self.segments.iter().filter(|s| s.owner == Owner::Engine && !s.is_done()).count()
     }
 
     fn index_of(&self, start: u64) -> Option<usize> {
@@ -277,14 +267,6 @@ impl RangeMap {
                     seg.durable = d;
                 }
             }
-        }
-    }
-
-    /// Forgets everything not durable (after a reboot only synced bytes are trusted).
-    pub fn trust_only_durable(&mut self) {
-        for s in &mut self.segments {
-            s.written = s.durable;
-            s.reserved = s.durable;
         }
     }
 }

@@ -156,7 +156,7 @@ impl Run {
                 let usable = usable_journal(&resource, &journal);
                 let existing = if usable.is_some() { PartFile::open_existing(&path)? } else { None };
                 let file = match (existing, usable) {
-                    (Some(f), Some(r)) if f.len()? >= max_written(&journal) => {
+                    (Some(f), Some(r)) if f.size()? >= max_written(&journal) => {
                         resume = Some(r);
                         f
                     }
@@ -452,9 +452,8 @@ impl Run {
         if total == 0 || map.is_complete() {
             return Ok(Done { total, hashed: None });
         }
-        let first = probe.map(|resp| {
+        let first = probe.inspect(|_| {
             map.claim(0);
-            resp
         });
         let from_zero = map.written_bytes() == 0;
         let (etag, lm) = Validator::to_columns(&validator);
@@ -587,12 +586,12 @@ impl Run {
             Err(Step::Stopped) => {
                 let cancelled = self.task.inner.lock().run.as_ref().and_then(|r| r.reason) == Some(StopReason::Cancel);
                 if !cancelled {
-                    self.sync_durable(&shared).await?;
+                    self.sync_durable(shared).await?;
                 }
                 Err(Step::Stopped)
             }
             Err(Step::Fail(e)) => {
-                self.save_journal(&shared)?;
+                self.save_journal(shared)?;
                 Err(Step::Fail(e))
             }
             Err(other) => Err(other),

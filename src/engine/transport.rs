@@ -167,11 +167,6 @@ impl Response {
             Ok(Err(e)) => Err(map_body_error(&e)),
         }
     }
-
-    /// The final URL after redirects.
-    pub fn final_url(&self) -> &url::Url {
-        self.inner.url()
-    }
 }
 
 fn source_chain<'a>(e: &'a (dyn std::error::Error + 'static)) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {

@@ -225,7 +225,7 @@ impl From<engine::Event> for DownloadEvent {
 /// Concurrency limits; changeable at run time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Record)]
 pub struct Limits {
-    /// Tasks transferring at once.
+    /// Tasks transferring at once (a task only finishing its file does not count).
     #[uniffi(default = 4)]
     pub max_running_tasks: u32,
     /// Connections to one host across all tasks.
@@ -257,7 +257,7 @@ impl From<Limits> for engine::Limits {
 }
 
 /// Manager configuration. Every field has a default.
-#[derive(Clone, Debug, uniffi::Record)]
+#[derive(Clone, Debug, Default, uniffi::Record)]
 pub struct ManagerConfig {
     /// Limits.
     #[uniffi(default)]
@@ -286,22 +286,6 @@ pub struct ManagerConfig {
     /// Extra trusted root certificates, PEM.
     #[uniffi(default)]
     pub extra_root_certificates_pem: Vec<String>,
-}
-
-impl Default for ManagerConfig {
-    fn default() -> Self {
-        ManagerConfig {
-            limits: None,
-            connect_timeout_ms: None,
-            idle_timeout_ms: None,
-            progress_interval_ms: None,
-            retry_budget: None,
-            retry_base_delay_ms: None,
-            resume_on_open: None,
-            user_agent: None,
-            extra_root_certificates_pem: Vec::new(),
-        }
-    }
 }
 
 impl From<ManagerConfig> for engine::Config {

@@ -2161,7 +2161,7 @@ public func FfiConverterTypeHttpHeader_lower(_ value: HttpHeader) -> RustBuffer 
  */
 public struct Limits: Equatable, Hashable {
     /**
-     * Tasks transferring at once.
+     * Tasks transferring at once (a task only finishing its file does not count).
      */
     public let maxRunningTasks: UInt32
     /**
@@ -2177,7 +2177,7 @@ public struct Limits: Equatable, Hashable {
     // declare one manually.
     public init(
         /**
-         * Tasks transferring at once.
+         * Tasks transferring at once (a task only finishing its file does not count).
          */maxRunningTasks: UInt32 = UInt32(4), 
         /**
          * Connections to one host across all tasks.

@@ -245,7 +245,7 @@ async fn get(dir: &Path, a: GetArgs) -> Result<u8, Failure> {
     };
     let id = manager.enqueue(request)?;
     manager.resume(id.as_str())?;
-    let outcome = progress::follow(&manager, &[id.clone()], a.quiet).await;
+    let outcome = progress::follow(&manager, std::slice::from_ref(&id), a.quiet).await;
     finish(&manager, outcome, &[id]).await
 }
 

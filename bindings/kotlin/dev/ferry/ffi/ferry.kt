@@ -3826,7 +3826,7 @@ public object FfiConverterTypeHttpHeader: FfiConverterRustBuffer<HttpHeader> {
  */
 data class Limits (
     /**
-     * Tasks transferring at once.
+     * Tasks transferring at once (a task only finishing its file does not count).
      */
     var `maxRunningTasks`: kotlin.UInt = 4u 
     , 
