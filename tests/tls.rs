@@ -77,6 +77,15 @@ fn https_with_a_private_ca_downloads_and_without_it_fails_typed() {
     assert_eq!(info.state, TaskState::Completed, "{:?}", info.error);
     assert_same(&read(&out), &server.expected());
 
+    // The bundled Mozilla roots (Android's default) plus the private CA.
+    let bundled_cfg = Config { bundled_tls_roots: true, extra_root_certificates_pem: vec![proxy.ca_pem.clone()], ..test_config() };
+    let bundled = Manager::open(dir.path().join("c"), bundled_cfg).unwrap();
+    let out = dir.path().join("bundled.bin");
+    let id = bundled.enqueue(Request::file(&url, &out)).unwrap();
+    let info = wait(&bundled, id.as_str(), 60);
+    assert_eq!(info.state, TaskState::Completed, "{:?}", info.error);
+    assert_same(&read(&out), &server.expected());
+
     let plain = Manager::open(dir.path().join("b"), test_config()).unwrap();
     let out = dir.path().join("no.bin");
     let id = plain.enqueue(Request::file(&url, &out)).unwrap();

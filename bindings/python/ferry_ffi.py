@@ -1755,7 +1755,7 @@ class ManagerConfig:
     """
     Manager configuration. Every field has a default.
 """
-    def __init__(self, *, limits:typing.Optional[Limits] = None, connect_timeout_ms:typing.Optional[int] = None, idle_timeout_ms:typing.Optional[int] = None, progress_interval_ms:typing.Optional[int] = None, retry_budget:typing.Optional[int] = None, retry_base_delay_ms:typing.Optional[int] = None, resume_on_open:typing.Optional[bool] = None, user_agent:typing.Optional[str] = None, extra_root_certificates_pem:typing.List[str] = _DEFAULT):
+    def __init__(self, *, limits:typing.Optional[Limits] = None, connect_timeout_ms:typing.Optional[int] = None, idle_timeout_ms:typing.Optional[int] = None, progress_interval_ms:typing.Optional[int] = None, retry_budget:typing.Optional[int] = None, retry_base_delay_ms:typing.Optional[int] = None, resume_on_open:typing.Optional[bool] = None, user_agent:typing.Optional[str] = None, extra_root_certificates_pem:typing.List[str] = _DEFAULT, bundled_tls_roots:typing.Optional[bool] = None):
         self.limits = limits
         self.connect_timeout_ms = connect_timeout_ms
         self.idle_timeout_ms = idle_timeout_ms
@@ -1768,12 +1768,13 @@ class ManagerConfig:
             self.extra_root_certificates_pem = []
         else:
             self.extra_root_certificates_pem = extra_root_certificates_pem
+        self.bundled_tls_roots = bundled_tls_roots
         
         
 
     
     def __str__(self):
-        return "ManagerConfig(limits={}, connect_timeout_ms={}, idle_timeout_ms={}, progress_interval_ms={}, retry_budget={}, retry_base_delay_ms={}, resume_on_open={}, user_agent={}, extra_root_certificates_pem={})".format(self.limits, self.connect_timeout_ms, self.idle_timeout_ms, self.progress_interval_ms, self.retry_budget, self.retry_base_delay_ms, self.resume_on_open, self.user_agent, self.extra_root_certificates_pem)
+        return "ManagerConfig(limits={}, connect_timeout_ms={}, idle_timeout_ms={}, progress_interval_ms={}, retry_budget={}, retry_base_delay_ms={}, resume_on_open={}, user_agent={}, extra_root_certificates_pem={}, bundled_tls_roots={})".format(self.limits, self.connect_timeout_ms, self.idle_timeout_ms, self.progress_interval_ms, self.retry_budget, self.retry_base_delay_ms, self.resume_on_open, self.user_agent, self.extra_root_certificates_pem, self.bundled_tls_roots)
     def __eq__(self, other):
         if self.limits != other.limits:
             return False
@@ -1793,6 +1794,8 @@ class ManagerConfig:
             return False
         if self.extra_root_certificates_pem != other.extra_root_certificates_pem:
             return False
+        if self.bundled_tls_roots != other.bundled_tls_roots:
+            return False
         return True
 
 class _UniffiFfiConverterTypeManagerConfig(_UniffiConverterRustBuffer):
@@ -1808,6 +1811,7 @@ class _UniffiFfiConverterTypeManagerConfig(_UniffiConverterRustBuffer):
             resume_on_open=_UniffiFfiConverterOptionalBoolean.read(buf),
             user_agent=_UniffiFfiConverterOptionalString.read(buf),
             extra_root_certificates_pem=_UniffiFfiConverterSequenceString.read(buf),
+            bundled_tls_roots=_UniffiFfiConverterOptionalBoolean.read(buf),
         )
 
     @staticmethod
@@ -1821,6 +1825,7 @@ class _UniffiFfiConverterTypeManagerConfig(_UniffiConverterRustBuffer):
         _UniffiFfiConverterOptionalBoolean.check_lower(value.resume_on_open)
         _UniffiFfiConverterOptionalString.check_lower(value.user_agent)
         _UniffiFfiConverterSequenceString.check_lower(value.extra_root_certificates_pem)
+        _UniffiFfiConverterOptionalBoolean.check_lower(value.bundled_tls_roots)
 
     @staticmethod
     def write(value, buf):
@@ -1833,6 +1838,7 @@ class _UniffiFfiConverterTypeManagerConfig(_UniffiConverterRustBuffer):
         _UniffiFfiConverterOptionalBoolean.write(value.resume_on_open, buf)
         _UniffiFfiConverterOptionalString.write(value.user_agent, buf)
         _UniffiFfiConverterSequenceString.write(value.extra_root_certificates_pem, buf)
+        _UniffiFfiConverterOptionalBoolean.write(value.bundled_tls_roots, buf)
 
 
 

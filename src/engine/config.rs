@@ -58,6 +58,10 @@ pub struct Config {
     /// Extra trusted root certificates (PEM), e.g. a private CA. When set, the bundled web roots
     /// plus these are used instead of the platform verifier.
     pub extra_root_certificates_pem: Vec<String>,
+    /// Trust Mozilla's bundled root store instead of the platform's verifier. On by default on
+    /// Android, where the platform verifier needs a JNI initialisation a JNA-loaded library never
+    /// gets; useful elsewhere where the system store is missing.
+    pub bundled_tls_roots: bool,
     /// How many times one run may restart from zero (content changed, ranges refused) before the
     /// engine falls back to one plain stream.
     pub restart_budget: u32,
@@ -76,6 +80,7 @@ impl Default for Config {
             resume_on_open: true,
             user_agent: concat!("ferry/", env!("CARGO_PKG_VERSION")).to_string(),
             extra_root_certificates_pem: Vec::new(),
+            bundled_tls_roots: cfg!(target_os = "android"),
             restart_budget: 2,
         }
     }

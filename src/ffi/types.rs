@@ -286,6 +286,9 @@ pub struct ManagerConfig {
     /// Extra trusted root certificates, PEM.
     #[uniffi(default)]
     pub extra_root_certificates_pem: Vec<String>,
+    /// Trust Mozilla's bundled roots instead of the platform verifier (default: on for Android only).
+    #[uniffi(default)]
+    pub bundled_tls_roots: Option<bool>,
 }
 
 impl From<ManagerConfig> for engine::Config {
@@ -306,6 +309,7 @@ impl From<ManagerConfig> for engine::Config {
             resume_on_open: c.resume_on_open.unwrap_or(d.resume_on_open),
             user_agent: c.user_agent.unwrap_or(d.user_agent),
             extra_root_certificates_pem: c.extra_root_certificates_pem,
+            bundled_tls_roots: c.bundled_tls_roots.unwrap_or(d.bundled_tls_roots),
             ..d
         }
     }

@@ -2275,6 +2275,10 @@ public struct ManagerConfig: Equatable, Hashable {
      * Extra trusted root certificates, PEM.
      */
     public let extraRootCertificatesPem: [String]
+    /**
+     * Trust Mozilla's bundled roots instead of the platform verifier (default: on for Android only).
+     */
+    public let bundledTlsRoots: Bool?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2305,7 +2309,10 @@ public struct ManagerConfig: Equatable, Hashable {
          */userAgent: String? = nil, 
         /**
          * Extra trusted root certificates, PEM.
-         */extraRootCertificatesPem: [String] = []) {
+         */extraRootCertificatesPem: [String] = [], 
+        /**
+         * Trust Mozilla's bundled roots instead of the platform verifier (default: on for Android only).
+         */bundledTlsRoots: Bool? = nil) {
         self.limits = limits
         self.connectTimeoutMs = connectTimeoutMs
         self.idleTimeoutMs = idleTimeoutMs
@@ -2315,6 +2322,7 @@ public struct ManagerConfig: Equatable, Hashable {
         self.resumeOnOpen = resumeOnOpen
         self.userAgent = userAgent
         self.extraRootCertificatesPem = extraRootCertificatesPem
+        self.bundledTlsRoots = bundledTlsRoots
     }
 
     
@@ -2341,7 +2349,8 @@ public struct FfiConverterTypeManagerConfig: FfiConverterRustBuffer {
                 retryBaseDelayMs: FfiConverterOptionUInt64.read(from: &buf), 
                 resumeOnOpen: FfiConverterOptionBool.read(from: &buf), 
                 userAgent: FfiConverterOptionString.read(from: &buf), 
-                extraRootCertificatesPem: FfiConverterSequenceString.read(from: &buf)
+                extraRootCertificatesPem: FfiConverterSequenceString.read(from: &buf), 
+                bundledTlsRoots: FfiConverterOptionBool.read(from: &buf)
         )
     }
 
@@ -2355,6 +2364,7 @@ public struct FfiConverterTypeManagerConfig: FfiConverterRustBuffer {
         FfiConverterOptionBool.write(value.resumeOnOpen, into: &buf)
         FfiConverterOptionString.write(value.userAgent, into: &buf)
         FfiConverterSequenceString.write(value.extraRootCertificatesPem, into: &buf)
+        FfiConverterOptionBool.write(value.bundledTlsRoots, into: &buf)
     }
 }
 

@@ -3924,6 +3924,11 @@ data class ManagerConfig (
      * Extra trusted root certificates, PEM.
      */
     var `extraRootCertificatesPem`: List<kotlin.String> = listOf() 
+    , 
+    /**
+     * Trust Mozilla's bundled roots instead of the platform verifier (default: on for Android only).
+     */
+    var `bundledTlsRoots`: kotlin.Boolean? = null 
     
 ){
     
@@ -3949,6 +3954,7 @@ public object FfiConverterTypeManagerConfig: FfiConverterRustBuffer<ManagerConfi
             FfiConverterOptionalBoolean.read(buf),
             FfiConverterOptionalString.read(buf),
             FfiConverterSequenceString.read(buf),
+            FfiConverterOptionalBoolean.read(buf),
         )
     }
 
@@ -3961,7 +3967,8 @@ public object FfiConverterTypeManagerConfig: FfiConverterRustBuffer<ManagerConfi
             FfiConverterOptionalULong.allocationSize(value.`retryBaseDelayMs`) +
             FfiConverterOptionalBoolean.allocationSize(value.`resumeOnOpen`) +
             FfiConverterOptionalString.allocationSize(value.`userAgent`) +
-            FfiConverterSequenceString.allocationSize(value.`extraRootCertificatesPem`)
+            FfiConverterSequenceString.allocationSize(value.`extraRootCertificatesPem`) +
+            FfiConverterOptionalBoolean.allocationSize(value.`bundledTlsRoots`)
     )
 
     override fun write(value: ManagerConfig, buf: ByteBuffer) {
@@ -3974,6 +3981,7 @@ public object FfiConverterTypeManagerConfig: FfiConverterRustBuffer<ManagerConfi
             FfiConverterOptionalBoolean.write(value.`resumeOnOpen`, buf)
             FfiConverterOptionalString.write(value.`userAgent`, buf)
             FfiConverterSequenceString.write(value.`extraRootCertificatesPem`, buf)
+            FfiConverterOptionalBoolean.write(value.`bundledTlsRoots`, buf)
     }
 }
 
