@@ -21,6 +21,7 @@ pub mod config;
 pub mod connection;
 pub mod content_range;
 pub mod controller;
+pub mod dir_lock;
 pub mod dir_sync;
 pub mod error;
 pub mod events;
@@ -38,6 +39,7 @@ pub mod sink;
 pub mod store;
 pub mod table;
 pub mod task;
+pub mod tls;
 pub mod transport;
 pub mod verdict;
 

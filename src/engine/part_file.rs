@@ -31,6 +31,7 @@ pub struct PartFile {
 impl PartFile {
     /// Creates (or truncates) the part file.
     pub fn create(path: &Path) -> Result<PartFile> {
+        let _dir = super::dir_lock::lock_parent_of(path);
         let file = File::options()
             .read(true)
             .write(true)
@@ -211,6 +212,7 @@ pub fn commit(part: &PartFile, destination: &Path, overwrite: bool) -> Result<()
 
 /// Renames atomically; refuses to replace an existing file unless `overwrite`.
 pub fn rename_into_place(from: &Path, to: &Path, overwrite: bool) -> Result<()> {
+    let _dir = super::dir_lock::lock_parent_of(to);
     if overwrite {
         return std::fs::rename(from, to).map_err(|e| Error::io("moving the file into place", &e));
     }

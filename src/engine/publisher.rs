@@ -146,7 +146,7 @@ fn sync_data(batch: &[Job]) -> Vec<Result<()>> {
         let mut devices: Vec<(u64, std::result::Result<(), i32>)> = Vec::new();
         let mut out = Vec::with_capacity(batch.len());
         for job in batch {
-            let dev = match std::fs::metadata(job.part.path()) {
+            let dev = match job.part.file_descriptor().metadata() {
                 Ok(m) => m.dev(),
                 Err(e) => {
                     out.push(Err(Error::io("syncing the part file", &e)));

@@ -85,19 +85,12 @@ impl Transport {
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
             .user_agent(config.user_agent.clone());
-        let extra: Vec<reqwest::Certificate> = config
-            .extra_root_certificates_pem
-            .iter()
-            .map(|pem| {
-                reqwest::Certificate::from_pem(pem.as_bytes())
-                    .map_err(|e| Error::new(ErrorCode::InvalidConfig, format!("bad root certificate: {e}")))
-            })
-            .collect::<Result<_>>()?;
-        if config.bundled_tls_roots {
-            builder = builder.tls_backend_preconfigured(bundled_roots_config(&config.extra_root_certificates_pem)?);
-        } else if !extra.is_empty() {
-            builder = builder.tls_certs_merge(extra);
-        }
+        let tls = if config.bundled_tls_roots {
+            super::tls::bundled_roots_config(&config.extra_root_certificates_pem)?
+        } else {
+            super::tls::platform_config(&config.extra_root_certificates_pem)?
+        };
+        builder = builder.tls_backend_preconfigured(tls);
         let client = builder.build().map_err(|e| Error::new(ErrorCode::InvalidConfig, format!("HTTP client: {e}")))?;
         Ok(Transport { client, connect_timeout: config.connect_timeout, idle_timeout: config.idle_timeout })
     }
@@ -136,26 +129,6 @@ impl Transport {
         let head = head_of(&resp);
         Ok(Response { head, inner: resp, idle_timeout: self.idle_timeout })
     }
-}
-
-/// A TLS configuration trusting Mozilla's root store (bundled) and the given extra roots (PEM).
-/// Used where the platform's verifier cannot be reached (Android).
-pub fn bundled_roots_config(extra_pem: &[String]) -> Result<rustls::ClientConfig> {
-    use rustls_pki_types::pem::PemObject;
-    let bad = |e: String| Error::new(ErrorCode::InvalidConfig, format!("TLS roots: {e}"));
-    let mut roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    for pem in extra_pem {
-        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
-            roots.add(cert.map_err(|e| bad(e.to_string()))?).map_err(|e| bad(e.to_string()))?;
-        }
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| bad(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
 }
 
 fn header_str(h: &HeaderMap, name: HeaderName) -> Option<String> {
@@ -240,14 +213,4 @@ fn map_body_error(e: &reqwest::Error) -> Error {
     }
     let detail = source_chain(e).last().map(|s| s.to_string()).unwrap_or_default();
     Error::new(ErrorCode::TruncatedBody, format!("body ended early: {detail}"))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_bundled_root_store_builds() {
-        let config = super::bundled_roots_config(&[]).unwrap();
-        assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
-        assert!(super::bundled_roots_config(&["-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n".into()]).is_err());
-    }
 }
