@@ -326,3 +326,48 @@ fn small_files_published_together_are_recorded_completed() {
         assert_same(&read(&w.out(&format!("s{i}"))), &w.server.expected());
     }
 }
+
+#[test]
+fn a_batch_spanning_several_chunks_catches_duplicates_across_them() {
+    let w = World::new(slow(MIB, 2_000_000));
+    let mut reqs: Vec<Request> = (0..700).map(|i| w.request(&format!("f{i}"))).collect();
+    // Recorded in chunks of 32 then 512: these pairs straddle chunk boundaries.
+    reqs[600] = w.request("f5");
+    reqs[650] = Request { task_id: Some("twin".into()), ..w.request("twin") };
+    reqs[10] = Request { task_id: Some("twin".into()), ..w.request("twin") };
+    reqs[40] = Request { task_id: Some("clash".into()), ..w.request("clash-a") };
+    reqs[699] = Request { task_id: Some("clash".into()), ..w.request("clash-b") };
+    let results = w.manager.enqueue_batch(reqs);
+    assert_eq!(results.len(), 700);
+    assert_eq!(results[600].as_ref().unwrap_err().code(), ErrorCode::DestinationBusy);
+    assert_eq!(results[10].as_ref().unwrap().as_str(), "twin");
+    assert_eq!(results[650].as_ref().unwrap().as_str(), "twin");
+    assert_eq!(results[699].as_ref().unwrap_err().code(), ErrorCode::TaskIdConflict);
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 698);
+    assert_eq!(w.manager.list().len(), 697);
+    w.manager.pause_all();
+    w.manager.shutdown_blocking();
+}
+
+#[test]
+fn wait_idle_returns_once_nothing_is_queued_or_running() {
+    let w = World::new(Faults::new(256 * 1024));
+    let reqs: Vec<Request> = (0..40).map(|i| w.request(&format!("f{i}"))).collect();
+    assert!(w.manager.enqueue_batch(reqs).iter().all(|r| r.is_ok()));
+    let idle = runtime::handle().block_on(async { tokio::time::timeout(Duration::from_secs(60), w.manager.wait_idle()).await });
+    assert!(idle.is_ok(), "still busy after 60 s");
+    assert!(!w.manager.is_busy());
+    assert!(w.manager.list().iter().all(|t| t.state == TaskState::Completed));
+
+    // Pausing the only queued task leaves the scheduler idle without a runner exiting.
+    let slow_world = World::new(slow(4 * MIB, 200_000));
+    let cfg_limits = Limits { max_running_tasks: 1, ..slow_world.manager.limits() };
+    slow_world.manager.set_limits(cfg_limits).unwrap();
+    let a = slow_world.manager.enqueue(slow_world.request("a")).unwrap();
+    let b = slow_world.manager.enqueue(slow_world.request("b")).unwrap();
+    slow_world.manager.pause(a.as_str()).unwrap();
+    slow_world.manager.pause(b.as_str()).unwrap();
+    let idle = runtime::handle().block_on(async { tokio::time::timeout(Duration::from_secs(10), slow_world.manager.wait_idle()).await });
+    assert!(idle.is_ok(), "wait_idle missed a pause");
+    slow_world.manager.shutdown_blocking();
+}

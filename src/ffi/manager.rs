@@ -34,7 +34,7 @@ impl DownloadManager {
         Ok(self.inner.enqueue(request.into_engine(None))?.as_str().to_string())
     }
 
-    /// Enqueues many downloads in one transaction; one result per request, in order.
+    /// Enqueues many downloads (the first start while the rest are recorded); one result per request, in order.
     pub fn enqueue_batch(&self, requests: Vec<DownloadRequest>) -> Vec<BatchItem> {
         let reqs = requests.into_iter().map(|r| r.into_engine(None)).collect();
         self.inner

@@ -1,4 +1,8 @@
 //! Following tasks to their end with a progress display; Ctrl-C (or SIGTERM) interrupts.
+//!
+//! The end is noticed the moment the scheduler goes idle ([`Manager::wait_idle`]), not at the next
+//! tick of a poll: a batch of small files finishes in well under a second, and a poll interval
+//! would be a visible share of it. The bar is redrawn on a slow tick, and never when quiet.
 
 use ferry::engine::{Manager, TaskId, TaskState};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -21,9 +25,9 @@ pub async fn follow(manager: &Manager, ids: &[TaskId], quiet: bool) -> Outcome {
             .progress_chars("=> "),
     );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    // The end is noticed within 20 ms (a cheap check); the bar is redrawn every 150 ms.
-    let mut tick = tokio::time::interval(Duration::from_millis(20));
-    let mut ticks = 0u64;
+    let settled = manager.wait_idle();
+    tokio::pin!(settled);
+    let mut redraw = tokio::time::interval(Duration::from_millis(150));
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => { bar.abandon(); return Outcome::Interrupted; }
@@ -31,41 +35,38 @@ pub async fn follow(manager: &Manager, ids: &[TaskId], quiet: bool) -> Outcome {
                 bar.abandon();
                 return Outcome::Interrupted;
             }
-            _ = tick.tick() => {}
-        }
-        ticks += 1;
-        let busy = manager.is_busy();
-        if busy && ticks % 8 != 1 {
-            continue;
-        }
-        let mut bytes = 0;
-        let mut total = 0;
-        let mut active = 0;
-        let mut done = 0;
-        let mut connections = 0;
-        for id in ids {
-            if let Ok(t) = manager.status(id.as_str()) {
-                bytes += t.bytes;
-                total += t.total.unwrap_or(t.bytes);
-                connections += t.connections;
-                if t.state.is_active() {
-                    active += 1;
+            _ = &mut settled => {
+                if !quiet {
+                    draw(&bar, manager, ids);
                 }
-                if t.state == TaskState::Completed {
-                    done += 1;
-                }
+                bar.finish();
+                return Outcome::Settled;
+            }
+            _ = redraw.tick(), if !quiet => draw(&bar, manager, ids),
+        }
+    }
+}
+
+fn draw(bar: &ProgressBar, manager: &Manager, ids: &[TaskId]) {
+    let mut bytes = 0;
+    let mut total = 0;
+    let mut done = 0;
+    let mut connections = 0;
+    for id in ids {
+        if let Ok(t) = manager.status(id.as_str()) {
+            bytes += t.bytes;
+            total += t.total.unwrap_or(t.bytes);
+            connections += t.connections;
+            if t.state == TaskState::Completed {
+                done += 1;
             }
         }
-        bar.set_length(total.max(bytes));
-        bar.set_position(bytes);
-        if ids.len() == 1 {
-            bar.set_message(format!("{connections} conn"));
-        } else {
-            bar.set_message(format!("{done}/{} files, {connections} conn", ids.len()));
-        }
-        if active == 0 || !busy {
-            bar.finish();
-            return Outcome::Settled;
-        }
+    }
+    bar.set_length(total.max(bytes));
+    bar.set_position(bytes);
+    if ids.len() == 1 {
+        bar.set_message(format!("{connections} conn"));
+    } else {
+        bar.set_message(format!("{done}/{} files, {connections} conn", ids.len()));
     }
 }
