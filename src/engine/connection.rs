@@ -337,8 +337,12 @@ fn flush(ctx: &ConnContext, segment: u64, bufs: &mut Vec<Bytes>, pending: u64, s
         ctx.budget.refill();
     }
     if let Some(j) = &ctx.journal {
-        if ctx.shared.started.elapsed() >= super::journal::MIN_INTERVAL && !ctx.shared.pending.swap(true, Ordering::AcqRel) {
-            j.notify(ctx.shared.clone());
+        if ctx.shared.started.elapsed() >= super::journal::MIN_INTERVAL && !ctx.shared.pending.load(Ordering::Acquire) {
+            // The journal is about to claim these bytes: they must outlive the process first.
+            ctx.sink.make_resumable()?;
+            if !ctx.shared.pending.swap(true, Ordering::AcqRel) {
+                j.notify(ctx.shared.clone());
+            }
         }
     }
     *since_writeback += allowed;

@@ -2,17 +2,30 @@
 //!
 //! Connections write with `pwritev` at absolute offsets, so the order in which bytes arrive never
 //! matters and re-writing a range after a crash rewrites the same bytes. Publishing checks the size
-//! and the optional SHA-256, syncs the data, renames atomically (never over an existing file unless
-//! asked to), and syncs the directory, so the destination only ever holds a complete, verified file.
+//! and the optional SHA-256, syncs the data, moves the file into place atomically (never over an
+//! existing file unless asked to), and syncs the directory, so the destination only ever holds a
+//! complete, verified file.
+//!
+//! A fresh download starts in an *anonymous* file (Linux `O_TMPFILE` in the destination's
+//! directory): it has no name until it needs one. Most small files never do: they appear under
+//! their destination name with one `linkat`, where a named part file costs a directory entry on
+//! create and a remove-plus-insert on rename (and both take the directory's lock). A file gets its
+//! `.part` name the moment its progress must outlive the process: before the journal first claims
+//! its bytes, before a durable sync, and when a failed or stopped run keeps it for resuming. A
+//! killed process leaves no trace of an anonymous file (the kernel frees it), and the journal never
+//! claimed its bytes. Systems without `O_TMPFILE` (Apple platforms, some filesystems) use the named
+//! file from the start.
 
 use super::error::{Error, ErrorCode, Result};
 use bytes::Bytes;
+use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The part file path for a destination: `<destination>.part`.
 pub fn part_path(dest: &Path) -> PathBuf {
@@ -26,10 +39,18 @@ pub fn part_path(dest: &Path) -> PathBuf {
 pub struct PartFile {
     file: File,
     path: PathBuf,
+    /// No directory entry yet (an `O_TMPFILE` file).
+    anonymous: AtomicBool,
+    /// Serializes giving the file its name.
+    naming: Mutex<()>,
 }
 
 impl PartFile {
-    /// Creates (or truncates) the part file.
+    fn named(file: File, path: &Path) -> PartFile {
+        PartFile { file, path: path.to_path_buf(), anonymous: AtomicBool::new(false), naming: Mutex::new(()) }
+    }
+
+    /// Creates (or truncates) the named part file.
     pub fn create(path: &Path) -> Result<PartFile> {
         let _dir = super::dir_lock::lock_parent_of(path);
         let file = File::options()
@@ -39,15 +60,87 @@ impl PartFile {
             .truncate(true)
             .open(path)
             .map_err(|e| Error::io("creating the part file", &e))?;
-        Ok(PartFile { file, path: path.to_path_buf() })
+        Ok(PartFile::named(file, path))
+    }
+
+    /// Starts a download from zero: an anonymous file in `path`'s directory where the system has
+    /// them, else the named part file. A stale part file at `path` is removed either way (its bytes
+    /// are no longer trusted).
+    pub fn create_fresh(path: &Path) -> Result<PartFile> {
+        match open_anonymous(path) {
+            Some(file) => {
+                match std::fs::remove_file(path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io("removing a stale part file", &e)),
+                }
+                Ok(PartFile { file, path: path.to_path_buf(), anonymous: AtomicBool::new(true), naming: Mutex::new(()) })
+            }
+            None => PartFile::create(path),
+        }
     }
 
     /// Opens an existing part file for resuming; `None` if it is gone.
     pub fn open_existing(path: &Path) -> Result<Option<PartFile>> {
         match File::options().read(true).write(true).open(path) {
-            Ok(file) => Ok(Some(PartFile { file, path: path.to_path_buf() })),
+            Ok(file) => Ok(Some(PartFile::named(file, path))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io("opening the part file", &e)),
+        }
+    }
+
+    /// Whether the file has no directory entry yet.
+    pub fn is_anonymous(&self) -> bool {
+        self.anonymous.load(Ordering::Acquire)
+    }
+
+    /// Gives an anonymous file its `.part` name, so its bytes outlive the process. Call before
+    /// anything (the journal, a durable offset, a kept partial) vouches for them. Replaces whatever
+    /// else sits at that path. A no-op for a named file.
+    pub fn ensure_named(&self) -> Result<()> {
+        if !self.is_anonymous() {
+            return Ok(());
+        }
+        let _naming = self.naming.lock();
+        if !self.is_anonymous() {
+            return Ok(());
+        }
+        let _dir = super::dir_lock::lock_parent_of(&self.path);
+        let mut result = link_anonymous(&self.file, &self.path);
+        if matches!(&result, Err(e) if e.raw_os_error() == Some(libc::EEXIST)) {
+            let _ = std::fs::remove_file(&self.path);
+            result = link_anonymous(&self.file, &self.path);
+        }
+        result.map_err(|e| Error::io("naming the part file", &e))?;
+        self.anonymous.store(false, Ordering::Release);
+        Ok(())
+    }
+
+    /// Moves the verified file to `destination` atomically: one `linkat` for an anonymous file, a
+    /// rename for a named one. Never replaces an existing file unless `overwrite`.
+    pub fn place(&self, destination: &Path, overwrite: bool) -> Result<()> {
+        if self.is_anonymous() && !overwrite {
+            let _naming = self.naming.lock();
+            if self.is_anonymous() {
+                let _dir = super::dir_lock::lock_parent_of(destination);
+                return match link_anonymous(&self.file, destination) {
+                    Ok(()) => {
+                        self.anonymous.store(false, Ordering::Release);
+                        Ok(())
+                    }
+                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Err(destination_exists(destination)),
+                    Err(e) => Err(Error::io("moving the file into place", &e)),
+                };
+            }
+        }
+        self.ensure_named()?;
+        rename_into_place(&self.path, destination, overwrite)
+    }
+
+    /// Removes the named part file (nothing to do for an anonymous one: it vanishes when closed).
+    pub fn discard(&self) {
+        if !self.is_anonymous() {
+            let _ = std::fs::remove_file(&self.path);
         }
     }
 
@@ -184,7 +277,7 @@ pub fn verify(part: &PartFile, p: &Publish<'_>) -> Result<u64> {
     let len = part.size()?;
     if let Some(expected) = p.expected_size {
         if len != expected {
-            let _ = std::fs::remove_file(part.path());
+            part.discard();
             return Err(Error::new(
                 ErrorCode::SizeMismatch,
                 format!("downloaded {len} bytes but the server announced {expected}"),
@@ -195,7 +288,7 @@ pub fn verify(part: &PartFile, p: &Publish<'_>) -> Result<u64> {
         let (hasher, from) = p.hashed.clone().unwrap_or_else(|| (Sha256::new(), 0));
         let got = part.hash_range(hasher, from, len)?;
         if got != want {
-            let _ = std::fs::remove_file(part.path());
+            part.discard();
             return Err(Error::new(ErrorCode::ChecksumMismatch, format!("SHA-256 is {got}, expected {want}")));
         }
     }
@@ -205,7 +298,7 @@ pub fn verify(part: &PartFile, p: &Publish<'_>) -> Result<u64> {
 /// Makes a verified part file durable and moves it into place: sync, rename, sync the directory.
 pub fn commit(part: &PartFile, destination: &Path, overwrite: bool) -> Result<()> {
     part.sync()?;
-    rename_into_place(part.path(), destination, overwrite)?;
+    part.place(destination, overwrite)?;
     sync_dir(destination.parent().unwrap_or(Path::new("/")));
     Ok(())
 }
@@ -240,6 +333,58 @@ pub fn rename_into_place(from: &Path, to: &Path, overwrite: bool) -> Result<()> 
         return Err(destination_exists(to));
     }
     std::fs::rename(from, to).map_err(|e| Error::io("moving the file into place", &e))
+}
+
+/// An `O_TMPFILE` file in `path`'s directory, or `None` where the system has none.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn open_anonymous(path: &Path) -> Option<File> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::io::FromRawFd;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: a valid NUL-terminated path; the returned descriptor is owned by the File.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC, 0o666 as libc::c_uint) };
+    // SAFETY: fd is a fresh descriptor nobody else owns.
+    (fd >= 0).then(|| unsafe { File::from_raw_fd(fd) })
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn open_anonymous(_path: &Path) -> Option<File> {
+    None
+}
+
+/// Links an anonymous file at `to`; fails with `EEXIST` if something is there.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn link_anonymous(file: &File, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let to = std::ffi::CString::new(to.as_os_str().as_bytes()).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let proc_path = std::ffi::CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).expect("no NUL");
+    // SAFETY: valid NUL-terminated paths. Following the /proc link names the open file itself.
+    let rc = unsafe { libc::linkat(libc::AT_FDCWD, proc_path.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::AT_SYMLINK_FOLLOW) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() != Some(libc::ENOENT) {
+        return Err(err);
+    }
+    // No /proc: the descriptor itself (needs CAP_DAC_READ_SEARCH).
+    let empty = std::ffi::CString::new("").expect("no NUL");
+    // SAFETY: as above; AT_EMPTY_PATH links the descriptor's own inode.
+    let rc = unsafe { libc::linkat(file.as_raw_fd(), empty.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::AT_EMPTY_PATH) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn link_anonymous(_file: &File, _to: &Path) -> std::io::Result<()> {
+    Err(std::io::Error::from_raw_os_error(libc::ENOTSUP))
 }
 
 fn destination_exists(to: &Path) -> Error {
@@ -293,6 +438,52 @@ mod tests {
         publish(&f, Publish { destination: &dest, expected_size: Some(5), sha256: Some(&sum), hashed: Some((h, 2)), overwrite: true }).unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), b"hello");
         assert!(!part.exists());
+    }
+
+    #[test]
+    fn an_anonymous_part_file_gets_a_name_only_when_it_must() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("small.bin");
+        let part = part_path(&dest);
+        std::fs::write(&part, b"stale bytes of an earlier run").unwrap();
+        let f = PartFile::create_fresh(&part).unwrap();
+        if !f.is_anonymous() {
+            eprintln!("no O_TMPFILE here; the named part file is used");
+            return;
+        }
+        assert!(!part.exists(), "the stale part file is gone");
+        f.write_at(0, b"hello").unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing is visible while anonymous");
+        f.place(&dest, false).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"hello");
+        assert!(!part.exists());
+
+        // Named for resuming, then placed by rename.
+        let dest2 = dir.path().join("big.bin");
+        let f = PartFile::create_fresh(&part_path(&dest2)).unwrap();
+        f.write_at(0, b"resumable").unwrap();
+        f.ensure_named().unwrap();
+        f.ensure_named().unwrap();
+        assert!(!f.is_anonymous());
+        assert_eq!(std::fs::read(part_path(&dest2)).unwrap(), b"resumable");
+        f.write_at(9, b"!").unwrap();
+        f.place(&dest2, false).unwrap();
+        assert_eq!(std::fs::read(&dest2).unwrap(), b"resumable!");
+        assert!(!part_path(&dest2).exists());
+    }
+
+    #[test]
+    fn an_anonymous_file_never_replaces_a_destination_unless_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("taken.bin");
+        std::fs::write(&dest, b"someone else's").unwrap();
+        let f = PartFile::create_fresh(&part_path(&dest)).unwrap();
+        f.write_at(0, b"ours").unwrap();
+        assert_eq!(f.place(&dest, false).unwrap_err().code(), ErrorCode::DestinationExists);
+        assert_eq!(std::fs::read(&dest).unwrap(), b"someone else's");
+        f.place(&dest, true).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"ours");
+        assert!(!part_path(&dest).exists());
     }
 
     #[test]

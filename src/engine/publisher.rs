@@ -8,7 +8,7 @@
 //! files wait for it). Large files publish on their own thread, as they always did.
 
 use super::error::{Error, Result};
-use super::part_file::{rename_into_place, sync_dir, PartFile};
+use super::part_file::{sync_dir, PartFile};
 use super::store::Store;
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -88,7 +88,7 @@ fn publish_batch(batch: Vec<Job>) {
     let mut dirs: Vec<PathBuf> = Vec::new();
     let mut results = Vec::with_capacity(batch.len());
     for (job, synced) in batch.iter().zip(synced) {
-        let r = synced.and_then(|_| rename_into_place(job.part.path(), &job.destination, job.overwrite));
+        let r = synced.and_then(|_| job.part.place(&job.destination, job.overwrite));
         if r.is_ok() {
             if let Some(dir) = job.destination.parent() {
                 if !dirs.iter().any(|d| d == dir) {

@@ -160,7 +160,7 @@ impl Run {
                         resume = Some(r);
                         f
                     }
-                    _ => PartFile::create(&path)?,
+                    _ => PartFile::create_fresh(&path)?,
                 };
                 let file = Arc::new(file);
                 part = Some(file.clone());
@@ -659,6 +659,9 @@ impl Run {
         if !self.task.persisted {
             return Ok(());
         }
+        if let Some(part) = &self.part {
+            part.ensure_named()?;
+        }
         let mut conn = self.env.store.lock();
         let t = conn.transaction()?;
         shared.persist(&t, true, None)?;
@@ -669,6 +672,7 @@ impl Run {
     /// Syncs the part file, then records the offsets written before the sync as durable.
     async fn sync_durable(&self, shared: &Arc<RunShared>) -> Result<()> {
         let Some(part) = self.part.clone() else { return Ok(()) };
+        part.ensure_named()?;
         let snapshot = shared.map.lock().rows();
         tokio::task::spawn_blocking(move || part.sync()).await.map_err(|_| Error::internal("sync task failed"))??;
         shared.map.lock().mark_durable(&snapshot);
@@ -748,8 +752,10 @@ impl Run {
     fn fail(&mut self, e: Error) -> Outcome {
         if let (Output::File(dest), Some(part)) = (&self.task.spec.output, self.part.take()) {
             let resumable = self.task.inner.lock().journal.iter().any(|r| r.written > r.start);
+            // A kept partial needs its name; one that cannot get it is lost like a removed one.
+            let kept = resumable && part.ensure_named().is_ok();
             drop(part);
-            if !resumable {
+            if !kept {
                 let _ = std::fs::remove_file(part_file::part_path(dest));
             }
         }

@@ -18,6 +18,11 @@ pub trait Sink: Send + Sync {
     fn restart(&self) -> Result<()>;
     /// Hints that `[offset, offset+len)` is final and may be written back to disk now.
     fn writeback(&self, _offset: u64, _len: u64) {}
+    /// Makes what was written survive the process (an anonymous part file gets its name). Called
+    /// before the journal first claims the bytes.
+    fn make_resumable(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The part file.
@@ -35,6 +40,10 @@ impl Sink for FileSink {
 
     fn writeback(&self, offset: u64, len: u64) {
         self.0.start_writeback(offset, len)
+    }
+
+    fn make_resumable(&self) -> Result<()> {
+        self.0.ensure_named()
     }
 }
 
