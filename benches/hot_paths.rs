@@ -52,6 +52,7 @@ fn journal_commit(c: &mut Criterion) {
         error: None,
         created_ms: 0,
         updated_ms: 0,
+        part_file: None,
     };
     store.insert_tasks(&[row]).unwrap();
     let mut rows: Vec<SegmentRow> = plan(1 << 30, 16, 1)

@@ -257,7 +257,8 @@ fn ten_thousand_tasks_enqueue_fast_and_start_few_connections() {
     std::thread::sleep(Duration::from_millis(300));
     let running = m.list().iter().filter(|t| t.state == TaskState::Running).count();
     assert!(running <= 8, "{running} running");
-    assert!(server.stats().max_active.load(SeqCst) <= 8);
+    let max_active = server.stats().max_active.load(SeqCst);
+    assert!(max_active <= 8, "{max_active} bodies were being sent at once");
     m.pause_all();
     m.shutdown_blocking();
     drop(m);

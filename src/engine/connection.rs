@@ -44,6 +44,8 @@ pub struct RunShared {
     pub persisted: bool,
     /// Resource length and validator columns (etag, last_modified), written with the layout.
     pub resource: (u64, Option<String>, Option<String>),
+    /// Identity of the part file the layout describes, written with it.
+    pub part_file: Option<String>,
     /// Whether the task table holds this run's layout yet. A fresh download's layout is written by
     /// the first journal commit, so a small file that finishes within one commit interval never
     /// touches the journal. Read and written only under the store lock.
@@ -80,6 +82,7 @@ impl RunShared {
         if !self.layout_saved.load(Ordering::Acquire) {
             let (total, etag, lm) = &self.resource;
             tx::set_resource(t, &self.id, Some(*total), etag.as_deref(), lm.as_deref(), &rows)?;
+            tx::set_part_file(t, &self.id, self.part_file.as_deref())?;
             self.layout_saved.store(true, Ordering::Release);
         } else if !rows.is_empty() {
             tx::write_progress(t, &self.id, &rows)?;

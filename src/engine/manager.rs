@@ -78,10 +78,14 @@ impl Drop for Inner {
 
 impl Manager {
     /// Opens the manager of `dir` (created if missing). Within one process, opening the same
-    /// directory again returns the same manager (and ignores the new configuration).
+    /// directory again (by any path) returns the same manager (and ignores the new configuration).
     pub fn open(dir: impl AsRef<Path>, config: Config) -> Result<Manager> {
         config.validate()?;
         let dir = std::path::absolute(dir.as_ref()).map_err(|e| Error::io("resolving the state directory", &e))?;
+        // One directory, one manager, however it is spelled (symlinks, `..`): the registry and the
+        // lock file must agree on what "the same directory" is.
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating the state directory", &e))?;
+        let dir = std::fs::canonicalize(&dir).map_err(|e| Error::io("resolving the state directory", &e))?;
         let mut registry = REGISTRY.lock();
         if let Some(inner) = registry.get(&dir).and_then(Weak::upgrade) {
             drop(registry);
@@ -423,6 +427,8 @@ fn entry_from_stored(t: StoredTask) -> Option<Arc<TaskEntry>> {
         error: row.error,
         resource: Resource { total: row.total, validator },
         journal: ranges,
+        // The identity, also out of a publish mark that the open found stale.
+        part_file: row.part_file.as_deref().and_then(|p| p.split('@').next()).map(str::to_string),
         ..EntryInner::new(row.state, row.priority, row.updated_ms)
     };
     Some(TaskEntry::new(spec, row.seq, row.created_ms, true, LiveProgress::new(bytes, row.total), inner))
@@ -540,9 +546,13 @@ impl Inner {
             .map(|r| {
                 if let Some(id) = r.task_id.as_deref() {
                     if let Ok(existing) = self.entry(id) {
+                        // The same request: URL, output, headers and checksum (as validation
+                        // normalises them). Priority, connections and overwrite may differ.
                         let same = existing.spec.url.as_str() == url::Url::parse(r.url.trim()).map(|u| u.to_string()).unwrap_or_default()
                             && existing.spec.output.path() == r.destination.as_ref()
-                            && existing.spec.output.kind() == kind_of(&r);
+                            && existing.spec.output.kind() == kind_of(&r)
+                            && super::request::validate_headers(&r.headers).is_ok_and(|h| h == existing.spec.headers)
+                            && r.sha256.as_deref().map(super::request::validate_sha256).transpose().is_ok_and(|h| h == existing.spec.sha256);
                         return if same {
                             Ok(Prepared::Existing(existing.spec.id.clone()))
                         } else {
@@ -591,11 +601,8 @@ impl Inner {
                     continue;
                 }
                 if let Output::File(dest) = &spec.output {
-                    if let Some(owner) = s.claims.get(dest).or_else(|| batch_dests.get(dest)) {
-                        results.push(Err(Error::new(
-                            ErrorCode::DestinationBusy,
-                            format!("'{}' is already the destination of task '{owner}'", dest.display()),
-                        )));
+                    if let Some(busy) = claim_conflict(&s.claims, &batch_dests, dest) {
+                        results.push(Err(busy));
                         continue;
                     }
                     batch_dests.insert(dest.clone(), spec.id.clone());
@@ -623,6 +630,7 @@ impl Inner {
                         error: None,
                         created_ms: now,
                         updated_ms: now,
+                        part_file: None,
                     });
                 }
                 let inner = EntryInner::new(TaskState::Queued, spec.priority, now);
@@ -727,12 +735,19 @@ impl Inner {
                     entry.live.bytes.store(bytes, Ordering::Relaxed);
                     entry.live.total.store(bytes, Ordering::Relaxed);
                     self.events.progress(ProgressEvent { id: entry.spec.id.clone(), bytes, total: Some(bytes), speed: 0.0, eta_seconds: Some(0.0) });
+                    // Paused (and perhaps resumed again) while publishing: the file is in place,
+                    // so the task is completed. The detour is not persisted: the table must go
+                    // straight to completed, whatever a pause wrote meanwhile.
+                    let detour = state != TaskState::Running;
                     if state == TaskState::Paused {
-                        // Paused while publishing: the file is complete, so it is completed.
-                        let _ = self.transition(entry, Transition::Resume, None);
-                        let _ = self.transition(entry, Transition::Start, None);
+                        let _ = self.transition_with(entry, Transition::Resume, None, false);
                     }
-                    let _ = self.transition_with(entry, Transition::Complete, None, !recorded);
+                    if matches!(entry.state(), TaskState::Queued) {
+                        s.ready.remove(&entry.spec.id);
+                        entry.inner.lock().dormant = false;
+                        let _ = self.transition_with(entry, Transition::Start, None, false);
+                    }
+                    let _ = self.transition_with(entry, Transition::Complete, None, !recorded || detour);
                 }
                 Outcome::Failed(_) | Outcome::Stopped if reason == Some(StopReason::Cancel) => {
                     // The partial goes first: whoever sees "cancelled" must find no part file.
@@ -756,6 +771,12 @@ impl Inner {
             let removed = entry.removed.load(Ordering::Acquire);
             if state == TaskState::Cancelled || (removed && state != TaskState::Completed) {
                 self.discard_partial(entry);
+            }
+            if removed && state == TaskState::Completed && entry.delete_file.load(Ordering::Acquire) {
+                // Removed with its file while the file was being published.
+                if let Some(dest) = entry.spec.output.path() {
+                    let _ = std::fs::remove_file(dest);
+                }
             }
             if removed {
                 if let Err(e) = self.env.store.delete_task(id) {
@@ -889,6 +910,7 @@ impl Inner {
     fn remove(self: &Arc<Self>, id: &str, delete_file: bool) -> Result<()> {
         let mut s = self.sched.lock();
         let e = self.entry(id)?;
+        e.delete_file.store(delete_file, Ordering::Release);
         e.removed.store(true, Ordering::Release);
         s.ready.remove(&e.spec.id);
         let state = e.state();
@@ -938,6 +960,29 @@ fn kind_of(r: &Request) -> &'static str {
     } else {
         "stream"
     }
+}
+
+/// Why `dest` cannot be claimed: it is a live task's destination, a live task's part file
+/// (`<dest>` = `<other>.part`), or its own part file is a live task's destination. Either way two
+/// tasks would write one file.
+fn claim_conflict(claims: &HashMap<PathBuf, TaskId>, batch: &HashMap<PathBuf, TaskId>, dest: &Path) -> Option<Error> {
+    let owner = |p: &Path| claims.get(p).or_else(|| batch.get(p)).cloned();
+    if let Some(owner) = owner(dest) {
+        return Some(Error::new(ErrorCode::DestinationBusy, format!("'{}' is already the destination of task '{owner}'", dest.display())));
+    }
+    let part = part_path(dest);
+    if let Some(owner) = owner(&part) {
+        return Some(Error::new(
+            ErrorCode::DestinationBusy,
+            format!("'{}' (where this download would be written) is the destination of task '{owner}'", part.display()),
+        ));
+    }
+    use std::os::unix::ffi::OsStrExt;
+    let stem = dest.file_name()?.as_bytes().strip_suffix(b".part").filter(|s| !s.is_empty())?;
+    let other = dest.with_file_name(std::ffi::OsStr::from_bytes(stem));
+    owner(&other).map(|owner| {
+        Error::new(ErrorCode::DestinationBusy, format!("'{}' is the partial file of task '{owner}'", dest.display()))
+    })
 }
 
 fn release_claim(s: &mut Sched, e: &TaskEntry) {

@@ -21,6 +21,7 @@ pub mod config;
 pub mod connection;
 pub mod content_range;
 pub mod controller;
+pub mod crash;
 pub mod dir_lock;
 pub mod dir_sync;
 pub mod error;

@@ -154,6 +154,12 @@ impl PartFile {
         &self.file
     }
 
+    /// Which file this is, and its length.
+    pub fn identity(&self) -> Result<Identity> {
+        let m = self.file.metadata().map_err(|e| Error::io("reading the part file", &e))?;
+        Ok(Identity::of(&m))
+    }
+
     /// Current length.
     pub fn size(&self) -> Result<u64> {
         self.file.metadata().map(|m| m.len()).map_err(|e| Error::io("reading the part file size", &e))
@@ -229,6 +235,43 @@ impl PartFile {
     }
 }
 
+/// What tells one file from any other on this machine: device, inode and birth time (a rename
+/// keeps all three; a file created in its place gets a new birth time even when the filesystem
+/// hands out the freed inode number again), plus its length and modification time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// `dev:ino:birth` (birth in nanoseconds since the epoch, 0 where the filesystem keeps none).
+    pub file: String,
+    /// Length in bytes.
+    pub len: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub modified: u128,
+}
+
+impl Identity {
+    /// The identity of the file `m` describes.
+    pub fn of(m: &std::fs::Metadata) -> Identity {
+        use std::os::unix::fs::MetadataExt;
+        let nanos = |t: std::io::Result<std::time::SystemTime>| {
+            t.ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0)
+        };
+        Identity { file: format!("{}:{}:{}", m.dev(), m.ino(), nanos(m.created())), len: m.len(), modified: nanos(m.modified()) }
+    }
+
+    /// `<file>@<len>:<modified>`: the mark a task carries while its verified file is renamed into
+    /// place. Nothing writes the file after the mark is taken, so the destination matches it
+    /// exactly when it is that file.
+    pub fn publish_mark(&self) -> String {
+        format!("{}@{}:{}", self.file, self.len, self.modified)
+    }
+}
+
+/// The identity of the regular file at `path` (not following a symlink), if there is one.
+pub fn identity_of(path: &Path) -> Option<Identity> {
+    let m = std::fs::symlink_metadata(path).ok()?;
+    m.is_file().then(|| Identity::of(&m))
+}
+
 fn pwritev(file: &File, slices: &[&[u8]], offset: u64) -> std::io::Result<usize> {
     const MAX_IOV: usize = 512;
     let iov: Vec<libc::iovec> = slices
@@ -268,7 +311,7 @@ pub struct Publish<'a> {
 /// deleted (its bytes are wrong); on other errors it is kept for a later attempt.
 pub fn publish(part: &PartFile, p: Publish<'_>) -> Result<u64> {
     let len = verify(part, &p)?;
-    commit(part, p.destination, p.overwrite)?;
+    commit(part, p.destination, p.overwrite, || Ok(()))?;
     Ok(len)
 }
 
@@ -295,11 +338,17 @@ pub fn verify(part: &PartFile, p: &Publish<'_>) -> Result<u64> {
     Ok(len)
 }
 
-/// Makes a verified part file durable and moves it into place: sync, rename, sync the directory.
-pub fn commit(part: &PartFile, destination: &Path, overwrite: bool) -> Result<()> {
+/// Makes a verified part file durable and moves it into place: sync, `marked` (the caller records
+/// the file's identity in the task table), rename, sync the directory.
+pub fn commit(part: &PartFile, destination: &Path, overwrite: bool, marked: impl FnOnce() -> Result<()>) -> Result<()> {
     part.sync()?;
+    super::crash::point("publish:synced");
+    marked()?;
+    super::crash::point("publish:marked");
     part.place(destination, overwrite)?;
+    super::crash::point("publish:renamed");
     sync_dir(destination.parent().unwrap_or(Path::new("/")));
+    super::crash::point("publish:dir-synced");
     Ok(())
 }
 

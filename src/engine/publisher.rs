@@ -85,6 +85,9 @@ impl Publisher {
 
 fn publish_batch(batch: Vec<Job>) {
     let synced: Vec<Result<()>> = sync_data(&batch);
+    super::crash::point("publish:synced");
+    let synced = mark_publishing(&batch, synced);
+    super::crash::point("publish:marked");
     let mut dirs: Vec<PathBuf> = Vec::new();
     let mut results = Vec::with_capacity(batch.len());
     for (job, synced) in batch.iter().zip(synced) {
@@ -98,13 +101,50 @@ fn publish_batch(batch: Vec<Job>) {
         }
         results.push(r);
     }
+    super::crash::point("publish:renamed");
     for dir in &dirs {
         sync_dir(dir);
     }
+    super::crash::point("publish:dir-synced");
     let recorded = record_completions(&batch, &results);
+    super::crash::point("publish:recorded");
     for ((job, r), recorded) in batch.into_iter().zip(results).zip(recorded) {
         let _ = job.reply.send(r.map(|_| recorded));
     }
+}
+
+/// Records in each task table which file is about to become each task's destination (one
+/// transaction per table), so that the next open recognises a rename this process did not live to
+/// record. A file whose mark cannot be written is not renamed.
+fn mark_publishing(batch: &[Job], synced: Vec<Result<()>>) -> Vec<Result<()>> {
+    let mut synced = synced;
+    let mut stores: Vec<&Arc<Store>> = Vec::new();
+    for (job, r) in batch.iter().zip(&synced) {
+        if let (Some(rec), Ok(())) = (&job.record, r) {
+            if !stores.iter().any(|s| Arc::ptr_eq(s, &rec.store)) {
+                stores.push(&rec.store);
+            }
+        }
+    }
+    for store in stores {
+        let mut marks: Vec<(usize, &str, String)> = Vec::new();
+        for (i, job) in batch.iter().enumerate() {
+            match &job.record {
+                Some(rec) if synced[i].is_ok() && Arc::ptr_eq(&rec.store, store) => match job.part.identity() {
+                    Ok(identity) => marks.push((i, rec.id.as_str(), identity.publish_mark())),
+                    Err(e) => synced[i] = Err(e),
+                },
+                _ => {}
+            }
+        }
+        let items: Vec<(&str, &str)> = marks.iter().map(|(_, id, m)| (*id, m.as_str())).collect();
+        if let Err(e) = store.mark_publishing(&items) {
+            for (i, _, _) in &marks {
+                synced[*i] = Err(e.clone());
+            }
+        }
+    }
+    synced
 }
 
 /// Records the completions of the published files, one transaction per task table.

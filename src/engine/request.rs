@@ -86,7 +86,7 @@ impl Request {
             }
             other => other,
         };
-        let headers = self.headers.iter().map(|(n, v)| validate_header(n, v)).collect::<Result<Vec<_>>>()?;
+        let headers = validate_headers(&self.headers)?;
         let sha256 = self.sha256.as_deref().map(validate_sha256).transpose()?;
         Ok(TaskSpec { id, url, output, headers, connections, sha256, priority: self.priority, overwrite: self.overwrite })
     }
@@ -104,6 +104,10 @@ pub fn validate_url(raw: &str) -> Result<url::Url> {
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(Error::new(ErrorCode::InvalidUrl, "URL has no host"));
+    }
+    // Port 0 parses but can never be connected to: say so now instead of after every retry.
+    if url.port() == Some(0) {
+        return Err(Error::new(ErrorCode::InvalidUrl, "URL has port 0"));
     }
     Ok(url)
 }
@@ -142,6 +146,7 @@ fn validate_destination_with(dest: &Path, overwrite: bool, dirs: &mut DirChecks)
     if dest.file_name().is_none() || dest.to_string_lossy().ends_with('/') {
         return Err(Error::new(ErrorCode::DestinationNotWritable, "destination must name a file"));
     }
+    check_name(dest)?;
     let dir = dest.parent().unwrap_or(Path::new("/"));
     dirs.0.entry(dir.to_path_buf()).or_insert_with(|| check_dir(dir)).clone()?;
     match std::fs::symlink_metadata(dest) {
@@ -152,8 +157,49 @@ fn validate_destination_with(dest: &Path, overwrite: bool, dirs: &mut DirChecks)
             ErrorCode::DestinationExists,
             format!("'{}' already exists (ask for overwrite to replace it)", dest.display()),
         )),
-        _ => Ok(dest.to_path_buf()),
+        _ => {
+            // The download is written to `<destination>.part`, created with truncation. For a new
+            // task such a file is not the engine's (its own partials belong to tasks in the table),
+            // so it is somebody's data: refuse rather than truncate it, unless asked to overwrite.
+            let part = super::part_file::part_path(dest);
+            if !overwrite && std::fs::symlink_metadata(&part).is_ok() {
+                return Err(Error::new(
+                    ErrorCode::DestinationExists,
+                    format!("'{}' already exists and is not a partial download of this engine (remove it or ask for overwrite)", part.display()),
+                ));
+            }
+            Ok(dest.to_path_buf())
+        }
     }
+}
+
+/// Longest file name the engine accepts: the name plus `.part` must fit the 255 bytes every
+/// common filesystem allows, because the download is written to `<name>.part` beside it.
+pub const MAX_FILE_NAME: usize = 255 - ".part".len();
+/// Longest destination path (Linux's `PATH_MAX` is 4096 with the terminating NUL, less `.part`).
+pub const MAX_PATH: usize = 4095 - ".part".len();
+
+/// Checks what the filesystem would only refuse later, when the part file is created.
+fn check_name(dest: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = dest.as_os_str().as_bytes();
+    if bytes.contains(&0) {
+        return Err(Error::new(ErrorCode::DestinationNotWritable, "destination path contains a NUL byte"));
+    }
+    let name = dest.file_name().map(|n| n.as_bytes().len()).unwrap_or(0);
+    if name > MAX_FILE_NAME {
+        return Err(Error::new(
+            ErrorCode::DestinationNotWritable,
+            format!("file name is {name} bytes; at most {MAX_FILE_NAME} fit beside its '.part' file"),
+        ));
+    }
+    if bytes.len() > MAX_PATH {
+        return Err(Error::new(
+            ErrorCode::DestinationNotWritable,
+            format!("destination path is {} bytes; at most {MAX_PATH} are supported", bytes.len()),
+        ));
+    }
+    Ok(())
 }
 
 fn dir_writable(dir: &Path) -> bool {
@@ -166,19 +212,54 @@ fn dir_writable(dir: &Path) -> bool {
 /// Header names the engine sets itself.
 const RESERVED_HEADERS: &[&str] = &["range", "if-range", "accept-encoding", "content-length", "transfer-encoding", "connection"];
 
-/// Checks one header: a token name, a value without CR, LF or NUL, and not one the engine owns.
+/// Longest header line (name and value) accepted; servers refuse far less (nginx: 8 KiB).
+pub const MAX_HEADER_LINE: usize = 16 * 1024;
+/// Longest total of all extra headers of one request.
+pub const MAX_HEADERS_TOTAL: usize = 64 * 1024;
+
+/// Checks one header: a token name, a value without control characters other than tab (CR and
+/// LF would split the request), not too long, and not one the engine owns.
 pub fn validate_header(name: &str, value: &str) -> Result<(String, String)> {
     let token = |c: u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c);
-    if name.is_empty() || !name.bytes().all(token) {
-        return Err(Error::new(ErrorCode::InvalidHeader, format!("invalid header name {name:?}")));
+    if name.is_empty() || name.len() > 256 || !name.bytes().all(token) {
+        return Err(Error::new(ErrorCode::InvalidHeader, format!("invalid header name {:?}", truncated(name))));
     }
     if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
         return Err(Error::new(ErrorCode::InvalidHeader, format!("header {name} has a line break or NUL in its value")));
+    }
+    if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return Err(Error::new(ErrorCode::InvalidHeader, format!("header {name} has a control character in its value")));
+    }
+    if name.len() + value.len() > MAX_HEADER_LINE {
+        return Err(Error::new(
+            ErrorCode::InvalidHeader,
+            format!("header {name} is {} bytes; at most {MAX_HEADER_LINE} are accepted", name.len() + value.len()),
+        ));
     }
     if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
         return Err(Error::new(ErrorCode::InvalidHeader, format!("header {name} is set by the engine")));
     }
     Ok((name.to_string(), value.trim().to_string()))
+}
+
+/// Checks every header of a request, and their total size.
+pub fn validate_headers(headers: &[(String, String)]) -> Result<Vec<(String, String)>> {
+    let checked = headers.iter().map(|(n, v)| validate_header(n, v)).collect::<Result<Vec<_>>>()?;
+    let total: usize = checked.iter().map(|(n, v)| n.len() + v.len()).sum();
+    if total > MAX_HEADERS_TOTAL {
+        return Err(Error::new(
+            ErrorCode::InvalidHeader,
+            format!("the extra headers total {total} bytes; at most {MAX_HEADERS_TOTAL} are accepted"),
+        ));
+    }
+    Ok(checked)
+}
+
+fn truncated(s: &str) -> &str {
+    match s.char_indices().nth(64) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
 }
 
 /// Checks an expected SHA-256 (64 hex digits).

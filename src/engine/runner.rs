@@ -126,6 +126,8 @@ struct Run {
     plain_only: bool,
     resume: Option<Ranged>,
     host: String,
+    /// Identity of the part file (see `part_file::Identity`), journaled with the layout.
+    part_identity: Option<String>,
     run_started: Instant,
     /// How long the probe took to answer (about one round trip plus the server's latency).
     probe_latency: Option<Duration>,
@@ -143,11 +145,12 @@ impl Run {
         flush: FlushSignal,
         transferred: Transferred,
     ) -> Result<Run> {
-        let (resource, journal) = {
+        let (resource, journal, known_part) = {
             let g = task.inner.lock();
-            (g.resource.clone(), g.journal.clone())
+            (g.resource.clone(), g.journal.clone(), g.part_file.clone())
         };
         let mut part = None;
+        let mut part_identity = None;
         let mut memory = None;
         let mut resume = None;
         let sink: Arc<dyn Sink> = match &task.spec.output {
@@ -156,12 +159,23 @@ impl Run {
                 let usable = usable_journal(&resource, &journal);
                 let existing = if usable.is_some() { PartFile::open_existing(&path)? } else { None };
                 let file = match (existing, usable) {
-                    (Some(f), Some(r)) if f.size()? >= max_written(&journal) => {
+                    (Some(f), Some(r)) if part_matches_journal(&f, &r, &journal, known_part.as_deref())? => {
                         resume = Some(r);
                         f
                     }
-                    _ => PartFile::create_fresh(&path)?,
+                    _ => {
+                        if !journal.is_empty() {
+                            // The journal describes bytes this part file does not hold (gone,
+                            // shorter, longer, or another file): forget it before anything is
+                            // written, so that no later open trusts it either.
+                            forget_journal(&env, &task)?;
+                        }
+                        PartFile::create_fresh(&path).map_err(|e| missing_dir(e, dest))?
+                    }
                 };
+                let identity = file.identity()?.file;
+                task.inner.lock().part_file = Some(identity.clone());
+                part_identity = Some(identity);
                 let file = Arc::new(file);
                 part = Some(file.clone());
                 Arc::new(FileSink(file))
@@ -195,6 +209,7 @@ impl Run {
             plain_only: false,
             resume,
             host,
+            part_identity,
             run_started: Instant::now(),
             probe_latency: None,
             flush,
@@ -461,6 +476,7 @@ impl Run {
             id: self.task.spec.id.as_str().to_string(),
             persisted: self.task.persisted,
             resource: (total, etag, lm),
+            part_file: self.part_identity.clone(),
             layout_saved: AtomicBool::new(saved),
             closed: AtomicBool::new(false),
             map: parking_lot::Mutex::new(map),
@@ -739,9 +755,13 @@ impl Run {
             let recorded = publisher::global().publish(part, dest, overwrite, record).await?;
             return Ok((len, recorded));
         }
+        let mark = self.task.persisted.then(|| (self.env.store.clone(), self.task.spec.id.as_str().to_string()));
         tokio::task::spawn_blocking(move || {
             let len = check()?;
-            part_file::commit(&part, &dest, overwrite)?;
+            part_file::commit(&part, &dest, overwrite, || match &mark {
+                Some((store, id)) => store.mark_publishing(&[(id, &part.identity()?.publish_mark())]),
+                None => Ok(()),
+            })?;
             Ok((len, false))
         })
         .await
@@ -761,6 +781,44 @@ impl Run {
         }
         Outcome::Failed(e)
     }
+}
+
+/// Whether an existing part file holds what the journal says was written: it is the file the
+/// journal was written for (when the table knows which), and its length is between the furthest
+/// written offset and the total (a longer file is not one the engine wrote).
+fn part_matches_journal(f: &PartFile, r: &Ranged, journal: &[SegmentRow], known: Option<&str>) -> Result<bool> {
+    let found = f.identity()?;
+    if known.is_some_and(|k| k != found.file) {
+        tracing::info!(path = %f.path().display(), "the part file was replaced; starting over");
+        return Ok(false);
+    }
+    Ok(found.len >= max_written(journal) && found.len <= r.total)
+}
+
+/// Drops a task's journal and resource facts, in memory and in the task table.
+fn forget_journal(env: &Env, task: &TaskEntry) -> Result<()> {
+    {
+        let mut g = task.inner.lock();
+        g.journal.clear();
+        g.resource = Resource::default();
+    }
+    if task.persisted {
+        let mut conn = env.store.lock();
+        let t = conn.transaction()?;
+        tx::set_resource(&t, task.spec.id.as_str(), None, None, None, &[])?;
+        t.commit()?;
+    }
+    Ok(())
+}
+
+/// Creating the part file failed because its directory is gone: say that, with the input code a
+/// caller would have got at enqueue.
+fn missing_dir(e: Error, dest: &std::path::Path) -> Error {
+    let dir = dest.parent().unwrap_or(std::path::Path::new("/"));
+    if e.code() == ErrorCode::StorageIo && !dir.is_dir() {
+        return Error::new(ErrorCode::DestinationDirMissing, format!("directory '{}' does not exist any more", dir.display()));
+    }
+    e
 }
 
 /// A journal is usable for resuming when it tiles a known length and a validator guards it.

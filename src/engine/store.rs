@@ -9,7 +9,12 @@
 //!   process) and reaches the disk at the next checkpoint (may be lost to a power loss).
 //! - `written` offsets are committed right after the bytes are handed to the kernel; `durable`
 //!   offsets only after the part file was synced. After a reboot, `written` falls back to `durable`.
+//! - The part file a journal describes is identified in the row (`part_file`), and becomes a
+//!   publish mark just before the rename; opening completes tasks whose mark matches their
+//!   destination (a process killed between the rename and the recorded completion).
 //! - Memory and stream tasks are not stored: their consumer does not survive the process.
+//!
+//! Schema 2 added `tasks.part_file`; a table of schema 1 is migrated on open.
 
 use super::boot;
 use super::error::{Error, ErrorCode, Result};
@@ -20,7 +25,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 const DB_FILE: &str = "tasks.sqlite3";
 const LOCK_FILE: &str = "lock";
 
@@ -61,6 +66,12 @@ pub struct TaskRow {
     pub created_ms: i64,
     /// Last update, ms since the epoch.
     pub updated_ms: i64,
+    /// Which file the journal describes: the part file's identity (`dev:ino:birth`, see
+    /// [`super::part_file::Identity`]), written with the journal's layout, so that a part file
+    /// replaced behind the engine's back is never resumed. Just before the verified file is renamed
+    /// into place it becomes the publish mark `<identity>@<len>:<mtime>`, so that the next open
+    /// recognises a rename whose completion a killed process did not record. Cleared on completion.
+    pub part_file: Option<String>,
 }
 
 /// A task row with its journal.
@@ -79,6 +90,9 @@ pub struct Recovery {
     pub rebooted: bool,
     /// Tasks that were running when the last process died, now queued again.
     pub recovered_running: usize,
+    /// Tasks whose file the last process had renamed into place but not yet recorded as
+    /// completed (it died in between), now recorded as completed.
+    pub published: usize,
 }
 
 /// The task table of one state directory.
@@ -129,7 +143,8 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         migrate(&conn)?;
         let store = Store { conn: Mutex::new(conn), dir: dir.to_path_buf(), _lock: Some(lock) };
-        let recovery = store.recover()?;
+        let mut recovery = store.recover()?;
+        recovery.published = store.reconcile_published()?;
         let tasks = store.load_all()?;
         Ok((store, tasks, recovery))
     }
@@ -179,16 +194,57 @@ impl Store {
             params![TaskState::Queued.as_i64(), now_ms(), TaskState::Running.as_i64()],
         )?;
         tx.commit()?;
-        Ok(Recovery { rebooted, recovered_running })
+        Ok(Recovery { rebooted, recovered_running, published: 0 })
+    }
+
+    /// Finishes the completions a killed process left half done: a task with a publish mark whose
+    /// destination is the very file it renamed there (same device, inode, birth, length and
+    /// modification time) is completed.
+    /// Any other mark is stale (the rename never happened, or the file was replaced since): it goes
+    /// back to the plain part file identity, and the task resumes or fails as usual.
+    fn reconcile_published(&self) -> Result<usize> {
+        let mut conn = self.conn.lock();
+        let marked: Vec<(String, String, String)> = {
+            let mut stmt = conn.prepare(
+                "SELECT id, destination, part_file FROM tasks WHERE part_file LIKE '%@%' AND state NOT IN (?1, ?2)",
+            )?;
+            let rows = stmt.query_map(params![TaskState::Completed.as_i64(), TaskState::Cancelled.as_i64()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        if marked.is_empty() {
+            return Ok(0);
+        }
+        let tx = conn.transaction()?;
+        let mut published = 0;
+        for (id, destination, mark) in marked {
+            match super::part_file::identity_of(Path::new(&destination)) {
+                Some(found) if found.publish_mark() == mark => {
+                    tracing::info!("{id}: its file is in place; recording the completion the last process did not");
+                    tx::complete(&tx, &id, found.len)?;
+                    published += 1;
+                }
+                _ => {
+                    let identity = mark.split('@').next().unwrap_or_default();
+                    tx::set_part_file(&tx, &id, Some(identity))?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(published)
     }
 
     fn load_all(&self) -> Result<Vec<StoredTask>> {
         let conn = self.conn.lock();
-        let mut stmt = conn.prepare(
+        // A reader may look at a table of schema 1 (written by an older process that owns it).
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let part_file = if version >= 2 { "part_file" } else { "NULL" };
+        let mut stmt = conn.prepare(&format!(
             "SELECT id, seq, url, destination, headers, connections, sha256, priority, overwrite, state, total, etag,
-                    last_modified, bytes, error_code, error_message, created_ms, updated_ms, error_http_status
-             FROM tasks ORDER BY seq",
-        )?;
+                    last_modified, bytes, error_code, error_message, created_ms, updated_ms, error_http_status, {part_file}
+             FROM tasks ORDER BY seq"
+        ))?;
         let rows = stmt.query_map([], |r| {
             let headers: String = r.get(4)?;
             let code: Option<i64> = r.get(14)?;
@@ -215,6 +271,7 @@ impl Store {
                 }),
                 created_ms: r.get(16)?,
                 updated_ms: r.get(17)?,
+                part_file: r.get(19)?,
             })
         })?;
         let mut tasks: Vec<StoredTask> = Vec::new();
@@ -312,20 +369,24 @@ impl Store {
     /// Records completed tasks and drops their journals, in one transaction.
     pub fn complete_many(&self, done: &[(&str, u64)]) -> Result<()> {
         let mut conn = self.conn.lock();
-        let tx = conn.transaction()?;
-        {
-            let mut drop_ranges = tx.prepare_cached("DELETE FROM ranges WHERE task_id = ?1")?;
-            let mut mark = tx.prepare_cached(
-                "UPDATE tasks SET state = ?2, error_code = NULL, error_message = NULL, error_http_status = NULL, bytes = ?3,
-                                  total = ?3, updated_ms = ?4 WHERE id = ?1",
-            )?;
-            let now = now_ms();
-            for (id, bytes) in done {
-                drop_ranges.execute([id])?;
-                mark.execute(params![id, TaskState::Completed.as_i64(), *bytes as i64, now])?;
-            }
+        let t = conn.transaction()?;
+        for (id, bytes) in done {
+            tx::complete(&t, id, *bytes)?;
         }
-        tx.commit()?;
+        t.commit()?;
+        Ok(())
+    }
+
+    /// Sets the publish marks (see [`TaskRow::part_file`]) of files about to be renamed into place,
+    /// in one transaction. Committed before the renames, so that a process killed between a rename
+    /// and the recorded completion is recognised by the next open.
+    pub fn mark_publishing(&self, marks: &[(&str, &str)]) -> Result<()> {
+        let mut conn = self.conn.lock();
+        let t = conn.transaction()?;
+        for (id, mark) in marks {
+            tx::set_part_file(&t, id, Some(mark))?;
+        }
+        t.commit()?;
         Ok(())
     }
 
@@ -350,6 +411,23 @@ impl Store {
 /// Statements that run inside a caller's transaction, under [`Store::lock`].
 pub mod tx {
     use super::*;
+
+    /// Records a completed task (size, no error, no part file) and drops its journal.
+    pub fn complete(tx: &Transaction<'_>, id: &str, bytes: u64) -> Result<()> {
+        tx.prepare_cached("DELETE FROM ranges WHERE task_id = ?1")?.execute([id])?;
+        tx.prepare_cached(
+            "UPDATE tasks SET state = ?2, error_code = NULL, error_message = NULL, error_http_status = NULL, bytes = ?3,
+                              total = ?3, part_file = NULL, updated_ms = ?4 WHERE id = ?1",
+        )?
+        .execute(params![id, TaskState::Completed.as_i64(), bytes as i64, now_ms()])?;
+        Ok(())
+    }
+
+    /// Records which part file the journal describes (or the publish mark; see [`TaskRow::part_file`]).
+    pub fn set_part_file(tx: &Transaction<'_>, id: &str, part_file: Option<&str>) -> Result<()> {
+        tx.prepare_cached("UPDATE tasks SET part_file = ?2 WHERE id = ?1")?.execute(params![id, part_file])?;
+        Ok(())
+    }
 
     /// Records what the probe learned about the resource, and replaces the journal with `ranges`.
     pub fn set_resource(
@@ -467,6 +545,14 @@ fn migrate(conn: &Connection) -> Result<()> {
              COMMIT;",
         )?;
     }
+    if version < 2 {
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE tasks ADD COLUMN part_file TEXT;
+             PRAGMA user_version = 2;
+             COMMIT;",
+        )?;
+    }
     Ok(())
 }
 
@@ -493,6 +579,7 @@ mod tests {
             error: None,
             created_ms: 1,
             updated_ms: 1,
+            part_file: None,
         }
     }
 
@@ -539,6 +626,23 @@ mod tests {
         let (_s, tasks, rec) = Store::open(dir.path()).unwrap();
         assert!(rec.rebooted);
         assert_eq!(tasks[0].ranges[0].written, 3);
+    }
+
+    #[test]
+    fn a_schema_1_table_is_migrated_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (s, _, _) = Store::open(dir.path()).unwrap();
+            s.insert_tasks(&[row("a", 1)]).unwrap();
+            s.lock().execute_batch("ALTER TABLE tasks DROP COLUMN part_file; PRAGMA user_version = 1;").unwrap();
+        }
+        let (_r, tasks) = Store::open_read_only(dir.path()).unwrap();
+        assert_eq!(tasks.len(), 1, "a reader sees a schema 1 table");
+        let (s, tasks, _) = Store::open(dir.path()).unwrap();
+        assert_eq!(tasks.len(), 1);
+        assert_eq!(tasks[0].row.part_file, None);
+        let v: i64 = s.lock().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
     }
 
     #[test]

@@ -171,6 +171,8 @@ pub struct EntryInner {
     pub resource: Resource,
     /// Journal rows to resume from (kept here while no runner owns them).
     pub journal: Vec<SegmentRow>,
+    /// Identity of the part file the journal describes (see `part_file::Identity`), when known.
+    pub part_file: Option<String>,
     /// Present while a runner exists.
     pub run: Option<RunControl>,
     /// Queued but not in the ready queue (found queued at open with `resume_on_open = false`).
@@ -202,6 +204,8 @@ pub struct TaskEntry {
     pub state_tx: watch::Sender<TaskState>,
     /// Removed from the table while its runner was still stopping.
     pub removed: AtomicBool,
+    /// Removed with `delete_file`: a file the stopping runner still publishes is deleted too.
+    pub delete_file: AtomicBool,
 }
 
 impl EntryInner {
@@ -214,6 +218,7 @@ impl EntryInner {
             priority,
             resource: Resource::default(),
             journal: Vec::new(),
+            part_file: None,
             run: None,
             dormant: false,
             memory: None,
@@ -227,7 +232,7 @@ impl TaskEntry {
     /// A table entry.
     pub fn new(spec: TaskSpec, seq: i64, created_ms: i64, persisted: bool, live: LiveProgress, inner: EntryInner) -> Arc<Self> {
         let (state_tx, _) = watch::channel(inner.state);
-        Arc::new(TaskEntry { spec, seq, created_ms, persisted, live, inner: Mutex::new(inner), state_tx, removed: AtomicBool::new(false) })
+        Arc::new(TaskEntry { spec, seq, created_ms, persisted, live, inner: Mutex::new(inner), state_tx, removed: AtomicBool::new(false), delete_file: AtomicBool::new(false) })
     }
 
     /// The current state.

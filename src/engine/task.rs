@@ -22,10 +22,10 @@ use std::sync::Arc;
 pub struct TaskId(String);
 
 impl TaskId {
-    /// Validates a caller-supplied id: 1..=200 printable characters, no control characters.
+    /// Validates a caller-supplied id: 1 to 200 bytes of UTF-8 text without control characters.
     pub fn parse(id: &str) -> Result<TaskId> {
         if id.is_empty() || id.len() > 200 || id.chars().any(char::is_control) {
-            return Err(Error::new(ErrorCode::InvalidTaskId, "task ids are 1 to 200 printable characters"));
+            return Err(Error::new(ErrorCode::InvalidTaskId, "task ids are 1 to 200 bytes of text without control characters"));
         }
         Ok(TaskId(id.to_string()))
     }

@@ -1,7 +1,7 @@
 //! A loopback HTTP/1.1 server with fault injection, for `ferry demo`, `ferry serve`, the Rust
 //! integration tests and the Swift, Kotlin and Python test suites. It binds 127.0.0.1 only.
 //!
-//! It serves generated content (see [`content`]) at `/file`, with switchable behaviour: ranges
+//! It serves generated content (see [`content`]) at `/file` (and `/file/<any name>`), with switchable behaviour: ranges
 //! honoured or ignored, strong/weak/no validators, validators that change between requests,
 //! mid-body drops, stalls, 503/429 with `Retry-After`, lying `Content-Range`, chunked bodies without
 //! length, bodies shorter than their `Content-Length`, a per-connection rate cap. Other routes:
@@ -280,7 +280,8 @@ fn full(status: StatusCode, text: &str) -> Response<Body> {
 
 async fn route(req: Request<hyper::body::Incoming>, state: Arc<State>) -> Response<Body> {
     let path = req.uri().path().to_string();
-    if path == "/file" {
+    // `/file/<any name>` serves the same file, so that tests can pick the URL's file name.
+    if path == "/file" || path.starts_with("/file/") {
         return serve_file(req, state).await;
     }
     if let Some(n) = path.strip_prefix("/redirect/") {
@@ -426,14 +427,16 @@ fn make_body(
 ) -> Body {
     struct S {
         state: Arc<State>,
-        _active: ActiveGuard,
+        /// Released with the last chunk, before the client can see the end of the body (hyper may
+        /// drop a finished body later than the client starts its next request).
+        active: Option<ActiveGuard>,
         at: u64,
         sent: u64,
         began: Instant,
         stalled: bool,
     }
     let chunk = if rate.is_some() { 16 * 1024 } else { 256 * 1024 };
-    let s = S { _active: ActiveGuard::new(state.clone()), state, at: start, sent: 0, began: Instant::now(), stalled: false };
+    let s = S { active: Some(ActiveGuard::new(state.clone())), state, at: start, sent: 0, began: Instant::now(), stalled: false };
     let stream = futures_util::stream::unfold(s, move |mut s| async move {
         if s.sent >= len {
             return None;
@@ -469,6 +472,9 @@ fn make_body(
         s.at += n;
         s.sent += n;
         s.state.stats.body_bytes.fetch_add(n, Ordering::SeqCst);
+        if s.sent >= len {
+            s.active = None;
+        }
         Some((Ok(Frame::data(Bytes::from(buf))), s))
     });
     StreamBody::new(stream).boxed()

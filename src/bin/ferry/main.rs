@@ -197,7 +197,23 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     let name = String::from_utf8_lossy(&out).into_owned();
-    name.replace('/', "_")
+    // A name, never a path: no separator, no control character (NUL, line breaks), no dot-dot.
+    let name: String = name.chars().map(|c| if c == '/' || c.is_control() { '_' } else { c }).collect();
+    match name.as_str() {
+        "" | "." | ".." => "index.html".into(),
+        _ => name,
+    }
+}
+
+/// A file name from a batch list must name a file inside the target directory: one plain path
+/// component (no separator, not `.` or `..`, no control character).
+fn plain_file_name(name: &str) -> Result<&str, String> {
+    let plain = !name.is_empty() && name != "." && name != ".." && !name.contains('/') && !name.chars().any(char::is_control);
+    if plain {
+        Ok(name)
+    } else {
+        Err(format!("file name {name:?} must be a plain name inside the directory"))
+    }
 }
 
 fn default_id(url: &str, dest: &Path) -> String {
@@ -260,10 +276,19 @@ async fn batch(dir: &Path, a: BatchArgs) -> Result<u8, Failure> {
     let limits = Limits { max_running_tasks: jobs, max_connections_per_host: jobs.max(16), ..Limits::default() };
     let manager = Manager::open(dir, cli_config(limits))?;
     let mut requests = Vec::new();
+    let mut bad = 0;
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
         let mut parts = line.split_whitespace();
         let url = parts.next().unwrap_or_default().to_string();
-        let name = parts.next().map(str::to_string).unwrap_or_else(|| file_name_of(&url));
+        let name = match parts.next().map(plain_file_name) {
+            Some(Ok(name)) => name.to_string(),
+            Some(Err(e)) => {
+                bad += 1;
+                eprintln!("ferry: skipped: {e}");
+                continue;
+            }
+            None => file_name_of(&url),
+        };
         let dest = out_dir.join(name);
         requests.push(Request {
             task_id: Some(default_id(&url, &dest)),
@@ -276,7 +301,6 @@ async fn batch(dir: &Path, a: BatchArgs) -> Result<u8, Failure> {
     }
     let results = manager.enqueue_batch(requests);
     let mut ids = Vec::new();
-    let mut bad = 0;
     for r in results {
         match r {
             Ok(id) => ids.push(id),
