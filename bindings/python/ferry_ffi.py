@@ -545,7 +545,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_enqueue() != 3809:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_ferry_checksum_method_downloadmanager_enqueue_batch() != 12690:
+    if lib.uniffi_ferry_checksum_method_downloadmanager_enqueue_batch() != 49541:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_enqueue_stream() != 63749:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -3916,7 +3916,7 @@ class DownloadManagerProtocol(typing.Protocol):
         raise NotImplementedError
     def enqueue_batch(self, requests: typing.List[DownloadRequest]) -> typing.List[BatchItem]:
         """
-        Enqueues many downloads in one transaction; one result per request, in order.
+        Enqueues many downloads (the first start while the rest are recorded); one result per request, in order.
 """
         raise NotImplementedError
     def enqueue_stream(self, request: DownloadRequest,sink: ChunkSink) -> str:
@@ -4121,7 +4121,7 @@ class DownloadManager(DownloadManagerProtocol):
         return _uniffi_lift_return(_uniffi_ffi_result)
     def enqueue_batch(self, requests: typing.List[DownloadRequest]) -> typing.List[BatchItem]:
         """
-        Enqueues many downloads in one transaction; one result per request, in order.
+        Enqueues many downloads (the first start while the rest are recorded); one result per request, in order.
 """
         
         _UniffiFfiConverterSequenceTypeDownloadRequest.check_lower(requests)

@@ -893,7 +893,7 @@ public protocol DownloadManagerProtocol: AnyObject, Sendable {
     func enqueue(request: DownloadRequest) throws  -> String
     
     /**
-     * Enqueues many downloads in one transaction; one result per request, in order.
+     * Enqueues many downloads (the first start while the rest are recorded); one result per request, in order.
      */
     func enqueueBatch(requests: [DownloadRequest])  -> [BatchItem]
     
@@ -1101,7 +1101,7 @@ open func enqueue(request: DownloadRequest)throws  -> String  {
 }
     
     /**
-     * Enqueues many downloads in one transaction; one result per request, in order.
+     * Enqueues many downloads (the first start while the rest are recorded); one result per request, in order.
      */
 open func enqueueBatch(requests: [DownloadRequest]) -> [BatchItem]  {
     return try!  FfiConverterSequenceTypeBatchItem.lift(try! rustCall() {
@@ -4206,7 +4206,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_ferry_checksum_method_downloadmanager_enqueue() != 3809) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_ferry_checksum_method_downloadmanager_enqueue_batch() != 12690) {
+    if (uniffi_ferry_checksum_method_downloadmanager_enqueue_batch() != 49541) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_ferry_checksum_method_downloadmanager_enqueue_stream() != 63749) {

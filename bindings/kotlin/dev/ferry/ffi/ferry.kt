@@ -1083,7 +1083,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_ferry_checksum_method_downloadmanager_enqueue() and 0xFFFF) != 3809) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_ferry_checksum_method_downloadmanager_enqueue_batch() and 0xFFFF) != 12690) {
+    if ((lib.uniffi_ferry_checksum_method_downloadmanager_enqueue_batch() and 0xFFFF) != 49541) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_ferry_checksum_method_downloadmanager_enqueue_stream() and 0xFFFF) != 63749) {
@@ -2063,7 +2063,7 @@ public interface DownloadManagerInterface {
     fun `enqueue`(`request`: DownloadRequest): kotlin.String
     
     /**
-     * Enqueues many downloads in one transaction; one result per request, in order.
+     * Enqueues many downloads (the first start while the rest are recorded); one result per request, in order.
      */
     fun `enqueueBatch`(`requests`: List<DownloadRequest>): List<BatchItem>
     
@@ -2323,7 +2323,7 @@ open class DownloadManager: Disposable, AutoCloseable, DownloadManagerInterface
 
     
     /**
-     * Enqueues many downloads in one transaction; one result per request, in order.
+     * Enqueues many downloads (the first start while the rest are recorded); one result per request, in order.
      */override fun `enqueueBatch`(`requests`: List<DownloadRequest>): List<BatchItem> {
             return FfiConverterSequenceTypeBatchItem.lift(
     callWithHandle {
