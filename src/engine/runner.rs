@@ -124,6 +124,9 @@ struct Run {
     attempt: u32,
     restarts: u32,
     plain_only: bool,
+    /// Most bytes any plain stream of this run delivered. A plain stream restarts from zero, so
+    /// only bytes beyond this mark are progress (the retry budget refills on progress only).
+    plain_high_water: u64,
     resume: Option<Ranged>,
     host: String,
     run_started: Instant,
@@ -193,6 +196,7 @@ impl Run {
             attempt: 0,
             restarts: 0,
             plain_only: false,
+            plain_high_water: 0,
             resume,
             host,
             run_started: Instant::now(),
@@ -438,8 +442,13 @@ impl Run {
         }
         *at += *pending;
         self.task.live.bytes.store(*at, Ordering::Relaxed);
-        self.budget.refill();
-        self.attempt = 0;
+        if *at > self.plain_high_water {
+            // Bytes no earlier attempt delivered: real progress. Refetching the same prefix is not,
+            // or a server that always breaks off at the same offset would be retried forever.
+            self.plain_high_water = *at;
+            self.budget.refill();
+            self.attempt = 0;
+        }
         bufs.clear();
         *pending = 0;
         Ok(())
