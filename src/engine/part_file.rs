@@ -21,6 +21,20 @@ pub fn part_path(dest: &Path) -> PathBuf {
     dest.with_file_name(name)
 }
 
+/// Bytes an unprivileged writer may still allocate on the file system holding `path`, when the
+/// file system reports its size.
+pub fn available_space(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `st` is plain data filled by the call; `c` is a valid NUL-terminated path.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 || st.f_blocks == 0 {
+        return None;
+    }
+    #[allow(clippy::unnecessary_cast)]
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
 /// An open part file.
 #[derive(Debug)]
 pub struct PartFile {
@@ -64,6 +78,20 @@ impl PartFile {
     /// Current length.
     pub fn size(&self) -> Result<u64> {
         self.file.metadata().map(|m| m.len()).map_err(|e| Error::io("reading the part file size", &e))
+    }
+
+    /// Fails with `disk_full` when the file system holding the part file has less than `needed`
+    /// bytes free for us, so that a resource larger than the disk fails at once instead of after
+    /// filling it. File systems that report no size (some FUSE and network mounts) are not checked.
+    pub fn ensure_room(&self, needed: u64) -> Result<()> {
+        let Some(free) = available_space(&self.path) else { return Ok(()) };
+        if needed > free {
+            return Err(Error::new(
+                ErrorCode::DiskFull,
+                format!("the download needs {needed} more bytes, the destination's file system has {free} free"),
+            ));
+        }
+        Ok(())
     }
 
     /// Truncates to zero (a restart from scratch).

@@ -307,6 +307,14 @@ impl Run {
         Ok(())
     }
 
+    /// Refuses a download the destination's file system cannot hold: `needed` more bytes.
+    fn ensure_room(&self, needed: u64) -> Result<(), Step> {
+        match &self.part {
+            Some(part) => part.ensure_room(needed).map_err(Step::Fail),
+            None => Ok(()),
+        }
+    }
+
     /// Probes the resource and transfers it from zero.
     async fn fresh(&mut self) -> Result<Done, Step> {
         loop {
@@ -382,6 +390,7 @@ impl Run {
 
     /// One plain stream from offset zero (no range support, or unknown length).
     async fn transfer_whole(&mut self, mut resp: Response, total: Option<u64>) -> Result<Done, Step> {
+        self.ensure_room(total.unwrap_or(0))?;
         let mut hashed = self.hasher(true);
         let mut at = 0u64;
         let mut bufs = Vec::new();
@@ -461,6 +470,7 @@ impl Run {
         if total == 0 || map.is_complete() {
             return Ok(Done { total, hashed: None });
         }
+        self.ensure_room(total - map.written_bytes())?;
         let first = probe.inspect(|_| {
             map.claim(0);
         });
