@@ -28,7 +28,7 @@ use super::store::{tx, Store};
 use super::table::{FlushSignal, Resource, StopReason, TaskEntry, UNKNOWN};
 use super::task::Output;
 use super::transport::{Get, Response, Transport};
-use super::verdict::{judge_probe, Probe, Validator};
+use super::verdict::{judge_probe, Identity, Probe, Validator};
 use parking_lot::RwLock;
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -94,6 +94,10 @@ struct Ranged {
     map: RangeMap,
     /// The task table already holds this layout (a resumed journal).
     saved: bool,
+    /// The URL that served the probe, after redirects.
+    served_by: Option<url::Url>,
+    /// The identity the probe claimed.
+    seen: Identity,
 }
 
 /// Called once the transfer is over and only publishing is left, so the scheduler can start the next
@@ -364,7 +368,9 @@ impl Run {
                     };
                     let map = RangeMap::from_plan(total, &pieces);
                     self.record_resource(Some(total), validator.clone(), Some(&map));
-                    return self.transfer_ranged(Ranged { total, validator, map, saved: false }, Some(resp)).await;
+                    let served_by = Some(resp.url.clone());
+                    let seen = Identity::of(&resp.head);
+                    return self.transfer_ranged(Ranged { total, validator, map, saved: false, served_by, seen }, Some(resp)).await;
                 }
                 Probe::Whole { total, .. } => {
                     self.check_memory_limit(total)?;
@@ -465,7 +471,7 @@ impl Run {
 
     /// Drives the connections of a ranged download until the map is complete.
     async fn transfer_ranged(&mut self, r: Ranged, probe: Option<Response>) -> Result<Done, Step> {
-        let Ranged { total, validator, mut map, saved } = r;
+        let Ranged { total, validator, mut map, saved, served_by, seen } = r;
         self.task.live.total.store(total, Ordering::Relaxed);
         if total == 0 || map.is_complete() {
             return Ok(Done { total, hashed: None });
@@ -496,6 +502,8 @@ impl Run {
             journal: self.task.persisted.then(|| self.env.journal.clone()),
             total,
             validator,
+            served_by,
+            seen,
             policy: self.config.retry,
             budget: self.budget.clone(),
             stop: self.stop.clone(),
@@ -784,7 +792,8 @@ fn usable_journal(resource: &Resource, journal: &[SegmentRow]) -> Option<Ranged>
         return None;
     }
     let map = RangeMap::from_rows(total, journal)?;
-    Some(Ranged { total, validator: resource.validator.clone(), map, saved: true })
+    let seen = Identity::of_validator(resource.validator.as_ref());
+    Some(Ranged { total, validator: resource.validator.clone(), map, saved: true, served_by: None, seen })
 }
 
 fn max_written(journal: &[SegmentRow]) -> u64 {
