@@ -1,7 +1,8 @@
-//! Lengths at the edges of u64: totals beyond the free disk, beyond 2^53, near u64::MAX, and a
-//! 5 GiB resource whose segments sit beyond 4 GiB. Nothing is preallocated; a resource the disk
-//! cannot hold fails with `disk_full` before a byte is fetched (and, having nothing resumable,
-//! leaves no part file).
+//! Lengths at the edges of u64: totals beyond the size of the disk, beyond 2^53, near u64::MAX,
+//! and a 5 GiB resource whose segments sit beyond 4 GiB. Nothing is preallocated; a resource the
+//! file system could never hold fails with `disk_full` before a byte is fetched (and, having
+//! nothing resumable, leaves no part file). One that fits the file system but not its free space
+//! fails when the space runs out and keeps its partial (tests/disk_full.rs).
 
 mod support;
 
@@ -46,7 +47,7 @@ fn fails_for_lack_of_room(m: &ferry::engine::Manager, out: &std::path::Path, req
 }
 
 #[test]
-fn a_total_larger_than_the_free_disk_fails_at_once() {
+fn a_total_larger_than_the_disk_fails_at_once() {
     for (total, ranges) in [(1u64 << 50, true), (1 << 50, false), ((1 << 53) + 1, true), (i64::MAX as u64, true)] {
         let mut f = Faults::new(total);
         f.ranges = ranges;

@@ -21,9 +21,8 @@ pub fn part_path(dest: &Path) -> PathBuf {
     dest.with_file_name(name)
 }
 
-/// Bytes an unprivileged writer may still allocate on the file system holding `path`, when the
-/// file system reports its size.
-pub fn available_space(path: &Path) -> Option<u64> {
+/// Size of the file system holding `path`, when it reports one.
+pub fn capacity(path: &Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
     // SAFETY: `st` is plain data filled by the call; `c` is a valid NUL-terminated path.
@@ -32,7 +31,7 @@ pub fn available_space(path: &Path) -> Option<u64> {
         return None;
     }
     #[allow(clippy::unnecessary_cast)]
-    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+    Some((st.f_blocks as u64).saturating_mul(st.f_frsize as u64))
 }
 
 /// An open part file.
@@ -80,15 +79,17 @@ impl PartFile {
         self.file.metadata().map(|m| m.len()).map_err(|e| Error::io("reading the part file size", &e))
     }
 
-    /// Fails with `disk_full` when the file system holding the part file has less than `needed`
-    /// bytes free for us, so that a resource larger than the disk fails at once instead of after
-    /// filling it. File systems that report no size (some FUSE and network mounts) are not checked.
+    /// Fails with `disk_full` when `needed` more bytes cannot fit on the part file's file system
+    /// even if it were emptied: an absurd length fails at once instead of after filling the disk.
+    /// A length that merely exceeds the free space proceeds, and fails with `disk_full` when the
+    /// space runs out, keeping the partial for a resume once space is freed. File systems that
+    /// report no size (some FUSE and network mounts) are not checked.
     pub fn ensure_room(&self, needed: u64) -> Result<()> {
-        let Some(free) = available_space(&self.path) else { return Ok(()) };
-        if needed > free {
+        let Some(capacity) = capacity(&self.path) else { return Ok(()) };
+        if needed > capacity {
             return Err(Error::new(
                 ErrorCode::DiskFull,
-                format!("the download needs {needed} more bytes, the destination's file system has {free} free"),
+                format!("the download needs {needed} more bytes, the destination's file system holds {capacity} in all"),
             ));
         }
         Ok(())

@@ -311,7 +311,7 @@ impl Run {
         Ok(())
     }
 
-    /// Refuses a download the destination's file system cannot hold: `needed` more bytes.
+    /// Refuses a download the destination's file system could never hold: `needed` more bytes.
     fn ensure_room(&self, needed: u64) -> Result<(), Step> {
         match &self.part {
             Some(part) => part.ensure_room(needed).map_err(Step::Fail),
