@@ -15,7 +15,7 @@ use super::scheduler::Slot;
 use super::sink::Sink;
 use super::table::TaskEntry;
 use super::transport::{Get, Response, Transport};
-use super::verdict::{judge_range, RangeAnswer, Validator};
+use super::verdict::{judge_range, Identity, RangeAnswer, Validator};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
@@ -123,6 +123,11 @@ pub struct ConnContext {
     pub total: u64,
     /// Validator for `If-Range`.
     pub validator: Option<Validator>,
+    /// The URL (after redirects) that served the probe. Without a validator, it is all that ties
+    /// the ranged answers to the probe's resource: an answer from another URL is not trusted.
+    pub served_by: Option<url::Url>,
+    /// The ETag and Last-Modified of the probe (or the stored validator, on a resume).
+    pub seen: Identity,
     /// Retry tuning.
     pub policy: RetryPolicy,
     /// Fruitless attempts left for the task.
@@ -185,7 +190,15 @@ async fn work(ctx: &ConnContext, segment: u64, mut first: Option<Response>) -> W
                         Ok(()) => continue,
                         Err(e) => return WorkerResult::Fail(e),
                     },
-                    Ok(r) => match judge_range(&r.head, cursor, end, ctx.total, ctx.validator.as_ref()) {
+                    Ok(r) => match judge_range(&r.head, cursor, end, ctx.total, ctx.validator.as_ref(), &ctx.seen) {
+                        Ok(RangeAnswer::Accept) if ctx.validator.is_none() && ctx.served_by.as_ref().is_some_and(|u| *u != r.url) => {
+                            // A redirect now leads elsewhere, and no validator can prove that the
+                            // other server holds the same resource: never stitch the two.
+                            return WorkerResult::Restart {
+                                code: ErrorCode::ContentChanged,
+                                reason: "redirected to another URL than the probe, and no validator proves it serves the same resource".into(),
+                            };
+                        }
                         Ok(RangeAnswer::Accept) => r,
                         Ok(RangeAnswer::Restart { code, reason }) => return WorkerResult::Restart { code, reason },
                         Err(e) => match retry_wait(ctx, e, &mut attempt).await {

@@ -34,6 +34,19 @@ pub fn part_path(dest: &Path) -> PathBuf {
     dest.with_file_name(name)
 }
 
+/// Size of the file system holding `path`, when it reports one.
+pub fn capacity(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `st` is plain data filled by the call; `c` is a valid NUL-terminated path.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 || st.f_blocks == 0 {
+        return None;
+    }
+    #[allow(clippy::unnecessary_cast)]
+    Some((st.f_blocks as u64).saturating_mul(st.f_frsize as u64))
+}
+
 /// An open part file.
 #[derive(Debug)]
 pub struct PartFile {
@@ -163,6 +176,22 @@ impl PartFile {
     /// Current length.
     pub fn size(&self) -> Result<u64> {
         self.file.metadata().map(|m| m.len()).map_err(|e| Error::io("reading the part file size", &e))
+    }
+
+    /// Fails with `disk_full` when `needed` more bytes cannot fit on the part file's file system
+    /// even if it were emptied: an absurd length fails at once instead of after filling the disk.
+    /// A length that merely exceeds the free space proceeds, and fails with `disk_full` when the
+    /// space runs out, keeping the partial for a resume once space is freed. File systems that
+    /// report no size (some FUSE and network mounts) are not checked.
+    pub fn ensure_room(&self, needed: u64) -> Result<()> {
+        let Some(capacity) = capacity(&self.path) else { return Ok(()) };
+        if needed > capacity {
+            return Err(Error::new(
+                ErrorCode::DiskFull,
+                format!("the download needs {needed} more bytes, the destination's file system holds {capacity} in all"),
+            ));
+        }
+        Ok(())
     }
 
     /// Truncates to zero (a restart from scratch).

@@ -209,8 +209,29 @@ fn dir_writable(dir: &Path) -> bool {
     unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
 }
 
-/// Header names the engine sets itself.
-const RESERVED_HEADERS: &[&str] = &["range", "if-range", "accept-encoding", "content-length", "transfer-encoding", "connection"];
+/// Header names the engine (or HTTP itself) owns: ranges and their validators, the encoding,
+/// framing and connection management, the `Host` (which must follow redirects), and conditionals
+/// (a `304` or `412` answer would break the range protocol). A caller sending one is refused at
+/// enqueue rather than silently overridden.
+const RESERVED_HEADERS: &[&str] = &[
+    "range",
+    "if-range",
+    "accept-encoding",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "host",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "keep-alive",
+    "proxy-connection",
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+];
 
 /// Longest header line (name and value) accepted; servers refuse far less (nginx: 8 KiB).
 pub const MAX_HEADER_LINE: usize = 16 * 1024;

@@ -28,7 +28,7 @@ use super::store::{tx, Store};
 use super::table::{FlushSignal, Resource, StopReason, TaskEntry, UNKNOWN};
 use super::task::Output;
 use super::transport::{Get, Response, Transport};
-use super::verdict::{judge_probe, Probe, Validator};
+use super::verdict::{judge_probe, Identity, Probe, Validator};
 use parking_lot::RwLock;
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -94,6 +94,10 @@ struct Ranged {
     map: RangeMap,
     /// The task table already holds this layout (a resumed journal).
     saved: bool,
+    /// The URL that served the probe, after redirects.
+    served_by: Option<url::Url>,
+    /// The identity the probe claimed.
+    seen: Identity,
 }
 
 /// Called once the transfer is over and only publishing is left, so the scheduler can start the next
@@ -124,6 +128,9 @@ struct Run {
     attempt: u32,
     restarts: u32,
     plain_only: bool,
+    /// Most bytes any plain stream of this run delivered. A plain stream restarts from zero, so
+    /// only bytes beyond this mark are progress (the retry budget refills on progress only).
+    plain_high_water: u64,
     resume: Option<Ranged>,
     host: String,
     /// Identity of the part file (see `part_file::Identity`), journaled with the layout.
@@ -207,6 +214,7 @@ impl Run {
             attempt: 0,
             restarts: 0,
             plain_only: false,
+            plain_high_water: 0,
             resume,
             host,
             part_identity,
@@ -318,6 +326,14 @@ impl Run {
         Ok(())
     }
 
+    /// Refuses a download the destination's file system could never hold: `needed` more bytes.
+    fn ensure_room(&self, needed: u64) -> Result<(), Step> {
+        match &self.part {
+            Some(part) => part.ensure_room(needed).map_err(Step::Fail),
+            None => Ok(()),
+        }
+    }
+
     /// Probes the resource and transfers it from zero.
     async fn fresh(&mut self) -> Result<Done, Step> {
         loop {
@@ -367,7 +383,9 @@ impl Run {
                     };
                     let map = RangeMap::from_plan(total, &pieces);
                     self.record_resource(Some(total), validator.clone(), Some(&map));
-                    return self.transfer_ranged(Ranged { total, validator, map, saved: false }, Some(resp)).await;
+                    let served_by = Some(resp.url.clone());
+                    let seen = Identity::of(&resp.head);
+                    return self.transfer_ranged(Ranged { total, validator, map, saved: false, served_by, seen }, Some(resp)).await;
                 }
                 Probe::Whole { total, .. } => {
                     self.check_memory_limit(total)?;
@@ -393,6 +411,7 @@ impl Run {
 
     /// One plain stream from offset zero (no range support, or unknown length).
     async fn transfer_whole(&mut self, mut resp: Response, total: Option<u64>) -> Result<Done, Step> {
+        self.ensure_room(total.unwrap_or(0))?;
         let mut hashed = self.hasher(true);
         let mut at = 0u64;
         let mut bufs = Vec::new();
@@ -453,8 +472,13 @@ impl Run {
         }
         *at += *pending;
         self.task.live.bytes.store(*at, Ordering::Relaxed);
-        self.budget.refill();
-        self.attempt = 0;
+        if *at > self.plain_high_water {
+            // Bytes no earlier attempt delivered: real progress. Refetching the same prefix is not,
+            // or a server that always breaks off at the same offset would be retried forever.
+            self.plain_high_water = *at;
+            self.budget.refill();
+            self.attempt = 0;
+        }
         bufs.clear();
         *pending = 0;
         Ok(())
@@ -462,11 +486,12 @@ impl Run {
 
     /// Drives the connections of a ranged download until the map is complete.
     async fn transfer_ranged(&mut self, r: Ranged, probe: Option<Response>) -> Result<Done, Step> {
-        let Ranged { total, validator, mut map, saved } = r;
+        let Ranged { total, validator, mut map, saved, served_by, seen } = r;
         self.task.live.total.store(total, Ordering::Relaxed);
         if total == 0 || map.is_complete() {
             return Ok(Done { total, hashed: None });
         }
+        self.ensure_room(total - map.written_bytes())?;
         let first = probe.inspect(|_| {
             map.claim(0);
         });
@@ -493,6 +518,8 @@ impl Run {
             journal: self.task.persisted.then(|| self.env.journal.clone()),
             total,
             validator,
+            served_by,
+            seen,
             policy: self.config.retry,
             budget: self.budget.clone(),
             stop: self.stop.clone(),
@@ -829,7 +856,8 @@ fn usable_journal(resource: &Resource, journal: &[SegmentRow]) -> Option<Ranged>
         return None;
     }
     let map = RangeMap::from_rows(total, journal)?;
-    Some(Ranged { total, validator: resource.validator.clone(), map, saved: true })
+    let seen = Identity::of_validator(resource.validator.as_ref());
+    Some(Ranged { total, validator: resource.validator.clone(), map, saved: true, served_by: None, seen })
 }
 
 fn max_written(journal: &[SegmentRow]) -> u64 {

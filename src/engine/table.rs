@@ -253,7 +253,7 @@ impl TaskEntry {
         };
         TaskInfo {
             id: self.spec.id.clone(),
-            url: self.spec.url.to_string(),
+            url: super::error::redact_url(self.spec.url.as_str()),
             destination: self.spec.output.path().cloned(),
             output_kind: self.spec.output.kind(),
             state: g.state,

@@ -282,7 +282,8 @@ impl From<&TaskError> for Error {
 pub struct TaskInfo {
     /// Id.
     pub id: TaskId,
-    /// URL (as given).
+    /// URL without credentials or query string (see [`redact_url`](super::error::redact_url)): status
+    /// is shown and logged, and signed URLs carry their secrets there.
     pub url: String,
     /// Destination path for file outputs.
     pub destination: Option<PathBuf>,

@@ -46,6 +46,8 @@ pub struct Transport {
 pub struct Response {
     /// The head, as the verdict rules see it.
     pub head: ResponseHead,
+    /// The URL that answered, after redirects.
+    pub url: url::Url,
     inner: reqwest::Response,
     idle_timeout: Duration,
 }
@@ -126,9 +128,27 @@ impl Transport {
             Ok(Err(e)) => return Err(map_reqwest_error(&e, req.url)),
             Ok(Ok(r)) => r,
         };
+        if resp.status().is_redirection() {
+            if let Some(scheme) = unfollowed_scheme(&resp) {
+                return Err(Error::with_status(
+                    ErrorCode::UnsupportedScheme,
+                    format!("{} redirected to an unsupported scheme '{scheme}'", redact_url(req.url.as_str())),
+                    Some(resp.status().as_u16()),
+                ));
+            }
+        }
         let head = head_of(&resp);
-        Ok(Response { head, inner: resp, idle_timeout: self.idle_timeout })
+        Ok(Response { head, url: resp.url().clone(), inner: resp, idle_timeout: self.idle_timeout })
     }
+}
+
+/// The scheme of a redirect the client handed back instead of following, when that is why: the
+/// Location names a scheme the HTTP client cannot follow (`file:`, `data:`, ...).
+fn unfollowed_scheme(resp: &reqwest::Response) -> Option<String> {
+    let location = resp.headers().get(header::LOCATION)?.to_str().ok()?;
+    let next = resp.url().join(location.trim()).ok()?;
+    let scheme = next.scheme();
+    (scheme != "http" && scheme != "https").then(|| scheme.chars().filter(char::is_ascii_alphanumeric).take(16).collect())
 }
 
 fn header_str(h: &HeaderMap, name: HeaderName) -> Option<String> {
@@ -144,6 +164,7 @@ fn head_of(resp: &reqwest::Response) -> ResponseHead {
         content_length: if chunked { None } else { header_str(h, header::CONTENT_LENGTH).and_then(|v| v.parse().ok()) },
         etag: header_str(h, header::ETAG),
         last_modified: header_str(h, header::LAST_MODIFIED),
+        date: header_str(h, header::DATE),
         content_encoding: header_str(h, header::CONTENT_ENCODING),
         retry_after: header_str(h, header::RETRY_AFTER).and_then(|v| parse_retry_after(&v, SystemTime::now())),
     }
@@ -190,6 +211,16 @@ fn map_reqwest_error(e: &reqwest::Error, url: &url::Url) -> Error {
             return Error::new(ErrorCode::RedirectLoop, format!("redirect loop starting at {where_}"));
         }
         return Error::new(ErrorCode::TooManyRedirects, format!("more than {MAX_REDIRECTS} redirects from {where_}"));
+    }
+    if e.is_builder() {
+        // The request URL was validated at enqueue, so this is where a redirect led.
+        return match e.url().map(url::Url::scheme) {
+            Some(scheme) if scheme != "http" && scheme != "https" => Error::new(
+                ErrorCode::UnsupportedScheme,
+                format!("{where_} redirected to an unsupported scheme '{scheme}'"),
+            ),
+            _ => Error::new(ErrorCode::InvalidUrl, format!("{where_} redirected to an unusable URL")),
+        };
     }
     if let Some(tls) = tls_error(e) {
         return Error::new(ErrorCode::Tls, format!("TLS with {where_} failed: {tls}"));

@@ -8,8 +8,11 @@
 //! The rules:
 //! - A probe (`Range: bytes=0-`) answered 206 proves range support; 200 means one plain stream.
 //! - A ranged answer is accepted only as 206 whose `Content-Range` is exactly the range asked for,
-//!   whose total equals the known total, whose validator (when sent) equals the stored one, and
-//!   whose body is not content-coded. A 200 means the server ignored `Range`, or `If-Range` found the
+//!   whose total equals the known total, which carries the validator sent in `If-Range` unchanged
+//!   (a 206 without it does not show that `If-Range` was evaluated), and whose body is not
+//!   content-coded.
+//! - Validators are a strong ETag, else a Last-Modified date at least a second older than the
+//!   response's `Date` (RFC 9110 §8.8.2.2); anything weaker is no validator at all. A 200 means the server ignored `Range`, or `If-Range` found the
 //!   resource changed: either way the download restarts from zero, it never appends or stitches.
 
 use super::content_range::{self, ContentRange};
@@ -29,6 +32,8 @@ pub struct ResponseHead {
     pub etag: Option<String>,
     /// `Last-Modified`, if sent.
     pub last_modified: Option<String>,
+    /// `Date`, if sent.
+    pub date: Option<String>,
     /// `Content-Encoding`, if sent.
     pub content_encoding: Option<String>,
     /// `Retry-After`, parsed.
@@ -45,18 +50,22 @@ pub enum Validator {
 }
 
 impl Validator {
-    /// Picks the validator to trust from a response: a strong ETag, else Last-Modified.
+    /// Picks the validator to trust from a response: a strong ETag, else a strong Last-Modified.
+    ///
+    /// A Last-Modified date is strong only when the response's `Date` is at least one second later
+    /// (RFC 9110 §8.8.2.2, required for `If-Range` by §13.1.5): a file modified in the second it
+    /// was served may change again within that second and keep its date.
     pub fn from_head(head: &ResponseHead) -> Option<Validator> {
         if let Some(tag) = head.etag.as_deref().map(str::trim) {
             if is_strong_etag(tag) {
                 return Some(Validator::ETag(tag.to_string()));
             }
         }
-        head.last_modified
-            .as_deref()
-            .map(str::trim)
-            .filter(|d| httpdate::parse_http_date(d).is_ok())
-            .map(|d| Validator::LastModified(d.to_string()))
+        let modified = head.last_modified.as_deref().map(str::trim)?;
+        let at = httpdate::parse_http_date(modified).ok()?;
+        let served = httpdate::parse_http_date(head.date.as_deref()?.trim()).ok()?;
+        let settled = served.duration_since(at).is_ok_and(|d| d >= std::time::Duration::from_secs(1));
+        settled.then(|| Validator::LastModified(modified.to_string()))
     }
 
     /// The `If-Range` header value.
@@ -68,15 +77,15 @@ impl Validator {
 
     /// Whether a response contradicts this validator. A response that omits the field agrees.
     pub fn contradicted_by(&self, head: &ResponseHead) -> bool {
+        self.echoed_by(head).is_some_and(|same| !same)
+    }
+
+    /// Whether a response carries this validator's field: `Some(true)` when it holds the same
+    /// value, `Some(false)` when another, `None` when the field is missing.
+    pub fn echoed_by(&self, head: &ResponseHead) -> Option<bool> {
         match self {
-            Validator::ETag(t) => match head.etag.as_deref().map(str::trim) {
-                Some(other) => other != t,
-                None => false,
-            },
-            Validator::LastModified(d) => match head.last_modified.as_deref().map(str::trim) {
-                Some(other) => other != d,
-                None => false,
-            },
+            Validator::ETag(t) => head.etag.as_deref().map(|other| other.trim() == t),
+            Validator::LastModified(d) => head.last_modified.as_deref().map(|other| other.trim() == d),
         }
     }
 
@@ -92,6 +101,41 @@ impl Validator {
     /// Rebuilds from the persisted columns.
     pub fn from_columns(etag: Option<String>, last_modified: Option<String>) -> Option<Validator> {
         etag.map(Validator::ETag).or(last_modified.map(Validator::LastModified))
+    }
+}
+
+/// What a response said about the version it served: its `ETag` (weak or strong) and
+/// `Last-Modified`, as sent. Weaker than a [`Validator`] (it cannot go into `If-Range`), but a
+/// later answer naming another version still proves the resource changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// `ETag`, if sent.
+    pub etag: Option<String>,
+    /// `Last-Modified`, if sent.
+    pub last_modified: Option<String>,
+}
+
+impl Identity {
+    /// The identity a response claims.
+    pub fn of(head: &ResponseHead) -> Identity {
+        let field = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(String::from);
+        Identity { etag: field(&head.etag), last_modified: field(&head.last_modified) }
+    }
+
+    /// The identity a stored validator stands for.
+    pub fn of_validator(v: Option<&Validator>) -> Identity {
+        match v {
+            Some(Validator::ETag(t)) => Identity { etag: Some(t.clone()), last_modified: None },
+            Some(Validator::LastModified(d)) => Identity { etag: None, last_modified: Some(d.clone()) },
+            None => Identity::default(),
+        }
+    }
+
+    /// Whether `head` names another version: a field both carry differs.
+    pub fn differs(&self, head: &ResponseHead) -> bool {
+        let other = Identity::of(head);
+        let differ = |a: &Option<String>, b: &Option<String>| matches!((a, b), (Some(a), Some(b)) if a != b);
+        differ(&self.etag, &other.etag) || differ(&self.last_modified, &other.last_modified)
     }
 }
 
@@ -176,13 +220,15 @@ pub enum RangeAnswer {
     },
 }
 
-/// Judges the answer to `Range: bytes=start-(end-1)` sent with `If-Range: validator`.
+/// Judges the answer to `Range: bytes=start-(end-1)` sent with `If-Range: validator`, for a
+/// resource whose first answer claimed the identity `seen`.
 pub fn judge_range(
     head: &ResponseHead,
     start: u64,
     end: u64,
     total: u64,
     validator: Option<&Validator>,
+    seen: &Identity,
 ) -> Result<RangeAnswer, Error> {
     let restart = |code: ErrorCode, reason: String| Ok(RangeAnswer::Restart { code, reason });
     match head.status {
@@ -190,9 +236,16 @@ pub fn judge_range(
             if !is_identity(&head.content_encoding) {
                 return restart(ErrorCode::UnsupportedEncoding, "ranged body is content-coded".into());
             }
+            if seen.differs(head) {
+                return restart(ErrorCode::ContentChanged, "ETag or Last-Modified changed between requests".into());
+            }
             if let Some(v) = validator {
-                if v.contradicted_by(head) {
-                    return restart(ErrorCode::ContentChanged, "validator changed between requests".into());
+                match v.echoed_by(head) {
+                    Some(true) => {}
+                    Some(false) => return restart(ErrorCode::ContentChanged, "validator changed between requests".into()),
+                    // RFC 9110 §15.3.7: a 206 carries the validator a 200 would. Without it nothing
+                    // shows the server evaluated If-Range rather than ignored it.
+                    None => return restart(ErrorCode::RangeMismatch, "206 without the validator sent in If-Range".into()),
                 }
             }
             match head.content_range.as_deref().and_then(content_range::parse) {
@@ -237,6 +290,10 @@ mod tests {
         h.etag = Some("W/\"abc\"".into());
         assert_eq!(Validator::from_head(&h), None);
         h.last_modified = Some("Wed, 21 Oct 2015 07:28:00 GMT".into());
+        assert_eq!(Validator::from_head(&h), None, "a date without the response's Date is weak");
+        h.date = Some("Wed, 21 Oct 2015 07:28:00 GMT".into());
+        assert_eq!(Validator::from_head(&h), None, "modified in the second it was served: weak");
+        h.date = Some("Wed, 21 Oct 2015 07:28:01 GMT".into());
         assert_eq!(Validator::from_head(&h), Some(Validator::LastModified("Wed, 21 Oct 2015 07:28:00 GMT".into())));
         h.etag = Some("\"abc\"".into());
         assert_eq!(Validator::from_head(&h), Some(Validator::ETag("\"abc\"".into())));
@@ -267,31 +324,53 @@ mod tests {
     }
 
     #[test]
+    fn another_identity_means_another_version_even_without_a_validator() {
+        let mut first = head(206, Some("bytes 0-9/100"));
+        first.etag = Some("W/\"1\"".into());
+        first.last_modified = Some("Wed, 21 Oct 2015 07:28:00 GMT".into());
+        let seen = Identity::of(&first);
+        let mut later = head(206, Some("bytes 10-19/100"));
+        assert_eq!(judge_range(&later, 10, 20, 100, None, &seen).unwrap(), RangeAnswer::Accept, "missing fields agree");
+        later.etag = Some("W/\"1\"".into());
+        assert_eq!(judge_range(&later, 10, 20, 100, None, &seen).unwrap(), RangeAnswer::Accept);
+        later.last_modified = Some("Wed, 21 Oct 2015 07:29:00 GMT".into());
+        assert!(matches!(judge_range(&later, 10, 20, 100, None, &seen).unwrap(), RangeAnswer::Restart { code: ErrorCode::ContentChanged, .. }));
+        later.last_modified = None;
+        later.etag = Some("W/\"2\"".into());
+        assert!(matches!(judge_range(&later, 10, 20, 100, None, &seen).unwrap(), RangeAnswer::Restart { code: ErrorCode::ContentChanged, .. }));
+    }
+
+    #[test]
     fn range_answers_must_match_exactly() {
         let v = Validator::ETag("\"v1\"".into());
-        let ok = head(206, Some("bytes 10-19/100"));
-        assert_eq!(judge_range(&ok, 10, 20, 100, Some(&v)).unwrap(), RangeAnswer::Accept);
+        let mut ok = head(206, Some("bytes 10-19/100"));
+        assert!(matches!(judge_range(&ok, 10, 20, 100, Some(&v), &Identity::default()).unwrap(), RangeAnswer::Restart { code: ErrorCode::RangeMismatch, .. }));
+        assert_eq!(judge_range(&ok, 10, 20, 100, None, &Identity::default()).unwrap(), RangeAnswer::Accept);
+        ok.etag = Some("\"v1\"".into());
+        assert_eq!(judge_range(&ok, 10, 20, 100, Some(&v), &Identity::default()).unwrap(), RangeAnswer::Accept);
         for (cr, code) in [
             ("bytes 11-19/100", ErrorCode::RangeMismatch),
             ("bytes 10-20/100", ErrorCode::RangeMismatch),
             ("bytes 10-19/101", ErrorCode::ContentChanged),
             ("bytes 10-19/*", ErrorCode::RangeMismatch),
         ] {
-            match judge_range(&head(206, Some(cr)), 10, 20, 100, Some(&v)).unwrap() {
+            let mut h = head(206, Some(cr));
+            h.etag = Some("\"v1\"".into());
+            match judge_range(&h, 10, 20, 100, Some(&v), &Identity::default()).unwrap() {
                 RangeAnswer::Restart { code: c, .. } => assert_eq!(c, code, "{cr}"),
                 other => panic!("{cr}: {other:?}"),
             }
         }
         let mut changed = ok.clone();
         changed.etag = Some("\"v2\"".into());
-        assert!(matches!(judge_range(&changed, 10, 20, 100, Some(&v)).unwrap(), RangeAnswer::Restart { code: ErrorCode::ContentChanged, .. }));
+        assert!(matches!(judge_range(&changed, 10, 20, 100, Some(&v), &Identity::default()).unwrap(), RangeAnswer::Restart { code: ErrorCode::ContentChanged, .. }));
         let mut gz = ok.clone();
         gz.content_encoding = Some("gzip".into());
-        assert!(matches!(judge_range(&gz, 10, 20, 100, Some(&v)).unwrap(), RangeAnswer::Restart { .. }));
+        assert!(matches!(judge_range(&gz, 10, 20, 100, Some(&v), &Identity::default()).unwrap(), RangeAnswer::Restart { .. }));
         let mut bad_len = ok.clone();
         bad_len.content_length = Some(5);
-        assert!(matches!(judge_range(&bad_len, 10, 20, 100, Some(&v)).unwrap(), RangeAnswer::Restart { .. }));
-        assert!(matches!(judge_range(&head(200, None), 10, 20, 100, Some(&v)).unwrap(), RangeAnswer::Restart { .. }));
-        assert_eq!(judge_range(&head(410, None), 10, 20, 100, Some(&v)).unwrap_err().code(), ErrorCode::NotFound);
+        assert!(matches!(judge_range(&bad_len, 10, 20, 100, Some(&v), &Identity::default()).unwrap(), RangeAnswer::Restart { .. }));
+        assert!(matches!(judge_range(&head(200, None), 10, 20, 100, Some(&v), &Identity::default()).unwrap(), RangeAnswer::Restart { .. }));
+        assert_eq!(judge_range(&head(410, None), 10, 20, 100, Some(&v), &Identity::default()).unwrap_err().code(), ErrorCode::NotFound);
     }
 }

@@ -2,6 +2,8 @@
 //! directory with test-sized timeouts, and bounded waits.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use ferry::engine::{runtime, Config, Limits, Manager, Request, RetryPolicy, TaskInfo};
 use ferry::loopback::{Faults, LoopbackServer};
 use std::path::{Path, PathBuf};
@@ -87,5 +89,52 @@ pub fn assert_same(got: &[u8], want: &[u8]) {
     assert_eq!(got.len(), want.len(), "length differs");
     if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
         panic!("first difference at byte {i} of {}", want.len());
+    }
+}
+
+/// A manager on a temporary directory, for tests that bring their own servers.
+pub struct Local {
+    pub dir: tempfile::TempDir,
+    pub manager: Manager,
+}
+
+impl Local {
+    pub fn new() -> Local {
+        Self::with_config(test_config())
+    }
+
+    pub fn with_config(config: Config) -> Local {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let manager = Manager::open(dir.path().join("state"), config).expect("manager");
+        Local { dir, manager }
+    }
+
+    pub fn out(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Enqueues, waits for the end (bounded), returns the final status.
+    pub fn download(&self, req: Request) -> TaskInfo {
+        let id = self.manager.enqueue(req).expect("enqueue");
+        wait(&self.manager, id.as_str(), 120)
+    }
+
+    /// Downloads `url` to `name` and asserts the file holds exactly `want`, with no part file left.
+    pub fn completes(&self, name: &str, req: Request, want: &[u8]) -> TaskInfo {
+        let info = self.download(req);
+        assert_eq!(info.state, ferry::engine::TaskState::Completed, "{:?}", info.error);
+        assert_same(&read(&self.out(name)), want);
+        assert!(!part_of(&self.out(name)).exists(), "part file left behind");
+        info
+    }
+
+    /// Downloads and asserts a typed failure with `code`, no destination and no part file.
+    pub fn fails(&self, name: &str, req: Request, code: ferry::engine::ErrorCode) -> TaskInfo {
+        let info = self.download(req);
+        assert_eq!(info.state, ferry::engine::TaskState::Failed, "{info:?}");
+        assert_eq!(info.error.as_ref().map(|e| e.code), Some(code), "{:?}", info.error);
+        assert!(!self.out(name).exists(), "a destination file appeared");
+        assert!(!part_of(&self.out(name)).exists(), "a part file with nothing resumable was left");
+        info
     }
 }

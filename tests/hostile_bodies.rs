@@ -1,0 +1,168 @@
+//! Bodies and heads that do not match what was announced, or never come: more bytes than asked,
+//! fewer bytes than announced, bodies delimited by closing the connection, connections closed
+//! before the head, servers that never answer, heads trickled a byte at a time. Each ends with the
+//! exact bytes, or a typed failure in bounded time with no destination file.
+
+mod support;
+
+use ferry::engine::{Config, ErrorCode, Request, RetryPolicy};
+use std::time::{Duration, Instant};
+use support::raw::{content, head, honest, reply, Part, RawServer};
+use support::*;
+
+const SIZE: u64 = 400_000;
+const SEED: u64 = 11;
+
+fn url(s: &RawServer) -> String {
+    format!("{}/f", s.base())
+}
+
+/// Short timeouts and a small retry budget, so failures are reached quickly.
+fn impatient() -> Config {
+    Config {
+        idle_timeout: Duration::from_millis(400),
+        connect_timeout: Duration::from_millis(400),
+        retry: RetryPolicy { budget: 2, base_delay: Duration::from_millis(10), max_delay: Duration::from_millis(50) },
+        ..test_config()
+    }
+}
+
+#[test]
+fn bytes_beyond_the_range_or_the_content_length_are_never_written() {
+    // Every answer carries 5000 bytes of garbage after the announced body.
+    let s = RawServer::start(|req| {
+        let mut parts = honest(req, SEED, SIZE, "\"e\"");
+        parts.push(Part::Write(vec![0xEE; 5000]));
+        parts
+    });
+    let l = Local::new();
+    l.completes("f", Request { connections: Some(4), ..Request::file(url(&s), l.out("f")) }, &content(SEED, 0, SIZE));
+
+    // The same without Content-Length: the bodies end when the connection closes.
+    let s = RawServer::start(|req| {
+        let (s, e) = req.range_in(SIZE).unwrap_or((0, SIZE));
+        let status = if req.range().is_some() { 206 } else { 200 };
+        let mut b = head(status, &[("Content-Range", format!("bytes {}-{}/{SIZE}", s, e - 1)), ("ETag", "\"e\"".into())]);
+        b.extend(content(SEED, s, e));
+        b.extend(vec![0xEE; 5000]);
+        vec![Part::Write(b)]
+    });
+    let l = Local::new();
+    l.completes("g", Request { connections: Some(4), ..Request::file(url(&s), l.out("g")) }, &content(SEED, 0, SIZE));
+}
+
+#[test]
+fn a_206_body_cut_short_is_resumed_where_it_stopped() {
+    // The first two answers announce their full range but send half of it and close.
+    let s = RawServer::start(|req| {
+        let (s, e) = req.range_in(SIZE).unwrap_or((0, SIZE));
+        let cut = if req.n < 2 { s + (e - s) / 2 } else { e };
+        let mut b = head(206, &[("Content-Range", format!("bytes {}-{}/{SIZE}", s, e - 1)), ("ETag", "\"e\"".into())]);
+        b.extend(content(SEED, s, cut));
+        vec![Part::Write(b)]
+    });
+    let l = Local::new();
+    l.completes("f", Request { connections: Some(1), ..Request::file(url(&s), l.out("f")) }, &content(SEED, 0, SIZE));
+    let reqs = s.requests();
+    assert_eq!(reqs[1].range(), Some((SIZE / 2, Some(SIZE))), "resumed at the cut: {reqs:?}");
+    assert_eq!(reqs[1].header("if-range"), Some("\"e\""));
+}
+
+#[test]
+fn an_http_1_0_body_delimited_by_close_is_streamed_whole() {
+    let s = RawServer::start(|_| {
+        let mut b = b"HTTP/1.0 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n".to_vec();
+        b.extend(content(SEED, 0, SIZE));
+        vec![Part::Write(b)]
+    });
+    let l = Local::new();
+    let info = l.completes("f", Request { connections: Some(4), ..Request::file(url(&s), l.out("f")) }, &content(SEED, 0, SIZE));
+    assert_eq!(info.total, Some(SIZE));
+    assert_eq!(s.count(), 1);
+}
+
+#[test]
+fn a_server_closing_before_the_head_fails_typed_after_the_retry_budget() {
+    let s = RawServer::start(|_| Vec::new());
+    let l = Local::with_config(impatient());
+    let started = Instant::now();
+    let info = l.download(Request::file(url(&s), l.out("f")));
+    assert_eq!(info.state, ferry::engine::TaskState::Failed, "{info:?}");
+    let code = info.error.as_ref().unwrap().code;
+    assert!(matches!(code, ErrorCode::Network | ErrorCode::TruncatedBody), "{:?}", info.error);
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    assert!(s.count() <= 8, "{} requests for a budget of 2", s.count());
+    assert!(!l.out("f").exists() && !part_of(&l.out("f")).exists());
+}
+
+#[test]
+fn a_server_that_never_answers_times_out_typed() {
+    let s = RawServer::start(|_| vec![Part::Hang]);
+    let l = Local::with_config(impatient());
+    let started = Instant::now();
+    l.fails("f", Request::file(url(&s), l.out("f")), ErrorCode::Timeout);
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    assert_eq!(s.count(), 3, "one attempt and two retries");
+}
+
+#[test]
+fn a_body_that_stops_mid_way_times_out_and_resumes() {
+    let s = RawServer::start(|req| {
+        let mut parts = honest(req, SEED, SIZE, "\"e\"");
+        if req.n == 0 {
+            let Part::Write(all) = parts.remove(0) else { unreachable!() };
+            parts = vec![Part::Write(all[..all.len() / 2].to_vec()), Part::Hang];
+        }
+        parts
+    });
+    let l = Local::with_config(impatient());
+    l.completes("f", Request { connections: Some(1), ..Request::file(url(&s), l.out("f")) }, &content(SEED, 0, SIZE));
+}
+
+#[test]
+fn a_head_trickled_slowly_is_read_when_it_stays_within_the_timeouts() {
+    let s = RawServer::start(|req| {
+        let Part::Write(all) = honest(req, SEED, SIZE, "\"e\"").remove(0) else { unreachable!() };
+        let split = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        vec![Part::Trickle(all[..split].to_vec(), Duration::from_millis(5)), Part::Write(all[split..].to_vec())]
+    });
+    let l = Local::new();
+    l.completes("f", Request { connections: Some(2), ..Request::file(url(&s), l.out("f")) }, &content(SEED, 0, SIZE));
+}
+
+#[test]
+fn a_head_trickled_forever_fails_typed_in_bounded_time() {
+    // One header byte every 100 ms, never finishing: each byte is within the idle timeout, the
+    // head as a whole never is.
+    let s = RawServer::start(|_| {
+        let mut h = b"HTTP/1.1 200 OK\r\n".to_vec();
+        h.extend(std::iter::repeat_n(b"X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n".to_vec(), 1000).flatten());
+        vec![Part::Trickle(h, Duration::from_millis(100))]
+    });
+    let l = Local::with_config(impatient());
+    let started = Instant::now();
+    l.fails("f", Request::file(url(&s), l.out("f")), ErrorCode::Timeout);
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+}
+
+#[test]
+fn a_content_length_beyond_the_body_with_a_close_is_retried_then_fails_typed() {
+    // Every answer announces the full length but sends 1000 bytes and closes.
+    let s = RawServer::start(|_| {
+        let mut b = head(200, &[("Content-Length", SIZE.to_string())]);
+        b.extend(content(SEED, 0, 1000));
+        vec![Part::Write(b)]
+    });
+    let l = Local::with_config(impatient());
+    l.fails("f", Request::file(url(&s), l.out("f")), ErrorCode::TruncatedBody);
+    assert!(s.count() <= 8, "{}", s.count());
+}
+
+#[test]
+fn duplicate_and_conflicting_content_lengths_fail_typed() {
+    let s = RawServer::start(|_| reply(200, &[("Content-Length", "10".into()), ("Content-Length", "20".into())], &[7u8; 20]));
+    let l = Local::with_config(impatient());
+    let info = l.download(Request::file(url(&s), l.out("f")));
+    assert_eq!(info.state, ferry::engine::TaskState::Failed, "{info:?}");
+    assert!(!l.out("f").exists() && !part_of(&l.out("f")).exists());
+}
