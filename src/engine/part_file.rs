@@ -34,13 +34,12 @@ pub fn part_path(dest: &Path) -> PathBuf {
     dest.with_file_name(name)
 }
 
-/// Size of the file system holding `path`, when it reports one.
-pub fn capacity(path: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    // SAFETY: `st` is plain data filled by the call; `c` is a valid NUL-terminated path.
+/// Size of the file system holding the open file `file`, when it reports one. Asked of the
+/// descriptor, not a path: an anonymous part file has none.
+fn capacity(file: &File) -> Option<u64> {
+    // SAFETY: `st` is plain data filled by the call on an open descriptor.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 || st.f_blocks == 0 {
+    if unsafe { libc::fstatvfs(file.as_raw_fd(), &mut st) } != 0 || st.f_blocks == 0 {
         return None;
     }
     #[allow(clippy::unnecessary_cast)]
@@ -184,7 +183,7 @@ impl PartFile {
     /// space runs out, keeping the partial for a resume once space is freed. File systems that
     /// report no size (some FUSE and network mounts) are not checked.
     pub fn ensure_room(&self, needed: u64) -> Result<()> {
-        let Some(capacity) = capacity(&self.path) else { return Ok(()) };
+        let Some(capacity) = capacity(&self.file) else { return Ok(()) };
         if needed > capacity {
             return Err(Error::new(
                 ErrorCode::DiskFull,
