@@ -55,11 +55,13 @@ pub struct PartFile {
     anonymous: AtomicBool,
     /// Serializes giving the file its name.
     naming: Mutex<()>,
+    /// The directory entry is known to be on disk (synced once by [`PartFile::sync_durably`]).
+    name_synced: AtomicBool,
 }
 
 impl PartFile {
     fn named(file: File, path: &Path) -> PartFile {
-        PartFile { file, path: path.to_path_buf(), anonymous: AtomicBool::new(false), naming: Mutex::new(()) }
+        PartFile { file, path: path.to_path_buf(), anonymous: AtomicBool::new(false), naming: Mutex::new(()), name_synced: AtomicBool::new(false) }
     }
 
     /// Creates (or truncates) the named part file.
@@ -86,7 +88,13 @@ impl PartFile {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(Error::io("removing a stale part file", &e)),
                 }
-                Ok(PartFile { file, path: path.to_path_buf(), anonymous: AtomicBool::new(true), naming: Mutex::new(()) })
+                Ok(PartFile {
+                    file,
+                    path: path.to_path_buf(),
+                    anonymous: AtomicBool::new(true),
+                    naming: Mutex::new(()),
+                    name_synced: AtomicBool::new(false),
+                })
             }
             None => PartFile::create(path),
         }
@@ -224,6 +232,19 @@ impl PartFile {
     /// Writes one buffer at `offset`.
     pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
         self.file.write_all_at(data, offset).map_err(|e| Error::io("writing the part file", &e))
+    }
+
+    /// Makes the part file survive a power loss as a resumable file: its data, and (once) the
+    /// directory entry that names it. Durable offsets are recorded only after this, so after a
+    /// reboot a journal never vouches for bytes in a file whose name did not reach the disk.
+    pub fn sync_durably(&self) -> Result<()> {
+        self.ensure_named()?;
+        self.sync()?;
+        if !self.name_synced.load(Ordering::Acquire) {
+            sync_dir(self.path.parent().unwrap_or(Path::new("/")));
+            self.name_synced.store(true, Ordering::Release);
+        }
+        Ok(())
     }
 
     /// Makes everything written so far durable.
@@ -544,9 +565,21 @@ mod tests {
         assert!(!f.is_anonymous());
         assert_eq!(std::fs::read(part_path(&dest2)).unwrap(), b"resumable");
         f.write_at(9, b"!").unwrap();
+        f.sync_durably().unwrap();
         f.place(&dest2, false).unwrap();
         assert_eq!(std::fs::read(&dest2).unwrap(), b"resumable!");
         assert!(!part_path(&dest2).exists());
+    }
+
+    #[test]
+    fn a_durable_sync_names_an_anonymous_file_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = part_path(&dir.path().join("d.bin"));
+        let f = PartFile::create_fresh(&part).unwrap();
+        f.write_at(0, b"kept").unwrap();
+        f.sync_durably().unwrap();
+        assert!(!f.is_anonymous());
+        assert_eq!(std::fs::read(&part).unwrap(), b"kept");
     }
 
     #[test]

@@ -717,7 +717,7 @@ impl Run {
         let Some(part) = self.part.clone() else { return Ok(()) };
         part.ensure_named()?;
         let snapshot = shared.map.lock().rows();
-        tokio::task::spawn_blocking(move || part.sync()).await.map_err(|_| Error::internal("sync task failed"))??;
+        tokio::task::spawn_blocking(move || part.sync_durably()).await.map_err(|_| Error::internal("sync task failed"))??;
         shared.map.lock().mark_durable(&snapshot);
         if self.task.persisted {
             let durable: Vec<SegmentRow> = snapshot.iter().map(|r| SegmentRow { durable: r.written, ..*r }).collect();

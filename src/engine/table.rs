@@ -206,6 +206,9 @@ pub struct TaskEntry {
     pub removed: AtomicBool,
     /// Removed with `delete_file`: a file the stopping runner still publishes is deleted too.
     pub delete_file: AtomicBool,
+    /// The URL as statuses show it, redacted once on first use (a status is asked for far more
+    /// often than a task is created, and redacting parses the URL).
+    shown_url: std::sync::OnceLock<String>,
 }
 
 impl EntryInner {
@@ -232,7 +235,7 @@ impl TaskEntry {
     /// A table entry.
     pub fn new(spec: TaskSpec, seq: i64, created_ms: i64, persisted: bool, live: LiveProgress, inner: EntryInner) -> Arc<Self> {
         let (state_tx, _) = watch::channel(inner.state);
-        Arc::new(TaskEntry { spec, seq, created_ms, persisted, live, inner: Mutex::new(inner), state_tx, removed: AtomicBool::new(false), delete_file: AtomicBool::new(false) })
+        Arc::new(TaskEntry { spec, seq, created_ms, persisted, live, inner: Mutex::new(inner), state_tx, removed: AtomicBool::new(false), delete_file: AtomicBool::new(false), shown_url: std::sync::OnceLock::new() })
     }
 
     /// The current state.
@@ -253,7 +256,7 @@ impl TaskEntry {
         };
         TaskInfo {
             id: self.spec.id.clone(),
-            url: super::error::redact_url(self.spec.url.as_str()),
+            url: self.shown_url.get_or_init(|| super::error::redact_url(self.spec.url.as_str())).clone(),
             destination: self.spec.output.path().cloned(),
             output_kind: self.spec.output.kind(),
             state: g.state,
