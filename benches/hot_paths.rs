@@ -10,9 +10,7 @@ use ferry::engine::{TaskId, TaskState};
 use std::hint::black_box;
 
 fn content_range_parsing(c: &mut Criterion) {
-    c.bench_function("content_range::parse", |b| {
-        b.iter(|| content_range::parse(black_box("bytes 1073741824-2147483647/4294967296")))
-    });
+    c.bench_function("content_range::parse", |b| b.iter(|| content_range::parse(black_box("bytes 1073741824-2147483647/4294967296"))));
 }
 
 fn range_map_write(c: &mut Criterion) {
@@ -55,10 +53,8 @@ fn journal_commit(c: &mut Criterion) {
         part_file: None,
     };
     store.insert_tasks(&[row]).unwrap();
-    let mut rows: Vec<SegmentRow> = plan(1 << 30, 16, 1)
-        .into_iter()
-        .map(|(s, e)| SegmentRow { start: s, end: e, written: s, durable: s })
-        .collect();
+    let mut rows: Vec<SegmentRow> =
+        plan(1 << 30, 16, 1).into_iter().map(|(s, e)| SegmentRow { start: s, end: e, written: s, durable: s }).collect();
     {
         let mut conn = store.lock();
         let t = conn.transaction().unwrap();

@@ -22,6 +22,7 @@ if grep -rn "uniffi" src/engine; then echo "src/engine must not name uniffi" >&2
 echo "ok"
 
 step "Rust"
+cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo build --all-targets 2>&1 | tail -n 3
 cargo test --no-fail-fast 2>&1 | tee "$log/rust.txt" | grep -E "^(test result|running|     Running)|FAILED|panicked" || true

@@ -91,7 +91,13 @@ fn sigkill_at_several_points_then_resume_loses_almost_nothing() {
         std::thread::sleep(Duration::from_millis(200));
         let sent = server.stats().body_bytes.load(SeqCst);
         let kept = journaled(&state);
-        report.push(format!("kill {} at {:.0}%: server sent {:.1} MiB in this run, journal keeps {:.1} MiB", i + 1, fraction * 100.0, (sent - before) as f64 / MIB as f64, kept as f64 / MIB as f64));
+        report.push(format!(
+            "kill {} at {:.0}%: server sent {:.1} MiB in this run, journal keeps {:.1} MiB",
+            i + 1,
+            fraction * 100.0,
+            (sent - before) as f64 / MIB as f64,
+            kept as f64 / MIB as f64
+        ));
         assert!(kept > 0, "nothing journaled");
         let _ = &mut lost_total;
     }

@@ -46,7 +46,9 @@ fn falls_back_to_plain(s: &RawServer) {
 
 #[test]
 fn a_206_with_an_unknown_total_falls_back_to_one_stream() {
-    let s = server(|_| bytes_of(reply(206, &[("Content-Range", "bytes 0-99/*".into()), ("Content-Length", "100".into())], &content(SEED, 0, 100))));
+    let s = server(|_| {
+        bytes_of(reply(206, &[("Content-Range", "bytes 0-99/*".into()), ("Content-Length", "100".into())], &content(SEED, 0, 100)))
+    });
     falls_back_to_plain(&s);
 }
 
@@ -104,7 +106,9 @@ fn a_gzip_coded_206_falls_back_to_one_stream() {
 #[test]
 fn a_content_range_contradicting_itself_falls_back_to_one_stream() {
     for cr in ["bytes 99-0/300000", "bytes 0-300000/300000", "bytes 0-18446744073709551615/18446744073709551615", "bytes 0-x/300000"] {
-        let s = server(move |_| bytes_of(reply(206, &[("Content-Range", cr.into()), ("Content-Length", "100".into())], &content(SEED, 0, 100))));
+        let s = server(move |_| {
+            bytes_of(reply(206, &[("Content-Range", cr.into()), ("Content-Length", "100".into())], &content(SEED, 0, 100)))
+        });
         falls_back_to_plain(&s);
     }
 }

@@ -15,7 +15,10 @@ const SIZE: u64 = 600_000;
 const SEED: u64 = 5;
 
 fn quick() -> Config {
-    Config { retry: RetryPolicy { budget: 3, base_delay: Duration::from_millis(10), max_delay: Duration::from_millis(100) }, ..test_config() }
+    Config {
+        retry: RetryPolicy { budget: 3, base_delay: Duration::from_millis(10), max_delay: Duration::from_millis(100) },
+        ..test_config()
+    }
 }
 
 fn redirect(status: u16, to: &str) -> Vec<support::raw::Part> {

@@ -62,7 +62,11 @@ fn a_206_without_the_validator_is_not_trusted() {
         match req.range_in(SIZE) {
             Some((0, e)) if req.range() == Some((0, None)) => reply(
                 206,
-                &[("Content-Range", format!("bytes 0-{}/{SIZE}", e - 1)), ("Content-Length", e.to_string()), ("ETag", format!("\"v{seed}\""))],
+                &[
+                    ("Content-Range", format!("bytes 0-{}/{SIZE}", e - 1)),
+                    ("Content-Length", e.to_string()),
+                    ("ETag", format!("\"v{seed}\"")),
+                ],
                 &content(seed, 0, e),
             ),
             Some((a, e)) => reply(

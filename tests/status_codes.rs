@@ -9,7 +9,10 @@ use support::raw::{reply, RawServer};
 use support::*;
 
 fn quick() -> Config {
-    Config { retry: RetryPolicy { budget: 3, base_delay: Duration::from_millis(10), max_delay: Duration::from_millis(100) }, ..test_config() }
+    Config {
+        retry: RetryPolicy { budget: 3, base_delay: Duration::from_millis(10), max_delay: Duration::from_millis(100) },
+        ..test_config()
+    }
 }
 
 /// A server answering every request with `status` (and `extra` headers).

@@ -30,12 +30,8 @@ fn list_states(state: &Path) -> Vec<(String, TaskState)> {
 
 /// Runs `ferry get` with a crash point armed: the process must die by SIGKILL there.
 fn get_killed_at(state: &Path, url: &str, out: &Path, point: &str) {
-    let o = ferry(state)
-        .env("FERRY_CRASH_AT", point)
-        .args(["get", url, "-x", "2", "--quiet", "--id", "t", "-o"])
-        .arg(out)
-        .output()
-        .unwrap();
+    let o =
+        ferry(state).env("FERRY_CRASH_AT", point).args(["get", url, "-x", "2", "--quiet", "--id", "t", "-o"]).arg(out).output().unwrap();
     assert_eq!(o.status.signal(), Some(9), "{point}: expected a SIGKILL, got {} ({})", o.status, String::from_utf8_lossy(&o.stderr));
 }
 
@@ -300,7 +296,10 @@ fn a_second_process_on_the_same_state_directory_is_refused_while_lists_still_wor
     let mut first = KillOnDrop(first);
     until(30, "the first to start", || server.stats().body_bytes.load(SeqCst) > MIB);
     // A second writer: another download, and `resume`, are refused with state_dir_locked.
-    for args in [vec!["get".to_string(), server.url(), "--quiet".into(), "-o".into(), dir.path().join("b").display().to_string()], vec!["resume".into(), "--quiet".into()]] {
+    for args in [
+        vec!["get".to_string(), server.url(), "--quiet".into(), "-o".into(), dir.path().join("b").display().to_string()],
+        vec!["resume".into(), "--quiet".into()],
+    ] {
         let o = ferry(&state).args(&args).output().unwrap();
         assert_eq!(o.status.code(), Some(5), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
         assert!(String::from_utf8_lossy(&o.stderr).contains("state_dir_locked"));
@@ -355,8 +354,13 @@ fn after_a_reboot_garbage_beyond_the_synced_offsets_is_refetched_and_the_checksu
     {
         let cfg = Config { sync_interval: Duration::from_millis(300), ..test_config() };
         let m = Manager::open(&state, cfg).unwrap();
-        m.enqueue(Request { task_id: Some("t".into()), connections: Some(4), sha256: Some(sum.clone()), ..Request::file(server.url(), &out) })
-            .unwrap();
+        m.enqueue(Request {
+            task_id: Some("t".into()),
+            connections: Some(4),
+            sha256: Some(sum.clone()),
+            ..Request::file(server.url(), &out)
+        })
+        .unwrap();
         until(30, "progress", || m.status("t").unwrap().bytes > 6 * MIB);
         m.shutdown_blocking();
     }

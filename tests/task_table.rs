@@ -295,9 +295,8 @@ fn shutdown_closes_event_streams_and_reopening_revives_the_manager() {
     let id = w.manager.enqueue(Request { task_id: Some("r".into()), ..w.request("a") }).unwrap();
     until(30, "progress", || w.manager.status(id.as_str()).unwrap().bytes > 0);
     w.manager.shutdown_blocking();
-    let ended = runtime::handle().block_on(async move {
-        tokio::time::timeout(Duration::from_secs(5), async { while sub.next().await.is_some() {} }).await
-    });
+    let ended = runtime::handle()
+        .block_on(async move { tokio::time::timeout(Duration::from_secs(5), async { while sub.next().await.is_some() {} }).await });
     assert!(ended.is_ok(), "the event stream did not end after shutdown");
     assert_eq!(w.manager.enqueue(w.request("b")).unwrap_err().code(), ErrorCode::ShutDown);
     let again = Manager::open(w.dir.path().join("state"), test_config()).unwrap();

@@ -23,18 +23,17 @@ fn tls_proxy(backend: std::net::SocketAddr) -> Tls {
     let ca_cert = ca_params.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca_params, ca_key);
     let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &issuer)
-        .unwrap();
+    let leaf =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap().signed_by(&leaf_key, &issuer).unwrap();
     let cert_der = rustls_pki_types::CertificateDer::from(leaf.der().to_vec());
     let key_der = rustls_pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap();
-    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(tokio_rustls::rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert_der], key_der)
-        .unwrap();
+    let config =
+        tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(tokio_rustls::rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert_der], key_der)
+            .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     std_listener.set_nonblocking(true).unwrap();
@@ -70,7 +69,8 @@ fn https_with_a_private_ca_downloads_and_without_it_fails_typed() {
     let url = format!("https://localhost:{}/file", proxy.port);
     let dir = tempfile::tempdir().unwrap();
 
-    let trusting = Manager::open(dir.path().join("a"), Config { extra_root_certificates_pem: vec![proxy.ca_pem.clone()], ..test_config() }).unwrap();
+    let trusting =
+        Manager::open(dir.path().join("a"), Config { extra_root_certificates_pem: vec![proxy.ca_pem.clone()], ..test_config() }).unwrap();
     let out = dir.path().join("ok.bin");
     let id = trusting.enqueue(Request { connections: Some(3), ..Request::file(&url, &out) }).unwrap();
     let info = wait(&trusting, id.as_str(), 60);

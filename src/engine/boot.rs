@@ -22,9 +22,7 @@ pub fn current_boot_id() -> Option<String> {
         let mut size = std::mem::size_of::<libc::timeval>();
         let mut mib = [libc::CTL_KERN, libc::KERN_BOOTTIME];
         // SAFETY: mib names KERN_BOOTTIME, which writes one timeval into `tv` of `size` bytes.
-        let rc = unsafe {
-            libc::sysctl(mib.as_mut_ptr(), 2, (&mut tv as *mut libc::timeval).cast(), &mut size, std::ptr::null_mut(), 0)
-        };
+        let rc = unsafe { libc::sysctl(mib.as_mut_ptr(), 2, (&mut tv as *mut libc::timeval).cast(), &mut size, std::ptr::null_mut(), 0) };
         if rc == 0 {
             return Some(format!("boottime-{}.{}", tv.tv_sec, tv.tv_usec));
         }

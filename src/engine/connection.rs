@@ -9,15 +9,15 @@ use super::error::{Error, ErrorCode, Result};
 use super::journal::JournalSource;
 use super::ranges::{RangeMap, SegmentRow};
 use super::retry::{RetryBudget, RetryPolicy};
-use super::store::tx;
-use rusqlite::Transaction;
 use super::scheduler::Slot;
 use super::sink::Sink;
+use super::store::tx;
 use super::table::TaskEntry;
 use super::transport::{Get, Response, Transport};
 use super::verdict::{judge_range, Identity, RangeAnswer, Validator};
 use bytes::Bytes;
 use parking_lot::Mutex;
+use rusqlite::Transaction;
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -196,7 +196,8 @@ async fn work(ctx: &ConnContext, segment: u64, mut first: Option<Response>) -> W
                             // other server holds the same resource: never stitch the two.
                             return WorkerResult::Restart {
                                 code: ErrorCode::ContentChanged,
-                                reason: "redirected to another URL than the probe, and no validator proves it serves the same resource".into(),
+                                reason: "redirected to another URL than the probe, and no validator proves it serves the same resource"
+                                    .into(),
                             };
                         }
                         Ok(RangeAnswer::Accept) => r,

@@ -86,8 +86,18 @@ mod tests {
     #[test]
     fn rejects_contradictions_and_junk() {
         for bad in [
-            "", "bytes", "bytes 5-4/10", "bytes 0-10/10", "items 0-1/2", "bytes 0-1", "bytes -1-2/3",
-            "bytes 0-/10", "bytes 1-2/x", "bytes */*", "bytes 0-99999999999999999999/1", "bytes +1-2/3",
+            "",
+            "bytes",
+            "bytes 5-4/10",
+            "bytes 0-10/10",
+            "items 0-1/2",
+            "bytes 0-1",
+            "bytes -1-2/3",
+            "bytes 0-/10",
+            "bytes 1-2/x",
+            "bytes */*",
+            "bytes 0-99999999999999999999/1",
+            "bytes +1-2/3",
         ] {
             assert_eq!(parse(bad), None, "{bad:?}");
         }

@@ -184,10 +184,7 @@ impl ErrorCode {
     /// True for the codes a later attempt may cure on its own (network trouble, busy servers).
     pub fn is_transient(self) -> bool {
         use ErrorCode::*;
-        matches!(
-            self,
-            ConnectFailed | Timeout | ServerError | TooManyRequests | TruncatedBody | Network
-        )
+        matches!(self, ConnectFailed | Timeout | ServerError | TooManyRequests | TruncatedBody | Network)
     }
 }
 
@@ -230,12 +227,7 @@ impl Error {
             500..=599 => ErrorCode::ServerError,
             _ => ErrorCode::HttpClientError,
         };
-        Error {
-            code,
-            message: format!("server answered HTTP {status}"),
-            http_status: Some(status),
-            retry_after,
-        }
+        Error { code, message: format!("server answered HTTP {status}"), http_status: Some(status), retry_after }
     }
 
     /// An internal error (a bug).

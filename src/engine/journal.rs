@@ -52,10 +52,8 @@ impl Journal {
     pub fn start(store: &Arc<Store>) -> Journal {
         let (tx, rx) = mpsc::channel();
         let weak = Arc::downgrade(store);
-        let thread = std::thread::Builder::new()
-            .name("ferry-journal".into())
-            .spawn(move || run(weak, rx))
-            .expect("spawning the journal thread");
+        let thread =
+            std::thread::Builder::new().name("ferry-journal".into()).spawn(move || run(weak, rx)).expect("spawning the journal thread");
         Journal { tx, thread: Some(thread) }
     }
 

@@ -14,7 +14,7 @@ use super::request::Request;
 use super::runner::{self, Env, Outcome};
 use super::runtime;
 use super::scheduler::{HostSlots, ReadyQueue};
-use super::store::{now_ms, tx, Recovery, StoredTask, Store, TaskRow};
+use super::store::{now_ms, tx, Recovery, Store, StoredTask, TaskRow};
 use super::table::{EntryInner, FlushSignal, LiveProgress, Resource, RunControl, StopReason, TaskEntry};
 use super::task::{next_state, Output, TaskError, TaskId, TaskInfo, TaskSpec, TaskState, Transition};
 use super::transport::Transport;
@@ -105,7 +105,14 @@ impl Manager {
         let resume_on_open = config.resume_on_open;
         let limits = config.limits;
         let env = Arc::new(Env { transport, store, journal, hosts, config: RwLock::new(config) });
-        let mut sched = Sched { ready: ReadyQueue::default(), running: HashMap::new(), publishing: Default::default(), claims: HashMap::new(), next_seq, limits };
+        let mut sched = Sched {
+            ready: ReadyQueue::default(),
+            running: HashMap::new(),
+            publishing: Default::default(),
+            claims: HashMap::new(),
+            next_seq,
+            limits,
+        };
         let mut tasks = HashMap::with_capacity(stored.len());
         for t in stored {
             let Some(entry) = entry_from_stored(t) else { continue };
@@ -183,8 +190,7 @@ impl Manager {
 
     /// Pauses every queued or running task; returns how many.
     pub fn pause_all(&self) -> usize {
-        let ids: Vec<TaskId> =
-            self.inner.tasks.read().values().filter(|e| e.state().is_active()).map(|e| e.spec.id.clone()).collect();
+        let ids: Vec<TaskId> = self.inner.tasks.read().values().filter(|e| e.state().is_active()).map(|e| e.spec.id.clone()).collect();
         ids.iter().filter(|id| self.inner.pause(id.as_str()).is_ok()).count()
     }
 
@@ -259,7 +265,8 @@ impl Manager {
                 let _ = self.0.remove(self.1.as_str(), false);
             }
         }
-        let id = self.enqueue(Request { url: url.to_string(), headers, memory_limit: Some(limit), priority: i32::MAX, ..Default::default() })?;
+        let id =
+            self.enqueue(Request { url: url.to_string(), headers, memory_limit: Some(limit), priority: i32::MAX, ..Default::default() })?;
         let _forget = Forget(self.clone(), id.clone());
         let info = self.wait(id.as_str()).await?;
         match info.state {
@@ -419,7 +426,11 @@ fn entry_from_stored(t: StoredTask) -> Option<Arc<TaskEntry>> {
     };
     let validator = Validator::from_columns(row.etag.clone(), row.last_modified.clone());
     let bytes = if ranges.is_empty() {
-        if row.state == TaskState::Completed { row.bytes } else { 0 }
+        if row.state == TaskState::Completed {
+            row.bytes
+        } else {
+            0
+        }
     } else {
         ranges.iter().map(|r| r.written - r.start).sum()
     };
@@ -552,7 +563,11 @@ impl Inner {
                             && existing.spec.output.path() == r.destination.as_ref()
                             && existing.spec.output.kind() == kind_of(&r)
                             && super::request::validate_headers(&r.headers).is_ok_and(|h| h == existing.spec.headers)
-                            && r.sha256.as_deref().map(super::request::validate_sha256).transpose().is_ok_and(|h| h == existing.spec.sha256);
+                            && r.sha256
+                                .as_deref()
+                                .map(super::request::validate_sha256)
+                                .transpose()
+                                .is_ok_and(|h| h == existing.spec.sha256);
                         return if same {
                             Ok(Prepared::Existing(existing.spec.id.clone()))
                         } else {
@@ -734,7 +749,13 @@ impl Inner {
                 Outcome::Completed { bytes, recorded } => {
                     entry.live.bytes.store(bytes, Ordering::Relaxed);
                     entry.live.total.store(bytes, Ordering::Relaxed);
-                    self.events.progress(ProgressEvent { id: entry.spec.id.clone(), bytes, total: Some(bytes), speed: 0.0, eta_seconds: Some(0.0) });
+                    self.events.progress(ProgressEvent {
+                        id: entry.spec.id.clone(),
+                        bytes,
+                        total: Some(bytes),
+                        speed: 0.0,
+                        eta_seconds: Some(0.0),
+                    });
                     // Paused (and perhaps resumed again) while publishing: the file is in place,
                     // so the task is completed. The detour is not persisted: the table must go
                     // straight to completed, whatever a pause wrote meanwhile.
@@ -980,9 +1001,7 @@ fn claim_conflict(claims: &HashMap<PathBuf, TaskId>, batch: &HashMap<PathBuf, Ta
     use std::os::unix::ffi::OsStrExt;
     let stem = dest.file_name()?.as_bytes().strip_suffix(b".part").filter(|s| !s.is_empty())?;
     let other = dest.with_file_name(std::ffi::OsStr::from_bytes(stem));
-    owner(&other).map(|owner| {
-        Error::new(ErrorCode::DestinationBusy, format!("'{}' is the partial file of task '{owner}'", dest.display()))
-    })
+    owner(&other).map(|owner| Error::new(ErrorCode::DestinationBusy, format!("'{}' is the partial file of task '{owner}'", dest.display())))
 }
 
 fn release_claim(s: &mut Sched, e: &TaskEntry) {

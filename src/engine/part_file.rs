@@ -61,7 +61,13 @@ pub struct PartFile {
 
 impl PartFile {
     fn named(file: File, path: &Path) -> PartFile {
-        PartFile { file, path: path.to_path_buf(), anonymous: AtomicBool::new(false), naming: Mutex::new(()), name_synced: AtomicBool::new(false) }
+        PartFile {
+            file,
+            path: path.to_path_buf(),
+            anonymous: AtomicBool::new(false),
+            naming: Mutex::new(()),
+            name_synced: AtomicBool::new(false),
+        }
     }
 
     /// Creates (or truncates) the named part file.
@@ -323,11 +329,8 @@ pub fn identity_of(path: &Path) -> Option<Identity> {
 
 fn pwritev(file: &File, slices: &[&[u8]], offset: u64) -> std::io::Result<usize> {
     const MAX_IOV: usize = 512;
-    let iov: Vec<libc::iovec> = slices
-        .iter()
-        .take(MAX_IOV)
-        .map(|s| libc::iovec { iov_base: s.as_ptr() as *mut libc::c_void, iov_len: s.len() })
-        .collect();
+    let iov: Vec<libc::iovec> =
+        slices.iter().take(MAX_IOV).map(|s| libc::iovec { iov_base: s.as_ptr() as *mut libc::c_void, iov_len: s.len() }).collect();
     loop {
         // SAFETY: every iovec points into a live slice borrowed for the duration of the call.
         let n = unsafe { libc::pwritev(file.as_raw_fd(), iov.as_ptr(), iov.len() as libc::c_int, offset as libc::off_t) };
@@ -370,10 +373,7 @@ pub fn verify(part: &PartFile, p: &Publish<'_>) -> Result<u64> {
     if let Some(expected) = p.expected_size {
         if len != expected {
             part.discard();
-            return Err(Error::new(
-                ErrorCode::SizeMismatch,
-                format!("downloaded {len} bytes but the server announced {expected}"),
-            ));
+            return Err(Error::new(ErrorCode::SizeMismatch, format!("downloaded {len} bytes but the server announced {expected}")));
         }
     }
     if let Some(want) = p.sha256 {
@@ -413,9 +413,8 @@ pub fn rename_into_place(from: &Path, to: &Path, overwrite: bool) -> Result<()> 
         let a = std::ffi::CString::new(from.as_os_str().as_bytes()).map_err(|_| Error::internal("NUL in path"))?;
         let b = std::ffi::CString::new(to.as_os_str().as_bytes()).map_err(|_| Error::internal("NUL in path"))?;
         // SAFETY: both are valid NUL-terminated paths; AT_FDCWD resolves them like rename(2).
-        let rc = unsafe {
-            libc::syscall(libc::SYS_renameat2, libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_NOREPLACE)
-        };
+        let rc =
+            unsafe { libc::syscall(libc::SYS_renameat2, libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_NOREPLACE) };
         if rc == 0 {
             return Ok(());
         }
@@ -528,12 +527,16 @@ mod tests {
         let mut h = Sha256::new();
         h.update(b"he");
         std::fs::write(&dest, b"other").unwrap();
-        let e = publish(&f, Publish { destination: &dest, expected_size: Some(5), sha256: Some(&sum), hashed: Some((h.clone(), 2)), overwrite: false })
-            .unwrap_err();
+        let e = publish(
+            &f,
+            Publish { destination: &dest, expected_size: Some(5), sha256: Some(&sum), hashed: Some((h.clone(), 2)), overwrite: false },
+        )
+        .unwrap_err();
         assert_eq!(e.code(), ErrorCode::DestinationExists);
         assert_eq!(std::fs::read(&dest).unwrap(), b"other");
         let f = PartFile::open_existing(&part).unwrap().unwrap();
-        publish(&f, Publish { destination: &dest, expected_size: Some(5), sha256: Some(&sum), hashed: Some((h, 2)), overwrite: true }).unwrap();
+        publish(&f, Publish { destination: &dest, expected_size: Some(5), sha256: Some(&sum), hashed: Some((h, 2)), overwrite: true })
+            .unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), b"hello");
         assert!(!part.exists());
     }
@@ -602,7 +605,8 @@ mod tests {
         let dest = dir.path().join("o");
         let f = PartFile::create(&part_path(&dest)).unwrap();
         f.write_at(0, b"abc").unwrap();
-        let e = publish(&f, Publish { destination: &dest, expected_size: Some(4), sha256: None, hashed: None, overwrite: false }).unwrap_err();
+        let e =
+            publish(&f, Publish { destination: &dest, expected_size: Some(4), sha256: None, hashed: None, overwrite: false }).unwrap_err();
         assert_eq!(e.code(), ErrorCode::SizeMismatch);
         assert!(!dest.exists());
     }

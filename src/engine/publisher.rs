@@ -76,9 +76,7 @@ impl Publisher {
     /// files are waiting. Returns whether the completion was recorded.
     pub async fn publish(&self, part: Arc<PartFile>, destination: PathBuf, overwrite: bool, record: Option<Record>) -> Result<bool> {
         let (reply, rx) = tokio::sync::oneshot::channel();
-        self.tx
-            .send(Job { part, destination, overwrite, record, reply })
-            .map_err(|_| Error::internal("the publisher thread is gone"))?;
+        self.tx.send(Job { part, destination, overwrite, record, reply }).map_err(|_| Error::internal("the publisher thread is gone"))?;
         rx.await.map_err(|_| Error::internal("the publisher dropped a file"))?
     }
 }

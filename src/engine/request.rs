@@ -72,12 +72,7 @@ impl Request {
             (None, None, None) => {
                 return Err(Error::new(ErrorCode::MissingOutput, "a request needs a destination, a memory limit or a stream"))
             }
-            _ => {
-                return Err(Error::new(
-                    ErrorCode::ConflictingOutputs,
-                    "choose one output: a destination file, memory, or a stream",
-                ))
-            }
+            _ => return Err(Error::new(ErrorCode::ConflictingOutputs, "choose one output: a destination file, memory, or a stream")),
         };
         let connections = match self.connections {
             Some(0) => return Err(Error::new(ErrorCode::InvalidConnections, "connections must be at least 1")),
@@ -94,13 +89,9 @@ impl Request {
 
 /// Parses and checks a download URL.
 pub fn validate_url(raw: &str) -> Result<url::Url> {
-    let url = url::Url::parse(raw.trim())
-        .map_err(|e| Error::new(ErrorCode::InvalidUrl, format!("not a valid URL ({e})")))?;
+    let url = url::Url::parse(raw.trim()).map_err(|e| Error::new(ErrorCode::InvalidUrl, format!("not a valid URL ({e})")))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(Error::new(
-            ErrorCode::UnsupportedScheme,
-            format!("scheme '{}' is not supported; use http or https", url.scheme()),
-        ));
+        return Err(Error::new(ErrorCode::UnsupportedScheme, format!("scheme '{}' is not supported; use http or https", url.scheme())));
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(Error::new(ErrorCode::InvalidUrl, "URL has no host"));
@@ -126,9 +117,7 @@ fn check_dir(dir: &Path) -> Result<()> {
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => return Err(Error::new(ErrorCode::DestinationDirMissing, format!("'{}' is not a directory", dir.display()))),
-        Err(_) => {
-            return Err(Error::new(ErrorCode::DestinationDirMissing, format!("directory '{}' does not exist", dir.display())))
-        }
+        Err(_) => return Err(Error::new(ErrorCode::DestinationDirMissing, format!("directory '{}' does not exist", dir.display()))),
     }
     if !dir_writable(dir) {
         return Err(Error::new(ErrorCode::DestinationNotWritable, format!("directory '{}' is not writable", dir.display())));
@@ -138,10 +127,7 @@ fn check_dir(dir: &Path) -> Result<()> {
 
 fn validate_destination_with(dest: &Path, overwrite: bool, dirs: &mut DirChecks) -> Result<PathBuf> {
     if !dest.is_absolute() {
-        return Err(Error::new(
-            ErrorCode::RelativeDestination,
-            format!("destination must be an absolute path, got '{}'", dest.display()),
-        ));
+        return Err(Error::new(ErrorCode::RelativeDestination, format!("destination must be an absolute path, got '{}'", dest.display())));
     }
     if dest.file_name().is_none() || dest.to_string_lossy().ends_with('/') {
         return Err(Error::new(ErrorCode::DestinationNotWritable, "destination must name a file"));
@@ -150,13 +136,10 @@ fn validate_destination_with(dest: &Path, overwrite: bool, dirs: &mut DirChecks)
     let dir = dest.parent().unwrap_or(Path::new("/"));
     dirs.0.entry(dir.to_path_buf()).or_insert_with(|| check_dir(dir)).clone()?;
     match std::fs::symlink_metadata(dest) {
-        Ok(m) if m.is_dir() => {
-            Err(Error::new(ErrorCode::DestinationNotWritable, format!("'{}' is a directory", dest.display())))
+        Ok(m) if m.is_dir() => Err(Error::new(ErrorCode::DestinationNotWritable, format!("'{}' is a directory", dest.display()))),
+        Ok(_) if !overwrite => {
+            Err(Error::new(ErrorCode::DestinationExists, format!("'{}' already exists (ask for overwrite to replace it)", dest.display())))
         }
-        Ok(_) if !overwrite => Err(Error::new(
-            ErrorCode::DestinationExists,
-            format!("'{}' already exists (ask for overwrite to replace it)", dest.display()),
-        )),
         _ => {
             // The download is written to `<destination>.part`, created with truncation. For a new
             // task such a file is not the engine's (its own partials belong to tasks in the table),
@@ -165,7 +148,10 @@ fn validate_destination_with(dest: &Path, overwrite: bool, dirs: &mut DirChecks)
             if !overwrite && std::fs::symlink_metadata(&part).is_ok() {
                 return Err(Error::new(
                     ErrorCode::DestinationExists,
-                    format!("'{}' already exists and is not a partial download of this engine (remove it or ask for overwrite)", part.display()),
+                    format!(
+                        "'{}' already exists and is not a partial download of this engine (remove it or ask for overwrite)",
+                        part.display()
+                    ),
                 ));
             }
             Ok(dest.to_path_buf())
@@ -317,7 +303,10 @@ mod tests {
         assert_eq!(code(Request::file("http://h/x", dir.path()).validate()), ErrorCode::DestinationNotWritable);
         let fresh = dir.path().join("g.bin");
         assert_eq!(code(Request { connections: Some(0), ..Request::file("http://h/x", &fresh) }.validate()), ErrorCode::InvalidConnections);
-        assert_eq!(code(Request { connections: Some(65), ..Request::file("http://h/x", &fresh) }.validate()), ErrorCode::InvalidConnections);
+        assert_eq!(
+            code(Request { connections: Some(65), ..Request::file("http://h/x", &fresh) }.validate()),
+            ErrorCode::InvalidConnections
+        );
         let crlf = Request { headers: vec![("X-A".into(), "a\r\nEvil: 1".into())], ..Request::file("http://h/x", &fresh) };
         assert_eq!(code(crlf.validate()), ErrorCode::InvalidHeader);
         let bad_name = Request { headers: vec![("X A".into(), "a".into())], ..Request::file("http://h/x", &fresh) };

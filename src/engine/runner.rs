@@ -106,7 +106,14 @@ pub type Transferred = Box<dyn FnOnce() + Send + Sync>;
 
 /// Runs a task until it completes, fails or is stopped. `flush` asks for a sync of the part file and
 /// journal at any time (an app going to the background).
-pub async fn run(env: Arc<Env>, task: Arc<TaskEntry>, stop: CancellationToken, slot: Slot, flush: FlushSignal, transferred: Transferred) -> Outcome {
+pub async fn run(
+    env: Arc<Env>,
+    task: Arc<TaskEntry>,
+    stop: CancellationToken,
+    slot: Slot,
+    flush: FlushSignal,
+    transferred: Transferred,
+) -> Outcome {
     let config = env.config.read().clone();
     let mut run = match Run::open(env, task, stop, slot, config, flush, transferred) {
         Ok(r) => r,
@@ -338,12 +345,8 @@ impl Run {
     async fn fresh(&mut self) -> Result<Done, Step> {
         loop {
             let asked_range = !self.plain_only;
-            let get = Get {
-                url: &self.task.spec.url,
-                headers: &self.task.spec.headers,
-                range: asked_range.then_some((0, None)),
-                if_range: None,
-            };
+            let get =
+                Get { url: &self.task.spec.url, headers: &self.task.spec.headers, range: asked_range.then_some((0, None)), if_range: None };
             let asked_at = Instant::now();
             let resp = match self.get(get).await {
                 Ok(r) => r,
@@ -443,10 +446,7 @@ impl Run {
             if end {
                 if let Some(t) = total {
                     if at != t {
-                        return Err(Step::Retry(Error::new(
-                            ErrorCode::TruncatedBody,
-                            format!("body ended after {at} of {t} bytes"),
-                        )));
+                        return Err(Step::Retry(Error::new(ErrorCode::TruncatedBody, format!("body ended after {at} of {t} bytes"))));
                     }
                 }
                 self.task.live.total.store(at, Ordering::Relaxed);
@@ -769,7 +769,12 @@ impl Run {
         let small = total <= publisher::SMALL_FILE;
         let check = {
             let part = part.clone();
-            move || part_file::verify(&part, &Publish { destination: &dest, expected_size: Some(total), sha256: sha.as_deref(), hashed, overwrite })
+            move || {
+                part_file::verify(
+                    &part,
+                    &Publish { destination: &dest, expected_size: Some(total), sha256: sha.as_deref(), hashed, overwrite },
+                )
+            }
         };
         let dest = self.task.spec.output.path().cloned().expect("file output");
         if small {

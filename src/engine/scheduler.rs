@@ -163,8 +163,7 @@ mod tests {
         q.push(id("b"), "h2".into(), 5, 2);
         q.push(id("c"), "h1".into(), 5, 3);
         q.push(id("d"), "h2".into(), 0, 0);
-        let order: Vec<String> =
-            std::iter::from_fn(|| q.pop_best(|_| true, |_| false)).map(|(t, _)| t.as_str().to_string()).collect();
+        let order: Vec<String> = std::iter::from_fn(|| q.pop_best(|_| true, |_| false)).map(|(t, _)| t.as_str().to_string()).collect();
         assert_eq!(order, ["b", "c", "d", "a"]);
     }
 

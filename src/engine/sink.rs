@@ -120,9 +120,7 @@ impl Sink for StreamSink {
             return Err(Error::internal(format!("stream write at {offset}, expected {}", *next)));
         }
         for b in bufs {
-            self.sink
-                .on_chunk(*next, b)
-                .map_err(|m| Error::new(ErrorCode::SinkRejected, format!("chunk callback refused data: {m}")))?;
+            self.sink.on_chunk(*next, b).map_err(|m| Error::new(ErrorCode::SinkRejected, format!("chunk callback refused data: {m}")))?;
             *next += b.len() as u64;
         }
         Ok(())

@@ -175,8 +175,7 @@ impl Store {
     fn recover(&self) -> Result<Recovery> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
-        let stored: Option<String> =
-            tx.query_row("SELECT value FROM meta WHERE key = 'boot_id'", [], |r| r.get(0)).optional()?;
+        let stored: Option<String> = tx.query_row("SELECT value FROM meta WHERE key = 'boot_id'", [], |r| r.get(0)).optional()?;
         let current = boot::current_boot_id();
         let rebooted = match (&stored, &current) {
             (Some(a), Some(b)) => a != b,
@@ -205,9 +204,8 @@ impl Store {
     fn reconcile_published(&self) -> Result<usize> {
         let mut conn = self.conn.lock();
         let marked: Vec<(String, String, String)> = {
-            let mut stmt = conn.prepare(
-                "SELECT id, destination, part_file FROM tasks WHERE part_file LIKE '%@%' AND state NOT IN (?1, ?2)",
-            )?;
+            let mut stmt =
+                conn.prepare("SELECT id, destination, part_file FROM tasks WHERE part_file LIKE '%@%' AND state NOT IN (?1, ?2)")?;
             let rows = stmt.query_map(params![TaskState::Completed.as_i64(), TaskState::Cancelled.as_i64()], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })?;
@@ -286,12 +284,7 @@ impl Store {
         while let Some(r) = q.next()? {
             let id: String = r.get(0)?;
             if let Some(&i) = index.get(&id) {
-                tasks[i].ranges.push(SegmentRow {
-                    start: u(r.get(1)?),
-                    end: u(r.get(2)?),
-                    written: u(r.get(3)?),
-                    durable: u(r.get(4)?),
-                });
+                tasks[i].ranges.push(SegmentRow { start: u(r.get(1)?), end: u(r.get(2)?), written: u(r.get(3)?), durable: u(r.get(4)?) });
             }
         }
         Ok(tasks)
@@ -448,8 +441,7 @@ pub mod tx {
     /// Replaces a task's journal.
     pub fn replace_ranges(tx: &Transaction<'_>, id: &str, ranges: &[SegmentRow]) -> Result<()> {
         tx.execute("DELETE FROM ranges WHERE task_id = ?1", [id])?;
-        let mut stmt =
-            tx.prepare_cached("INSERT INTO ranges (task_id, start, end_, written, durable) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+        let mut stmt = tx.prepare_cached("INSERT INTO ranges (task_id, start, end_, written, durable) VALUES (?1, ?2, ?3, ?4, ?5)")?;
         for r in ranges {
             stmt.execute(params![id, r.start as i64, r.end as i64, r.written as i64, r.durable as i64])?;
         }
@@ -458,10 +450,7 @@ pub mod tx {
 
     /// Records a split: the lower segment now ends at `upper.start`; `upper` is new.
     pub fn split(tx: &Transaction<'_>, id: &str, lower_start: u64, upper: &SegmentRow) -> Result<()> {
-        tx.execute(
-            "UPDATE ranges SET end_ = ?3 WHERE task_id = ?1 AND start = ?2",
-            params![id, lower_start as i64, upper.start as i64],
-        )?;
+        tx.execute("UPDATE ranges SET end_ = ?3 WHERE task_id = ?1 AND start = ?2", params![id, lower_start as i64, upper.start as i64])?;
         tx.execute(
             "INSERT OR REPLACE INTO ranges (task_id, start, end_, written, durable) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![id, upper.start as i64, upper.end as i64, upper.written as i64, upper.durable as i64],

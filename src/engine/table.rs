@@ -28,11 +28,7 @@ pub struct LiveProgress {
 impl LiveProgress {
     /// Fresh counters.
     pub fn new(bytes: u64, total: Option<u64>) -> Self {
-        LiveProgress {
-            bytes: AtomicU64::new(bytes),
-            total: AtomicU64::new(total.unwrap_or(UNKNOWN)),
-            connections: AtomicU32::new(0),
-        }
+        LiveProgress { bytes: AtomicU64::new(bytes), total: AtomicU64::new(total.unwrap_or(UNKNOWN)), connections: AtomicU32::new(0) }
     }
 
     /// Length, when known.
@@ -235,7 +231,18 @@ impl TaskEntry {
     /// A table entry.
     pub fn new(spec: TaskSpec, seq: i64, created_ms: i64, persisted: bool, live: LiveProgress, inner: EntryInner) -> Arc<Self> {
         let (state_tx, _) = watch::channel(inner.state);
-        Arc::new(TaskEntry { spec, seq, created_ms, persisted, live, inner: Mutex::new(inner), state_tx, removed: AtomicBool::new(false), delete_file: AtomicBool::new(false), shown_url: std::sync::OnceLock::new() })
+        Arc::new(TaskEntry {
+            spec,
+            seq,
+            created_ms,
+            persisted,
+            live,
+            inner: Mutex::new(inner),
+            state_tx,
+            removed: AtomicBool::new(false),
+            delete_file: AtomicBool::new(false),
+            shown_url: std::sync::OnceLock::new(),
+        })
     }
 
     /// The current state.

@@ -71,14 +71,8 @@ pub enum TaskState {
 
 impl TaskState {
     /// Every state.
-    pub const ALL: [TaskState; 6] = [
-        TaskState::Queued,
-        TaskState::Running,
-        TaskState::Paused,
-        TaskState::Completed,
-        TaskState::Failed,
-        TaskState::Cancelled,
-    ];
+    pub const ALL: [TaskState; 6] =
+        [TaskState::Queued, TaskState::Running, TaskState::Paused, TaskState::Completed, TaskState::Failed, TaskState::Cancelled];
 
     /// The persisted number.
     pub fn as_i64(self) -> i64 {
@@ -157,12 +151,7 @@ pub fn next_state(from: TaskState, t: Transition) -> Result<TaskState> {
         (Paused | Failed, Resume) => Queued,
         (Queued | Running | Paused | Failed, Cancel) => Cancelled,
         (Running, Recover) => Queued,
-        _ => {
-            return Err(Error::new(
-                ErrorCode::InvalidState,
-                format!("cannot {} a task that is {from}", format!("{t:?}").to_lowercase()),
-            ))
-        }
+        _ => return Err(Error::new(ErrorCode::InvalidState, format!("cannot {} a task that is {from}", format!("{t:?}").to_lowercase()))),
     };
     Ok(to)
 }

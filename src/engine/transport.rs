@@ -175,10 +175,7 @@ impl Response {
     /// timeout, or if the body ends early (shorter than its `Content-Length`, broken chunking).
     pub async fn chunk(&mut self) -> Result<Option<Bytes>> {
         match tokio::time::timeout(self.idle_timeout, self.inner.chunk()).await {
-            Err(_) => Err(Error::new(
-                ErrorCode::Timeout,
-                format!("no data for {}s", self.idle_timeout.as_secs_f32()),
-            )),
+            Err(_) => Err(Error::new(ErrorCode::Timeout, format!("no data for {}s", self.idle_timeout.as_secs_f32()))),
             Ok(Ok(c)) => Ok(c),
             Ok(Err(e)) => Err(map_body_error(&e)),
         }
@@ -215,10 +212,9 @@ fn map_reqwest_error(e: &reqwest::Error, url: &url::Url) -> Error {
     if e.is_builder() {
         // The request URL was validated at enqueue, so this is where a redirect led.
         return match e.url().map(url::Url::scheme) {
-            Some(scheme) if scheme != "http" && scheme != "https" => Error::new(
-                ErrorCode::UnsupportedScheme,
-                format!("{where_} redirected to an unsupported scheme '{scheme}'"),
-            ),
+            Some(scheme) if scheme != "http" && scheme != "https" => {
+                Error::new(ErrorCode::UnsupportedScheme, format!("{where_} redirected to an unsupported scheme '{scheme}'"))
+            }
             _ => Error::new(ErrorCode::InvalidUrl, format!("{where_} redirected to an unusable URL")),
         };
     }
@@ -231,7 +227,10 @@ fn map_reqwest_error(e: &reqwest::Error, url: &url::Url) -> Error {
     if e.is_connect() {
         return Error::new(ErrorCode::ConnectFailed, format!("could not connect to {where_}"));
     }
-    if e.is_body() || e.is_decode() || source_chain(e).any(|s| s.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_incomplete_message)) {
+    if e.is_body()
+        || e.is_decode()
+        || source_chain(e).any(|s| s.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_incomplete_message))
+    {
         return Error::new(ErrorCode::TruncatedBody, format!("response from {where_} ended early"));
     }
     let detail = source_chain(e).last().map(|s| s.to_string()).unwrap_or_default();

@@ -184,11 +184,9 @@ pub fn judge_probe(head: &ResponseHead, asked_range: bool) -> Result<Probe, Erro
                 return Ok(Probe::RetryWithoutRange);
             }
             match head.content_range.as_deref().and_then(content_range::parse) {
-                Some(ContentRange::Bytes { start: 0, end, total: Some(total) }) => Ok(Probe::Ranged {
-                    total,
-                    body_end: end,
-                    validator: Validator::from_head(head),
-                }),
+                Some(ContentRange::Bytes { start: 0, end, total: Some(total) }) => {
+                    Ok(Probe::Ranged { total, body_end: end, validator: Validator::from_head(head) })
+                }
                 _ => Ok(Probe::RetryWithoutRange),
             }
         }
@@ -197,10 +195,7 @@ pub fn judge_probe(head: &ResponseHead, asked_range: bool) -> Result<Probe, Erro
             Some(ContentRange::Unsatisfied { total: 0 }) => Ok(Probe::Empty),
             _ => Ok(Probe::RetryWithoutRange),
         },
-        206 | 416 => Err(Error::new(
-            ErrorCode::RangeMismatch,
-            format!("server answered HTTP {} to a request without Range", head.status),
-        )),
+        206 | 416 => Err(Error::new(ErrorCode::RangeMismatch, format!("server answered HTTP {} to a request without Range", head.status))),
         s => Err(Error::from_status(s, head.retry_after)),
     }
 }
@@ -254,10 +249,7 @@ pub fn judge_range(
                         return restart(ErrorCode::ContentChanged, format!("length changed from {total} to {}", t.unwrap_or(0)));
                     }
                     if s != start || e != end {
-                        return restart(
-                            ErrorCode::RangeMismatch,
-                            format!("asked for bytes {}-{}, got {}-{}", start, end - 1, s, e - 1),
-                        );
+                        return restart(ErrorCode::RangeMismatch, format!("asked for bytes {}-{}, got {}-{}", start, end - 1, s, e - 1));
                     }
                     if t.is_none() {
                         return restart(ErrorCode::RangeMismatch, "Content-Range without a length".into());
@@ -334,17 +326,26 @@ mod tests {
         later.etag = Some("W/\"1\"".into());
         assert_eq!(judge_range(&later, 10, 20, 100, None, &seen).unwrap(), RangeAnswer::Accept);
         later.last_modified = Some("Wed, 21 Oct 2015 07:29:00 GMT".into());
-        assert!(matches!(judge_range(&later, 10, 20, 100, None, &seen).unwrap(), RangeAnswer::Restart { code: ErrorCode::ContentChanged, .. }));
+        assert!(matches!(
+            judge_range(&later, 10, 20, 100, None, &seen).unwrap(),
+            RangeAnswer::Restart { code: ErrorCode::ContentChanged, .. }
+        ));
         later.last_modified = None;
         later.etag = Some("W/\"2\"".into());
-        assert!(matches!(judge_range(&later, 10, 20, 100, None, &seen).unwrap(), RangeAnswer::Restart { code: ErrorCode::ContentChanged, .. }));
+        assert!(matches!(
+            judge_range(&later, 10, 20, 100, None, &seen).unwrap(),
+            RangeAnswer::Restart { code: ErrorCode::ContentChanged, .. }
+        ));
     }
 
     #[test]
     fn range_answers_must_match_exactly() {
         let v = Validator::ETag("\"v1\"".into());
         let mut ok = head(206, Some("bytes 10-19/100"));
-        assert!(matches!(judge_range(&ok, 10, 20, 100, Some(&v), &Identity::default()).unwrap(), RangeAnswer::Restart { code: ErrorCode::RangeMismatch, .. }));
+        assert!(matches!(
+            judge_range(&ok, 10, 20, 100, Some(&v), &Identity::default()).unwrap(),
+            RangeAnswer::Restart { code: ErrorCode::RangeMismatch, .. }
+        ));
         assert_eq!(judge_range(&ok, 10, 20, 100, None, &Identity::default()).unwrap(), RangeAnswer::Accept);
         ok.etag = Some("\"v1\"".into());
         assert_eq!(judge_range(&ok, 10, 20, 100, Some(&v), &Identity::default()).unwrap(), RangeAnswer::Accept);
@@ -363,7 +364,10 @@ mod tests {
         }
         let mut changed = ok.clone();
         changed.etag = Some("\"v2\"".into());
-        assert!(matches!(judge_range(&changed, 10, 20, 100, Some(&v), &Identity::default()).unwrap(), RangeAnswer::Restart { code: ErrorCode::ContentChanged, .. }));
+        assert!(matches!(
+            judge_range(&changed, 10, 20, 100, Some(&v), &Identity::default()).unwrap(),
+            RangeAnswer::Restart { code: ErrorCode::ContentChanged, .. }
+        ));
         let mut gz = ok.clone();
         gz.content_encoding = Some("gzip".into());
         assert!(matches!(judge_range(&gz, 10, 20, 100, Some(&v), &Identity::default()).unwrap(), RangeAnswer::Restart { .. }));

@@ -177,7 +177,8 @@ impl LoopbackServer {
         let std_listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
-        let state = Arc::new(State { faults: Mutex::new(faults), stats: Stats::default(), started: Instant::now(), log: Mutex::new(Vec::new()) });
+        let state =
+            Arc::new(State { faults: Mutex::new(faults), stats: Stats::default(), started: Instant::now(), log: Mutex::new(Vec::new()) });
         let stop = CancellationToken::new();
         let (s, st) = (state.clone(), stop.clone());
         let listener = {

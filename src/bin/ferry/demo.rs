@@ -50,7 +50,8 @@ pub async fn run(a: DemoArgs) -> Result<u8, Failure> {
 
     let t0 = Instant::now();
     let mut child = Command::new(&exe)
-        .arg("--state-dir").arg(&state)
+        .arg("--state-dir")
+        .arg(&state)
         .args(["get", &server.url(), "-x", &a.connections.to_string(), "--quiet", "--id", "demo", "-o"])
         .arg(&out)
         .stdin(Stdio::null())
@@ -79,7 +80,8 @@ pub async fn run(a: DemoArgs) -> Result<u8, Failure> {
 
     let t1 = Instant::now();
     let mut child = Command::new(&exe)
-        .arg("--state-dir").arg(&state)
+        .arg("--state-dir")
+        .arg(&state)
         .args(["resume", "--quiet"])
         .stdin(Stdio::null())
         .spawn()
