@@ -372,14 +372,22 @@ impl Store {
 
     /// Sets the publish marks (see [`TaskRow::part_file`]) of files about to be renamed into place,
     /// in one transaction. Committed before the renames, so that a process killed between a rename
-    /// and the recorded completion is recognised by the next open.
+    /// and the recorded completion is recognised by the next open; and synced (the one commit that
+    /// is, one `fsync` of the WAL per publish batch), so that a power loss after the renames is
+    /// recognised too, even if the completion records that follow are lost with the unsynced rest.
     pub fn mark_publishing(&self, marks: &[(&str, &str)]) -> Result<()> {
         let mut conn = self.conn.lock();
-        let t = conn.transaction()?;
-        for (id, mark) in marks {
-            tx::set_part_file(&t, id, Some(mark))?;
-        }
-        t.commit()?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        let committed = (|| -> Result<()> {
+            let t = conn.transaction()?;
+            for (id, mark) in marks {
+                tx::set_part_file(&t, id, Some(mark))?;
+            }
+            t.commit()?;
+            Ok(())
+        })();
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        committed?;
         Ok(())
     }
 
@@ -598,6 +606,19 @@ mod tests {
         ranges.sort_by_key(|r| r.start);
         assert_eq!(ranges[0].written, 7);
         assert_eq!(ranges[0].durable, 2);
+    }
+
+    #[test]
+    fn publish_marks_are_committed_synced_and_the_connection_goes_back_to_normal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _, _) = Store::open(dir.path()).unwrap();
+        s.insert_tasks(&[row("a", 1)]).unwrap();
+        s.mark_publishing(&[("a", "1:2:3@4:5")]).unwrap();
+        let c = s.lock();
+        let sync: i64 = c.pragma_query_value(None, "synchronous", |r| r.get(0)).unwrap();
+        assert_eq!(sync, 1, "synchronous must be NORMAL again after the synced commit");
+        let mark: Option<String> = c.query_row("SELECT part_file FROM tasks WHERE id = 'a'", [], |r| r.get(0)).unwrap();
+        assert_eq!(mark.as_deref(), Some("1:2:3@4:5"));
     }
 
     #[test]
