@@ -895,7 +895,11 @@ impl Inner {
             match e.state() {
                 TaskState::Running => return Ok(()),
                 TaskState::Queued => {
-                    e.inner.lock().dormant = false;
+                    let was_dormant = std::mem::replace(&mut e.inner.lock().dormant, false);
+                    if !was_dormant && s.ready.contains(&e.spec.id) {
+                        // Already waiting its turn (a batch resumed right after enqueueing it).
+                        return Ok(());
+                    }
                 }
                 TaskState::Paused | TaskState::Failed => {
                     self.transition(&e, Transition::Resume, None)?;
