@@ -67,16 +67,23 @@ fn reopened_state(state: &std::path::Path, id: &str) -> TaskState {
     tasks.iter().find(|t| t.id.as_str() == id).map(|t| t.state).expect("task in the table")
 }
 
+/// Runs `check` on a download caught while its file is being published (up to five tries: the
+/// publish of 96 MiB lasts long enough to be caught, but not always on the first try).
+fn during_a_publish(check: impl Fn(&Publishing)) {
+    for _ in 0..5 {
+        let p = Publishing::start(96 * MIB);
+        if p.wait_for_publish() {
+            check(&p);
+            return;
+        }
+    }
+    panic!("never caught a publish in progress");
+}
+
 #[test]
 fn pause_then_resume_during_publish_completes_once() {
     // Several tries: the publish window is short on a fast disk; one hit is enough to judge.
-    let mut hit = false;
-    for _ in 0..5 {
-        let p = Publishing::start(96 * MIB);
-        if !p.wait_for_publish() {
-            continue;
-        }
-        hit = true;
+    during_a_publish(|p| {
         let requests = p.w.server.stats().requests.load(SeqCst);
         p.w.manager.pause(&p.id).unwrap();
         p.w.manager.resume(&p.id).unwrap();
@@ -88,28 +95,18 @@ fn pause_then_resume_during_publish_completes_once() {
         assert_eq!(p.w.server.stats().requests.load(SeqCst), requests, "every byte was in: nothing may be fetched again");
         p.w.manager.shutdown_blocking();
         assert_eq!(reopened_state(&p.w.dir.path().join("state"), &p.id), TaskState::Completed);
-        break;
-    }
-    assert!(hit, "never caught a publish in progress");
+    });
 }
 
 #[test]
 fn pause_during_publish_is_recorded_completed() {
-    let mut hit = false;
-    for _ in 0..5 {
-        let p = Publishing::start(96 * MIB);
-        if !p.wait_for_publish() {
-            continue;
-        }
-        hit = true;
+    during_a_publish(|p| {
         p.w.manager.pause(&p.id).unwrap();
         until(60, "the runner to finish", || p.w.manager.running_count() == 0);
         assert_eq!(p.w.manager.status(&p.id).unwrap().state, TaskState::Completed, "the file is complete, so the task is");
         p.w.manager.shutdown_blocking();
         assert_eq!(reopened_state(&p.w.dir.path().join("state"), &p.id), TaskState::Completed, "memory and table disagree");
-        break;
-    }
-    assert!(hit, "never caught a publish in progress");
+    });
 }
 
 #[test]
@@ -151,52 +148,30 @@ fn small_files_paused_around_their_publish_agree_with_the_table() {
 
 #[test]
 fn cancel_during_publish_loses_the_race_and_the_task_completes() {
-    let mut hit = false;
-    for _ in 0..5 {
-        let p = Publishing::start(96 * MIB);
-        if !p.wait_for_publish() {
-            continue;
-        }
-        hit = true;
+    during_a_publish(|p| {
         p.w.manager.cancel(&p.id).unwrap();
         let info = wait(&p.w.manager, &p.id, 60);
         // The bytes were all in and being published: completion wins, and the file is whole.
         assert_eq!(info.state, TaskState::Completed, "{:?}", info.error);
         assert_same(&read(&p.w.out("big.bin")), &p.w.server.expected());
         assert!(!part_of(&p.w.out("big.bin")).exists());
-        break;
-    }
-    assert!(hit, "never caught a publish in progress");
+    });
 }
 
 #[test]
 fn remove_with_delete_during_publish_leaves_no_file() {
-    let mut hit = false;
-    for _ in 0..5 {
-        let p = Publishing::start(96 * MIB);
-        if !p.wait_for_publish() {
-            continue;
-        }
-        hit = true;
+    during_a_publish(|p| {
         p.w.manager.remove(&p.id, true).unwrap();
         until(60, "the runner to finish", || p.w.manager.running_count() == 0);
         assert_eq!(p.w.manager.status(&p.id).unwrap_err().code(), ErrorCode::TaskNotFound);
         assert!(!p.w.out("big.bin").exists(), "remove(delete_file) left the published file");
         assert!(!part_of(&p.w.out("big.bin")).exists());
-        break;
-    }
-    assert!(hit, "never caught a publish in progress");
+    });
 }
 
 #[test]
 fn shutdown_during_publish_finishes_the_file_and_records_it() {
-    let mut hit = false;
-    for _ in 0..5 {
-        let p = Publishing::start(96 * MIB);
-        if !p.wait_for_publish() {
-            continue;
-        }
-        hit = true;
+    during_a_publish(|p| {
         let requests = p.w.server.stats().requests.load(SeqCst);
         p.w.manager.shutdown_blocking();
         let state = p.w.dir.path().join("state");
@@ -207,9 +182,7 @@ fn shutdown_during_publish_finishes_the_file_and_records_it() {
         assert_same(&read(&p.w.out("big.bin")), &p.w.server.expected());
         assert_eq!(p.w.server.stats().requests.load(SeqCst), requests, "fetched again after every byte was in");
         m.shutdown_blocking();
-        break;
-    }
-    assert!(hit, "never caught a publish in progress");
+    });
 }
 
 #[test]
