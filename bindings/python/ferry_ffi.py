@@ -535,6 +535,8 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_func_status() != 48349:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_func_stop_callbacks() != 26300:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_func_version() != 23793:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_chunksink_on_chunk() != 65227:
@@ -587,15 +589,19 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_eventlistener_on_event() != 7020:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_eventstream_is_closed() != 26838:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_eventstream_next() != 38659:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_ferry_checksum_method_eventstream_next_blocking() != 49159:
+    if lib.uniffi_ferry_checksum_method_eventstream_next_blocking() != 21147:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_eventstream_try_next() != 52364:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_listenerregistration_cancel() != 22426:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_listenerregistration_is_cancelled() != 11842:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_listenerregistration_wait_ended() != 58787:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
 
 # A ctypes library to expose the extern-C FFI definitions.
@@ -641,6 +647,9 @@ _UniffiLib.uniffi_ferry_checksum_func_set_default_state_dir.restype = ctypes.c_u
 _UniffiLib.uniffi_ferry_checksum_func_status.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_func_status.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_func_stop_callbacks.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_func_stop_callbacks.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_checksum_func_version.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_func_version.restype = ctypes.c_uint16
@@ -719,6 +728,9 @@ _UniffiLib.uniffi_ferry_checksum_constructor_downloadmanager_open.restype = ctyp
 _UniffiLib.uniffi_ferry_checksum_method_eventlistener_on_event.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_eventlistener_on_event.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_eventstream_is_closed.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_eventstream_is_closed.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_checksum_method_eventstream_next.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_eventstream_next.restype = ctypes.c_uint16
@@ -734,6 +746,9 @@ _UniffiLib.uniffi_ferry_checksum_method_listenerregistration_cancel.restype = ct
 _UniffiLib.uniffi_ferry_checksum_method_listenerregistration_is_cancelled.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_listenerregistration_is_cancelled.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_listenerregistration_wait_ended.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_listenerregistration_wait_ended.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_fn_func_cancel.argtypes = (
     _UniffiRustBuffer,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -760,6 +775,11 @@ _UniffiLib.uniffi_ferry_fn_func_status.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_ferry_fn_func_status.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_ferry_fn_func_stop_callbacks.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_func_stop_callbacks.restype = ctypes.c_int8
 _UniffiLib.uniffi_ferry_fn_func_version.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
@@ -908,6 +928,11 @@ _UniffiLib.uniffi_ferry_fn_method_eventlistener_on_event.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_ferry_fn_method_eventlistener_on_event.restype = None
+_UniffiLib.uniffi_ferry_fn_method_eventstream_is_closed.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_eventstream_is_closed.restype = ctypes.c_int8
 _UniffiLib.uniffi_ferry_fn_method_eventstream_next.argtypes = (
     ctypes.c_uint64,
 )
@@ -933,6 +958,10 @@ _UniffiLib.uniffi_ferry_fn_method_listenerregistration_is_cancelled.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_ferry_fn_method_listenerregistration_is_cancelled.restype = ctypes.c_int8
+_UniffiLib.uniffi_ferry_fn_method_listenerregistration_wait_ended.argtypes = (
+    ctypes.c_uint64,
+)
+_UniffiLib.uniffi_ferry_fn_method_listenerregistration_wait_ended.restype = ctypes.c_uint64
 _UniffiLib.uniffi_ferry_fn_clone_chunksink.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -3566,7 +3595,7 @@ class _UniffiFfiConverterTypeEventListener:
 
 class ListenerRegistrationProtocol(typing.Protocol):
     """
-    A live listener; delivery stops when it is cancelled or dropped.
+    A live listener; delivery stops when it is cancelled or dropped, or when the manager shuts down.
 """
     
     def cancel(self, ) -> None:
@@ -3579,10 +3608,17 @@ class ListenerRegistrationProtocol(typing.Protocol):
         Whether delivery was stopped.
 """
         raise NotImplementedError
+    async def wait_ended(self, ) -> None:
+        """
+        Returns once delivery has ended for good: after `cancel`, or once the manager shut down
+        (by whichever handle) and every event queued before was delivered. Stream adapters await it
+        to finish their stream. Abandoning the wait leaves nothing behind.
+"""
+        raise NotImplementedError
 
 class ListenerRegistration(ListenerRegistrationProtocol):
     """
-    A live listener; delivery stops when it is cancelled or dropped.
+    A live listener; delivery stops when it is cancelled or dropped, or when the manager shuts down.
 """
     
     _handle: ctypes.c_uint64
@@ -3637,6 +3673,25 @@ class ListenerRegistration(ListenerRegistrationProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    async def wait_ended(self, ) -> None:
+        """
+        Returns once delivery has ended for good: after `cancel`, or once the manager shut down
+        (by whichever handle) and every event queued before was delivered. Stream adapters await it
+        to finish their stream. Abandoning the wait leaves nothing behind.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = None
+        return await _uniffi_rust_call_async(
+            _UniffiLib.uniffi_ferry_fn_method_listenerregistration_wait_ended(*_uniffi_lowered_args),
+            _UniffiLib.ffi_ferry_rust_future_poll_void,
+            _UniffiLib.ffi_ferry_rust_future_complete_void,
+            _UniffiLib.ffi_ferry_rust_future_free_void,
+            _uniffi_lift_return,
+            _uniffi_error_converter,
+        )
 
 
 
@@ -3744,6 +3799,12 @@ class EventStreamProtocol(typing.Protocol):
     A pull-style event subscription (for `AsyncStream` / `Flow` adapters that prefer polling).
 """
     
+    def is_closed(self, ) -> bool:
+        """
+        Whether the manager shut down: no event is added any more, and once `try_next` returns
+        `None` the stream is over (blocking pollers stop on this instead of spinning).
+"""
+        raise NotImplementedError
     async def next(self, ) -> typing.Optional[DownloadEvent]:
         """
         The next event; `None` once the manager shut down. Cancelling the wait loses no event: an
@@ -3752,7 +3813,8 @@ class EventStreamProtocol(typing.Protocol):
         raise NotImplementedError
     def next_blocking(self, timeout_ms: int) -> typing.Optional[DownloadEvent]:
         """
-        Waits up to `timeout_ms` for the next event (blocking; not for a UI thread).
+        Waits up to `timeout_ms` for the next event (blocking; not for a UI thread). `None` on
+        timeout, and at once when the stream is closed (see `is_closed`).
 """
         raise NotImplementedError
     def try_next(self, ) -> typing.Optional[DownloadEvent]:
@@ -3788,6 +3850,22 @@ class EventStream(EventStreamProtocol):
         inst = cls.__new__(cls)
         inst._handle = handle
         return inst
+    def is_closed(self, ) -> bool:
+        """
+        Whether the manager shut down: no event is added any more, and once `try_next` returns
+        `None` the stream is over (blocking pollers stop on this instead of spinning).
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterBoolean.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_eventstream_is_closed,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
     async def next(self, ) -> typing.Optional[DownloadEvent]:
         """
         The next event; `None` once the manager shut down. Cancelling the wait loses no event: an
@@ -3808,7 +3886,8 @@ class EventStream(EventStreamProtocol):
         )
     def next_blocking(self, timeout_ms: int) -> typing.Optional[DownloadEvent]:
         """
-        Waits up to `timeout_ms` for the next event (blocking; not for a UI thread).
+        Waits up to `timeout_ms` for the next event (blocking; not for a UI thread). `None` on
+        timeout, and at once when the stream is closed (see `is_closed`).
 """
         
         _UniffiFfiConverterUInt64.check_lower(timeout_ms)
@@ -4609,6 +4688,28 @@ def status(task_id: str) -> TaskStatus:
         *_uniffi_lowered_args,
     )
     return _uniffi_lift_return(_uniffi_ffi_result)
+def stop_callbacks(timeout_ms: int) -> bool:
+    """
+    Stops every call from Ferry into foreign code (event listeners, chunk sinks) for the rest of the
+    process, then waits up to `timeout_ms` for the calls in progress to return; true when none is
+    left. For hosts that are exiting: the Python package calls it at interpreter exit, because a
+    Ferry thread entering a finalizing interpreter would abort the process. Listeners get no more
+    events afterwards and stream downloads fail with `sink_rejected`. Do not call it from a
+    callback: it would wait for itself.
+"""
+    
+    _UniffiFfiConverterUInt64.check_lower(timeout_ms)
+    _uniffi_lowered_args = (
+        _UniffiFfiConverterUInt64.lower(timeout_ms),
+    )
+    _uniffi_lift_return = _UniffiFfiConverterBoolean.lift
+    _uniffi_error_converter = None
+    _uniffi_ffi_result = _uniffi_rust_call_with_error(
+        _uniffi_error_converter,
+        _UniffiLib.uniffi_ferry_fn_func_stop_callbacks,
+        *_uniffi_lowered_args,
+    )
+    return _uniffi_lift_return(_uniffi_ffi_result)
 def version() -> str:
     """
     The library version.
@@ -4643,6 +4744,7 @@ __all__ = [
     "download",
     "set_default_state_dir",
     "status",
+    "stop_callbacks",
     "version",
     "ChunkSinkImpl",
     "ChunkSink",

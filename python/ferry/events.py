@@ -15,8 +15,9 @@ class EventIterator:
     `for event in it` blocks for the next event; `async for event in it` awaits it. Iteration ends
     after `idle_timeout` seconds without an event (never when `idle_timeout` is None), so with no
     timeout, break out of the loop yourself. Each iterator has its own queue: state changes are
-    never dropped, progress of a task is coalesced while you are behind. Sync iteration also ends
-    once `is_closed()` is true (the `Manager` that made the iterator was closed).
+    never dropped, progress of a task is coalesced while you are behind. Iteration also ends once
+    the manager shut down (through any handle) and every event before was taken, and sync
+    iteration once `is_closed()` is true (the `Manager` that made the iterator was closed).
 
     Abandoning an `async for` while it awaits (timeout, cancellation) may lose the one event that
     was being awaited; the iterator is finished then anyway.
@@ -38,7 +39,8 @@ class EventIterator:
             event = self.stream.next_blocking(max(0, min(_SLICE_MS, left_ms)))
             if event is not None:
                 return event
-            if self.is_closed() or (deadline is not None and time.monotonic() >= deadline):
+            # A shut-down manager's stream answers None at once: stop instead of spinning.
+            if self.stream.is_closed() or self.is_closed() or (deadline is not None and time.monotonic() >= deadline):
                 raise StopIteration
 
     def __aiter__(self) -> "EventIterator":

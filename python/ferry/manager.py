@@ -6,10 +6,11 @@ from typing import Any, Callable, List, Optional, Union
 
 from . import _ffi
 from ._ffi import (BatchItem, ChunkSink, DownloadError, DownloadEvent, DownloadManager, DownloadRequest,
-                   ErrorCode, EventListener, Limits, ListenerRegistration, ManagerConfig, TaskStatus)
+                   ErrorCode, EventListener, Limits, ListenerRegistration, ManagerConfig, TaskErrorInfo,
+                   TaskStatus)
 from .callbacks import CallbackListener, CallbackSink
 from .events import EventIterator
-from .request import make_request
+from .request import check_request, check_task_id, make_request
 from .sync import run_sync
 
 SHUTDOWN_TIMEOUT = 30.0
@@ -60,6 +61,7 @@ class Manager:
 
     def enqueue(self, request: DownloadRequest) -> str:
         """Enqueues a download; returns its task id (the same id twice downloads once)."""
+        check_request(request)
         return self.ffi.enqueue(request)
 
     def download(self, url: str, destination: "os.PathLike | str", **fields: Any) -> str:
@@ -68,21 +70,41 @@ class Manager:
         Keyword arguments are `DownloadRequest` fields (`task_id`, `headers` as a dict,
         `connections`, `sha256`, `priority`, `overwrite`).
         """
-        return self.ffi.enqueue(make_request(url, destination, **fields))
+        return self.enqueue(make_request(url, destination, **fields))
 
     def enqueue_batch(self, requests: List[DownloadRequest]) -> List[BatchItem]:
-        """Enqueues many downloads in one transaction; one `BatchItem` per request, in order."""
-        return self.ffi.enqueue_batch(requests)
+        """Enqueues many downloads in one transaction; one `BatchItem` per request, in order.
+
+        Blocks while the batch is recorded (about 0.1 s per 1,000 requests); from asyncio, use
+        `enqueue_batch_async`.
+        """
+        requests = list(requests)
+        refused = {}
+        for i, request in enumerate(requests):
+            try:
+                check_request(request)
+            except DownloadError as exc:
+                refused[i] = BatchItem.REJECTED(TaskErrorInfo(code=exc.code, message=exc.message, http_status=None))
+        if not refused:
+            return self.ffi.enqueue_batch(requests)
+        accepted = iter(self.ffi.enqueue_batch([r for i, r in enumerate(requests) if i not in refused]))
+        return [refused[i] if i in refused else next(accepted) for i in range(len(requests))]
+
+    async def enqueue_batch_async(self, requests: List[DownloadRequest]) -> List[BatchItem]:
+        """`enqueue_batch` on a worker thread, so the event loop keeps running meanwhile."""
+        return await asyncio.get_running_loop().run_in_executor(None, self.enqueue_batch, list(requests))
 
     def enqueue_stream(self, request: DownloadRequest,
                        sink: Union[ChunkSink, Callable[[bytes], Any]]) -> str:
         """Enqueues a download whose bytes go to `sink` (a `ChunkSink` or `fn(chunk)`)."""
+        check_request(request)
         return self.ffi.enqueue_stream(request, sink if isinstance(sink, ChunkSink) else CallbackSink(sink))
 
     # Tasks ------------------------------------------------------------------------------------
 
     def status(self, task_id: str) -> TaskStatus:
         """A task's status."""
+        check_task_id(task_id)
         return self.ffi.status(task_id)
 
     def list(self) -> List[TaskStatus]:
@@ -91,22 +113,27 @@ class Manager:
 
     def pause(self, task_id: str) -> None:
         """Pauses a task, keeping its partial file."""
+        check_task_id(task_id)
         self.ffi.pause(task_id)
 
     def resume(self, task_id: str) -> None:
         """Resumes a paused or failed task from where it stopped."""
+        check_task_id(task_id)
         self.ffi.resume(task_id)
 
     def cancel(self, task_id: str) -> None:
         """Cancels a task and deletes its partial file."""
+        check_task_id(task_id)
         self.ffi.cancel(task_id)
 
     def remove(self, task_id: str, delete_file: bool = False) -> None:
         """Forgets a task; with `delete_file`, also deletes its completed file."""
+        check_task_id(task_id)
         self.ffi.remove(task_id, delete_file)
 
     def take_bytes(self, task_id: str) -> bytes:
         """The body of a completed memory task (once)."""
+        check_task_id(task_id)
         return self.ffi.take_bytes(task_id)
 
     def pause_all(self) -> int:
@@ -134,10 +161,15 @@ class Manager:
         Raises `TimeoutError` after `timeout` seconds (the task keeps going). A failed task is not
         an exception here: look at `status.state` / `status.error`, or call `raise_for_status`.
         """
+        check_task_id(task_id)
         return run_sync(lambda: self.ffi.wait(task_id), timeout)
 
     async def wait_async(self, task_id: str, timeout: Optional[float] = None) -> TaskStatus:
-        """`wait` for asyncio: awaits the engine's `DownloadManager.wait` coroutine."""
+        """`wait` for asyncio: awaits the engine's `DownloadManager.wait` coroutine.
+
+        Cancelling the awaiting task (or the timeout) stops the waiting, not the download.
+        """
+        check_task_id(task_id)
         return await asyncio.wait_for(self.ffi.wait(task_id), timeout)
 
     # Events -----------------------------------------------------------------------------------
@@ -146,11 +178,15 @@ class Manager:
         """Calls `listener` (an `EventListener` or `fn(event)`) for every event, on a Ferry thread.
 
         Events arrive in order; a listener that raises is logged and kept. Delivery stops when the
-        returned registration is cancelled or when this `Manager` is closed.
+        returned registration is cancelled or when this `Manager` is closed (the manager keeps the
+        registration until then, so dropping it does not stop delivery).
         """
         if not isinstance(listener, EventListener):
             listener = CallbackListener(listener)
         registration = self.ffi.add_listener(listener)
+        # Cancelled registrations are forgotten, so adding and cancelling listeners in a loop does
+        # not grow this list.
+        self._listeners = [r for r in self._listeners if not r.is_cancelled()]
         self._listeners.append(registration)
         return registration
 

@@ -1,9 +1,10 @@
-"""Building `DownloadRequest` records from Python-friendly arguments."""
+"""Building `DownloadRequest` records from Python-friendly arguments, and refusing (with the
+engine's typed errors) strings that cannot cross the FFI."""
 
 import os
 from typing import Iterable, Mapping, Optional, Tuple, Union
 
-from ._ffi import DownloadRequest, HttpHeader
+from ._ffi import DownloadError, DownloadRequest, ErrorCode, HttpHeader
 
 Headers = Union[Mapping[str, str], Iterable[Tuple[str, str]], Iterable[HttpHeader], None]
 
@@ -25,3 +26,40 @@ def make_request(url: str, destination: "Optional[os.PathLike | str]" = None, *,
     """
     dest = None if destination is None else os.fspath(destination)
     return DownloadRequest(url=url, destination=dest, headers=headers_list(headers), **fields)
+
+
+def _unencodable(value) -> bool:
+    """Whether `value` is a str that UTF-8 cannot carry: it holds lone surrogates, as
+    `os.fsdecode` makes of a file name that is not UTF-8."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def check_request(request: DownloadRequest) -> None:
+    """Raises the engine's `DownloadError.InvalidInput` for a field the FFI cannot carry, with the
+    code the engine gives that field's other mistakes (instead of a bare `UnicodeEncodeError`)."""
+    fields = [
+        (request.url, ErrorCode.INVALID_URL, "the URL"),
+        (request.task_id, ErrorCode.INVALID_TASK_ID, "the task id"),
+        # Like a NUL byte: a path the engine could never create.
+        (request.destination, ErrorCode.DESTINATION_NOT_WRITABLE, "the destination path"),
+        (request.sha256, ErrorCode.INVALID_CHECKSUM, "the checksum"),
+    ]
+    for header in request.headers or ():
+        if isinstance(header, HttpHeader):
+            fields += [(header.name, ErrorCode.INVALID_HEADER, "a header name"),
+                       (header.value, ErrorCode.INVALID_HEADER, "a header value")]
+    for value, code, what in fields:
+        if _unencodable(value):
+            raise DownloadError.InvalidInput(code, f"{what} is not valid Unicode (it holds lone surrogates)")
+
+
+def check_task_id(task_id) -> None:
+    """No task can have an id UTF-8 cannot carry: `TASK_NOT_FOUND`, as for any unknown id."""
+    if _unencodable(task_id):
+        raise DownloadError.InvalidInput(ErrorCode.TASK_NOT_FOUND, "no task has an id that is not valid Unicode")

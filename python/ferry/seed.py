@@ -11,6 +11,7 @@ from typing import Optional
 
 from . import _ffi
 from ._ffi import TaskStatus
+from .request import check_request, check_task_id
 
 
 def download(url: str, destination: "os.PathLike | str", task_id: Optional[str] = None) -> str:
@@ -18,15 +19,19 @@ def download(url: str, destination: "os.PathLike | str", task_id: Optional[str] 
 
     Calling it again with the same `task_id` returns that id without downloading again.
     """
-    return _ffi.download(url, os.fspath(destination), task_id)
+    destination = os.fspath(destination)
+    check_request(_ffi.DownloadRequest(url=url, destination=destination, task_id=task_id))
+    return _ffi.download(url, destination, task_id)
 
 
 def status(task_id: str) -> TaskStatus:
     """The task's status: `state`, `progress` (0..1), `bytes`, `total`, `speed`, `destination`,
     `error` (`code` + `message`, for failed tasks) and more."""
+    check_task_id(task_id)
     return _ffi.status(task_id)
 
 
 def cancel(task_id: str) -> None:
     """Cancels the task and deletes its partial file (a finished task is left as it is)."""
+    check_task_id(task_id)
     _ffi.cancel(task_id)

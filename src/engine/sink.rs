@@ -119,10 +119,21 @@ impl Sink for StreamSink {
         if offset != *next {
             return Err(Error::internal(format!("stream write at {offset}, expected {}", *next)));
         }
-        for b in bufs {
-            self.sink.on_chunk(*next, b).map_err(|m| Error::new(ErrorCode::SinkRejected, format!("chunk callback refused data: {m}")))?;
-            *next += b.len() as u64;
-        }
+        // The callback is the caller's code (a Swift, Kotlin or Python function behind the FFI):
+        // it may block for as long as it likes, or wait for an interpreter lock. On a worker of a
+        // multi-threaded runtime (the engine's), the worker hands its other tasks over first, so
+        // a few slow callbacks cannot stall every other download, timer and wait.
+        let deliver = || -> Result<u64> {
+            let mut at = *next;
+            for b in bufs {
+                self.sink.on_chunk(at, b).map_err(|m| Error::new(ErrorCode::SinkRejected, format!("chunk callback refused data: {m}")))?;
+                at += b.len() as u64;
+            }
+            Ok(at)
+        };
+        let on_worker =
+            tokio::runtime::Handle::try_current().is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        *next = if on_worker { tokio::task::block_in_place(deliver) } else { deliver() }?;
         Ok(())
     }
 
@@ -165,5 +176,30 @@ mod tests {
         s.restart().unwrap();
         s.write(0, &[Bytes::from_static(b"z")]).unwrap();
         assert_eq!(*c.0.lock(), vec![(0, b"ab".to_vec()), (2, b"c".to_vec()), (0, b"z".to_vec())]);
+    }
+
+    #[test]
+    fn a_blocked_chunk_callback_does_not_hold_the_only_runtime_worker() {
+        use std::sync::mpsc::{channel, Receiver, Sender};
+        use std::time::Duration;
+        struct Blocked {
+            entered: Mutex<Sender<()>>,
+            release: Mutex<Receiver<()>>,
+        }
+        impl ChunkSink for Blocked {
+            fn on_chunk(&self, _: u64, _: &[u8]) -> std::result::Result<(), String> {
+                self.entered.lock().send(()).unwrap();
+                self.release.lock().recv_timeout(Duration::from_secs(10)).map_err(|_| "nobody released the callback".to_string())
+            }
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
+        let (entered_tx, entered) = channel();
+        let (release, release_rx) = channel();
+        let sink = StreamSink::new(Arc::new(Blocked { entered: Mutex::new(entered_tx), release: Mutex::new(release_rx) }));
+        let writer = rt.spawn(async move { sink.write(0, &[Bytes::from_static(b"a")]) });
+        entered.recv_timeout(Duration::from_secs(10)).unwrap();
+        // The runtime's only worker is inside the callback; another task must still get to run.
+        rt.block_on(rt.spawn(async move { release.send(()).unwrap() })).unwrap();
+        rt.block_on(writer).unwrap().unwrap();
     }
 }

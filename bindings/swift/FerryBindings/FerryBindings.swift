@@ -1636,13 +1636,20 @@ public func FfiConverterTypeEventListener_lower(_ value: EventListener) -> UInt6
 public protocol EventStreamProtocol: AnyObject, Sendable {
     
     /**
+     * Whether the manager shut down: no event is added any more, and once `try_next` returns
+     * `None` the stream is over (blocking pollers stop on this instead of spinning).
+     */
+    func isClosed()  -> Bool
+    
+    /**
      * The next event; `None` once the manager shut down. Cancelling the wait loses no event: an
      * event is taken from the queue only when this call returns it.
      */
     func next() async  -> DownloadEvent?
     
     /**
-     * Waits up to `timeout_ms` for the next event (blocking; not for a UI thread).
+     * Waits up to `timeout_ms` for the next event (blocking; not for a UI thread). `None` on
+     * timeout, and at once when the stream is closed (see `is_closed`).
      */
     func nextBlocking(timeoutMs: UInt64)  -> DownloadEvent?
     
@@ -1709,6 +1716,19 @@ open class EventStream: EventStreamProtocol, @unchecked Sendable {
 
     
     /**
+     * Whether the manager shut down: no event is added any more, and once `try_next` returns
+     * `None` the stream is over (blocking pollers stop on this instead of spinning).
+     */
+open func isClosed() -> Bool  {
+    return try!  FfiConverterBool.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_eventstream_is_closed(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
      * The next event; `None` once the manager shut down. Cancelling the wait loses no event: an
      * event is taken from the queue only when this call returns it.
      */
@@ -1730,7 +1750,8 @@ open func next()async  -> DownloadEvent?  {
 }
     
     /**
-     * Waits up to `timeout_ms` for the next event (blocking; not for a UI thread).
+     * Waits up to `timeout_ms` for the next event (blocking; not for a UI thread). `None` on
+     * timeout, and at once when the stream is closed (see `is_closed`).
      */
 open func nextBlocking(timeoutMs: UInt64) -> DownloadEvent?  {
     return try!  FfiConverterOptionTypeDownloadEvent.lift(try! rustCall() {
@@ -1805,7 +1826,7 @@ public func FfiConverterTypeEventStream_lower(_ value: EventStream) -> UInt64 {
 
 
 /**
- * A live listener; delivery stops when it is cancelled or dropped.
+ * A live listener; delivery stops when it is cancelled or dropped, or when the manager shuts down.
  */
 public protocol ListenerRegistrationProtocol: AnyObject, Sendable {
     
@@ -1819,9 +1840,16 @@ public protocol ListenerRegistrationProtocol: AnyObject, Sendable {
      */
     func isCancelled()  -> Bool
     
+    /**
+     * Returns once delivery has ended for good: after `cancel`, or once the manager shut down
+     * (by whichever handle) and every event queued before was delivered. Stream adapters await it
+     * to finish their stream. Abandoning the wait leaves nothing behind.
+     */
+    func waitEnded() async 
+    
 }
 /**
- * A live listener; delivery stops when it is cancelled or dropped.
+ * A live listener; delivery stops when it is cancelled or dropped, or when the manager shuts down.
  */
 open class ListenerRegistration: ListenerRegistrationProtocol, @unchecked Sendable {
     fileprivate let handle: UInt64
@@ -1897,6 +1925,28 @@ open func isCancelled() -> Bool  {
             self.uniffiCloneHandle(),uniffiCallStatus
     )
 })
+}
+    
+    /**
+     * Returns once delivery has ended for good: after `cancel`, or once the manager shut down
+     * (by whichever handle) and every event queued before was delivered. Stream adapters await it
+     * to finish their stream. Abandoning the wait leaves nothing behind.
+     */
+open func waitEnded()async   {
+    return
+        try!  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_ferry_fn_method_listenerregistration_wait_ended(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_ferry_rust_future_poll_void,
+            completeFunc: ffi_ferry_rust_future_complete_void,
+            freeFunc: ffi_ferry_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: nil
+            
+        )
 }
     
 
@@ -4078,6 +4128,22 @@ fileprivate func uniffiFutureContinuationCallback(handle: UInt64, pollResult: In
     }
 }
 /**
+ * Stops every call from Ferry into foreign code (event listeners, chunk sinks) for the rest of the
+ * process, then waits up to `timeout_ms` for the calls in progress to return; true when none is
+ * left. For hosts that are exiting: the Python package calls it at interpreter exit, because a
+ * Ferry thread entering a finalizing interpreter would abort the process. Listeners get no more
+ * events afterwards and stream downloads fail with `sink_rejected`. Do not call it from a
+ * callback: it would wait for itself.
+ */
+public func stopCallbacks(timeoutMs: UInt64) -> Bool  {
+    return try!  FfiConverterBool.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_func_stop_callbacks(
+        FfiConverterUInt64.lower(timeoutMs),uniffiCallStatus
+    )
+})
+}
+/**
  * Cancels a task of the default manager.
  */
 public func cancel(taskId: String)throws   {try rustCallWithError(FfiConverterTypeDownloadError_lift) {
@@ -4158,6 +4224,9 @@ private let initializationResult: InitializationResult = {
     if bindings_contract_version != scaffolding_contract_version {
         return InitializationResult.contractVersionMismatch
     }
+    if (uniffi_ferry_checksum_func_stop_callbacks() != 26300) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_ferry_checksum_func_cancel() != 57059) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -4182,10 +4251,13 @@ private let initializationResult: InitializationResult = {
     if (uniffi_ferry_checksum_method_eventlistener_on_event() != 7020) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_ferry_checksum_method_eventstream_is_closed() != 26838) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_ferry_checksum_method_eventstream_next() != 38659) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_ferry_checksum_method_eventstream_next_blocking() != 49159) {
+    if (uniffi_ferry_checksum_method_eventstream_next_blocking() != 21147) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_ferry_checksum_method_eventstream_try_next() != 52364) {
@@ -4195,6 +4267,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_ferry_checksum_method_listenerregistration_is_cancelled() != 11842) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_listenerregistration_wait_ended() != 58787) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_ferry_checksum_method_downloadmanager_add_listener() != 50433) {

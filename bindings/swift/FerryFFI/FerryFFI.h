@@ -325,6 +325,11 @@ uint64_t uniffi_ferry_fn_clone_eventstream(uint64_t handle, RustCallStatus *_Non
 void uniffi_ferry_fn_free_eventstream(uint64_t handle, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_EVENTSTREAM_IS_CLOSED
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_EVENTSTREAM_IS_CLOSED
+int8_t uniffi_ferry_fn_method_eventstream_is_closed(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_EVENTSTREAM_NEXT
 #define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_EVENTSTREAM_NEXT
 uint64_t uniffi_ferry_fn_method_eventstream_next(uint64_t ptr
@@ -358,6 +363,11 @@ void uniffi_ferry_fn_method_listenerregistration_cancel(uint64_t ptr, RustCallSt
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_LISTENERREGISTRATION_IS_CANCELLED
 #define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_LISTENERREGISTRATION_IS_CANCELLED
 int8_t uniffi_ferry_fn_method_listenerregistration_is_cancelled(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_LISTENERREGISTRATION_WAIT_ENDED
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_LISTENERREGISTRATION_WAIT_ENDED
+uint64_t uniffi_ferry_fn_method_listenerregistration_wait_ended(uint64_t ptr
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_CLONE_DOWNLOADMANAGER
@@ -483,6 +493,11 @@ RustBuffer uniffi_ferry_fn_method_downloadmanager_take_bytes(uint64_t ptr, RustB
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_WAIT
 #define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_WAIT
 uint64_t uniffi_ferry_fn_method_downloadmanager_wait(uint64_t ptr, RustBuffer task_id
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_FUNC_STOP_CALLBACKS
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_FUNC_STOP_CALLBACKS
+int8_t uniffi_ferry_fn_func_stop_callbacks(uint64_t timeout_ms, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_FUNC_CANCEL
@@ -777,6 +792,12 @@ void ffi_ferry_rust_future_free_void(uint64_t handle
 void ffi_ferry_rust_future_complete_void(uint64_t handle, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_FUNC_STOP_CALLBACKS
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_FUNC_STOP_CALLBACKS
+uint16_t uniffi_ferry_checksum_func_stop_callbacks(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_FUNC_CANCEL
 #define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_FUNC_CANCEL
 uint16_t uniffi_ferry_checksum_func_cancel(void
@@ -825,6 +846,12 @@ uint16_t uniffi_ferry_checksum_method_eventlistener_on_event(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_EVENTSTREAM_IS_CLOSED
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_EVENTSTREAM_IS_CLOSED
+uint16_t uniffi_ferry_checksum_method_eventstream_is_closed(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_EVENTSTREAM_NEXT
 #define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_EVENTSTREAM_NEXT
 uint16_t uniffi_ferry_checksum_method_eventstream_next(void
@@ -852,6 +879,12 @@ uint16_t uniffi_ferry_checksum_method_listenerregistration_cancel(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_LISTENERREGISTRATION_IS_CANCELLED
 #define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_LISTENERREGISTRATION_IS_CANCELLED
 uint16_t uniffi_ferry_checksum_method_listenerregistration_is_cancelled(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_LISTENERREGISTRATION_WAIT_ENDED
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_LISTENERREGISTRATION_WAIT_ENDED
+uint16_t uniffi_ferry_checksum_method_listenerregistration_wait_ended(void
     
 );
 #endif

@@ -5,8 +5,10 @@ extension Downloader {
     /// Every event of this downloader from now on, in order: coalesced progress and every state
     /// change. Subscribe before enqueueing so no event of the new task is missed.
     ///
-    /// The stream is fed by an engine listener; stopping the iteration (leaving the loop, cancelling
-    /// the task, dropping the stream) unregisters it, and `shutdown()` finishes it.
+    /// The stream is fed by an engine listener; stopping the iteration (cancelling the task,
+    /// dropping the stream) unregisters it. It finishes when the manager shuts down, through this
+    /// downloader or any other handle of the same state directory, once the events queued before
+    /// were delivered.
     /// - Parameter bufferingPolicy: what to keep while the consumer is behind (default: everything).
     public func events(
         bufferingPolicy: AsyncStream<DownloadEvent>.Continuation.BufferingPolicy = .unbounded
@@ -15,6 +17,13 @@ extension Downloader {
         let registration = manager.addListener(listener: ClosureListener { event in
             continuation.yield(event)
         })
+        // Delivery ends when the registration is cancelled (the stream terminated) or when the
+        // engine closed the subscription (a shutdown by any handle); either way, finish the stream.
+        // The wait ends with the registration, so this task never outlives the stream's listener.
+        Task.detached {
+            await registration.waitEnded()
+            continuation.finish()
+        }
         let streams = self.streams
         let streamId = streams.newId()
         continuation.onTermination = { _ in

@@ -726,6 +726,8 @@ internal object IntegrityCheckingUniffiLib {
     }
 
     internal fun ensureInitialized() = Unit
+    external fun uniffi_ferry_checksum_func_stop_callbacks(
+    ): Int
     external fun uniffi_ferry_checksum_func_cancel(
     ): Int
     external fun uniffi_ferry_checksum_func_default_manager(
@@ -742,6 +744,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_ferry_checksum_method_eventlistener_on_event(
     ): Int
+    external fun uniffi_ferry_checksum_method_eventstream_is_closed(
+    ): Int
     external fun uniffi_ferry_checksum_method_eventstream_next(
     ): Int
     external fun uniffi_ferry_checksum_method_eventstream_next_blocking(
@@ -751,6 +755,8 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_ferry_checksum_method_listenerregistration_cancel(
     ): Int
     external fun uniffi_ferry_checksum_method_listenerregistration_is_cancelled(
+    ): Int
+    external fun uniffi_ferry_checksum_method_listenerregistration_wait_ended(
     ): Int
     external fun uniffi_ferry_checksum_method_downloadmanager_add_listener(
     ): Int
@@ -840,6 +846,8 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_ferry_fn_free_eventstream(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_ferry_fn_method_eventstream_is_closed(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
     external fun uniffi_ferry_fn_method_eventstream_next(`ptr`: Long,
     ): Long
     external fun uniffi_ferry_fn_method_eventstream_next_blocking(`ptr`: Long,`timeoutMs`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -854,6 +862,8 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_ferry_fn_method_listenerregistration_is_cancelled(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Byte
+    external fun uniffi_ferry_fn_method_listenerregistration_wait_ended(`ptr`: Long,
+    ): Long
     external fun uniffi_ferry_fn_clone_downloadmanager(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_ferry_fn_free_downloadmanager(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -904,6 +914,8 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_ferry_fn_method_downloadmanager_wait(`ptr`: Long,`taskId`: RustBuffer.ByValue,
     ): Long
+    external fun uniffi_ferry_fn_func_stop_callbacks(`timeoutMs`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
     external fun uniffi_ferry_fn_func_cancel(`taskId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_ferry_fn_func_default_manager(uniffi_out_err: UniffiRustCallStatus, 
@@ -1035,6 +1047,9 @@ private fun uniffiCheckContractApiVersion(lib: IntegrityCheckingUniffiLib) {
 }
 @Suppress("UNUSED_PARAMETER")
 private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
+    if ((lib.uniffi_ferry_checksum_func_stop_callbacks() and 0xFFFF) != 26300) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_ferry_checksum_func_cancel() and 0xFFFF) != 57059) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1059,10 +1074,13 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_ferry_checksum_method_eventlistener_on_event() and 0xFFFF) != 7020) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_ferry_checksum_method_eventstream_is_closed() and 0xFFFF) != 26838) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_ferry_checksum_method_eventstream_next() and 0xFFFF) != 38659) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_ferry_checksum_method_eventstream_next_blocking() and 0xFFFF) != 49159) {
+    if ((lib.uniffi_ferry_checksum_method_eventstream_next_blocking() and 0xFFFF) != 21147) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_ferry_checksum_method_eventstream_try_next() and 0xFFFF) != 52364) {
@@ -1072,6 +1090,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_ferry_checksum_method_listenerregistration_is_cancelled() and 0xFFFF) != 11842) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_ferry_checksum_method_listenerregistration_wait_ended() and 0xFFFF) != 58787) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_ferry_checksum_method_downloadmanager_add_listener() and 0xFFFF) != 50433) {
@@ -3164,13 +3185,20 @@ public object FfiConverterTypeEventListener: FfiConverter<EventListener, Long> {
 public interface EventStreamInterface {
     
     /**
+     * Whether the manager shut down: no event is added any more, and once `try_next` returns
+     * `None` the stream is over (blocking pollers stop on this instead of spinning).
+     */
+    fun `isClosed`(): kotlin.Boolean
+    
+    /**
      * The next event; `None` once the manager shut down. Cancelling the wait loses no event: an
      * event is taken from the queue only when this call returns it.
      */
     suspend fun `next`(): DownloadEvent?
     
     /**
-     * Waits up to `timeout_ms` for the next event (blocking; not for a UI thread).
+     * Waits up to `timeout_ms` for the next event (blocking; not for a UI thread). `None` on
+     * timeout, and at once when the stream is closed (see `is_closed`).
      */
     fun `nextBlocking`(`timeoutMs`: kotlin.ULong): DownloadEvent?
     
@@ -3288,6 +3316,23 @@ open class EventStream: Disposable, AutoCloseable, EventStreamInterface
 
     
     /**
+     * Whether the manager shut down: no event is added any more, and once `try_next` returns
+     * `None` the stream is over (blocking pollers stop on this instead of spinning).
+     */override fun `isClosed`(): kotlin.Boolean {
+            return FfiConverterBoolean.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_ferry_fn_method_eventstream_is_closed(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
      * The next event; `None` once the manager shut down. Cancelling the wait loses no event: an
      * event is taken from the queue only when this call returns it.
      */
@@ -3312,7 +3357,8 @@ open class EventStream: Disposable, AutoCloseable, EventStreamInterface
 
     
     /**
-     * Waits up to `timeout_ms` for the next event (blocking; not for a UI thread).
+     * Waits up to `timeout_ms` for the next event (blocking; not for a UI thread). `None` on
+     * timeout, and at once when the stream is closed (see `is_closed`).
      */override fun `nextBlocking`(`timeoutMs`: kotlin.ULong): DownloadEvent? {
             return FfiConverterOptionalTypeDownloadEvent.lift(
     callWithHandle {
@@ -3478,7 +3524,7 @@ public object FfiConverterTypeEventStream: FfiConverter<EventStream, Long> {
 
 
 /**
- * A live listener; delivery stops when it is cancelled or dropped.
+ * A live listener; delivery stops when it is cancelled or dropped, or when the manager shuts down.
  */
 public interface ListenerRegistrationInterface {
     
@@ -3492,11 +3538,18 @@ public interface ListenerRegistrationInterface {
      */
     fun `isCancelled`(): kotlin.Boolean
     
+    /**
+     * Returns once delivery has ended for good: after `cancel`, or once the manager shut down
+     * (by whichever handle) and every event queued before was delivered. Stream adapters await it
+     * to finish their stream. Abandoning the wait leaves nothing behind.
+     */
+    suspend fun `waitEnded`()
+    
     companion object
 }
 
 /**
- * A live listener; delivery stops when it is cancelled or dropped.
+ * A live listener; delivery stops when it is cancelled or dropped, or when the manager shuts down.
  */
 open class ListenerRegistration: Disposable, AutoCloseable, ListenerRegistrationInterface
 {
@@ -3629,6 +3682,32 @@ open class ListenerRegistration: Disposable, AutoCloseable, ListenerRegistration
     )
     }
     
+
+    
+    /**
+     * Returns once delivery has ended for good: after `cancel`, or once the manager shut down
+     * (by whichever handle) and every event queued before was delivered. Stream adapters await it
+     * to finish their stream. Abandoning the wait leaves nothing behind.
+     */
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `waitEnded`() {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_ferry_fn_method_listenerregistration_wait_ended(
+                uniffiHandle,
+                
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_ferry_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_ferry_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.ffi_ferry_rust_future_free_void(future) },
+        // lift function
+        { },
+        
+        // Error FFI converter
+        UniffiNullRustCallStatusErrorHandler,
+    )
+    }
 
     
 
@@ -5422,6 +5501,25 @@ public object FfiConverterSequenceTypeBatchItem: FfiConverterRustBuffer<List<Bat
 
 
 
+
+        /**
+         * Stops every call from Ferry into foreign code (event listeners, chunk sinks) for the rest of the
+         * process, then waits up to `timeout_ms` for the calls in progress to return; true when none is
+         * left. For hosts that are exiting: the Python package calls it at interpreter exit, because a
+         * Ferry thread entering a finalizing interpreter would abort the process. Listeners get no more
+         * events afterwards and stream downloads fail with `sink_rejected`. Do not call it from a
+         * callback: it would wait for itself.
+         */ fun `stopCallbacks`(`timeoutMs`: kotlin.ULong): kotlin.Boolean {
+            return FfiConverterBoolean.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_ferry_fn_func_stop_callbacks(
+    
+        
+        FfiConverterULong.lower(`timeoutMs`),_status)
+}
+    )
+    }
+    
 
         /**
          * Cancels a task of the default manager.

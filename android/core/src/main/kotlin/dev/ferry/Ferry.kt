@@ -10,6 +10,7 @@ import dev.ferry.ffi.EventListener
 import dev.ferry.ffi.HttpHeader
 import dev.ferry.ffi.Limits
 import dev.ferry.ffi.ManagerConfig
+import dev.ferry.ffi.TaskErrorInfo
 import dev.ferry.ffi.TaskStatus
 import dev.ferry.ffi.defaultManager
 import java.io.File
@@ -27,6 +28,7 @@ import kotlinx.coroutines.flow.Flow
 import kotlinx.coroutines.flow.callbackFlow
 import kotlinx.coroutines.flow.filter
 import kotlinx.coroutines.flow.filterIsInstance
+import kotlinx.coroutines.launch
 import kotlinx.coroutines.runBlocking
 import kotlinx.coroutines.selects.select
 import kotlinx.coroutines.withContext
@@ -77,7 +79,10 @@ class Ferry private constructor(
      * Enqueues a download and returns its task id. Enqueueing an id that already exists returns that
      * id without downloading again, so it is safe to repeat after a restart.
      */
-    suspend fun enqueue(request: DownloadRequest): String = io { it.enqueue(request) }
+    suspend fun enqueue(request: DownloadRequest): String {
+        request.unencodableField()?.let { throw it }
+        return io { it.enqueue(request) }
+    }
 
     /**
      * Enqueues [url] into [destination] (see [downloadRequest] for the parameters) and returns the
@@ -95,7 +100,14 @@ class Ferry private constructor(
      * Enqueues many downloads in one transaction. Returns one [BatchItem] per request, in order:
      * [BatchItem.Enqueued] with the task id or [BatchItem.Rejected] with the reason.
      */
-    suspend fun enqueueAll(requests: List<DownloadRequest>): List<BatchItem> = io { it.enqueueBatch(requests) }
+    suspend fun enqueueAll(requests: List<DownloadRequest>): List<BatchItem> {
+        val refused = requests.withIndex().mapNotNull { (i, request) ->
+            request.unencodableField()?.let { i to BatchItem.Rejected(TaskErrorInfo(it.code, it.detail, null)) }
+        }.toMap()
+        if (refused.isEmpty()) return io { it.enqueueBatch(requests) }
+        val accepted = io { m -> m.enqueueBatch(requests.filterIndexed { i, _ -> i !in refused }) }.iterator()
+        return requests.indices.map { i -> refused[i] ?: accepted.next() }
+    }
 
     /**
      * Suspends until the task is no longer queued or running, and returns its status: completed,
@@ -105,6 +117,7 @@ class Ferry private constructor(
      *   (the task stays in the table and resumes when the directory is opened again).
      */
     suspend fun await(taskId: String): TaskStatus {
+        checkTaskId(taskId)
         val manager = live()
         return coroutineScope {
             val waiting = async {
@@ -160,6 +173,10 @@ class Ferry private constructor(
         limit: Long = DEFAULT_FETCH_LIMIT,
     ): ByteArray {
         require(limit >= 0) { "limit must not be negative" }
+        if (!url.isValidUnicode()) throw FerryException(ErrorCode.INVALID_URL, "the URL is not valid Unicode (it holds a lone surrogate)")
+        if (!headers.all { (name, value) -> name.isValidUnicode() && value.isValidUnicode() }) {
+            throw FerryException(ErrorCode.INVALID_HEADER, "a header is not valid Unicode (it holds a lone surrogate)")
+        }
         val manager = live()
         return try {
             manager.fetchBytes(url, headers.map { (name, value) -> HttpHeader(name, value) }, limit.toULong())
@@ -169,7 +186,7 @@ class Ferry private constructor(
     }
 
     /** A task's status. @throws FerryException [ErrorCode.TASK_NOT_FOUND] for an unknown id. */
-    fun status(taskId: String): TaskStatus = call { it.status(taskId) }
+    fun status(taskId: String): TaskStatus = checkTaskId(taskId).let { call { it.status(taskId) } }
 
     /** A task's status, or `null` when no task has this id. */
     fun statusOrNull(taskId: String): TaskStatus? = try {
@@ -182,19 +199,21 @@ class Ferry private constructor(
     fun list(): List<TaskStatus> = call { it.list() }
 
     /** Pauses a task; its partial file and progress are kept. */
-    suspend fun pause(taskId: String): Unit = io { it.pause(taskId) }
+    suspend fun pause(taskId: String): Unit = checkTaskId(taskId).let { io { it.pause(taskId) } }
 
     /** Resumes a paused or failed task from where it stopped. */
-    suspend fun resume(taskId: String): Unit = io { it.resume(taskId) }
+    suspend fun resume(taskId: String): Unit = checkTaskId(taskId).let { io { it.resume(taskId) } }
 
     /** Cancels a task and deletes its partial file. Cancelling a finished task does nothing. */
-    suspend fun cancel(taskId: String): Unit = io { it.cancel(taskId) }
+    suspend fun cancel(taskId: String): Unit = checkTaskId(taskId).let { io { it.cancel(taskId) } }
 
     /** Forgets a task (and its partial file); with [deleteFile], also deletes a completed file. */
-    suspend fun remove(taskId: String, deleteFile: Boolean = false): Unit = io { it.remove(taskId, deleteFile) }
+    suspend fun remove(taskId: String, deleteFile: Boolean = false): Unit =
+        checkTaskId(taskId).let { io { it.remove(taskId, deleteFile) } }
 
     /** Changes a queued task's priority (higher runs first). */
-    suspend fun setPriority(taskId: String, priority: Int): Unit = io { it.setPriority(taskId, priority) }
+    suspend fun setPriority(taskId: String, priority: Int): Unit =
+        checkTaskId(taskId).let { io { it.setPriority(taskId, priority) } }
 
     /** Pauses every queued or running task; returns how many. */
     suspend fun pauseAll(): Int = io { it.pauseAll().toInt() }
@@ -207,7 +226,8 @@ class Ferry private constructor(
 
     /**
      * Every engine event, in order, while collected. Collecting registers a listener; cancelling the
-     * collection (or closing this [Ferry]) removes it. Progress events are coalesced by the engine
+     * collection (or closing this [Ferry]) removes it. The flow ends when the manager shuts down,
+     * through this [Ferry] or any other handle of the same state directory. Progress events are coalesced by the engine
      * at its progress cadence; state changes are never dropped. A slow collector only delays its
      * own events (apply `buffer` or `conflate` as you see fit).
      */
@@ -223,6 +243,12 @@ class Ferry private constructor(
             val registration = call { it.addListener(listener) }
             eventChannels += channel
             if (stopped.isCompleted) channel.close()
+            // Delivery also ends when the engine manager shuts down through another handle of the
+            // same state directory (once the events queued before were delivered): end the flow.
+            launch {
+                registration.waitEnded()
+                channel.close()
+            }
             awaitClose {
                 eventChannels -= channel
                 registration.cancel()
