@@ -14,7 +14,7 @@ use super::request::Request;
 use super::runner::{self, Env, Outcome};
 use super::runtime;
 use super::scheduler::{HostSlots, ReadyQueue};
-use super::store::{now_ms, tx, Recovery, Store, StoredTask, TaskRow};
+use super::store::{now_ms, Recovery, Store, StoredTask, TaskRow};
 use super::table::{EntryInner, FlushSignal, LiveProgress, Resource, RunControl, StopReason, TaskEntry};
 use super::task::{next_state, Output, TaskError, TaskId, TaskInfo, TaskSpec, TaskState, Transition};
 use super::transport::Transport;
@@ -439,7 +439,7 @@ fn entry_from_stored(t: StoredTask) -> Option<Arc<TaskEntry>> {
         resource: Resource { total: row.total, validator },
         journal: ranges,
         // The identity, also out of a publish mark that the open found stale.
-        part_file: row.part_file.as_deref().and_then(|p| p.split('@').next()).map(str::to_string),
+        part_file: row.part_file.as_deref().map(|p| super::part_file::Identity::file_part(p).to_string()),
         ..EntryInner::new(row.state, row.priority, row.updated_ms)
     };
     Some(TaskEntry::new(spec, row.seq, row.created_ms, true, LiveProgress::new(bytes, row.total), inner))
@@ -559,15 +559,7 @@ impl Inner {
                     if let Ok(existing) = self.entry(id) {
                         // The same request: URL, output, headers and checksum (as validation
                         // normalises them). Priority, connections and overwrite may differ.
-                        let same = existing.spec.url.as_str() == url::Url::parse(r.url.trim()).map(|u| u.to_string()).unwrap_or_default()
-                            && existing.spec.output.path() == r.destination.as_ref()
-                            && existing.spec.output.kind() == kind_of(&r)
-                            && super::request::validate_headers(&r.headers).is_ok_and(|h| h == existing.spec.headers)
-                            && r.sha256
-                                .as_deref()
-                                .map(super::request::validate_sha256)
-                                .transpose()
-                                .is_ok_and(|h| h == existing.spec.sha256);
+                        let same = r.as_given().is_ok_and(|given| existing.spec.same_request(&given));
                         return if same {
                             Ok(Prepared::Existing(existing.spec.id.clone()))
                         } else {
@@ -823,23 +815,9 @@ impl Inner {
         if let Output::File(dest) = &entry.spec.output {
             let _ = std::fs::remove_file(part_path(dest));
         }
-        {
-            let mut g = entry.inner.lock();
-            g.journal.clear();
-            g.resource = Resource::default();
-        }
         entry.live.bytes.store(0, Ordering::Relaxed);
-        if entry.persisted && !entry.removed.load(Ordering::Acquire) {
-            let r = (|| -> Result<()> {
-                let mut conn = self.env.store.lock();
-                let t = conn.transaction()?;
-                tx::set_resource(&t, entry.spec.id.as_str(), None, None, None, &[])?;
-                t.commit()?;
-                Ok(())
-            })();
-            if let Err(e) = r {
-                tracing::warn!("could not clear the journal of {}: {e}", entry.spec.id);
-            }
+        if let Err(e) = entry.forget_resource(&self.env.store) {
+            tracing::warn!("could not clear the journal of {}: {e}", entry.spec.id);
         }
     }
 
@@ -975,16 +953,6 @@ impl Inner {
 enum Prepared {
     Existing(TaskId),
     New(TaskSpec),
-}
-
-fn kind_of(r: &Request) -> &'static str {
-    if r.destination.is_some() {
-        "file"
-    } else if r.memory_limit.is_some() {
-        "memory"
-    } else {
-        "stream"
-    }
 }
 
 /// Why `dest` cannot be claimed: it is a live task's destination, a live task's part file

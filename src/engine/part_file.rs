@@ -60,11 +60,11 @@ pub struct PartFile {
 }
 
 impl PartFile {
-    fn named(file: File, path: &Path) -> PartFile {
+    fn new(file: File, path: &Path, anonymous: bool) -> PartFile {
         PartFile {
             file,
             path: path.to_path_buf(),
-            anonymous: AtomicBool::new(false),
+            anonymous: AtomicBool::new(anonymous),
             naming: Mutex::new(()),
             name_synced: AtomicBool::new(false),
         }
@@ -80,7 +80,7 @@ impl PartFile {
             .truncate(true)
             .open(path)
             .map_err(|e| Error::io("creating the part file", &e))?;
-        Ok(PartFile::named(file, path))
+        Ok(PartFile::new(file, path, false))
     }
 
     /// Starts a download from zero: an anonymous file in `path`'s directory where the system has
@@ -94,13 +94,7 @@ impl PartFile {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(Error::io("removing a stale part file", &e)),
                 }
-                Ok(PartFile {
-                    file,
-                    path: path.to_path_buf(),
-                    anonymous: AtomicBool::new(true),
-                    naming: Mutex::new(()),
-                    name_synced: AtomicBool::new(false),
-                })
+                Ok(PartFile::new(file, path, true))
             }
             None => PartFile::create(path),
         }
@@ -109,7 +103,7 @@ impl PartFile {
     /// Opens an existing part file for resuming; `None` if it is gone.
     pub fn open_existing(path: &Path) -> Result<Option<PartFile>> {
         match File::options().read(true).write(true).open(path) {
-            Ok(file) => Ok(Some(PartFile::named(file, path))),
+            Ok(file) => Ok(Some(PartFile::new(file, path, false))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io("opening the part file", &e)),
         }
@@ -318,6 +312,12 @@ impl Identity {
     /// exactly when it is that file.
     pub fn publish_mark(&self) -> String {
         format!("{}@{}:{}", self.file, self.len, self.modified)
+    }
+
+    /// The file identity (`dev:ino:birth`) a stored value names, be it a plain identity or a
+    /// publish mark.
+    pub fn file_part(stored: &str) -> &str {
+        stored.split('@').next().unwrap_or_default()
     }
 }
 

@@ -116,15 +116,7 @@ fn publish_batch(batch: Vec<Job>) {
 /// record. A file whose mark cannot be written is not renamed.
 fn mark_publishing(batch: &[Job], synced: Vec<Result<()>>) -> Vec<Result<()>> {
     let mut synced = synced;
-    let mut stores: Vec<&Arc<Store>> = Vec::new();
-    for (job, r) in batch.iter().zip(&synced) {
-        if let (Some(rec), Ok(())) = (&job.record, r) {
-            if !stores.iter().any(|s| Arc::ptr_eq(s, &rec.store)) {
-                stores.push(&rec.store);
-            }
-        }
-    }
-    for store in stores {
+    for store in stores_of(batch, &synced) {
         let mut marks: Vec<(usize, &str, String)> = Vec::new();
         for (i, job) in batch.iter().enumerate() {
             match &job.record {
@@ -145,18 +137,23 @@ fn mark_publishing(batch: &[Job], synced: Vec<Result<()>>) -> Vec<Result<()>> {
     synced
 }
 
-/// Records the completions of the published files, one transaction per task table.
-fn record_completions(batch: &[Job], results: &[Result<()>]) -> Vec<bool> {
-    let mut recorded = vec![false; batch.len()];
+/// The task tables of the jobs still on their way (`Ok` so far) that record into one, each once.
+fn stores_of<'a>(batch: &'a [Job], so_far: &[Result<()>]) -> Vec<&'a Arc<Store>> {
     let mut stores: Vec<&Arc<Store>> = Vec::new();
-    for (job, r) in batch.iter().zip(results) {
+    for (job, r) in batch.iter().zip(so_far) {
         if let (Some(rec), Ok(())) = (&job.record, r) {
             if !stores.iter().any(|s| Arc::ptr_eq(s, &rec.store)) {
                 stores.push(&rec.store);
             }
         }
     }
-    for store in stores {
+    stores
+}
+
+/// Records the completions of the published files, one transaction per task table.
+fn record_completions(batch: &[Job], results: &[Result<()>]) -> Vec<bool> {
+    let mut recorded = vec![false; batch.len()];
+    for store in stores_of(batch, results) {
         let done: Vec<(usize, &str, u64)> = batch
             .iter()
             .zip(results)

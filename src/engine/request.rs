@@ -60,13 +60,27 @@ impl Request {
 
     /// Validates the request, reusing directory checks already made for other requests of a batch.
     pub fn validate_with(&self, dirs: &mut DirChecks) -> Result<TaskSpec> {
+        self.to_spec(Some(dirs))
+    }
+
+    /// The spec this request describes with its destination taken as given, unchecked against the
+    /// disk: what to compare with an existing task of the same id, whose destination may exist by
+    /// now (see [`TaskSpec::same_request`]).
+    pub fn as_given(&self) -> Result<TaskSpec> {
+        self.to_spec(None)
+    }
+
+    fn to_spec(&self, dirs: Option<&mut DirChecks>) -> Result<TaskSpec> {
         let url = validate_url(&self.url)?;
         let id = match &self.task_id {
             Some(id) => TaskId::parse(id)?,
             None => TaskId::generate(),
         };
         let output = match (&self.destination, self.memory_limit, &self.stream) {
-            (Some(dest), None, None) => Output::File(validate_destination_with(dest, self.overwrite, dirs)?),
+            (Some(dest), None, None) => Output::File(match dirs {
+                Some(dirs) => validate_destination_with(dest, self.overwrite, dirs)?,
+                None => dest.clone(),
+            }),
             (None, Some(limit), None) => Output::Memory { limit },
             (None, None, Some(sink)) => Output::Stream(sink.clone()),
             (None, None, None) => {

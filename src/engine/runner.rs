@@ -182,7 +182,7 @@ impl Run {
                             // The journal describes bytes this part file does not hold (gone,
                             // shorter, longer, or another file): forget it before anything is
                             // written, so that no later open trusts it either.
-                            forget_journal(&env, &task)?;
+                            task.forget_resource(&env.store)?;
                         }
                         PartFile::create_fresh(&path).map_err(|e| missing_dir(e, dest))?
                     }
@@ -271,18 +271,7 @@ impl Run {
         self.sink.restart()?;
         self.task.live.bytes.store(0, Ordering::Relaxed);
         self.task.live.total.store(UNKNOWN, Ordering::Relaxed);
-        {
-            let mut g = self.task.inner.lock();
-            g.journal.clear();
-            g.resource = Resource::default();
-        }
-        if self.task.persisted {
-            let mut conn = self.env.store.lock();
-            let t = conn.transaction()?;
-            tx::set_resource(&t, self.task.spec.id.as_str(), None, None, None, &[])?;
-            t.commit()?;
-        }
-        Ok(())
+        self.task.forget_resource(&self.env.store)
     }
 
     async fn backoff(&mut self, e: Error) -> Result<(), Step> {
@@ -825,22 +814,6 @@ fn part_matches_journal(f: &PartFile, r: &Ranged, journal: &[SegmentRow], known:
         return Ok(false);
     }
     Ok(found.len >= max_written(journal) && found.len <= r.total)
-}
-
-/// Drops a task's journal and resource facts, in memory and in the task table.
-fn forget_journal(env: &Env, task: &TaskEntry) -> Result<()> {
-    {
-        let mut g = task.inner.lock();
-        g.journal.clear();
-        g.resource = Resource::default();
-    }
-    if task.persisted {
-        let mut conn = env.store.lock();
-        let t = conn.transaction()?;
-        tx::set_resource(&t, task.spec.id.as_str(), None, None, None, &[])?;
-        t.commit()?;
-    }
-    Ok(())
 }
 
 /// Creating the part file failed because its directory is gone: say that, with the input code a

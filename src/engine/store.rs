@@ -224,8 +224,7 @@ impl Store {
                     published += 1;
                 }
                 _ => {
-                    let identity = mark.split('@').next().unwrap_or_default();
-                    tx::set_part_file(&tx, &id, Some(identity))?;
+                    tx::set_part_file(&tx, &id, Some(super::part_file::Identity::file_part(&mark)))?;
                 }
             }
         }

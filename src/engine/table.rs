@@ -245,6 +245,23 @@ impl TaskEntry {
         })
     }
 
+    /// Forgets the resource facts and the journal (the download starts over from zero), in memory
+    /// and, for a stored task still in the table, in the task table.
+    pub fn forget_resource(&self, store: &super::store::Store) -> super::error::Result<()> {
+        {
+            let mut g = self.inner.lock();
+            g.journal.clear();
+            g.resource = Resource::default();
+        }
+        if self.persisted && !self.removed.load(Ordering::Acquire) {
+            let mut conn = store.lock();
+            let t = conn.transaction()?;
+            super::store::tx::set_resource(&t, self.spec.id.as_str(), None, None, None, &[])?;
+            t.commit()?;
+        }
+        Ok(())
+    }
+
     /// The current state.
     pub fn state(&self) -> TaskState {
         self.inner.lock().state
