@@ -5,8 +5,8 @@
 //! durable, so callers share syncs: a caller needs *a* sync that started after its rename; if one is
 //! running, it waits for the next, which covers everyone who arrived meanwhile.
 
+use super::hash::Map;
 use parking_lot::{Condvar, Mutex};
-use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -20,7 +20,7 @@ struct DirState {
 /// Coalesces fsyncs per directory.
 #[derive(Default)]
 pub struct DirSync {
-    dirs: Mutex<HashMap<PathBuf, DirState>>,
+    dirs: Mutex<Map<PathBuf, DirState>>,
     done: Condvar,
 }
 

@@ -306,20 +306,27 @@ impl From<rusqlite::Error> for Error {
 /// A URL for messages and logs: scheme, host, port and path only (no credentials, query or fragment).
 pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
-        Ok(mut u) => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            if u.query().is_some() {
-                u.set_query(Some("…"));
-            }
-            u.set_fragment(None);
-            u.to_string()
-        }
+        Ok(u) => redact(&u),
         Err(_) => {
             let cut = url.find(['?', '#']).unwrap_or(url.len());
             url[..cut].to_string()
         }
     }
+}
+
+/// [`redact_url`] of a parsed URL.
+pub fn redact(url: &url::Url) -> String {
+    if url.username().is_empty() && url.password().is_none() && url.query().is_none() && url.fragment().is_none() {
+        return url.as_str().to_string();
+    }
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    if u.query().is_some() {
+        u.set_query(Some("…"));
+    }
+    u.set_fragment(None);
+    u.to_string()
 }
 
 #[cfg(test)]
@@ -341,6 +348,13 @@ mod tests {
         assert!(!r.contains("SECRET") && !r.contains("pw") && !r.contains("user"), "{r}");
         assert!(r.starts_with("https://example.com/a/b.bin"), "{r}");
         assert_eq!(redact_url("not a url?token=x"), "not a url");
+        for raw in ["http://h:8080/x%20y", "https://u@h/x?", "https://h/x#", "https://:pw@h/", "http://h/?a=b#c"] {
+            let parsed = url::Url::parse(raw).unwrap();
+            let r = redact(&parsed);
+            assert_eq!(r, redact_url(raw));
+            assert!(!r.contains("pw") && !r.contains("a=b") && !r.contains('#') && !r.contains("u@"), "{r}");
+        }
+        assert_eq!(redact(&url::Url::parse("http://h:8080/x%20y").unwrap()), "http://h:8080/x%20y");
     }
 
     #[test]

@@ -6,9 +6,10 @@
 //! a task yet, a newer one replaces it in place. Memory per subscriber is therefore bounded by the
 //! number of tasks, and a listener always sees a task's progress before that task's next state change.
 
+use super::hash::Map;
 use super::task::{TaskError, TaskId, TaskState};
 use parking_lot::{Condvar, Mutex};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -58,9 +59,9 @@ enum Slot {
 struct Queue {
     slots: VecDeque<Slot>,
     /// Undelivered progress that newer progress of the same task may still replace.
-    open: HashMap<TaskId, (u64, ProgressEvent)>,
+    open: Map<TaskId, (u64, ProgressEvent)>,
     /// Undelivered progress fixed in place because a state change of its task came after it.
-    sealed: HashMap<u64, ProgressEvent>,
+    sealed: Map<u64, ProgressEvent>,
     next: u64,
     closed: bool,
 }

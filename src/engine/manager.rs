@@ -8,6 +8,7 @@
 use super::config::{Config, Limits};
 use super::error::{Error, ErrorCode, Result};
 use super::events::{EventHub, ProgressEvent, StateEvent, Subscription};
+use super::hash::{Map, Set};
 use super::journal::Journal;
 use super::part_file::part_path;
 use super::request::Request;
@@ -22,7 +23,6 @@ use super::verdict::Validator;
 use futures_util::FutureExt;
 use once_cell::sync::Lazy;
 use parking_lot::{Mutex, RwLock};
-use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,7 +31,7 @@ use std::time::Instant;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-static REGISTRY: Lazy<Mutex<HashMap<PathBuf, Weak<Inner>>>> = Lazy::new(Default::default);
+static REGISTRY: Lazy<Mutex<Map<PathBuf, Weak<Inner>>>> = Lazy::new(Default::default);
 
 /// A download manager bound to one state directory. Cheap to clone; every clone is the same manager.
 #[derive(Clone)]
@@ -47,10 +47,10 @@ impl std::fmt::Debug for Manager {
 
 struct Sched {
     ready: ReadyQueue,
-    running: HashMap<TaskId, tokio::task::JoinHandle<()>>,
+    running: Map<TaskId, tokio::task::JoinHandle<()>>,
     /// Runners whose transfer is over and who only publish now: they hold no network slot.
-    publishing: std::collections::HashSet<TaskId>,
-    claims: HashMap<PathBuf, TaskId>,
+    publishing: Set<TaskId>,
+    claims: Map<PathBuf, TaskId>,
     next_seq: i64,
     limits: Limits,
 }
@@ -58,7 +58,7 @@ struct Sched {
 struct Inner {
     env: Arc<Env>,
     dir: PathBuf,
-    tasks: RwLock<HashMap<TaskId, Arc<TaskEntry>>>,
+    tasks: RwLock<Map<TaskId, Arc<TaskEntry>>>,
     sched: Mutex<Sched>,
     events: EventHub,
     recovery: Recovery,
@@ -107,13 +107,13 @@ impl Manager {
         let env = Arc::new(Env { transport, store, journal, hosts, config: RwLock::new(config) });
         let mut sched = Sched {
             ready: ReadyQueue::default(),
-            running: HashMap::new(),
+            running: Map::default(),
             publishing: Default::default(),
-            claims: HashMap::new(),
+            claims: Map::default(),
             next_seq,
             limits,
         };
-        let mut tasks = HashMap::with_capacity(stored.len());
+        let mut tasks = Map::with_capacity_and_hasher(stored.len(), Default::default());
         for t in stored {
             let Some(entry) = entry_from_stored(t) else { continue };
             let state = entry.state();
@@ -576,8 +576,8 @@ impl Inner {
         let mut s = self.sched.lock();
         {
             let tasks = self.tasks.read();
-            let mut batch_ids: HashMap<TaskId, usize> = HashMap::new();
-            let mut batch_dests: HashMap<PathBuf, TaskId> = HashMap::new();
+            let mut batch_ids: Map<TaskId, usize> = Map::default();
+            let mut batch_dests: Map<PathBuf, TaskId> = Map::default();
             for p in prepared {
                 let spec = match p {
                     Err(e) => {
@@ -642,6 +642,8 @@ impl Inner {
                 }
                 let inner = EntryInner::new(TaskState::Queued, spec.priority, now);
                 let entry = TaskEntry::new(spec, seq, now, persisted, LiveProgress::new(0, None), inner);
+                // validate_destination refused an existing part file unless overwriting.
+                entry.no_part_yet.store(!entry.spec.overwrite, Ordering::Relaxed);
                 batch_ids.insert(entry.spec.id.clone(), new_entries.len());
                 results.push(Ok(entry.spec.id.clone()));
                 new_entries.push(entry);
@@ -715,7 +717,8 @@ impl Inner {
                 }
             });
             let handle = runtime::handle().spawn(async move {
-                let run = runner::run(inner.env.clone(), entry.clone(), stop, slot, signal, transferred);
+                // Boxed: the runner's state machine is kilobytes, and the task cell would copy it.
+                let run = Box::pin(runner::run(inner.env.clone(), entry.clone(), stop, slot, signal, transferred));
                 let outcome = match AssertUnwindSafe(run).catch_unwind().await {
                     Ok(o) => o,
                     Err(_) => Outcome::Failed(Error::internal("the download runner panicked")),
@@ -958,7 +961,7 @@ enum Prepared {
 /// Why `dest` cannot be claimed: it is a live task's destination, a live task's part file
 /// (`<dest>` = `<other>.part`), or its own part file is a live task's destination. Either way two
 /// tasks would write one file.
-fn claim_conflict(claims: &HashMap<PathBuf, TaskId>, batch: &HashMap<PathBuf, TaskId>, dest: &Path) -> Option<Error> {
+fn claim_conflict(claims: &Map<PathBuf, TaskId>, batch: &Map<PathBuf, TaskId>, dest: &Path) -> Option<Error> {
     let owner = |p: &Path| claims.get(p).or_else(|| batch.get(p)).cloned();
     if let Some(owner) = owner(dest) {
         return Some(Error::new(ErrorCode::DestinationBusy, format!("'{}' is already the destination of task '{owner}'", dest.display())));

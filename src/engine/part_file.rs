@@ -57,6 +57,8 @@ pub struct PartFile {
     naming: Mutex<()>,
     /// The directory entry is known to be on disk (synced once by [`PartFile::sync_durably`]).
     name_synced: AtomicBool,
+    /// `st_dev` of the open file, once read (it never changes for an open descriptor).
+    device: std::sync::OnceLock<u64>,
 }
 
 impl PartFile {
@@ -67,6 +69,7 @@ impl PartFile {
             anonymous: AtomicBool::new(anonymous),
             naming: Mutex::new(()),
             name_synced: AtomicBool::new(false),
+            device: std::sync::OnceLock::new(),
         }
     }
 
@@ -84,15 +87,15 @@ impl PartFile {
     }
 
     /// Starts a download from zero: an anonymous file in `path`'s directory where the system has
-    /// them, else the named part file. A stale part file at `path` is removed either way (its bytes
-    /// are no longer trusted).
-    pub fn create_fresh(path: &Path) -> Result<PartFile> {
+    /// them, else the named part file. A stale part file at `path` (`stale_possible`: an earlier
+    /// run may have left one) is removed either way (its bytes are no longer trusted).
+    pub fn create_fresh(path: &Path, stale_possible: bool) -> Result<PartFile> {
         match open_anonymous(path) {
             Some(file) => {
-                match std::fs::remove_file(path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::io("removing a stale part file", &e)),
+                match stale_possible.then(|| std::fs::remove_file(path)) {
+                    None | Some(Ok(())) => {}
+                    Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Some(Err(e)) => return Err(Error::io("removing a stale part file", &e)),
                 }
                 Ok(PartFile::new(file, path, true))
             }
@@ -176,8 +179,20 @@ impl PartFile {
 
     /// Which file this is, and its length.
     pub fn identity(&self) -> Result<Identity> {
+        use std::os::unix::fs::MetadataExt;
         let m = self.file.metadata().map_err(|e| Error::io("reading the part file", &e))?;
+        let _ = self.device.set(m.dev());
         Ok(Identity::of(&m))
+    }
+
+    /// The device (`st_dev`) of the file's file system.
+    pub fn device(&self) -> Result<u64> {
+        use std::os::unix::fs::MetadataExt;
+        if let Some(d) = self.device.get() {
+            return Ok(*d);
+        }
+        let m = self.file.metadata().map_err(|e| Error::io("reading the part file", &e))?;
+        Ok(*self.device.get_or_init(|| m.dev()))
     }
 
     /// Current length.
@@ -190,7 +205,12 @@ impl PartFile {
     /// A length that merely exceeds the free space proceeds, and fails with `disk_full` when the
     /// space runs out, keeping the partial for a resume once space is freed. File systems that
     /// report no size (some FUSE and network mounts) are not checked.
+    /// Up to 1 MiB is not checked: a write that does not fit fails with `disk_full` about as soon
+    /// as the check would, and a batch of small files saves one `fstatvfs` each.
     pub fn ensure_room(&self, needed: u64) -> Result<()> {
+        if needed <= 1 << 20 {
+            return Ok(());
+        }
         let Some(capacity) = capacity(&self.file) else { return Ok(()) };
         if needed > capacity {
             return Err(Error::new(
@@ -547,7 +567,7 @@ mod tests {
         let dest = dir.path().join("small.bin");
         let part = part_path(&dest);
         std::fs::write(&part, b"stale bytes of an earlier run").unwrap();
-        let f = PartFile::create_fresh(&part).unwrap();
+        let f = PartFile::create_fresh(&part, true).unwrap();
         if !f.is_anonymous() {
             eprintln!("no O_TMPFILE here; the named part file is used");
             return;
@@ -561,7 +581,7 @@ mod tests {
 
         // Named for resuming, then placed by rename.
         let dest2 = dir.path().join("big.bin");
-        let f = PartFile::create_fresh(&part_path(&dest2)).unwrap();
+        let f = PartFile::create_fresh(&part_path(&dest2), true).unwrap();
         f.write_at(0, b"resumable").unwrap();
         f.ensure_named().unwrap();
         f.ensure_named().unwrap();
@@ -578,7 +598,7 @@ mod tests {
     fn a_durable_sync_names_an_anonymous_file_first() {
         let dir = tempfile::tempdir().unwrap();
         let part = part_path(&dir.path().join("d.bin"));
-        let f = PartFile::create_fresh(&part).unwrap();
+        let f = PartFile::create_fresh(&part, true).unwrap();
         f.write_at(0, b"kept").unwrap();
         f.sync_durably().unwrap();
         assert!(!f.is_anonymous());
@@ -590,7 +610,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("taken.bin");
         std::fs::write(&dest, b"someone else's").unwrap();
-        let f = PartFile::create_fresh(&part_path(&dest)).unwrap();
+        let f = PartFile::create_fresh(&part_path(&dest), true).unwrap();
         f.write_at(0, b"ours").unwrap();
         assert_eq!(f.place(&dest, false).unwrap_err().code(), ErrorCode::DestinationExists);
         assert_eq!(std::fs::read(&dest).unwrap(), b"someone else's");

@@ -82,10 +82,11 @@ impl Publisher {
 }
 
 fn publish_batch(batch: Vec<Job>) {
-    let synced: Vec<Result<()>> = sync_data(&batch);
-    super::crash::point("publish:synced");
-    let synced = mark_publishing(&batch, synced);
+    let marked = mark_publishing(&batch);
     super::crash::point("publish:marked");
+    let (synced, covered) = sync_data(&batch, marked);
+    let synced = sync_marks(&batch, synced, &covered);
+    super::crash::point("publish:synced");
     let mut dirs: Vec<PathBuf> = Vec::new();
     let mut results = Vec::with_capacity(batch.len());
     for (job, synced) in batch.iter().zip(synced) {
@@ -113,16 +114,18 @@ fn publish_batch(batch: Vec<Job>) {
 
 /// Records in each task table which file is about to become each task's destination (one
 /// transaction per table), so that the next open recognises a rename this process did not live to
-/// record. A file whose mark cannot be written is not renamed.
-fn mark_publishing(batch: &[Job], synced: Vec<Result<()>>) -> Vec<Result<()>> {
-    let mut synced = synced;
-    for store in stores_of(batch, &synced) {
+/// record. Written before the data sync, so that the same sync makes the marks durable (see
+/// [`sync_marks`]). A file whose mark cannot be written is not renamed.
+fn mark_publishing(batch: &[Job]) -> Vec<Result<()>> {
+    let mut marked: Vec<Result<()>> = batch.iter().map(|_| Ok(())).collect();
+    let everyone = marked.clone();
+    for store in stores_of(batch, &everyone) {
         let mut marks: Vec<(usize, &str, String)> = Vec::new();
         for (i, job) in batch.iter().enumerate() {
             match &job.record {
-                Some(rec) if synced[i].is_ok() && Arc::ptr_eq(&rec.store, store) => match job.part.identity() {
+                Some(rec) if Arc::ptr_eq(&rec.store, store) => match job.part.identity() {
                     Ok(identity) => marks.push((i, rec.id.as_str(), identity.publish_mark())),
-                    Err(e) => synced[i] = Err(e),
+                    Err(e) => marked[i] = Err(e),
                 },
                 _ => {}
             }
@@ -130,7 +133,27 @@ fn mark_publishing(batch: &[Job], synced: Vec<Result<()>>) -> Vec<Result<()>> {
         let items: Vec<(&str, &str)> = marks.iter().map(|(_, id, m)| (*id, m.as_str())).collect();
         if let Err(e) = store.mark_publishing(&items) {
             for (i, _, _) in &marks {
-                synced[*i] = Err(e.clone());
+                marked[*i] = Err(e.clone());
+            }
+        }
+    }
+    marked
+}
+
+/// Makes the marks of the files still on their way durable before any of them is renamed: a table
+/// on a file system the data sync covered with `syncfs` is already durable; any other gets one
+/// `fdatasync` of its WAL. A table that cannot be synced keeps its files from being renamed.
+fn sync_marks(batch: &[Job], synced: Vec<Result<()>>, covered: &[u64]) -> Vec<Result<()>> {
+    let mut synced = synced;
+    for store in stores_of(batch, &synced) {
+        if store.device().is_some_and(|d| covered.contains(&d)) {
+            continue;
+        }
+        if let Err(e) = store.sync_wal() {
+            for (job, r) in batch.iter().zip(synced.iter_mut()) {
+                if job.record.as_ref().is_some_and(|rec| Arc::ptr_eq(&rec.store, store)) && r.is_ok() {
+                    *r = Err(e.clone());
+                }
             }
         }
     }
@@ -172,19 +195,23 @@ fn record_completions(batch: &[Job], results: &[Result<()>]) -> Vec<bool> {
     recorded
 }
 
-/// Makes the data of every file in the batch durable; one result per file.
-fn sync_data(batch: &[Job]) -> Vec<Result<()>> {
+/// Makes the data of every file still on its way (`Ok` in `so_far`) durable; one result per file,
+/// and the devices whose whole file system a `syncfs` made durable.
+fn sync_data(batch: &[Job], so_far: Vec<Result<()>>) -> (Vec<Result<()>>, Vec<u64>) {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     if batch.len() > 1 && system_dirty_bytes().is_some_and(|d| d <= MAX_DIRTY_FOR_SYNCFS) {
-        use std::os::unix::fs::MetadataExt;
         use std::os::unix::io::AsRawFd;
         let mut devices: Vec<(u64, std::result::Result<(), i32>)> = Vec::new();
         let mut out = Vec::with_capacity(batch.len());
-        for job in batch {
-            let dev = match job.part.file_descriptor().metadata() {
-                Ok(m) => m.dev(),
+        for (job, before) in batch.iter().zip(so_far) {
+            if before.is_err() {
+                out.push(before);
+                continue;
+            }
+            let dev = match job.part.device() {
+                Ok(d) => d,
                 Err(e) => {
-                    out.push(Err(Error::io("syncing the part file", &e)));
+                    out.push(Err(e));
                     continue;
                 }
             };
@@ -204,9 +231,10 @@ fn sync_data(batch: &[Job]) -> Vec<Result<()>> {
                 Err(_) => job.part.sync(),
             });
         }
-        return out;
+        let covered = devices.iter().filter(|(_, r)| r.is_ok()).map(|(d, _)| *d).collect();
+        return (out, covered);
     }
-    sync_each(batch)
+    (sync_each(batch, so_far), Vec::new())
 }
 
 /// Most threads syncing files of one batch at the same time.
@@ -216,23 +244,28 @@ const SYNC_THREADS: usize = 8;
 /// flush, and flushes issued together are merged by the block layer, so a batch costs a few
 /// flushes instead of one per file. With 400 MB of unrelated dirty data on the machine, 1000 small
 /// files took 0.33 s syncing one by one.
-fn sync_each(batch: &[Job]) -> Vec<Result<()>> {
+fn sync_each(batch: &[Job], so_far: Vec<Result<()>>) -> Vec<Result<()>> {
+    let sync = |j: &Job, before: &Result<()>| before.clone().and_then(|_| j.part.sync());
     if batch.len() < 4 {
-        return batch.iter().map(|j| j.part.sync()).collect();
+        return batch.iter().zip(&so_far).map(|(j, b)| sync(j, b)).collect();
     }
     let per_thread = batch.len().div_ceil(SYNC_THREADS);
-    let sync_all = |jobs: &[Job]| jobs.iter().map(|j| j.part.sync()).collect::<Vec<_>>();
+    let sync_all = |jobs: &[Job], before: &[Result<()>]| jobs.iter().zip(before).map(|(j, b)| sync(j, b)).collect::<Vec<_>>();
     std::thread::scope(|scope| {
         // A thread that cannot be started leaves its share to this one.
         let workers: Vec<_> = batch
             .chunks(per_thread)
-            .map(|jobs| (jobs, std::thread::Builder::new().name("ferry-sync".into()).spawn_scoped(scope, move || sync_all(jobs)).ok()))
+            .zip(so_far.chunks(per_thread))
+            .map(|(jobs, before)| {
+                let worker = std::thread::Builder::new().name("ferry-sync".into()).spawn_scoped(scope, move || sync_all(jobs, before)).ok();
+                (jobs, before, worker)
+            })
             .collect();
         workers
             .into_iter()
-            .flat_map(|(jobs, worker)| match worker {
+            .flat_map(|(jobs, before, worker)| match worker {
                 Some(w) => w.join().unwrap_or_else(|_| jobs.iter().map(|_| Err(Error::internal("a sync thread panicked"))).collect()),
-                None => sync_all(jobs),
+                None => sync_all(jobs, before),
             })
             .collect()
     })
@@ -291,9 +324,15 @@ mod tests {
                 Job { part: Arc::new(part), destination: dest, overwrite: false, record: None, reply }
             })
             .collect();
-        let results = sync_each(&jobs);
+        let ok = || jobs.iter().map(|_| Ok(())).collect::<Vec<Result<()>>>();
+        let results = sync_each(&jobs, ok());
         assert_eq!(results.len(), 21);
         assert!(results.iter().all(|r| r.is_ok()));
-        assert_eq!(sync_each(&jobs[..2]).len(), 2);
+        assert_eq!(sync_each(&jobs[..2], ok()[..2].to_vec()).len(), 2);
+        let mut some_failed = ok();
+        some_failed[5] = Err(Error::internal("earlier step"));
+        let results = sync_each(&jobs, some_failed);
+        assert!(results[5].is_err(), "a file that failed an earlier step stays failed");
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 20);
     }
 }

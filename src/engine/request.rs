@@ -119,7 +119,7 @@ pub fn validate_url(raw: &str) -> Result<url::Url> {
 
 /// Results of directory checks, shared by the requests of one batch.
 #[derive(Debug, Default)]
-pub struct DirChecks(std::collections::HashMap<PathBuf, Result<()>>);
+pub struct DirChecks(super::hash::Map<PathBuf, Result<()>>);
 
 /// Checks a destination path: absolute, in an existing writable directory, not an existing file
 /// unless `overwrite`.

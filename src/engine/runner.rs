@@ -184,7 +184,8 @@ impl Run {
                             // written, so that no later open trusts it either.
                             task.forget_resource(&env.store)?;
                         }
-                        PartFile::create_fresh(&path).map_err(|e| missing_dir(e, dest))?
+                        let stale_possible = !task.no_part_yet.swap(false, Ordering::Relaxed);
+                        PartFile::create_fresh(&path, stale_possible).map_err(|e| missing_dir(e, dest))?
                     }
                 };
                 let identity = file.identity()?.file;
@@ -516,7 +517,7 @@ impl Run {
         let mut workers: JoinSet<WorkerExit> = JoinSet::new();
         if let Some(resp) = first {
             let slot = self.slots.pop().expect("a run always holds its base slot");
-            workers.spawn(connection::run(ctx.clone(), 0, Some(resp), slot));
+            workers.spawn(Box::pin(connection::run(ctx.clone(), 0, Some(resp), slot)));
         }
         self.run_started = Instant::now();
         // Measure growth over a few round trips: long enough to see new connections at speed, short
@@ -649,7 +650,7 @@ impl Run {
                 self.slots.push(slot);
                 break;
             };
-            workers.spawn(connection::run(ctx.clone(), segment, None, slot));
+            workers.spawn(Box::pin(connection::run(ctx.clone(), segment, None, slot)));
         }
         Ok(())
     }
@@ -780,7 +781,10 @@ impl Run {
         tokio::task::spawn_blocking(move || {
             let len = check()?;
             part_file::commit(&part, &dest, overwrite, || match &mark {
-                Some((store, id)) => store.mark_publishing(&[(id, &part.identity()?.publish_mark())]),
+                Some((store, id)) => {
+                    store.mark_publishing(&[(id, &part.identity()?.publish_mark())])?;
+                    store.sync_wal()
+                }
                 None => Ok(()),
             })?;
             Ok((len, false))

@@ -5,10 +5,11 @@
 //! per dispatch. A task needs one connection slot of its host to start; it may borrow more slots
 //! for extra connections while the host has spare ones, and gives them back as connections end.
 
+use super::hash::Map;
 use super::task::TaskId;
 use parking_lot::Mutex;
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 type Key = (Reverse<i32>, i64, TaskId);
@@ -16,8 +17,8 @@ type Key = (Reverse<i32>, i64, TaskId);
 /// Queued tasks, ordered by priority (higher first), then enqueue order.
 #[derive(Debug, Default)]
 pub struct ReadyQueue {
-    by_host: HashMap<String, BTreeSet<Key>>,
-    index: HashMap<TaskId, (String, Key)>,
+    by_host: Map<String, BTreeSet<Key>>,
+    index: Map<TaskId, (String, Key)>,
 }
 
 impl ReadyQueue {
@@ -84,7 +85,7 @@ pub struct HostSlots {
 #[derive(Debug)]
 struct HostSlotsInner {
     per_host: u32,
-    used: HashMap<String, u32>,
+    used: Map<String, u32>,
 }
 
 /// One connection slot of a host; released on drop.
@@ -109,7 +110,7 @@ impl Drop for Slot {
 impl HostSlots {
     /// Slots with a per-host cap.
     pub fn new(per_host: u32) -> Arc<HostSlots> {
-        Arc::new(HostSlots { inner: Mutex::new(HostSlotsInner { per_host, used: HashMap::new() }) })
+        Arc::new(HostSlots { inner: Mutex::new(HostSlotsInner { per_host, used: Map::default() }) })
     }
 
     /// Changes the cap (slots in use above a lowered cap drain as connections end).

@@ -202,6 +202,9 @@ pub struct TaskEntry {
     pub removed: AtomicBool,
     /// Removed with `delete_file`: a file the stopping runner still publishes is deleted too.
     pub delete_file: AtomicBool,
+    /// Enqueued by this process after it saw no `<destination>.part`, and not run since: no part
+    /// file of this task's can exist, so its first run has no stale one to remove.
+    pub no_part_yet: AtomicBool,
     /// The URL as statuses show it, redacted once on first use (a status is asked for far more
     /// often than a task is created, and redacting parses the URL).
     shown_url: std::sync::OnceLock<String>,
@@ -241,6 +244,7 @@ impl TaskEntry {
             state_tx,
             removed: AtomicBool::new(false),
             delete_file: AtomicBool::new(false),
+            no_part_yet: AtomicBool::new(false),
             shown_url: std::sync::OnceLock::new(),
         })
     }
@@ -280,7 +284,7 @@ impl TaskEntry {
         };
         TaskInfo {
             id: self.spec.id.clone(),
-            url: self.shown_url.get_or_init(|| super::error::redact_url(self.spec.url.as_str())).clone(),
+            url: self.shown_url.get_or_init(|| super::error::redact(&self.spec.url)).clone(),
             destination: self.spec.output.path().cloned(),
             output_kind: self.spec.output.kind(),
             state: g.state,

@@ -82,6 +82,9 @@ impl Transport {
         let mut builder = reqwest::Client::builder()
             .http1_only()
             .redirect(policy)
+            // The engine retries by its own rules (retry.rs); reqwest's layer would only clone
+            // every request in case an HTTP/2 stream is refused, and this client speaks HTTP/1.1.
+            .retry(reqwest::retry::never().max_retries_per_request(0))
             .connect_timeout(config.connect_timeout)
             .pool_max_idle_per_host(64)
             .pool_idle_timeout(Duration::from_secs(60))

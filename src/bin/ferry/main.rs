@@ -221,7 +221,11 @@ fn default_id(url: &str, dest: &Path) -> String {
     h.update(url.as_bytes());
     h.update(b"\n");
     h.update(dest.as_os_str().as_encoded_bytes());
-    format!("get-{}", &hex::encode(h.finalize())[..20])
+    let digest = h.finalize();
+    let mut id = String::with_capacity(24);
+    id.push_str("get-");
+    id.push_str(&hex::encode(&digest[..10]));
+    id
 }
 
 fn cli_config(limits: Limits) -> Config {
