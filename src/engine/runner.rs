@@ -514,12 +514,27 @@ impl Run {
             budget: self.budget.clone(),
             stop: self.stop.clone(),
         });
+        let mut sync_tick = tokio::time::interval_at(tokio::time::Instant::now() + self.config.sync_interval, self.config.sync_interval);
+        sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.run_started = Instant::now();
+        // One segment that no split could ever share (see `split`): the probe's connection does all
+        // of it, on this task. Spawning it and watching it from a control loop would cost small
+        // files a task, two timers and a wake-up each.
+        let alone = shared.map.lock().segments().len() == 1 && total < 2 * self.config.min_split_bytes;
+        let mut first = first;
+        if alone {
+            if let Some(resp) = first.take() {
+                // `None`: the segment ended short of the map; the usual loop takes over.
+                if let Some(result) = self.transfer_alone(&ctx, &shared, resp, &mut sync_tick).await {
+                    return self.end_transfer(&shared, result).await;
+                }
+            }
+        }
         let mut workers: JoinSet<WorkerExit> = JoinSet::new();
         if let Some(resp) = first {
             let slot = self.slots.pop().expect("a run always holds its base slot");
             workers.spawn(Box::pin(connection::run(ctx.clone(), 0, Some(resp), slot)));
         }
-        self.run_started = Instant::now();
         // Measure growth over a few round trips: long enough to see new connections at speed, short
         // enough not to waste the start of a transfer on a fast, local link.
         let tuning = ControllerTuning {
@@ -530,8 +545,6 @@ impl Run {
         self.spawn_more(&ctx, &mut workers, controller.target())?;
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut sync_tick = tokio::time::interval_at(tokio::time::Instant::now() + self.config.sync_interval, self.config.sync_interval);
-        sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let result: Result<(), Step> = loop {
             tokio::select! {
                 biased;
@@ -600,10 +613,59 @@ impl Run {
                 shared.map.lock().release(exit.segment);
             }
         }
+        self.end_transfer(&shared, result).await
+    }
+
+    /// Streams the probe's answer on this task until the segment is done, the run stops or fails.
+    /// `None` when the connection ended cleanly with part of the map still to do.
+    async fn transfer_alone(
+        &mut self,
+        ctx: &Arc<ConnContext>,
+        shared: &Arc<RunShared>,
+        resp: Response,
+        sync_tick: &mut tokio::time::Interval,
+    ) -> Option<Result<(), Step>> {
+        let slot = self.slots.pop().expect("a run always holds its base slot");
+        let conn = connection::run(ctx.clone(), 0, Some(resp), slot);
+        tokio::pin!(conn);
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => return Some(Err(Step::Stopped)),
+                exit = &mut conn => {
+                    let WorkerExit { segment, slot, result } = exit;
+                    shared.map.lock().release(segment);
+                    self.slots.push(slot);
+                    self.slots.truncate(1);
+                    return match result {
+                        WorkerResult::Done if shared.map.lock().is_complete() => Some(Ok(())),
+                        WorkerResult::Done => None,
+                        WorkerResult::Restart { code, reason } => Some(Err(Step::Restart { code, reason })),
+                        WorkerResult::Fail(e) => Some(Err(Step::Fail(e))),
+                    };
+                }
+                _ = sync_tick.tick(), if self.part.is_some() => {
+                    if let Err(e) = self.sync_durable(shared).await {
+                        return Some(Err(Step::Fail(e)));
+                    }
+                }
+                _ = self.flush.request.notified() => {
+                    if let Err(e) = self.sync_durable(shared).await {
+                        return Some(Err(Step::Fail(e)));
+                    }
+                    self.flush.completed();
+                }
+            }
+        }
+    }
+
+    /// What every transfer does once its connections are gone: keep the journal in memory, settle
+    /// it in the table, and close the run to late journal commits.
+    async fn end_transfer(&mut self, shared: &Arc<RunShared>, result: Result<(), Step>) -> Result<Done, Step> {
         self.slots.truncate(1);
         let rows = shared.map.lock().rows();
         self.task.inner.lock().journal = rows;
-        let result = self.settle_journal(&shared, result).await;
+        let result = self.settle_journal(shared, result).await;
         shared.closed.store(true, Ordering::Release);
         result
     }
