@@ -141,15 +141,21 @@ impl PartFile {
 
     /// Moves the verified file to `destination` atomically: one `linkat` for an anonymous file, a
     /// rename for a named one. Never replaces an existing file unless `overwrite`.
-    pub fn place(&self, destination: &Path, overwrite: bool) -> Result<()> {
-        if self.is_anonymous() && !overwrite {
+    ///
+    /// Returns whether the file got its first name here. Its inode then changed (its link count)
+    /// after any data sync, and a directory sync does not write it on every file system (ext4
+    /// without a journal keeps it dirty, and after a power loss the name would lead to an inode
+    /// recorded as deleted): make it durable with [`PartFile::sync_inode`] or a `syncfs`.
+    pub fn place(&self, destination: &Path, overwrite: bool) -> Result<bool> {
+        let first_name = self.is_anonymous();
+        if first_name && !overwrite {
             let _naming = self.naming.lock();
             if self.is_anonymous() {
                 let _dir = super::dir_lock::lock_parent_of(destination);
                 return match link_anonymous(&self.file, destination) {
                     Ok(()) => {
                         self.anonymous.store(false, Ordering::Release);
-                        Ok(())
+                        Ok(true)
                     }
                     Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Err(destination_exists(destination)),
                     Err(e) => Err(Error::io("moving the file into place", &e)),
@@ -157,7 +163,14 @@ impl PartFile {
             }
         }
         self.ensure_named()?;
-        rename_into_place(&self.path, destination, overwrite)
+        rename_into_place(&self.path, destination, overwrite)?;
+        Ok(first_name)
+    }
+
+    /// Writes the file's inode (`fsync`): after it got its first name, so that the name never
+    /// outlives the link count on disk.
+    pub fn sync_inode(&self) -> Result<()> {
+        self.file.sync_all().map_err(|e| Error::io("syncing the file", &e))
     }
 
     /// Removes the named part file (nothing to do for an anonymous one: it vanishes when closed).
@@ -259,11 +272,14 @@ impl PartFile {
     /// reboot a journal never vouches for bytes in a file whose name did not reach the disk.
     pub fn sync_durably(&self) -> Result<()> {
         self.ensure_named()?;
-        self.sync()?;
-        if !self.name_synced.load(Ordering::Acquire) {
-            sync_dir(self.path.parent().unwrap_or(Path::new("/")));
-            self.name_synced.store(true, Ordering::Release);
+        if self.name_synced.load(Ordering::Acquire) {
+            return self.sync();
         }
+        // The first time, the inode too: naming it changed its link count, which `fdatasync` need
+        // not write.
+        self.sync_inode()?;
+        sync_dir(self.path.parent().unwrap_or(Path::new("/")));
+        self.name_synced.store(true, Ordering::Release);
         Ok(())
     }
 
@@ -414,8 +430,12 @@ pub fn commit(part: &PartFile, destination: &Path, overwrite: bool, marked: impl
     super::crash::point("publish:synced");
     marked()?;
     super::crash::point("publish:marked");
-    part.place(destination, overwrite)?;
+    let first_name = part.place(destination, overwrite)?;
     super::crash::point("publish:renamed");
+    if first_name {
+        // Best effort, like the directory sync: the file is in place either way.
+        let _ = part.sync_inode();
+    }
     sync_dir(destination.parent().unwrap_or(Path::new("/")));
     super::crash::point("publish:dir-synced");
     Ok(())
