@@ -289,6 +289,36 @@ fn flush_makes_written_bytes_durable_at_once() {
 }
 
 #[test]
+fn a_file_too_small_to_split_flushes_pauses_and_resumes_on_its_own_task() {
+    // 100 KiB is under two minimum splits (64 KiB in tests): one connection, streamed on the
+    // runner's own task, which must still answer flush and pause.
+    let size = 100 * 1024;
+    let cfg = Config { sync_interval: Duration::from_secs(3600), ..test_config() };
+    let w = World::with_config(slow(size, 40_000), cfg);
+    let id = w.manager.enqueue(w.request("small")).unwrap();
+    until(30, "progress", || w.manager.status(id.as_str()).unwrap().bytes > 20 * 1024);
+    let m = w.manager.clone();
+    runtime::handle().block_on(async move { m.flush().await });
+    let db = rusqlite::Connection::open(w.dir.path().join("state").join("tasks.sqlite3")).unwrap();
+    let durable: i64 = db.query_row("SELECT COALESCE(SUM(durable - start), 0) FROM ranges", [], |r| r.get(0)).unwrap();
+    assert!(durable > 0, "flush made nothing durable");
+    assert!(part_of(&w.out("small")).exists(), "a durable partial has its name");
+    w.manager.pause(id.as_str()).unwrap();
+    until(10, "the runner to stop", || w.manager.running_count() == 0);
+    let paused = w.manager.status(id.as_str()).unwrap().bytes;
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(w.manager.status(id.as_str()).unwrap().bytes, paused, "paused means no progress");
+    w.server.set(|f| f.rate = None);
+    w.manager.resume(id.as_str()).unwrap();
+    let info = wait(&w.manager, id.as_str(), 60);
+    assert_eq!(info.state, TaskState::Completed, "{:?}", info.error);
+    assert_same(&read(&w.out("small")), &w.server.expected());
+    assert!(!part_of(&w.out("small")).exists());
+    let sent = w.server.stats().body_bytes.load(SeqCst);
+    assert!(sent < size + size / 2, "resume must continue, not restart: sent {sent}");
+}
+
+#[test]
 fn shutdown_closes_event_streams_and_reopening_revives_the_manager() {
     let w = World::new(slow(4 * MIB, 2_000_000));
     let sub = w.manager.subscribe();
