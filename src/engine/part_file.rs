@@ -29,6 +29,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The part file path for a destination: `<destination>.part`.
 pub fn part_path(dest: &Path) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = dest.as_os_str().as_bytes();
+    let last = bytes.rsplit(|&b| b == b'/').next().unwrap_or_default();
+    if !matches!(last, b"" | b"." | b"..") {
+        // The common case, without parsing the path into components twice: append the suffix.
+        let mut path = std::ffi::OsString::with_capacity(bytes.len() + 5);
+        path.push(dest.as_os_str());
+        path.push(".part");
+        return PathBuf::from(path);
+    }
     let mut name = dest.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(".part");
     dest.with_file_name(name)
@@ -561,6 +571,20 @@ mod tests {
         assert_eq!(std::fs::read(&dest).unwrap(), b"through /proc");
         let again = PartFile::create_fresh(&part_path(&dest), false).unwrap();
         assert_eq!(again.place(&dest, false).unwrap_err().code(), ErrorCode::DestinationExists);
+    }
+
+    #[test]
+    fn part_paths_name_the_file_beside_the_destination() {
+        for (dest, part) in [
+            ("/d/f.bin", "/d/f.bin.part"),
+            ("/d//f", "/d/f.part"),
+            ("/d/f/", "/d/f.part"),
+            ("/d/f/.", "/d/f.part"),
+            ("f", "f.part"),
+            ("/d/.hidden", "/d/.hidden.part"),
+        ] {
+            assert_eq!(part_path(Path::new(dest)), Path::new(part), "{dest}");
+        }
     }
 
     #[test]
