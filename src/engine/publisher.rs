@@ -250,8 +250,7 @@ fn record_completions(batch: &[Job], results: &[Result<()>]) -> Vec<bool> {
 fn sync_data(batch: &[Job], so_far: Vec<Result<()>>) -> (Vec<Result<()>>, Vec<u64>) {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     if batch.len() > 1 && system_dirty_bytes().is_some_and(|d| d <= MAX_DIRTY_FOR_SYNCFS) {
-        use std::os::unix::io::AsRawFd;
-        let mut devices: Vec<(u64, std::result::Result<(), i32>)> = Vec::new();
+        let mut devices: Vec<(u64, bool)> = Vec::new();
         let mut out = Vec::with_capacity(batch.len());
         for (job, before) in batch.iter().zip(so_far) {
             if before.is_err() {
@@ -266,22 +265,17 @@ fn sync_data(batch: &[Job], so_far: Vec<Result<()>>) -> (Vec<Result<()>>, Vec<u6
                 }
             };
             let synced = match devices.iter().find(|(d, _)| *d == dev) {
-                Some((_, r)) => *r,
+                Some((_, ok)) => *ok,
                 None => {
-                    // SAFETY: syncfs on an open descriptor; no memory is passed.
-                    let rc = unsafe { libc::syncfs(job.part.file_descriptor().as_raw_fd()) };
-                    let r = if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0)) };
-                    devices.push((dev, r));
-                    r
+                    let ok = syncfs(job.part.file_descriptor());
+                    devices.push((dev, ok));
+                    ok
                 }
             };
-            out.push(match synced {
-                Ok(()) => Ok(()),
-                // A filesystem without syncfs support: fall back to this file alone.
-                Err(_) => job.part.sync(),
-            });
+            // A filesystem without syncfs support: fall back to this file alone.
+            out.push(if synced { Ok(()) } else { job.part.sync() });
         }
-        let covered = devices.iter().filter(|(_, r)| r.is_ok()).map(|(d, _)| *d).collect();
+        let covered = devices.iter().filter(|(_, ok)| *ok).map(|(d, _)| *d).collect();
         return (out, covered);
     }
     (sync_each(batch, so_far), Vec::new())
