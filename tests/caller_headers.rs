@@ -63,3 +63,30 @@ fn other_headers_reach_every_request() {
         assert!(r.header("range").is_some(), "every request of a ranged download asks for a range: {r:?}");
     }
 }
+
+#[test]
+fn without_caller_headers_every_request_names_the_engine_and_accepts_anything() {
+    let s = RawServer::start(|req| honest(req, 4, 300_000, "\"h\""));
+    let l = Local::new();
+    l.completes("f", Request { connections: Some(3), ..Request::file(format!("{}/f", s.base()), l.out("f")) }, &content(4, 0, 300_000));
+    let reqs = s.requests();
+    assert!(!reqs.is_empty());
+    for r in reqs {
+        assert!(r.header("user-agent").is_some_and(|ua| ua.starts_with("ferry")), "{r:?}");
+        assert_eq!(r.header("accept"), Some("*/*"), "{r:?}");
+        assert_eq!(r.header("accept-encoding"), Some("identity"), "{r:?}");
+        assert_eq!(r.header("referer"), None, "no redirect, no referer: {r:?}");
+    }
+}
+
+#[test]
+fn credentials_in_the_url_become_basic_authorization_without_a_redirect() {
+    let s = RawServer::start(|req| honest(req, 5, 200_000, "\"h\""));
+    let l = Local::new();
+    let url = format!("{}/f", s.base()).replace("http://", "http://alice:pw@");
+    l.completes("f", Request { connections: Some(2), ..Request::file(url, l.out("f")) }, &content(5, 0, 200_000));
+    let reqs = s.requests();
+    assert!(!reqs.is_empty());
+    // base64("alice:pw")
+    assert!(reqs.iter().all(|r| r.header("authorization") == Some("Basic YWxpY2U6cHc=")), "{reqs:?}");
+}

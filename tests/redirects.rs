@@ -180,3 +180,15 @@ fn an_authorization_header_is_kept_on_a_same_origin_redirect() {
     l.completes("f", req, &content(SEED, 0, SIZE));
     assert!(s.requests().iter().all(|r| r.header("authorization") == Some("Bearer T")));
 }
+
+#[test]
+fn each_hop_of_a_redirect_names_the_url_it_came_from() {
+    let s = origin();
+    let l = Local::new();
+    l.completes("f", Request::file(format!("{}/hop/2", s.base()), l.out("f")), &content(SEED, 0, SIZE));
+    let reqs = s.requests();
+    let referer_of = |path: &str| reqs.iter().find(|r| r.target == path).map(|r| r.header("referer").map(str::to_string));
+    assert_eq!(referer_of("/hop/2"), Some(None), "{reqs:?}");
+    assert_eq!(referer_of("/hop/1"), Some(Some(format!("{}/hop/2", s.base()))), "{reqs:?}");
+    assert_eq!(referer_of("/hop/0"), Some(Some(format!("{}/hop/1", s.base()))), "{reqs:?}");
+}

@@ -94,3 +94,22 @@ fn https_with_a_private_ca_downloads_and_without_it_fails_typed() {
     assert_eq!(info.error.unwrap().code, ErrorCode::Tls);
     assert!(!out.exists());
 }
+
+#[test]
+fn a_plain_http_url_redirecting_to_https_continues_over_tls() {
+    let server = LoopbackServer::start(runtime::handle(), 0, Faults::new(2 << 20)).unwrap();
+    let proxy = tls_proxy(server.addr());
+    let target = format!("https://localhost:{}/file", proxy.port);
+    let origin = support::raw::RawServer::start(move |_| {
+        support::raw::reply(302, &[("Location", target.clone()), ("Content-Length", "0".into())], b"")
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let m =
+        Manager::open(dir.path().join("s"), Config { extra_root_certificates_pem: vec![proxy.ca_pem.clone()], ..test_config() }).unwrap();
+    let out = dir.path().join("f.bin");
+    let id = m.enqueue(Request { connections: Some(2), ..Request::file(format!("{}/f", origin.base()), &out) }).unwrap();
+    let info = wait(&m, id.as_str(), 60);
+    assert_eq!(info.state, TaskState::Completed, "{:?}", info.error);
+    assert_same(&read(&out), &server.expected());
+    assert!(origin.count() >= 1);
+}

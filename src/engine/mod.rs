@@ -30,6 +30,7 @@ pub mod hash;
 pub mod journal;
 pub mod manager;
 pub mod part_file;
+pub mod plain_http;
 pub mod publisher;
 pub mod ranges;
 pub mod request;

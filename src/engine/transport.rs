@@ -1,11 +1,15 @@
 //! HTTP transport: one shared reqwest client (connection pool, TLS on rustls + ring), requests
 //! with the engine's headers, idle timeouts, and the mapping of transport failures to error codes.
 //!
+//! Plain `http://` without a proxy takes the lean client of [`plain_http`]; everything else the
+//! full one. Both hand back the same [`Response`].
+//!
 //! HTTP/1.1 only, on purpose: a segmented download wants one TCP connection per segment (servers
 //! and CDNs cap throughput per connection); HTTP/2 would multiplex them onto one.
 
 use super::config::Config;
 use super::error::{redact_url, Error, ErrorCode, Result};
+use super::plain_http::{self, PlainClient};
 use super::retry::parse_retry_after;
 use super::verdict::ResponseHead;
 use bytes::Bytes;
@@ -37,6 +41,9 @@ pub const MAX_REDIRECTS: usize = 10;
 #[derive(Clone, Debug)]
 pub struct Transport {
     client: reqwest::Client,
+    /// The lean client for plain HTTP, when no proxy applies.
+    plain: Option<PlainClient>,
+    user_agent: HeaderValue,
     connect_timeout: Duration,
     idle_timeout: Duration,
 }
@@ -48,8 +55,14 @@ pub struct Response {
     pub head: ResponseHead,
     /// The URL that answered, after redirects.
     pub url: url::Url,
-    inner: reqwest::Response,
+    body: Body,
     idle_timeout: Duration,
+}
+
+#[derive(Debug)]
+enum Body {
+    Full(reqwest::Response),
+    Plain(hyper::body::Incoming),
 }
 
 /// A request to send.
@@ -90,6 +103,8 @@ impl Transport {
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
             .user_agent(config.user_agent.clone());
+        let user_agent = HeaderValue::from_str(&config.user_agent)
+            .map_err(|_| Error::new(ErrorCode::InvalidConfig, "the user agent is not a valid header value"))?;
         let tls = if config.bundled_tls_roots {
             super::tls::bundled_roots_config(&config.extra_root_certificates_pem)?
         } else {
@@ -97,11 +112,21 @@ impl Transport {
         };
         builder = builder.tls_backend_preconfigured(tls);
         let client = builder.build().map_err(|e| Error::new(ErrorCode::InvalidConfig, format!("HTTP client: {e}")))?;
-        Ok(Transport { client, connect_timeout: config.connect_timeout, idle_timeout: config.idle_timeout })
+        let plain = plain_http::usable().then(|| plain_http::client(config));
+        Ok(Transport { client, plain, user_agent, connect_timeout: config.connect_timeout, idle_timeout: config.idle_timeout })
     }
 
     /// Sends a GET and waits for the response head (bounded by the connect and idle timeouts).
     pub async fn get(&self, req: Get<'_>) -> Result<Response> {
+        let headers = Self::headers(&req)?;
+        match &self.plain {
+            Some(plain) if plain_http::eligible(req.url) => self.get_lean(plain, req.url, headers).await,
+            _ => self.get_full(req.url, headers).await,
+        }
+    }
+
+    /// The request's headers: the caller's, then the engine's.
+    fn headers(req: &Get<'_>) -> Result<HeaderMap> {
         let mut headers = HeaderMap::with_capacity(req.headers.len() + 3);
         for (name, value) in req.headers {
             let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) else {
@@ -119,30 +144,83 @@ impl Transport {
                 }
             }
         }
-        let send = self.client.get(req.url.clone()).headers(headers).send();
+        Ok(headers)
+    }
+
+    /// A GET through the lean client, following redirects by the same policy as the full client
+    /// (at most [`MAX_REDIRECTS`], no loops, credentials kept to their origin, a `Referer`). A
+    /// redirect to a URL the lean client does not take continues through the full client.
+    async fn get_lean(&self, plain: &PlainClient, url: &url::Url, mut headers: HeaderMap) -> Result<Response> {
+        headers.entry(header::USER_AGENT).or_insert_with(|| self.user_agent.clone());
+        headers.entry(header::ACCEPT).or_insert_with(|| HeaderValue::from_static("*/*"));
+        let wait = self.connect_timeout + self.idle_timeout;
+        let mut at = url.clone();
+        let mut previous: Vec<url::Url> = Vec::new();
+        loop {
+            let uri: hyper::Uri =
+                at.as_str().parse().map_err(|_| Error::new(ErrorCode::InvalidUrl, "URL is not a valid request target"))?;
+            let mut request = hyper::Request::new(http_body_util::Empty::new());
+            *request.uri_mut() = uri;
+            *request.headers_mut() = headers.clone();
+            let resp = match tokio::time::timeout(wait, plain.request(request)).await {
+                Err(_) => return Err(no_response(url, wait)),
+                Ok(Err(e)) => return Err(map_plain_error(&e, url)),
+                Ok(Ok(r)) => r,
+            };
+            let Some(next) = plain_http::redirect_target(resp.status(), resp.headers(), &at) else {
+                let head = head_of(resp.status(), resp.headers());
+                return Ok(Response { head, url: at, body: Body::Plain(resp.into_body()), idle_timeout: self.idle_timeout });
+            };
+            let where_ = redact_url(url.as_str());
+            if !matches!(next.scheme(), "http" | "https") {
+                let scheme: String = next.scheme().chars().filter(char::is_ascii_alphanumeric).take(16).collect();
+                return Err(Error::with_status(
+                    ErrorCode::UnsupportedScheme,
+                    format!("{where_} redirected to an unsupported scheme '{scheme}'"),
+                    Some(resp.status().as_u16()),
+                ));
+            }
+            previous.push(at);
+            if previous.len() > MAX_REDIRECTS {
+                return Err(Error::new(ErrorCode::TooManyRedirects, format!("more than {MAX_REDIRECTS} redirects from {where_}")));
+            }
+            if previous.contains(&next) {
+                return Err(Error::new(ErrorCode::RedirectLoop, format!("redirect loop starting at {where_}")));
+            }
+            let from = previous.last().expect("just pushed");
+            plain_http::prepare_redirect(&mut headers, from, &next);
+            if !plain_http::eligible(&next) {
+                return self.get_full(&next, headers).await;
+            }
+            at = next;
+        }
+    }
+
+    /// A GET through the full client, which follows redirects.
+    async fn get_full(&self, url: &url::Url, headers: HeaderMap) -> Result<Response> {
+        let send = self.client.get(url.clone()).headers(headers).send();
         let wait = self.connect_timeout + self.idle_timeout;
         let resp = match tokio::time::timeout(wait, send).await {
-            Err(_) => {
-                return Err(Error::new(
-                    ErrorCode::Timeout,
-                    format!("no response from {} within {}s", redact_url(req.url.as_str()), wait.as_secs()),
-                ))
-            }
-            Ok(Err(e)) => return Err(map_reqwest_error(&e, req.url)),
+            Err(_) => return Err(no_response(url, wait)),
+            Ok(Err(e)) => return Err(map_reqwest_error(&e, url)),
             Ok(Ok(r)) => r,
         };
         if resp.status().is_redirection() {
             if let Some(scheme) = unfollowed_scheme(&resp) {
                 return Err(Error::with_status(
                     ErrorCode::UnsupportedScheme,
-                    format!("{} redirected to an unsupported scheme '{scheme}'", redact_url(req.url.as_str())),
+                    format!("{} redirected to an unsupported scheme '{scheme}'", redact_url(url.as_str())),
                     Some(resp.status().as_u16()),
                 ));
             }
         }
-        let head = head_of(&resp);
-        Ok(Response { head, url: resp.url().clone(), inner: resp, idle_timeout: self.idle_timeout })
+        let head = head_of(resp.status(), resp.headers());
+        Ok(Response { head, url: resp.url().clone(), body: Body::Full(resp), idle_timeout: self.idle_timeout })
     }
+}
+
+fn no_response(url: &url::Url, wait: Duration) -> Error {
+    Error::new(ErrorCode::Timeout, format!("no response from {} within {}s", redact_url(url.as_str()), wait.as_secs()))
 }
 
 /// The scheme of a redirect the client handed back instead of following, when that is why: the
@@ -158,11 +236,10 @@ fn header_str(h: &HeaderMap, name: HeaderName) -> Option<String> {
     h.get(name).and_then(|v| v.to_str().ok()).map(|s| s.trim().to_string())
 }
 
-fn head_of(resp: &reqwest::Response) -> ResponseHead {
-    let h = resp.headers();
+fn head_of(status: reqwest::StatusCode, h: &HeaderMap) -> ResponseHead {
     let chunked = header_str(h, header::TRANSFER_ENCODING).is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
     ResponseHead {
-        status: resp.status().as_u16(),
+        status: status.as_u16(),
         content_range: header_str(h, header::CONTENT_RANGE),
         content_length: if chunked { None } else { header_str(h, header::CONTENT_LENGTH).and_then(|v| v.parse().ok()) },
         etag: header_str(h, header::ETAG),
@@ -177,10 +254,18 @@ impl Response {
     /// The next body chunk; `None` at a clean end of body. Fails if nothing arrives within the idle
     /// timeout, or if the body ends early (shorter than its `Content-Length`, broken chunking).
     pub async fn chunk(&mut self) -> Result<Option<Bytes>> {
-        match tokio::time::timeout(self.idle_timeout, self.inner.chunk()).await {
-            Err(_) => Err(Error::new(ErrorCode::Timeout, format!("no data for {}s", self.idle_timeout.as_secs_f32()))),
-            Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(map_body_error(&e)),
+        let idle = || Error::new(ErrorCode::Timeout, format!("no data for {}s", self.idle_timeout.as_secs_f32()));
+        match &mut self.body {
+            Body::Full(inner) => match tokio::time::timeout(self.idle_timeout, inner.chunk()).await {
+                Err(_) => Err(idle()),
+                Ok(Ok(c)) => Ok(c),
+                Ok(Err(e)) => Err(map_body_error(&e)),
+            },
+            Body::Plain(inner) => match tokio::time::timeout(self.idle_timeout, plain_http::next_chunk(inner)).await {
+                Err(_) => Err(idle()),
+                Ok(Ok(c)) => Ok(c),
+                Ok(Err(e)) => Err(Error::new(ErrorCode::TruncatedBody, format!("body ended early: {}", last_source(&e)))),
+            },
         }
     }
 }
@@ -238,6 +323,28 @@ fn map_reqwest_error(e: &reqwest::Error, url: &url::Url) -> Error {
     }
     let detail = source_chain(e).last().map(|s| s.to_string()).unwrap_or_default();
     Error::new(ErrorCode::Network, format!("request to {where_} failed: {detail}"))
+}
+
+/// The innermost cause of an error, as text.
+fn last_source(e: &(dyn std::error::Error + 'static)) -> String {
+    source_chain(e).last().map(|s| s.to_string()).unwrap_or_default()
+}
+
+/// The failure of a request through the lean client, coded as the full client's would be.
+fn map_plain_error(e: &hyper_util::client::legacy::Error, url: &url::Url) -> Error {
+    let where_ = redact_url(url.as_str());
+    let timed_out = source_chain(e).any(|s| s.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut));
+    if e.is_connect() {
+        return if timed_out {
+            Error::new(ErrorCode::Timeout, format!("timed out talking to {where_}"))
+        } else {
+            Error::new(ErrorCode::ConnectFailed, format!("could not connect to {where_}"))
+        };
+    }
+    if source_chain(e).any(|s| s.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_incomplete_message)) {
+        return Error::new(ErrorCode::TruncatedBody, format!("response from {where_} ended early"));
+    }
+    Error::new(ErrorCode::Network, format!("request to {where_} failed: {}", last_source(e)))
 }
 
 fn map_body_error(e: &reqwest::Error) -> Error {
