@@ -134,3 +134,25 @@ fn the_demo_runs_offline_and_verifies() {
     assert!(text.contains("SHA-256") && text.contains("matches"), "{text}");
     assert!(text.contains("killed with SIGKILL"), "{text}");
 }
+
+#[test]
+fn a_listing_read_only_in_part_ends_quietly() {
+    use std::io::BufRead;
+    let server = LoopbackServer::start(runtime::handle(), 0, Faults::new(1024)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    // More listing than a pipe holds, so that the writer is still writing when the reader leaves.
+    let list: String = (0..1500).map(|i| format!("{} f{i:04}.bin\n", server.url())).collect();
+    std::fs::write(dir.path().join("list.txt"), list).unwrap();
+    std::fs::create_dir(dir.path().join("out")).unwrap();
+    let batch =
+        run(ferry(&state).args(["batch", "-i"]).arg(dir.path().join("list.txt")).arg("-d").arg(dir.path().join("out")).arg("--quiet"));
+    assert_eq!(batch.status.code(), Some(0), "{}", String::from_utf8_lossy(&batch.stderr));
+    let mut child = ferry(&state).arg("list").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.contains("completed"), "{first}");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -657,6 +657,44 @@ mod tests {
     }
 
     #[test]
+    fn a_group_of_marks_and_completions_reaches_exactly_its_rows_whatever_their_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _, _) = Store::open(dir.path()).unwrap();
+        let ids = ["plain", "quote\"d", "back\\slash", "ünï \u{1F600}", "a\tb", "other"];
+        s.insert_tasks(&ids.iter().enumerate().map(|(i, id)| row(id, i as i64 + 1)).collect::<Vec<_>>()).unwrap();
+        {
+            let mut c = s.lock();
+            let t = c.transaction().unwrap();
+            tx::replace_ranges(&t, ids[1], &[SegmentRow { start: 0, end: 10, written: 9, durable: 3 }]).unwrap();
+            tx::replace_ranges(&t, "other", &[SegmentRow { start: 0, end: 10, written: 9, durable: 3 }]).unwrap();
+            t.commit().unwrap();
+        }
+        let group = &ids[..5];
+        let marks: Vec<(&str, String)> = group.iter().map(|id| (*id, format!("m-{id}"))).collect();
+        s.mark_publishing(&marks.iter().map(|(id, m)| (*id, m.as_str())).collect::<Vec<_>>()).unwrap();
+        let part_of =
+            |id: &str| -> Option<String> { s.lock().query_row("SELECT part_file FROM tasks WHERE id = ?1", [id], |r| r.get(0)).unwrap() };
+        for id in group {
+            assert_eq!(part_of(id), Some(format!("m-{id}")), "{id:?}");
+        }
+        assert_eq!(part_of("other"), None);
+        let done: Vec<(&str, u64)> = group.iter().enumerate().map(|(i, id)| (*id, 1000 + i as u64)).collect();
+        s.complete_many(&done).unwrap();
+        drop(s);
+        let (_s, tasks, _) = Store::open(dir.path()).unwrap();
+        for t in &tasks {
+            if let Some(i) = group.iter().position(|id| *id == t.row.id) {
+                assert_eq!(t.row.state, TaskState::Completed, "{:?}", t.row.id);
+                assert_eq!((t.row.bytes, t.row.total), (1000 + i as u64, Some(1000 + i as u64)));
+                assert!(t.ranges.is_empty(), "{:?}", t.row.id);
+            } else {
+                assert_eq!(t.row.state, TaskState::Queued);
+                assert_eq!(t.ranges.len(), 1, "another task's journal stays");
+            }
+        }
+    }
+
+    #[test]
     fn a_reboot_keeps_only_durable_offsets() {
         let dir = tempfile::tempdir().unwrap();
         {

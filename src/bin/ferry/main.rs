@@ -11,6 +11,7 @@ mod serve;
 use clap::{Args, Parser, Subcommand};
 use ferry::engine::{runtime, Config, Error, ErrorCode, Limits, Manager, Request, TaskInfo, TaskState};
 use sha2::{Digest, Sha256};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -369,21 +370,35 @@ fn list(dir: &Path, json: bool) -> Result<u8, Failure> {
         Err(e) if e.code() == ErrorCode::TaskNotFound => Vec::new(),
         Err(e) => return Err(e.into()),
     };
+    // A reader that stops early (`ferry list | head`) ends the listing quietly.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for t in tasks {
-        if json {
+        let written = if json {
             let v = serde_json::json!({
                 "id": t.id.as_str(), "state": t.state.name(), "bytes": t.bytes, "total": t.total,
                 "progress": t.progress(), "destination": t.destination, "url": ferry::engine::error::redact_url(&t.url),
                 "error": t.error.as_ref().map(|e| serde_json::json!({"code": e.code.as_u16(), "message": e.message})),
             });
-            println!("{v}");
+            writeln!(out, "{v}")
         } else {
             let total = t.total.map(|x| x.to_string()).unwrap_or_else(|| "?".into());
             let dest = t.destination.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
-            println!("{:<26} {:<9} {:>5.1}% {:>12}/{:<12} {}", t.id, t.state.name(), t.progress() * 100.0, t.bytes, total, dest);
+            writeln!(out, "{:<26} {:<9} {:>5.1}% {:>12}/{:<12} {}", t.id, t.state.name(), t.progress() * 100.0, t.bytes, total, dest)
+        };
+        if let Err(e) = written {
+            return stdout_failed(e);
         }
     }
-    Ok(0)
+    out.flush().map_or_else(stdout_failed, |()| Ok(0))
+}
+
+/// A closed pipe is the reader's choice, not a failure; anything else is.
+fn stdout_failed(e: std::io::Error) -> Result<u8, Failure> {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Ok(0)
+    } else {
+        Err(Failure { code: 3, message: format!("writing the listing: {e}") })
+    }
 }
 
 /// Polls a child process until it exits or `timeout` passes (then kills it).
