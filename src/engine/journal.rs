@@ -17,6 +17,9 @@ use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// Longest wait for a flush.
+const FLUSH_WAIT: Duration = Duration::from_secs(30);
+
 /// Shortest time between two journal commits.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(5);
 
@@ -30,8 +33,28 @@ pub trait JournalSource: Send + Sync {
 
 enum Msg {
     Dirty(Arc<dyn JournalSource>),
-    Flush(mpsc::Sender<()>),
+    Flush(Waiter),
     Stop,
+}
+
+/// Who waits for a flush: a blocking thread, or async code (which must not block a runtime
+/// thread, and need not start one either).
+enum Waiter {
+    Blocking(mpsc::Sender<()>),
+    Async(tokio::sync::oneshot::Sender<()>),
+}
+
+impl Waiter {
+    fn wake(self) {
+        match self {
+            Waiter::Blocking(w) => {
+                let _ = w.send(());
+            }
+            Waiter::Async(w) => {
+                let _ = w.send(());
+            }
+        }
+    }
 }
 
 /// Handle to the journal thread.
@@ -65,8 +88,16 @@ impl Journal {
     /// Waits until everything rung so far is committed.
     pub fn flush(&self) {
         let (tx, rx) = mpsc::channel();
-        if self.tx.send(Msg::Flush(tx)).is_ok() {
-            let _ = rx.recv_timeout(Duration::from_secs(30));
+        if self.tx.send(Msg::Flush(Waiter::Blocking(tx))).is_ok() {
+            let _ = rx.recv_timeout(FLUSH_WAIT);
+        }
+    }
+
+    /// [`Journal::flush`] for async callers.
+    pub async fn flushed(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.tx.send(Msg::Flush(Waiter::Async(tx))).is_ok() {
+            let _ = tokio::time::timeout(FLUSH_WAIT, rx).await;
         }
     }
 }
@@ -83,7 +114,7 @@ impl Drop for Journal {
 fn run(store: Weak<Store>, rx: mpsc::Receiver<Msg>) {
     let mut last_commit = Instant::now() - MIN_INTERVAL;
     let mut pending: Vec<Arc<dyn JournalSource>> = Vec::new();
-    let mut waiters: Vec<mpsc::Sender<()>> = Vec::new();
+    let mut waiters: Vec<Waiter> = Vec::new();
     loop {
         let msg = if pending.is_empty() && waiters.is_empty() {
             match rx.recv() {
@@ -121,7 +152,7 @@ fn run(store: Weak<Store>, rx: mpsc::Receiver<Msg>) {
             last_commit = Instant::now();
         }
         for w in waiters.drain(..) {
-            let _ = w.send(());
+            w.wake();
         }
         if stop {
             return;

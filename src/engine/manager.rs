@@ -356,8 +356,7 @@ impl Manager {
         for h in handles {
             let _ = h.await;
         }
-        let journal = self.inner.env.journal.clone();
-        let _ = tokio::task::spawn_blocking(move || journal.flush()).await;
+        self.inner.env.journal.flushed().await;
         self.inner.events.close();
         for e in self.inner.tasks.read().values() {
             e.state_tx.send_modify(|_| {});
@@ -393,8 +392,7 @@ impl Manager {
             });
         }
         futures_util::future::join_all(waits).await;
-        let journal = self.inner.env.journal.clone();
-        let _ = tokio::task::spawn_blocking(move || journal.flush()).await;
+        self.inner.env.journal.flushed().await;
     }
 
     /// Blocking form of [`Manager::shutdown`] for threads outside the engine's runtime.

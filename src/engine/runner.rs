@@ -381,7 +381,8 @@ impl Run {
                     self.record_resource(Some(total), validator.clone(), Some(&map));
                     let served_by = Some(resp.url.clone());
                     let seen = Identity::of(&resp.head);
-                    return Box::pin(self.transfer_ranged(Ranged { total, validator, map, saved: false, served_by, seen }, Some(resp))).await;
+                    return Box::pin(self.transfer_ranged(Ranged { total, validator, map, saved: false, served_by, seen }, Some(resp)))
+                        .await;
                 }
                 Probe::Whole { total, .. } => {
                     self.check_memory_limit(total)?;
