@@ -211,3 +211,38 @@ fn connection_counts_and_outputs() {
     assert!(got.is_empty());
     nothing_written_besides(&w, &[]);
 }
+
+/// A batch looks its names up in the directories it checked once (a handle on each of the first
+/// 64, full paths beyond): the answers must be the same either way.
+#[test]
+fn a_batch_over_many_directories_refuses_the_same_destinations_as_single_requests() {
+    let w = World::new(Faults::new(16 * 1024));
+    let mut requests = Vec::new();
+    let mut expected = Vec::new();
+    for d in 0..80 {
+        let dir = w.out(&format!("d{d:02}"));
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("taken"), b"x").unwrap();
+        std::fs::write(dir.join("theirs.part"), b"a browser's partial").unwrap();
+        std::fs::create_dir(dir.join("sub")).unwrap();
+        for (name, code) in [
+            ("new", None),
+            ("taken", Some(ErrorCode::DestinationExists)),
+            ("theirs", Some(ErrorCode::DestinationExists)),
+            ("sub", Some(ErrorCode::DestinationNotWritable)),
+        ] {
+            requests.push(Request::file(w.server.url(), dir.join(name)));
+            expected.push(code);
+        }
+    }
+    let results = w.manager.enqueue_batch(requests);
+    for (i, (r, want)) in results.iter().zip(&expected).enumerate() {
+        assert_eq!(r.as_ref().err().map(|e| e.code()), *want, "request {i} in directory d{:02}", i / 4);
+    }
+    for r in results.iter().flatten() {
+        assert_eq!(wait(&w.manager, r.as_str(), 60).state, TaskState::Completed);
+    }
+    for d in 0..80 {
+        assert_eq!(std::fs::read(w.out(&format!("d{d:02}/theirs.part"))).unwrap(), b"a browser's partial");
+    }
+}

@@ -117,9 +117,15 @@ pub fn validate_url(raw: &str) -> Result<url::Url> {
     Ok(url)
 }
 
-/// Results of directory checks, shared by the requests of one batch.
+/// Results of directory checks, shared by the requests of one batch, with an open handle on each
+/// of the first [`DIR_HANDLES`] directories: names are looked up in it instead of being walked to
+/// from the root for every file (two lookups per file; the walks were a third of the time it took
+/// to record a batch of 1000 files).
 #[derive(Debug, Default)]
-pub struct DirChecks(super::hash::Map<PathBuf, Result<()>>);
+pub struct DirChecks(super::hash::Map<PathBuf, (Result<()>, Option<std::os::fd::OwnedFd>)>);
+
+/// Most directory handles one batch keeps open.
+const DIR_HANDLES: usize = 64;
 
 /// Checks a destination path: absolute, in an existing writable directory, not an existing file
 /// unless `overwrite`.
@@ -148,10 +154,17 @@ fn validate_destination_with(dest: &Path, overwrite: bool, dirs: &mut DirChecks)
     }
     check_name(dest)?;
     let dir = dest.parent().unwrap_or(Path::new("/"));
-    dirs.0.entry(dir.to_path_buf()).or_insert_with(|| check_dir(dir)).clone()?;
-    match std::fs::symlink_metadata(dest) {
-        Ok(m) if m.is_dir() => Err(Error::new(ErrorCode::DestinationNotWritable, format!("'{}' is a directory", dest.display()))),
-        Ok(_) if !overwrite => {
+    let handles = dirs.0.len() < DIR_HANDLES;
+    let (checked, handle) = dirs.0.entry(dir.to_path_buf()).or_insert_with(|| {
+        let checked = check_dir(dir);
+        let handle = if checked.is_ok() && handles { open_dir(dir) } else { None };
+        (checked, handle)
+    });
+    checked.clone()?;
+    let handle = handle.as_ref().map(std::os::fd::AsFd::as_fd);
+    match entry_is_dir(handle, dest) {
+        Some(true) => Err(Error::new(ErrorCode::DestinationNotWritable, format!("'{}' is a directory", dest.display()))),
+        Some(false) if !overwrite => {
             Err(Error::new(ErrorCode::DestinationExists, format!("'{}' already exists (ask for overwrite to replace it)", dest.display())))
         }
         _ => {
@@ -159,7 +172,7 @@ fn validate_destination_with(dest: &Path, overwrite: bool, dirs: &mut DirChecks)
             // task such a file is not the engine's (its own partials belong to tasks in the table),
             // so it is somebody's data: refuse rather than truncate it, unless asked to overwrite.
             let part = super::part_file::part_path(dest);
-            if !overwrite && std::fs::symlink_metadata(&part).is_ok() {
+            if !overwrite && entry_is_dir(handle, &part).is_some() {
                 return Err(Error::new(
                     ErrorCode::DestinationExists,
                     format!(
@@ -171,6 +184,40 @@ fn validate_destination_with(dest: &Path, overwrite: bool, dirs: &mut DirChecks)
             Ok(dest.to_path_buf())
         }
     }
+}
+
+/// A handle on a directory to look names up in (`O_PATH` where there is one: it needs no read
+/// permission); `None` if it cannot be opened, and the lookups walk the full path instead.
+fn open_dir(dir: &Path) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    let fd = unsafe { libc::open(c.as_ptr(), flags) };
+    // SAFETY: a descriptor the call just opened, owned by nothing else.
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// Whether `path` names a directory (`Some(true)`), something else (`Some(false)`) or nothing that
+/// can be looked at (`None`), without following a symlink. Looked up in `dir`, the handle on
+/// `path`'s parent, when there is one.
+fn entry_is_dir(dir: Option<std::os::fd::BorrowedFd<'_>>, path: &Path) -> Option<bool> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    if let (Some(dir), Some(name)) = (dir, path.file_name()) {
+        let name = std::ffi::CString::new(name.as_bytes()).ok()?;
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: an open descriptor, a NUL-terminated name, and a buffer the call fills before
+        // it is read.
+        let found = unsafe { libc::fstatat(dir.as_raw_fd(), name.as_ptr(), st.as_mut_ptr(), libc::AT_SYMLINK_NOFOLLOW) } == 0;
+        // SAFETY: filled by the successful call above.
+        return found.then(|| (unsafe { st.assume_init() }.st_mode & libc::S_IFMT) == libc::S_IFDIR);
+    }
+    std::fs::symlink_metadata(path).ok().map(|m| m.is_dir())
 }
 
 /// Longest file name the engine accepts: the name plus `.part` must fit the 255 bytes every
