@@ -554,7 +554,6 @@ fn migrate(conn: &Connection) -> Result<()> {
                  created_ms INTEGER NOT NULL,
                  updated_ms INTEGER NOT NULL
              );
-             CREATE INDEX IF NOT EXISTS tasks_destination ON tasks(destination);
              CREATE TABLE IF NOT EXISTS ranges (
                  task_id TEXT NOT NULL,
                  start INTEGER NOT NULL,
@@ -575,6 +574,10 @@ fn migrate(conn: &Connection) -> Result<()> {
              COMMIT;",
         )?;
     }
+    // Tables made before 2026-11-30 carry an index on the destination that no query uses; each
+    // insert paid for it (a string b-tree insert, a few thousand instructions per task). Dropping
+    // it changes nothing an older version relies on, so the schema version stays.
+    conn.execute_batch("DROP INDEX IF EXISTS tasks_destination")?;
     Ok(())
 }
 
@@ -692,6 +695,20 @@ mod tests {
                 assert_eq!(t.ranges.len(), 1, "another task's journal stays");
             }
         }
+    }
+
+    #[test]
+    fn the_unused_destination_index_is_dropped_from_older_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (s, _, _) = Store::open(dir.path()).unwrap();
+            s.insert_tasks(&[row("a", 1)]).unwrap();
+            s.lock().execute_batch("CREATE INDEX tasks_destination ON tasks(destination)").unwrap();
+        }
+        let (s, tasks, _) = Store::open(dir.path()).unwrap();
+        assert_eq!(tasks.len(), 1);
+        let n: i64 = s.lock().query_row("SELECT COUNT(*) FROM sqlite_master WHERE name = 'tasks_destination'", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 0);
     }
 
     #[test]
