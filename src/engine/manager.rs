@@ -574,8 +574,10 @@ impl Inner {
         let mut s = self.sched.lock();
         {
             let tasks = self.tasks.read();
-            let mut batch_ids: Map<TaskId, usize> = Map::default();
-            let mut batch_dests: Map<PathBuf, TaskId> = Map::default();
+            // Sized once: growing them rehashed every path key several times.
+            let mut batch_ids: Map<TaskId, usize> = Map::with_capacity_and_hasher(prepared.len(), Default::default());
+            let mut batch_dests: Map<PathBuf, TaskId> = Map::with_capacity_and_hasher(prepared.len(), Default::default());
+            s.claims.reserve(prepared.len());
             for p in prepared {
                 let spec = match p {
                     Err(e) => {
@@ -979,8 +981,11 @@ fn claim_conflict(claims: &Map<PathBuf, TaskId>, batch: &Map<PathBuf, TaskId>, d
 
 fn release_claim(s: &mut Sched, e: &TaskEntry) {
     if let Some(dest) = e.spec.output.path() {
-        if s.claims.get(dest) == Some(&e.spec.id) {
-            s.claims.remove(dest);
+        // One lookup in the common case; another task's claim (rare) is put back.
+        if let Some((path, owner)) = s.claims.remove_entry(dest) {
+            if owner != e.spec.id {
+                s.claims.insert(path, owner);
+            }
         }
     }
 }
