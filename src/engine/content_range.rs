@@ -64,9 +64,21 @@ pub fn range_header(start: u64, end: Option<u64>) -> String {
     match end {
         Some(end) => {
             debug_assert!(end > start, "empty range requested");
-            format!("bytes={}-{}", start, end - 1)
+            let mut n = itoa::Buffer::new();
+            let mut h = String::with_capacity(48);
+            h.push_str("bytes=");
+            h.push_str(n.format(start));
+            h.push('-');
+            h.push_str(n.format(end - 1));
+            h
         }
-        None => format!("bytes={start}-"),
+        None => {
+            let mut h = String::with_capacity(28);
+            h.push_str("bytes=");
+            h.push_str(itoa::Buffer::new().format(start));
+            h.push('-');
+            h
+        }
     }
 }
 

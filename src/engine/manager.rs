@@ -449,9 +449,12 @@ fn task_not_found(id: &str) -> Error {
 
 impl Inner {
     fn entry(&self, id: &str) -> Result<Arc<TaskEntry>> {
-        let tasks = self.tasks.read();
-        let key = TaskId::from_stored(id.to_string());
-        tasks.get(&key).filter(|e| !e.removed.load(Ordering::Acquire)).cloned().ok_or_else(|| task_not_found(id))
+        self.find(id).ok_or_else(|| task_not_found(id))
+    }
+
+    /// The live task `id`, if there is one (no error built for the common miss of a new id).
+    fn find(&self, id: &str) -> Option<Arc<TaskEntry>> {
+        self.tasks.read().get(id).filter(|e| !e.removed.load(Ordering::Acquire)).cloned()
     }
 
     /// Accepts work again after a shutdown (opening a directory whose manager is shut down but
@@ -554,7 +557,7 @@ impl Inner {
             .into_iter()
             .map(|r| {
                 if let Some(id) = r.task_id.as_deref() {
-                    if let Ok(existing) = self.entry(id) {
+                    if let Some(existing) = self.find(id) {
                         // The same request: URL, output, headers and checksum (as validation
                         // normalises them). Priority, connections and overwrite may differ.
                         let same = r.as_given().is_ok_and(|given| existing.spec.same_request(&given));

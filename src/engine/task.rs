@@ -46,6 +46,14 @@ impl TaskId {
     }
 }
 
+/// Maps keyed by task id are looked up with a plain `&str` (no `String` per lookup): the derived
+/// `Hash` and `Eq` of the one `String` field agree with `str`'s.
+impl std::borrow::Borrow<str> for TaskId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for TaskId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -230,7 +238,12 @@ pub struct TaskSpec {
 impl TaskSpec {
     /// `host:port` used for per-host connection caps.
     pub fn host_key(&self) -> String {
-        format!("{}:{}", self.url.host_str().unwrap_or(""), self.url.port_or_known_default().unwrap_or(0))
+        let host = self.url.host_str().unwrap_or("");
+        let mut key = String::with_capacity(host.len() + 6);
+        key.push_str(host);
+        key.push(':');
+        key.push_str(itoa::Buffer::new().format(self.url.port_or_known_default().unwrap_or(0)));
+        key
     }
 
     /// Whether two specs ask for the same thing (idempotent enqueue).
