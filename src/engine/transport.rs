@@ -153,7 +153,9 @@ impl Transport {
     async fn get_lean(&self, plain: &PlainClient, url: &url::Url, mut headers: HeaderMap) -> Result<Response> {
         headers.entry(header::USER_AGENT).or_insert_with(|| self.user_agent.clone());
         headers.entry(header::ACCEPT).or_insert_with(|| HeaderValue::from_static("*/*"));
+        // One deadline for the whole chain, as the full client has.
         let wait = self.connect_timeout + self.idle_timeout;
+        let deadline = tokio::time::Instant::now() + wait;
         let mut at = url.clone();
         let mut previous: Vec<url::Url> = Vec::new();
         loop {
@@ -162,7 +164,7 @@ impl Transport {
             let mut request = hyper::Request::new(http_body_util::Empty::new());
             *request.uri_mut() = uri;
             *request.headers_mut() = headers.clone();
-            let resp = match tokio::time::timeout(wait, plain.request(request)).await {
+            let resp = match tokio::time::timeout_at(deadline, plain.request(request)).await {
                 Err(_) => return Err(no_response(url, wait)),
                 Ok(Err(e)) => return Err(map_plain_error(&e, url)),
                 Ok(Ok(r)) => r,
@@ -180,19 +182,17 @@ impl Transport {
                     Some(resp.status().as_u16()),
                 ));
             }
-            previous.push(at);
-            if previous.len() > MAX_REDIRECTS {
+            if previous.len() + 1 > MAX_REDIRECTS {
                 return Err(Error::new(ErrorCode::TooManyRedirects, format!("more than {MAX_REDIRECTS} redirects from {where_}")));
             }
-            if previous.contains(&next) {
+            if next == at || previous.contains(&next) {
                 return Err(Error::new(ErrorCode::RedirectLoop, format!("redirect loop starting at {where_}")));
             }
-            let from = previous.last().expect("just pushed");
-            plain_http::prepare_redirect(&mut headers, from, &next);
-            if !plain_http::eligible(&next) {
-                return self.get_full(&next, headers).await;
+            plain_http::prepare_redirect(&mut headers, &at, &next);
+            previous.push(std::mem::replace(&mut at, next));
+            if !plain_http::eligible(&at) {
+                return self.get_full(&at, headers).await;
             }
-            at = next;
         }
     }
 
