@@ -61,25 +61,16 @@ fn parse_digits(s: &str) -> Option<u64> {
 
 /// The `Range` request header value for `[start, end)`; `end == None` asks for everything from `start`.
 pub fn range_header(start: u64, end: Option<u64>) -> String {
-    match end {
-        Some(end) => {
-            debug_assert!(end > start, "empty range requested");
-            let mut n = itoa::Buffer::new();
-            let mut h = String::with_capacity(48);
-            h.push_str("bytes=");
-            h.push_str(n.format(start));
-            h.push('-');
-            h.push_str(n.format(end - 1));
-            h
-        }
-        None => {
-            let mut h = String::with_capacity(28);
-            h.push_str("bytes=");
-            h.push_str(itoa::Buffer::new().format(start));
-            h.push('-');
-            h
-        }
+    let mut n = itoa::Buffer::new();
+    let mut h = String::with_capacity(48);
+    h.push_str("bytes=");
+    h.push_str(n.format(start));
+    h.push('-');
+    if let Some(end) = end {
+        debug_assert!(end > start, "empty range requested");
+        h.push_str(n.format(end - 1));
     }
+    h
 }
 
 #[cfg(test)]

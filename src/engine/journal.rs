@@ -33,28 +33,10 @@ pub trait JournalSource: Send + Sync {
 
 enum Msg {
     Dirty(Arc<dyn JournalSource>),
-    Flush(Waiter),
+    /// Answered once everything rung before it is committed (async callers: no runtime thread
+    /// blocks, and none is started to wait).
+    Flush(tokio::sync::oneshot::Sender<()>),
     Stop,
-}
-
-/// Who waits for a flush: a blocking thread, or async code (which must not block a runtime
-/// thread, and need not start one either).
-enum Waiter {
-    Blocking(mpsc::Sender<()>),
-    Async(tokio::sync::oneshot::Sender<()>),
-}
-
-impl Waiter {
-    fn wake(self) {
-        match self {
-            Waiter::Blocking(w) => {
-                let _ = w.send(());
-            }
-            Waiter::Async(w) => {
-                let _ = w.send(());
-            }
-        }
-    }
 }
 
 /// Handle to the journal thread.
@@ -86,17 +68,9 @@ impl Journal {
     }
 
     /// Waits until everything rung so far is committed.
-    pub fn flush(&self) {
-        let (tx, rx) = mpsc::channel();
-        if self.tx.send(Msg::Flush(Waiter::Blocking(tx))).is_ok() {
-            let _ = rx.recv_timeout(FLUSH_WAIT);
-        }
-    }
-
-    /// [`Journal::flush`] for async callers.
     pub async fn flushed(&self) {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        if self.tx.send(Msg::Flush(Waiter::Async(tx))).is_ok() {
+        if self.tx.send(Msg::Flush(tx)).is_ok() {
             let _ = tokio::time::timeout(FLUSH_WAIT, rx).await;
         }
     }
@@ -114,7 +88,7 @@ impl Drop for Journal {
 fn run(store: Weak<Store>, rx: mpsc::Receiver<Msg>) {
     let mut last_commit = Instant::now() - MIN_INTERVAL;
     let mut pending: Vec<Arc<dyn JournalSource>> = Vec::new();
-    let mut waiters: Vec<Waiter> = Vec::new();
+    let mut waiters: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
     loop {
         let msg = if pending.is_empty() && waiters.is_empty() {
             match rx.recv() {
@@ -152,7 +126,7 @@ fn run(store: Weak<Store>, rx: mpsc::Receiver<Msg>) {
             last_commit = Instant::now();
         }
         for w in waiters.drain(..) {
-            w.wake();
+            let _ = w.send(());
         }
         if stop {
             return;

@@ -189,17 +189,12 @@ fn validate_destination_with(dest: &Path, overwrite: bool, dirs: &mut DirChecks)
 /// A handle on a directory to look names up in (`O_PATH` where there is one: it needs no read
 /// permission); `None` if it cannot be opened, and the lookups walk the full path instead.
 fn open_dir(dir: &Path) -> Option<std::os::fd::OwnedFd> {
-    use std::os::fd::FromRawFd;
-    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::OpenOptionsExt;
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC;
+    let flags = libc::O_PATH | libc::O_DIRECTORY;
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
-    let fd = unsafe { libc::open(c.as_ptr(), flags) };
-    // SAFETY: a descriptor the call just opened, owned by nothing else.
-    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+    let flags = libc::O_DIRECTORY;
+    std::fs::OpenOptions::new().read(true).custom_flags(flags).open(dir).ok().map(std::os::fd::OwnedFd::from)
 }
 
 /// Whether `path` names a directory (`Some(true)`), something else (`Some(false)`) or nothing that

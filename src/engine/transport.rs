@@ -173,20 +173,14 @@ impl Transport {
                 let head = head_of(resp.status(), resp.headers());
                 return Ok(Response { head, url: at, body: Body::Plain(resp.into_body()), idle_timeout: self.idle_timeout });
             };
-            let where_ = redact_url(url.as_str());
-            if !matches!(next.scheme(), "http" | "https") {
-                let scheme: String = next.scheme().chars().filter(char::is_ascii_alphanumeric).take(16).collect();
-                return Err(Error::with_status(
-                    ErrorCode::UnsupportedScheme,
-                    format!("{where_} redirected to an unsupported scheme '{scheme}'"),
-                    Some(resp.status().as_u16()),
-                ));
+            if let Some(scheme) = unsupported_scheme(&next) {
+                return Err(redirected_to_scheme(url, &scheme, Some(resp.status().as_u16())));
             }
             if previous.len() + 1 > MAX_REDIRECTS {
-                return Err(Error::new(ErrorCode::TooManyRedirects, format!("more than {MAX_REDIRECTS} redirects from {where_}")));
+                return Err(too_many_redirects(url));
             }
             if next == at || previous.contains(&next) {
-                return Err(Error::new(ErrorCode::RedirectLoop, format!("redirect loop starting at {where_}")));
+                return Err(redirect_loop(url));
             }
             plain_http::prepare_redirect(&mut headers, &at, &next);
             previous.push(std::mem::replace(&mut at, next));
@@ -207,11 +201,7 @@ impl Transport {
         };
         if resp.status().is_redirection() {
             if let Some(scheme) = unfollowed_scheme(&resp) {
-                return Err(Error::with_status(
-                    ErrorCode::UnsupportedScheme,
-                    format!("{} redirected to an unsupported scheme '{scheme}'", redact_url(url.as_str())),
-                    Some(resp.status().as_u16()),
-                ));
+                return Err(redirected_to_scheme(url, &scheme, Some(resp.status().as_u16())));
             }
         }
         let head = head_of(resp.status(), resp.headers());
@@ -227,9 +217,29 @@ fn no_response(url: &url::Url, wait: Duration) -> Error {
 /// Location names a scheme the HTTP client cannot follow (`file:`, `data:`, ...).
 fn unfollowed_scheme(resp: &reqwest::Response) -> Option<String> {
     let location = resp.headers().get(header::LOCATION)?.to_str().ok()?;
-    let next = resp.url().join(location.trim()).ok()?;
+    unsupported_scheme(&resp.url().join(location.trim()).ok()?)
+}
+
+/// The scheme of a redirect target neither client can fetch, cut to something printable.
+fn unsupported_scheme(next: &url::Url) -> Option<String> {
     let scheme = next.scheme();
     (scheme != "http" && scheme != "https").then(|| scheme.chars().filter(char::is_ascii_alphanumeric).take(16).collect())
+}
+
+fn redirected_to_scheme(url: &url::Url, scheme: &str, status: Option<u16>) -> Error {
+    Error::with_status(
+        ErrorCode::UnsupportedScheme,
+        format!("{} redirected to an unsupported scheme '{scheme}'", redact_url(url.as_str())),
+        status,
+    )
+}
+
+fn too_many_redirects(url: &url::Url) -> Error {
+    Error::new(ErrorCode::TooManyRedirects, format!("more than {MAX_REDIRECTS} redirects from {}", redact_url(url.as_str())))
+}
+
+fn redirect_loop(url: &url::Url) -> Error {
+    Error::new(ErrorCode::RedirectLoop, format!("redirect loop starting at {}", redact_url(url.as_str())))
 }
 
 fn header_str(h: &HeaderMap, name: HeaderName) -> Option<String> {
@@ -293,16 +303,14 @@ fn map_reqwest_error(e: &reqwest::Error, url: &url::Url) -> Error {
     let where_ = redact_url(url.as_str());
     if e.is_redirect() {
         if source_chain(e).any(|s| s.is::<RedirectLoop>()) {
-            return Error::new(ErrorCode::RedirectLoop, format!("redirect loop starting at {where_}"));
+            return redirect_loop(url);
         }
-        return Error::new(ErrorCode::TooManyRedirects, format!("more than {MAX_REDIRECTS} redirects from {where_}"));
+        return too_many_redirects(url);
     }
     if e.is_builder() {
         // The request URL was validated at enqueue, so this is where a redirect led.
         return match e.url().map(url::Url::scheme) {
-            Some(scheme) if scheme != "http" && scheme != "https" => {
-                Error::new(ErrorCode::UnsupportedScheme, format!("{where_} redirected to an unsupported scheme '{scheme}'"))
-            }
+            Some(scheme) if scheme != "http" && scheme != "https" => redirected_to_scheme(url, scheme, None),
             _ => Error::new(ErrorCode::InvalidUrl, format!("{where_} redirected to an unusable URL")),
         };
     }
@@ -315,14 +323,18 @@ fn map_reqwest_error(e: &reqwest::Error, url: &url::Url) -> Error {
     if e.is_connect() {
         return Error::new(ErrorCode::ConnectFailed, format!("could not connect to {where_}"));
     }
-    if e.is_body()
-        || e.is_decode()
-        || source_chain(e).any(|s| s.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_incomplete_message))
-    {
+    if e.is_body() || e.is_decode() {
         return Error::new(ErrorCode::TruncatedBody, format!("response from {where_} ended early"));
     }
-    let detail = source_chain(e).last().map(|s| s.to_string()).unwrap_or_default();
-    Error::new(ErrorCode::Network, format!("request to {where_} failed: {detail}"))
+    exchange_failed(e, &where_)
+}
+
+/// A request that failed after connecting: a response cut short, or anything else on the wire.
+fn exchange_failed(e: &(dyn std::error::Error + 'static), where_: &str) -> Error {
+    if source_chain(e).any(|s| s.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_incomplete_message)) {
+        return Error::new(ErrorCode::TruncatedBody, format!("response from {where_} ended early"));
+    }
+    Error::new(ErrorCode::Network, format!("request to {where_} failed: {}", last_source(e)))
 }
 
 /// The innermost cause of an error, as text.
@@ -341,16 +353,12 @@ fn map_plain_error(e: &hyper_util::client::legacy::Error, url: &url::Url) -> Err
             Error::new(ErrorCode::ConnectFailed, format!("could not connect to {where_}"))
         };
     }
-    if source_chain(e).any(|s| s.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_incomplete_message)) {
-        return Error::new(ErrorCode::TruncatedBody, format!("response from {where_} ended early"));
-    }
-    Error::new(ErrorCode::Network, format!("request to {where_} failed: {}", last_source(e)))
+    exchange_failed(e, &where_)
 }
 
 fn map_body_error(e: &reqwest::Error) -> Error {
     if e.is_timeout() {
         return Error::new(ErrorCode::Timeout, "connection went idle");
     }
-    let detail = source_chain(e).last().map(|s| s.to_string()).unwrap_or_default();
-    Error::new(ErrorCode::TruncatedBody, format!("body ended early: {detail}"))
+    Error::new(ErrorCode::TruncatedBody, format!("body ended early: {}", last_source(e)))
 }
