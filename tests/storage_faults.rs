@@ -65,6 +65,46 @@ fn a_kill_at_every_step_of_publishing_ends_completed() {
 }
 
 #[test]
+fn a_batch_killed_while_groups_are_in_flight_ends_completed_without_refetching_placed_files() {
+    // The publisher works on several groups at once in a stream of small files (one renamed and
+    // waiting for its names to be synced, one whose completions are not yet recorded). A kill at a
+    // later group's steps must leave every file either in place and recognised, or fetched again.
+    const FILES: usize = 300;
+    let server = LoopbackServer::start(runtime::handle(), 0, Faults::new(16 * 1024)).unwrap();
+    for point in ["publish:marked#3", "publish:synced#3", "publish:renamed#3", "publish:renamed#5"] {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let list: String = (0..FILES).map(|i| format!("{} f{i}.bin\n", server.url())).collect();
+        let listing = dir.path().join("list.txt");
+        std::fs::write(&listing, list).unwrap();
+        let batch = || {
+            let mut c = ferry(&state);
+            c.args(["batch", "-j", "16", "--quiet", "-i"]).arg(&listing).arg("-d").arg(&out);
+            c
+        };
+        let killed = batch().env("FERRY_CRASH_AT", point).output().unwrap();
+        assert_eq!(killed.status.signal(), Some(9), "{point}: expected a SIGKILL, got {}", killed.status);
+        let placed = (0..FILES).filter(|i| out.join(format!("f{i}.bin")).exists()).count();
+        assert!(placed > 0, "{point}: earlier groups were in place");
+        let before = server.stats().requests.load(SeqCst);
+        let o = batch().output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{point}: {}", String::from_utf8_lossy(&o.stderr));
+        for i in 0..FILES {
+            let f = out.join(format!("f{i}.bin"));
+            assert_same(&read(&f), &server.expected());
+            assert!(!part_of(&f).exists(), "{point}: part file of {i} left");
+        }
+        let states = list_states(&state);
+        assert_eq!(states.len(), FILES, "{point}");
+        assert!(states.iter().all(|(_, s)| *s == TaskState::Completed), "{point}: {states:?}");
+        let fetched = server.stats().requests.load(SeqCst) - before;
+        assert!(fetched <= (FILES - placed) as u64, "{point}: {placed} files were in place, yet {fetched} of {FILES} were fetched again");
+    }
+}
+
+#[test]
 fn a_kill_after_the_rename_is_recognised_by_a_plain_reopen() {
     // Through the API: the next open records the completion (and says so), and an idempotent
     // enqueue of the same request downloads nothing.

@@ -423,14 +423,16 @@ pub struct Publish<'a> {
 /// Verifies the part file and moves it into place. On a checksum or size mismatch the part file is
 /// deleted (its bytes are wrong); on other errors it is kept for a later attempt.
 pub fn publish(part: &PartFile, p: Publish<'_>) -> Result<u64> {
-    let len = verify(part, &p)?;
+    let len = verify(part, &p)?.len;
     commit(part, p.destination, p.overwrite, || Ok(()))?;
     Ok(len)
 }
 
-/// Checks the size and the optional SHA-256; returns the length. Deletes the part file on a mismatch.
-pub fn verify(part: &PartFile, p: &Publish<'_>) -> Result<u64> {
-    let len = part.size()?;
+/// Checks the size and the optional SHA-256; returns the file's identity (and so its length).
+/// Deletes the part file on a mismatch.
+pub fn verify(part: &PartFile, p: &Publish<'_>) -> Result<Identity> {
+    let identity = part.identity()?;
+    let len = identity.len;
     if let Some(expected) = p.expected_size {
         if len != expected {
             part.discard();
@@ -445,7 +447,7 @@ pub fn verify(part: &PartFile, p: &Publish<'_>) -> Result<u64> {
             return Err(Error::new(ErrorCode::ChecksumMismatch, format!("SHA-256 is {got}, expected {want}")));
         }
     }
-    Ok(len)
+    Ok(identity)
 }
 
 /// Makes a verified part file durable and moves it into place: sync, `marked` (the caller records

@@ -3,7 +3,8 @@
 //! Making a finished file durable costs an fsync of its data and one of its directory. For a batch of
 //! small files finishing together, one publisher thread takes every file waiting, records their
 //! publish marks, makes all their data (and the marks) durable at once, moves them into place, and
-//! makes the new names durable once. The data sync is one `syncfs` per filesystem when the machine
+//! makes the new names durable once: with the next group's data sync while files keep coming, at
+//! once when none is waiting. The data sync is one `syncfs` per filesystem when the machine
 //! holds little dirty data (so it costs about one file's fsync), and one `fdatasync` per file
 //! otherwise (so a large unrelated write never makes small files wait for it). Large files publish
 //! on their own thread, as they always did.
@@ -36,6 +37,9 @@ pub struct Record {
     pub id: String,
     /// Size of the file.
     pub bytes: u64,
+    /// The file's publish mark (see [`super::part_file::Identity::publish_mark`]), taken when it
+    /// was verified: nothing writes it after that.
+    pub mark: String,
 }
 
 /// The publisher thread's handle.
@@ -59,16 +63,7 @@ pub fn global() -> &'static Publisher {
 impl Publisher {
     fn start() -> Publisher {
         let (tx, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("ferry-publish".into())
-            .spawn(move || {
-                while let Ok(first) = rx.recv() {
-                    let mut batch = vec![first];
-                    batch.extend(std::iter::from_fn(|| rx.try_recv().ok()));
-                    publish_batch(batch);
-                }
-            })
-            .expect("spawning the publisher thread");
+        std::thread::Builder::new().name("ferry-publish".into()).spawn(move || run(rx)).expect("spawning the publisher thread");
         Publisher { tx }
     }
 
@@ -82,73 +77,177 @@ impl Publisher {
     }
 }
 
-fn publish_batch(batch: Vec<Job>) {
-    let marked = mark_publishing(&batch);
-    super::crash::point("publish:marked");
-    let (synced, covered) = sync_data(&batch, marked);
-    let synced = sync_marks(&batch, synced, &covered);
-    super::crash::point("publish:synced");
-    let mut placed: Vec<(usize, bool)> = Vec::new();
-    let mut results = Vec::with_capacity(batch.len());
-    for (i, (job, synced)) in batch.iter().zip(synced).enumerate() {
-        match synced.and_then(|_| job.part.place(&job.destination, job.overwrite)) {
-            Ok(first_name) => {
-                placed.push((i, first_name));
-                results.push(Ok(()));
-            }
-            Err(e) => results.push(Err(e)),
+/// The files the publisher took together, on their way through its steps.
+struct Group {
+    jobs: Vec<Job>,
+    /// Per job: `Err` once a step failed it.
+    results: Vec<Result<()>>,
+    /// The jobs renamed into place, and whether each got its first name then.
+    placed: Vec<(usize, bool)>,
+    /// Devices whose whole file system the group's data sync covered with `syncfs`.
+    covered: Vec<u64>,
+}
+
+impl Group {
+    fn new(jobs: Vec<Job>) -> Group {
+        let results = jobs.iter().map(|_| Ok(())).collect();
+        Group { jobs, results, placed: Vec::new(), covered: Vec::new() }
+    }
+
+    /// Answers every job: its error, or whether its completion was recorded.
+    fn reply(self, recorded: &[bool]) {
+        for ((job, r), recorded) in self.jobs.into_iter().zip(self.results).zip(recorded) {
+            let _ = job.reply.send(r.map(|_| *recorded));
         }
     }
-    super::crash::point("publish:renamed");
-    sync_names(&batch, &placed, &covered);
+}
+
+/// The publisher thread. Under a stream of files it pipelines the groups: the `syncfs` that makes
+/// one group's data durable also makes the previous group's new names durable, and the transaction
+/// that marks one group records the completions of the group before the previous one, whose names
+/// are durable by then. So a busy stream costs one sync and one transaction per group instead of
+/// two of each. When no file is waiting, the groups still in flight are settled at once.
+fn run(rx: mpsc::Receiver<Job>) {
+    // Renamed into place; the next sync makes their names durable.
+    let mut renamed: Option<Group> = None;
+    // Names durable; the next transaction records their completions.
+    let mut named: Option<Group> = None;
+    loop {
+        let first = if renamed.is_none() && named.is_none() {
+            match rx.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            }
+        } else {
+            match rx.try_recv() {
+                Ok(job) => job,
+                Err(e) => {
+                    settle(renamed.take(), named.take());
+                    if e == mpsc::TryRecvError::Disconnected {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        };
+        let mut group = Group::new(std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok())).collect());
+        let done: Vec<(&Job, &Result<()>)> = named.iter().flat_map(|g| g.jobs.iter().zip(&g.results)).collect();
+        let mut marking: Vec<(&Job, &mut Result<()>)> = group.jobs.iter().zip(group.results.iter_mut()).collect();
+        let recorded = record(&done, &mut marking);
+        if let Some(g) = named.take() {
+            g.reply(&recorded);
+        }
+        super::crash::point("publish:marked");
+        sync_data(&mut group);
+        sync_marks(&mut group);
+        super::crash::point("publish:synced");
+        if let Some(previous) = renamed.take() {
+            sync_names(&previous, &group.covered);
+            named = Some(previous);
+        }
+        place(&mut group);
+        super::crash::point("publish:renamed");
+        renamed = Some(group);
+    }
+}
+
+/// Finishes the groups in flight when no file is waiting: makes the names of `renamed` durable,
+/// records both groups' completions and answers them.
+fn settle(renamed: Option<Group>, named: Option<Group>) {
+    if let Some(g) = &renamed {
+        sync_names(g, &[]);
+    }
     super::crash::point("publish:dir-synced");
-    let recorded = record_completions(&batch, &results);
+    let groups: Vec<Group> = named.into_iter().chain(renamed).collect();
+    let done: Vec<(&Job, &Result<()>)> = groups.iter().flat_map(|g| g.jobs.iter().zip(&g.results)).collect();
+    let recorded = record(&done, &mut []);
     super::crash::point("publish:recorded");
-    for ((job, r), recorded) in batch.into_iter().zip(results).zip(recorded) {
-        let _ = job.reply.send(r.map(|_| recorded));
+    let mut recorded = recorded.into_iter();
+    for g in groups {
+        let mine: Vec<bool> = recorded.by_ref().take(g.jobs.len()).collect();
+        g.reply(&mine);
     }
 }
 
-/// Records in each task table which file is about to become each task's destination (one
-/// transaction per table), so that the next open recognises a rename this process did not live to
-/// record. Written before the data sync, so that the same sync makes the marks durable (see
-/// [`sync_marks`]). A file whose mark cannot be written is not renamed.
-fn mark_publishing(batch: &[Job]) -> Vec<Result<()>> {
-    let mut marked: Vec<Result<()>> = batch.iter().map(|_| Ok(())).collect();
-    let everyone = marked.clone();
-    for store in stores_of(batch, &everyone) {
-        let mut marks: Vec<(usize, &str, String)> = Vec::new();
-        for (i, job) in batch.iter().enumerate() {
-            match &job.record {
-                Some(rec) if Arc::ptr_eq(&rec.store, store) => match job.part.identity() {
-                    Ok(identity) => marks.push((i, rec.id.as_str(), identity.publish_mark())),
-                    Err(e) => marked[i] = Err(e),
-                },
-                _ => {}
-            }
-        }
-        let items: Vec<(&str, &str)> = marks.iter().map(|(_, id, m)| (*id, m.as_str())).collect();
-        if let Err(e) = store.mark_publishing(&items) {
-            for (i, _, _) in &marks {
-                marked[*i] = Err(e.clone());
+/// One transaction per task table: records the completions of the `done` jobs still `Ok` (their
+/// names are durable), and sets the publish marks of the `marking` jobs still `Ok`. A mark says
+/// which file is about to become the task's destination, so that the next open recognises a rename
+/// this process did not live to record. Marks are written before their group's data sync, so that
+/// the same sync makes them durable (see [`sync_marks`]); a file whose mark cannot be written fails
+/// and is not renamed. Returns whether each of `done`'s completions was recorded.
+fn record(done: &[(&Job, &Result<()>)], marking: &mut [(&Job, &mut Result<()>)]) -> Vec<bool> {
+    let mut recorded = vec![false; done.len()];
+    let jobs = done.iter().map(|(job, r)| (*job, r.is_ok())).chain(marking.iter().map(|(job, r)| (*job, r.is_ok())));
+    let mut stores: Vec<Arc<Store>> = Vec::new();
+    for (job, ok) in jobs {
+        if let (Some(rec), true) = (&job.record, ok) {
+            if !stores.iter().any(|s| Arc::ptr_eq(s, &rec.store)) {
+                stores.push(rec.store.clone());
             }
         }
     }
-    marked
+    for store in &stores {
+        let completions: Vec<(usize, &str, u64)> = done
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (job, r))| Some((i, record_in(job, store)?, r)))
+            .filter(|(_, _, r)| r.is_ok())
+            .map(|(i, rec, _)| (i, rec.id.as_str(), rec.bytes))
+            .collect();
+        let marks: Vec<(usize, &str, &str)> = marking
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (job, r))| Some((i, record_in(job, store)?, r)))
+            .filter(|(_, _, r)| r.is_ok())
+            .map(|(i, rec, _)| (i, rec.id.as_str(), rec.mark.as_str()))
+            .collect();
+        let done_items: Vec<(&str, u64)> = completions.iter().map(|&(_, id, b)| (id, b)).collect();
+        let mark_items: Vec<(&str, &str)> = marks.iter().map(|&(_, id, m)| (id, m)).collect();
+        match store.complete_and_mark(&done_items, &mark_items) {
+            Ok(()) => completions.iter().for_each(|&(i, _, _)| recorded[i] = true),
+            Err(e) => {
+                if !completions.is_empty() {
+                    tracing::warn!("could not record completions: {e}");
+                }
+                for (i, _, _) in &marks {
+                    *marking[*i].1 = Err(e.clone());
+                }
+            }
+        }
+    }
+    recorded
 }
 
-/// Makes the new names of the placed files durable (best effort, like any directory sync: the
-/// files are in place either way). On a file system whose data the batch synced with `syncfs`,
-/// one more `syncfs` covers every new name and every inode whose link count the names changed.
-/// Elsewhere each file that got its first name has its inode written (`fsync`, several at once),
-/// then each directory is synced once.
-fn sync_names(batch: &[Job], placed: &[(usize, bool)], covered: &[u64]) {
-    let mut synced_fs: Vec<u64> = Vec::new();
+/// The job's completion record when it goes to `store`.
+fn record_in<'a>(job: &'a Job, store: &Arc<Store>) -> Option<&'a Record> {
+    job.record.as_ref().filter(|rec| Arc::ptr_eq(&rec.store, store))
+}
+
+/// Renames every file of the group still on its way into place.
+fn place(group: &mut Group) {
+    for (i, (job, r)) in group.jobs.iter().zip(group.results.iter_mut()).enumerate() {
+        if r.is_ok() {
+            match job.part.place(&job.destination, job.overwrite) {
+                Ok(first_name) => group.placed.push((i, first_name)),
+                Err(e) => *r = Err(e),
+            }
+        }
+    }
+}
+
+/// Makes the new names of the group's placed files durable (best effort, like any directory sync:
+/// the files are in place either way). Nothing is left to do on the file systems in `synced_since`,
+/// which a `syncfs` covered after the renames. On a file system whose data the group synced with
+/// `syncfs`, one more `syncfs` covers every new name and every inode whose link count the names
+/// changed. Elsewhere each file that got its first name has its inode written (`fsync`, several at
+/// once), then each directory is synced once.
+fn sync_names(group: &Group, synced_since: &[u64]) {
+    let mut synced_fs: Vec<u64> = synced_since.to_vec();
     let mut inodes: Vec<&Job> = Vec::new();
     let mut dirs: Vec<PathBuf> = Vec::new();
-    for &(i, first_name) in placed {
-        let job = &batch[i];
-        if let Some(dev) = job.part.device().ok().filter(|d| covered.contains(d)) {
+    for &(i, first_name) in &group.placed {
+        let job = &group.jobs[i];
+        if let Some(dev) = job.part.device().ok().filter(|d| synced_fs.contains(d) || group.covered.contains(d)) {
             if synced_fs.contains(&dev) || syncfs(job.part.file_descriptor()) {
                 synced_fs.push(dev);
                 continue;
@@ -193,92 +292,60 @@ fn syncfs(file: &std::fs::File) -> bool {
 /// Makes the marks of the files still on their way durable before any of them is renamed: a table
 /// on a file system the data sync covered with `syncfs` is already durable; any other gets one
 /// `fdatasync` of its WAL. A table that cannot be synced keeps its files from being renamed.
-fn sync_marks(batch: &[Job], synced: Vec<Result<()>>, covered: &[u64]) -> Vec<Result<()>> {
-    let mut synced = synced;
-    for store in stores_of(batch, &synced) {
-        if store.device().is_some_and(|d| covered.contains(&d)) {
-            continue;
-        }
-        if let Err(e) = store.sync_wal() {
-            for (job, r) in batch.iter().zip(synced.iter_mut()) {
-                if job.record.as_ref().is_some_and(|rec| Arc::ptr_eq(&rec.store, store)) && r.is_ok() {
-                    *r = Err(e.clone());
-                }
-            }
-        }
-    }
-    synced
-}
-
-/// The task tables of the jobs still on their way (`Ok` so far) that record into one, each once.
-fn stores_of<'a>(batch: &'a [Job], so_far: &[Result<()>]) -> Vec<&'a Arc<Store>> {
+fn sync_marks(group: &mut Group) {
     let mut stores: Vec<&Arc<Store>> = Vec::new();
-    for (job, r) in batch.iter().zip(so_far) {
+    for (job, r) in group.jobs.iter().zip(&group.results) {
         if let (Some(rec), Ok(())) = (&job.record, r) {
             if !stores.iter().any(|s| Arc::ptr_eq(s, &rec.store)) {
                 stores.push(&rec.store);
             }
         }
     }
-    stores
-}
-
-/// Records the completions of the published files, one transaction per task table.
-fn record_completions(batch: &[Job], results: &[Result<()>]) -> Vec<bool> {
-    let mut recorded = vec![false; batch.len()];
-    for store in stores_of(batch, results) {
-        let done: Vec<(usize, &str, u64)> = batch
-            .iter()
-            .zip(results)
-            .enumerate()
-            .filter_map(|(i, (job, r))| match (&job.record, r) {
-                (Some(rec), Ok(())) if Arc::ptr_eq(&rec.store, store) => Some((i, rec.id.as_str(), rec.bytes)),
-                _ => None,
-            })
-            .collect();
-        let items: Vec<(&str, u64)> = done.iter().map(|&(_, id, b)| (id, b)).collect();
-        match store.complete_many(&items) {
-            Ok(()) => done.iter().for_each(|&(i, _, _)| recorded[i] = true),
-            Err(e) => tracing::warn!("could not record completions: {e}"),
+    for store in stores {
+        if store.device().is_some_and(|d| group.covered.contains(&d)) {
+            continue;
         }
-    }
-    recorded
-}
-
-/// Makes the data of every file still on its way (`Ok` in `so_far`) durable; one result per file,
-/// and the devices whose whole file system a `syncfs` made durable.
-fn sync_data(batch: &[Job], so_far: Vec<Result<()>>) -> (Vec<Result<()>>, Vec<u64>) {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    if batch.len() > 1 && system_dirty_bytes().is_some_and(|d| d <= MAX_DIRTY_FOR_SYNCFS) {
-        let mut devices: Vec<(u64, bool)> = Vec::new();
-        let mut out = Vec::with_capacity(batch.len());
-        for (job, before) in batch.iter().zip(so_far) {
-            if before.is_err() {
-                out.push(before);
-                continue;
+        if let Err(e) = store.sync_wal() {
+            for (job, r) in group.jobs.iter().zip(group.results.iter_mut()) {
+                if job.record.as_ref().is_some_and(|rec| Arc::ptr_eq(&rec.store, store)) && r.is_ok() {
+                    *r = Err(e.clone());
+                }
             }
-            let dev = match job.part.device() {
-                Ok(d) => d,
-                Err(e) => {
-                    out.push(Err(e));
-                    continue;
-                }
-            };
-            let synced = match devices.iter().find(|(d, _)| *d == dev) {
-                Some((_, ok)) => *ok,
-                None => {
-                    let ok = syncfs(job.part.file_descriptor());
-                    devices.push((dev, ok));
-                    ok
-                }
-            };
-            // A filesystem without syncfs support: fall back to this file alone.
-            out.push(if synced { Ok(()) } else { job.part.sync() });
         }
-        let covered = devices.iter().filter(|(_, ok)| *ok).map(|(d, _)| *d).collect();
-        return (out, covered);
     }
-    (sync_each(batch, so_far), Vec::new())
+}
+
+/// Makes the data of every file of the group still on its way durable, and notes the devices
+/// whose whole file system a `syncfs` made durable.
+fn sync_data(group: &mut Group) {
+    let results = std::mem::take(&mut group.results);
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if group.jobs.len() > 1 && system_dirty_bytes().is_some_and(|d| d <= MAX_DIRTY_FOR_SYNCFS) {
+        let mut devices: Vec<(u64, bool)> = Vec::new();
+        for (job, before) in group.jobs.iter().zip(results) {
+            let synced = before.and_then(|_| {
+                let dev = job.part.device()?;
+                let synced = match devices.iter().find(|(d, _)| *d == dev) {
+                    Some((_, ok)) => *ok,
+                    None => {
+                        let ok = syncfs(job.part.file_descriptor());
+                        devices.push((dev, ok));
+                        ok
+                    }
+                };
+                // A filesystem without syncfs support: fall back to this file alone.
+                if synced {
+                    Ok(())
+                } else {
+                    job.part.sync()
+                }
+            });
+            group.results.push(synced);
+        }
+        group.covered = devices.iter().filter(|(_, ok)| *ok).map(|(d, _)| *d).collect();
+        return;
+    }
+    group.results = sync_each(&group.jobs, results);
 }
 
 /// Most threads syncing files of one batch at the same time.
@@ -373,12 +440,13 @@ mod tests {
                     Job { part: Arc::new(part), destination: dest, overwrite: false, record: None, reply }
                 })
                 .collect();
-            let placed: Vec<(usize, bool)> =
-                jobs.iter().enumerate().map(|(i, j)| (i, j.part.place(&j.destination, false).unwrap())).collect();
-            assert!(placed.iter().all(|&(_, first)| first), "anonymous files get their first name when placed");
-            let devices: Vec<u64> = if covered { vec![jobs[0].part.device().unwrap()] } else { Vec::new() };
-            sync_names(&jobs, &placed, &devices);
-            for j in &jobs {
+            let mut group = Group::new(jobs);
+            place(&mut group);
+            assert_eq!(group.placed.len(), 6);
+            assert!(group.placed.iter().all(|&(_, first)| first), "anonymous files get their first name when placed");
+            group.covered = if covered { vec![group.jobs[0].part.device().unwrap()] } else { Vec::new() };
+            sync_names(&group, &[]);
+            for j in &group.jobs {
                 assert_eq!(std::fs::read(&j.destination).unwrap(), b"named");
             }
         }

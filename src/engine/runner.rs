@@ -834,18 +834,20 @@ impl Run {
         };
         let dest = self.task.spec.output.path().cloned().expect("file output");
         if small {
-            let len = check()?;
+            let identity = check()?;
+            let len = identity.len;
             let record = self.task.persisted.then(|| publisher::Record {
                 store: self.env.store.clone(),
                 id: self.task.spec.id.as_str().to_string(),
                 bytes: len,
+                mark: identity.publish_mark(),
             });
             let recorded = publisher::global().publish(part, dest, overwrite, record).await?;
             return Ok((len, recorded));
         }
         let mark = self.task.persisted.then(|| (self.env.store.clone(), self.task.spec.id.as_str().to_string()));
         tokio::task::spawn_blocking(move || {
-            let len = check()?;
+            let len = check()?.len;
             part_file::commit(&part, &dest, overwrite, || match &mark {
                 Some((store, id)) => {
                     store.mark_publishing(&[(id, &part.identity()?.publish_mark())])?;

@@ -367,13 +367,7 @@ impl Store {
 
     /// Records completed tasks and drops their journals, in one transaction.
     pub fn complete_many(&self, done: &[(&str, u64)]) -> Result<()> {
-        let mut conn = self.conn.lock();
-        let t = conn.transaction()?;
-        for (id, bytes) in done {
-            tx::complete(&t, id, *bytes)?;
-        }
-        t.commit()?;
-        Ok(())
+        self.complete_and_mark(done, &[])
     }
 
     /// Sets the publish marks (see [`TaskRow::part_file`]) of files about to be renamed into place,
@@ -383,8 +377,17 @@ impl Store {
     /// `syncfs` covers both (else with [`Store::sync_wal`]), so that a power loss after the renames
     /// is recognised too, even if the completion records that follow are lost with the unsynced rest.
     pub fn mark_publishing(&self, marks: &[(&str, &str)]) -> Result<()> {
+        self.complete_and_mark(&[], marks)
+    }
+
+    /// [`Store::complete_many`] and [`Store::mark_publishing`] in one transaction: the publisher
+    /// records the files whose names are durable while it marks the next ones.
+    pub fn complete_and_mark(&self, done: &[(&str, u64)], marks: &[(&str, &str)]) -> Result<()> {
         let mut conn = self.conn.lock();
         let t = conn.transaction()?;
+        for (id, bytes) in done {
+            tx::complete(&t, id, *bytes)?;
+        }
         for (id, mark) in marks {
             tx::set_part_file(&t, id, Some(mark))?;
         }
