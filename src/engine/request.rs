@@ -121,8 +121,9 @@ pub fn validate_url(raw: &str) -> Result<url::Url> {
 /// of the first [`DIR_HANDLES`] directories: names are looked up in it instead of being walked to
 /// from the root for every file (two lookups per file; the walks were a third of the time it took
 /// to record a batch of 1000 files). A directory that many names of the batch go to, and that is
-/// small, is listed once instead, and the names are looked up in the listing: one `getdents` in
-/// place of hundreds of lookups, each a search of the directory in the kernel.
+/// small, is listed once instead: a name the listing proves absent needs no lookup (one `getdents`
+/// in place of hundreds of lookups, each a search of the directory in the kernel), and any other
+/// name is looked up as before.
 #[derive(Debug, Default)]
 pub struct DirChecks(super::hash::Map<PathBuf, Dir>);
 
@@ -131,8 +132,8 @@ struct Dir {
     checked: Result<()>,
     handle: Option<std::os::fd::OwnedFd>,
     lookups: u32,
-    /// Names in the directory, and whether each is a directory, once listed.
-    listing: Option<super::hash::Map<std::ffi::OsString, bool>>,
+    /// Once listed: the names in the directory, ASCII-lowercased (see [`list_small_dir`]).
+    listing: Option<super::hash::Set<Vec<u8>>>,
 }
 
 /// Most directory handles one batch keeps open.
@@ -143,32 +144,40 @@ const LIST_AFTER: u32 = 16;
 const LIST_AT_MOST: u64 = 256 << 10;
 
 impl Dir {
-    /// Whether `name` in this directory is a directory, something else, or nothing (see
+    /// Whether `path`, a name in this directory, is a directory, something else, or nothing (see
     /// [`entry_is_dir`]).
     fn entry_is_dir(&mut self, dir: &Path, path: &Path) -> Option<bool> {
+        use std::os::unix::ffi::OsStrExt;
         self.lookups += 1;
         if self.lookups == LIST_AFTER && self.listing.is_none() {
             self.listing = list_small_dir(dir);
         }
-        match (&self.listing, path.file_name()) {
-            (Some(names), Some(name)) => names.get(name).copied(),
-            _ => entry_is_dir(self.handle.as_ref().map(std::os::fd::AsFd::as_fd), path),
+        if let (Some(names), Some(name)) = (&self.listing, path.file_name()) {
+            if name.is_ascii() && !names.contains(&name.as_bytes().to_ascii_lowercase()) {
+                return None;
+            }
         }
+        entry_is_dir(self.handle.as_ref().map(std::os::fd::AsFd::as_fd), path)
     }
 }
 
-/// The names in `dir` and whether each is a directory, when `dir` is small enough to be worth
-/// listing and can be read; `None` otherwise.
-fn list_small_dir(dir: &Path) -> Option<super::hash::Map<std::ffi::OsString, bool>> {
+/// The names in `dir`, ASCII-lowercased, when `dir` is small enough to be worth listing, can be
+/// read, and holds only ASCII names. Lowercased because the file system may ignore case (vfat,
+/// exFAT, casefolded ext4 and f2fs on Android, APFS), and every one of them folds ASCII the same
+/// way: an ASCII name whose lowercase is not listed is absent under any of them. A non-ASCII entry
+/// could fold onto an ASCII name (the Kelvin sign onto `k`), so such a directory is not listed.
+fn list_small_dir(dir: &Path) -> Option<super::hash::Set<Vec<u8>>> {
+    use std::os::unix::ffi::OsStrExt;
     if std::fs::metadata(dir).ok()?.len() > LIST_AT_MOST {
         return None;
     }
-    let mut names = super::hash::Map::default();
+    let mut names = super::hash::Set::default();
     for entry in std::fs::read_dir(dir).ok()? {
-        let entry = entry.ok()?;
-        // From the directory entry itself where the file system says (no stat per name).
-        let is_dir = entry.file_type().ok()?.is_dir();
-        names.insert(entry.file_name(), is_dir);
+        let name = entry.ok()?.file_name();
+        if !name.is_ascii() {
+            return None;
+        }
+        names.insert(name.as_bytes().to_ascii_lowercase());
     }
     Some(names)
 }
@@ -434,7 +443,7 @@ mod tests {
         std::os::unix::fs::symlink("nowhere", p("link")).unwrap();
         std::fs::write(p("half.part"), b"x").unwrap();
         let mut names: Vec<String> = (0..2 * LIST_AFTER).map(|i| format!("free{i}")).collect();
-        names.extend(["taken", "subdir", "link", "half", "free-last"].map(String::from));
+        names.extend(["taken", "subdir", "link", "half", "free-last", "TAKEN"].map(String::from));
         let mut dirs = DirChecks::default();
         let verdicts: Vec<Option<ErrorCode>> =
             names.iter().map(|n| Request::file("http://h/x", p(n)).validate_with(&mut dirs).err().map(|e| e.code())).collect();
@@ -443,7 +452,7 @@ mod tests {
         let single: Vec<Option<ErrorCode>> =
             names.iter().map(|n| Request::file("http://h/x", p(n)).validate().err().map(|e| e.code())).collect();
         assert_eq!(verdicts, single);
-        let tail = &verdicts[verdicts.len() - 5..];
+        let tail = &verdicts[verdicts.len() - 6..verdicts.len() - 1];
         assert_eq!(
             tail,
             &[
@@ -454,6 +463,14 @@ mod tests {
                 None
             ]
         );
+
+        // A name that could fold onto an ASCII one keeps the directory from being listed.
+        std::fs::write(p("\u{212A}elvin"), b"x").unwrap();
+        let mut dirs = DirChecks::default();
+        for n in &names {
+            let _ = Request::file("http://h/x", p(n)).validate_with(&mut dirs);
+        }
+        assert!(dirs.0.values().next().unwrap().listing.is_none());
     }
 
     #[test]
