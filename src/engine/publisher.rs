@@ -130,7 +130,8 @@ fn run(rx: mpsc::Receiver<Job>) {
                 }
             }
         };
-        let mut group = Group::new(std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok())).collect());
+        let waiting = std::iter::from_fn(|| rx.try_recv().ok());
+        let mut group = Group::new(std::iter::once(first).chain(waiting).take(group_limit()).collect());
         let done: Vec<(&Job, &Result<()>)> = named.iter().flat_map(|g| g.jobs.iter().zip(&g.results)).collect();
         let mut marking: Vec<(&Job, &mut Result<()>)> = group.jobs.iter().zip(group.results.iter_mut()).collect();
         let recorded = record(&done, &mut marking);
@@ -149,6 +150,21 @@ fn run(rx: mpsc::Receiver<Job>) {
         super::crash::point("publish:renamed");
         renamed = Some(group);
     }
+}
+
+/// Most files in one group: no limit, except in builds with the loopback test tooling, where
+/// `FERRY_PUBLISH_GROUP_MAX` caps it so that crash tests (`publish:renamed#3`) find as many groups as
+/// they need however the machine schedules the downloads.
+fn group_limit() -> usize {
+    #[cfg(feature = "loopback")]
+    {
+        static MAX: once_cell::sync::Lazy<usize> = once_cell::sync::Lazy::new(|| {
+            std::env::var("FERRY_PUBLISH_GROUP_MAX").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(usize::MAX)
+        });
+        *MAX
+    }
+    #[cfg(not(feature = "loopback"))]
+    usize::MAX
 }
 
 /// Finishes the groups in flight when no file is waiting: makes the names of `renamed` durable,
@@ -187,29 +203,17 @@ fn record(done: &[(&Job, &Result<()>)], marking: &mut [(&Job, &mut Result<()>)])
         }
     }
     for store in &stores {
-        let completions: Vec<(usize, &str, u64)> = done
-            .iter()
-            .enumerate()
-            .filter_map(|(i, (job, r))| Some((i, record_in(job, store)?, r)))
-            .filter(|(_, _, r)| r.is_ok())
-            .map(|(i, rec, _)| (i, rec.id.as_str(), rec.bytes))
-            .collect();
-        let marks: Vec<(usize, &str, &str)> = marking
-            .iter()
-            .enumerate()
-            .filter_map(|(i, (job, r))| Some((i, record_in(job, store)?, r)))
-            .filter(|(_, _, r)| r.is_ok())
-            .map(|(i, rec, _)| (i, rec.id.as_str(), rec.mark.as_str()))
-            .collect();
-        let done_items: Vec<(&str, u64)> = completions.iter().map(|&(_, id, b)| (id, b)).collect();
-        let mark_items: Vec<(&str, &str)> = marks.iter().map(|&(_, id, m)| (id, m)).collect();
+        let completions = records_in(done.iter().map(|(job, r)| (*job, r.is_ok())), store);
+        let marks = records_in(marking.iter().map(|(job, r)| (*job, r.is_ok())), store);
+        let done_items: Vec<(&str, u64)> = completions.iter().map(|(_, rec)| (rec.id.as_str(), rec.bytes)).collect();
+        let mark_items: Vec<(&str, &str)> = marks.iter().map(|(_, rec)| (rec.id.as_str(), rec.mark.as_str())).collect();
         match store.complete_and_mark(&done_items, &mark_items) {
-            Ok(()) => completions.iter().for_each(|&(i, _, _)| recorded[i] = true),
+            Ok(()) => completions.iter().for_each(|&(i, _)| recorded[i] = true),
             Err(e) => {
                 if !completions.is_empty() {
                     tracing::warn!("could not record completions: {e}");
                 }
-                for (i, _, _) in &marks {
+                for (i, _) in &marks {
                     *marking[*i].1 = Err(e.clone());
                 }
             }
@@ -218,9 +222,11 @@ fn record(done: &[(&Job, &Result<()>)], marking: &mut [(&Job, &mut Result<()>)])
     recorded
 }
 
-/// The job's completion record when it goes to `store`.
-fn record_in<'a>(job: &'a Job, store: &Arc<Store>) -> Option<&'a Record> {
-    job.record.as_ref().filter(|rec| Arc::ptr_eq(&rec.store, store))
+/// The records going to `store` of the jobs still on their way (`true`), with their positions.
+fn records_in<'a>(jobs: impl Iterator<Item = (&'a Job, bool)>, store: &Arc<Store>) -> Vec<(usize, &'a Record)> {
+    jobs.enumerate()
+        .filter_map(|(i, (job, ok))| job.record.as_ref().filter(|rec| ok && Arc::ptr_eq(&rec.store, store)).map(|rec| (i, rec)))
+        .collect()
 }
 
 /// Renames every file of the group still on its way into place.
