@@ -199,7 +199,8 @@ def make_data(work, quick):
 def warm(www, manifest):
     """Reads every served file once, so that the first tool of the first round does not read its
     source from the disk while every later run gets it from the page cache (Ferry's defaults, first
-    in round 1 of case 1, took 1.4-3.3 s there and about 1.0 s in later rounds)."""
+    in round 1 of case 1, took 1.4-3.3 s there in three runs, against about 1.0 s in the later
+    rounds of a quiet run)."""
     names = ["big.bin", "mid.bin"] + [os.path.join("small", n) for n in manifest["small"]]
     for name in names:
         with open(os.path.join(www, name), "rb") as f:
