@@ -218,11 +218,6 @@ impl PartFile {
         Ok(*self.device.get_or_init(|| m.dev()))
     }
 
-    /// Current length.
-    pub fn size(&self) -> Result<u64> {
-        self.file.metadata().map(|m| m.len()).map_err(|e| Error::io("reading the part file size", &e))
-    }
-
     /// Fails with `disk_full` when `needed` more bytes cannot fit on the part file's file system
     /// even if it were emptied: an absurd length fails at once instead of after filling the disk.
     /// A length that merely exceeds the free space proceeds, and fails with `disk_full` when the

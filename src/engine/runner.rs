@@ -847,15 +847,15 @@ impl Run {
         }
         let mark = self.task.persisted.then(|| (self.env.store.clone(), self.task.spec.id.as_str().to_string()));
         tokio::task::spawn_blocking(move || {
-            let len = check()?.len;
+            let identity = check()?;
             part_file::commit(&part, &dest, overwrite, || match &mark {
                 Some((store, id)) => {
-                    store.mark_publishing(&[(id, &part.identity()?.publish_mark())])?;
+                    store.mark_publishing(&[(id, &identity.publish_mark())])?;
                     store.sync_wal()
                 }
                 None => Ok(()),
             })?;
-            Ok((len, false))
+            Ok((identity.len, false))
         })
         .await
         .map_err(|_| Error::internal("publishing failed"))?
