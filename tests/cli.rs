@@ -57,6 +57,37 @@ fn exit_codes_say_what_went_wrong() {
     assert_eq!(usage.status.code(), Some(2));
 }
 
+/// A field of `/proc/<pid>/<file>`: the first number on the line starting with `key`.
+#[cfg(target_os = "linux")]
+fn proc_number(pid: u32, file: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    line[key.len()..].split_whitespace().next()?.parse().ok()
+}
+
+/// Started from a shell, a process has 64 descriptor slots; growing the table once threads exist
+/// stalls every `open` and `socket` for an RCU grace period (engine::fd_table). The CLI makes room
+/// for 1024 (or its soft limit) before the runtime starts.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_cli_has_room_for_its_descriptors_from_the_start() {
+    let mut f = Faults::new(4 * MIB);
+    f.rate = Some(1_000_000);
+    let server = LoopbackServer::start(runtime::handle(), 0, f).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let out = dir.path().join("slow.bin");
+    let mut child = ferry(&state).args(["get", &server.url(), "-x", "1", "--quiet", "-o"]).arg(&out).spawn().unwrap();
+    until(30, "the body to flow", || server.stats().body_bytes.load(SeqCst) > 0);
+    let pid = child.id();
+    let slots = proc_number(pid, "status", "FDSize:");
+    let soft = proc_number(pid, "limits", "Max open files");
+    let _ = child.kill();
+    let _ = child.wait();
+    let (slots, soft) = (slots.expect("FDSize of the running ferry"), soft.expect("its descriptor limit"));
+    assert!(slots >= soft.min(1024), "ferry runs with {slots} descriptor slots (soft limit {soft})");
+}
+
 #[test]
 fn ctrl_c_pauses_with_the_journal_flushed_and_the_same_command_resumes() {
     let mut f = Faults::new(8 * MIB);

@@ -26,6 +26,7 @@ pub mod dir_lock;
 pub mod dir_sync;
 pub mod error;
 pub mod events;
+pub mod fd_table;
 pub mod hash;
 pub mod journal;
 pub mod manager;
