@@ -77,13 +77,12 @@ fn the_cli_has_room_for_its_descriptors_from_the_start() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let out = dir.path().join("slow.bin");
-    let mut child = ferry(&state).args(["get", &server.url(), "-x", "1", "--quiet", "-o"]).arg(&out).spawn().unwrap();
+    let child = KillOnDrop(ferry(&state).args(["get", &server.url(), "-x", "1", "--quiet", "-o"]).arg(&out).spawn().unwrap());
     until(30, "the body to flow", || server.stats().body_bytes.load(SeqCst) > 0);
-    let pid = child.id();
+    let pid = child.0.id();
     let slots = proc_number(pid, "status", "FDSize:");
     let soft = proc_number(pid, "limits", "Max open files");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     let (slots, soft) = (slots.expect("FDSize of the running ferry"), soft.expect("its descriptor limit"));
     assert!(slots >= soft.min(1024), "ferry runs with {slots} descriptor slots (soft limit {soft})");
 }

@@ -361,26 +361,6 @@ fn a_second_process_on_the_same_state_directory_is_refused_while_lists_still_wor
     m.shutdown_blocking();
 }
 
-struct KillOnDrop(std::process::Child);
-impl KillOnDrop {
-    fn wait(&mut self, secs: u64) -> std::process::ExitStatus {
-        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some(s) = self.0.try_wait().unwrap() {
-                return s;
-            }
-            assert!(std::time::Instant::now() < deadline, "child did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn after_a_reboot_garbage_beyond_the_synced_offsets_is_refetched_and_the_checksum_is_exact() {
     let size = 12 * MIB;

@@ -138,3 +138,25 @@ impl Local {
         info
     }
 }
+
+/// A child process killed and reaped when the test ends, however it ends.
+pub struct KillOnDrop(pub std::process::Child);
+impl KillOnDrop {
+    /// Waits up to `secs` for the child to exit.
+    pub fn wait(&mut self, secs: u64) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(s) = self.0.try_wait().unwrap() {
+                return s;
+            }
+            assert!(std::time::Instant::now() < deadline, "child did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
