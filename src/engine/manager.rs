@@ -688,6 +688,11 @@ impl Inner {
             if s.running.len() - s.publishing.len() >= s.limits.max_running_tasks as usize {
                 break;
             }
+            // Each waiting file holds a descriptor; a publisher slower than the network must not
+            // let them pile up to the descriptor limit.
+            if s.publishing.len() >= super::fd_table::publish_backlog() {
+                break;
+            }
             let Sched { ready, running, .. } = &mut *s;
             let hosts = &self.env.hosts;
             let Some((id, host)) = ready.pop_best(|h| hosts.has_free(h), |id| running.contains_key(id)) else { break };
