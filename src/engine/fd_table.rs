@@ -113,23 +113,12 @@ mod tests {
         line["FDSize:".len()..].trim().parse().unwrap()
     }
 
-    /// The soft descriptor limit, raised to the hard one (at most 2^16) so that another test having
-    /// started the engine (which reserves up to the soft limit) leaves room to grow.
-    fn raised_soft_limit() -> usize {
-        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-        // SAFETY: getrlimit and setrlimit read and write the struct passed.
-        unsafe {
-            assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-            limit.rlim_cur = limit.rlim_max.min(1 << 16);
-            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
-        }
-        limit.rlim_cur as usize
-    }
-
     #[test]
     fn the_table_grows_to_the_slots_asked_for() {
-        // Ask for more than the table has now, so that the assertion is about this call.
-        let want = (table_slots() * 2).min(raised_soft_limit());
+        // Ask for more than the table has now, so that the assertion is about this call; the soft
+        // limit is raised first, in case another test started the engine and filled it.
+        let soft = raise_soft_limit(1 << 16).unwrap() as usize;
+        let want = (table_slots() * 2).min(soft);
         assert!(want > table_slots(), "the hard descriptor limit leaves no room to test with");
         assert!(reserve_slots(want));
         assert!(table_slots() >= want, "table has {} slots, wanted {want}", table_slots());
