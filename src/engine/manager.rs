@@ -175,6 +175,12 @@ impl Manager {
         Ok(self.inner.entry(id)?.info())
     }
 
+    /// A task's state alone: cheaper than [`Manager::status`] when that is all a caller needs
+    /// (the CLI checks a whole batch with it before it exits).
+    pub fn state(&self, id: &str) -> Result<TaskState> {
+        Ok(self.inner.entry(id)?.state())
+    }
+
     /// Every task, in enqueue order.
     pub fn list(&self) -> Vec<TaskInfo> {
         let tasks = self.inner.tasks.read();
@@ -358,7 +364,8 @@ impl Manager {
         }
         self.inner.env.journal.flushed().await;
         self.inner.events.close();
-        for e in self.inner.tasks.read().values() {
+        // Wakes whoever waits on a task (see `wait`); most tasks have no one.
+        for e in self.inner.tasks.read().values().filter(|e| e.state_tx.receiver_count() > 0) {
             e.state_tx.send_modify(|_| {});
         }
         self.inner.idle.notify_waiters();

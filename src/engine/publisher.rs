@@ -8,18 +8,32 @@
 //! holds little dirty data (so it costs about one file's fsync), and one `fdatasync` per file
 //! otherwise (so a large unrelated write never makes small files wait for it). Large files publish
 //! on their own thread, as they always did.
+//!
+//! A group waits a moment for company while downloads into files are still under way: up to
+//! [`LINGER_FILES`] files or [`LINGER`], whichever comes first, and not at all once the last
+//! download has handed its file over. Without the wait, each group held whatever arrived during
+//! the previous sync, and short syncs made for ever smaller groups: 1000 files of 16 KiB took about
+//! 30 `syncfs` calls, each rewriting the same inode-table, bitmap and directory blocks, with 32
+//! device flushes and 370 write requests in all. Waiting for 64 files halved both, and the last
+//! downloads of a batch, which end a few at a time, now share one sync instead of three.
 
 use super::error::{Error, Result};
 use super::part_file::{sync_dir, PartFile};
 use super::store::Store;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Files up to this size publish through the group commit.
 pub const SMALL_FILE: u64 = 4 << 20;
 /// Above this much dirty data in the system, batches sync file by file.
 const MAX_DIRTY_FOR_SYNCFS: u64 = 64 << 20;
+/// Files a group waits for while downloads are under way.
+pub const LINGER_FILES: usize = 64;
+/// Longest a group waits for company.
+pub const LINGER: Duration = Duration::from_millis(5);
 
 struct Job {
     part: Arc<PartFile>,
@@ -46,6 +60,27 @@ pub struct Record {
 #[derive(Debug, Clone)]
 pub struct Publisher {
     tx: mpsc::Sender<Job>,
+    /// Downloads under way that may hand this publisher a file.
+    expected: Arc<AtomicUsize>,
+    /// Groups formed so far.
+    groups: Arc<AtomicUsize>,
+}
+
+/// How long a group waits for more files while downloads are under way.
+#[derive(Debug, Clone, Copy)]
+struct Linger {
+    files: usize,
+    wait: Duration,
+}
+
+/// One download into a file, counted while it is under way (see [`Publisher::expect`]).
+#[derive(Debug)]
+pub struct Expecting(Arc<AtomicUsize>);
+
+impl Drop for Expecting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl std::fmt::Debug for Job {
@@ -62,18 +97,90 @@ pub fn global() -> &'static Publisher {
 
 impl Publisher {
     fn start() -> Publisher {
+        // Never more than half the files the scheduler lets wait: a group waiting for more would
+        // otherwise hold back the downloads that could bring them.
+        let files = LINGER_FILES.min(super::fd_table::publish_backlog() / 2).max(1);
+        Publisher::with_linger(Linger { files, wait: LINGER })
+    }
+
+    fn with_linger(linger: Linger) -> Publisher {
         let (tx, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new().name("ferry-publish".into()).spawn(move || run(rx)).expect("spawning the publisher thread");
-        Publisher { tx }
+        let expected = Arc::new(AtomicUsize::new(0));
+        let groups = Arc::new(AtomicUsize::new(0));
+        let state = Lingering { linger, expected: expected.clone(), groups: groups.clone() };
+        std::thread::Builder::new().name("ferry-publish".into()).spawn(move || run(rx, state)).expect("spawning the publisher thread");
+        Publisher { tx, expected, groups }
+    }
+
+    /// Counts a download into a file as under way until the returned guard is dropped or handed to
+    /// [`Publisher::publish`]: while any is, a group waits a moment for the files still to come.
+    pub fn expect(&self) -> Expecting {
+        self.expected.fetch_add(1, Ordering::AcqRel);
+        Expecting(self.expected.clone())
     }
 
     /// Syncs a verified part file, renames it to `destination`, syncs the directory and records the
     /// completion (one transaction per table for the whole batch), together with whatever other
-    /// files are waiting. Returns whether the completion was recorded.
-    pub async fn publish(&self, part: Arc<PartFile>, destination: PathBuf, overwrite: bool, record: Option<Record>) -> Result<bool> {
+    /// files are waiting. `expecting`, the download's own count, ends once the file is handed over.
+    /// Returns whether the completion was recorded.
+    pub async fn publish(
+        &self,
+        part: Arc<PartFile>,
+        destination: PathBuf,
+        overwrite: bool,
+        record: Option<Record>,
+        expecting: Option<Expecting>,
+    ) -> Result<bool> {
         let (reply, rx) = tokio::sync::oneshot::channel();
-        self.tx.send(Job { part, destination, overwrite, record, reply }).map_err(|_| Error::internal("the publisher thread is gone"))?;
+        let sent = self.tx.send(Job { part, destination, overwrite, record, reply });
+        drop(expecting);
+        sent.map_err(|_| Error::internal("the publisher thread is gone"))?;
         rx.await.map_err(|_| Error::internal("the publisher dropped a file"))?
+    }
+
+    /// Groups this publisher formed so far.
+    pub fn groups_formed(&self) -> usize {
+        self.groups.load(Ordering::Relaxed)
+    }
+}
+
+/// What the publisher thread needs to decide how long a group waits.
+struct Lingering {
+    linger: Linger,
+    expected: Arc<AtomicUsize>,
+    groups: Arc<AtomicUsize>,
+}
+
+impl Lingering {
+    /// Takes the files waiting after `first`, then, while downloads are under way, waits for more:
+    /// up to the linger's file count or its time, and no longer once none is under way (a download
+    /// that ends without a file is noticed within a millisecond).
+    fn gather(&self, first: Job, rx: &mpsc::Receiver<Job>) -> Vec<Job> {
+        let limit = group_limit();
+        let mut jobs: Vec<Job> = std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok())).take(limit).collect();
+        let enough = self.linger.files.min(limit);
+        let until = Instant::now() + self.linger.wait;
+        while jobs.len() < enough && self.expected.load(Ordering::Acquire) > 0 {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match rx.recv_timeout(left.min(Duration::from_millis(1))) {
+                Ok(job) => {
+                    jobs.push(job);
+                    let room = limit - jobs.len();
+                    jobs.extend(std::iter::from_fn(|| rx.try_recv().ok()).take(room));
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        // A download hands its file over before it stops counting: what the last one sent is in
+        // the channel by the time the count reads zero.
+        let room = limit - jobs.len();
+        jobs.extend(std::iter::from_fn(|| rx.try_recv().ok()).take(room));
+        self.groups.fetch_add(1, Ordering::Relaxed);
+        jobs
     }
 }
 
@@ -107,7 +214,7 @@ impl Group {
 /// that marks one group records the completions of the group before the previous one, whose names
 /// are durable by then. So a busy stream costs one sync and one transaction per group instead of
 /// two of each. When no file is waiting, the groups still in flight are settled at once.
-fn run(rx: mpsc::Receiver<Job>) {
+fn run(rx: mpsc::Receiver<Job>, lingering: Lingering) {
     // Renamed into place; the next sync makes their names durable.
     let mut renamed: Option<Group> = None;
     // Names durable; the next transaction records their completions.
@@ -130,8 +237,7 @@ fn run(rx: mpsc::Receiver<Job>) {
                 }
             }
         };
-        let waiting = std::iter::from_fn(|| rx.try_recv().ok());
-        let mut group = Group::new(std::iter::once(first).chain(waiting).take(group_limit()).collect());
+        let mut group = Group::new(lingering.gather(first, &rx));
         let done: Vec<(&Job, &Result<()>)> = named.iter().flat_map(|g| g.jobs.iter().zip(&g.results)).collect();
         let mut marking: Vec<(&Job, &mut Result<()>)> = group.jobs.iter().zip(group.results.iter_mut()).collect();
         let recorded = record(&done, &mut marking);
@@ -417,7 +523,7 @@ mod tests {
             if i == 7 {
                 std::fs::write(&dest, b"already here").unwrap();
             }
-            waits.push(global().publish(Arc::new(part), dest, false, None));
+            waits.push(global().publish(Arc::new(part), dest, false, None, None));
         }
         let results = rt.block_on(futures_util::future::join_all(waits));
         for (i, r) in results.iter().enumerate() {
@@ -431,6 +537,86 @@ mod tests {
             }
         }
         assert!(system_dirty_bytes().is_some());
+    }
+
+    fn part_in(dir: &std::path::Path, name: &str) -> (Arc<PartFile>, PathBuf) {
+        let dest = dir.join(name);
+        let part = PartFile::create(&super::super::part_file::part_path(&dest)).unwrap();
+        part.write_at(0, name.as_bytes()).unwrap();
+        (Arc::new(part), dest)
+    }
+
+    /// Runs `f` with a publisher that would wait a minute for company, and fails if it is not done
+    /// within 20 seconds: only the end of the downloads under way can end the wait that early.
+    fn with_patient_publisher(files: usize, f: impl FnOnce(Publisher, std::path::PathBuf) -> futures_util::future::BoxFuture<'static, ()>) {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let p = Publisher::with_linger(Linger { files, wait: Duration::from_secs(60) });
+        let fut = f(p, dir.path().to_path_buf());
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(20), fut).await.expect("the publisher kept waiting") });
+    }
+
+    #[test]
+    fn the_last_download_handing_its_file_over_ends_the_wait_and_joins_the_group() {
+        with_patient_publisher(64, |p, dir| {
+            Box::pin(async move {
+                let first = p.expect();
+                let last = p.expect();
+                let (a, da) = part_in(&dir, "a");
+                let (b, db) = part_in(&dir, "b");
+                let pa = p.clone();
+                let wait_a = tokio::spawn(async move { pa.publish(a, da, false, None, Some(first)).await });
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                assert!(!wait_a.is_finished(), "a file waits while another download is under way");
+                p.publish(b, db, false, None, Some(last)).await.unwrap();
+                wait_a.await.unwrap().unwrap();
+                assert_eq!(p.groups_formed(), 1, "both files share one group");
+                assert_eq!(std::fs::read(dir.join("a")).unwrap(), b"a");
+                assert_eq!(std::fs::read(dir.join("b")).unwrap(), b"b");
+            })
+        });
+    }
+
+    #[test]
+    fn a_download_that_ends_without_a_file_ends_the_wait() {
+        with_patient_publisher(64, |p, dir| {
+            Box::pin(async move {
+                let failing = p.expect();
+                let (a, da) = part_in(&dir, "a");
+                let pa = p.clone();
+                let wait_a = tokio::spawn(async move { pa.publish(a, da, false, None, None).await });
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                assert!(!wait_a.is_finished());
+                drop(failing);
+                wait_a.await.unwrap().unwrap();
+                assert_eq!(std::fs::read(dir.join("a")).unwrap(), b"a");
+            })
+        });
+    }
+
+    #[test]
+    fn nothing_under_way_means_no_wait_and_a_full_group_goes_at_once() {
+        with_patient_publisher(3, |p, dir| {
+            Box::pin(async move {
+                let (a, da) = part_in(&dir, "alone");
+                p.publish(a, da, false, None, None).await.unwrap();
+                // Downloads still under way, but the group is full.
+                let _busy = p.expect();
+                let before = p.groups_formed();
+                let waits: Vec<_> = ["x", "y", "z"]
+                    .iter()
+                    .map(|n| {
+                        let (part, dest) = part_in(&dir, n);
+                        let p = p.clone();
+                        tokio::spawn(async move { p.publish(part, dest, false, None, None).await })
+                    })
+                    .collect();
+                for w in waits {
+                    w.await.unwrap().unwrap();
+                }
+                assert_eq!(p.groups_formed(), before + 1);
+            })
+        });
     }
 
     #[test]

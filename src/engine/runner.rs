@@ -147,6 +147,8 @@ struct Run {
     probe_latency: Option<Duration>,
     flush: FlushSignal,
     transferred: Option<Transferred>,
+    /// A file output counts as under way for the publisher until it hands its file over.
+    expecting: Option<publisher::Expecting>,
 }
 
 impl Run {
@@ -209,6 +211,7 @@ impl Run {
         }
         let budget = Arc::new(RetryBudget::new(config.retry.budget));
         let host = task.spec.host_key();
+        let expecting = part.is_some().then(|| publisher::global().expect());
         Ok(Run {
             env,
             task,
@@ -230,6 +233,7 @@ impl Run {
             probe_latency: None,
             flush,
             transferred: Some(transferred),
+            expecting,
         })
     }
 
@@ -797,7 +801,8 @@ impl Run {
             Output::File(dest) => {
                 let part = self.part.take().expect("file runs have a part file");
                 let dest = dest.clone();
-                match self.publish(part, dest, done).await {
+                let expecting = self.expecting.take();
+                match self.publish(part, dest, done, expecting).await {
                     Ok((bytes, recorded)) => {
                         self.task.inner.lock().journal.clear();
                         Outcome::Completed { bytes, recorded }
@@ -818,7 +823,13 @@ impl Run {
     /// Verifies and publishes the part file. Small files go through the group commit of
     /// [`publisher`]; large ones (and checksum work) run on a blocking thread of their own.
     /// Returns the size and whether the completion is already recorded in the task table.
-    async fn publish(&self, part: Arc<PartFile>, dest: std::path::PathBuf, done: Done) -> Result<(u64, bool)> {
+    async fn publish(
+        &self,
+        part: Arc<PartFile>,
+        dest: std::path::PathBuf,
+        done: Done,
+        expecting: Option<publisher::Expecting>,
+    ) -> Result<(u64, bool)> {
         let sha = self.task.spec.sha256.clone();
         let overwrite = self.task.spec.overwrite;
         let Done { total, hashed } = done;
@@ -842,9 +853,10 @@ impl Run {
                 bytes: len,
                 mark: identity.publish_mark(),
             });
-            let recorded = publisher::global().publish(part, dest, overwrite, record).await?;
+            let recorded = publisher::global().publish(part, dest, overwrite, record, expecting).await?;
             return Ok((len, recorded));
         }
+        drop(expecting);
         let mark = self.task.persisted.then(|| (self.env.store.clone(), self.task.spec.id.as_str().to_string()));
         tokio::task::spawn_blocking(move || {
             let identity = check()?;
