@@ -305,6 +305,18 @@ impl PartFile {
         let _ = (offset, len);
     }
 
+    /// Lets the clean pages of `[offset, offset+len)` leave the page cache (dirty ones and those
+    /// still being written back stay). A hint only; errors are ignored.
+    pub fn drop_cached(&self, offset: u64, len: u64) {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        // SAFETY: plain syscall on an open descriptor; invalid ranges only produce an error code.
+        unsafe {
+            libc::posix_fadvise(self.file.as_raw_fd(), offset as libc::off_t, len as libc::off_t, libc::POSIX_FADV_DONTNEED);
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let _ = (offset, len);
+    }
+
     /// SHA-256 of `[from, to)`, continuing `hasher`.
     pub fn hash_range(&self, mut hasher: Sha256, from: u64, to: u64) -> Result<String> {
         let mut buf = vec![0u8; 1 << 20];

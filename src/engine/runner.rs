@@ -195,7 +195,7 @@ impl Run {
                 part_identity = Some(identity);
                 let file = Arc::new(file);
                 part = Some(file.clone());
-                Arc::new(FileSink(file))
+                Arc::new(FileSink { file, keep_cached: task.spec.sha256.is_some() })
             }
             Output::Memory { limit } => {
                 let m = Arc::new(MemorySink::new(*limit));

@@ -18,6 +18,8 @@ pub trait Sink: Send + Sync {
     fn restart(&self) -> Result<()>;
     /// Hints that `[offset, offset+len)` is final and may be written back to disk now.
     fn writeback(&self, _offset: u64, _len: u64) {}
+    /// Hints that `[offset, offset+len)`, whose writeback started earlier, need not stay cached.
+    fn evict(&self, _offset: u64, _len: u64) {}
     /// Makes what was written survive the process (an anonymous part file gets its name). Called
     /// before the journal first claims the bytes.
     fn make_resumable(&self) -> Result<()> {
@@ -27,23 +29,34 @@ pub trait Sink: Send + Sync {
 
 /// The part file.
 #[derive(Debug)]
-pub struct FileSink(pub Arc<PartFile>);
+pub struct FileSink {
+    /// The file.
+    pub file: Arc<PartFile>,
+    /// Keeps written bytes cached: a checksum will read them back.
+    pub keep_cached: bool,
+}
 
 impl Sink for FileSink {
     fn write(&self, offset: u64, bufs: &[Bytes]) -> Result<()> {
-        self.0.write_vectored_at(offset, bufs)
+        self.file.write_vectored_at(offset, bufs)
     }
 
     fn restart(&self) -> Result<()> {
-        self.0.truncate()
+        self.file.truncate()
     }
 
     fn writeback(&self, offset: u64, len: u64) {
-        self.0.start_writeback(offset, len)
+        self.file.start_writeback(offset, len)
+    }
+
+    fn evict(&self, offset: u64, len: u64) {
+        if !self.keep_cached {
+            self.file.drop_cached(offset, len)
+        }
     }
 
     fn make_resumable(&self) -> Result<()> {
-        self.0.ensure_named()
+        self.file.ensure_named()
     }
 }
 
@@ -146,6 +159,47 @@ impl Sink for StreamSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Pages of `file`'s first `len` bytes in the page cache.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn resident_pages(file: &std::fs::File, len: usize) -> usize {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: a read-only shared mapping of an open file, unmapped before returning; mincore
+        // writes one byte per page into a vector of that many bytes.
+        unsafe {
+            let addr = libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, file.as_raw_fd(), 0);
+            assert_ne!(addr, libc::MAP_FAILED);
+            let page = libc::sysconf(libc::_SC_PAGESIZE) as usize;
+            let mut vec = vec![0u8; len.div_ceil(page)];
+            assert_eq!(libc::mincore(addr, len, vec.as_mut_ptr()), 0);
+            libc::munmap(addr, len);
+            vec.iter().filter(|&&b| b & 1 == 1).count()
+        }
+    }
+
+    #[test]
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn written_back_windows_leave_the_cache_unless_a_checksum_will_read_them() {
+        // Under the build directory: /tmp may be a tmpfs, whose pages have nowhere else to live.
+        let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+        let dir = tempfile::tempdir_in(if target.is_dir() { target } else { std::env::current_dir().unwrap() }).unwrap();
+        let len = 4 << 20;
+        for keep_cached in [false, true] {
+            let path = dir.path().join(format!("f{keep_cached}.part"));
+            let sink = FileSink { file: Arc::new(PartFile::create(&path).unwrap()), keep_cached };
+            sink.write(0, &[Bytes::from(vec![7u8; len])]).unwrap();
+            sink.file.sync().unwrap();
+            let before = resident_pages(sink.file.file_descriptor(), len);
+            assert!(before > 0, "a file just written is cached");
+            sink.evict(0, len as u64);
+            let after = resident_pages(sink.file.file_descriptor(), len);
+            if keep_cached {
+                assert_eq!(after, before, "kept for the checksum");
+            } else {
+                assert_eq!(after, 0, "synced pages leave the cache");
+            }
+        }
+    }
 
     #[test]
     fn memory_sink_enforces_its_limit() {
