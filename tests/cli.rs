@@ -71,9 +71,7 @@ fn proc_number(pid: u32, file: &str, key: &str) -> Option<u64> {
 #[cfg(target_os = "linux")]
 #[test]
 fn the_cli_has_room_for_its_descriptors_from_the_start() {
-    let mut f = Faults::new(4 * MIB);
-    f.rate = Some(1_000_000);
-    let server = LoopbackServer::start(runtime::handle(), 0, f).unwrap();
+    let server = slow_server(4 * MIB);
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let out = dir.path().join("slow.bin");
@@ -135,9 +133,7 @@ fn a_low_hard_descriptor_limit_bounds_the_files_waiting_to_publish() {
 
 #[test]
 fn ctrl_c_pauses_with_the_journal_flushed_and_the_same_command_resumes() {
-    let mut f = Faults::new(8 * MIB);
-    f.rate = Some(1_000_000);
-    let server = LoopbackServer::start(runtime::handle(), 0, f).unwrap();
+    let server = slow_server(8 * MIB);
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let out = dir.path().join("big.bin");

@@ -207,9 +207,7 @@ fn a_part_file_replaced_by_another_file_of_the_same_length_starts_over() {
 fn a_part_file_replaced_between_processes_starts_over() {
     // Ctrl-C pauses `ferry get` with the journal flushed; then the part file is swapped for a
     // foreign one of the same length; the same command again must not trust the journal.
-    let mut f = Faults::new(8 * MIB);
-    f.rate = Some(1_000_000);
-    let server = LoopbackServer::start(runtime::handle(), 0, f).unwrap();
+    let server = slow_server(8 * MIB);
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let out = dir.path().join("f.bin");
@@ -328,9 +326,7 @@ fn a_directory_turned_read_only_mid_download_fails_typed_and_resumes_later() {
 
 #[test]
 fn a_second_process_on_the_same_state_directory_is_refused_while_lists_still_work() {
-    let mut f = Faults::new(8 * MIB);
-    f.rate = Some(1_000_000);
-    let server = LoopbackServer::start(runtime::handle(), 0, f).unwrap();
+    let server = slow_server(8 * MIB);
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let first = ferry(&state).args(["get", &server.url(), "-x", "4", "--quiet", "-o"]).arg(dir.path().join("a")).spawn().unwrap();

@@ -139,6 +139,14 @@ impl Local {
     }
 }
 
+/// A loopback server for `size` bytes at 1 MB/s: slow enough that a `ferry` child process is
+/// still downloading when a test inspects, interrupts or kills it.
+pub fn slow_server(size: u64) -> LoopbackServer {
+    let mut f = Faults::new(size);
+    f.rate = Some(1_000_000);
+    LoopbackServer::start(runtime::handle(), 0, f).unwrap()
+}
+
 /// A child process killed and reaped when the test ends, however it ends.
 pub struct KillOnDrop(pub std::process::Child);
 impl KillOnDrop {
