@@ -146,9 +146,12 @@ class RobustnessTest : FerryTestBase() {
         val ferry = openFerry()
         val before = listenerThreads()
         val firstEvents = (0 until 50).map { async { ferry.events.first() } }
-        eventually("50 collectors") { ferry.activeEventFlows == 50 }
+        val completed = async { ferry.events.first { it.isTransitionTo(TaskState.COMPLETED) } }
+        eventually("51 collectors") { ferry.activeEventFlows == 51 }
         ferry.enqueue(server.url, File(tmp.root, "a.bin"))
         firstEvents.forEach { assertTrue(it.await() is DownloadEvent.StateChanged) }
+        // The collectors below must meet silence: a late RUNNING or COMPLETED would end one early.
+        withTimeout(10_000) { completed.await() }
         repeat(100) { assertNull(withTimeoutOrNull(5) { ferry.events.take(1).toList() }) }
         eventually("every flow to let go of its listener") { ferry.activeEventFlows == 0 }
         eventually("every listener thread to end") { listenerThreads() <= before }
