@@ -106,6 +106,23 @@ fn a_batch_killed_while_groups_are_in_flight_ends_completed_without_refetching_p
 }
 
 #[test]
+fn a_kill_while_the_task_table_is_built_leaves_a_directory_the_next_run_uses() {
+    let server = LoopbackServer::start(runtime::handle(), 0, Faults::new(MIB)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let out = dir.path().join("f.bin");
+    get_killed_at(&state, &server.url(), &out, "store:created");
+    assert!(!state.join("tasks.sqlite3").exists(), "the table takes its name only once built");
+    assert!(!out.exists());
+    let o = ferry(&state).args(["get", &server.url(), "--quiet", "--id", "t", "-o"]).arg(&out).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_same(&read(&out), &server.expected());
+    assert_eq!(list_states(&state), vec![("t".to_string(), TaskState::Completed)]);
+    let names: Vec<String> = std::fs::read_dir(&state).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(names.iter().all(|n| !n.contains(".new")), "leftovers of the killed build: {names:?}");
+}
+
+#[test]
 fn a_kill_after_the_rename_is_recognised_by_a_plain_reopen() {
     // Through the API: the next open records the completion (and says so), and an idempotent
     // enqueue of the same request downloads nothing.

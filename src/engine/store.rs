@@ -139,6 +139,7 @@ impl Store {
                 ))
             }
         }
+        create_if_absent(dir)?;
         let conn = Connection::open(dir.join(DB_FILE))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -385,8 +386,16 @@ impl Store {
     pub fn complete_and_mark(&self, done: &[(&str, u64)], marks: &[(&str, &str)]) -> Result<()> {
         let mut conn = self.conn.lock();
         let t = conn.transaction()?;
+        // Small files finish before their first journal commit, so most groups find no journal at
+        // all: one look at the table then spares a DELETE per file (about a fifth of the
+        // publisher's SQLite work in a batch of 1000 small files).
+        let journals =
+            !done.is_empty() && t.prepare_cached("SELECT EXISTS (SELECT 1 FROM ranges)")?.query_row([], |r| r.get::<_, bool>(0))?;
         for (id, bytes) in done {
-            tx::complete(&t, id, *bytes)?;
+            if journals {
+                tx::drop_journal(&t, id)?;
+            }
+            tx::record_completed(&t, id, *bytes)?;
         }
         for (id, mark) in marks {
             tx::set_part_file(&t, id, Some(mark))?;
@@ -438,7 +447,18 @@ pub mod tx {
 
     /// Records a completed task (size, no error, no part file) and drops its journal.
     pub fn complete(tx: &Transaction<'_>, id: &str, bytes: u64) -> Result<()> {
+        drop_journal(tx, id)?;
+        record_completed(tx, id, bytes)
+    }
+
+    /// Drops a task's journal (its range rows).
+    pub fn drop_journal(tx: &Transaction<'_>, id: &str) -> Result<()> {
         tx.prepare_cached("DELETE FROM ranges WHERE task_id = ?1")?.execute([id])?;
+        Ok(())
+    }
+
+    /// Records a completed task (size, no error, no part file); its journal is the caller's.
+    pub fn record_completed(tx: &Transaction<'_>, id: &str, bytes: u64) -> Result<()> {
         tx.prepare_cached(
             "UPDATE tasks SET state = ?2, error_code = NULL, error_message = NULL, error_http_status = NULL, bytes = ?3,
                               total = ?3, part_file = NULL, updated_ms = ?4 WHERE id = ?1",
@@ -517,6 +537,46 @@ pub mod tx {
             .execute(params![id, bytes as i64])?;
         Ok(())
     }
+}
+
+/// Where a new task table is built before it takes its name.
+const NEW_DB_FILE: &str = "tasks.sqlite3.new";
+/// Crash point (see [`super::crash`]) between building a new task table and naming it.
+pub const CRASH_CREATED: &str = "store:created";
+
+/// Builds the task table of a new state directory under a temporary name, syncs it once and renames
+/// it into place, so that the table appears whole or not at all. Created in place, the table cost
+/// six device flushes before the first download could start (SQLite's journal, its directory, the
+/// journal again and the database to switch to WAL; then the WAL and the directory): about 2 ms of
+/// every first run. Built aside, a crash leaves only a file the next open throws away, so nothing
+/// in the building needs syncing but the finished file; the WAL's own sync at the first commit
+/// covers the directory, rename included (before that, a lost rename only means a new empty table).
+///
+/// A directory holding any file of an earlier table (a WAL without its database, say) is left to
+/// SQLite as before.
+fn create_if_absent(dir: &Path) -> Result<()> {
+    let db = dir.join(DB_FILE);
+    let leftovers = ["", "-wal", "-journal"].iter().any(|suffix| dir.join(format!("{DB_FILE}{suffix}")).symlink_metadata().is_ok());
+    if leftovers {
+        return Ok(());
+    }
+    let new = dir.join(NEW_DB_FILE);
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let _ = std::fs::remove_file(dir.join(format!("{NEW_DB_FILE}{suffix}")));
+    }
+    {
+        let conn = Connection::open(&new)?;
+        conn.pragma_update(None, "synchronous", "OFF")?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        migrate(&conn)?;
+        // Into the database file, so that it stands alone once renamed; closing removes the WAL.
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        conn.close().map_err(|(_, e)| Error::from(e))?;
+    }
+    File::open(&new).and_then(|f| f.sync_all()).map_err(|e| Error::io("syncing the new task table", &e))?;
+    super::crash::point(CRASH_CREATED);
+    std::fs::rename(&new, &db).map_err(|e| Error::io("naming the new task table", &e))?;
+    Ok(())
 }
 
 fn device_of(file: &File) -> Option<u64> {
@@ -712,6 +772,73 @@ mod tests {
         assert_eq!(tasks.len(), 1);
         let n: i64 = s.lock().query_row("SELECT COUNT(*) FROM sqlite_master WHERE name = 'tasks_destination'", [], |r| r.get(0)).unwrap();
         assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn a_new_table_is_built_aside_and_a_half_built_one_is_thrown_away() {
+        let dir = tempfile::tempdir().unwrap();
+        // What a process killed while building a table leaves: garbage under the temporary names.
+        std::fs::write(dir.path().join(NEW_DB_FILE), b"half a database").unwrap();
+        std::fs::write(dir.path().join(format!("{NEW_DB_FILE}-wal")), b"half a log").unwrap();
+        {
+            let (s, tasks, _) = Store::open(dir.path()).unwrap();
+            assert!(tasks.is_empty());
+            let mode: String = s.lock().pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+            assert_eq!(mode, "wal");
+            let v: i64 = s.lock().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+            assert_eq!(v, SCHEMA_VERSION);
+            s.insert_tasks(&[row("a", 1)]).unwrap();
+        }
+        assert!(!dir.path().join(NEW_DB_FILE).exists());
+        assert!(!dir.path().join(format!("{NEW_DB_FILE}-wal")).exists());
+        // An existing table is opened, never rebuilt.
+        let (_s, tasks, _) = Store::open(dir.path()).unwrap();
+        assert_eq!(tasks.len(), 1);
+    }
+
+    #[test]
+    fn a_log_without_its_database_is_left_to_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (s, _, _) = Store::open(dir.path()).unwrap();
+            s.insert_tasks(&[row("a", 1)]).unwrap();
+        }
+        // The close left the rows in the WAL (no checkpoint on close); without the database file
+        // the table is created in place, as SQLite always did, and never built aside over the WAL.
+        let wal = dir.path().join(format!("{DB_FILE}-wal"));
+        assert!(wal.exists());
+        std::fs::remove_file(dir.path().join(DB_FILE)).unwrap();
+        let (_s, _tasks, _) = Store::open(dir.path()).unwrap();
+        assert!(!dir.path().join(NEW_DB_FILE).exists());
+    }
+
+    #[test]
+    fn a_completion_drops_its_journal_and_only_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _, _) = Store::open(dir.path()).unwrap();
+        s.insert_tasks(&[row("a", 1), row("b", 2), row("c", 3)]).unwrap();
+        // No journal anywhere: completions still land.
+        s.complete_many(&[("c", 7)]).unwrap();
+        {
+            let mut c = s.lock();
+            let t = c.transaction().unwrap();
+            tx::replace_ranges(&t, "a", &[SegmentRow { start: 0, end: 10, written: 9, durable: 3 }]).unwrap();
+            tx::replace_ranges(&t, "b", &[SegmentRow { start: 0, end: 10, written: 5, durable: 5 }]).unwrap();
+            t.commit().unwrap();
+        }
+        s.complete_many(&[("a", 10)]).unwrap();
+        let journal: Vec<String> = {
+            let c = s.lock();
+            let mut q = c.prepare("SELECT task_id FROM ranges").unwrap();
+            q.query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect()
+        };
+        assert_eq!(journal, vec!["b".to_string()]);
+        drop(s);
+        let (_s, tasks, _) = Store::open(dir.path()).unwrap();
+        let state = |id: &str| tasks.iter().find(|t| t.row.id == id).map(|t| (t.row.state, t.row.bytes)).unwrap();
+        assert_eq!(state("a"), (TaskState::Completed, 10));
+        assert_eq!(state("c"), (TaskState::Completed, 7));
+        assert_eq!(state("b").0, TaskState::Queued);
     }
 
     #[test]
