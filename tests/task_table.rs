@@ -44,6 +44,15 @@ fn a_claimed_destination_is_refused() {
     let batch = w.manager.enqueue_batch(vec![w.request("b"), w.request("b")]);
     assert!(batch[0].is_ok());
     assert_eq!(batch[1].as_ref().unwrap_err().code(), ErrorCode::DestinationBusy);
+    // The same file spelled another way is the same claim, alone or within a batch.
+    let odd = |name: &str| {
+        let spelled = format!("{}//./{name}", w.dir.path().display());
+        Request::file(w.server.url(), std::path::PathBuf::from(spelled))
+    };
+    assert_eq!(w.manager.enqueue(odd("a")).unwrap_err().code(), ErrorCode::DestinationBusy);
+    let batch = w.manager.enqueue_batch(vec![odd("c"), w.request("c")]);
+    assert!(batch[0].is_ok());
+    assert_eq!(batch[1].as_ref().unwrap_err().code(), ErrorCode::DestinationBusy);
 }
 
 #[test]

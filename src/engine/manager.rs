@@ -8,7 +8,7 @@
 use super::config::{Config, Limits};
 use super::error::{Error, ErrorCode, Result};
 use super::events::{EventHub, ProgressEvent, StateEvent, Subscription};
-use super::hash::{Map, Set};
+use super::hash::{path_key, Map, Set};
 use super::journal::Journal;
 use super::part_file::part_path;
 use super::request::Request;
@@ -23,6 +23,7 @@ use super::verdict::Validator;
 use futures_util::FutureExt;
 use once_cell::sync::Lazy;
 use parking_lot::{Mutex, RwLock};
+use std::ffi::{OsStr, OsString};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,7 +51,8 @@ struct Sched {
     running: Map<TaskId, tokio::task::JoinHandle<()>>,
     /// Runners whose transfer is over and who only publish now: they hold no network slot.
     publishing: Set<TaskId>,
-    claims: Map<PathBuf, TaskId>,
+    /// Destinations of unfinished tasks, keyed by [`path_key`].
+    claims: Map<OsString, TaskId>,
     next_seq: i64,
     limits: Limits,
 }
@@ -119,7 +121,7 @@ impl Manager {
             let state = entry.state();
             let id = entry.spec.id.clone();
             if let (Output::File(dest), false) = (&entry.spec.output, matches!(state, TaskState::Completed | TaskState::Cancelled)) {
-                sched.claims.insert(dest.clone(), id.clone());
+                sched.claims.insert(path_key(dest).into_owned(), id.clone());
             }
             if state == TaskState::Queued {
                 if resume_on_open {
@@ -586,7 +588,7 @@ impl Inner {
             let tasks = self.tasks.read();
             // Sized once: growing them rehashed every path key several times.
             let mut batch_ids: Map<TaskId, usize> = Map::with_capacity_and_hasher(prepared.len(), Default::default());
-            let mut batch_dests: Map<PathBuf, TaskId> = Map::with_capacity_and_hasher(prepared.len(), Default::default());
+            let mut batch_dests: Map<OsString, TaskId> = Map::with_capacity_and_hasher(prepared.len(), Default::default());
             s.claims.reserve(prepared.len());
             for p in prepared {
                 let spec = match p {
@@ -618,11 +620,12 @@ impl Inner {
                     continue;
                 }
                 if let Output::File(dest) = &spec.output {
-                    if let Some(busy) = claim_conflict(&s.claims, &batch_dests, dest) {
+                    let key = path_key(dest);
+                    if let Some(busy) = claim_conflict(&s.claims, &batch_dests, dest, &key) {
                         results.push(Err(busy));
                         continue;
                     }
-                    batch_dests.insert(dest.clone(), spec.id.clone());
+                    batch_dests.insert(key.into_owned(), spec.id.clone());
                 }
                 let seq = s.next_seq;
                 s.next_seq += 1;
@@ -672,7 +675,7 @@ impl Inner {
             let mut tasks = self.tasks.write();
             for e in &new_entries {
                 if let Output::File(dest) = &e.spec.output {
-                    s.claims.insert(dest.clone(), e.spec.id.clone());
+                    s.claims.insert(path_key(dest).into_owned(), e.spec.id.clone());
                 }
                 s.ready.push(e.spec.id.clone(), e.spec.host_key(), e.spec.priority, e.seq);
                 tasks.insert(e.spec.id.clone(), e.clone());
@@ -976,13 +979,15 @@ enum Prepared {
 /// Why `dest` cannot be claimed: it is a live task's destination, a live task's part file
 /// (`<dest>` = `<other>.part`), or its own part file is a live task's destination. Either way two
 /// tasks would write one file.
-fn claim_conflict(claims: &Map<PathBuf, TaskId>, batch: &Map<PathBuf, TaskId>, dest: &Path) -> Option<Error> {
-    let owner = |p: &Path| claims.get(p).or_else(|| batch.get(p)).cloned();
-    if let Some(owner) = owner(dest) {
+/// Whether `dest` (whose [`path_key`] is `key`) is taken: by another task, as the part file of
+/// another task's destination, or as the destination whose part file this would be.
+fn claim_conflict(claims: &Map<OsString, TaskId>, batch: &Map<OsString, TaskId>, dest: &Path, key: &OsStr) -> Option<Error> {
+    let owner = |key: &OsStr| claims.get(key).or_else(|| batch.get(key)).cloned();
+    if let Some(owner) = owner(key) {
         return Some(Error::new(ErrorCode::DestinationBusy, format!("'{}' is already the destination of task '{owner}'", dest.display())));
     }
     let part = part_path(dest);
-    if let Some(owner) = owner(&part) {
+    if let Some(owner) = owner(&path_key(&part)) {
         return Some(Error::new(
             ErrorCode::DestinationBusy,
             format!("'{}' (where this download would be written) is the destination of task '{owner}'", part.display()),
@@ -991,13 +996,14 @@ fn claim_conflict(claims: &Map<PathBuf, TaskId>, batch: &Map<PathBuf, TaskId>, d
     use std::os::unix::ffi::OsStrExt;
     let stem = dest.file_name()?.as_bytes().strip_suffix(b".part").filter(|s| !s.is_empty())?;
     let other = dest.with_file_name(std::ffi::OsStr::from_bytes(stem));
-    owner(&other).map(|owner| Error::new(ErrorCode::DestinationBusy, format!("'{}' is the partial file of task '{owner}'", dest.display())))
+    owner(&path_key(&other))
+        .map(|owner| Error::new(ErrorCode::DestinationBusy, format!("'{}' is the partial file of task '{owner}'", dest.display())))
 }
 
 fn release_claim(s: &mut Sched, e: &TaskEntry) {
     if let Some(dest) = e.spec.output.path() {
         // One lookup in the common case; another task's claim (rare) is put back.
-        if let Some((path, owner)) = s.claims.remove_entry(dest) {
+        if let Some((path, owner)) = s.claims.remove_entry(&*path_key(dest)) {
             if owner != e.spec.id {
                 s.claims.insert(path, owner);
             }

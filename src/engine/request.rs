@@ -125,7 +125,7 @@ pub fn validate_url(raw: &str) -> Result<url::Url> {
 /// in place of hundreds of lookups, each a search of the directory in the kernel), and any other
 /// name is looked up as before.
 #[derive(Debug, Default)]
-pub struct DirChecks(super::hash::Map<PathBuf, Dir>);
+pub struct DirChecks(super::hash::Map<std::ffi::OsString, Dir>);
 
 #[derive(Debug)]
 struct Dir {
@@ -209,12 +209,16 @@ fn validate_destination_with(dest: &Path, overwrite: bool, dirs: &mut DirChecks)
     }
     check_name(dest)?;
     let dir = dest.parent().unwrap_or(Path::new("/"));
-    let handles = dirs.0.len() < DIR_HANDLES;
-    let checks = dirs.0.entry(dir.to_path_buf()).or_insert_with(|| {
+    // Keyed by the bytes (a spelling of its own only costs a check more), and looked up before an
+    // owned key is made: most destinations of a batch share their directory.
+    if !dirs.0.contains_key(dir.as_os_str()) {
         let checked = check_dir(dir);
-        let handle = if checked.is_ok() && handles { open_dir(dir) } else { None };
-        Dir { checked, handle, lookups: 0, listing: None }
-    });
+        let handle = if checked.is_ok() && dirs.0.len() < DIR_HANDLES { open_dir(dir) } else { None };
+        dirs.0.insert(dir.as_os_str().to_owned(), Dir { checked, handle, lookups: 0, listing: None });
+    }
+    let Some(checks) = dirs.0.get_mut(dir.as_os_str()) else {
+        return Err(Error::internal("a directory check went missing"));
+    };
     checks.checked.clone()?;
     match checks.entry_is_dir(dir, dest) {
         Some(true) => Err(Error::new(ErrorCode::DestinationNotWritable, format!("'{}' is a directory", dest.display()))),
