@@ -139,7 +139,7 @@ impl Store {
                 ))
             }
         }
-        create_if_absent(dir)?;
+        create_if_absent(dir);
         let conn = Connection::open(dir.join(DB_FILE))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -553,17 +553,27 @@ pub const CRASH_CREATED: &str = "store:created";
 /// covers the directory, rename included (before that, a lost rename only means a new empty table).
 ///
 /// A directory holding any file of an earlier table (a WAL without its database, say) is left to
-/// SQLite as before.
-fn create_if_absent(dir: &Path) -> Result<()> {
-    let db = dir.join(DB_FILE);
+/// SQLite as before, and so is one where the table cannot be built aside (the temporary name taken
+/// by a directory, say): the open that follows creates it in place, or reports why it cannot.
+fn create_if_absent(dir: &Path) {
     let leftovers = ["", "-wal", "-journal"].iter().any(|suffix| dir.join(format!("{DB_FILE}{suffix}")).symlink_metadata().is_ok());
     if leftovers {
-        return Ok(());
+        return;
     }
+    let remove_new = || {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let _ = std::fs::remove_file(dir.join(format!("{NEW_DB_FILE}{suffix}")));
+        }
+    };
+    remove_new();
+    if let Err(e) = build_aside(dir) {
+        tracing::info!("building the task table aside failed ({e}); creating it in place");
+        remove_new();
+    }
+}
+
+fn build_aside(dir: &Path) -> Result<()> {
     let new = dir.join(NEW_DB_FILE);
-    for suffix in ["", "-wal", "-shm", "-journal"] {
-        let _ = std::fs::remove_file(dir.join(format!("{NEW_DB_FILE}{suffix}")));
-    }
     {
         let conn = Connection::open(&new)?;
         conn.pragma_update(None, "synchronous", "OFF")?;
@@ -575,7 +585,7 @@ fn create_if_absent(dir: &Path) -> Result<()> {
     }
     File::open(&new).and_then(|f| f.sync_all()).map_err(|e| Error::io("syncing the new task table", &e))?;
     super::crash::point(CRASH_CREATED);
-    std::fs::rename(&new, &db).map_err(|e| Error::io("naming the new task table", &e))?;
+    std::fs::rename(&new, dir.join(DB_FILE)).map_err(|e| Error::io("naming the new task table", &e))?;
     Ok(())
 }
 
@@ -792,6 +802,17 @@ mod tests {
         assert!(!dir.path().join(NEW_DB_FILE).exists());
         assert!(!dir.path().join(format!("{NEW_DB_FILE}-wal")).exists());
         // An existing table is opened, never rebuilt.
+        let (_s, tasks, _) = Store::open(dir.path()).unwrap();
+        assert_eq!(tasks.len(), 1);
+    }
+
+    #[test]
+    fn a_table_that_cannot_be_built_aside_is_created_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(NEW_DB_FILE)).unwrap();
+        let (s, _, _) = Store::open(dir.path()).unwrap();
+        s.insert_tasks(&[row("a", 1)]).unwrap();
+        drop(s);
         let (_s, tasks, _) = Store::open(dir.path()).unwrap();
         assert_eq!(tasks.len(), 1);
     }
