@@ -5,8 +5,10 @@
 //! desktops, 256 on macOS and iOS). A batch holds a socket per connection, the file of every
 //! running task and the files waiting for their group's sync, so at 64 descriptors a batch of 1000
 //! small files had 913 fail with "Too many open files". The engine raises the soft limit to the
-//! hard one, up to [`SOFT_LIMIT`], as Go and Node do at start; the scheduler also bounds the files
-//! waiting to publish by what the limit leaves ([`publish_backlog`]).
+//! hard one, up to [`SOFT_LIMIT`], as Go and Node do at start. Where the hard limit itself is low,
+//! the scheduler fits the transfers into what it leaves: the files waiting to publish
+//! ([`publish_backlog`]), the tasks transferring ([`running_cap`]) and the connections per host
+//! ([`connection_cap`]).
 //!
 //! A process started from a shell (or from `time`, `sh -c`, a service manager) usually begins with
 //! a table of 64 descriptor slots. Linux grows it on demand, but in a process with more than one
@@ -64,19 +66,58 @@ pub fn raise_soft_limit(want: u64) -> Option<u64> {
     Some(target)
 }
 
-/// How many finished files may wait for their publish group at once: a quarter of the soft
-/// descriptor limit (each holds its file open), and at least 16 so that groups still form. Read
-/// once: the limit is raised when the runtime starts, before any manager dispatches. (Tying it to
-/// the running-task limit instead, 4 per task, slowed 1000 × 16 KiB by 15 %: a publisher that lags
-/// for a moment held back the next downloads.)
-pub fn publish_backlog() -> usize {
+/// Descriptors left to the rest of the process: standard streams, the task table's files and lock,
+/// the runtime's poll and wake-up descriptors, directory handles, and an app's own files.
+const RESERVED: usize = 24;
+
+/// The soft descriptor limit, read once: it is raised when the runtime starts, before any manager
+/// dispatches.
+fn soft_limit() -> usize {
     static SOFT: once_cell::sync::Lazy<usize> =
         once_cell::sync::Lazy::new(|| limits().map(|(soft, _)| soft.min(1 << 20) as usize).unwrap_or(1024));
-    backlog_for(*SOFT)
+    *SOFT
+}
+
+/// Descriptors the transfers may hold at once: sockets, files being written, files waiting for
+/// their publish group.
+fn transfer_budget(soft_limit: usize) -> usize {
+    soft_limit.saturating_sub(RESERVED).max(6)
+}
+
+/// How many finished files may wait for their publish group at once: a quarter of the soft
+/// descriptor limit (each holds its file open), at least 16 so that groups still form, and never
+/// more than a third of the transfers' budget. (Tying it to the running-task limit instead, 4 per
+/// task, slowed 1000 × 16 KiB by 15 %: a publisher that lags for a moment held back the next
+/// downloads.)
+pub fn publish_backlog() -> usize {
+    backlog_for(soft_limit())
 }
 
 fn backlog_for(soft_limit: usize) -> usize {
-    (soft_limit / 4).max(16)
+    (soft_limit / 4).max(16).min(transfer_budget(soft_limit) / 3).max(2)
+}
+
+/// At most this many tasks transfer at once, whatever the limits ask for: a quarter of the
+/// transfers' budget (a file and a socket each, with room for the files they hand to the
+/// publisher). Only a descriptor limit below a few hundred makes it bind. Without it, a batch at a
+/// hard limit of 48 opened sockets and files until every new one failed with "Too many open
+/// files": 2 files of 1000 arrived, and the other 998 failed one after another.
+pub fn running_cap() -> usize {
+    running_cap_for(soft_limit())
+}
+
+fn running_cap_for(soft_limit: usize) -> usize {
+    (transfer_budget(soft_limit) / 4).max(1)
+}
+
+/// At most this many connections to one host at once, whatever the limits ask for: a third of the
+/// transfers' budget.
+pub fn connection_cap() -> u32 {
+    connection_cap_for(soft_limit())
+}
+
+fn connection_cap_for(soft_limit: usize) -> u32 {
+    (transfer_budget(soft_limit) / 3).clamp(1, u32::MAX as usize) as u32
 }
 
 /// Makes room for `slots` descriptors, capped by the soft limit; whether a placeholder was placed.
@@ -143,7 +184,22 @@ mod tests {
     #[test]
     fn the_publish_backlog_follows_the_descriptor_limit() {
         assert_eq!(backlog_for(4096), 1024);
+        assert_eq!(backlog_for(1024), 256);
         assert_eq!(backlog_for(96), 24);
-        assert_eq!(backlog_for(40), 16);
+        assert_eq!(backlog_for(48), 8);
+        assert_eq!(backlog_for(24), 2);
+    }
+
+    #[test]
+    fn transfers_fit_in_what_the_descriptor_limit_leaves() {
+        // Ordinary limits leave the configured limits alone.
+        assert!(running_cap_for(1024) >= 64 && connection_cap_for(1024) >= 64);
+        for soft in [16, 24, 32, 48, 64, 96, 128, 256] {
+            let (running, conns, backlog) = (running_cap_for(soft), connection_cap_for(soft) as usize, backlog_for(soft));
+            assert!(running >= 1 && conns >= 1 && backlog >= 2, "{soft}");
+            // A file per running task, every connection, every waiting file: within the budget
+            // (at the smallest limits, within the floor of six).
+            assert!(running + conns + backlog <= transfer_budget(soft).max(6) + 2, "{soft}: {running} {conns} {backlog}");
+        }
     }
 }

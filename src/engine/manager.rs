@@ -101,7 +101,7 @@ impl Manager {
             let _rt = runtime::handle().enter();
             Transport::new(&config)?
         };
-        let hosts = HostSlots::new(config.limits.max_connections_per_host);
+        let hosts = HostSlots::new(config.limits.max_connections_per_host.min(super::fd_table::connection_cap()));
         let next_seq = stored.iter().map(|t| t.row.seq).max().unwrap_or(0) + 1;
         let progress_interval = config.progress_interval;
         let resume_on_open = config.resume_on_open;
@@ -303,7 +303,7 @@ impl Manager {
         {
             let mut s = self.inner.sched.lock();
             s.limits = limits;
-            self.inner.env.hosts.set_cap(limits.max_connections_per_host);
+            self.inner.env.hosts.set_cap(limits.max_connections_per_host.min(super::fd_table::connection_cap()));
             self.inner.env.config.write().limits = limits;
         }
         self.inner.dispatch();
@@ -695,7 +695,7 @@ impl Inner {
         }
         let mut s = self.sched.lock();
         loop {
-            if s.running.len() - s.publishing.len() >= s.limits.max_running_tasks as usize {
+            if s.running.len() - s.publishing.len() >= (s.limits.max_running_tasks as usize).min(super::fd_table::running_cap()) {
                 break;
             }
             // Each waiting file holds a descriptor; a publisher slower than the network must not
