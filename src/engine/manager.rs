@@ -101,7 +101,7 @@ impl Manager {
             let _rt = runtime::handle().enter();
             Transport::new(&config)?
         };
-        let hosts = HostSlots::new(config.limits.max_connections_per_host.min(super::fd_table::connection_cap()));
+        let hosts = HostSlots::new(config.limits.max_connections_per_host);
         let next_seq = stored.iter().map(|t| t.row.seq).max().unwrap_or(0) + 1;
         let progress_interval = config.progress_interval;
         let resume_on_open = config.resume_on_open;
@@ -303,7 +303,7 @@ impl Manager {
         {
             let mut s = self.inner.sched.lock();
             s.limits = limits;
-            self.inner.env.hosts.set_cap(limits.max_connections_per_host.min(super::fd_table::connection_cap()));
+            self.inner.env.hosts.set_cap(limits.max_connections_per_host);
             self.inner.env.config.write().limits = limits;
         }
         self.inner.dispatch();
@@ -584,11 +584,12 @@ impl Inner {
         let mut new_entries: Vec<Arc<TaskEntry>> = Vec::new();
         let mut rows: Vec<TaskRow> = Vec::new();
         let mut s = self.sched.lock();
+        // The claims of this chunk's new tasks, by [`path_key`]: they join `claims` once recorded.
+        let mut batch_dests: Map<OsString, TaskId> = Map::with_capacity_and_hasher(prepared.len(), Default::default());
         {
             let tasks = self.tasks.read();
             // Sized once: growing them rehashed every path key several times.
             let mut batch_ids: Map<TaskId, usize> = Map::with_capacity_and_hasher(prepared.len(), Default::default());
-            let mut batch_dests: Map<OsString, TaskId> = Map::with_capacity_and_hasher(prepared.len(), Default::default());
             s.claims.reserve(prepared.len());
             for p in prepared {
                 let spec = match p {
@@ -671,12 +672,10 @@ impl Inner {
             }
             return results;
         }
+        s.claims.extend(batch_dests);
         {
             let mut tasks = self.tasks.write();
             for e in &new_entries {
-                if let Output::File(dest) = &e.spec.output {
-                    s.claims.insert(path_key(dest).into_owned(), e.spec.id.clone());
-                }
                 s.ready.push(e.spec.id.clone(), e.spec.host_key(), e.spec.priority, e.seq);
                 tasks.insert(e.spec.id.clone(), e.clone());
             }

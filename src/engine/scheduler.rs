@@ -108,14 +108,16 @@ impl Drop for Slot {
 }
 
 impl HostSlots {
-    /// Slots with a per-host cap.
+    /// Slots with a per-host cap (never above what the descriptor limit leaves, see
+    /// [`super::fd_table::connection_cap`]).
     pub fn new(per_host: u32) -> Arc<HostSlots> {
+        let per_host = per_host.min(super::fd_table::connection_cap());
         Arc::new(HostSlots { inner: Mutex::new(HostSlotsInner { per_host, used: Map::default() }) })
     }
 
     /// Changes the cap (slots in use above a lowered cap drain as connections end).
     pub fn set_cap(&self, per_host: u32) {
-        self.inner.lock().per_host = per_host;
+        self.inner.lock().per_host = per_host.min(super::fd_table::connection_cap());
     }
 
     /// Whether the host has a free slot.
