@@ -28,6 +28,7 @@ pub mod error;
 pub mod events;
 pub mod fd_table;
 pub mod hash;
+pub mod http1_body;
 pub mod journal;
 pub mod manager;
 pub mod part_file;

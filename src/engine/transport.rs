@@ -62,7 +62,7 @@ pub struct Response {
 #[derive(Debug)]
 enum Body {
     Full(reqwest::Response),
-    Plain(hyper::body::Incoming),
+    Plain(plain_http::Body),
 }
 
 /// A request to send.
@@ -159,22 +159,16 @@ impl Transport {
         let mut at = url.clone();
         let mut previous: Vec<url::Url> = Vec::new();
         loop {
-            let uri: hyper::Uri =
-                at.as_str().parse().map_err(|_| Error::new(ErrorCode::InvalidUrl, "URL is not a valid request target"))?;
-            let mut request = hyper::Request::new(http_body_util::Empty::new());
-            *request.uri_mut() = uri;
-            *request.headers_mut() = headers.clone();
-            let resp = match tokio::time::timeout_at(deadline, plain.request(request)).await {
+            let resp = match tokio::time::timeout_at(deadline, plain.get(&at, &headers)).await {
                 Err(_) => return Err(no_response(url, wait)),
-                Ok(Err(e)) => return Err(map_plain_error(&e, url)),
+                Ok(Err(e)) => return Err(map_plain_error(e, url)),
                 Ok(Ok(r)) => r,
             };
-            let Some(next) = plain_http::redirect_target(resp.status(), resp.headers(), &at) else {
-                let head = head_of(resp.status(), resp.headers());
-                return Ok(Response { head, url: at, body: Body::Plain(resp.into_body()), idle_timeout: self.idle_timeout });
+            let Some(next) = plain_http::redirect_target(resp.head.status, resp.location.as_deref(), &at) else {
+                return Ok(Response { head: resp.head, url: at, body: Body::Plain(resp.body), idle_timeout: self.idle_timeout });
             };
             if let Some(scheme) = unsupported_scheme(&next) {
-                return Err(redirected_to_scheme(url, &scheme, Some(resp.status().as_u16())));
+                return Err(redirected_to_scheme(url, &scheme, Some(resp.head.status)));
             }
             if previous.len() + 1 > MAX_REDIRECTS {
                 return Err(too_many_redirects(url));
@@ -242,32 +236,29 @@ fn redirect_loop(url: &url::Url) -> Error {
     Error::new(ErrorCode::RedirectLoop, format!("redirect loop starting at {}", redact_url(url.as_str())))
 }
 
-/// The response headers the engine reads, in the order of [`head_of`]'s slots.
-const HEAD_NAMES: [HeaderName; 8] = [
-    header::TRANSFER_ENCODING,
-    header::CONTENT_RANGE,
-    header::CONTENT_LENGTH,
-    header::ETAG,
-    header::LAST_MODIFIED,
-    header::DATE,
-    header::CONTENT_ENCODING,
-    header::RETRY_AFTER,
-];
+/// The response headers the engine reads, in the order of [`head_from`]'s slots.
+const HEAD_NAMES: [&str; 8] =
+    ["transfer-encoding", "content-range", "content-length", "etag", "last-modified", "date", "content-encoding", "retry-after"];
 
-/// What the engine needs of a response head. One pass over the headers, taking the first value of
-/// each name as `HeaderMap::get` would: eight lookups hashed every name (300 instructions each,
-/// eight per response).
+/// What the engine needs of a response head from the full client.
 fn head_of(status: reqwest::StatusCode, h: &HeaderMap) -> ResponseHead {
-    let mut first: [Option<&HeaderValue>; 8] = [None; 8];
-    for (name, value) in h {
-        if let Some(i) = HEAD_NAMES.iter().position(|n| n == name) {
+    head_from(status.as_u16(), h.iter().map(|(n, v)| (n.as_str(), v.as_bytes())))
+}
+
+/// What the engine needs of a response head: one pass over the headers, taking the first value of
+/// each name as `HeaderMap::get` would (eight lookups hashed every name: 300 instructions each,
+/// eight per response).
+pub(crate) fn head_from<'a>(status: u16, headers: impl Iterator<Item = (&'a str, &'a [u8])>) -> ResponseHead {
+    let mut first: [Option<&[u8]>; 8] = [None; 8];
+    for (name, value) in headers {
+        if let Some(i) = HEAD_NAMES.iter().position(|n| n.eq_ignore_ascii_case(name)) {
             first[i].get_or_insert(value);
         }
     }
-    let text = |i: usize| first[i].and_then(|v| v.to_str().ok()).map(str::trim);
+    let text = |i: usize| first[i].and_then(|v| std::str::from_utf8(v).ok()).map(str::trim);
     let chunked = text(0).is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
     ResponseHead {
-        status: status.as_u16(),
+        status,
         content_range: text(1).map(str::to_string),
         content_length: if chunked { None } else { text(2).and_then(|v| v.parse().ok()) },
         etag: text(3).map(str::to_string),
@@ -289,10 +280,10 @@ impl Response {
                 Ok(Ok(c)) => Ok(c),
                 Ok(Err(e)) => Err(map_body_error(&e)),
             },
-            Body::Plain(inner) => match tokio::time::timeout(self.idle_timeout, plain_http::next_chunk(inner)).await {
+            Body::Plain(inner) => match tokio::time::timeout(self.idle_timeout, inner.next_chunk()).await {
                 Err(_) => Err(idle()),
                 Ok(Ok(c)) => Ok(c),
-                Ok(Err(e)) => Err(Error::new(ErrorCode::TruncatedBody, format!("body ended early: {}", last_source(&e)))),
+                Ok(Err(e)) => Err(Error::new(ErrorCode::TruncatedBody, format!("body ended early: {e}"))),
             },
         }
     }
@@ -361,17 +352,20 @@ fn last_source(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// The failure of a request through the lean client, coded as the full client's would be.
-fn map_plain_error(e: &hyper_util::client::legacy::Error, url: &url::Url) -> Error {
+fn map_plain_error(e: plain_http::Failure, url: &url::Url) -> Error {
     let where_ = redact_url(url.as_str());
-    let timed_out = source_chain(e).any(|s| s.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut));
-    if e.is_connect() {
-        return if timed_out {
-            Error::new(ErrorCode::Timeout, format!("timed out talking to {where_}"))
-        } else {
+    match e {
+        plain_http::Failure::Connect { timed_out: true, .. } => Error::new(ErrorCode::Timeout, format!("timed out talking to {where_}")),
+        plain_http::Failure::Connect { timed_out: false, .. } => {
             Error::new(ErrorCode::ConnectFailed, format!("could not connect to {where_}"))
-        };
+        }
+        plain_http::Failure::Exchange { incomplete: true, .. } => {
+            Error::new(ErrorCode::TruncatedBody, format!("response from {where_} ended early"))
+        }
+        plain_http::Failure::Exchange { incomplete: false, detail } => {
+            Error::new(ErrorCode::Network, format!("request to {where_} failed: {detail}"))
+        }
     }
-    exchange_failed(e, &where_)
 }
 
 fn map_body_error(e: &reqwest::Error) -> Error {
