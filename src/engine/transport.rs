@@ -270,6 +270,14 @@ pub(crate) fn head_from<'a>(status: u16, headers: impl Iterator<Item = (&'a str,
 }
 
 impl Response {
+    /// Caps the size of each read of the body (the lean client reads as much as it may hold;
+    /// the full client chooses its own sizes).
+    pub fn limit_reads(&mut self, bytes: usize) {
+        if let Body::Plain(inner) = &mut self.body {
+            inner.limit_reads(bytes);
+        }
+    }
+
     /// The next body chunk; `None` at a clean end of body. Fails if nothing arrives within the idle
     /// timeout, or if the body ends early (shorter than its `Content-Length`, broken chunking).
     pub async fn chunk(&mut self) -> Result<Option<Bytes>> {
