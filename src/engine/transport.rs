@@ -363,9 +363,11 @@ fn last_source(e: &(dyn std::error::Error + 'static)) -> String {
 fn map_plain_error(e: plain_http::Failure, url: &url::Url) -> Error {
     let where_ = redact_url(url.as_str());
     match e {
-        plain_http::Failure::Connect { timed_out: true, .. } => Error::new(ErrorCode::Timeout, format!("timed out talking to {where_}")),
-        plain_http::Failure::Connect { timed_out: false, .. } => {
-            Error::new(ErrorCode::ConnectFailed, format!("could not connect to {where_}"))
+        plain_http::Failure::Connect { timed_out: true, detail } => {
+            Error::new(ErrorCode::Timeout, format!("timed out talking to {where_} ({detail})"))
+        }
+        plain_http::Failure::Connect { timed_out: false, detail } => {
+            Error::new(ErrorCode::ConnectFailed, format!("could not connect to {where_} ({detail})"))
         }
         plain_http::Failure::Exchange { incomplete: true, .. } => {
             Error::new(ErrorCode::TruncatedBody, format!("response from {where_} ended early"))
