@@ -297,13 +297,11 @@ async fn pump(ctx: &ConnContext, segment: u64, mut resp: Response) -> (PumpEnd, 
     let mut oldest: Option<Instant> = None;
     let mut wrote = 0u64;
     let mut windows = WritebackWindows::default();
-    let flush_at = || {
-        let streaming = u64::from(ctx.task.live.connections.load(Ordering::Relaxed).max(1));
-        (FLUSH_BUDGET / streaming).clamp(MIN_FLUSH_BYTES, FLUSH_BYTES)
-    };
     loop {
+        let streaming = u64::from(ctx.task.live.connections.load(Ordering::Relaxed).max(1));
+        let flush_at = (FLUSH_BUDGET / streaming).clamp(MIN_FLUSH_BYTES, FLUSH_BYTES);
         // A read may fill two write batches: the connections' read buffers share the budget too.
-        resp.limit_reads(2 * flush_at() as usize);
+        resp.limit_reads(2 * flush_at as usize);
         let next = resp.chunk().await;
         let ended = match next {
             Ok(Some(chunk)) => {
@@ -314,7 +312,6 @@ async fn pump(ctx: &ConnContext, segment: u64, mut resp: Response) -> (PumpEnd, 
                 bufs.push(chunk);
                 let now = Instant::now();
                 let first = *oldest.get_or_insert(now);
-                let flush_at = flush_at();
                 if pending < flush_at && now.duration_since(first) < FLUSH_AGE {
                     continue;
                 }

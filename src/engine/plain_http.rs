@@ -296,9 +296,7 @@ async fn exchange(mut conn: Conn, request: &[u8]) -> Result<Parsed, (Failure, bo
             .parse(&conn.buf)
             .map_err(|e| (Failure::Exchange { incomplete: false, detail: format!("invalid HTTP response: {e}") }, false))?;
         let httparse::Status::Complete(head_len) = parsed else {
-            if conn.buf.len() >= MAX_HEAD {
-                return Err((Failure::Exchange { incomplete: false, detail: "the response head is too large".into() }, false));
-            }
+            // The size bound is the scan's above.
             scanned = conn.buf.len();
             need_read = true;
             continue;

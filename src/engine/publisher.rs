@@ -217,13 +217,13 @@ impl Lingering {
             if left.is_zero() || self.shared.expected.load(Ordering::SeqCst) == 0 {
                 break;
             }
-            // Taken so far, counting the ones in hand; `sent` counts every file handed over.
-            let taken = self.taken + jobs.len();
-            self.shared.wake_at.store(taken + (enough - jobs.len()), Ordering::SeqCst);
+            // The `sent` count at which this group is full (`taken` counts earlier groups' files).
+            let fills_at = self.taken + enough;
+            self.shared.wake_at.store(fills_at, Ordering::SeqCst);
             self.shared.sleeping.store(true, Ordering::SeqCst);
             // Checked again once asleep is announced: a download that looked before it was, and
             // so did not wake this thread, is seen here.
-            let full = self.shared.sent.load(Ordering::SeqCst) >= taken + (enough - jobs.len());
+            let full = self.shared.sent.load(Ordering::SeqCst) >= fills_at;
             if !full && self.shared.expected.load(Ordering::SeqCst) > 0 {
                 std::thread::park_timeout(left);
             }
