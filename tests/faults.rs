@@ -5,7 +5,8 @@ mod support;
 
 use ferry::engine::{ErrorCode, Request, TaskState};
 use ferry::loopback::{Faults, Validators};
-use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::time::{Duration, Instant};
 use support::*;
 
 const MIB: u64 = 1 << 20;
@@ -185,6 +186,34 @@ fn a_per_connection_rate_cap_makes_the_engine_add_connections() {
     completes_exactly(&w, "a", w.request("a"));
     let peak = w.server.stats().max_active.load(SeqCst);
     assert!(peak >= 4, "automatic mode should have grown past one connection, peak was {peak}");
+}
+
+#[test]
+fn connections_that_do_not_pay_are_shed() {
+    // A link that one connection already fills: more connections are tried, bring nothing, and are
+    // ended; the one that stays fetches the rest of their ranges.
+    let mut f = Faults::new(12 * MIB);
+    f.link_rate = Some(6_000_000);
+    let w = World::new(f);
+    let done = AtomicBool::new(false);
+    let samples = std::thread::scope(|s| {
+        let sampler = s.spawn(|| {
+            let mut samples = Vec::new();
+            let began = Instant::now();
+            while !done.load(SeqCst) && began.elapsed() < Duration::from_secs(60) {
+                samples.push(w.server.stats().active.load(SeqCst));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            samples
+        });
+        completes_exactly(&w, "a", w.request("a"));
+        done.store(true, SeqCst);
+        sampler.join().unwrap()
+    });
+    let peak = w.server.stats().max_active.load(SeqCst);
+    assert!(peak >= 8, "automatic mode should have tried more connections, peak was {peak}");
+    let late = &samples[samples.len() / 2..];
+    assert!(late.iter().all(|&n| n <= 2), "connections that did not pay were kept: {samples:?}");
 }
 
 #[test]

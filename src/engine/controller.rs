@@ -1,10 +1,17 @@
 //! How many connections one download should use.
 //!
 //! With an explicit count the answer is that count. In automatic mode the engine starts with the
-//! probe connection alone and grows only while growth pays: it measures the aggregate rate over a
-//! short window, quadruples the target, and keeps the step only if the rate rose clearly. A fast
-//! single stream (a local server, a fat pipe) therefore stays one connection, and a server that
-//! caps each connection gets as many as the cap allows, in two or three steps.
+//! probe connection alone and measures it over a short window. A stream fast enough on its own, or
+//! nearly done, stays single. Otherwise the engine tries the maximum at once and keeps it only if
+//! the aggregate rate rose clearly over the next window; if not, it returns to one connection and
+//! the runner sheds the others.
+//!
+//! Why one step to the maximum rather than a gentle ramp: servers and CDNs that cap connections cap
+//! each one from its own start, so every connection opened late is capacity lost for good. With
+//! 16 connections at 8 MiB/s each, the earlier ramp (1, then 4, then 16, one window each) reached
+//! 16 after 250 ms and cost 3–8 % of a 2 s download; one step costs about 1 %. A link that one
+//! connection already fills pays for the try with one window of extra connections, which are then
+//! shed.
 //!
 //! Sans-I/O: feed it samples, read the target.
 
@@ -26,9 +33,7 @@ pub struct ControllerTuning {
     pub window: Duration,
     /// Do not grow when the remainder would take less than this at the current rate.
     pub min_remaining_time: Duration,
-    /// Growth factor per step.
-    pub step: u32,
-    /// Minimum rate ratio after a step for the step to count as worth it.
+    /// Minimum rate ratio after the step for the step to count as worth it.
     pub keep_gain: f64,
     /// Per-connection rate (bytes/s) above which growing is not even tried: servers and CDNs that
     /// cap connections cap them far below this, and a local bottleneck (CPU, disk writeback) makes
@@ -41,7 +46,6 @@ impl Default for ControllerTuning {
         ControllerTuning {
             window: Duration::from_millis(150),
             min_remaining_time: Duration::from_millis(1500),
-            step: 4,
             keep_gain: 1.5,
             fast_per_connection: 64e6,
         }
@@ -123,7 +127,7 @@ impl Controller {
             return self.target;
         }
         self.previous_target = self.target;
-        self.target = (self.target * self.tuning.step).min(max);
+        self.target = max;
         self.phase = Phase::Measuring { since: now, bytes_at: bytes, previous_rate: Some(rate) };
         self.target
     }
@@ -159,16 +163,18 @@ mod tests {
     }
 
     #[test]
-    fn capped_connections_grow_to_the_maximum() {
+    fn capped_connections_grow_to_the_maximum_in_one_step() {
         let t = simulate(ConnectionMode::Auto(16), 8e6, 1e10, 256 << 20);
-        assert_eq!(t, vec![1, 4, 16]);
+        assert_eq!(t, vec![1, 16]);
+        let t = simulate(ConnectionMode::Auto(32), 8e6, 1e10, 256 << 20);
+        assert_eq!(t, vec![1, 32]);
     }
 
     #[test]
     fn a_fast_single_stream_stays_single() {
         // Saturated at one connection: growing does not pay, so it falls back to one.
         let t = simulate(ConnectionMode::Auto(16), 40e6, 40e6, 4 << 30);
-        assert_eq!(t, vec![1, 4, 1]);
+        assert_eq!(t, vec![1, 16, 1]);
         // Fast enough per connection that growing is not even tried, however long it takes.
         let t = simulate(ConnectionMode::Auto(16), 300e6, 300e6, 16 << 30);
         assert_eq!(t, vec![1]);
@@ -178,10 +184,13 @@ mod tests {
     }
 
     #[test]
-    fn growth_stops_where_the_link_saturates() {
-        // 8 MB/s per connection, 40 MB/s link: 4 connections pay (32), 16 do not (40 < 48).
+    fn growth_is_kept_when_it_pays_and_undone_when_it_does_not() {
+        // 8 MB/s per connection, 40 MB/s link: 16 connections are five times one.
         let t = simulate(ConnectionMode::Auto(16), 8e6, 40e6, 1 << 30);
-        assert_eq!(t, vec![1, 4, 16, 4]);
+        assert_eq!(t, vec![1, 16]);
+        // A link only 40 % above one connection's rate: not worth sixteen connections.
+        let t = simulate(ConnectionMode::Auto(16), 8e6, 11.2e6, 1 << 30);
+        assert_eq!(t, vec![1, 16, 1]);
     }
 
     #[test]
@@ -201,15 +210,15 @@ mod tests {
                 targets.push(t);
             }
         }
-        assert_eq!(targets, vec![1, 4, 16]);
+        assert_eq!(targets, vec![1, 16]);
     }
 
     #[test]
     fn connections_that_never_start_settle_the_controller() {
         let t0 = Instant::now();
         let mut c = Controller::new(ConnectionMode::Auto(16), ControllerTuning::default(), t0, 0);
-        assert_eq!(c.sample(t0 + Duration::from_millis(400), 4_000_000, 1 << 30, 1), 4);
-        assert_eq!(c.sample(t0 + Duration::from_secs(5), 40_000_000, 1 << 30, 1), 4);
+        assert_eq!(c.sample(t0 + Duration::from_millis(400), 4_000_000, 1 << 30, 1), 16);
+        assert_eq!(c.sample(t0 + Duration::from_secs(5), 40_000_000, 1 << 30, 1), 16);
         assert!(c.is_settled());
     }
 }

@@ -20,6 +20,8 @@ pub enum Owner {
     Idle,
     /// One of the engine's connections.
     Engine,
+    /// One of the engine's connections, asked to end (see [`RangeMap::retire_largest`]).
+    Retiring,
     /// Leased to an external fetcher (the OS), identified by lease id.
     External(String),
 }
@@ -196,6 +198,15 @@ impl RangeMap {
         Some(mid)
     }
 
+    /// Asks the connection on the engine-owned segment with the most unclaimed bytes to end: it
+    /// may write nothing more (its reservation in flight still lands), and once it has released
+    /// the segment a connection that stays picks it up at its cursor. Returns the segment's start.
+    pub fn retire_largest(&mut self) -> Option<u64> {
+        let seg = self.segments.iter_mut().filter(|s| s.owner == Owner::Engine && s.unclaimed() > 0).max_by_key(|s| s.unclaimed())?;
+        seg.owner = Owner::Retiring;
+        Some(seg.start)
+    }
+
     /// Current write cursor and end of a segment.
     pub fn cursor(&self, start: u64) -> Option<(u64, u64)> {
         self.segment(start).map(|s| (s.written, s.end))
@@ -207,7 +218,7 @@ impl RangeMap {
         let i = self.index_of(start)?;
         let seg = &mut self.segments[i];
         debug_assert_eq!(seg.reserved, seg.written, "reservation already outstanding");
-        let allowed = want.min(seg.end - seg.written);
+        let allowed = if seg.owner == Owner::Retiring { 0 } else { want.min(seg.end - seg.written) };
         seg.reserved = seg.written + allowed;
         Some((seg.written, allowed))
     }
@@ -317,6 +328,33 @@ mod tests {
     }
 
     #[test]
+    fn a_retired_segment_takes_no_more_writes_and_is_picked_up_again() {
+        let mut m = RangeMap::from_plan(100, &plan(100, 2, 1));
+        let (a, b) = (0, 50);
+        assert!(m.claim(a) && m.claim(b));
+        m.reserve(b, 5).unwrap();
+        m.commit(b);
+        m.reserve(b, 7).unwrap();
+        // `a` has 50 unclaimed bytes, `b` 38: `a` is retired first, then `b`.
+        assert_eq!(m.retire_largest(), Some(a));
+        assert_eq!(m.reserve(a, 5), Some((0, 0)), "a retiring connection may write no more");
+        m.commit(a);
+        assert!(!m.claim(a), "still owned until released");
+        assert_eq!(m.split_largest(1), Some(81), "only a segment that keeps its connection is split");
+        assert_eq!(m.retire_largest(), Some(81));
+        assert_eq!(m.retire_largest(), Some(b));
+        assert_eq!(m.retire_largest(), None);
+        m.commit(b);
+        assert_eq!(m.segment(b).unwrap().written, 62, "the write in flight landed");
+        assert_eq!(m.reserve(b, 1), Some((62, 0)));
+        m.release(a);
+        m.release(b);
+        assert_eq!(m.claim_idle(), Some(a));
+        assert_eq!(m.cursor(b), Some((62, 81)));
+        assert_tiles(&m);
+    }
+
+    #[test]
     fn rows_round_trip_and_bad_rows_are_refused() {
         let mut m = RangeMap::from_plan(1000, &plan(1000, 4, 1));
         let s = m.claim_idle().unwrap();
@@ -337,6 +375,7 @@ mod tests {
     enum Op {
         Claim,
         Split(u64),
+        Retire,
         Write(usize, u64, bool),
         Release(usize),
         Sync,
@@ -346,6 +385,7 @@ mod tests {
         prop_oneof![
             Just(Op::Claim),
             (1u64..5000).prop_map(Op::Split),
+            Just(Op::Retire),
             (0usize..64, 0u64..20_000, any::<bool>()).prop_map(|(i, n, ok)| Op::Write(i, n, ok)),
             (0usize..64).prop_map(Op::Release),
             Just(Op::Sync),
@@ -379,8 +419,9 @@ mod tests {
                 match op {
                     Op::Claim => { m.claim_idle(); }
                     Op::Split(min) => { m.split_largest(min); }
+                    Op::Retire => { m.retire_largest(); }
                     Op::Write(i, n, ok) => {
-                        let owned: Vec<u64> = m.segments().iter().filter(|s| s.owner == Owner::Engine).map(|s| s.start).collect();
+                        let owned: Vec<u64> = m.segments().iter().filter(|s| matches!(s.owner, Owner::Engine | Owner::Retiring)).map(|s| s.start).collect();
                         if let Some(&s) = owned.get(i % owned.len().max(1)) {
                             let (off, allowed) = m.reserve(s, n).unwrap();
                             prop_assert!(off + allowed <= m.segment(s).unwrap().end);

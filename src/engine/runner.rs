@@ -600,6 +600,8 @@ impl Run {
                         if let Err(e) = self.spawn_more(&ctx, &mut workers, target) {
                             break Err(e);
                         }
+                    } else if target < before {
+                        self.shed(&ctx, workers.len(), target);
                     }
                 }
                 _ = sync_tick.tick(), if self.part.is_some() => {
@@ -755,6 +757,17 @@ impl Run {
         tx::split(&t, self.task.spec.id.as_str(), lower_start, &upper)?;
         t.commit()?;
         Ok(Some(upper.start))
+    }
+
+    /// Ends connections until at most `keep` remain: each one asked to end writes nothing more, and
+    /// its range waits, idle, for a connection that stays.
+    fn shed(&self, ctx: &ConnContext, running: usize, keep: u32) {
+        let mut map = ctx.shared.map.lock();
+        for _ in (keep as usize)..running {
+            if map.retire_largest().is_none() {
+                break;
+            }
+        }
     }
 
     /// Writes the whole journal now (layout included if it was never written).

@@ -81,6 +81,9 @@ pub struct Faults {
     pub short_requests: u64,
     /// Per-connection rate cap in bytes per second.
     pub rate: Option<u64>,
+    /// Rate cap in bytes per second shared by all connections (a link that one connection may
+    /// already fill).
+    pub link_rate: Option<u64>,
     /// Extra latency before each response head.
     pub latency: Duration,
 }
@@ -107,6 +110,7 @@ impl Faults {
             short_by: 0,
             short_requests: 0,
             rate: None,
+            link_rate: None,
             latency: Duration::ZERO,
         }
     }
@@ -150,6 +154,8 @@ struct State {
     stats: Stats,
     started: Instant,
     log: Mutex<Vec<String>>,
+    /// When the shared link is free to send again (`Faults::link_rate`).
+    link_free_at: Mutex<Instant>,
 }
 
 /// A running server; stops when dropped.
@@ -177,8 +183,13 @@ impl LoopbackServer {
         let std_listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
-        let state =
-            Arc::new(State { faults: Mutex::new(faults), stats: Stats::default(), started: Instant::now(), log: Mutex::new(Vec::new()) });
+        let state = Arc::new(State {
+            faults: Mutex::new(faults),
+            stats: Stats::default(),
+            started: Instant::now(),
+            log: Mutex::new(Vec::new()),
+            link_free_at: Mutex::new(Instant::now()),
+        });
         let stop = CancellationToken::new();
         let (s, st) = (state.clone(), stop.clone());
         let listener = {
@@ -379,7 +390,7 @@ async fn serve_file(req: Request<hyper::body::Incoming>, state: Arc<State>) -> R
     let stall_after = f.stall_after.filter(|_| n < f.stall_requests);
     let short = if n < f.short_requests { f.short_by.min(len) } else { 0 };
     let body_len = len - short;
-    let body = make_body(state.clone(), seed, start, body_len, drop_after, stall_after, f.stall_for, f.rate);
+    let body = make_body(state.clone(), seed, start, body_len, drop_after, stall_after, f.stall_for, (f.rate, f.link_rate));
     let mut r = Response::new(body);
     *r.status_mut() = status;
     let h = r.headers_mut();
@@ -424,7 +435,7 @@ fn make_body(
     drop_after: Option<u64>,
     stall_after: Option<u64>,
     stall_for: Duration,
-    rate: Option<u64>,
+    (rate, link_rate): (Option<u64>, Option<u64>),
 ) -> Body {
     struct S {
         state: Arc<State>,
@@ -436,7 +447,7 @@ fn make_body(
         began: Instant,
         stalled: bool,
     }
-    let chunk = if rate.is_some() { 16 * 1024 } else { 256 * 1024 };
+    let chunk = if rate.is_some() || link_rate.is_some() { 16 * 1024 } else { 256 * 1024 };
     let s = S { active: Some(ActiveGuard::new(state.clone())), state, at: start, sent: 0, began: Instant::now(), stalled: false };
     let stream = futures_util::stream::unfold(s, move |mut s| async move {
         if s.sent >= len {
@@ -467,6 +478,15 @@ fn make_body(
             if s.sent < st {
                 n = n.min(st - s.sent);
             }
+        }
+        if let Some(l) = link_rate {
+            let due = {
+                let mut free_at = s.state.link_free_at.lock();
+                let due = (*free_at).max(Instant::now());
+                *free_at = due + Duration::from_secs_f64(n as f64 / l as f64);
+                due
+            };
+            tokio::time::sleep_until(due.into()).await;
         }
         let mut buf = vec![0u8; n as usize];
         content::fill(seed, s.at, &mut buf);
