@@ -207,9 +207,10 @@ impl RangeMap {
         Some(seg.start)
     }
 
-    /// Current write cursor and end of a segment.
+    /// Current write cursor and end of a segment, as its connection sees them: a retiring segment
+    /// has nothing left for its connection.
     pub fn cursor(&self, start: u64) -> Option<(u64, u64)> {
-        self.segment(start).map(|s| (s.written, s.end))
+        self.segment(start).map(|s| (s.written, if s.owner == Owner::Retiring { s.written } else { s.end }))
     }
 
     /// Reserves up to `want` bytes at the cursor of segment `start`. Returns `(offset, allowed)`;
@@ -347,6 +348,7 @@ mod tests {
         m.commit(b);
         assert_eq!(m.segment(b).unwrap().written, 62, "the write in flight landed");
         assert_eq!(m.reserve(b, 1), Some((62, 0)));
+        assert_eq!(m.cursor(b), Some((62, 62)), "nothing left for the retiring connection");
         m.release(a);
         m.release(b);
         assert_eq!(m.claim_idle(), Some(a));
