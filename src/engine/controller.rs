@@ -97,12 +97,17 @@ impl Controller {
         let ConnectionMode::Auto(max) = self.mode else { return self.target };
         let Phase::Measuring { since, bytes_at, previous_rate } = self.phase else { return self.target };
         let elapsed = now.saturating_duration_since(since);
-        // Measure only once the connections of this step are all streaming.
-        if elapsed < self.tuning.window || streaming < self.target {
-            if streaming < self.target && elapsed > self.tuning.window * 10 {
-                // Connections could not be opened (host cap, server refusal): stop growing.
-                self.phase = Phase::Settled;
-            }
+        // Measure once the connections of this step are all streaming, or once it is clear that
+        // not all of them can start (a host's connection cap shared with other tasks, a server
+        // refusing more): then the step is judged by those that did.
+        let short = streaming < self.target;
+        let waited = elapsed > self.tuning.window * 10;
+        if elapsed < self.tuning.window || (short && !waited) {
+            return self.target;
+        }
+        if short && (previous_rate.is_none() || streaming <= self.previous_target) {
+            // Not one more connection could start: nothing to judge, stop growing.
+            self.phase = Phase::Settled;
             return self.target;
         }
         let rate = bytes.saturating_sub(bytes_at) as f64 / elapsed.as_secs_f64();
@@ -219,6 +224,23 @@ mod tests {
         let mut c = Controller::new(ConnectionMode::Auto(16), ControllerTuning::default(), t0, 0);
         assert_eq!(c.sample(t0 + Duration::from_millis(400), 4_000_000, 1 << 30, 1), 16);
         assert_eq!(c.sample(t0 + Duration::from_secs(5), 40_000_000, 1 << 30, 1), 16);
+        assert!(c.is_settled());
+    }
+
+    #[test]
+    fn a_step_that_could_only_partly_start_is_judged_by_the_connections_that_did() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        // One connection at 8 MB/s; the step to 16 gets only 3 (the host's cap), which triple the rate.
+        let mut c = Controller::new(ConnectionMode::Auto(16), ControllerTuning::default(), t0, 0);
+        assert_eq!(c.sample(ms(200), 1_600_000, 1 << 30, 1), 16);
+        assert_eq!(c.sample(ms(1000), 1_600_000 + 19_200_000, 1 << 30, 3), 16, "still waiting for the rest");
+        assert_eq!(c.sample(ms(1800), 1_600_000 + 38_400_000, 1 << 30, 3), 16);
+        assert!(c.is_settled());
+        // The same, but the three bring nothing: back to one.
+        let mut c = Controller::new(ConnectionMode::Auto(16), ControllerTuning::default(), t0, 0);
+        assert_eq!(c.sample(ms(200), 1_600_000, 1 << 30, 1), 16);
+        assert_eq!(c.sample(ms(1800), 1_600_000 + 12_800_000, 1 << 30, 3), 1);
         assert!(c.is_settled());
     }
 }
