@@ -217,6 +217,25 @@ fn connections_that_do_not_pay_are_shed() {
 }
 
 #[test]
+fn a_server_allowing_few_connections_gets_no_more() {
+    // Each connection is capped, so the engine tries more; the server answers 503 to any beyond
+    // three. The download must complete on the three, not wear out its retries on the others.
+    for status in [503, 429] {
+        let mut f = Faults::new(12 * MIB);
+        f.rate = Some(2_000_000);
+        f.max_bodies = Some(3);
+        f.busy_status = status;
+        f.retry_after_secs = 1;
+        let w = World::new(f);
+        completes_exactly(&w, "a", w.request("a"));
+        // One step to 16 connections can be refused 15 times; asking again after that is not
+        // taking the hint (35 refusals before connections turned away ended for good).
+        let refused = w.server.log().iter().filter(|l| l.ends_with(&format!("-> {status}"))).count();
+        assert!(refused <= 15, "{status}: {refused} requests refused; the engine kept asking:\n{}", w.server.log().join("\n"));
+    }
+}
+
+#[test]
 fn weak_etags_are_not_trusted_for_if_range() {
     let mut f = Faults::new(2 * MIB);
     f.validators = Validators::WeakETag;

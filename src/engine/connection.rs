@@ -169,6 +169,9 @@ pub struct ConnContext {
 pub enum WorkerResult {
     /// Its segment is complete (or was taken over by a split).
     Done,
+    /// The server turned this extra connection away (busy, too many requests, refused) while
+    /// others of the task stream: its segment is left for them, and no more should be opened.
+    Surplus,
     /// The server's answer means the download must start over.
     Restart {
         /// Why.
@@ -199,6 +202,7 @@ pub async fn run(ctx: Arc<ConnContext>, segment: u64, first: Option<Response>, s
 
 async fn work(ctx: &ConnContext, segment: u64, mut first: Option<Response>) -> WorkerResult {
     let mut attempt = 0u32;
+    let mut delivered = first.is_some();
     loop {
         let Some((cursor, end)) = ctx.shared.map.lock().cursor(segment) else { return WorkerResult::Done };
         if cursor >= end {
@@ -214,6 +218,7 @@ async fn work(ctx: &ConnContext, segment: u64, mut first: Option<Response>) -> W
                     if_range: ctx.validator.as_ref().map(Validator::if_range),
                 };
                 match ctx.transport.get(get).await {
+                    Err(e) if !delivered && turned_away(ctx, &e) => return WorkerResult::Surplus,
                     Err(e) => match retry_wait(ctx, e, &mut attempt).await {
                         Ok(()) => continue,
                         Err(e) => return WorkerResult::Fail(e),
@@ -230,6 +235,7 @@ async fn work(ctx: &ConnContext, segment: u64, mut first: Option<Response>) -> W
                         }
                         Ok(RangeAnswer::Accept) => r,
                         Ok(RangeAnswer::Restart { code, reason }) => return WorkerResult::Restart { code, reason },
+                        Err(e) if !delivered && turned_away(ctx, &e) => return WorkerResult::Surplus,
                         Err(e) => match retry_wait(ctx, e, &mut attempt).await {
                             Ok(()) => continue,
                             Err(e) => return WorkerResult::Fail(e),
@@ -241,6 +247,7 @@ async fn work(ctx: &ConnContext, segment: u64, mut first: Option<Response>) -> W
         let (end_kind, wrote) = pump(ctx, segment, resp).await;
         if wrote > 0 {
             attempt = 0;
+            delivered = true;
         }
         match end_kind {
             PumpEnd::SegmentFull => return WorkerResult::Done,
@@ -261,6 +268,14 @@ async fn work(ctx: &ConnContext, segment: u64, mut first: Option<Response>) -> W
             }
         }
     }
+}
+
+/// Whether `e` is a server turning away one connection more than it allows a client (busy, too
+/// many requests, a refused connection) while other connections of the task stream. Retrying it
+/// would only spend the task's retry budget and ask again while the others are still open.
+fn turned_away(ctx: &ConnContext, e: &Error) -> bool {
+    let busy = matches!(e.code(), ErrorCode::TooManyRequests | ErrorCode::ConnectFailed) || e.http_status() == Some(503);
+    busy && ctx.task.live.connections.load(Ordering::Relaxed) > 0
 }
 
 /// Waits before retrying after `e`, or returns the error when it is final or the budget is spent.

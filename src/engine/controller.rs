@@ -91,6 +91,18 @@ impl Controller {
         self.phase == Phase::Settled
     }
 
+    /// The server turned a connection away while `open` others were open: aim for no more than
+    /// those from now on (at least one), whatever the mode. Returns whether the target fell.
+    pub fn limit(&mut self, open: u32) -> bool {
+        let cap = open.max(1);
+        self.phase = Phase::Settled;
+        if cap < self.target {
+            self.target = cap;
+            return true;
+        }
+        false
+    }
+
     /// Feeds a sample: total bytes transferred in this run, bytes still to fetch, and how many
     /// connections are actually streaming. Returns the (possibly new) target.
     pub fn sample(&mut self, now: Instant, bytes: u64, remaining: u64, streaming: u32) -> u32 {
@@ -225,6 +237,22 @@ mod tests {
         assert_eq!(c.sample(t0 + Duration::from_millis(400), 4_000_000, 1 << 30, 1), 16);
         assert_eq!(c.sample(t0 + Duration::from_secs(5), 40_000_000, 1 << 30, 1), 16);
         assert!(c.is_settled());
+    }
+
+    #[test]
+    fn a_server_turning_connections_away_caps_the_target_in_any_mode() {
+        let t0 = Instant::now();
+        let mut c = Controller::new(ConnectionMode::Auto(16), ControllerTuning::default(), t0, 0);
+        assert_eq!(c.sample(t0 + Duration::from_millis(200), 1_600_000, 1 << 30, 1), 16);
+        assert!(c.limit(6));
+        assert!(c.limit(3));
+        assert!(!c.limit(5), "a cap never rises");
+        assert_eq!(c.target(), 3);
+        assert!(c.is_settled());
+        assert_eq!(c.sample(t0 + Duration::from_secs(3), 100_000_000, 1 << 30, 3), 3);
+        let mut c = Controller::new(ConnectionMode::Fixed(8), ControllerTuning::default(), t0, 0);
+        assert!(c.limit(0));
+        assert_eq!(c.target(), 1, "at least one");
     }
 
     #[test]

@@ -569,6 +569,13 @@ impl Run {
                     self.slots.truncate(1);
                     match result {
                         WorkerResult::Done => {}
+                        WorkerResult::Surplus => {
+                            // The connections still open are the most the server allowed so far;
+                            // any of them turned away later lowers the target again.
+                            if controller.limit(workers.len() as u32) {
+                                tracing::debug!(task = %self.task.spec.id, "the server allows {} connections", controller.target());
+                            }
+                        }
                         WorkerResult::Restart { code, reason } => break Err(Step::Restart { code, reason }),
                         WorkerResult::Fail(e) => break Err(Step::Fail(e)),
                     }
@@ -649,7 +656,7 @@ impl Run {
                     self.slots.truncate(1);
                     return match result {
                         WorkerResult::Done if shared.map.lock().is_complete() => Some(Ok(())),
-                        WorkerResult::Done => None,
+                        WorkerResult::Done | WorkerResult::Surplus => None,
                         WorkerResult::Restart { code, reason } => Some(Err(Step::Restart { code, reason })),
                         WorkerResult::Fail(e) => Some(Err(Step::Fail(e))),
                     };

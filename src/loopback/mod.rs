@@ -68,6 +68,9 @@ pub struct Faults {
     pub busy_status: u16,
     /// See `busy_status`.
     pub busy_requests: u64,
+    /// Answer `busy_status` to requests arriving while this many bodies are being sent (a server
+    /// that allows each client a few connections).
+    pub max_bodies: Option<u64>,
     /// `Retry-After` seconds sent with busy answers.
     pub retry_after_secs: u64,
     /// Send a `Content-Range` whose start is off by one (body unchanged) on ranged answers that do
@@ -104,6 +107,7 @@ impl Faults {
             stall_for: Duration::from_secs(3600),
             busy_status: 503,
             busy_requests: 0,
+            max_bodies: None,
             retry_after_secs: 1,
             lie_content_range: false,
             chunked: false,
@@ -357,7 +361,7 @@ async fn serve_file(req: Request<hyper::body::Incoming>, state: Arc<State>) -> R
             if_range.as_deref().unwrap_or("-")
         ));
     };
-    if n < f.busy_requests {
+    if n < f.busy_requests || f.max_bodies.is_some_and(|m| state.stats.active.load(Ordering::SeqCst) >= m) {
         log(f.busy_status);
         let mut r = full(StatusCode::from_u16(f.busy_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE), "busy");
         r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(f.retry_after_secs));
