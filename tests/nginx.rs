@@ -67,11 +67,13 @@ http {{
   client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; fastcgi_temp_path {d}/tmp; uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;
   sendfile on;
   keepalive_requests 100000;
+  limit_conn_zone $binary_remote_addr zone=perclient:1m;
   server {{
     listen 127.0.0.1:{port};
     root {d}/www;
     location /capped/ {{ alias {d}/www/; limit_rate 2m; }}
     location /capped8/ {{ alias {d}/www/; limit_rate 8m; }}
+    location /few/ {{ alias {d}/www/; limit_rate 2m; limit_conn perclient 3; }}
   }}
 }}
 "
@@ -163,6 +165,25 @@ fn nginx_limit_rate_makes_the_engine_add_connections() {
     assert_same(&read(&out), &body);
     let ranged = ng.log("b.bin").iter().filter(|(s, _)| *s == 206).count();
     assert!(ranged >= 4, "only {ranged} ranged requests against a per-connection cap");
+}
+
+#[test]
+fn nginx_limit_conn_is_respected_without_wearing_out_retries() {
+    // Capped connections make the engine try more; `limit_conn` answers 503 to any beyond three.
+    let dir = tempfile::tempdir().unwrap();
+    let ng = Nginx::start(&dir.path().join("nginx"));
+    let body = data(16 * MIB, 11);
+    ng.put("f.bin", &body);
+    let w = World::new(ferry::loopback::Faults::new(0));
+    let out = w.out("f");
+    let info = w.download(Request::file(ng.url("few/f.bin"), &out));
+    assert_eq!(info.state, TaskState::Completed, "{:?}", info.error);
+    assert_same(&read(&out), &body);
+    let log = ng.log("f.bin");
+    let refused = log.iter().filter(|(s, _)| *s == 503).count();
+    let ranged = log.iter().filter(|(s, _)| *s == 206).count();
+    assert!(refused >= 1 && refused <= 15, "{refused} refusals: {log:?}");
+    assert!(ranged >= 3, "the engine did not use the connections allowed: {log:?}");
 }
 
 #[test]
