@@ -191,7 +191,7 @@ fn a_per_connection_rate_cap_makes_the_engine_add_connections() {
 #[test]
 fn connections_that_do_not_pay_are_shed() {
     // A link that one connection already fills: more connections are tried, bring nothing, and are
-    // ended; the one that stays fetches the rest of their ranges.
+    // ended; the two that stay fetch the rest of their ranges.
     let mut f = Faults::new(12 * MIB);
     f.link_rate = Some(6_000_000);
     let w = World::new(f);

@@ -3,8 +3,8 @@
 //! With an explicit count the answer is that count. In automatic mode the engine starts with the
 //! probe connection alone and measures it over a short window. A stream fast enough on its own, or
 //! nearly done, stays single. Otherwise the engine tries the maximum at once and keeps it only if
-//! the aggregate rate rose clearly over the next window; if not, it returns to one connection and
-//! the runner sheds the others.
+//! the aggregate rate rose clearly over the next window; if not, it returns to two connections (see
+//! [`FALLBACK_MIN`]) and the runner sheds the others.
 //!
 //! Why one step to the maximum rather than a gentle ramp: servers and CDNs that cap connections cap
 //! each one from its own start, so every connection opened late is capacity lost for good. With
@@ -25,6 +25,11 @@ pub enum ConnectionMode {
     /// Adaptive, up to this many.
     Auto(u32),
 }
+
+/// The fewest connections a step that did not pay falls back to. The step has cut the file into
+/// as many ranges as it opened connections; one connection left alone would fetch them one after
+/// another, idle for a round trip before each, while two keep the link busy across those gaps.
+const FALLBACK_MIN: u32 = 2;
 
 /// Tuning for the automatic mode.
 #[derive(Clone, Copy, Debug)]
@@ -126,7 +131,7 @@ impl Controller {
         if let Some(prev) = previous_rate {
             if rate < prev * self.tuning.keep_gain {
                 // The last step did not pay: fall back to the previous target and stop.
-                self.target = self.previous_target;
+                self.target = self.previous_target.max(FALLBACK_MIN).min(max);
                 self.phase = Phase::Settled;
                 return self.target;
             }
@@ -189,9 +194,10 @@ mod tests {
 
     #[test]
     fn a_fast_single_stream_stays_single() {
-        // Saturated at one connection: growing does not pay, so it falls back to one.
+        // Saturated at one connection: growing does not pay, so it falls back to two, which keep
+        // the link busy while each asks for the next of the ranges the step cut.
         let t = simulate(ConnectionMode::Auto(16), 40e6, 40e6, 4 << 30);
-        assert_eq!(t, vec![1, 16, 1]);
+        assert_eq!(t, vec![1, 16, 2]);
         // Fast enough per connection that growing is not even tried, however long it takes.
         let t = simulate(ConnectionMode::Auto(16), 300e6, 300e6, 16 << 30);
         assert_eq!(t, vec![1]);
@@ -207,7 +213,7 @@ mod tests {
         assert_eq!(t, vec![1, 16]);
         // A link only 40 % above one connection's rate: not worth sixteen connections.
         let t = simulate(ConnectionMode::Auto(16), 8e6, 11.2e6, 1 << 30);
-        assert_eq!(t, vec![1, 16, 1]);
+        assert_eq!(t, vec![1, 16, 2]);
     }
 
     #[test]
@@ -265,10 +271,10 @@ mod tests {
         assert_eq!(c.sample(ms(1000), 1_600_000 + 19_200_000, 1 << 30, 3), 16, "still waiting for the rest");
         assert_eq!(c.sample(ms(1800), 1_600_000 + 38_400_000, 1 << 30, 3), 16);
         assert!(c.is_settled());
-        // The same, but the three bring nothing: back to one.
+        // The same, but the three bring nothing: back to two.
         let mut c = Controller::new(ConnectionMode::Auto(16), ControllerTuning::default(), t0, 0);
         assert_eq!(c.sample(ms(200), 1_600_000, 1 << 30, 1), 16);
-        assert_eq!(c.sample(ms(1800), 1_600_000 + 12_800_000, 1 << 30, 3), 1);
+        assert_eq!(c.sample(ms(1800), 1_600_000 + 12_800_000, 1 << 30, 3), 2);
         assert!(c.is_settled());
     }
 }
