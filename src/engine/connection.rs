@@ -274,7 +274,7 @@ async fn work(ctx: &ConnContext, segment: u64, mut first: Option<Response>) -> W
 /// many requests, a refused connection) while other connections of the task stream. Retrying it
 /// would only spend the task's retry budget and ask again while the others are still open.
 fn turned_away(ctx: &ConnContext, e: &Error) -> bool {
-    let busy = matches!(e.code(), ErrorCode::TooManyRequests | ErrorCode::ConnectFailed) || e.http_status() == Some(503);
+    let busy = matches!(e.http_status(), Some(429 | 503)) || e.code() == ErrorCode::ConnectFailed;
     busy && ctx.task.live.connections.load(Ordering::Relaxed) > 0
 }
 

@@ -71,7 +71,6 @@ pub struct Controller {
     mode: ConnectionMode,
     tuning: ControllerTuning,
     target: u32,
-    previous_target: u32,
     phase: Phase,
 }
 
@@ -83,7 +82,7 @@ impl Controller {
             ConnectionMode::Auto(max) if max <= 1 => (1, Phase::Settled),
             ConnectionMode::Auto(_) => (1, Phase::Measuring { since: now, bytes_at: bytes, previous_rate: None }),
         };
-        Controller { mode, tuning, target, previous_target: target, phase }
+        Controller { mode, tuning, target, phase }
     }
 
     /// The number of connections to aim for now.
@@ -122,7 +121,8 @@ impl Controller {
         if elapsed < self.tuning.window || (short && !waited) {
             return self.target;
         }
-        if short && (previous_rate.is_none() || streaming <= self.previous_target) {
+        // Before the step the target is the probe's one connection.
+        if short && (previous_rate.is_none() || streaming <= 1) {
             // Not one more connection could start: nothing to judge, stop growing.
             self.phase = Phase::Settled;
             return self.target;
@@ -130,8 +130,8 @@ impl Controller {
         let rate = bytes.saturating_sub(bytes_at) as f64 / elapsed.as_secs_f64();
         if let Some(prev) = previous_rate {
             if rate < prev * self.tuning.keep_gain {
-                // The last step did not pay: fall back to the previous target and stop.
-                self.target = self.previous_target.max(FALLBACK_MIN).min(max);
+                // The step did not pay: fall back and stop.
+                self.target = FALLBACK_MIN.min(max);
                 self.phase = Phase::Settled;
                 return self.target;
             }
@@ -148,7 +148,6 @@ impl Controller {
             self.phase = Phase::Measuring { since: now, bytes_at: bytes, previous_rate: None };
             return self.target;
         }
-        self.previous_target = self.target;
         self.target = max;
         self.phase = Phase::Measuring { since: now, bytes_at: bytes, previous_rate: Some(rate) };
         self.target

@@ -59,6 +59,15 @@ impl Segment {
     pub fn is_done(&self) -> bool {
         self.written >= self.end
     }
+
+    /// Where its connection must stop writing: the end, or the cursor once it is retiring.
+    fn end_for_connection(&self) -> u64 {
+        if self.owner == Owner::Retiring {
+            self.written
+        } else {
+            self.end
+        }
+    }
 }
 
 /// The journal's view of one segment.
@@ -210,7 +219,7 @@ impl RangeMap {
     /// Current write cursor and end of a segment, as its connection sees them: a retiring segment
     /// has nothing left for its connection.
     pub fn cursor(&self, start: u64) -> Option<(u64, u64)> {
-        self.segment(start).map(|s| (s.written, if s.owner == Owner::Retiring { s.written } else { s.end }))
+        self.segment(start).map(|s| (s.written, s.end_for_connection()))
     }
 
     /// Reserves up to `want` bytes at the cursor of segment `start`. Returns `(offset, allowed)`;
@@ -219,7 +228,7 @@ impl RangeMap {
         let i = self.index_of(start)?;
         let seg = &mut self.segments[i];
         debug_assert_eq!(seg.reserved, seg.written, "reservation already outstanding");
-        let allowed = if seg.owner == Owner::Retiring { 0 } else { want.min(seg.end - seg.written) };
+        let allowed = want.min(seg.end_for_connection() - seg.written);
         seg.reserved = seg.written + allowed;
         Some((seg.written, allowed))
     }

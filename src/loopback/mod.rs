@@ -394,7 +394,7 @@ async fn serve_file(req: Request<hyper::body::Incoming>, state: Arc<State>) -> R
     let stall_after = f.stall_after.filter(|_| n < f.stall_requests);
     let short = if n < f.short_requests { f.short_by.min(len) } else { 0 };
     let body_len = len - short;
-    let body = make_body(state.clone(), seed, start, body_len, drop_after, stall_after, f.stall_for, (f.rate, f.link_rate));
+    let body = make_body(state.clone(), seed, start, body_len, drop_after, stall_after, f.stall_for, f.rate, f.link_rate);
     let mut r = Response::new(body);
     *r.status_mut() = status;
     let h = r.headers_mut();
@@ -439,7 +439,8 @@ fn make_body(
     drop_after: Option<u64>,
     stall_after: Option<u64>,
     stall_for: Duration,
-    (rate, link_rate): (Option<u64>, Option<u64>),
+    rate: Option<u64>,
+    link_rate: Option<u64>,
 ) -> Body {
     struct S {
         state: Arc<State>,
