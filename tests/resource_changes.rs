@@ -21,9 +21,32 @@ fn pause_after(m: &ferry::engine::Manager, id: &str, bytes: u64) {
 }
 
 #[test]
-fn a_resource_that_shrank_before_a_resume_restarts_cleanly() {
+fn a_resource_that_shrank_below_the_resumed_offset_is_answered_416_and_restarts_cleanly() {
     // Last-Modified only: the date does not change with the length, so If-Range still matches
-    // and the server answers the ranges beyond the new end with 416.
+    // and the server answers the resumed range, which now starts beyond the end, with 416.
+    let mut f = Faults::new(8 << 20);
+    f.validators = Validators::LastModifiedOnly;
+    f.rate = Some(1_000_000);
+    let w = World::new(f);
+    let id = w.manager.enqueue(Request { connections: Some(1), ..w.request("a") }).unwrap();
+    pause_after(&w.manager, id.as_str(), 300_000);
+    w.server.set(|f| {
+        f.size = 100_000;
+        f.rate = None;
+    });
+    let before = w.server.log().len();
+    w.manager.resume(id.as_str()).unwrap();
+    let info = wait(&w.manager, id.as_str(), 60);
+    assert_eq!(info.state, TaskState::Completed, "{:?}\n{}", info.error, w.server.log().join("\n"));
+    assert_same(&read(&w.out("a")), &w.server.expected());
+    let after = &w.server.log()[before..];
+    assert!(after.first().is_some_and(|l| l.ends_with("416")), "{after:?}");
+}
+
+#[test]
+fn a_resource_that_shrank_under_several_connections_restarts_cleanly() {
+    // Which answer tells first is a race: a resumed range still below the new end gets a 206
+    // whose Content-Range names the new length, one beyond it gets 416. Either must restart.
     let mut f = Faults::new(8 << 20);
     f.validators = Validators::LastModifiedOnly;
     f.rate = Some(1_000_000);
@@ -34,12 +57,10 @@ fn a_resource_that_shrank_before_a_resume_restarts_cleanly() {
         f.size = 3 << 20;
         f.rate = None;
     });
-    let before = w.server.log().len();
     w.manager.resume(id.as_str()).unwrap();
     let info = wait(&w.manager, id.as_str(), 60);
     assert_eq!(info.state, TaskState::Completed, "{:?}\n{}", info.error, w.server.log().join("\n"));
     assert_same(&read(&w.out("a")), &w.server.expected());
-    assert!(w.server.log()[before..].iter().any(|l| l.ends_with("416")), "{:?}", w.server.log());
 }
 
 #[test]
