@@ -218,9 +218,10 @@ fn connections_that_do_not_pay_are_shed() {
 
 #[test]
 fn a_server_allowing_few_connections_gets_no_more() {
-    // Each connection is capped, so the engine tries more; the server answers 503 to any beyond
-    // three. The download must complete on the three, not wear out its retries on the others.
-    for status in [503, 429] {
+    // Each connection is capped, so the engine tries more; the server turns away any beyond
+    // three: with 503, with 429, or by closing the connection without an answer (0). The download
+    // must complete on the three, not wear out its retries on the others.
+    for status in [503, 429, 0] {
         let mut f = Faults::new(12 * MIB);
         f.rate = Some(2_000_000);
         f.max_bodies = Some(3);

@@ -74,6 +74,7 @@ http {{
     location /capped/ {{ alias {d}/www/; limit_rate 2m; }}
     location /capped8/ {{ alias {d}/www/; limit_rate 8m; }}
     location /few/ {{ alias {d}/www/; limit_rate 2m; limit_conn perclient 3; }}
+    location /few444/ {{ alias {d}/www/; limit_rate 2m; limit_conn perclient 3; limit_conn_status 444; }}
   }}
 }}
 "
@@ -169,21 +170,25 @@ fn nginx_limit_rate_makes_the_engine_add_connections() {
 
 #[test]
 fn nginx_limit_conn_is_respected_without_wearing_out_retries() {
-    // Capped connections make the engine try more; `limit_conn` answers 503 to any beyond three.
+    // Capped connections make the engine try more; `limit_conn` turns away any beyond three, with
+    // 503 or (status 444, nginx's own) by closing the connection without an answer.
     let dir = tempfile::tempdir().unwrap();
     let ng = Nginx::start(&dir.path().join("nginx"));
     let body = data(16 * MIB, 11);
     ng.put("f.bin", &body);
-    let w = World::new(ferry::loopback::Faults::new(0));
-    let out = w.out("f");
-    let info = w.download(Request::file(ng.url("few/f.bin"), &out));
-    assert_eq!(info.state, TaskState::Completed, "{:?}", info.error);
-    assert_same(&read(&out), &body);
-    let log = ng.log("f.bin");
-    let refused = log.iter().filter(|(s, _)| *s == 503).count();
-    let ranged = log.iter().filter(|(s, _)| *s == 206).count();
-    assert!((1..=15).contains(&refused), "{refused} refusals: {log:?}");
-    assert!(ranged >= 3, "the engine did not use the connections allowed: {log:?}");
+    for (location, status) in [("few", 503), ("few444", 444)] {
+        let w = World::new(ferry::loopback::Faults::new(0));
+        let out = w.out("f");
+        let before = ng.log("f.bin").len();
+        let info = w.download(Request::file(ng.url(&format!("{location}/f.bin")), &out));
+        assert_eq!(info.state, TaskState::Completed, "{location}: {:?}", info.error);
+        assert_same(&read(&out), &body);
+        let log = ng.log("f.bin").split_off(before);
+        let refused = log.iter().filter(|(s, _)| *s == status).count();
+        let ranged = log.iter().filter(|(s, _)| *s == 206).count();
+        assert!((1..=15).contains(&refused), "{location}: {refused} refusals: {log:?}");
+        assert!(ranged >= 3, "{location}: the engine did not use the connections allowed: {log:?}");
+    }
 }
 
 #[test]

@@ -270,11 +270,15 @@ async fn work(ctx: &ConnContext, segment: u64, mut first: Option<Response>) -> W
     }
 }
 
-/// Whether `e` is a server turning away one connection more than it allows a client (busy, too
-/// many requests, a refused connection) while other connections of the task stream. Retrying it
-/// would only spend the task's retry budget and ask again while the others are still open.
+/// Whether `e` is a server turning away one connection more than it allows a client while other
+/// connections of the task stream: busy or too many requests, a refused connection, or one closed
+/// or reset before any answer (the lean client has already replaced a pooled connection that was
+/// stale, so here it was a new one). Retrying would only spend the task's retry budget and ask
+/// again while the others are still open. A timeout is not counted: a connection dropped in silence
+/// looks the same as a network that stalled for a moment, which must not cost connections.
 fn turned_away(ctx: &ConnContext, e: &Error) -> bool {
-    let busy = matches!(e.http_status(), Some(429 | 503)) || e.code() == ErrorCode::ConnectFailed;
+    let busy = matches!(e.http_status(), Some(429 | 503))
+        || matches!(e.code(), ErrorCode::ConnectFailed | ErrorCode::Network | ErrorCode::TruncatedBody);
     busy && ctx.task.live.connections.load(Ordering::Relaxed) > 0
 }
 

@@ -17,7 +17,6 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -64,7 +63,8 @@ pub struct Faults {
     pub stall_requests: u64,
     /// See `stall_after`.
     pub stall_for: Duration,
-    /// Answer the first n requests with this status and `Retry-After` (503 or 429).
+    /// Answer the first n requests with this status and `Retry-After` (503 or 429); 0 closes the
+    /// connection without any answer instead, as servers and proxies that limit clients do.
     pub busy_status: u16,
     /// See `busy_status`.
     pub busy_requests: u64,
@@ -275,7 +275,13 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, stop: Cancellatio
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(route(req, state).await) }
+                async move {
+                    let r = route(req, state).await;
+                    if r.extensions().get::<HangUp>().is_some() {
+                        return Err(HangUp);
+                    }
+                    Ok(r)
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), svc);
             tokio::select! {
@@ -287,6 +293,18 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, stop: Cancellatio
 }
 
 type Body = BoxBody<Bytes, std::io::Error>;
+
+/// Marks a response that must not be sent: the connection is closed without an answer.
+#[derive(Debug, Clone, Copy)]
+struct HangUp;
+
+impl std::fmt::Display for HangUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("hung up without answering")
+    }
+}
+
+impl std::error::Error for HangUp {}
 
 fn full(status: StatusCode, text: &str) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from(text.to_string())).map_err(|never| match never {}).boxed());
@@ -363,6 +381,11 @@ async fn serve_file(req: Request<hyper::body::Incoming>, state: Arc<State>) -> R
     };
     if n < f.busy_requests || f.max_bodies.is_some_and(|m| state.stats.active.load(Ordering::SeqCst) >= m) {
         log(f.busy_status);
+        if f.busy_status == 0 {
+            let mut r = full(StatusCode::SERVICE_UNAVAILABLE, "");
+            r.extensions_mut().insert(HangUp);
+            return r;
+        }
         let mut r = full(StatusCode::from_u16(f.busy_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE), "busy");
         r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(f.retry_after_secs));
         return r;
