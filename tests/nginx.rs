@@ -202,10 +202,10 @@ fn nginx_pause_and_resume_sends_each_byte_about_once() {
     let id = w.manager.enqueue(Request { connections: Some(4), ..Request::file(ng.url("capped/c.bin"), &out) }).unwrap();
     until(60, "progress", || w.manager.status(id.as_str()).unwrap().bytes > 4 * MIB);
     w.manager.pause(id.as_str()).unwrap();
-    until(10, "pause", || w.manager.running_count() == 0);
+    until(60, "pause", || w.manager.running_count() == 0);
     let kept = w.manager.status(id.as_str()).unwrap().bytes;
     // nginx logs the aborted requests once it notices them.
-    until(10, "nginx to log the paused requests", || ng.log("c.bin").len() >= 4);
+    until(60, "nginx to log the paused requests", || ng.log("c.bin").len() >= 4);
     std::thread::sleep(Duration::from_millis(300));
     let before = ng.log("c.bin").len();
     w.manager.resume(id.as_str()).unwrap();
@@ -232,7 +232,7 @@ fn nginx_file_replaced_while_paused_restarts_cleanly() {
     let id = w.manager.enqueue(Request { connections: Some(2), ..Request::file(ng.url("capped/d.bin"), &out) }).unwrap();
     until(60, "progress", || w.manager.status(id.as_str()).unwrap().bytes > MIB);
     w.manager.pause(id.as_str()).unwrap();
-    until(10, "pause", || w.manager.running_count() == 0);
+    until(60, "pause", || w.manager.running_count() == 0);
     std::thread::sleep(Duration::from_millis(1100)); // a new Last-Modified second
     ng.put("d.bin", &new);
     w.manager.resume(id.as_str()).unwrap();

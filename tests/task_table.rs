@@ -220,11 +220,11 @@ fn after_a_reboot_only_synced_bytes_are_trusted() {
         until(30, "progress", || m.status("t").unwrap().bytes > 2 * MIB);
         // Pausing syncs: everything written so far becomes durable.
         m.pause("t").unwrap();
-        until(10, "pause", || m.running_count() == 0);
+        until(60, "pause", || m.running_count() == 0);
         m.resume("t").unwrap();
         until(30, "more progress", || m.status("t").unwrap().bytes > 5 * MIB);
         m.pause("t").unwrap();
-        until(10, "pause", || m.running_count() == 0);
+        until(60, "pause", || m.running_count() == 0);
         m.shutdown_blocking();
     }
     {
