@@ -173,7 +173,29 @@ fn parse_header(h: &str) -> Result<(String, String), Failure> {
     }
 }
 
+/// The file name a URL's last path segment gives, `index.html` when it gives none.
 fn file_name_of(url: &str) -> String {
+    match plain_last_segment(url) {
+        Some(name) => name.to_string(),
+        None => parsed_file_name(url),
+    }
+}
+
+/// The last path segment of an `http(s)://host/path` URL whose path holds only unreserved
+/// characters, without parsing the URL: parsing would give the same name (nothing to decode or
+/// normalise, and dot segments before the last one do not change it), and a batch of 1000 URLs
+/// spent 6 % of its instructions parsing each URL a second time (the engine parses it again at
+/// enqueue) only to find its name. Anything else returns `None` and is parsed.
+fn plain_last_segment(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"))?;
+    let rest = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
+    let path = &rest[rest.find('/')?..];
+    let plain = path.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/'));
+    let name = &path[path.rfind('/')? + 1..];
+    (plain && !matches!(name, "" | "." | "..")).then_some(name)
+}
+
+fn parsed_file_name(url: &str) -> String {
     url::Url::parse(url)
         .ok()
         .and_then(|u| u.path_segments().and_then(|mut s| s.next_back().map(str::to_string)))
@@ -428,5 +450,48 @@ pub(crate) fn wait_child(child: &mut std::process::Child, timeout: Duration) -> 
             return None;
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plain_url_names_its_file_as_parsing_it_would() {
+        let urls = [
+            "http://127.0.0.1:8080/small/f0001.bin",
+            "https://example.com/a/b/c.tar.gz",
+            "http://h/a/../b.txt",
+            "http://h/a/./b.txt",
+            "http://h/a/b/..",
+            "http://h/a/b/.",
+            "http://h/a/b/",
+            "http://h",
+            "http://h/",
+            "http://h?x=1/y",
+            "http://h#frag/y",
+            "http://h/file.bin?download=1&name=x",
+            "http://h/file.bin#part",
+            "http://h/a%20b.txt",
+            "http://h/%2e%2e",
+            "http://h/a\\b.txt",
+            "http://h/caf%C3%A9.txt",
+            "http://h/caf\u{e9}.txt",
+            "http://user:pw@h/x.bin",
+            "http://h\\evil/x.bin",
+            "http://[::1]:8080/v6.bin",
+            "HTTP://H/UPPER.BIN",
+            "https://h/~user/.hidden",
+            "http://h/a\tb.txt",
+            "http://h/a b.txt",
+            "ftp://h/x.bin",
+            "not a url",
+        ];
+        for url in urls {
+            assert_eq!(file_name_of(url), parsed_file_name(url), "{url}");
+        }
+        assert_eq!(plain_last_segment("http://127.0.0.1:8080/small/f0001.bin"), Some("f0001.bin"));
+        assert_eq!(plain_last_segment("http://h/a%20b.txt"), None);
     }
 }
