@@ -237,6 +237,25 @@ fn a_server_allowing_few_connections_gets_no_more() {
 }
 
 #[test]
+fn a_server_that_never_answers_extra_connections_is_not_asked_again() {
+    // Beyond three bodies the server takes the request and never answers, as a firewall dropping a
+    // client's extra connections would. Those connections time out after the other three
+    // delivered bytes meanwhile, so they end instead of asking again (the download failed on its
+    // spent retry budget before). At 40 MiB the three still stream when the others time out; at
+    // 24 MiB they have fetched all they could and the unanswered ones hold what is left.
+    for size in [40 * MIB, 24 * MIB] {
+        let mut f = Faults::new(size);
+        f.rate = Some(2_000_000);
+        f.max_bodies = Some(3);
+        f.busy_status = 1;
+        let w = World::new(f);
+        completes_exactly(&w, "a", w.request("a"));
+        let unanswered = w.server.log().iter().filter(|l| l.ends_with("-> 1")).count();
+        assert!(unanswered <= 15, "{unanswered} requests left unanswered; the engine kept asking:\n{}", w.server.log().join("\n"));
+    }
+}
+
+#[test]
 fn weak_etags_are_not_trusted_for_if_range() {
     let mut f = Faults::new(2 * MIB);
     f.validators = Validators::WeakETag;

@@ -217,12 +217,17 @@ async fn work(ctx: &ConnContext, segment: u64, mut first: Option<Response>) -> W
                     range: Some((cursor, Some(end))),
                     if_range: ctx.validator.as_ref().map(Validator::if_range),
                 };
+                let live_before = ctx.task.live.bytes.load(Ordering::Relaxed);
                 match ctx.transport.get(get).await {
-                    Err(e) if !delivered && turned_away(ctx, &e) => return WorkerResult::Surplus,
-                    Err(e) => match retry_wait(ctx, e, &mut attempt).await {
-                        Ok(()) => continue,
-                        Err(e) => return WorkerResult::Fail(e),
-                    },
+                    Err(e) => {
+                        if !delivered && turned_away(ctx, &e, live_before) {
+                            return WorkerResult::Surplus;
+                        }
+                        match retry_wait(ctx, e, &mut attempt).await {
+                            Ok(()) => continue,
+                            Err(e) => return WorkerResult::Fail(e),
+                        }
+                    }
                     Ok(r) => match judge_range(&r.head, cursor, end, ctx.total, ctx.validator.as_ref(), &ctx.seen) {
                         Ok(RangeAnswer::Accept) if ctx.validator.is_none() && ctx.served_by.as_ref().is_some_and(|u| *u != r.url) => {
                             // A redirect now leads elsewhere, and no validator can prove that the
@@ -235,11 +240,15 @@ async fn work(ctx: &ConnContext, segment: u64, mut first: Option<Response>) -> W
                         }
                         Ok(RangeAnswer::Accept) => r,
                         Ok(RangeAnswer::Restart { code, reason }) => return WorkerResult::Restart { code, reason },
-                        Err(e) if !delivered && turned_away(ctx, &e) => return WorkerResult::Surplus,
-                        Err(e) => match retry_wait(ctx, e, &mut attempt).await {
-                            Ok(()) => continue,
-                            Err(e) => return WorkerResult::Fail(e),
-                        },
+                        Err(e) => {
+                            if !delivered && turned_away(ctx, &e, live_before) {
+                                return WorkerResult::Surplus;
+                            }
+                            match retry_wait(ctx, e, &mut attempt).await {
+                                Ok(()) => continue,
+                                Err(e) => return WorkerResult::Fail(e),
+                            }
+                        }
                     },
                 }
             }
@@ -270,16 +279,22 @@ async fn work(ctx: &ConnContext, segment: u64, mut first: Option<Response>) -> W
     }
 }
 
-/// Whether `e` is a server turning away one connection more than it allows a client while other
-/// connections of the task stream: busy or too many requests, a refused connection, or one closed
-/// or reset before any answer (the lean client has already replaced a pooled connection that was
-/// stale, so here it was a new one). Retrying would only spend the task's retry budget and ask
-/// again while the others are still open. A timeout is not counted: a connection dropped in silence
-/// looks the same as a network that stalled for a moment, which must not cost connections.
-fn turned_away(ctx: &ConnContext, e: &Error) -> bool {
-    let busy = matches!(e.http_status(), Some(429 | 503))
+/// Whether `e` is a server turning away one connection more than it allows a client. Retrying
+/// would only spend the task's retry budget and ask again while the others are still open. A
+/// refusal is any answer that is no answer: busy or too many requests, a refused connection, one
+/// closed or reset before a response (the lean client has already replaced a pooled connection that
+/// was stale, so here it was a new one), each while other connections of the task stream. A request
+/// never answered (a timeout) counts when other connections delivered bytes while it waited
+/// (`live_before` is the task's byte count when it was sent): the server was serving this client,
+/// just not on this connection. A network that stalls stalls them all, and the connection retries.
+fn turned_away(ctx: &ConnContext, e: &Error, live_before: u64) -> bool {
+    let live = &ctx.task.live;
+    let refused = matches!(e.http_status(), Some(429 | 503))
         || matches!(e.code(), ErrorCode::ConnectFailed | ErrorCode::Network | ErrorCode::TruncatedBody);
-    busy && ctx.task.live.connections.load(Ordering::Relaxed) > 0
+    if refused {
+        return live.connections.load(Ordering::Relaxed) > 0;
+    }
+    e.code() == ErrorCode::Timeout && live.bytes.load(Ordering::Relaxed) > live_before
 }
 
 /// Waits before retrying after `e`, or returns the error when it is final or the budget is spent.

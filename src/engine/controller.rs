@@ -95,13 +95,18 @@ impl Controller {
         self.phase == Phase::Settled
     }
 
-    /// The server turned a connection away while `open` others were open: aim for no more than
-    /// those from now on (at least one), whatever the mode. Returns whether the target fell.
-    pub fn limit(&mut self, open: u32) -> bool {
-        let cap = open.max(1);
+    /// The server turned a connection away: aim for one connection fewer from now on (at least
+    /// one), whatever the mode, and stop growing. Returns whether the target fell.
+    ///
+    /// One fewer per refusal, not "as many as are open now": a refusal can take seconds to show
+    /// (a request never answered times out), and by then the connections the server did allow may
+    /// have finished their ranges and be waiting for work, so counting the open ones would cap
+    /// the task below what the server allows. Each refusal costs one request, so a task asks at
+    /// most its target again before it settles.
+    pub fn turned_away(&mut self) -> bool {
         self.phase = Phase::Settled;
-        if cap < self.target {
-            self.target = cap;
+        if self.target > 1 {
+            self.target -= 1;
             return true;
         }
         false
@@ -245,18 +250,19 @@ mod tests {
     }
 
     #[test]
-    fn a_server_turning_connections_away_caps_the_target_in_any_mode() {
+    fn a_server_turning_connections_away_lowers_the_target_in_any_mode() {
         let t0 = Instant::now();
         let mut c = Controller::new(ConnectionMode::Auto(16), ControllerTuning::default(), t0, 0);
         assert_eq!(c.sample(t0 + Duration::from_millis(200), 1_600_000, 1 << 30, 1), 16);
-        assert!(c.limit(6));
-        assert!(c.limit(3));
-        assert!(!c.limit(5), "a cap never rises");
-        assert_eq!(c.target(), 3);
+        for _ in 0..13 {
+            assert!(c.turned_away());
+        }
+        assert_eq!(c.target(), 3, "16 asked, 13 turned away");
         assert!(c.is_settled());
-        assert_eq!(c.sample(t0 + Duration::from_secs(3), 100_000_000, 1 << 30, 3), 3);
-        let mut c = Controller::new(ConnectionMode::Fixed(8), ControllerTuning::default(), t0, 0);
-        assert!(c.limit(0));
+        assert_eq!(c.sample(t0 + Duration::from_secs(3), 100_000_000, 1 << 30, 3), 3, "a settled target never grows again");
+        let mut c = Controller::new(ConnectionMode::Fixed(2), ControllerTuning::default(), t0, 0);
+        assert!(c.turned_away());
+        assert!(!c.turned_away());
         assert_eq!(c.target(), 1, "at least one");
     }
 

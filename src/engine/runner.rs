@@ -570,9 +570,7 @@ impl Run {
                     match result {
                         WorkerResult::Done => {}
                         WorkerResult::Surplus => {
-                            // The connections still open are the most the server allowed so far;
-                            // any of them turned away later lowers the target again.
-                            if controller.limit(workers.len() as u32) {
+                            if controller.turned_away() {
                                 tracing::debug!(task = %self.task.spec.id, "the server allows {} connections", controller.target());
                             }
                         }

@@ -64,7 +64,8 @@ pub struct Faults {
     /// See `stall_after`.
     pub stall_for: Duration,
     /// Answer the first n requests with this status and `Retry-After` (503 or 429); 0 closes the
-    /// connection without any answer instead, as servers and proxies that limit clients do.
+    /// connection without any answer instead, as servers and proxies that limit clients do, and 1
+    /// never answers (the request waits until the client gives up).
     pub busy_status: u16,
     /// See `busy_status`.
     pub busy_requests: u64,
@@ -381,6 +382,9 @@ async fn serve_file(req: Request<hyper::body::Incoming>, state: Arc<State>) -> R
     };
     if n < f.busy_requests || f.max_bodies.is_some_and(|m| state.stats.active.load(Ordering::SeqCst) >= m) {
         log(f.busy_status);
+        if f.busy_status == 1 {
+            std::future::pending::<()>().await;
+        }
         if f.busy_status == 0 {
             let mut r = full(StatusCode::SERVICE_UNAVAILABLE, "");
             r.extensions_mut().insert(HangUp);
