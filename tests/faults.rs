@@ -62,6 +62,20 @@ fn a_stall_past_the_idle_timeout_is_retried() {
 }
 
 #[test]
+fn an_outage_that_stalls_every_connection_is_ridden_out() {
+    // The first 30 answers send their head and then nothing, as when a phone loses its network
+    // under a 12-connection download: every connection idles out, twice or three times, before the
+    // network comes back. A one-connection task rides that out on its retry budget; one with
+    // twelve connections must too.
+    let mut f = Faults::new(24 * MIB);
+    f.stall_after = Some(0);
+    f.stall_requests = 30;
+    f.stall_for = std::time::Duration::from_secs(60);
+    let w = World::new(f);
+    completes_exactly(&w, "a", Request { connections: Some(12), ..w.request("a") });
+}
+
+#[test]
 fn busy_answers_with_retry_after_are_waited_out() {
     for status in [503u16, 429] {
         let mut f = Faults::new(MIB);

@@ -158,7 +158,7 @@ pub struct ConnContext {
     pub seen: Identity,
     /// Retry tuning.
     pub policy: RetryPolicy,
-    /// Fruitless attempts left for the task.
+    /// The run's budget for its first request, which every connection's progress refills.
     pub budget: Arc<RetryBudget>,
     /// Cancelled when the run stops.
     pub stop: CancellationToken,
@@ -297,12 +297,19 @@ fn turned_away(ctx: &ConnContext, e: &Error, live_before: u64) -> bool {
     e.code() == ErrorCode::Timeout && live.bytes.load(Ordering::Relaxed) > live_before
 }
 
-/// Waits before retrying after `e`, or returns the error when it is final or the budget is spent.
+/// Waits before retrying after `e`, or returns the error when it is final or this connection has
+/// spent its budget of fruitless attempts (`attempt` counts them, and starts again at zero when
+/// the connection delivers bytes).
+///
+/// The budget is the connection's own, not the task's: when the network goes away, every
+/// connection fails at once, and one shared budget of eight was spent by the first round of a
+/// twelve-connection download, which then failed after a single idle timeout where a
+/// one-connection download rides out eight attempts with backoff (about a minute).
 async fn retry_wait(ctx: &ConnContext, e: Error, attempt: &mut u32) -> Result<()> {
     if !e.is_retryable() {
         return Err(e);
     }
-    if !ctx.budget.spend() {
+    if *attempt >= ctx.policy.budget {
         return Err(e.context("giving up after repeated failures without progress"));
     }
     *attempt += 1;

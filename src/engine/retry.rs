@@ -2,9 +2,12 @@
 //!
 //! Retryable: connect failures, timeouts, 5xx, 408, 429 and truncated bodies. Everything else
 //! (other 4xx, validation, disk) is fatal at once. Waits grow exponentially with full jitter,
-//! a server's `Retry-After` is honoured (within a ceiling), and a per-task budget bounds the number
-//! of attempts that made no progress: a connection that keeps delivering bytes between drops is
-//! never given up on, one that fails over and over without a byte is.
+//! a server's `Retry-After` is honoured (within a ceiling), and a budget bounds the number of
+//! attempts in a row that made no progress: a connection that keeps delivering bytes between drops
+//! is never given up on, one that fails over and over without a byte is. Each connection counts
+//! its own attempts (a network outage fails all of a download's connections at once, and must not
+//! cost it more than it costs a download on one connection); [`RetryBudget`] counts the run's own
+//! attempts at its first request, and any connection's progress refills it.
 //! Every retry resumes from the journal's offset; nothing is fetched twice on purpose.
 
 use super::error::Error;
@@ -14,7 +17,8 @@ use std::time::{Duration, SystemTime};
 /// Retry tuning.
 #[derive(Clone, Copy, Debug)]
 pub struct RetryPolicy {
-    /// Attempts without progress allowed per task before it fails.
+    /// Attempts in a row without progress allowed per connection (and for a run's first request)
+    /// before the task fails.
     pub budget: u32,
     /// First backoff.
     pub base_delay: Duration,
@@ -47,7 +51,8 @@ impl RetryPolicy {
     }
 }
 
-/// A task's shared budget of fruitless attempts.
+/// A run's budget of fruitless attempts at its first request (the probe), refilled by any
+/// connection's progress. Connections count their own (see `connection.rs`).
 #[derive(Debug)]
 pub struct RetryBudget {
     left: AtomicU32,

@@ -271,7 +271,8 @@ pub struct ManagerConfig {
     /// Progress event cadence, milliseconds (default 250).
     #[uniffi(default)]
     pub progress_interval_ms: Option<u64>,
-    /// Fruitless attempts per task before it fails (default 8).
+    /// Fruitless attempts in a row per connection (and for a task's first request) before the task
+    /// fails (default 8).
     #[uniffi(default)]
     pub retry_budget: Option<u32>,
     /// First retry delay, milliseconds (default 250).

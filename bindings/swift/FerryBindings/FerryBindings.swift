@@ -2306,7 +2306,8 @@ public struct ManagerConfig: Equatable, Hashable {
      */
     public let progressIntervalMs: UInt64?
     /**
-     * Fruitless attempts per task before it fails (default 8).
+     * Fruitless attempts in a row per connection (and for a task's first request) before the task
+     * fails (default 8).
      */
     public let retryBudget: UInt32?
     /**
@@ -2346,7 +2347,8 @@ public struct ManagerConfig: Equatable, Hashable {
          * Progress event cadence, milliseconds (default 250).
          */progressIntervalMs: UInt64? = nil, 
         /**
-         * Fruitless attempts per task before it fails (default 8).
+         * Fruitless attempts in a row per connection (and for a task's first request) before the task
+         * fails (default 8).
          */retryBudget: UInt32? = nil, 
         /**
          * First retry delay, milliseconds (default 250).

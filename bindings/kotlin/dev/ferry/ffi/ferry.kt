@@ -3980,7 +3980,8 @@ data class ManagerConfig (
     var `progressIntervalMs`: kotlin.ULong? = null 
     , 
     /**
-     * Fruitless attempts per task before it fails (default 8).
+     * Fruitless attempts in a row per connection (and for a task's first request) before the task
+     * fails (default 8).
      */
     var `retryBudget`: kotlin.UInt? = null 
     , 
