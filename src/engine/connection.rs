@@ -218,16 +218,8 @@ async fn work(ctx: &ConnContext, segment: u64, mut first: Option<Response>) -> W
                     if_range: ctx.validator.as_ref().map(Validator::if_range),
                 };
                 let live_before = ctx.task.live.bytes.load(Ordering::Relaxed);
-                match ctx.transport.get(get).await {
-                    Err(e) => {
-                        if !delivered && turned_away(ctx, &e, live_before) {
-                            return WorkerResult::Surplus;
-                        }
-                        match retry_wait(ctx, e, &mut attempt).await {
-                            Ok(()) => continue,
-                            Err(e) => return WorkerResult::Fail(e),
-                        }
-                    }
+                let answer = match ctx.transport.get(get).await {
+                    Err(e) => Err(e),
                     Ok(r) => match judge_range(&r.head, cursor, end, ctx.total, ctx.validator.as_ref(), &ctx.seen) {
                         Ok(RangeAnswer::Accept) if ctx.validator.is_none() && ctx.served_by.as_ref().is_some_and(|u| *u != r.url) => {
                             // A redirect now leads elsewhere, and no validator can prove that the
@@ -238,18 +230,22 @@ async fn work(ctx: &ConnContext, segment: u64, mut first: Option<Response>) -> W
                                     .into(),
                             };
                         }
-                        Ok(RangeAnswer::Accept) => r,
+                        Ok(RangeAnswer::Accept) => Ok(r),
                         Ok(RangeAnswer::Restart { code, reason }) => return WorkerResult::Restart { code, reason },
-                        Err(e) => {
-                            if !delivered && turned_away(ctx, &e, live_before) {
-                                return WorkerResult::Surplus;
-                            }
-                            match retry_wait(ctx, e, &mut attempt).await {
-                                Ok(()) => continue,
-                                Err(e) => return WorkerResult::Fail(e),
-                            }
-                        }
+                        Err(e) => Err(e),
                     },
+                };
+                match answer {
+                    Ok(r) => r,
+                    Err(e) => {
+                        if !delivered && turned_away(ctx, &e, live_before) {
+                            return WorkerResult::Surplus;
+                        }
+                        match retry_wait(ctx, e, &mut attempt).await {
+                            Ok(()) => continue,
+                            Err(e) => return WorkerResult::Fail(e),
+                        }
+                    }
                 }
             }
         };
