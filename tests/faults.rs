@@ -4,7 +4,7 @@
 mod support;
 
 use ferry::engine::{ErrorCode, Request, TaskState};
-use ferry::loopback::{Faults, Validators};
+use ferry::loopback::{Faults, Validators, HANG_UP, NEVER_ANSWER};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 use support::*;
@@ -233,9 +233,9 @@ fn connections_that_do_not_pay_are_shed() {
 #[test]
 fn a_server_allowing_few_connections_gets_no_more() {
     // Each connection is capped, so the engine tries more; the server turns away any beyond
-    // three: with 503, with 429, or by closing the connection without an answer (0). The download
+    // three: with 503, with 429, or by closing the connection without an answer. The download
     // must complete on the three, not wear out its retries on the others.
-    for status in [503, 429, 0] {
+    for status in [503, 429, HANG_UP] {
         let mut f = Faults::new(12 * MIB);
         f.rate = Some(2_000_000);
         f.max_bodies = Some(3);
@@ -261,10 +261,10 @@ fn a_server_that_never_answers_extra_connections_is_not_asked_again() {
         let mut f = Faults::new(size);
         f.rate = Some(2_000_000);
         f.max_bodies = Some(3);
-        f.busy_status = 1;
+        f.busy_status = NEVER_ANSWER;
         let w = World::new(f);
         completes_exactly(&w, "a", w.request("a"));
-        let unanswered = w.server.log().iter().filter(|l| l.ends_with("-> 1")).count();
+        let unanswered = w.server.log().iter().filter(|l| l.ends_with(&format!("-> {NEVER_ANSWER}"))).count();
         assert!(unanswered <= 15, "{unanswered} requests left unanswered; the engine kept asking:\n{}", w.server.log().join("\n"));
     }
 }

@@ -169,8 +169,8 @@ pub struct ConnContext {
 pub enum WorkerResult {
     /// Its segment is complete (or was taken over by a split).
     Done,
-    /// The server turned this extra connection away (busy, too many requests, refused) while
-    /// others of the task stream: its segment is left for them, and no more should be opened.
+    /// The server turned this extra connection away (see `turned_away`): its segment is left for
+    /// the others, and the task aims for one connection fewer.
     Surplus,
     /// The server's answer means the download must start over.
     Restart {
@@ -276,7 +276,7 @@ async fn work(ctx: &ConnContext, segment: u64, mut first: Option<Response>) -> W
 }
 
 /// Whether `e` is a server turning away one connection more than it allows a client. Retrying
-/// would only spend the task's retry budget and ask again while the others are still open. A
+/// would only ask again, with backoff, while the others are still open. A
 /// refusal is any answer that is no answer: busy or too many requests, a refused connection, one
 /// closed or reset before a response (the lean client has already replaced a pooled connection that
 /// was stale, so here it was a new one), each while other connections of the task stream. A request

@@ -39,6 +39,13 @@ pub enum Validators {
     None,
 }
 
+/// A `busy_status` that closes the connection without any answer, as servers and proxies that
+/// limit clients do (nginx's `limit_conn_status 444`).
+pub const HANG_UP: u16 = 0;
+/// A `busy_status` that never answers: the request waits until the client gives up, as behind a
+/// firewall that drops a client's extra connections.
+pub const NEVER_ANSWER: u16 = 1;
+
 /// Switchable behaviour of the server. Counters ("first n requests") count requests to `/file`.
 #[derive(Clone, Debug)]
 pub struct Faults {
@@ -63,9 +70,8 @@ pub struct Faults {
     pub stall_requests: u64,
     /// See `stall_after`.
     pub stall_for: Duration,
-    /// Answer the first n requests with this status and `Retry-After` (503 or 429); 0 closes the
-    /// connection without any answer instead, as servers and proxies that limit clients do, and 1
-    /// never answers (the request waits until the client gives up).
+    /// Answer the first n requests with this status and `Retry-After` (503 or 429), or, instead of
+    /// a status, [`HANG_UP`] or [`NEVER_ANSWER`].
     pub busy_status: u16,
     /// See `busy_status`.
     pub busy_requests: u64,
@@ -382,10 +388,10 @@ async fn serve_file(req: Request<hyper::body::Incoming>, state: Arc<State>) -> R
     };
     if n < f.busy_requests || f.max_bodies.is_some_and(|m| state.stats.active.load(Ordering::SeqCst) >= m) {
         log(f.busy_status);
-        if f.busy_status == 1 {
+        if f.busy_status == NEVER_ANSWER {
             std::future::pending::<()>().await;
         }
-        if f.busy_status == 0 {
+        if f.busy_status == HANG_UP {
             let mut r = full(StatusCode::SERVICE_UNAVAILABLE, "");
             r.extensions_mut().insert(HangUp);
             return r;
