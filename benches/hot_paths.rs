@@ -2,10 +2,10 @@
 //! update, one journal commit, and the event fan-out to subscribers.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use ferry::engine::content_range;
-use ferry::engine::events::{EventHub, ProgressEvent};
-use ferry::engine::ranges::{plan, RangeMap, SegmentRow};
-use ferry::engine::store::{tx, Store, TaskRow};
+use ferry::engine::model::events::{EventHub, ProgressEvent};
+use ferry::engine::ranges::content_range;
+use ferry::engine::ranges::map::{plan, RangeMap, SegmentRow};
+use ferry::engine::storage::store::{tx, Store, TaskRow};
 use ferry::engine::{TaskId, TaskState};
 use std::hint::black_box;
 

@@ -118,6 +118,6 @@ fn sigkill_at_several_points_then_resume_loses_almost_nothing() {
         lost_total
     );
     assert_eq!(sha256_file(&out), content::sha256(99, size), "wrong bytes after resume");
-    assert!(!ferry::engine::part_file::part_path(&out).exists());
+    assert!(!ferry::engine::part_path(&out).exists());
     assert!(twice <= 8 * MIB, "{:.2} MiB were downloaded twice", twice as f64 / MIB as f64);
 }

@@ -259,7 +259,7 @@ fn nginx_sigkill_then_resume() {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    let part = ferry::engine::part_file::part_path(&out);
+    let part = ferry::engine::part_path(&out);
     until(60, "a third of the file", || {
         ferry::engine::Manager::list_read_only(&state).map(|t| t.iter().map(|t| t.bytes).sum::<u64>()).unwrap_or(0) > size / 3
     });

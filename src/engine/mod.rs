@@ -16,42 +16,18 @@
 //! # Ok::<(), ferry::engine::Error>(())
 //! ```
 
-pub mod boot;
-pub mod config;
-pub mod connection;
-pub mod content_range;
-pub mod controller;
-pub mod crash;
-pub mod dir_lock;
-pub mod dir_sync;
-pub mod error;
-pub mod events;
-pub mod fd_table;
-pub mod hash;
-pub mod http1_body;
-pub mod journal;
-pub mod manager;
-pub mod part_file;
-pub mod plain_http;
-pub mod publisher;
+pub mod http;
+pub mod model;
 pub mod ranges;
-pub mod request;
-pub mod retry;
-pub mod runner;
-pub mod runtime;
-pub mod scheduler;
-pub mod sink;
-pub mod store;
-pub mod table;
-pub mod task;
-pub mod tls;
-pub mod transport;
-pub mod verdict;
+pub mod run;
+pub mod storage;
 
-pub use config::{Config, Limits};
-pub use error::{Error, ErrorCode, Result};
-pub use events::{Event, ProgressEvent, StateEvent, Subscription};
-pub use manager::Manager;
-pub use request::Request;
-pub use retry::RetryPolicy;
-pub use task::{ChunkSink, TaskError, TaskId, TaskInfo, TaskState};
+pub use model::config::{Config, Limits};
+pub use model::error::redact_url;
+pub use model::error::{Error, ErrorCode, Result};
+pub use model::events::{Event, ProgressEvent, StateEvent, Subscription};
+pub use model::request::Request;
+pub use model::retry::RetryPolicy;
+pub use model::task::{part_path, ChunkSink, TaskError, TaskId, TaskInfo, TaskState};
+pub use run::manager::Manager;
+pub use run::runtime;

@@ -81,7 +81,7 @@ pub fn read(p: &Path) -> Vec<u8> {
 }
 
 pub fn part_of(p: &Path) -> PathBuf {
-    ferry::engine::part_file::part_path(p)
+    ferry::engine::part_path(p)
 }
 
 /// Asserts that two byte strings are equal without printing megabytes on failure.

@@ -412,7 +412,7 @@ fn list(dir: &Path, json: bool) -> Result<u8, Failure> {
         let written = if json {
             let v = serde_json::json!({
                 "id": t.id.as_str(), "state": t.state.name(), "bytes": t.bytes, "total": t.total,
-                "progress": t.progress(), "destination": t.destination, "url": ferry::engine::error::redact_url(&t.url),
+                "progress": t.progress(), "destination": t.destination, "url": ferry::engine::redact_url(&t.url),
                 "error": t.error.as_ref().map(|e| serde_json::json!({"code": e.code.as_u16(), "message": e.message})),
             });
             writeln!(out, "{v}")

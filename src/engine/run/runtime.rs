@@ -7,7 +7,7 @@ use tokio::runtime::{Builder, Handle, Runtime};
 
 static RUNTIME: Lazy<Runtime> = Lazy::new(|| {
     // Before the workers exist, growing the descriptor table is free (see fd_table).
-    super::fd_table::reserve();
+    crate::engine::storage::fd_table::reserve();
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(2, 4);
     Builder::new_multi_thread()
         .worker_threads(threads)

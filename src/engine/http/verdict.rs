@@ -15,8 +15,8 @@
 //!   response's `Date` (RFC 9110 §8.8.2.2); anything weaker is no validator at all. A 200 means the server ignored `Range`, or `If-Range` found the
 //!   resource changed: either way the download restarts from zero, it never appends or stitches.
 
-use super::content_range::{self, ContentRange};
-use super::error::{Error, ErrorCode};
+use crate::engine::model::error::{Error, ErrorCode};
+use crate::engine::ranges::content_range::{self, ContentRange};
 use std::time::Duration;
 
 /// The parts of a response head the rules look at.

@@ -5,21 +5,21 @@
 //! through [`Inner::transition`], which applies [`next_state`], persists the row, wakes waiters and
 //! publishes the event, in that order.
 
-use super::config::{Config, Limits};
-use super::error::{Error, ErrorCode, Result};
-use super::events::{EventHub, ProgressEvent, StateEvent, Subscription};
-use super::hash::{path_key, Map, Set};
-use super::journal::Journal;
-use super::part_file::part_path;
-use super::request::Request;
 use super::runner::{self, Env, Outcome};
 use super::runtime;
 use super::scheduler::{HostSlots, ReadyQueue};
-use super::store::{now_ms, Recovery, Store, StoredTask, TaskRow};
 use super::table::{EntryInner, FlushSignal, LiveProgress, Resource, RunControl, StopReason, TaskEntry};
-use super::task::{next_state, Output, TaskError, TaskId, TaskInfo, TaskSpec, TaskState, Transition};
-use super::transport::Transport;
-use super::verdict::Validator;
+use crate::engine::http::transport::Transport;
+use crate::engine::http::verdict::Validator;
+use crate::engine::model::config::{Config, Limits};
+use crate::engine::model::error::{Error, ErrorCode, Result};
+use crate::engine::model::events::{EventHub, ProgressEvent, StateEvent, Subscription};
+use crate::engine::model::hash::{path_key, Map, Set};
+use crate::engine::model::request::Request;
+use crate::engine::model::task::{next_state, Output, TaskError, TaskId, TaskInfo, TaskSpec, TaskState, Transition};
+use crate::engine::storage::journal::Journal;
+use crate::engine::storage::part_file::part_path;
+use crate::engine::storage::store::{now_ms, Recovery, Store, StoredTask, TaskRow};
 use futures_util::FutureExt;
 use once_cell::sync::Lazy;
 use parking_lot::{Mutex, RwLock};
@@ -446,7 +446,7 @@ fn entry_from_stored(t: StoredTask) -> Option<Arc<TaskEntry>> {
         resource: Resource { total: row.total, validator },
         journal: ranges,
         // The identity, also out of a publish mark that the open found stale.
-        part_file: row.part_file.as_deref().map(|p| super::part_file::Identity::file_part(p).to_string()),
+        part_file: row.part_file.as_deref().map(|p| crate::engine::storage::part_file::Identity::file_part(p).to_string()),
         ..EntryInner::new(row.state, row.priority, row.updated_ms)
     };
     Some(TaskEntry::new(spec, row.seq, row.created_ms, true, LiveProgress::new(bytes, row.total), inner))
@@ -561,7 +561,7 @@ impl Inner {
         }
         // Validate outside the lock; an id that already exists is checked for idempotency first,
         // because its destination may legitimately exist by now.
-        let mut dirs = super::request::DirChecks::default();
+        let mut dirs = crate::engine::model::request::DirChecks::default();
         let prepared: Vec<Result<Prepared>> = requests
             .into_iter()
             .map(|r| {
@@ -694,12 +694,14 @@ impl Inner {
         }
         let mut s = self.sched.lock();
         loop {
-            if s.running.len() - s.publishing.len() >= (s.limits.max_running_tasks as usize).min(super::fd_table::running_cap()) {
+            if s.running.len() - s.publishing.len()
+                >= (s.limits.max_running_tasks as usize).min(crate::engine::storage::fd_table::running_cap())
+            {
                 break;
             }
             // Each waiting file holds a descriptor; a publisher slower than the network must not
             // let them pile up to the descriptor limit.
-            if s.publishing.len() >= super::fd_table::publish_backlog() {
+            if s.publishing.len() >= crate::engine::storage::fd_table::publish_backlog() {
                 break;
             }
             let Sched { ready, running, .. } = &mut *s;
@@ -1055,6 +1057,6 @@ mod tests {
         is::<super::Manager>();
         is::<super::TaskInfo>();
         is::<super::Subscription>();
-        is::<super::super::events::Event>();
+        is::<crate::engine::model::events::Event>();
     }
 }

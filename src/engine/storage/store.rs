@@ -17,9 +17,9 @@
 //! Schema 2 added `tasks.part_file`; a table of schema 1 is migrated on open.
 
 use super::boot;
-use super::error::{Error, ErrorCode, Result};
-use super::ranges::SegmentRow;
-use super::task::{TaskError, TaskState};
+use crate::engine::model::error::{Error, ErrorCode, Result};
+use crate::engine::model::task::{TaskError, TaskState};
+use crate::engine::ranges::map::SegmentRow;
 use parking_lot::{Mutex, MutexGuard};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
 use std::fs::File;

@@ -229,7 +229,7 @@ fn validate_destination_with(dest: &Path, overwrite: bool, dirs: &mut DirChecks)
             // The download is written to `<destination>.part`, created with truncation. For a new
             // task such a file is not the engine's (its own partials belong to tasks in the table),
             // so it is somebody's data: refuse rather than truncate it, unless asked to overwrite.
-            let part = super::part_file::part_path(dest);
+            let part = super::task::part_path(dest);
             if !overwrite && checks.entry_is_dir(dir, &part).is_some() {
                 return Err(Error::new(
                     ErrorCode::DestinationExists,

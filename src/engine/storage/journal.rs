@@ -9,8 +9,8 @@
 //! Lock order: the store connection first, then a task's range map. Structural changes (splits,
 //! restarts) take the same order, so a stale offset can never be written over a newer layout.
 
-use super::error::Result;
 use super::store::Store;
+use crate::engine::model::error::Result;
 use rusqlite::Transaction;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Weak};

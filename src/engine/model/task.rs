@@ -14,7 +14,7 @@
 
 use super::error::{Error, ErrorCode, Result};
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// A task id: the caller's own, or a generated UUID.
@@ -212,6 +212,23 @@ impl Output {
             Output::Stream(_) => "stream",
         }
     }
+}
+
+/// The part file path for a destination: `<destination>.part`.
+pub fn part_path(dest: &Path) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = dest.as_os_str().as_bytes();
+    let last = bytes.rsplit(|&b| b == b'/').next().unwrap_or_default();
+    if !matches!(last, b"" | b"." | b"..") {
+        // The common case, without parsing the path into components twice: append the suffix.
+        let mut path = std::ffi::OsString::with_capacity(bytes.len() + 5);
+        path.push(dest.as_os_str());
+        path.push(".part");
+        return PathBuf::from(path);
+    }
+    let mut name = dest.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".part");
+    dest.with_file_name(name)
 }
 
 /// A validated, immutable description of a download.

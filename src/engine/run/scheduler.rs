@@ -5,8 +5,8 @@
 //! per dispatch. A task needs one connection slot of its host to start; it may borrow more slots
 //! for extra connections while the host has spare ones, and gives them back as connections end.
 
-use super::hash::Map;
-use super::task::TaskId;
+use crate::engine::model::hash::Map;
+use crate::engine::model::task::TaskId;
 use parking_lot::Mutex;
 use std::cmp::Reverse;
 use std::collections::BTreeSet;
@@ -109,15 +109,15 @@ impl Drop for Slot {
 
 impl HostSlots {
     /// Slots with a per-host cap (never above what the descriptor limit leaves, see
-    /// [`super::fd_table::connection_cap`]).
+    /// [`crate::engine::storage::fd_table::connection_cap`]).
     pub fn new(per_host: u32) -> Arc<HostSlots> {
-        let per_host = per_host.min(super::fd_table::connection_cap());
+        let per_host = per_host.min(crate::engine::storage::fd_table::connection_cap());
         Arc::new(HostSlots { inner: Mutex::new(HostSlotsInner { per_host, used: Map::default() }) })
     }
 
     /// Changes the cap (slots in use above a lowered cap drain as connections end).
     pub fn set_cap(&self, per_host: u32) {
-        self.inner.lock().per_host = per_host.min(super::fd_table::connection_cap());
+        self.inner.lock().per_host = per_host.min(crate::engine::storage::fd_table::connection_cap());
     }
 
     /// Whether the host has a free slot.

@@ -17,9 +17,9 @@
 //! device flushes and 370 write requests in all. Waiting for 64 files halved both, and the last
 //! downloads of a batch, which end a few at a time, now share one sync instead of three.
 
-use super::error::{Error, Result};
 use super::part_file::{sync_dir, PartFile};
 use super::store::Store;
+use crate::engine::model::error::{Error, Result};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -573,7 +573,7 @@ mod tests {
         let mut waits = Vec::new();
         for i in 0..20 {
             let dest = dir.path().join(format!("f{i}"));
-            let part = PartFile::create(&super::super::part_file::part_path(&dest)).unwrap();
+            let part = PartFile::create(&crate::engine::storage::part_file::part_path(&dest)).unwrap();
             part.write_at(0, format!("file {i}").as_bytes()).unwrap();
             if i == 7 {
                 std::fs::write(&dest, b"already here").unwrap();
@@ -584,7 +584,7 @@ mod tests {
         for (i, r) in results.iter().enumerate() {
             let dest = dir.path().join(format!("f{i}"));
             if i == 7 {
-                assert_eq!(r.as_ref().unwrap_err().code(), super::super::error::ErrorCode::DestinationExists);
+                assert_eq!(r.as_ref().unwrap_err().code(), crate::engine::model::error::ErrorCode::DestinationExists);
                 assert_eq!(std::fs::read(&dest).unwrap(), b"already here");
             } else {
                 r.as_ref().unwrap();
@@ -596,7 +596,7 @@ mod tests {
 
     fn part_in(dir: &std::path::Path, name: &str) -> (Arc<PartFile>, PathBuf) {
         let dest = dir.join(name);
-        let part = PartFile::create(&super::super::part_file::part_path(&dest)).unwrap();
+        let part = PartFile::create(&crate::engine::storage::part_file::part_path(&dest)).unwrap();
         part.write_at(0, name.as_bytes()).unwrap();
         (Arc::new(part), dest)
     }
@@ -681,7 +681,7 @@ mod tests {
             let jobs: Vec<Job> = (0..6)
                 .map(|i| {
                     let dest = dir.path().join(format!("n{covered}{i}"));
-                    let part = PartFile::create_fresh(&super::super::part_file::part_path(&dest), false).unwrap();
+                    let part = PartFile::create_fresh(&crate::engine::storage::part_file::part_path(&dest), false).unwrap();
                     part.write_at(0, b"named").unwrap();
                     let (reply, _) = tokio::sync::oneshot::channel();
                     Job { part: Arc::new(part), destination: dest, overwrite: false, record: None, reply }
@@ -705,7 +705,7 @@ mod tests {
         let jobs: Vec<Job> = (0..21)
             .map(|i| {
                 let dest = dir.path().join(format!("g{i}"));
-                let part = PartFile::create(&super::super::part_file::part_path(&dest)).unwrap();
+                let part = PartFile::create(&crate::engine::storage::part_file::part_path(&dest)).unwrap();
                 part.write_at(0, b"x").unwrap();
                 let (reply, _) = tokio::sync::oneshot::channel();
                 Job { part: Arc::new(part), destination: dest, overwrite: false, record: None, reply }

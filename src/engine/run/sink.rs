@@ -3,9 +3,9 @@
 //! All three take positional writes. Memory and stream outputs are fetched by a single connection,
 //! so their writes arrive in order; the stream sink checks that they do.
 
-use super::error::{Error, ErrorCode, Result};
-use super::part_file::PartFile;
-use super::task::ChunkSink;
+use crate::engine::model::error::{Error, ErrorCode, Result};
+use crate::engine::model::task::ChunkSink;
+use crate::engine::storage::part_file::PartFile;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::sync::Arc;

@@ -7,11 +7,11 @@
 //! HTTP/1.1 only, on purpose: a segmented download wants one TCP connection per segment (servers
 //! and CDNs cap throughput per connection); HTTP/2 would multiplex them onto one.
 
-use super::config::Config;
-use super::error::{redact_url, Error, ErrorCode, Result};
-use super::plain_http::{self, PlainClient};
-use super::retry::parse_retry_after;
+use super::client::{self, PlainClient};
 use super::verdict::ResponseHead;
+use crate::engine::model::config::Config;
+use crate::engine::model::error::{redact_url, Error, ErrorCode, Result};
+use crate::engine::model::retry::parse_retry_after;
 use bytes::Bytes;
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::time::{Duration, SystemTime};
@@ -62,7 +62,7 @@ pub struct Response {
 #[derive(Debug)]
 enum Body {
     Full(reqwest::Response),
-    Plain(plain_http::Body),
+    Plain(client::Body),
 }
 
 /// A request to send.
@@ -112,7 +112,7 @@ impl Transport {
         };
         builder = builder.tls_backend_preconfigured(tls);
         let client = builder.build().map_err(|e| Error::new(ErrorCode::InvalidConfig, format!("HTTP client: {e}")))?;
-        let plain = plain_http::usable().then(|| plain_http::client(config));
+        let plain = client::usable().then(|| client::client(config));
         Ok(Transport { client, plain, user_agent, connect_timeout: config.connect_timeout, idle_timeout: config.idle_timeout })
     }
 
@@ -120,7 +120,7 @@ impl Transport {
     pub async fn get(&self, req: Get<'_>) -> Result<Response> {
         let headers = Self::headers(&req)?;
         match &self.plain {
-            Some(plain) if plain_http::eligible(req.url) => self.get_lean(plain, req.url, headers).await,
+            Some(plain) if client::eligible(req.url) => self.get_lean(plain, req.url, headers).await,
             _ => self.get_full(req.url, headers).await,
         }
     }
@@ -136,7 +136,7 @@ impl Transport {
         }
         headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
         if let Some((start, end)) = req.range {
-            let value = super::content_range::range_header(start, end);
+            let value = crate::engine::ranges::content_range::range_header(start, end);
             headers.insert(header::RANGE, HeaderValue::from_str(&value).map_err(|_| Error::internal("range header"))?);
             if let Some(v) = req.if_range {
                 if let Ok(v) = HeaderValue::from_str(v) {
@@ -164,7 +164,7 @@ impl Transport {
                 Ok(Err(e)) => return Err(map_plain_error(e, url)),
                 Ok(Ok(r)) => r,
             };
-            let Some(next) = plain_http::redirect_target(resp.head.status, resp.location.as_deref(), &at) else {
+            let Some(next) = client::redirect_target(resp.head.status, resp.location.as_deref(), &at) else {
                 return Ok(Response { head: resp.head, url: at, body: Body::Plain(resp.body), idle_timeout: self.idle_timeout });
             };
             if let Some(scheme) = unsupported_scheme(&next) {
@@ -176,9 +176,9 @@ impl Transport {
             if next == at || previous.contains(&next) {
                 return Err(redirect_loop(url));
             }
-            plain_http::prepare_redirect(&mut headers, &at, &next);
+            client::prepare_redirect(&mut headers, &at, &next);
             previous.push(std::mem::replace(&mut at, next));
-            if !plain_http::eligible(&at) {
+            if !client::eligible(&at) {
                 return self.get_full(&at, headers).await;
             }
         }
@@ -360,19 +360,19 @@ fn last_source(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// The failure of a request through the lean client, coded as the full client's would be.
-fn map_plain_error(e: plain_http::Failure, url: &url::Url) -> Error {
+fn map_plain_error(e: client::Failure, url: &url::Url) -> Error {
     let where_ = redact_url(url.as_str());
     match e {
-        plain_http::Failure::Connect { timed_out: true, detail } => {
+        client::Failure::Connect { timed_out: true, detail } => {
             Error::new(ErrorCode::Timeout, format!("timed out talking to {where_} ({detail})"))
         }
-        plain_http::Failure::Connect { timed_out: false, detail } => {
+        client::Failure::Connect { timed_out: false, detail } => {
             Error::new(ErrorCode::ConnectFailed, format!("could not connect to {where_} ({detail})"))
         }
-        plain_http::Failure::Exchange { incomplete: true, .. } => {
+        client::Failure::Exchange { incomplete: true, .. } => {
             Error::new(ErrorCode::TruncatedBody, format!("response from {where_} ended early"))
         }
-        plain_http::Failure::Exchange { incomplete: false, detail } => {
+        client::Failure::Exchange { incomplete: false, detail } => {
             Error::new(ErrorCode::Network, format!("request to {where_} failed: {detail}"))
         }
     }

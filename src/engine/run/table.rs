@@ -1,9 +1,9 @@
 //! The in-memory side of the task table: one entry per task, mirroring its persisted row, plus the
 //! live counters a running download updates without locks.
 
-use super::ranges::SegmentRow;
-use super::task::{TaskError, TaskInfo, TaskSpec, TaskState};
-use super::verdict::Validator;
+use crate::engine::http::verdict::Validator;
+use crate::engine::model::task::{TaskError, TaskInfo, TaskSpec, TaskState};
+use crate::engine::ranges::map::SegmentRow;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -251,7 +251,7 @@ impl TaskEntry {
 
     /// Forgets the resource facts and the journal (the download starts over from zero), in memory
     /// and, for a stored task still in the table, in the task table.
-    pub fn forget_resource(&self, store: &super::store::Store) -> super::error::Result<()> {
+    pub fn forget_resource(&self, store: &crate::engine::storage::store::Store) -> crate::engine::model::error::Result<()> {
         {
             let mut g = self.inner.lock();
             g.journal.clear();
@@ -260,7 +260,7 @@ impl TaskEntry {
         if self.persisted && !self.removed.load(Ordering::Acquire) {
             let mut conn = store.lock();
             let t = conn.transaction()?;
-            super::store::tx::set_resource(&t, self.spec.id.as_str(), None, None, None, &[])?;
+            crate::engine::storage::store::tx::set_resource(&t, self.spec.id.as_str(), None, None, None, &[])?;
             t.commit()?;
         }
         Ok(())
@@ -284,7 +284,7 @@ impl TaskEntry {
         };
         TaskInfo {
             id: self.spec.id.clone(),
-            url: self.shown_url.get_or_init(|| super::error::redact(&self.spec.url)).clone(),
+            url: self.shown_url.get_or_init(|| crate::engine::model::error::redact(&self.spec.url)).clone(),
             destination: self.spec.output.path().cloned(),
             output_kind: self.spec.output.kind(),
             state: g.state,

@@ -1,6 +1,6 @@
 //! How an HTTP/1.1 response body is delimited (RFC 9112 §6), and the decoder of chunked transfer
 //! coding. Pure byte handling over the connection's read buffer, so that every rule is tested
-//! without a socket; [`super::plain_http`] does the reading.
+//! without a socket; [`super::client`] does the reading.
 
 use bytes::{Buf, Bytes, BytesMut};
 

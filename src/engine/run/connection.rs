@@ -5,16 +5,16 @@
 //! commit in the range map, ring the journal. Nothing between reserve and commit can be
 //! interrupted (there is no await), so a stopped connection never leaves a half-claimed write.
 
-use super::error::{Error, ErrorCode, Result};
-use super::journal::JournalSource;
-use super::ranges::{RangeMap, SegmentRow};
-use super::retry::{RetryBudget, RetryPolicy};
 use super::scheduler::Slot;
 use super::sink::Sink;
-use super::store::tx;
 use super::table::TaskEntry;
-use super::transport::{Get, Response, Transport};
-use super::verdict::{judge_range, Identity, RangeAnswer, Validator};
+use crate::engine::http::transport::{Get, Response, Transport};
+use crate::engine::http::verdict::{judge_range, Identity, RangeAnswer, Validator};
+use crate::engine::model::error::{Error, ErrorCode, Result};
+use crate::engine::model::retry::{RetryBudget, RetryPolicy};
+use crate::engine::ranges::map::{RangeMap, SegmentRow};
+use crate::engine::storage::journal::JournalSource;
+use crate::engine::storage::store::tx;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use rusqlite::Transaction;
@@ -146,7 +146,7 @@ pub struct ConnContext {
     /// Bytes go here.
     pub sink: Arc<dyn Sink>,
     /// Journal, when the task is persisted.
-    pub journal: Option<Arc<super::journal::Journal>>,
+    pub journal: Option<Arc<crate::engine::storage::journal::Journal>>,
     /// Resource length.
     pub total: u64,
     /// Validator for `If-Range`.
@@ -421,7 +421,7 @@ fn flush(ctx: &ConnContext, segment: u64, bufs: &mut Vec<Bytes>, pending: u64, w
         ctx.budget.refill();
     }
     if let Some(j) = &ctx.journal {
-        if ctx.shared.started.elapsed() >= super::journal::MIN_INTERVAL && !ctx.shared.pending.load(Ordering::Acquire) {
+        if ctx.shared.started.elapsed() >= crate::engine::storage::journal::MIN_INTERVAL && !ctx.shared.pending.load(Ordering::Acquire) {
             // The journal is about to claim these bytes: they must outlive the process first.
             ctx.sink.make_resumable()?;
             if !ctx.shared.pending.swap(true, Ordering::AcqRel) {

@@ -5,7 +5,7 @@
 //! durable, so callers share syncs: a caller needs *a* sync that started after its rename; if one is
 //! running, it waits for the next, which covers everyone who arrived meanwhile.
 
-use super::hash::Map;
+use crate::engine::model::hash::Map;
 use parking_lot::{Condvar, Mutex};
 use std::fs::File;
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@
 //! every manager opened paid it, even when all its URLs were plain http (3.5 % of the CPU of the
 //! 1000-small-files benchmark).
 
-use super::error::{Error, ErrorCode, Result};
+use crate::engine::model::error::{Error, ErrorCode, Result};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::{DigitallySignedStruct, SignatureScheme};

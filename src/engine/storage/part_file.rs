@@ -16,7 +16,7 @@
 //! claimed its bytes. Systems without `O_TMPFILE` (Apple platforms, some filesystems) use the named
 //! file from the start.
 
-use super::error::{Error, ErrorCode, Result};
+use crate::engine::model::error::{Error, ErrorCode, Result};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
@@ -27,22 +27,7 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// The part file path for a destination: `<destination>.part`.
-pub fn part_path(dest: &Path) -> PathBuf {
-    use std::os::unix::ffi::OsStrExt;
-    let bytes = dest.as_os_str().as_bytes();
-    let last = bytes.rsplit(|&b| b == b'/').next().unwrap_or_default();
-    if !matches!(last, b"" | b"." | b"..") {
-        // The common case, without parsing the path into components twice: append the suffix.
-        let mut path = std::ffi::OsString::with_capacity(bytes.len() + 5);
-        path.push(dest.as_os_str());
-        path.push(".part");
-        return PathBuf::from(path);
-    }
-    let mut name = dest.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".part");
-    dest.with_file_name(name)
-}
+pub use crate::engine::model::task::part_path;
 
 /// Size of the file system holding the open file `file`, when it reports one. Asked of the
 /// descriptor, not a path: an anonymous part file has none.

@@ -89,7 +89,7 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::error::ErrorCode;
+    use crate::engine::model::error::ErrorCode;
 
     #[test]
     fn fatal_errors_are_not_retried() {

@@ -11,10 +11,10 @@
 //! client's policy ([`super::transport`]); one that leads elsewhere (`https://`, credentials)
 //! continues through the full client.
 
-use super::config::Config;
-use super::http1_body::{framing_of, Framing, Step};
+use super::body::{framing_of, Framing, Step};
 use super::transport::head_from;
 use super::verdict::ResponseHead;
+use crate::engine::model::config::Config;
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use parking_lot::Mutex;

@@ -13,22 +13,22 @@
 //! 4. Stop (pause, cancel, shutdown): connections are dropped, the journal is written in full, the
 //!    part file synced and the durable offsets advanced.
 
-use super::config::Config;
 use super::connection::{self, ConnContext, RunShared, WorkerExit, WorkerResult};
-use super::controller::{ConnectionMode, Controller, ControllerTuning};
-use super::error::{Error, ErrorCode, Result};
-use super::journal::Journal;
-use super::part_file::{self, PartFile, Publish};
-use super::publisher;
-use super::ranges::{plan, RangeMap, SegmentRow};
-use super::retry::RetryBudget;
 use super::scheduler::{HostSlots, Slot};
 use super::sink::{FileSink, MemorySink, Sink, StreamSink};
-use super::store::{tx, Store};
 use super::table::{FlushSignal, Resource, StopReason, TaskEntry, UNKNOWN};
-use super::task::Output;
-use super::transport::{Get, Response, Transport};
-use super::verdict::{judge_probe, Identity, Probe, Validator};
+use crate::engine::http::transport::{Get, Response, Transport};
+use crate::engine::http::verdict::{judge_probe, Identity, Probe, Validator};
+use crate::engine::model::config::Config;
+use crate::engine::model::error::{Error, ErrorCode, Result};
+use crate::engine::model::retry::RetryBudget;
+use crate::engine::model::task::Output;
+use crate::engine::ranges::controller::{ConnectionMode, Controller, ControllerTuning};
+use crate::engine::ranges::map::{plan, RangeMap, SegmentRow};
+use crate::engine::storage::journal::Journal;
+use crate::engine::storage::part_file::{self, PartFile, Publish};
+use crate::engine::storage::publisher;
+use crate::engine::storage::store::{tx, Store};
 use parking_lot::RwLock;
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
