@@ -1,0 +1,144 @@
+//! What a caller does to a task: pause, resume, cancel, remove, reprioritise.
+
+use super::*;
+
+impl Inner {
+    /// Removes a task's partial file and journal.
+    pub(super) fn discard_partial(&self, entry: &TaskEntry) {
+        if let Output::File(dest) = &entry.spec.output {
+            let _ = std::fs::remove_file(part_path(dest));
+        }
+        entry.live.bytes.store(0, Ordering::Relaxed);
+        if let Err(e) = entry.forget_resource(&self.env.store) {
+            tracing::warn!("could not clear the journal of {}: {e}", entry.spec.id);
+        }
+    }
+
+    /// Asks a live runner to stop; a cancel, once asked for, is never downgraded. False when no
+    /// runner is alive.
+    pub(super) fn stop_runner(entry: &TaskEntry, reason: StopReason) -> bool {
+        let mut g = entry.inner.lock();
+        match g.run.as_mut() {
+            Some(run) => {
+                if run.reason != Some(StopReason::Cancel) {
+                    run.reason = Some(reason);
+                }
+                run.stop.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(super) fn cancel_pending(entry: &TaskEntry) -> bool {
+        entry.inner.lock().run.as_ref().is_some_and(|r| r.reason == Some(StopReason::Cancel))
+    }
+
+    pub(super) fn pause(self: &Arc<Self>, id: &str) -> Result<()> {
+        let mut s = self.sched.lock();
+        let e = self.entry(id)?;
+        if Self::cancel_pending(&e) {
+            return Ok(());
+        }
+        match e.state() {
+            TaskState::Paused => Ok(()),
+            TaskState::Queued => {
+                s.ready.remove(&e.spec.id);
+                e.inner.lock().dormant = false;
+                self.transition(&e, Transition::Pause, None).map(drop)
+            }
+            TaskState::Running => {
+                self.transition(&e, Transition::Pause, None)?;
+                Self::stop_runner(&e, StopReason::Pause);
+                Ok(())
+            }
+            other => Err(Error::new(ErrorCode::InvalidState, format!("cannot pause a task that is {other}"))),
+        }
+    }
+
+    pub(super) fn resume(self: &Arc<Self>, id: &str) -> Result<()> {
+        if self.shutting_down.load(Ordering::Acquire) {
+            return Err(Self::shutting_down_error());
+        }
+        {
+            let mut s = self.sched.lock();
+            let e = self.entry(id)?;
+            match e.state() {
+                TaskState::Running => return Ok(()),
+                TaskState::Queued => {
+                    let was_dormant = std::mem::replace(&mut e.inner.lock().dormant, false);
+                    if !was_dormant && s.ready.contains(&e.spec.id) {
+                        // Already waiting its turn (a batch resumed right after enqueueing it).
+                        return Ok(());
+                    }
+                }
+                TaskState::Paused | TaskState::Failed => {
+                    self.transition(&e, Transition::Resume, None)?;
+                }
+                other => return Err(Error::new(ErrorCode::InvalidState, format!("cannot resume a task that is {other}"))),
+            }
+            let priority = e.inner.lock().priority;
+            s.ready.push(e.spec.id.clone(), e.spec.host_key(), priority, e.seq);
+        }
+        self.dispatch();
+        Ok(())
+    }
+
+    pub(super) fn cancel(self: &Arc<Self>, id: &str) -> Result<()> {
+        let mut s = self.sched.lock();
+        let e = self.entry(id)?;
+        match e.state() {
+            TaskState::Completed | TaskState::Cancelled => Ok(()),
+            _ => {
+                s.ready.remove(&e.spec.id);
+                // With a live runner the task turns cancelled once the runner stopped and the
+                // partial file is gone (see on_exit); otherwise right now, in the same order.
+                if !Self::stop_runner(&e, StopReason::Cancel) {
+                    self.discard_partial(&e);
+                    self.transition(&e, Transition::Cancel, None)?;
+                    release_claim(&mut s, &e);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    pub(super) fn remove(self: &Arc<Self>, id: &str, delete_file: bool) -> Result<()> {
+        let mut s = self.sched.lock();
+        let e = self.entry(id)?;
+        e.delete_file.store(delete_file, Ordering::Release);
+        e.removed.store(true, Ordering::Release);
+        s.ready.remove(&e.spec.id);
+        let state = e.state();
+        if delete_file && state == TaskState::Completed {
+            if let Some(dest) = e.spec.output.path() {
+                let _ = std::fs::remove_file(dest);
+            }
+        }
+        if !Self::stop_runner(&e, StopReason::Cancel) {
+            if state != TaskState::Completed {
+                self.discard_partial(&e);
+            }
+            self.env.store.delete_task(e.spec.id.as_str())?;
+            self.tasks.write().remove(&e.spec.id);
+            release_claim(&mut s, &e);
+        }
+        Ok(())
+    }
+
+    pub(super) fn set_priority(self: &Arc<Self>, id: &str, priority: i32) -> Result<()> {
+        {
+            let mut s = self.sched.lock();
+            let e = self.entry(id)?;
+            e.inner.lock().priority = priority;
+            if e.persisted {
+                self.env.store.set_priority(id, priority)?;
+            }
+            if s.ready.contains(&e.spec.id) {
+                s.ready.push(e.spec.id.clone(), e.spec.host_key(), priority, e.seq);
+            }
+        }
+        self.dispatch();
+        Ok(())
+    }
+}

@@ -1,0 +1,149 @@
+//! Starting runners as limits allow, and settling a task when its runner exits.
+
+use super::*;
+
+impl Inner {
+    pub(super) fn dispatch(self: &Arc<Self>) {
+        if self.shutting_down.load(Ordering::Acquire) {
+            return;
+        }
+        let mut s = self.sched.lock();
+        loop {
+            if s.running.len() - s.publishing.len()
+                >= (s.limits.max_running_tasks as usize).min(crate::engine::storage::fd_table::running_cap())
+            {
+                break;
+            }
+            // Each waiting file holds a descriptor; a publisher slower than the network must not
+            // let them pile up to the descriptor limit.
+            if s.publishing.len() >= crate::engine::storage::fd_table::publish_backlog() {
+                break;
+            }
+            let Sched { ready, running, .. } = &mut *s;
+            let hosts = &self.env.hosts;
+            let Some((id, host)) = ready.pop_best(|h| hosts.has_free(h), |id| running.contains_key(id)) else { break };
+            let Some(entry) = self.tasks.read().get(&id).cloned() else { continue };
+            let Some(slot) = hosts.try_acquire(&host) else {
+                ready.push(id, host, entry.inner.lock().priority, entry.seq);
+                break;
+            };
+            if self.transition(&entry, Transition::Start, None).is_err() {
+                continue;
+            }
+            let stop = CancellationToken::new();
+            let (signal, flush, flushed) = FlushSignal::pair();
+            {
+                let mut g = entry.inner.lock();
+                g.run = Some(RunControl { stop: stop.clone(), reason: None, flush, flushed });
+                g.dormant = false;
+            }
+            let inner = self.clone();
+            let weak = Arc::downgrade(self);
+            let task_id = id.clone();
+            let transferred = Box::new(move || {
+                if let Some(inner) = weak.upgrade() {
+                    let mut s = inner.sched.lock();
+                    if s.running.contains_key(&task_id) {
+                        s.publishing.insert(task_id);
+                    }
+                    drop(s);
+                    inner.dispatch();
+                }
+            });
+            let handle = runtime::handle().spawn(async move {
+                // Boxed: the runner's state machine is kilobytes, and the task cell would copy it.
+                let run = Box::pin(runner::run(inner.env.clone(), entry.clone(), stop, slot, signal, transferred));
+                let outcome = match AssertUnwindSafe(run).catch_unwind().await {
+                    Ok(o) => o,
+                    Err(_) => Outcome::Failed(Error::internal("the download runner panicked")),
+                };
+                inner.on_exit(&entry, outcome);
+            });
+            s.running.insert(id, handle);
+        }
+        if s.ready.is_empty() && s.running.is_empty() {
+            self.idle.notify_waiters();
+        }
+    }
+
+    pub(super) fn on_exit(self: &Arc<Self>, entry: &Arc<TaskEntry>, outcome: Outcome) {
+        {
+            let mut s = self.sched.lock();
+            s.running.remove(&entry.spec.id);
+            s.publishing.remove(&entry.spec.id);
+            let reason = entry.inner.lock().run.take().and_then(|r| r.reason);
+            let state = entry.state();
+            let id = entry.spec.id.as_str();
+            match outcome {
+                Outcome::Completed { bytes, recorded } => {
+                    entry.live.bytes.store(bytes, Ordering::Relaxed);
+                    entry.live.total.store(bytes, Ordering::Relaxed);
+                    self.events.progress(ProgressEvent {
+                        id: entry.spec.id.clone(),
+                        bytes,
+                        total: Some(bytes),
+                        speed: 0.0,
+                        eta_seconds: Some(0.0),
+                    });
+                    // Paused (and perhaps resumed again) while publishing: the file is in place,
+                    // so the task is completed. The detour is not persisted: the table must go
+                    // straight to completed, whatever a pause wrote meanwhile.
+                    let detour = state != TaskState::Running;
+                    if state == TaskState::Paused {
+                        let _ = self.transition_with(entry, Transition::Resume, None, false);
+                    }
+                    if matches!(entry.state(), TaskState::Queued) {
+                        s.ready.remove(&entry.spec.id);
+                        entry.inner.lock().dormant = false;
+                        let _ = self.transition_with(entry, Transition::Start, None, false);
+                    }
+                    let _ = self.transition_with(entry, Transition::Complete, None, !recorded || detour);
+                }
+                Outcome::Failed(_) | Outcome::Stopped if reason == Some(StopReason::Cancel) => {
+                    // The partial goes first: whoever sees "cancelled" must find no part file.
+                    self.discard_partial(entry);
+                    if !matches!(state, TaskState::Cancelled | TaskState::Completed) {
+                        let _ = self.transition(entry, Transition::Cancel, None);
+                    }
+                }
+                Outcome::Failed(e) => {
+                    if state == TaskState::Running {
+                        let _ = self.transition(entry, Transition::Fail, Some((&e).into()));
+                    }
+                }
+                Outcome::Stopped => {
+                    if reason == Some(StopReason::Shutdown) && state == TaskState::Running {
+                        let _ = self.transition(entry, Transition::Recover, None);
+                    }
+                }
+            }
+            let state = entry.state();
+            let removed = entry.removed.load(Ordering::Acquire);
+            if state == TaskState::Cancelled || (removed && state != TaskState::Completed) {
+                self.discard_partial(entry);
+            }
+            if removed && state == TaskState::Completed && entry.delete_file.load(Ordering::Acquire) {
+                // Removed with its file while the file was being published.
+                if let Some(dest) = entry.spec.output.path() {
+                    let _ = std::fs::remove_file(dest);
+                }
+            }
+            if removed {
+                if let Err(e) = self.env.store.delete_task(id) {
+                    tracing::warn!("could not delete {id}: {e}");
+                }
+                let mut tasks = self.tasks.write();
+                if tasks.get(&entry.spec.id).is_some_and(|e| Arc::ptr_eq(e, entry)) {
+                    tasks.remove(&entry.spec.id);
+                }
+            }
+            if removed || matches!(state, TaskState::Completed | TaskState::Cancelled) {
+                release_claim(&mut s, entry);
+            }
+            if state == TaskState::Queued && !s.ready.contains(&entry.spec.id) && !self.shutting_down.load(Ordering::Acquire) {
+                s.ready.push(entry.spec.id.clone(), entry.spec.host_key(), entry.inner.lock().priority, entry.seq);
+            }
+        }
+        self.dispatch();
+    }
+}

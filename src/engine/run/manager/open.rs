@@ -1,0 +1,143 @@
+//! Opening a state directory: the table read back, crash recovery applied, the tasks queued
+//! again; and the read-only view another process may take.
+
+use super::*;
+
+impl Manager {
+    /// Opens the manager of `dir` (created if missing). Within one process, opening the same
+    /// directory again (by any path) returns the same manager (and ignores the new configuration).
+    pub fn open(dir: impl AsRef<Path>, config: Config) -> Result<Manager> {
+        config.validate()?;
+        let dir = std::path::absolute(dir.as_ref()).map_err(|e| Error::io("resolving the state directory", &e))?;
+        // One directory, one manager, however it is spelled (symlinks, `..`): the registry and the
+        // lock file must agree on what "the same directory" is.
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating the state directory", &e))?;
+        let dir = std::fs::canonicalize(&dir).map_err(|e| Error::io("resolving the state directory", &e))?;
+        let mut registry = REGISTRY.lock();
+        if let Some(inner) = registry.get(&dir).and_then(Weak::upgrade) {
+            drop(registry);
+            inner.revive();
+            return Ok(Manager { inner });
+        }
+        let (store, stored, recovery) = Store::open(&dir)?;
+        let store = Arc::new(store);
+        let journal = Arc::new(Journal::start(&store));
+        let transport = {
+            let _rt = runtime::handle().enter();
+            Transport::new(&config)?
+        };
+        let hosts = HostSlots::new(config.limits.max_connections_per_host);
+        let next_seq = stored.iter().map(|t| t.row.seq).max().unwrap_or(0) + 1;
+        let progress_interval = config.progress_interval;
+        let resume_on_open = config.resume_on_open;
+        let limits = config.limits;
+        let env = Arc::new(Env { transport, store, journal, hosts, config: RwLock::new(config) });
+        let mut sched = Sched {
+            ready: ReadyQueue::default(),
+            running: Map::default(),
+            publishing: Default::default(),
+            claims: Map::default(),
+            next_seq,
+            limits,
+        };
+        let mut tasks = Map::with_capacity_and_hasher(stored.len(), Default::default());
+        for t in stored {
+            let Some(entry) = entry_from_stored(t) else { continue };
+            let state = entry.state();
+            let id = entry.spec.id.clone();
+            if let (Output::File(dest), false) = (&entry.spec.output, matches!(state, TaskState::Completed | TaskState::Cancelled)) {
+                sched.claims.insert(path_key(dest).into_owned(), id.clone());
+            }
+            if state == TaskState::Queued {
+                if resume_on_open {
+                    sched.ready.push(id.clone(), entry.spec.host_key(), entry.spec.priority, entry.seq);
+                } else {
+                    entry.inner.lock().dormant = true;
+                }
+            }
+            tasks.insert(id, entry);
+        }
+        let inner = Arc::new(Inner {
+            env,
+            dir: dir.clone(),
+            tasks: RwLock::new(tasks),
+            sched: Mutex::new(sched),
+            events: EventHub::default(),
+            recovery,
+            shutting_down: AtomicBool::new(false),
+            ticker: Mutex::new(None),
+            idle: tokio::sync::Notify::new(),
+        });
+        let weak = Arc::downgrade(&inner);
+        *inner.ticker.lock() = Some(runtime::handle().spawn(ticker(weak, progress_interval)));
+        registry.insert(dir, Arc::downgrade(&inner));
+        drop(registry);
+        inner.dispatch();
+        Ok(Manager { inner })
+    }
+
+    /// Reads the task list of a state directory without opening it for writing (another process
+    /// may own it).
+    pub fn list_read_only(dir: impl AsRef<Path>) -> Result<Vec<TaskInfo>> {
+        let (_store, stored) = Store::open_read_only(dir.as_ref())?;
+        Ok(stored.into_iter().filter_map(entry_from_stored).map(|e| e.info()).collect())
+    }
+}
+
+impl Inner {
+    /// Accepts work again after a shutdown (opening a directory whose manager is shut down but
+    /// still alive in this process gives that manager back).
+    pub(super) fn revive(self: &Arc<Self>) {
+        if !self.shutting_down.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        let resume = self.env.config.read().resume_on_open;
+        {
+            let mut s = self.sched.lock();
+            for e in self.tasks.read().values() {
+                if e.state() == TaskState::Queued && !s.ready.contains(&e.spec.id) {
+                    if resume {
+                        s.ready.push(e.spec.id.clone(), e.spec.host_key(), e.inner.lock().priority, e.seq);
+                    } else {
+                        e.inner.lock().dormant = true;
+                    }
+                }
+            }
+        }
+        self.dispatch();
+    }
+}
+
+fn entry_from_stored(t: StoredTask) -> Option<Arc<TaskEntry>> {
+    let StoredTask { row, ranges } = t;
+    let url = url::Url::parse(&row.url).ok()?;
+    let spec = TaskSpec {
+        id: TaskId::from_stored(row.id.clone()),
+        url,
+        output: Output::File(PathBuf::from(&row.destination)),
+        headers: row.headers.clone(),
+        connections: row.connections,
+        sha256: row.sha256.clone(),
+        priority: row.priority,
+        overwrite: row.overwrite,
+    };
+    let validator = Validator::from_columns(row.etag.clone(), row.last_modified.clone());
+    let bytes = if ranges.is_empty() {
+        if row.state == TaskState::Completed {
+            row.bytes
+        } else {
+            0
+        }
+    } else {
+        ranges.iter().map(|r| r.written - r.start).sum()
+    };
+    let inner = EntryInner {
+        error: row.error,
+        resource: Resource { total: row.total, validator },
+        journal: ranges,
+        // The identity, also out of a publish mark that the open found stale.
+        part_file: row.part_file.as_deref().map(|p| crate::engine::storage::part_file::Identity::file_part(p).to_string()),
+        ..EntryInner::new(row.state, row.priority, row.updated_ms)
+    };
+    Some(TaskEntry::new(spec, row.seq, row.created_ms, true, LiveProgress::new(bytes, row.total), inner))
+}
