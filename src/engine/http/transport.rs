@@ -8,13 +8,13 @@
 //! and CDNs cap throughput per connection); HTTP/2 would multiplex them onto one.
 
 use super::client::{self, PlainClient};
-use super::verdict::ResponseHead;
+use super::head::{head_from, ResponseHead};
+use super::redirect;
 use crate::engine::model::config::Config;
 use crate::engine::model::error::{redact_url, Error, ErrorCode, Result};
-use crate::engine::model::retry::parse_retry_after;
 use bytes::Bytes;
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 #[derive(Debug)]
 struct RedirectLoop;
@@ -112,7 +112,7 @@ impl Transport {
         };
         builder = builder.tls_backend_preconfigured(tls);
         let client = builder.build().map_err(|e| Error::new(ErrorCode::InvalidConfig, format!("HTTP client: {e}")))?;
-        let plain = client::usable().then(|| client::client(config));
+        let plain = redirect::usable().then(|| client::client(config));
         Ok(Transport { client, plain, user_agent, connect_timeout: config.connect_timeout, idle_timeout: config.idle_timeout })
     }
 
@@ -120,7 +120,7 @@ impl Transport {
     pub async fn get(&self, req: Get<'_>) -> Result<Response> {
         let headers = Self::headers(&req)?;
         match &self.plain {
-            Some(plain) if client::eligible(req.url) => self.get_lean(plain, req.url, headers).await,
+            Some(plain) if redirect::eligible(req.url) => self.get_lean(plain, req.url, headers).await,
             _ => self.get_full(req.url, headers).await,
         }
     }
@@ -164,7 +164,7 @@ impl Transport {
                 Ok(Err(e)) => return Err(map_plain_error(e, url)),
                 Ok(Ok(r)) => r,
             };
-            let Some(next) = client::redirect_target(resp.head.status, resp.location.as_deref(), &at) else {
+            let Some(next) = redirect::redirect_target(resp.head.status, resp.location.as_deref(), &at) else {
                 return Ok(Response { head: resp.head, url: at, body: Body::Plain(resp.body), idle_timeout: self.idle_timeout });
             };
             if let Some(scheme) = unsupported_scheme(&next) {
@@ -176,9 +176,9 @@ impl Transport {
             if next == at || previous.contains(&next) {
                 return Err(redirect_loop(url));
             }
-            client::prepare_redirect(&mut headers, &at, &next);
+            redirect::prepare_redirect(&mut headers, &at, &next);
             previous.push(std::mem::replace(&mut at, next));
-            if !client::eligible(&at) {
+            if !redirect::eligible(&at) {
                 return self.get_full(&at, headers).await;
             }
         }
@@ -236,37 +236,9 @@ fn redirect_loop(url: &url::Url) -> Error {
     Error::new(ErrorCode::RedirectLoop, format!("redirect loop starting at {}", redact_url(url.as_str())))
 }
 
-/// The response headers the engine reads, in the order of [`head_from`]'s slots.
-const HEAD_NAMES: [&str; 8] =
-    ["transfer-encoding", "content-range", "content-length", "etag", "last-modified", "date", "content-encoding", "retry-after"];
-
 /// What the engine needs of a response head from the full client.
 fn head_of(status: reqwest::StatusCode, h: &HeaderMap) -> ResponseHead {
     head_from(status.as_u16(), h.iter().map(|(n, v)| (n.as_str(), v.as_bytes())))
-}
-
-/// What the engine needs of a response head: one pass over the headers, taking the first value of
-/// each name as `HeaderMap::get` would (eight lookups hashed every name: 300 instructions each,
-/// eight per response).
-pub(crate) fn head_from<'a>(status: u16, headers: impl Iterator<Item = (&'a str, &'a [u8])>) -> ResponseHead {
-    let mut first: [Option<&[u8]>; 8] = [None; 8];
-    for (name, value) in headers {
-        if let Some(i) = HEAD_NAMES.iter().position(|n| n.eq_ignore_ascii_case(name)) {
-            first[i].get_or_insert(value);
-        }
-    }
-    let text = |i: usize| first[i].and_then(|v| std::str::from_utf8(v).ok()).map(str::trim);
-    let chunked = text(0).is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-    ResponseHead {
-        status,
-        content_range: text(1).map(str::to_string),
-        content_length: if chunked { None } else { text(2).and_then(|v| v.parse().ok()) },
-        etag: text(3).map(str::to_string),
-        last_modified: text(4).map(str::to_string),
-        date: text(5).map(str::to_string),
-        content_encoding: text(6).map(str::to_string),
-        retry_after: text(7).and_then(|v| parse_retry_after(v, SystemTime::now())),
-    }
 }
 
 impl Response {

@@ -15,30 +15,9 @@
 //!   response's `Date` (RFC 9110 §8.8.2.2); anything weaker is no validator at all. A 200 means the server ignored `Range`, or `If-Range` found the
 //!   resource changed: either way the download restarts from zero, it never appends or stitches.
 
+use super::head::ResponseHead;
 use crate::engine::model::error::{Error, ErrorCode};
 use crate::engine::ranges::content_range::{self, ContentRange};
-use std::time::Duration;
-
-/// The parts of a response head the rules look at.
-#[derive(Clone, Debug, Default)]
-pub struct ResponseHead {
-    /// HTTP status code.
-    pub status: u16,
-    /// `Content-Range`, if sent.
-    pub content_range: Option<String>,
-    /// `Content-Length`, if sent and meaningful (not for chunked bodies).
-    pub content_length: Option<u64>,
-    /// `ETag`, if sent.
-    pub etag: Option<String>,
-    /// `Last-Modified`, if sent.
-    pub last_modified: Option<String>,
-    /// `Date`, if sent.
-    pub date: Option<String>,
-    /// `Content-Encoding`, if sent.
-    pub content_encoding: Option<String>,
-    /// `Retry-After`, parsed.
-    pub retry_after: Option<Duration>,
-}
 
 /// What identifies one version of the remote resource, for `If-Range`.
 #[derive(Clone, Debug, PartialEq, Eq)]

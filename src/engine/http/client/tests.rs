@@ -1,0 +1,159 @@
+//! Tests of the lean client over real loopback sockets.
+
+use super::*;
+use hyper::header::HeaderValue;
+
+fn url(s: &str) -> url::Url {
+    url::Url::parse(s).unwrap()
+}
+
+/// A server on loopback that answers the `i`-th request of every connection with
+/// `answer(i)`: the bytes to send, and whether to close the connection afterwards. Returns its
+/// URL and a counter of accepted connections.
+async fn server(answer: fn(usize) -> (Vec<u8>, bool)) -> (url::Url, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = url(&format!("http://{}/f", listener.local_addr().unwrap()));
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                for i in 0.. {
+                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        let mut b = [0u8; 1024];
+                        match s.read(&mut b).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&b[..n]),
+                        }
+                    }
+                    let end = seen.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    seen.drain(..end);
+                    let (bytes, close) = answer(i);
+                    if s.write_all(&bytes).await.is_err() || close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (at, accepted)
+}
+
+fn test_client() -> PlainClient {
+    client(&Config::default())
+}
+
+/// GETs `at` and reads the whole body.
+async fn fetch(c: &PlainClient, at: &url::Url) -> Result<(u16, Vec<u8>), String> {
+    let mut answer = c.get(at, &HeaderMap::new()).await.map_err(|e| format!("{e:?}"))?;
+    let mut body = Vec::new();
+    while let Some(chunk) = answer.body.next_chunk().await? {
+        body.extend_from_slice(&chunk);
+    }
+    Ok((answer.head.status, body))
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_carries_every_request_whatever_the_framing() {
+    let (at, accepted) = server(|i| match i % 3 {
+        0 => (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello".to_vec(), false),
+        1 => (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n".to_vec(), false),
+        _ => (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n".to_vec(), false),
+    })
+    .await;
+    let c = test_client();
+    for _ in 0..3 {
+        assert_eq!(fetch(&c, &at).await.unwrap(), (200, b"hello".to_vec()));
+        assert_eq!(fetch(&c, &at).await.unwrap(), (200, b"abc".to_vec()));
+        assert_eq!(fetch(&c, &at).await.unwrap(), (204, Vec::new()), "the 100 is skipped");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_connection_the_server_closes_is_replaced_without_an_error() {
+    // Keep-alive announced, then closed anyway (an idle timeout on the server's side).
+    let (at, accepted) = server(|_| (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(), true)).await;
+    let c = test_client();
+    for _ in 0..4 {
+        assert_eq!(fetch(&c, &at).await.unwrap(), (200, b"ok".to_vec()));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 4);
+    // The same without the pause: the closed connection is found out by the exchange itself.
+    for _ in 0..4 {
+        assert_eq!(fetch(&c, &at).await.unwrap(), (200, b"ok".to_vec()));
+    }
+}
+
+#[tokio::test]
+async fn connections_are_not_reused_after_close_http_1_0_or_a_body_read_to_the_close() {
+    for answer in [
+        (|_| (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok".to_vec(), false)) as fn(usize) -> (Vec<u8>, bool),
+        |_| (b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(), false),
+        |_| (b"HTTP/1.1 200 OK\r\n\r\nok".to_vec(), true),
+    ] {
+        let (at, accepted) = server(answer).await;
+        let c = test_client();
+        for _ in 0..3 {
+            assert_eq!(fetch(&c, &at).await.unwrap(), (200, b"ok".to_vec()));
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
+    let (at, accepted) = server(|_| (b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok".to_vec(), false)).await;
+    let c = test_client();
+    for _ in 0..3 {
+        assert_eq!(fetch(&c, &at).await.unwrap(), (200, b"ok".to_vec()));
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "HTTP/1.0 with keep-alive is reused");
+}
+
+#[tokio::test]
+async fn a_short_body_or_a_bad_head_is_an_error_and_the_connection_is_dropped() {
+    let (at, _) = server(|_| (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort".to_vec(), true)).await;
+    assert!(fetch(&test_client(), &at).await.unwrap_err().contains("5 bytes before the end"));
+    let (at, _) = server(|_| (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab".to_vec(), false)).await;
+    assert!(fetch(&test_client(), &at).await.unwrap_err().contains("conflicting Content-Length"));
+    let (at, _) = server(|_| (b"HTTP/1.1 2000 Huh\r\n\r\n".to_vec(), false)).await;
+    assert!(fetch(&test_client(), &at).await.unwrap_err().contains("invalid HTTP response"));
+    let (at, _) = server(|_| (Vec::new(), true)).await;
+    assert!(fetch(&test_client(), &at).await.unwrap_err().contains("incomplete: true"));
+}
+
+#[tokio::test]
+async fn a_head_arriving_byte_by_byte_is_read_whole() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = url(&format!("http://{}/f", listener.local_addr().unwrap()));
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        s.set_nodelay(true).unwrap();
+        let mut b = [0u8; 1024];
+        let _ = s.read(&mut b).await;
+        let wire = b"HTTP/1.1 200 OK\r\nX-Pad: 0123456789\r\nContent-Length: 3\r\n\r\nabc";
+        for byte in wire {
+            if s.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        let _ = s.read(&mut b).await;
+    });
+    assert_eq!(fetch(&test_client(), &at).await.unwrap(), (200, b"abc".to_vec()));
+}
+
+#[test]
+fn the_request_head_names_the_host_and_the_target() {
+    let mut h = HeaderMap::new();
+    h.insert(header::RANGE, HeaderValue::from_static("bytes=0-"));
+    let u = url("http://example.com/a%20b?x=1#frag");
+    let wire = String::from_utf8(request_bytes(&u, &authority(&u), &h)).unwrap();
+    assert_eq!(wire, "GET /a%20b?x=1 HTTP/1.1\r\nhost: example.com\r\nrange: bytes=0-\r\n\r\n");
+    let u = url("http://[::1]:8080");
+    let wire = String::from_utf8(request_bytes(&u, &authority(&u), &HeaderMap::new())).unwrap();
+    assert_eq!(wire, "GET / HTTP/1.1\r\nhost: [::1]:8080\r\n\r\n");
+    h.insert(header::HOST, HeaderValue::from_static("other"));
+    let u = url("http://example.com/");
+    assert!(String::from_utf8(request_bytes(&u, &authority(&u), &h)).unwrap().contains("\r\nhost: other\r\n"), "the caller's Host wins");
+}

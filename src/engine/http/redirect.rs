@@ -1,0 +1,113 @@
+//! Which requests the lean client takes, and how a redirect hop is followed: the policy both
+//! clients share (credentials stay with their origin, each hop names its `Referer`).
+
+use hyper::header::{self, HeaderMap, HeaderValue};
+
+/// Proxy variables the full client reads for `http://` URLs.
+const PROXY_VARIABLES: [&str; 4] = ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"];
+
+/// Whether plain HTTP may bypass the full client: no proxy is set in the environment, and the
+/// platform has no system proxy settings that the full client would honour (Apple platforms and
+/// Windows do).
+pub fn usable() -> bool {
+    usable_with(|k| std::env::var(k).ok())
+}
+
+fn usable_with(var: impl Fn(&str) -> Option<String>) -> bool {
+    if cfg!(any(target_vendor = "apple", target_os = "windows")) {
+        return false;
+    }
+    !PROXY_VARIABLES.iter().any(|k| var(k).is_some_and(|v| !v.is_empty()))
+}
+
+/// Whether the lean client takes `url`.
+pub fn eligible(url: &url::Url) -> bool {
+    url.scheme() == "http" && url.username().is_empty() && url.password().is_none()
+}
+
+/// Where a response redirects to, when it is a redirect the client follows (301, 302, 303, 307,
+/// 308 with a `Location` that resolves against `at`). Any other response is the answer.
+pub fn redirect_target(status: u16, location: Option<&str>, at: &url::Url) -> Option<url::Url> {
+    if !matches!(status, 301 | 302 | 303 | 307 | 308) {
+        return None;
+    }
+    at.join(location?.trim()).ok()
+}
+
+/// Headers a request must not carry to another origin.
+const CREDENTIALS: [&str; 5] = ["authorization", "cookie", "cookie2", "proxy-authorization", "www-authenticate"];
+
+/// Adjusts the headers for the next hop of a redirect, as the full client does: credentials stay
+/// with their origin (scheme, host and port), and the hop names where it came from.
+pub fn prepare_redirect(headers: &mut HeaderMap, from: &url::Url, next: &url::Url) {
+    let cross_origin = next.host_str() != from.host_str()
+        || next.port_or_known_default() != from.port_or_known_default()
+        || next.scheme() != from.scheme();
+    if cross_origin {
+        for name in CREDENTIALS {
+            headers.remove(name);
+        }
+    }
+    let mut referer = from.clone();
+    let _ = referer.set_username("");
+    let _ = referer.set_password(None);
+    referer.set_fragment(None);
+    if let Ok(v) = HeaderValue::from_str(referer.as_str()) {
+        headers.insert(header::REFERER, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> url::Url {
+        url::Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn only_plain_urls_without_credentials_take_the_lean_client() {
+        assert!(eligible(&url("http://h/f")));
+        assert!(!eligible(&url("https://h/f")));
+        assert!(!eligible(&url("http://u@h/f")));
+        assert!(!eligible(&url("http://u:p@h/f")));
+    }
+
+    #[test]
+    fn a_proxy_in_the_environment_sends_plain_http_through_the_full_client() {
+        let apple_or_windows = cfg!(any(target_vendor = "apple", target_os = "windows"));
+        assert_eq!(usable_with(|_| None), !apple_or_windows);
+        for var in PROXY_VARIABLES {
+            assert!(!usable_with(|k| (k == var).then(|| "http://proxy:3128".into())), "{var}");
+        }
+        assert_eq!(usable_with(|_| Some(String::new())), !apple_or_windows, "an empty variable sets no proxy");
+    }
+
+    #[test]
+    fn only_followed_statuses_with_a_resolvable_location_redirect() {
+        let at = url("http://h/a/b");
+        assert_eq!(redirect_target(302, None, &at), None, "no Location");
+        for code in [301, 302, 303, 307, 308] {
+            assert_eq!(redirect_target(code, Some(" ../c "), &at), Some(url("http://h/c")), "{code}");
+        }
+        for code in [300, 304, 305, 200] {
+            assert_eq!(redirect_target(code, Some("../c"), &at), None, "{code}");
+        }
+    }
+
+    #[test]
+    fn credentials_stay_with_their_origin_and_the_referer_carries_none() {
+        let from = url("http://u:p@h:8080/a?q=1#frag");
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
+        h.insert(header::COOKIE, HeaderValue::from_static("s=1"));
+        prepare_redirect(&mut h, &from, &url("http://h:8080/b"));
+        assert!(h.contains_key(header::AUTHORIZATION) && h.contains_key(header::COOKIE), "same origin keeps them");
+        assert_eq!(h.get(header::REFERER).unwrap(), "http://h:8080/a?q=1");
+        for other in ["http://h:8081/b", "http://g:8080/b", "https://h:8080/b"] {
+            let mut h2 = h.clone();
+            prepare_redirect(&mut h2, &from, &url(other));
+            assert!(!h2.contains_key(header::AUTHORIZATION) && !h2.contains_key(header::COOKIE), "{other}");
+        }
+    }
+}
