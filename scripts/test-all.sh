@@ -17,9 +17,9 @@ bash scripts/install-test-deps.sh
 step "README examples are the tested ones"
 python3 scripts/check-readme.py
 
-step "layering: the engine never names uniffi"
+step "layering: the engine never names uniffi, its layers import downwards only, files stay small"
 if grep -rn "uniffi" src/engine; then echo "src/engine must not name uniffi" >&2; exit 1; fi
-echo "ok"
+python3 scripts/check-layout.py
 
 step "Rust"
 cargo fmt --check

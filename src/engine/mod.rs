@@ -2,10 +2,23 @@
 //!
 //! # Overview
 //! A [`Manager`] owns one state directory: a SQLite task table with a per-range journal. Tasks move
-//! through an explicit state machine ([`task`]); runners ([`runner`]) probe, split the download over
-//! connections ([`ranges`], [`controller`]), write at offsets into a `.part` file ([`part_file`]),
-//! journal progress ([`journal`]), judge every server answer by the rules in [`verdict`], retry by
-//! [`retry`], and publish the verified file with an atomic rename.
+//! through an explicit state machine; runners probe, split the download over connections, write at
+//! offsets into a `.part` file, journal progress, judge every server answer, retry, and publish the
+//! verified file with an atomic rename.
+//!
+//! # Layers
+//! Each folder is one concern, and imports only the layers below it (`scripts/check-layout.py`
+//! enforces this):
+//!
+//! | layer | decides | imports |
+//! |---|---|---|
+//! | [`model`] | ids, specs, states and transitions, input rules, errors, config, retry policy, events | nothing |
+//! | [`ranges`] | the range map, `Content-Range`, the connection count | nothing |
+//! | [`http`] | the transport, HTTP/1.1 framing, the verdict on every answer | model, ranges |
+//! | [`storage`] | the task table, the journal, part files, publishing, durability | model, ranges |
+//! | [`run`] | the manager, scheduling, runners, connections, sinks | all of the above |
+//!
+//! The CLI and `src/ffi` use only what this module re-exports.
 //!
 //! # Example
 //! ```no_run

@@ -1,7 +1,7 @@
 //! HTTP transport: one shared reqwest client (connection pool, TLS on rustls + ring), requests
 //! with the engine's headers, idle timeouts, and the mapping of transport failures to error codes.
 //!
-//! Plain `http://` without a proxy takes the lean client of [`plain_http`]; everything else the
+//! Plain `http://` without a proxy takes the lean client of [`client`](super::client); everything else the
 //! full one. Both hand back the same [`Response`].
 //!
 //! HTTP/1.1 only, on purpose: a segmented download wants one TCP connection per segment (servers

@@ -1,4 +1,13 @@
-//! The model: what a download is, independent of how it is fetched or stored.
+//! The model: what a download is, before anything is fetched or stored.
+//!
+//! Decides: task ids, specs and states, and the one transition function ([`task::next_state`]);
+//! what a caller may ask for ([`request`]: every input rule, each with its own code); errors and
+//! their stable codes ([`error`]); configuration and its limits ([`config`]); which failures are
+//! retried and how long to wait ([`retry`]); the events a caller sees ([`events`]).
+//!
+//! May not touch: the network, the task table, the file system beyond reading what a request
+//! names, or any other layer of the engine. Everything above builds on these types.
+
 pub mod config;
 pub mod error;
 pub mod events;

@@ -4,7 +4,7 @@ use super::*;
 
 /// Where a new task table is built before it takes its name.
 pub(super) const NEW_DB_FILE: &str = "tasks.sqlite3.new";
-/// Crash point (see [`super::crash`]) between building a new task table and naming it.
+/// Crash point (see [`crate::engine::storage::crash`]) between building a new task table and naming it.
 pub const CRASH_CREATED: &str = "store:created";
 
 /// Builds the task table of a new state directory under a temporary name, syncs it once and renames
