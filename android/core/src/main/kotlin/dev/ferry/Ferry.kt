@@ -166,10 +166,7 @@ class Ferry private constructor(
         limit: Long = DEFAULT_FETCH_LIMIT,
     ): ByteArray {
         require(limit >= 0) { "limit must not be negative" }
-        if (!url.isValidUnicode()) throw FerryException(ErrorCode.INVALID_URL, "the URL is not valid Unicode (it holds a lone surrogate)")
-        if (!headers.all { (name, value) -> name.isValidUnicode() && value.isValidUnicode() }) {
-            throw FerryException(ErrorCode.INVALID_HEADER, "a header is not valid Unicode (it holds a lone surrogate)")
-        }
+        checkFetchable(url, headers)
         val manager = live()
         return try {
             manager.fetchBytes(url, headers.map { (name, value) -> HttpHeader(name, value) }, limit.toULong())
