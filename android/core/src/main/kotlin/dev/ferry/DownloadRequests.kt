@@ -1,3 +1,5 @@
+// Building a DownloadRequest from a File, with the defaults most downloads want.
+
 package dev.ferry
 
 import dev.ferry.ffi.DownloadRequest

@@ -1,6 +1,7 @@
 // The engine's event listener as Kotlin Flows: the plumbing behind `Ferry.events`, kept apart from
 // the manager facade so that Ferry.kt holds the calls and this file what a collection registers,
 // and how every flow ends.
+
 package dev.ferry
 
 import dev.ferry.ffi.DownloadEvent

@@ -1,3 +1,7 @@
+// The manager facade: `Ferry`, the Kotlin entry point over one state directory, with suspend calls
+// for what writes the task table, plain calls for what reads it, and FerryException for every
+// failure. Its event flows are built in EventFlows.kt, its input checks in InputChecks.kt.
+
 package dev.ferry
 
 import dev.ferry.ffi.BatchItem

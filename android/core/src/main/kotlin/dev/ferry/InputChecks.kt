@@ -1,6 +1,7 @@
 // Refusing, before a call crosses to the engine, the strings that have no UTF-8 form: a Java
 // string may hold a lone surrogate. Each refusal carries the code the engine gives that field's
 // other mistakes. Ferry.kt runs them before each call that takes such strings.
+
 package dev.ferry
 
 import dev.ferry.ffi.DownloadRequest
