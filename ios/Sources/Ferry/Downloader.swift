@@ -158,12 +158,3 @@ public final class Downloader: Sendable {
         streams.finishAll()
     }
 }
-
-/// `ferry(_:)` for async calls.
-func ferryAsync<T>(_ call: () async throws -> T) async throws -> T {
-    do {
-        return try await call()
-    } catch {
-        throw FerryError(converting: error)
-    }
-}
