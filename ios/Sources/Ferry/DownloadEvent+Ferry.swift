@@ -33,13 +33,3 @@ extension DownloadEvent {
         return nil
     }
 }
-
-extension TaskState {
-    /// Queued or running: `Downloader.wait(for:)` returns once a task is no longer active.
-    public var isActive: Bool {
-        switch self {
-        case .queued, .running: return true
-        case .paused, .completed, .failed, .cancelled: return false
-        }
-    }
-}
