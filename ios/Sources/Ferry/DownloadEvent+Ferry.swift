@@ -1,3 +1,6 @@
+// Conveniences on the generated `DownloadEvent`: its task, new state, bytes, fraction and error
+// without matching on the enum's cases.
+
 import FerryBindings
 
 extension DownloadEvent {

@@ -1,3 +1,6 @@
+// A downloader's events: the `AsyncStream` of `events()`, closure listeners with `addListener`,
+// and the adapter from a closure to the generated listener protocol.
+
 import Foundation
 import FerryBindings
 

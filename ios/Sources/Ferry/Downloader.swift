@@ -1,3 +1,6 @@
+// The manager facade: `Downloader`, one state directory's task table with `async` calls. Its events
+// are in Downloader+Events.swift, its errors in FerryError.swift and FerryError+Bindings.swift.
+
 import Foundation
 import FerryBindings
 

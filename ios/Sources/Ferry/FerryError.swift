@@ -1,3 +1,6 @@
+// `FerryError`, the one error every Ferry call throws: its stable code, its kind, and how it shows
+// as an `NSError` and in descriptions. How errors from the bindings become one: FerryError+Bindings.swift.
+
 import Foundation
 import FerryBindings
 
