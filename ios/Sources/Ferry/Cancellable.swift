@@ -1,3 +1,6 @@
+// Letting a Swift caller stop waiting on a Rust call when its task is cancelled: the futures of the
+// bindings ignore Swift cancellation, so `wait`, `download` and `fetchBytes` await through this.
+
 import Foundation
 
 /// Awaits `operation` (a call into Rust, whose futures ignore Swift cancellation) so that the

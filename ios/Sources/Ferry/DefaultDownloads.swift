@@ -1,3 +1,5 @@
+// The seed-style API of the iOS `background_download` module, on a process-wide default downloader.
+
 import Foundation
 import FerryBindings
 

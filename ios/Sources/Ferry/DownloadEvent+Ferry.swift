@@ -1,3 +1,6 @@
+// Conveniences on the generated `DownloadEvent`: its task, new state, bytes, fraction and error
+// without matching on the enum's cases.
+
 import FerryBindings
 
 extension DownloadEvent {
@@ -31,15 +34,5 @@ extension DownloadEvent {
     public var error: FerryError? {
         if case let .stateChanged(_, _, _, error?) = self { return FerryError(error) }
         return nil
-    }
-}
-
-extension TaskState {
-    /// Queued or running: `Downloader.wait(for:)` returns once a task is no longer active.
-    public var isActive: Bool {
-        switch self {
-        case .queued, .running: return true
-        case .paused, .completed, .failed, .cancelled: return false
-        }
     }
 }

@@ -1,3 +1,6 @@
+// A downloader's events: the `AsyncStream` of `events()`, closure listeners with `addListener`,
+// and the adapter from a closure to the generated listener protocol.
+
 import Foundation
 import FerryBindings
 
@@ -77,46 +80,5 @@ final class ClosureListener: EventListener {
         } catch {
             throw CallbackError.Failed(message: String(describing: error))
         }
-    }
-}
-
-/// The open event streams of a downloader, so that `shutdown()` can finish them.
-final class EventStreams: @unchecked Sendable {
-    private let lock = NSLock()
-    private var open: [UInt64: AsyncStream<DownloadEvent>.Continuation] = [:]
-    private var nextId: UInt64 = 0
-    private var closed = false
-
-    /// A fresh stream id.
-    func newId() -> UInt64 {
-        lock.lock()
-        defer { lock.unlock() }
-        nextId += 1
-        return nextId
-    }
-
-    /// Registers a stream; false once shut down.
-    func add(_ continuation: AsyncStream<DownloadEvent>.Continuation, as id: UInt64) -> Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        guard !closed else { return false }
-        open[id] = continuation
-        return true
-    }
-
-    func remove(_ id: UInt64) {
-        lock.lock()
-        open[id] = nil
-        lock.unlock()
-    }
-
-    /// Finishes every stream; later ones start finished.
-    func finishAll() {
-        lock.lock()
-        closed = true
-        let all = open.values
-        open = [:]
-        lock.unlock()
-        for continuation in all { continuation.finish() }
     }
 }

@@ -1,3 +1,6 @@
+// The manager facade: `Downloader`, one state directory's task table with `async` calls. Its events
+// are in Downloader+Events.swift, its errors in FerryError.swift and FerryError+Bindings.swift.
+
 import Foundation
 import FerryBindings
 
@@ -156,14 +159,5 @@ public final class Downloader: Sendable {
     public func shutdown() async {
         await manager.shutdown()
         streams.finishAll()
-    }
-}
-
-/// `ferry(_:)` for async calls.
-func ferryAsync<T>(_ call: () async throws -> T) async throws -> T {
-    do {
-        return try await call()
-    } catch {
-        throw FerryError(converting: error)
     }
 }

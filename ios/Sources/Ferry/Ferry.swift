@@ -7,6 +7,8 @@
 // - `Downloader`: one state directory's manager, with `async` calls and an `AsyncStream` of events.
 // - `DefaultDownloads`: the seed-style `download` / `status` / `cancel` on a process-wide manager.
 // - `FerryError`: every error, with its stable numeric `ErrorCode` (`CustomNSError`, domain "dev.ferry").
+//
+// This file gives the generated types the API uses their names in this module, and the version.
 
 import FerryBindings
 

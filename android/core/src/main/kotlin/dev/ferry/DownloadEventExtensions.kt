@@ -1,3 +1,5 @@
+// Conveniences on the generated DownloadEvent: which task an event is about, and what it says.
+
 package dev.ferry
 
 import dev.ferry.ffi.DownloadEvent

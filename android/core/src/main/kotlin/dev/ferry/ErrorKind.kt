@@ -1,3 +1,5 @@
+// Error codes by what a caller does about them: the kind of each code's band, and stable numbers.
+
 package dev.ferry
 
 import dev.ferry.ffi.ErrorCode

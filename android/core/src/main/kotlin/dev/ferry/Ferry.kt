@@ -1,3 +1,7 @@
+// The manager facade: `Ferry`, the Kotlin entry point over one state directory, with suspend calls
+// for what writes the task table, plain calls for what reads it, and FerryException for every
+// failure. Its event flows are built in EventFlows.kt, its input checks in InputChecks.kt.
+
 package dev.ferry
 
 import dev.ferry.ffi.BatchItem
@@ -6,7 +10,6 @@ import dev.ferry.ffi.DownloadException
 import dev.ferry.ffi.DownloadManager
 import dev.ferry.ffi.DownloadRequest
 import dev.ferry.ffi.ErrorCode
-import dev.ferry.ffi.EventListener
 import dev.ferry.ffi.HttpHeader
 import dev.ferry.ffi.Limits
 import dev.ferry.ffi.ManagerConfig
@@ -14,21 +17,15 @@ import dev.ferry.ffi.TaskErrorInfo
 import dev.ferry.ffi.TaskStatus
 import dev.ferry.ffi.defaultManager
 import java.io.File
-import java.util.concurrent.ConcurrentHashMap
 import java.util.concurrent.atomic.AtomicBoolean
 import kotlinx.coroutines.CompletableDeferred
 import kotlinx.coroutines.CoroutineDispatcher
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.async
-import kotlinx.coroutines.channels.SendChannel
-import kotlinx.coroutines.channels.awaitClose
-import kotlinx.coroutines.channels.trySendBlocking
 import kotlinx.coroutines.coroutineScope
 import kotlinx.coroutines.flow.Flow
-import kotlinx.coroutines.flow.callbackFlow
 import kotlinx.coroutines.flow.filter
 import kotlinx.coroutines.flow.filterIsInstance
-import kotlinx.coroutines.launch
 import kotlinx.coroutines.runBlocking
 import kotlinx.coroutines.selects.select
 import kotlinx.coroutines.withContext
@@ -64,7 +61,7 @@ class Ferry private constructor(
 
     private val closed = AtomicBoolean(false)
     private val stopped = CompletableDeferred<Unit>()
-    private val eventChannels = ConcurrentHashMap.newKeySet<SendChannel<DownloadEvent>>()
+    private val eventFlows = EventFlows(stopped) { listener -> call { it.addListener(listener) } }
 
     /** The state directory holding the task table. */
     val stateDir: File get() = File(call { it.stateDir() })
@@ -73,7 +70,7 @@ class Ferry private constructor(
     val limits: Limits get() = call { it.limits() }
 
     /** Number of [events] flows being collected right now (each holds one listener registration). */
-    internal val activeEventFlows: Int get() = eventChannels.size
+    internal val activeEventFlows: Int get() = eventFlows.active
 
     /**
      * Enqueues a download and returns its task id. Enqueueing an id that already exists returns that
@@ -173,10 +170,7 @@ class Ferry private constructor(
         limit: Long = DEFAULT_FETCH_LIMIT,
     ): ByteArray {
         require(limit >= 0) { "limit must not be negative" }
-        if (!url.isValidUnicode()) throw FerryException(ErrorCode.INVALID_URL, "the URL is not valid Unicode (it holds a lone surrogate)")
-        if (!headers.all { (name, value) -> name.isValidUnicode() && value.isValidUnicode() }) {
-            throw FerryException(ErrorCode.INVALID_HEADER, "a header is not valid Unicode (it holds a lone surrogate)")
-        }
+        checkFetchable(url, headers)
         val manager = live()
         return try {
             manager.fetchBytes(url, headers.map { (name, value) -> HttpHeader(name, value) }, limit.toULong())
@@ -231,30 +225,7 @@ class Ferry private constructor(
      * at its progress cadence; state changes are never dropped. A slow collector only delays its
      * own events (apply `buffer` or `conflate` as you see fit).
      */
-    val events: Flow<DownloadEvent>
-        get() = callbackFlow {
-            val channel = this.channel
-            val listener = object : EventListener {
-                override fun onEvent(event: DownloadEvent) {
-                    // Blocks only this listener's own delivery thread; fails at once when closed.
-                    channel.trySendBlocking(event)
-                }
-            }
-            val registration = call { it.addListener(listener) }
-            eventChannels += channel
-            if (stopped.isCompleted) channel.close()
-            // Delivery also ends when the engine manager shuts down through another handle of the
-            // same state directory (once the events queued before were delivered): end the flow.
-            launch {
-                registration.waitEnded()
-                channel.close()
-            }
-            awaitClose {
-                eventChannels -= channel
-                registration.cancel()
-                registration.destroy()
-            }
-        }
+    val events: Flow<DownloadEvent> get() = eventFlows.flow()
 
     /** The events of one task; see [events]. */
     fun events(taskId: String): Flow<DownloadEvent> = events.filter { it.taskId == taskId }
@@ -291,7 +262,7 @@ class Ferry private constructor(
     /** Releases everything waiting on this [Ferry]: [await] calls and [events] flows. */
     private fun stop() {
         stopped.complete(Unit)
-        eventChannels.forEach { it.close() }
+        eventFlows.closeAll()
     }
 
     private fun live(): DownloadManager {

@@ -1,3 +1,6 @@
+// FerryException, the one exception the facade throws, and the conversions to it from what the
+// generated bindings throw and from a task's recorded error.
+
 package dev.ferry
 
 import dev.ferry.ffi.DownloadException

@@ -1,3 +1,6 @@
+// Conveniences on the generated TaskState and TaskStatus: state groups, the file, the percentage,
+// the failure, and requireCompleted() for callers that want an exception instead of a state.
+
 package dev.ferry
 
 import dev.ferry.ffi.ErrorCode
