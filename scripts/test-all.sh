@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test: Rust (unit, integration with fault injection, nginx, SIGKILL crash, disk full),
 # the bindings freshness check, Swift (XCTest on Linux), Kotlin (JUnit on a plain JVM) and Python
-# (pytest). Each suite reports its own test count; the summary at the end repeats them.
+# (pytest, against `pip install ./python` in target/python-venv; that release build of the library
+# also leaves the release dependencies the demo reuses). Each suite reports its own test count;
+# the summary at the end repeats them.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TERM_COLOR=never

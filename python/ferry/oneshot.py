@@ -16,7 +16,7 @@ import threading
 import uuid
 from typing import Any, Callable, Optional, Union
 
-from ._ffi import DownloadError, DownloadEvent, TaskState, TaskStatus
+from ._ffi import ChunkSink, DownloadError, DownloadEvent, TaskState, TaskStatus
 from .callbacks import CallbackListener, CallbackSink, call_maybe_async
 from .errors import raise_for_status
 from .manager import Manager
@@ -46,7 +46,8 @@ class _OneShot:
             if chunk_callback is not None:
                 # An outfile too is refused by the engine with CONFLICTING_OUTPUTS.
                 request = make_request(url, outfile, overwrite=overwrite, **fields)
-                self.manager.enqueue_stream(request, CallbackSink(chunk_callback, loop))
+                sink = chunk_callback if isinstance(chunk_callback, ChunkSink) else CallbackSink(chunk_callback, loop)
+                self.manager.enqueue_stream(request, sink)
             elif outfile is not None:
                 self.manager.enqueue(make_request(url, outfile, overwrite=overwrite, **fields))
             else:
@@ -110,6 +111,7 @@ def download_url(url: str, outfile=None, chunk_callback: Optional[Callable[[byte
                  manager: Optional[Manager] = None) -> Union[bytes, bool]:
     """Downloads `url` to memory (returns bytes), to `outfile` (returns True) or to `chunk_callback`.
 
+    `chunk_callback` may also be a `ChunkSink` (its `on_chunk` gets each chunk's offset too).
     `headers` is a dict or `(name, value)` pairs. `progress_callback(percent)` gets 0..100 as the
     transfer advances (`total_size` stands in when the server sends no length). `memory_limit` caps
     memory mode; `overwrite` replaces an existing `outfile` (an absolute path). Callbacks run on
