@@ -16,6 +16,7 @@
 //! | [`ranges`] | the range map, `Content-Range`, the connection count | nothing |
 //! | [`http`] | the transport, HTTP/1.1 framing, the verdict on every answer | model, ranges |
 //! | [`storage`] | the task table, the journal, part files, publishing, durability | model, ranges |
+//! | [`handoff`] | leases of byte ranges to the OS, and the chunks it fetched spliced back | model, ranges, http, storage |
 //! | [`run`] | the manager, scheduling, runners, connections, sinks | all of the above |
 //!
 //! The CLI and `src/ffi` use only what this module re-exports.
@@ -29,6 +30,7 @@
 //! # Ok::<(), ferry::engine::Error>(())
 //! ```
 
+pub mod handoff;
 pub mod http;
 pub mod model;
 pub mod ranges;

@@ -34,6 +34,7 @@ pub enum ErrorCode {
     InvalidTaskId = 1015,
     InvalidConfig = 1016,
     MissingOutput = 1017,
+    UnknownLease = 1018,
     // 2xxx: network, HTTP and the Range protocol.
     ConnectFailed = 2001,
     Timeout = 2002,
@@ -89,6 +90,7 @@ impl ErrorCode {
         Self::InvalidTaskId,
         Self::InvalidConfig,
         Self::MissingOutput,
+        Self::UnknownLease,
         Self::ConnectFailed,
         Self::Timeout,
         Self::HttpClientError,
@@ -150,6 +152,7 @@ impl ErrorCode {
             InvalidTaskId => "invalid_task_id",
             InvalidConfig => "invalid_config",
             MissingOutput => "missing_output",
+            UnknownLease => "unknown_lease",
             ConnectFailed => "connect_failed",
             Timeout => "timeout",
             HttpClientError => "http_client_error",

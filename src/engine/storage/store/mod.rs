@@ -25,12 +25,14 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+mod leases;
 mod queries;
 mod schema;
 #[cfg(test)]
 mod tests;
 pub mod tx;
 
+pub use leases::{lease_tx, LeaseRow, LeaseState};
 pub use schema::CRASH_CREATED;
 use schema::{create_if_absent, device_of, migrate};
 const SCHEMA_VERSION: i64 = 2;
@@ -157,6 +159,7 @@ impl Store {
         // flushes that durability does not need (the WAL is the record; opening replays it).
         conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
         migrate(&conn)?;
+        leases::create_table(&conn)?;
         let device = device_of(&lock);
         let store = Store { conn: Mutex::new(conn), dir: dir.to_path_buf(), _lock: Some(lock), device };
         let mut recovery = store.recover()?;
@@ -204,8 +207,10 @@ impl Store {
         if let Some(id) = &current {
             tx.execute("INSERT INTO meta(key, value) VALUES ('boot_id', ?1) ON CONFLICT(key) DO UPDATE SET value = ?1", [id])?;
         }
+        // A task whose ranges the OS is fetching stays running: its leases outlive the process.
         let recovered_running = tx.execute(
-            "UPDATE tasks SET state = ?1, updated_ms = ?2 WHERE state = ?3",
+            "UPDATE tasks SET state = ?1, updated_ms = ?2 WHERE state = ?3
+                 AND id NOT IN (SELECT task_id FROM leases WHERE state = 0)",
             params![TaskState::Queued.as_i64(), now_ms(), TaskState::Running.as_i64()],
         )?;
         tx.commit()?;

@@ -141,6 +141,7 @@ impl Store {
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
         tx.execute("DELETE FROM ranges WHERE task_id = ?1", [id])?;
+        lease_tx::forget(&tx, id)?;
         tx.execute("DELETE FROM tasks WHERE id = ?1", [id])?;
         tx.commit()?;
         Ok(())

@@ -261,6 +261,91 @@ impl RangeMap {
         }
     }
 
+    /// Cuts the map so that `[start, end)` is one segment, owned by the external lease `lease`,
+    /// and returns whether it could. Bytes written inside the range (a lease may span done bytes
+    /// between two remainders, see `handoff::plan`) are forgotten: the lease fetches them again.
+    /// Refused when any segment the range touches is owned or has a write in flight.
+    pub fn lease(&mut self, start: u64, end: u64, lease: &str) -> bool {
+        if start >= end || end > self.total {
+            return false;
+        }
+        let touched: Vec<usize> =
+            (0..self.segments.len()).filter(|&i| self.segments[i].start < end && self.segments[i].end > start).collect();
+        let busy = touched.iter().any(|&i| {
+            let s = &self.segments[i];
+            s.owner != Owner::Idle || s.reserved != s.written
+        });
+        if touched.is_empty() || busy {
+            return false;
+        }
+        let (first, last) = (touched[0], touched[touched.len() - 1]);
+        let mut replacement = Vec::with_capacity(3);
+        let lower = &self.segments[first];
+        if lower.start < start {
+            let written = lower.written.min(start);
+            replacement.push(Segment {
+                end: start,
+                written,
+                durable: lower.durable.min(written),
+                reserved: written,
+                dirty: true,
+                ..lower.clone()
+            });
+        }
+        replacement.push(Segment { owner: Owner::External(lease.to_string()), dirty: true, ..Segment::new(start, end) });
+        let upper = &self.segments[last];
+        if upper.end > end {
+            let written = upper.written.max(end);
+            let durable = upper.durable.max(end).min(written);
+            replacement.push(Segment { start: end, written, durable, reserved: written, dirty: true, ..upper.clone() });
+        }
+        self.segments.splice(first..=last, replacement);
+        true
+    }
+
+    /// Marks the segment starting at `start` as fetched by the external lease `lease` (a map
+    /// rebuilt from the journal knows nothing of owners). False when no idle segment
+    /// `[start, end)` exists.
+    pub fn set_external(&mut self, start: u64, end: u64, lease: &str) -> bool {
+        match self.index_of(start) {
+            Some(i) if self.segments[i].end == end && self.segments[i].owner == Owner::Idle => {
+                self.segments[i].owner = Owner::External(lease.to_string());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The range of the segment the external lease `lease` owns.
+    pub fn leased(&self, lease: &str) -> Option<(u64, u64)> {
+        self.segments.iter().find(|s| matches!(&s.owner, Owner::External(id) if id == lease)).map(|s| (s.start, s.end))
+    }
+
+    /// The lease's bytes are in the part file and synced: its segment is written and durable in
+    /// full, and nobody's any more. Returns its range.
+    pub fn commit_external(&mut self, lease: &str) -> Option<(u64, u64)> {
+        let seg = self.segments.iter_mut().find(|s| matches!(&s.owner, Owner::External(id) if id == lease))?;
+        seg.written = seg.end;
+        seg.durable = seg.end;
+        seg.reserved = seg.end;
+        seg.owner = Owner::Idle;
+        seg.dirty = true;
+        Some((seg.start, seg.end))
+    }
+
+    /// The lease ended without its bytes: its segment waits, idle, for whoever fetches it next.
+    pub fn release_external(&mut self, lease: &str) -> Option<(u64, u64)> {
+        let seg = self.segments.iter_mut().find(|s| matches!(&s.owner, Owner::External(id) if id == lease))?;
+        seg.owner = Owner::Idle;
+        Some((seg.start, seg.end))
+    }
+
+    /// Whether something is left that the engine's own connections could fetch: an unfinished
+    /// segment that no external lease holds.
+    pub fn has_engine_work(&self) -> bool {
+        self.segments.iter().any(|s| !s.is_done() && !matches!(s.owner, Owner::External(_)))
+    }
+
     /// Rows whose written offset changed since the last call (for the journal); clears the marks.
     pub fn take_dirty(&mut self) -> Vec<SegmentRow> {
         self.segments
@@ -297,160 +382,4 @@ fn row(s: &Segment) -> SegmentRow {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn assert_tiles(map: &RangeMap) {
-        let mut at = 0;
-        for s in map.segments() {
-            assert_eq!(s.start, at, "gap or overlap at {at}: {:?}", map.segments());
-            assert!(s.end > s.start);
-            assert!(s.start <= s.durable && s.durable <= s.written && s.written <= s.reserved && s.reserved <= s.end, "{s:?}");
-            at = s.end;
-        }
-        assert_eq!(at, map.total());
-    }
-
-    #[test]
-    fn plan_handles_remainders_and_small_files() {
-        assert_eq!(plan(10, 3, 1), vec![(0, 4), (4, 7), (7, 10)]);
-        assert_eq!(plan(10, 3, 100), vec![(0, 10)]);
-        assert_eq!(plan(0, 3, 1), vec![]);
-        assert_eq!(plan(1, 8, 1), vec![(0, 1)]);
-        assert_eq!(plan(7, 8, 1).len(), 7);
-    }
-
-    #[test]
-    fn split_never_cuts_a_reservation() {
-        let mut m = RangeMap::from_plan(100, &plan(100, 1, 1));
-        let s = m.claim_idle().unwrap();
-        let (off, n) = m.reserve(s, 30).unwrap();
-        assert_eq!((off, n), (0, 30));
-        let upper = m.split_largest(10).unwrap();
-        assert_eq!(upper, 65, "halves the unreserved part [30,100)");
-        m.commit(s);
-        let (off, n) = m.reserve(s, 1000).unwrap();
-        assert_eq!((off, n), (30, 35), "clamped to the new end");
-        m.commit(s);
-        assert!(m.segment(0).unwrap().is_done());
-        assert_tiles(&m);
-    }
-
-    #[test]
-    fn a_retired_segment_takes_no_more_writes_and_is_picked_up_again() {
-        let mut m = RangeMap::from_plan(100, &plan(100, 2, 1));
-        let (a, b) = (0, 50);
-        assert!(m.claim(a) && m.claim(b));
-        m.reserve(b, 5).unwrap();
-        m.commit(b);
-        m.reserve(b, 7).unwrap();
-        // `a` has 50 unclaimed bytes, `b` 38: `a` is retired first, then `b`.
-        assert_eq!(m.retire_largest(), Some(a));
-        assert_eq!(m.reserve(a, 5), Some((0, 0)), "a retiring connection may write no more");
-        m.commit(a);
-        assert!(!m.claim(a), "still owned until released");
-        assert_eq!(m.split_largest(1), Some(81), "only a segment that keeps its connection is split");
-        assert_eq!(m.retire_largest(), Some(81));
-        assert_eq!(m.retire_largest(), Some(b));
-        assert_eq!(m.retire_largest(), None);
-        m.commit(b);
-        assert_eq!(m.segment(b).unwrap().written, 62, "the write in flight landed");
-        assert_eq!(m.reserve(b, 1), Some((62, 0)));
-        assert_eq!(m.cursor(b), Some((62, 62)), "nothing left for the retiring connection");
-        m.release(a);
-        m.release(b);
-        assert_eq!(m.claim_idle(), Some(a));
-        assert_eq!(m.cursor(b), Some((62, 81)));
-        assert_tiles(&m);
-    }
-
-    #[test]
-    fn rows_round_trip_and_bad_rows_are_refused() {
-        let mut m = RangeMap::from_plan(1000, &plan(1000, 4, 1));
-        let s = m.claim_idle().unwrap();
-        m.reserve(s, 100).unwrap();
-        m.commit(s);
-        let rows = m.rows();
-        let back = RangeMap::from_rows(1000, &rows).unwrap();
-        assert_eq!(back.written_bytes(), 100);
-        let mut gap = rows.clone();
-        gap.remove(1);
-        assert!(RangeMap::from_rows(1000, &gap).is_none());
-        let mut beyond = rows;
-        beyond[0].written = beyond[0].end + 1;
-        assert!(RangeMap::from_rows(1000, &beyond).is_none());
-    }
-
-    #[derive(Clone, Debug)]
-    enum Op {
-        Claim,
-        Split(u64),
-        Retire,
-        Write(usize, u64, bool),
-        Release(usize),
-        Sync,
-    }
-
-    fn op() -> impl Strategy<Value = Op> {
-        prop_oneof![
-            Just(Op::Claim),
-            (1u64..5000).prop_map(Op::Split),
-            Just(Op::Retire),
-            (0usize..64, 0u64..20_000, any::<bool>()).prop_map(|(i, n, ok)| Op::Write(i, n, ok)),
-            (0usize..64).prop_map(Op::Release),
-            Just(Op::Sync),
-        ]
-    }
-
-    proptest! {
-        #[test]
-        fn plan_tiles_exactly(total in 0u64..10_000_000, parts in 1u32..64, min in 1u64..1_000_000) {
-            let p = plan(total, parts, min);
-            let mut at = 0;
-            for &(s, e) in &p {
-                prop_assert_eq!(s, at);
-                prop_assert!(e > s);
-                at = e;
-            }
-            prop_assert_eq!(at, total);
-            prop_assert!(p.len() as u32 <= parts);
-            if p.len() > 1 {
-                prop_assert!(p.iter().all(|&(s, e)| e - s >= min));
-                let lens: Vec<u64> = p.iter().map(|&(s, e)| e - s).collect();
-                prop_assert!(lens.iter().max().unwrap() - lens.iter().min().unwrap() <= 1);
-            }
-        }
-
-        #[test]
-        fn any_sequence_keeps_the_map_tiled(total in 1u64..200_000, parts in 1u32..8, ops in proptest::collection::vec(op(), 0..200)) {
-            let mut m = RangeMap::from_plan(total, &plan(total, parts, 1));
-            let mut written_before = 0;
-            for op in ops {
-                match op {
-                    Op::Claim => { m.claim_idle(); }
-                    Op::Split(min) => { m.split_largest(min); }
-                    Op::Retire => { m.retire_largest(); }
-                    Op::Write(i, n, ok) => {
-                        let owned: Vec<u64> = m.segments().iter().filter(|s| matches!(s.owner, Owner::Engine | Owner::Retiring)).map(|s| s.start).collect();
-                        if let Some(&s) = owned.get(i % owned.len().max(1)) {
-                            let (off, allowed) = m.reserve(s, n).unwrap();
-                            prop_assert!(off + allowed <= m.segment(s).unwrap().end);
-                            if ok { m.commit(s) } else { m.abandon(s) }
-                        }
-                    }
-                    Op::Release(i) => {
-                        if let Some(s) = m.segments().get(i % m.segments().len()).map(|s| s.start) { m.release(s) }
-                    }
-                    Op::Sync => { let snap = m.rows(); m.mark_durable(&snap); }
-                }
-                assert_tiles(&m);
-                let w = m.written_bytes();
-                prop_assert!(w >= written_before, "written bytes never go backwards");
-                written_before = w;
-                let back = RangeMap::from_rows(total, &m.rows()).unwrap();
-                prop_assert_eq!(back.written_bytes(), w);
-            }
-        }
-    }
-}
+mod tests;

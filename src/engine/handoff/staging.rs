@@ -1,0 +1,148 @@
+//! Where a chunk waits between the OS's callback and its ingest: `<state dir>/staging/`.
+//!
+//! iOS deletes a download task's file when `didFinishDownloadingTo` returns, so the platform layer
+//! moves it here inside the callback (a rename on the same volume; a copy when the temporary file
+//! lives elsewhere, as on Linux) and writes the answer's status and headers beside it. The meta
+//! file is written last, through a temporary name: a chunk counts as staged once its meta file
+//! exists, so a process killed while staging leaves nothing that is taken for a whole chunk.
+//! Staged chunks survive a killed process; ingest is idempotent, so one ingested twice (killed
+//! after the journal, before the delete) is recognised and dropped.
+
+use super::judge::ChunkMeta;
+use super::request::check_lease_id;
+use crate::engine::model::error::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// The staging folder of one state directory.
+#[derive(Clone, Debug)]
+pub struct Staging {
+    dir: PathBuf,
+}
+
+/// A staged chunk.
+#[derive(Debug)]
+pub struct Staged {
+    /// The body.
+    pub path: PathBuf,
+    /// Its length.
+    pub len: u64,
+    /// The answer's status and headers.
+    pub meta: ChunkMeta,
+}
+
+impl Staging {
+    /// The staging folder of the state directory `state_dir`.
+    pub fn new(state_dir: &Path) -> Staging {
+        Staging { dir: state_dir.join("staging") }
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn chunk(&self, lease: &str) -> PathBuf {
+        self.dir.join(format!("{lease}.chunk"))
+    }
+
+    fn meta(&self, lease: &str) -> PathBuf {
+        self.dir.join(format!("{lease}.meta"))
+    }
+
+    /// Moves the OS's file `from` into staging for `lease`, with the answer's `meta`.
+    pub fn stage(&self, lease: &str, from: &Path, meta: &ChunkMeta) -> Result<()> {
+        check_lease_id(lease)?;
+        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io("creating the staging folder", &e))?;
+        let chunk = self.chunk(lease);
+        if let Err(e) = std::fs::rename(from, &chunk) {
+            if e.raw_os_error() != Some(libc::EXDEV) {
+                return Err(Error::io("moving a fetched chunk into staging", &e));
+            }
+            let partial = self.dir.join(format!("{lease}.copying"));
+            std::fs::copy(from, &partial).map_err(|e| Error::io("copying a fetched chunk into staging", &e))?;
+            std::fs::rename(&partial, &chunk).map_err(|e| Error::io("naming a staged chunk", &e))?;
+            let _ = std::fs::remove_file(from);
+        }
+        let text = serde_json::to_vec(meta).map_err(|e| Error::internal(format!("chunk meta: {e}")))?;
+        let tmp = self.dir.join(format!("{lease}.meta.tmp"));
+        std::fs::write(&tmp, text).map_err(|e| Error::io("writing a staged chunk's answer", &e))?;
+        std::fs::rename(&tmp, self.meta(lease)).map_err(|e| Error::io("naming a staged chunk's answer", &e))?;
+        Ok(())
+    }
+
+    /// The staged chunk of `lease`, if one is complete.
+    pub fn load(&self, lease: &str) -> Result<Option<Staged>> {
+        check_lease_id(lease)?;
+        let text = match std::fs::read(self.meta(lease)) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("reading a staged chunk's answer", &e)),
+        };
+        let Ok(meta) = serde_json::from_slice::<ChunkMeta>(&text) else { return Ok(None) };
+        let path = self.chunk(lease);
+        match std::fs::metadata(&path) {
+            Ok(m) => Ok(Some(Staged { path, len: m.len(), meta })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("reading a staged chunk", &e)),
+        }
+    }
+
+    /// The leases with a complete staged chunk.
+    pub fn staged(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return Vec::new() };
+        let mut out: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".meta")).map(str::to_string))
+            .filter(|lease| check_lease_id(lease).is_ok())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Deletes whatever is staged for `lease` (meta first: a chunk without its meta is not staged).
+    pub fn remove(&self, lease: &str) {
+        if check_lease_id(lease).is_err() {
+            return;
+        }
+        let _ = std::fs::remove_file(self.meta(lease));
+        let _ = std::fs::remove_file(self.chunk(lease));
+        let _ = std::fs::remove_file(self.dir.join(format!("{lease}.meta.tmp")));
+        let _ = std::fs::remove_file(self.dir.join(format!("{lease}.copying")));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunk_is_staged_once_its_meta_exists_and_removed_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Staging::new(dir.path());
+        let tmp = dir.path().join("CFNetworkDownload_x.tmp");
+        std::fs::write(&tmp, b"0123456789").unwrap();
+        let meta = ChunkMeta { status: 206, headers: vec![("Content-Range".into(), "bytes 0-9/20".into())] };
+        s.stage("0a1b2c3d-1", &tmp, &meta).unwrap();
+        assert!(!tmp.exists(), "moved, not copied");
+        let got = s.load("0a1b2c3d-1").unwrap().unwrap();
+        assert_eq!((got.len, &got.meta), (10, &meta));
+        assert_eq!(s.staged(), vec!["0a1b2c3d-1".to_string()]);
+        std::fs::remove_file(dir.path().join("staging/0a1b2c3d-1.meta")).unwrap();
+        assert!(s.load("0a1b2c3d-1").unwrap().is_none(), "a body without its meta is not a staged chunk");
+        assert!(s.staged().is_empty());
+        s.remove("0a1b2c3d-1");
+        assert!(!dir.path().join("staging/0a1b2c3d-1.chunk").exists());
+    }
+
+    #[test]
+    fn only_lease_ids_name_staged_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Staging::new(dir.path());
+        let tmp = dir.path().join("t");
+        std::fs::write(&tmp, b"x").unwrap();
+        for bad in ["../../etc/passwd", "0a1b2c3d", "x-1", ""] {
+            assert!(s.stage(bad, &tmp, &ChunkMeta::default()).is_err(), "{bad:?}");
+            assert!(s.load(bad).is_err());
+        }
+    }
+}
