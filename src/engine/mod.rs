@@ -37,6 +37,8 @@ pub mod ranges;
 pub mod run;
 pub mod storage;
 
+pub use handoff::judge::ChunkMeta;
+pub use handoff::request::OsRequest;
 pub use model::config::{Config, Limits};
 pub use model::error::redact_url;
 pub use model::error::{Error, ErrorCode, Result};
@@ -44,5 +46,5 @@ pub use model::events::{Event, ProgressEvent, StateEvent, Subscription};
 pub use model::request::Request;
 pub use model::retry::RetryPolicy;
 pub use model::task::{part_path, ChunkSink, TaskError, TaskId, TaskInfo, TaskState};
-pub use run::manager::Manager;
+pub use run::manager::{HandoffOptions, HandoffReport, IngestOutcome, Manager, OsTask, ReconcileReport, STALE_LEASE};
 pub use run::runtime;

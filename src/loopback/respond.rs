@@ -111,8 +111,9 @@ pub(super) async fn serve_file(req: Request<hyper::body::Incoming>, state: Arc<S
     }
     let version = version_of(&f, n);
     let seed = f.seed.wrapping_add(version);
-    let etag = format!("\"v{version}-{}\"", f.size);
-    let modified = httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_secs(1_600_000_000 + version * 3600));
+    // The validators follow the content: a new seed (or version) is a new resource.
+    let etag = format!("\"v{seed}-{}\"", f.size);
+    let modified = httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_secs(1_600_000_000 + (seed % 100_000) * 3600));
     let range_hdr = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_string);
     let if_range = req.headers().get(header::IF_RANGE).and_then(|v| v.to_str().ok()).map(str::to_string);
     if range_hdr.is_some() {

@@ -328,6 +328,9 @@ pub struct TaskInfo {
     pub created_ms: i64,
     /// Milliseconds since the Unix epoch.
     pub updated_ms: i64,
+    /// The OS is fetching some of its ranges (handed off to an iOS background session or an
+    /// Android job); `bytes` counts what the OS reports, and only what was ingested is written.
+    pub handed_off: bool,
 }
 
 impl TaskInfo {

@@ -94,6 +94,12 @@ pub struct RunShared {
     pub started: Instant,
 }
 
+impl std::fmt::Debug for RunShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunShared").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
 impl RunShared {
     /// Writes the layout if the table does not hold it yet, then the given durable offsets.
     /// Call under the store lock. Returns whether anything was written.

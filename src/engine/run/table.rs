@@ -23,12 +23,20 @@ pub struct LiveProgress {
     pub total: AtomicU64,
     /// Connections streaming now.
     pub connections: AtomicU32,
+    /// Bytes the OS reports having fetched for the task's live leases, not yet ingested: shown
+    /// in progress, never journaled.
+    pub os_bytes: AtomicU64,
 }
 
 impl LiveProgress {
     /// Fresh counters.
     pub fn new(bytes: u64, total: Option<u64>) -> Self {
-        LiveProgress { bytes: AtomicU64::new(bytes), total: AtomicU64::new(total.unwrap_or(UNKNOWN)), connections: AtomicU32::new(0) }
+        LiveProgress {
+            bytes: AtomicU64::new(bytes),
+            total: AtomicU64::new(total.unwrap_or(UNKNOWN)),
+            connections: AtomicU32::new(0),
+            os_bytes: AtomicU64::new(0),
+        }
     }
 
     /// Length, when known.
@@ -74,6 +82,8 @@ pub enum StopReason {
     Cancel,
     /// The manager is shutting down.
     Shutdown,
+    /// The task's remaining ranges go to the OS (the app is leaving the foreground).
+    Handoff,
 }
 
 /// Controls a live runner.
@@ -87,6 +97,9 @@ pub struct RunControl {
     pub flush: Arc<tokio::sync::Notify>,
     /// Counts the flushes the runner completed.
     pub flushed: watch::Receiver<u64>,
+    /// The range map of the run's ranged transfer, while there is one: a chunk the OS fetched
+    /// meanwhile is committed there, so that the run's journal writes never undo it.
+    pub ranges: Option<Arc<crate::engine::run::connection::RunShared>>,
 }
 
 /// The runner's side of [`RunControl`]'s flush channel.
@@ -179,6 +192,35 @@ pub struct EntryInner {
     pub speed: SpeedMeter,
     /// Bytes at the last progress event.
     pub last_reported: Option<u64>,
+    /// The task's live leases: ranges the OS is fetching.
+    pub leases: Vec<LiveLease>,
+    /// A hand-off is stopping its runner to lease what is left: the runner's exit must not requeue
+    /// it.
+    pub handing_off: bool,
+}
+
+/// A range the OS is fetching for a task (see `handoff`).
+#[derive(Clone, Debug)]
+pub struct LiveLease {
+    /// The lease id.
+    pub id: String,
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte (`u64::MAX`: a whole-file lease of unknown length).
+    pub end: u64,
+    /// A whole-file lease.
+    pub whole: bool,
+    /// Bytes the OS last reported for it.
+    pub os_bytes: u64,
+    /// When it was made, or last reported progress.
+    pub last_progress: Instant,
+}
+
+impl LiveLease {
+    /// Its length, when known.
+    pub fn length(&self) -> Option<u64> {
+        (self.end != u64::MAX).then(|| self.end - self.start)
+    }
 }
 
 /// One task.
@@ -205,6 +247,8 @@ pub struct TaskEntry {
     /// Enqueued by this process after it saw no `<destination>.part`, and not run since: no part
     /// file of this task's can exist, so its first run has no stale one to remove.
     pub no_part_yet: AtomicBool,
+    /// Held while a chunk the OS fetched is ingested: one at a time per task.
+    pub ingest: Mutex<()>,
     /// The URL as statuses show it, redacted once on first use (a status is asked for far more
     /// often than a task is created, and redacting parses the URL).
     shown_url: std::sync::OnceLock<String>,
@@ -226,6 +270,8 @@ impl EntryInner {
             memory: None,
             speed: SpeedMeter::default(),
             last_reported: None,
+            leases: Vec::new(),
+            handing_off: false,
         }
     }
 }
@@ -245,25 +291,69 @@ impl TaskEntry {
             removed: AtomicBool::new(false),
             delete_file: AtomicBool::new(false),
             no_part_yet: AtomicBool::new(false),
+            ingest: Mutex::new(()),
             shown_url: std::sync::OnceLock::new(),
         })
     }
 
     /// Forgets the resource facts and the journal (the download starts over from zero), in memory
     /// and, for a stored task still in the table, in the task table.
-    pub fn forget_resource(&self, store: &crate::engine::storage::store::Store) -> crate::engine::model::error::Result<()> {
-        {
+    /// Live leases end with it (their chunks can only belong to the old resource): their ids are
+    /// returned, so that their OS tasks can be cancelled.
+    pub fn forget_resource(&self, store: &crate::engine::storage::store::Store) -> crate::engine::model::error::Result<Vec<String>> {
+        let released = {
             let mut g = self.inner.lock();
             g.journal.clear();
             g.resource = Resource::default();
-        }
+            let released: Vec<String> = g.leases.drain(..).map(|l| l.id).collect();
+            self.live.os_bytes.store(0, Ordering::Relaxed);
+            released
+        };
         if self.persisted && !self.removed.load(Ordering::Acquire) {
             let mut conn = store.lock();
             let t = conn.transaction()?;
             crate::engine::storage::store::tx::set_resource(&t, self.spec.id.as_str(), None, None, None, &[])?;
+            crate::engine::storage::store::lease_tx::release_all(&t, self.spec.id.as_str())?;
             t.commit()?;
         }
-        Ok(())
+        Ok(released)
+    }
+
+    /// Ends the given live leases (all of them with `None`) without their bytes, in the table and
+    /// in memory; their segments wait, idle, for whoever fetches them next. Returns the ids ended.
+    pub fn release_leases(
+        &self,
+        store: &crate::engine::storage::store::Store,
+        which: Option<&[String]>,
+    ) -> crate::engine::model::error::Result<Vec<String>> {
+        use crate::engine::storage::store::{lease_tx, LeaseState};
+        let mut g = self.inner.lock();
+        let mut conn = store.lock();
+        let ended: Vec<LiveLease> = {
+            let (ended, kept): (Vec<LiveLease>, Vec<LiveLease>) =
+                g.leases.drain(..).partition(|l| which.is_none_or(|ids| ids.contains(&l.id)));
+            g.leases = kept;
+            ended
+        };
+        if ended.is_empty() {
+            return Ok(Vec::new());
+        }
+        if self.persisted {
+            let t = conn.transaction()?;
+            for l in &ended {
+                lease_tx::set_state(&t, &l.id, LeaseState::Released)?;
+            }
+            t.commit()?;
+        }
+        if let Some(shared) = g.run.as_ref().and_then(|r| r.ranges.clone()) {
+            let mut map = shared.map.lock();
+            for l in &ended {
+                map.release_external(&l.id);
+            }
+        }
+        let reported: u64 = ended.iter().map(|l| l.os_bytes).sum();
+        let _ = self.live.os_bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some(b.saturating_sub(reported)));
+        Ok(ended.into_iter().map(|l| l.id).collect())
     }
 
     /// The current state.
@@ -275,7 +365,9 @@ impl TaskEntry {
     pub fn info(&self) -> TaskInfo {
         let g = self.inner.lock();
         let total = self.live.total().or(g.resource.total);
-        let bytes = self.live.bytes.load(Ordering::Relaxed);
+        let handed_off = !g.leases.is_empty();
+        let bytes = self.live.bytes.load(Ordering::Relaxed) + if handed_off { self.live.os_bytes.load(Ordering::Relaxed) } else { 0 };
+        let bytes = total.map_or(bytes, |t| bytes.min(t));
         let running = g.state == TaskState::Running;
         let speed = if running { g.speed.speed() } else { 0.0 };
         let eta_seconds = match (running, total) {
@@ -297,6 +389,7 @@ impl TaskEntry {
             priority: g.priority,
             created_ms: self.created_ms,
             updated_ms: g.updated_ms,
+            handed_off,
         }
     }
 }

@@ -9,8 +9,9 @@ impl Inner {
             let _ = std::fs::remove_file(part_path(dest));
         }
         entry.live.bytes.store(0, Ordering::Relaxed);
-        if let Err(e) = entry.forget_resource(&self.env.store) {
-            tracing::warn!("could not clear the journal of {}: {e}", entry.spec.id);
+        match entry.forget_resource(&self.env.store) {
+            Ok(ended) => self.env.revoke(ended),
+            Err(e) => tracing::warn!("could not clear the journal of {}: {e}", entry.spec.id),
         }
     }
 
@@ -45,11 +46,14 @@ impl Inner {
             TaskState::Queued => {
                 s.ready.remove(&e.spec.id);
                 e.inner.lock().dormant = false;
+                self.revoke_leases(&e);
                 self.transition(&e, Transition::Pause, None).map(drop)
             }
             TaskState::Running => {
                 self.transition(&e, Transition::Pause, None)?;
                 Self::stop_runner(&e, StopReason::Pause);
+                // The OS's chunks in flight are given up: a resume fetches their ranges again.
+                self.revoke_leases(&e);
                 Ok(())
             }
             other => Err(Error::new(ErrorCode::InvalidState, format!("cannot pause a task that is {other}"))),

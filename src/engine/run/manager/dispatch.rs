@@ -34,7 +34,7 @@ impl Inner {
             let (signal, flush, flushed) = FlushSignal::pair();
             {
                 let mut g = entry.inner.lock();
-                g.run = Some(RunControl { stop: stop.clone(), reason: None, flush, flushed });
+                g.run = Some(RunControl { stop: stop.clone(), reason: None, flush, flushed, ranges: None });
                 g.dormant = false;
             }
             let inner = self.clone();
@@ -71,7 +71,10 @@ impl Inner {
             let mut s = self.sched.lock();
             s.running.remove(&entry.spec.id);
             s.publishing.remove(&entry.spec.id);
-            let reason = entry.inner.lock().run.take().and_then(|r| r.reason);
+            let (reason, handing_off) = {
+                let mut g = entry.inner.lock();
+                (g.run.take().and_then(|r| r.reason), g.handing_off)
+            };
             let state = entry.state();
             let id = entry.spec.id.as_str();
             match outcome {
@@ -99,7 +102,7 @@ impl Inner {
                     }
                     let _ = self.transition_with(entry, Transition::Complete, None, !recorded || detour);
                 }
-                Outcome::Failed(_) | Outcome::Stopped if reason == Some(StopReason::Cancel) => {
+                Outcome::Failed(_) | Outcome::Stopped | Outcome::HandedOff if reason == Some(StopReason::Cancel) => {
                     // The partial goes first: whoever sees "cancelled" must find no part file.
                     self.discard_partial(entry);
                     if !matches!(state, TaskState::Cancelled | TaskState::Completed) {
@@ -108,11 +111,27 @@ impl Inner {
                 }
                 Outcome::Failed(e) => {
                     if state == TaskState::Running {
+                        // The OS's chunks of a task that failed for good would only be dropped.
+                        self.revoke_leases(entry);
                         let _ = self.transition(entry, Transition::Fail, Some((&e).into()));
                     }
                 }
-                Outcome::Stopped => {
-                    if reason == Some(StopReason::Shutdown) && state == TaskState::Running {
+                Outcome::Stopped | Outcome::HandedOff => {
+                    let (leased, work) = {
+                        let g = entry.inner.lock();
+                        (!g.leases.is_empty(), super::handoff::engine_work(&g))
+                    };
+                    let requeue = match reason {
+                        // A hand-off in progress leases the ranges once the runner is gone; one
+                        // that gave up waiting leaves the task to the queue.
+                        Some(StopReason::Handoff) => work && !handing_off,
+                        // The OS keeps fetching leased ranges across a shutdown.
+                        Some(StopReason::Shutdown) => !leased,
+                        Some(_) => false,
+                        // Only leased ranges were left, but a lease ended meanwhile.
+                        None => work,
+                    };
+                    if requeue && state == TaskState::Running {
                         let _ = self.transition(entry, Transition::Recover, None);
                     }
                 }

@@ -8,7 +8,8 @@
 use super::runner::{self, Env, Outcome};
 use super::runtime;
 use super::scheduler::{HostSlots, ReadyQueue};
-use super::table::{EntryInner, FlushSignal, LiveProgress, Resource, RunControl, StopReason, TaskEntry};
+use super::table::{EntryInner, FlushSignal, LiveLease, LiveProgress, Resource, RunControl, StopReason, TaskEntry};
+use crate::engine::handoff::staging::Staging;
 use crate::engine::http::transport::Transport;
 use crate::engine::http::verdict::Validator;
 use crate::engine::model::config::{Config, Limits};
@@ -17,9 +18,10 @@ use crate::engine::model::events::{EventHub, ProgressEvent, StateEvent, Subscrip
 use crate::engine::model::hash::{path_key, Map, Set};
 use crate::engine::model::request::Request;
 use crate::engine::model::task::{next_state, Output, TaskError, TaskId, TaskInfo, TaskSpec, TaskState, Transition};
+use crate::engine::ranges::map::SegmentRow;
 use crate::engine::storage::journal::Journal;
 use crate::engine::storage::part_file::part_path;
-use crate::engine::storage::store::{now_ms, Recovery, Store, StoredTask, TaskRow};
+use crate::engine::storage::store::{now_ms, LeaseState, Recovery, Store, StoredTask, TaskRow};
 use futures_util::FutureExt;
 use once_cell::sync::Lazy;
 use parking_lot::{Mutex, RwLock};
@@ -35,10 +37,16 @@ use tokio_util::sync::CancellationToken;
 mod control;
 mod dispatch;
 mod enqueue;
+mod handoff;
+mod ingest;
+mod leases;
 mod open;
 mod transition;
 
 use enqueue::release_claim;
+pub use handoff::{HandoffOptions, HandoffReport};
+pub use ingest::IngestOutcome;
+pub use leases::{OsTask, ReconcileReport, STALE_LEASE};
 use transition::ticker;
 
 static REGISTRY: Lazy<Mutex<Map<PathBuf, Weak<Inner>>>> = Lazy::new(Default::default);
@@ -77,6 +85,10 @@ struct Inner {
     ticker: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Woken whenever the scheduler finds nothing queued and nothing running.
     idle: tokio::sync::Notify,
+    /// Where chunks the OS fetched wait for their ingest.
+    staging: Staging,
+    /// Some task may have live leases (the ticker then reports their progress too).
+    leased: AtomicBool,
 }
 
 impl Drop for Inner {

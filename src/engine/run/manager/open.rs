@@ -20,6 +20,12 @@ impl Manager {
             return Ok(Manager { inner });
         }
         let (store, stored, recovery) = Store::open(&dir)?;
+        let mut live_leases: Map<String, Vec<LiveLease>> = Map::default();
+        let now = Instant::now();
+        for l in store.leases()?.into_iter().filter(|l| l.state == LeaseState::Live) {
+            let lease = LiveLease { id: l.id, start: l.start, end: l.end, whole: l.whole, os_bytes: 0, last_progress: now };
+            live_leases.entry(l.task_id).or_default().push(lease);
+        }
         let store = Arc::new(store);
         let journal = Arc::new(Journal::start(&store));
         let transport = {
@@ -31,7 +37,7 @@ impl Manager {
         let progress_interval = config.progress_interval;
         let resume_on_open = config.resume_on_open;
         let limits = config.limits;
-        let env = Arc::new(Env { transport, store, journal, hosts, config: RwLock::new(config) });
+        let env = Arc::new(Env { transport, store, journal, hosts, config: RwLock::new(config), revoked: Default::default() });
         let mut sched = Sched {
             ready: ReadyQueue::default(),
             running: Map::default(),
@@ -43,6 +49,9 @@ impl Manager {
         let mut tasks = Map::with_capacity_and_hasher(stored.len(), Default::default());
         for t in stored {
             let Some(entry) = entry_from_stored(t) else { continue };
+            if let Some(leases) = live_leases.remove(entry.spec.id.as_str()) {
+                entry.inner.lock().leases = leases;
+            }
             let state = entry.state();
             let id = entry.spec.id.clone();
             if let (Output::File(dest), false) = (&entry.spec.output, matches!(state, TaskState::Completed | TaskState::Cancelled)) {
@@ -67,6 +76,8 @@ impl Manager {
             shutting_down: AtomicBool::new(false),
             ticker: Mutex::new(None),
             idle: tokio::sync::Notify::new(),
+            staging: Staging::new(&dir),
+            leased: AtomicBool::new(true),
         });
         let weak = Arc::downgrade(&inner);
         *inner.ticker.lock() = Some(runtime::handle().spawn(ticker(weak, progress_interval)));

@@ -54,14 +54,32 @@ pub(super) async fn ticker(inner: Weak<Inner>, every: std::time::Duration) {
     loop {
         interval.tick().await;
         let Some(inner) = inner.upgrade() else { return };
-        let running: Vec<Arc<TaskEntry>> = {
+        let mut running: Vec<Arc<TaskEntry>> = {
             let ids: Vec<TaskId> = inner.sched.lock().running.keys().cloned().collect();
             let tasks = inner.tasks.read();
             ids.iter().filter_map(|id| tasks.get(id).cloned()).collect()
         };
+        if inner.leased.load(Ordering::Acquire) {
+            // Tasks the OS fetches have no runner; their progress is what the OS reports.
+            let tasks = inner.tasks.read();
+            let before = running.len();
+            running.extend(
+                tasks
+                    .values()
+                    .filter(|e| {
+                        let g = e.inner.lock();
+                        !g.leases.is_empty() && g.run.is_none()
+                    })
+                    .cloned(),
+            );
+            if running.len() == before {
+                inner.leased.store(false, Ordering::Release);
+            }
+        }
         let now = Instant::now();
         for e in running {
-            let bytes = e.live.bytes.load(Ordering::Relaxed);
+            let leased = !e.inner.lock().leases.is_empty();
+            let bytes = e.live.bytes.load(Ordering::Relaxed) + if leased { e.live.os_bytes.load(Ordering::Relaxed) } else { 0 };
             let total = e.live.total();
             let speed = {
                 let mut g = e.inner.lock();

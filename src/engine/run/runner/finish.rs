@@ -8,8 +8,15 @@ impl Run {
     /// it in the table, and close the run to late journal commits.
     pub(super) async fn end_transfer(&mut self, shared: &Arc<RunShared>, result: Result<(), Step>) -> Result<Done, Step> {
         self.slots.truncate(1);
-        let rows = shared.map.lock().rows();
-        self.task.inner.lock().journal = rows;
+        {
+            // Under the entry's lock: an ingest commits either into the map before the rows are
+            // taken, or into the journal after.
+            let mut g = self.task.inner.lock();
+            if let Some(run) = g.run.as_mut() {
+                run.ranges = None;
+            }
+            g.journal = shared.map.lock().rows();
+        }
         let result = self.settle_journal(shared, result).await;
         shared.closed.store(true, Ordering::Release);
         result
@@ -23,12 +30,12 @@ impl Run {
                 let hashed = shared.hasher.lock().take();
                 Ok(Done { total, hashed })
             }
-            Err(Step::Stopped) => {
+            Err(stop @ (Step::Stopped | Step::HandedOff)) => {
                 let cancelled = self.task.inner.lock().run.as_ref().and_then(|r| r.reason) == Some(StopReason::Cancel);
                 if !cancelled {
                     self.sync_durable(shared).await?;
                 }
-                Err(Step::Stopped)
+                Err(stop)
             }
             Err(Step::Fail(e)) => {
                 self.save_journal(shared)?;
@@ -67,8 +74,19 @@ impl Run {
             shared.persist(&t, true, Some(&durable))?;
             t.commit()?;
         }
+        let mut g = self.task.inner.lock();
+        // Once the transfer has ended (`end_transfer`), the entry's journal is the record: an
+        // ingest may have moved it on since.
         let rows = shared.map.lock().rows();
-        self.task.inner.lock().journal = rows;
+        if g.run.as_ref().is_some_and(|r| r.ranges.is_some()) {
+            g.journal = rows;
+        } else {
+            for r in g.journal.iter_mut() {
+                if let Some(m) = rows.iter().find(|m| m.start == r.start && m.end == r.end) {
+                    r.durable = r.durable.max(m.durable.min(r.written));
+                }
+            }
+        }
         Ok(())
     }
 

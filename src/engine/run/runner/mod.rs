@@ -53,6 +53,18 @@ pub struct Env {
     pub hosts: Arc<HostSlots>,
     /// Live configuration.
     pub config: RwLock<Config>,
+    /// Leases ended by the engine (pause, cancel, a restart) whose OS tasks the platform must
+    /// cancel: drained by `Manager::revoked`.
+    pub revoked: parking_lot::Mutex<Vec<String>>,
+}
+
+impl Env {
+    /// Queues ended leases for the platform to cancel their OS tasks.
+    pub fn revoke(&self, lease_ids: Vec<String>) {
+        if !lease_ids.is_empty() {
+            self.revoked.lock().extend(lease_ids);
+        }
+    }
 }
 
 /// How a run ended.
@@ -69,9 +81,13 @@ pub enum Outcome {
     Failed(Error),
     /// Stopped on request.
     Stopped,
+    /// Only ranges leased to the OS are left: the task stays running, fetched by the OS, with no
+    /// runner until a chunk comes back or a lease is released.
+    HandedOff,
 }
 
 enum Step {
+    HandedOff,
     Restart { code: ErrorCode, reason: String },
     Retry(Error),
     Fail(Error),
@@ -118,6 +134,10 @@ pub async fn run(
     flush: FlushSignal,
     transferred: Transferred,
 ) -> Outcome {
+    if task.inner.lock().leases.iter().any(|l| l.whole) {
+        // The OS fetches the whole file; nothing here can share the work.
+        return Outcome::HandedOff;
+    }
     let config = env.config.read().clone();
     let mut run = match Run::open(env, task, stop, slot, config, flush, transferred) {
         Ok(r) => r,
@@ -183,17 +203,36 @@ impl Run {
                         resume = Some(r);
                         f
                     }
+                    (None, Some(r)) if max_written(&journal) == 0 && known_part.is_none() => {
+                        // Handed off before anything was written: the journal holds only leases.
+                        resume = Some(r);
+                        PartFile::create(&path).map_err(|e| missing_dir(e, dest))?
+                    }
                     _ => {
                         if !journal.is_empty() {
                             // The journal describes bytes this part file does not hold (gone,
                             // shorter, longer, or another file): forget it before anything is
                             // written, so that no later open trusts it either.
-                            task.forget_resource(&env.store)?;
+                            let ended = task.forget_resource(&env.store)?;
+                            env.revoke(ended);
                         }
                         let stale_possible = !task.no_part_yet.swap(false, Ordering::Relaxed);
                         PartFile::create_fresh(&path, stale_possible).map_err(|e| missing_dir(e, dest))?
                     }
                 };
+                let leased: Vec<(String, u64, u64)> = task.inner.lock().leases.iter().map(|l| (l.id.clone(), l.start, l.end)).collect();
+                if !leased.is_empty() {
+                    // Chunks the OS fetched are written into the part file by its name.
+                    file.ensure_named()?;
+                    if let Some(r) = resume.as_mut() {
+                        let stale: Vec<String> =
+                            leased.into_iter().filter(|(id, a, b)| !r.map.set_external(*a, *b, id)).map(|(id, _, _)| id).collect();
+                        if !stale.is_empty() {
+                            tracing::warn!(task = %task.spec.id, "{} leases had no segment of their own; released", stale.len());
+                            env.revoke(task.release_leases(&env.store, Some(&stale))?);
+                        }
+                    }
+                }
                 let identity = file.identity()?.file;
                 task.inner.lock().part_file = Some(identity.clone());
                 part_identity = Some(identity);
@@ -253,10 +292,12 @@ impl Run {
             let err = match step {
                 Ok(done) => return self.finish(done).await,
                 Err(Step::Stopped) => return Outcome::Stopped,
+                Err(Step::HandedOff) => return Outcome::HandedOff,
                 Err(Step::Fail(e)) => return self.fail(e),
                 Err(Step::Retry(e)) => match self.backoff(e).await {
                     Ok(()) => None,
                     Err(Step::Stopped) => return Outcome::Stopped,
+                    Err(Step::HandedOff) => return Outcome::HandedOff,
                     Err(Step::Fail(e)) | Err(Step::Retry(e)) => return self.fail(e),
                     Err(Step::Restart { code, reason }) => return self.fail(Error::new(code, reason)),
                 },
@@ -283,7 +324,9 @@ impl Run {
         self.sink.restart()?;
         self.task.live.bytes.store(0, Ordering::Relaxed);
         self.task.live.total.store(UNKNOWN, Ordering::Relaxed);
-        self.task.forget_resource(&self.env.store)
+        let ended = self.task.forget_resource(&self.env.store)?;
+        self.env.revoke(ended);
+        Ok(())
     }
 
     async fn backoff(&mut self, e: Error) -> Result<(), Step> {

@@ -29,6 +29,13 @@ impl Run {
             fetched: AtomicU64::new(0),
             started: Instant::now(),
         });
+        if let Some(run) = self.task.inner.lock().run.as_mut() {
+            run.ranges = Some(shared.clone());
+        }
+        if !shared.map.lock().has_engine_work() {
+            // Everything left is leased to the OS: nothing for a connection to do.
+            return self.end_transfer(&shared, Err(Step::HandedOff)).await;
+        }
         let ctx = Arc::new(ConnContext {
             transport: self.env.transport.clone(),
             task: self.task.clone(),
@@ -108,6 +115,9 @@ impl Run {
                         break Err(e);
                     }
                     if workers.is_empty() {
+                        if !shared.map.lock().has_engine_work() {
+                            break Err(Step::HandedOff);
+                        }
                         break Err(Step::Fail(Error::internal("no connection could be started")));
                     }
                 }
