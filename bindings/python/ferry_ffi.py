@@ -557,13 +557,27 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_flush() != 25865:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_downloadmanager_hand_off() != 367:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_downloadmanager_ingest_chunk() != 19351:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_downloadmanager_ingest_staged() != 18822:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_limits() != 12768:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_list() != 50534:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_downloadmanager_live_leases() != 52627:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_downloadmanager_note_os_progress() != 28278:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_pause() != 46533:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_pause_all() != 5087:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_downloadmanager_reconcile() != 23524:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_downloadmanager_release_lease() != 13402:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_remove() != 45614:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -571,15 +585,21 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_resume_all() != 33057:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_downloadmanager_revoked_os_tags() != 30798:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_set_limits() != 16143:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_set_priority() != 43511:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_shutdown() != 52633:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_downloadmanager_stage_chunk() != 64788:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_state_dir() != 13545:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_status() != 19851:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_downloadmanager_take_back() != 56719:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_take_bytes() != 41082:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -680,18 +700,39 @@ _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_fetch_bytes.restype = ct
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_flush.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_flush.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_hand_off.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_hand_off.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_ingest_chunk.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_ingest_chunk.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_ingest_staged.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_ingest_staged.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_limits.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_limits.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_list.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_list.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_live_leases.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_live_leases.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_note_os_progress.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_note_os_progress.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_pause.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_pause.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_pause_all.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_pause_all.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_reconcile.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_reconcile.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_release_lease.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_release_lease.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_remove.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_remove.restype = ctypes.c_uint16
@@ -701,6 +742,9 @@ _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_resume.restype = ctypes.
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_resume_all.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_resume_all.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_revoked_os_tags.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_revoked_os_tags.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_set_limits.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_set_limits.restype = ctypes.c_uint16
@@ -710,12 +754,18 @@ _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_set_priority.restype = c
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_shutdown.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_shutdown.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_stage_chunk.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_stage_chunk.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_state_dir.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_state_dir.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_status.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_status.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_take_back.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_take_back.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_take_bytes.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_take_bytes.restype = ctypes.c_uint16
@@ -838,6 +888,26 @@ _UniffiLib.uniffi_ferry_fn_method_downloadmanager_flush.argtypes = (
     ctypes.c_uint64,
 )
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_flush.restype = ctypes.c_uint64
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_hand_off.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+)
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_hand_off.restype = ctypes.c_uint64
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_ingest_chunk.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_ingest_chunk.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_ingest_staged.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_ingest_staged.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_limits.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -848,6 +918,18 @@ _UniffiLib.uniffi_ferry_fn_method_downloadmanager_list.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_list.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_live_leases.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_live_leases.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_note_os_progress.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_note_os_progress.restype = None
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_pause.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -859,6 +941,19 @@ _UniffiLib.uniffi_ferry_fn_method_downloadmanager_pause_all.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_pause_all.restype = ctypes.c_uint32
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_reconcile.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.c_int8,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_reconcile.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_release_lease.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_release_lease.restype = None
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_remove.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -877,6 +972,11 @@ _UniffiLib.uniffi_ferry_fn_method_downloadmanager_resume_all.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_resume_all.restype = ctypes.c_uint32
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_revoked_os_tags.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_revoked_os_tags.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_set_limits.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -894,6 +994,14 @@ _UniffiLib.uniffi_ferry_fn_method_downloadmanager_shutdown.argtypes = (
     ctypes.c_uint64,
 )
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_shutdown.restype = ctypes.c_uint64
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_stage_chunk.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_stage_chunk.restype = None
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_state_dir.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -905,6 +1013,12 @@ _UniffiLib.uniffi_ferry_fn_method_downloadmanager_status.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_status.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_take_back.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_take_back.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_take_bytes.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -1347,6 +1461,19 @@ async def _uniffi_rust_call_async(rust_future, ffi_poll, ffi_complete, ffi_free,
 # Public interface members begin here.
 
 
+class _UniffiFfiConverterUInt16(_UniffiConverterPrimitiveInt):
+    CLASS_NAME = "u16"
+    VALUE_MIN = 0
+    VALUE_MAX = 2**16
+
+    @staticmethod
+    def read(buf):
+        return buf.read_u16()
+
+    @staticmethod
+    def write(value, buf):
+        buf.write_u16(value)
+
 class _UniffiFfiConverterString:
     @staticmethod
     def check_lower(value):
@@ -1378,31 +1505,6 @@ class _UniffiFfiConverterString:
         with _UniffiRustBuffer.alloc_with_builder() as builder:
             builder.write(value.encode("utf-8"))
             return builder.finalize()
-
-class _UniffiFfiConverterOptionalString(_UniffiConverterRustBuffer):
-    @classmethod
-    def check_lower(cls, value):
-        if value is not None:
-            _UniffiFfiConverterString.check_lower(value)
-
-    @classmethod
-    def write(cls, value, buf):
-        if value is None:
-            buf.write_u8(0)
-            return
-
-        buf.write_u8(1)
-        _UniffiFfiConverterString.write(value, buf)
-
-    @classmethod
-    def read(cls, buf):
-        flag = buf.read_u8()
-        if flag == 0:
-            return None
-        elif flag == 1:
-            return _UniffiFfiConverterString.read(buf)
-        else:
-            raise InternalError("Unexpected flag byte for optional type")
 
 @dataclass
 class HttpHeader:
@@ -1465,6 +1567,70 @@ class _UniffiFfiConverterSequenceTypeHttpHeader(_UniffiConverterRustBuffer):
         return [
             _UniffiFfiConverterTypeHttpHeader.read(buf) for i in range(count)
         ]
+
+@dataclass
+class ChunkResponse:
+    """
+    The status and headers of the OS's answer for a chunk.
+"""
+    def __init__(self, *, status:int, headers:typing.List[HttpHeader]):
+        self.status = status
+        self.headers = headers
+        
+        
+
+    
+    def __str__(self):
+        return "ChunkResponse(status={}, headers={})".format(self.status, self.headers)
+    def __eq__(self, other):
+        if self.status != other.status:
+            return False
+        if self.headers != other.headers:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeChunkResponse(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return ChunkResponse(
+            status=_UniffiFfiConverterUInt16.read(buf),
+            headers=_UniffiFfiConverterSequenceTypeHttpHeader.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterUInt16.check_lower(value.status)
+        _UniffiFfiConverterSequenceTypeHttpHeader.check_lower(value.headers)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterUInt16.write(value.status, buf)
+        _UniffiFfiConverterSequenceTypeHttpHeader.write(value.headers, buf)
+
+class _UniffiFfiConverterOptionalString(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterString.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterString.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterString.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
 
 class _UniffiFfiConverterUInt32(_UniffiConverterPrimitiveInt):
     CLASS_NAME = "u32"
@@ -1660,6 +1826,663 @@ class _UniffiFfiConverterTypeDownloadRequest(_UniffiConverterRustBuffer):
         _UniffiFfiConverterInt32.write(value.priority, buf)
         _UniffiFfiConverterBoolean.write(value.overwrite, buf)
         _UniffiFfiConverterOptionalUInt64.write(value.memory_limit, buf)
+
+@dataclass
+class HandoffConfig:
+    """
+    How a hand-off cuts and bounds its leases.
+"""
+    def __init__(self, *, chunk_bytes:int = 33554432, max_leases_per_task:int = 64, max_leases:int = 512, stop_timeout_ms:int = 5000):
+        self.chunk_bytes = chunk_bytes
+        self.max_leases_per_task = max_leases_per_task
+        self.max_leases = max_leases
+        self.stop_timeout_ms = stop_timeout_ms
+        
+        
+
+    
+    def __str__(self):
+        return "HandoffConfig(chunk_bytes={}, max_leases_per_task={}, max_leases={}, stop_timeout_ms={})".format(self.chunk_bytes, self.max_leases_per_task, self.max_leases, self.stop_timeout_ms)
+    def __eq__(self, other):
+        if self.chunk_bytes != other.chunk_bytes:
+            return False
+        if self.max_leases_per_task != other.max_leases_per_task:
+            return False
+        if self.max_leases != other.max_leases:
+            return False
+        if self.stop_timeout_ms != other.stop_timeout_ms:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeHandoffConfig(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return HandoffConfig(
+            chunk_bytes=_UniffiFfiConverterUInt64.read(buf),
+            max_leases_per_task=_UniffiFfiConverterUInt32.read(buf),
+            max_leases=_UniffiFfiConverterUInt32.read(buf),
+            stop_timeout_ms=_UniffiFfiConverterUInt32.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterUInt64.check_lower(value.chunk_bytes)
+        _UniffiFfiConverterUInt32.check_lower(value.max_leases_per_task)
+        _UniffiFfiConverterUInt32.check_lower(value.max_leases)
+        _UniffiFfiConverterUInt32.check_lower(value.stop_timeout_ms)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterUInt64.write(value.chunk_bytes, buf)
+        _UniffiFfiConverterUInt32.write(value.max_leases_per_task, buf)
+        _UniffiFfiConverterUInt32.write(value.max_leases, buf)
+        _UniffiFfiConverterUInt32.write(value.stop_timeout_ms, buf)
+
+@dataclass
+class OsRangeRequest:
+    """
+    One range for the OS to fetch: give it to a download task whose description is `os_tag`.
+"""
+    def __init__(self, *, lease_id:str, task_id:str, os_tag:str, url:str, headers:typing.List[HttpHeader], start:int, end_inclusive:typing.Optional[int], expected_total:typing.Optional[int], whole_file:bool):
+        self.lease_id = lease_id
+        self.task_id = task_id
+        self.os_tag = os_tag
+        self.url = url
+        self.headers = headers
+        self.start = start
+        self.end_inclusive = end_inclusive
+        self.expected_total = expected_total
+        self.whole_file = whole_file
+        
+        
+
+    
+    def __str__(self):
+        return "OsRangeRequest(lease_id={}, task_id={}, os_tag={}, url={}, headers={}, start={}, end_inclusive={}, expected_total={}, whole_file={})".format(self.lease_id, self.task_id, self.os_tag, self.url, self.headers, self.start, self.end_inclusive, self.expected_total, self.whole_file)
+    def __eq__(self, other):
+        if self.lease_id != other.lease_id:
+            return False
+        if self.task_id != other.task_id:
+            return False
+        if self.os_tag != other.os_tag:
+            return False
+        if self.url != other.url:
+            return False
+        if self.headers != other.headers:
+            return False
+        if self.start != other.start:
+            return False
+        if self.end_inclusive != other.end_inclusive:
+            return False
+        if self.expected_total != other.expected_total:
+            return False
+        if self.whole_file != other.whole_file:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeOsRangeRequest(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return OsRangeRequest(
+            lease_id=_UniffiFfiConverterString.read(buf),
+            task_id=_UniffiFfiConverterString.read(buf),
+            os_tag=_UniffiFfiConverterString.read(buf),
+            url=_UniffiFfiConverterString.read(buf),
+            headers=_UniffiFfiConverterSequenceTypeHttpHeader.read(buf),
+            start=_UniffiFfiConverterUInt64.read(buf),
+            end_inclusive=_UniffiFfiConverterOptionalUInt64.read(buf),
+            expected_total=_UniffiFfiConverterOptionalUInt64.read(buf),
+            whole_file=_UniffiFfiConverterBoolean.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterString.check_lower(value.lease_id)
+        _UniffiFfiConverterString.check_lower(value.task_id)
+        _UniffiFfiConverterString.check_lower(value.os_tag)
+        _UniffiFfiConverterString.check_lower(value.url)
+        _UniffiFfiConverterSequenceTypeHttpHeader.check_lower(value.headers)
+        _UniffiFfiConverterUInt64.check_lower(value.start)
+        _UniffiFfiConverterOptionalUInt64.check_lower(value.end_inclusive)
+        _UniffiFfiConverterOptionalUInt64.check_lower(value.expected_total)
+        _UniffiFfiConverterBoolean.check_lower(value.whole_file)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterString.write(value.lease_id, buf)
+        _UniffiFfiConverterString.write(value.task_id, buf)
+        _UniffiFfiConverterString.write(value.os_tag, buf)
+        _UniffiFfiConverterString.write(value.url, buf)
+        _UniffiFfiConverterSequenceTypeHttpHeader.write(value.headers, buf)
+        _UniffiFfiConverterUInt64.write(value.start, buf)
+        _UniffiFfiConverterOptionalUInt64.write(value.end_inclusive, buf)
+        _UniffiFfiConverterOptionalUInt64.write(value.expected_total, buf)
+        _UniffiFfiConverterBoolean.write(value.whole_file, buf)
+
+class _UniffiFfiConverterSequenceTypeOsRangeRequest(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        for item in value:
+            _UniffiFfiConverterTypeOsRangeRequest.check_lower(item)
+
+    @classmethod
+    def write(cls, value, buf):
+        items = len(value)
+        buf.write_i32(items)
+        for item in value:
+            _UniffiFfiConverterTypeOsRangeRequest.write(item, buf)
+
+    @classmethod
+    def read(cls, buf):
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+
+        return [
+            _UniffiFfiConverterTypeOsRangeRequest.read(buf) for i in range(count)
+        ]
+
+
+
+
+
+
+class ErrorCode(enum.Enum):
+    """
+    Stable error codes (see `engine::error` for the bands). Append-only.
+"""
+    
+    INVALID_URL = 1001
+    
+    UNSUPPORTED_SCHEME = 1002
+    
+    RELATIVE_DESTINATION = 1003
+    
+    DESTINATION_DIR_MISSING = 1004
+    
+    DESTINATION_EXISTS = 1005
+    
+    DESTINATION_NOT_WRITABLE = 1006
+    
+    INVALID_CONNECTIONS = 1007
+    
+    INVALID_HEADER = 1008
+    
+    CONFLICTING_OUTPUTS = 1009
+    
+    INVALID_CHECKSUM = 1010
+    
+    TASK_ID_CONFLICT = 1011
+    
+    DESTINATION_BUSY = 1012
+    
+    TASK_NOT_FOUND = 1013
+    
+    INVALID_STATE = 1014
+    
+    INVALID_TASK_ID = 1015
+    
+    INVALID_CONFIG = 1016
+    
+    MISSING_OUTPUT = 1017
+    
+    UNKNOWN_LEASE = 1018
+    
+    CONNECT_FAILED = 2001
+    
+    TIMEOUT = 2002
+    
+    HTTP_CLIENT_ERROR = 2003
+    
+    NOT_FOUND = 2004
+    
+    SERVER_ERROR = 2005
+    
+    TOO_MANY_REQUESTS = 2006
+    
+    TOO_MANY_REDIRECTS = 2007
+    
+    REDIRECT_LOOP = 2008
+    
+    RANGE_MISMATCH = 2009
+    
+    CONTENT_CHANGED = 2010
+    
+    TRUNCATED_BODY = 2011
+    
+    TLS = 2012
+    
+    NETWORK = 2013
+    
+    UNSUPPORTED_ENCODING = 2014
+    
+    ACCESS_DENIED = 2015
+    
+    DISK_FULL = 3001
+    
+    STORAGE_IO = 3002
+    
+    PERMISSION_DENIED = 3003
+    
+    STATE_DIR_LOCKED = 3004
+    
+    DATABASE = 3005
+    
+    CHECKSUM_MISMATCH = 4001
+    
+    SIZE_MISMATCH = 4002
+    
+    MEMORY_LIMIT_EXCEEDED = 4003
+    
+    CANCELLED = 5001
+    
+    INTERRUPTED = 5002
+    
+    SHUT_DOWN = 5003
+    
+    SINK_REJECTED = 5004
+    
+    INTERNAL = 9001
+    
+
+
+class _UniffiFfiConverterTypeErrorCode(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        variant = buf.read_i32()
+        if variant == 1:
+            return ErrorCode.INVALID_URL
+        if variant == 2:
+            return ErrorCode.UNSUPPORTED_SCHEME
+        if variant == 3:
+            return ErrorCode.RELATIVE_DESTINATION
+        if variant == 4:
+            return ErrorCode.DESTINATION_DIR_MISSING
+        if variant == 5:
+            return ErrorCode.DESTINATION_EXISTS
+        if variant == 6:
+            return ErrorCode.DESTINATION_NOT_WRITABLE
+        if variant == 7:
+            return ErrorCode.INVALID_CONNECTIONS
+        if variant == 8:
+            return ErrorCode.INVALID_HEADER
+        if variant == 9:
+            return ErrorCode.CONFLICTING_OUTPUTS
+        if variant == 10:
+            return ErrorCode.INVALID_CHECKSUM
+        if variant == 11:
+            return ErrorCode.TASK_ID_CONFLICT
+        if variant == 12:
+            return ErrorCode.DESTINATION_BUSY
+        if variant == 13:
+            return ErrorCode.TASK_NOT_FOUND
+        if variant == 14:
+            return ErrorCode.INVALID_STATE
+        if variant == 15:
+            return ErrorCode.INVALID_TASK_ID
+        if variant == 16:
+            return ErrorCode.INVALID_CONFIG
+        if variant == 17:
+            return ErrorCode.MISSING_OUTPUT
+        if variant == 18:
+            return ErrorCode.UNKNOWN_LEASE
+        if variant == 19:
+            return ErrorCode.CONNECT_FAILED
+        if variant == 20:
+            return ErrorCode.TIMEOUT
+        if variant == 21:
+            return ErrorCode.HTTP_CLIENT_ERROR
+        if variant == 22:
+            return ErrorCode.NOT_FOUND
+        if variant == 23:
+            return ErrorCode.SERVER_ERROR
+        if variant == 24:
+            return ErrorCode.TOO_MANY_REQUESTS
+        if variant == 25:
+            return ErrorCode.TOO_MANY_REDIRECTS
+        if variant == 26:
+            return ErrorCode.REDIRECT_LOOP
+        if variant == 27:
+            return ErrorCode.RANGE_MISMATCH
+        if variant == 28:
+            return ErrorCode.CONTENT_CHANGED
+        if variant == 29:
+            return ErrorCode.TRUNCATED_BODY
+        if variant == 30:
+            return ErrorCode.TLS
+        if variant == 31:
+            return ErrorCode.NETWORK
+        if variant == 32:
+            return ErrorCode.UNSUPPORTED_ENCODING
+        if variant == 33:
+            return ErrorCode.ACCESS_DENIED
+        if variant == 34:
+            return ErrorCode.DISK_FULL
+        if variant == 35:
+            return ErrorCode.STORAGE_IO
+        if variant == 36:
+            return ErrorCode.PERMISSION_DENIED
+        if variant == 37:
+            return ErrorCode.STATE_DIR_LOCKED
+        if variant == 38:
+            return ErrorCode.DATABASE
+        if variant == 39:
+            return ErrorCode.CHECKSUM_MISMATCH
+        if variant == 40:
+            return ErrorCode.SIZE_MISMATCH
+        if variant == 41:
+            return ErrorCode.MEMORY_LIMIT_EXCEEDED
+        if variant == 42:
+            return ErrorCode.CANCELLED
+        if variant == 43:
+            return ErrorCode.INTERRUPTED
+        if variant == 44:
+            return ErrorCode.SHUT_DOWN
+        if variant == 45:
+            return ErrorCode.SINK_REJECTED
+        if variant == 46:
+            return ErrorCode.INTERNAL
+        raise InternalError("Raw enum value doesn't match any cases")
+
+    @staticmethod
+    def check_lower(value):
+        if value == ErrorCode.INVALID_URL:
+            return
+        if value == ErrorCode.UNSUPPORTED_SCHEME:
+            return
+        if value == ErrorCode.RELATIVE_DESTINATION:
+            return
+        if value == ErrorCode.DESTINATION_DIR_MISSING:
+            return
+        if value == ErrorCode.DESTINATION_EXISTS:
+            return
+        if value == ErrorCode.DESTINATION_NOT_WRITABLE:
+            return
+        if value == ErrorCode.INVALID_CONNECTIONS:
+            return
+        if value == ErrorCode.INVALID_HEADER:
+            return
+        if value == ErrorCode.CONFLICTING_OUTPUTS:
+            return
+        if value == ErrorCode.INVALID_CHECKSUM:
+            return
+        if value == ErrorCode.TASK_ID_CONFLICT:
+            return
+        if value == ErrorCode.DESTINATION_BUSY:
+            return
+        if value == ErrorCode.TASK_NOT_FOUND:
+            return
+        if value == ErrorCode.INVALID_STATE:
+            return
+        if value == ErrorCode.INVALID_TASK_ID:
+            return
+        if value == ErrorCode.INVALID_CONFIG:
+            return
+        if value == ErrorCode.MISSING_OUTPUT:
+            return
+        if value == ErrorCode.UNKNOWN_LEASE:
+            return
+        if value == ErrorCode.CONNECT_FAILED:
+            return
+        if value == ErrorCode.TIMEOUT:
+            return
+        if value == ErrorCode.HTTP_CLIENT_ERROR:
+            return
+        if value == ErrorCode.NOT_FOUND:
+            return
+        if value == ErrorCode.SERVER_ERROR:
+            return
+        if value == ErrorCode.TOO_MANY_REQUESTS:
+            return
+        if value == ErrorCode.TOO_MANY_REDIRECTS:
+            return
+        if value == ErrorCode.REDIRECT_LOOP:
+            return
+        if value == ErrorCode.RANGE_MISMATCH:
+            return
+        if value == ErrorCode.CONTENT_CHANGED:
+            return
+        if value == ErrorCode.TRUNCATED_BODY:
+            return
+        if value == ErrorCode.TLS:
+            return
+        if value == ErrorCode.NETWORK:
+            return
+        if value == ErrorCode.UNSUPPORTED_ENCODING:
+            return
+        if value == ErrorCode.ACCESS_DENIED:
+            return
+        if value == ErrorCode.DISK_FULL:
+            return
+        if value == ErrorCode.STORAGE_IO:
+            return
+        if value == ErrorCode.PERMISSION_DENIED:
+            return
+        if value == ErrorCode.STATE_DIR_LOCKED:
+            return
+        if value == ErrorCode.DATABASE:
+            return
+        if value == ErrorCode.CHECKSUM_MISMATCH:
+            return
+        if value == ErrorCode.SIZE_MISMATCH:
+            return
+        if value == ErrorCode.MEMORY_LIMIT_EXCEEDED:
+            return
+        if value == ErrorCode.CANCELLED:
+            return
+        if value == ErrorCode.INTERRUPTED:
+            return
+        if value == ErrorCode.SHUT_DOWN:
+            return
+        if value == ErrorCode.SINK_REJECTED:
+            return
+        if value == ErrorCode.INTERNAL:
+            return
+        raise ValueError(value)
+
+    @staticmethod
+    def write(value, buf):
+        if value == ErrorCode.INVALID_URL:
+            buf.write_i32(1)
+        if value == ErrorCode.UNSUPPORTED_SCHEME:
+            buf.write_i32(2)
+        if value == ErrorCode.RELATIVE_DESTINATION:
+            buf.write_i32(3)
+        if value == ErrorCode.DESTINATION_DIR_MISSING:
+            buf.write_i32(4)
+        if value == ErrorCode.DESTINATION_EXISTS:
+            buf.write_i32(5)
+        if value == ErrorCode.DESTINATION_NOT_WRITABLE:
+            buf.write_i32(6)
+        if value == ErrorCode.INVALID_CONNECTIONS:
+            buf.write_i32(7)
+        if value == ErrorCode.INVALID_HEADER:
+            buf.write_i32(8)
+        if value == ErrorCode.CONFLICTING_OUTPUTS:
+            buf.write_i32(9)
+        if value == ErrorCode.INVALID_CHECKSUM:
+            buf.write_i32(10)
+        if value == ErrorCode.TASK_ID_CONFLICT:
+            buf.write_i32(11)
+        if value == ErrorCode.DESTINATION_BUSY:
+            buf.write_i32(12)
+        if value == ErrorCode.TASK_NOT_FOUND:
+            buf.write_i32(13)
+        if value == ErrorCode.INVALID_STATE:
+            buf.write_i32(14)
+        if value == ErrorCode.INVALID_TASK_ID:
+            buf.write_i32(15)
+        if value == ErrorCode.INVALID_CONFIG:
+            buf.write_i32(16)
+        if value == ErrorCode.MISSING_OUTPUT:
+            buf.write_i32(17)
+        if value == ErrorCode.UNKNOWN_LEASE:
+            buf.write_i32(18)
+        if value == ErrorCode.CONNECT_FAILED:
+            buf.write_i32(19)
+        if value == ErrorCode.TIMEOUT:
+            buf.write_i32(20)
+        if value == ErrorCode.HTTP_CLIENT_ERROR:
+            buf.write_i32(21)
+        if value == ErrorCode.NOT_FOUND:
+            buf.write_i32(22)
+        if value == ErrorCode.SERVER_ERROR:
+            buf.write_i32(23)
+        if value == ErrorCode.TOO_MANY_REQUESTS:
+            buf.write_i32(24)
+        if value == ErrorCode.TOO_MANY_REDIRECTS:
+            buf.write_i32(25)
+        if value == ErrorCode.REDIRECT_LOOP:
+            buf.write_i32(26)
+        if value == ErrorCode.RANGE_MISMATCH:
+            buf.write_i32(27)
+        if value == ErrorCode.CONTENT_CHANGED:
+            buf.write_i32(28)
+        if value == ErrorCode.TRUNCATED_BODY:
+            buf.write_i32(29)
+        if value == ErrorCode.TLS:
+            buf.write_i32(30)
+        if value == ErrorCode.NETWORK:
+            buf.write_i32(31)
+        if value == ErrorCode.UNSUPPORTED_ENCODING:
+            buf.write_i32(32)
+        if value == ErrorCode.ACCESS_DENIED:
+            buf.write_i32(33)
+        if value == ErrorCode.DISK_FULL:
+            buf.write_i32(34)
+        if value == ErrorCode.STORAGE_IO:
+            buf.write_i32(35)
+        if value == ErrorCode.PERMISSION_DENIED:
+            buf.write_i32(36)
+        if value == ErrorCode.STATE_DIR_LOCKED:
+            buf.write_i32(37)
+        if value == ErrorCode.DATABASE:
+            buf.write_i32(38)
+        if value == ErrorCode.CHECKSUM_MISMATCH:
+            buf.write_i32(39)
+        if value == ErrorCode.SIZE_MISMATCH:
+            buf.write_i32(40)
+        if value == ErrorCode.MEMORY_LIMIT_EXCEEDED:
+            buf.write_i32(41)
+        if value == ErrorCode.CANCELLED:
+            buf.write_i32(42)
+        if value == ErrorCode.INTERRUPTED:
+            buf.write_i32(43)
+        if value == ErrorCode.SHUT_DOWN:
+            buf.write_i32(44)
+        if value == ErrorCode.SINK_REJECTED:
+            buf.write_i32(45)
+        if value == ErrorCode.INTERNAL:
+            buf.write_i32(46)
+
+
+
+@dataclass
+class SkippedTask:
+    """
+    A task a hand-off left alone, and why.
+"""
+    def __init__(self, *, task_id:str, code:ErrorCode, message:str):
+        self.task_id = task_id
+        self.code = code
+        self.message = message
+        
+        
+
+    
+    def __str__(self):
+        return "SkippedTask(task_id={}, code={}, message={})".format(self.task_id, self.code, self.message)
+    def __eq__(self, other):
+        if self.task_id != other.task_id:
+            return False
+        if self.code != other.code:
+            return False
+        if self.message != other.message:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeSkippedTask(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return SkippedTask(
+            task_id=_UniffiFfiConverterString.read(buf),
+            code=_UniffiFfiConverterTypeErrorCode.read(buf),
+            message=_UniffiFfiConverterString.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterString.check_lower(value.task_id)
+        _UniffiFfiConverterTypeErrorCode.check_lower(value.code)
+        _UniffiFfiConverterString.check_lower(value.message)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterString.write(value.task_id, buf)
+        _UniffiFfiConverterTypeErrorCode.write(value.code, buf)
+        _UniffiFfiConverterString.write(value.message, buf)
+
+class _UniffiFfiConverterSequenceTypeSkippedTask(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        for item in value:
+            _UniffiFfiConverterTypeSkippedTask.check_lower(item)
+
+    @classmethod
+    def write(cls, value, buf):
+        items = len(value)
+        buf.write_i32(items)
+        for item in value:
+            _UniffiFfiConverterTypeSkippedTask.write(item, buf)
+
+    @classmethod
+    def read(cls, buf):
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+
+        return [
+            _UniffiFfiConverterTypeSkippedTask.read(buf) for i in range(count)
+        ]
+
+@dataclass
+class HandoffResult:
+    """
+    What a hand-off did.
+"""
+    def __init__(self, *, requests:typing.List[OsRangeRequest], skipped:typing.List[SkippedTask]):
+        self.requests = requests
+        self.skipped = skipped
+        
+        
+
+    
+    def __str__(self):
+        return "HandoffResult(requests={}, skipped={})".format(self.requests, self.skipped)
+    def __eq__(self, other):
+        if self.requests != other.requests:
+            return False
+        if self.skipped != other.skipped:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeHandoffResult(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return HandoffResult(
+            requests=_UniffiFfiConverterSequenceTypeOsRangeRequest.read(buf),
+            skipped=_UniffiFfiConverterSequenceTypeSkippedTask.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterSequenceTypeOsRangeRequest.check_lower(value.requests)
+        _UniffiFfiConverterSequenceTypeSkippedTask.check_lower(value.skipped)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterSequenceTypeOsRangeRequest.write(value.requests, buf)
+        _UniffiFfiConverterSequenceTypeSkippedTask.write(value.skipped, buf)
 
 @dataclass
 class Limits:
@@ -1869,405 +2692,95 @@ class _UniffiFfiConverterTypeManagerConfig(_UniffiConverterRustBuffer):
         _UniffiFfiConverterSequenceString.write(value.extra_root_certificates_pem, buf)
         _UniffiFfiConverterOptionalBoolean.write(value.bundled_tls_roots, buf)
 
-
-
-
-
-
-class ErrorCode(enum.Enum):
+@dataclass
+class OsTaskInfo:
     """
-    Stable error codes (see `engine::error` for the bands). Append-only.
+    An OS task the platform found.
 """
-    
-    INVALID_URL = 1001
-    
-    UNSUPPORTED_SCHEME = 1002
-    
-    RELATIVE_DESTINATION = 1003
-    
-    DESTINATION_DIR_MISSING = 1004
-    
-    DESTINATION_EXISTS = 1005
-    
-    DESTINATION_NOT_WRITABLE = 1006
-    
-    INVALID_CONNECTIONS = 1007
-    
-    INVALID_HEADER = 1008
-    
-    CONFLICTING_OUTPUTS = 1009
-    
-    INVALID_CHECKSUM = 1010
-    
-    TASK_ID_CONFLICT = 1011
-    
-    DESTINATION_BUSY = 1012
-    
-    TASK_NOT_FOUND = 1013
-    
-    INVALID_STATE = 1014
-    
-    INVALID_TASK_ID = 1015
-    
-    INVALID_CONFIG = 1016
-    
-    MISSING_OUTPUT = 1017
-    
-    CONNECT_FAILED = 2001
-    
-    TIMEOUT = 2002
-    
-    HTTP_CLIENT_ERROR = 2003
-    
-    NOT_FOUND = 2004
-    
-    SERVER_ERROR = 2005
-    
-    TOO_MANY_REQUESTS = 2006
-    
-    TOO_MANY_REDIRECTS = 2007
-    
-    REDIRECT_LOOP = 2008
-    
-    RANGE_MISMATCH = 2009
-    
-    CONTENT_CHANGED = 2010
-    
-    TRUNCATED_BODY = 2011
-    
-    TLS = 2012
-    
-    NETWORK = 2013
-    
-    UNSUPPORTED_ENCODING = 2014
-    
-    ACCESS_DENIED = 2015
-    
-    DISK_FULL = 3001
-    
-    STORAGE_IO = 3002
-    
-    PERMISSION_DENIED = 3003
-    
-    STATE_DIR_LOCKED = 3004
-    
-    DATABASE = 3005
-    
-    CHECKSUM_MISMATCH = 4001
-    
-    SIZE_MISMATCH = 4002
-    
-    MEMORY_LIMIT_EXCEEDED = 4003
-    
-    CANCELLED = 5001
-    
-    INTERRUPTED = 5002
-    
-    SHUT_DOWN = 5003
-    
-    SINK_REJECTED = 5004
-    
-    INTERNAL = 9001
-    
+    def __init__(self, *, os_tag:str, bytes_received:int):
+        self.os_tag = os_tag
+        self.bytes_received = bytes_received
+        
+        
 
+    
+    def __str__(self):
+        return "OsTaskInfo(os_tag={}, bytes_received={})".format(self.os_tag, self.bytes_received)
+    def __eq__(self, other):
+        if self.os_tag != other.os_tag:
+            return False
+        if self.bytes_received != other.bytes_received:
+            return False
+        return True
 
-class _UniffiFfiConverterTypeErrorCode(_UniffiConverterRustBuffer):
+class _UniffiFfiConverterTypeOsTaskInfo(_UniffiConverterRustBuffer):
     @staticmethod
     def read(buf):
-        variant = buf.read_i32()
-        if variant == 1:
-            return ErrorCode.INVALID_URL
-        if variant == 2:
-            return ErrorCode.UNSUPPORTED_SCHEME
-        if variant == 3:
-            return ErrorCode.RELATIVE_DESTINATION
-        if variant == 4:
-            return ErrorCode.DESTINATION_DIR_MISSING
-        if variant == 5:
-            return ErrorCode.DESTINATION_EXISTS
-        if variant == 6:
-            return ErrorCode.DESTINATION_NOT_WRITABLE
-        if variant == 7:
-            return ErrorCode.INVALID_CONNECTIONS
-        if variant == 8:
-            return ErrorCode.INVALID_HEADER
-        if variant == 9:
-            return ErrorCode.CONFLICTING_OUTPUTS
-        if variant == 10:
-            return ErrorCode.INVALID_CHECKSUM
-        if variant == 11:
-            return ErrorCode.TASK_ID_CONFLICT
-        if variant == 12:
-            return ErrorCode.DESTINATION_BUSY
-        if variant == 13:
-            return ErrorCode.TASK_NOT_FOUND
-        if variant == 14:
-            return ErrorCode.INVALID_STATE
-        if variant == 15:
-            return ErrorCode.INVALID_TASK_ID
-        if variant == 16:
-            return ErrorCode.INVALID_CONFIG
-        if variant == 17:
-            return ErrorCode.MISSING_OUTPUT
-        if variant == 18:
-            return ErrorCode.CONNECT_FAILED
-        if variant == 19:
-            return ErrorCode.TIMEOUT
-        if variant == 20:
-            return ErrorCode.HTTP_CLIENT_ERROR
-        if variant == 21:
-            return ErrorCode.NOT_FOUND
-        if variant == 22:
-            return ErrorCode.SERVER_ERROR
-        if variant == 23:
-            return ErrorCode.TOO_MANY_REQUESTS
-        if variant == 24:
-            return ErrorCode.TOO_MANY_REDIRECTS
-        if variant == 25:
-            return ErrorCode.REDIRECT_LOOP
-        if variant == 26:
-            return ErrorCode.RANGE_MISMATCH
-        if variant == 27:
-            return ErrorCode.CONTENT_CHANGED
-        if variant == 28:
-            return ErrorCode.TRUNCATED_BODY
-        if variant == 29:
-            return ErrorCode.TLS
-        if variant == 30:
-            return ErrorCode.NETWORK
-        if variant == 31:
-            return ErrorCode.UNSUPPORTED_ENCODING
-        if variant == 32:
-            return ErrorCode.ACCESS_DENIED
-        if variant == 33:
-            return ErrorCode.DISK_FULL
-        if variant == 34:
-            return ErrorCode.STORAGE_IO
-        if variant == 35:
-            return ErrorCode.PERMISSION_DENIED
-        if variant == 36:
-            return ErrorCode.STATE_DIR_LOCKED
-        if variant == 37:
-            return ErrorCode.DATABASE
-        if variant == 38:
-            return ErrorCode.CHECKSUM_MISMATCH
-        if variant == 39:
-            return ErrorCode.SIZE_MISMATCH
-        if variant == 40:
-            return ErrorCode.MEMORY_LIMIT_EXCEEDED
-        if variant == 41:
-            return ErrorCode.CANCELLED
-        if variant == 42:
-            return ErrorCode.INTERRUPTED
-        if variant == 43:
-            return ErrorCode.SHUT_DOWN
-        if variant == 44:
-            return ErrorCode.SINK_REJECTED
-        if variant == 45:
-            return ErrorCode.INTERNAL
-        raise InternalError("Raw enum value doesn't match any cases")
+        return OsTaskInfo(
+            os_tag=_UniffiFfiConverterString.read(buf),
+            bytes_received=_UniffiFfiConverterUInt64.read(buf),
+        )
 
     @staticmethod
     def check_lower(value):
-        if value == ErrorCode.INVALID_URL:
-            return
-        if value == ErrorCode.UNSUPPORTED_SCHEME:
-            return
-        if value == ErrorCode.RELATIVE_DESTINATION:
-            return
-        if value == ErrorCode.DESTINATION_DIR_MISSING:
-            return
-        if value == ErrorCode.DESTINATION_EXISTS:
-            return
-        if value == ErrorCode.DESTINATION_NOT_WRITABLE:
-            return
-        if value == ErrorCode.INVALID_CONNECTIONS:
-            return
-        if value == ErrorCode.INVALID_HEADER:
-            return
-        if value == ErrorCode.CONFLICTING_OUTPUTS:
-            return
-        if value == ErrorCode.INVALID_CHECKSUM:
-            return
-        if value == ErrorCode.TASK_ID_CONFLICT:
-            return
-        if value == ErrorCode.DESTINATION_BUSY:
-            return
-        if value == ErrorCode.TASK_NOT_FOUND:
-            return
-        if value == ErrorCode.INVALID_STATE:
-            return
-        if value == ErrorCode.INVALID_TASK_ID:
-            return
-        if value == ErrorCode.INVALID_CONFIG:
-            return
-        if value == ErrorCode.MISSING_OUTPUT:
-            return
-        if value == ErrorCode.CONNECT_FAILED:
-            return
-        if value == ErrorCode.TIMEOUT:
-            return
-        if value == ErrorCode.HTTP_CLIENT_ERROR:
-            return
-        if value == ErrorCode.NOT_FOUND:
-            return
-        if value == ErrorCode.SERVER_ERROR:
-            return
-        if value == ErrorCode.TOO_MANY_REQUESTS:
-            return
-        if value == ErrorCode.TOO_MANY_REDIRECTS:
-            return
-        if value == ErrorCode.REDIRECT_LOOP:
-            return
-        if value == ErrorCode.RANGE_MISMATCH:
-            return
-        if value == ErrorCode.CONTENT_CHANGED:
-            return
-        if value == ErrorCode.TRUNCATED_BODY:
-            return
-        if value == ErrorCode.TLS:
-            return
-        if value == ErrorCode.NETWORK:
-            return
-        if value == ErrorCode.UNSUPPORTED_ENCODING:
-            return
-        if value == ErrorCode.ACCESS_DENIED:
-            return
-        if value == ErrorCode.DISK_FULL:
-            return
-        if value == ErrorCode.STORAGE_IO:
-            return
-        if value == ErrorCode.PERMISSION_DENIED:
-            return
-        if value == ErrorCode.STATE_DIR_LOCKED:
-            return
-        if value == ErrorCode.DATABASE:
-            return
-        if value == ErrorCode.CHECKSUM_MISMATCH:
-            return
-        if value == ErrorCode.SIZE_MISMATCH:
-            return
-        if value == ErrorCode.MEMORY_LIMIT_EXCEEDED:
-            return
-        if value == ErrorCode.CANCELLED:
-            return
-        if value == ErrorCode.INTERRUPTED:
-            return
-        if value == ErrorCode.SHUT_DOWN:
-            return
-        if value == ErrorCode.SINK_REJECTED:
-            return
-        if value == ErrorCode.INTERNAL:
-            return
-        raise ValueError(value)
+        _UniffiFfiConverterString.check_lower(value.os_tag)
+        _UniffiFfiConverterUInt64.check_lower(value.bytes_received)
 
     @staticmethod
     def write(value, buf):
-        if value == ErrorCode.INVALID_URL:
-            buf.write_i32(1)
-        if value == ErrorCode.UNSUPPORTED_SCHEME:
-            buf.write_i32(2)
-        if value == ErrorCode.RELATIVE_DESTINATION:
-            buf.write_i32(3)
-        if value == ErrorCode.DESTINATION_DIR_MISSING:
-            buf.write_i32(4)
-        if value == ErrorCode.DESTINATION_EXISTS:
-            buf.write_i32(5)
-        if value == ErrorCode.DESTINATION_NOT_WRITABLE:
-            buf.write_i32(6)
-        if value == ErrorCode.INVALID_CONNECTIONS:
-            buf.write_i32(7)
-        if value == ErrorCode.INVALID_HEADER:
-            buf.write_i32(8)
-        if value == ErrorCode.CONFLICTING_OUTPUTS:
-            buf.write_i32(9)
-        if value == ErrorCode.INVALID_CHECKSUM:
-            buf.write_i32(10)
-        if value == ErrorCode.TASK_ID_CONFLICT:
-            buf.write_i32(11)
-        if value == ErrorCode.DESTINATION_BUSY:
-            buf.write_i32(12)
-        if value == ErrorCode.TASK_NOT_FOUND:
-            buf.write_i32(13)
-        if value == ErrorCode.INVALID_STATE:
-            buf.write_i32(14)
-        if value == ErrorCode.INVALID_TASK_ID:
-            buf.write_i32(15)
-        if value == ErrorCode.INVALID_CONFIG:
-            buf.write_i32(16)
-        if value == ErrorCode.MISSING_OUTPUT:
-            buf.write_i32(17)
-        if value == ErrorCode.CONNECT_FAILED:
-            buf.write_i32(18)
-        if value == ErrorCode.TIMEOUT:
-            buf.write_i32(19)
-        if value == ErrorCode.HTTP_CLIENT_ERROR:
-            buf.write_i32(20)
-        if value == ErrorCode.NOT_FOUND:
-            buf.write_i32(21)
-        if value == ErrorCode.SERVER_ERROR:
-            buf.write_i32(22)
-        if value == ErrorCode.TOO_MANY_REQUESTS:
-            buf.write_i32(23)
-        if value == ErrorCode.TOO_MANY_REDIRECTS:
-            buf.write_i32(24)
-        if value == ErrorCode.REDIRECT_LOOP:
-            buf.write_i32(25)
-        if value == ErrorCode.RANGE_MISMATCH:
-            buf.write_i32(26)
-        if value == ErrorCode.CONTENT_CHANGED:
-            buf.write_i32(27)
-        if value == ErrorCode.TRUNCATED_BODY:
-            buf.write_i32(28)
-        if value == ErrorCode.TLS:
-            buf.write_i32(29)
-        if value == ErrorCode.NETWORK:
-            buf.write_i32(30)
-        if value == ErrorCode.UNSUPPORTED_ENCODING:
-            buf.write_i32(31)
-        if value == ErrorCode.ACCESS_DENIED:
-            buf.write_i32(32)
-        if value == ErrorCode.DISK_FULL:
-            buf.write_i32(33)
-        if value == ErrorCode.STORAGE_IO:
-            buf.write_i32(34)
-        if value == ErrorCode.PERMISSION_DENIED:
-            buf.write_i32(35)
-        if value == ErrorCode.STATE_DIR_LOCKED:
-            buf.write_i32(36)
-        if value == ErrorCode.DATABASE:
-            buf.write_i32(37)
-        if value == ErrorCode.CHECKSUM_MISMATCH:
-            buf.write_i32(38)
-        if value == ErrorCode.SIZE_MISMATCH:
-            buf.write_i32(39)
-        if value == ErrorCode.MEMORY_LIMIT_EXCEEDED:
-            buf.write_i32(40)
-        if value == ErrorCode.CANCELLED:
-            buf.write_i32(41)
-        if value == ErrorCode.INTERRUPTED:
-            buf.write_i32(42)
-        if value == ErrorCode.SHUT_DOWN:
-            buf.write_i32(43)
-        if value == ErrorCode.SINK_REJECTED:
-            buf.write_i32(44)
-        if value == ErrorCode.INTERNAL:
-            buf.write_i32(45)
+        _UniffiFfiConverterString.write(value.os_tag, buf)
+        _UniffiFfiConverterUInt64.write(value.bytes_received, buf)
 
+@dataclass
+class ReconcilePlan:
+    """
+    What to do to bring the OS in line with the task table.
+"""
+    def __init__(self, *, cancel_os_tags:typing.List[str], ingest_lease_ids:typing.List[str], export:typing.List[OsRangeRequest], run_in_process:typing.List[str]):
+        self.cancel_os_tags = cancel_os_tags
+        self.ingest_lease_ids = ingest_lease_ids
+        self.export = export
+        self.run_in_process = run_in_process
+        
+        
 
+    
+    def __str__(self):
+        return "ReconcilePlan(cancel_os_tags={}, ingest_lease_ids={}, export={}, run_in_process={})".format(self.cancel_os_tags, self.ingest_lease_ids, self.export, self.run_in_process)
+    def __eq__(self, other):
+        if self.cancel_os_tags != other.cancel_os_tags:
+            return False
+        if self.ingest_lease_ids != other.ingest_lease_ids:
+            return False
+        if self.export != other.export:
+            return False
+        if self.run_in_process != other.run_in_process:
+            return False
+        return True
 
-class _UniffiFfiConverterUInt16(_UniffiConverterPrimitiveInt):
-    CLASS_NAME = "u16"
-    VALUE_MIN = 0
-    VALUE_MAX = 2**16
-
+class _UniffiFfiConverterTypeReconcilePlan(_UniffiConverterRustBuffer):
     @staticmethod
     def read(buf):
-        return buf.read_u16()
+        return ReconcilePlan(
+            cancel_os_tags=_UniffiFfiConverterSequenceString.read(buf),
+            ingest_lease_ids=_UniffiFfiConverterSequenceString.read(buf),
+            export=_UniffiFfiConverterSequenceTypeOsRangeRequest.read(buf),
+            run_in_process=_UniffiFfiConverterSequenceString.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterSequenceString.check_lower(value.cancel_os_tags)
+        _UniffiFfiConverterSequenceString.check_lower(value.ingest_lease_ids)
+        _UniffiFfiConverterSequenceTypeOsRangeRequest.check_lower(value.export)
+        _UniffiFfiConverterSequenceString.check_lower(value.run_in_process)
 
     @staticmethod
     def write(value, buf):
-        buf.write_u16(value)
+        _UniffiFfiConverterSequenceString.write(value.cancel_os_tags, buf)
+        _UniffiFfiConverterSequenceString.write(value.ingest_lease_ids, buf)
+        _UniffiFfiConverterSequenceTypeOsRangeRequest.write(value.export, buf)
+        _UniffiFfiConverterSequenceString.write(value.run_in_process, buf)
 
 class _UniffiFfiConverterOptionalUInt16(_UniffiConverterRustBuffer):
     @classmethod
@@ -2509,7 +3022,7 @@ class TaskStatus:
     """
     A task's status.
 """
-    def __init__(self, *, task_id:str, url:str, destination:typing.Optional[str], output:str, state:TaskState, progress:float, bytes:int, total:typing.Optional[int], speed:float, eta_seconds:typing.Optional[float], connections:int, error:typing.Optional[TaskErrorInfo], priority:int, created_ms:int, updated_ms:int):
+    def __init__(self, *, task_id:str, url:str, destination:typing.Optional[str], output:str, state:TaskState, progress:float, bytes:int, total:typing.Optional[int], speed:float, eta_seconds:typing.Optional[float], connections:int, error:typing.Optional[TaskErrorInfo], priority:int, created_ms:int, updated_ms:int, handed_off:bool):
         self.task_id = task_id
         self.url = url
         self.destination = destination
@@ -2525,12 +3038,13 @@ class TaskStatus:
         self.priority = priority
         self.created_ms = created_ms
         self.updated_ms = updated_ms
+        self.handed_off = handed_off
         
         
 
     
     def __str__(self):
-        return "TaskStatus(task_id={}, url={}, destination={}, output={}, state={}, progress={}, bytes={}, total={}, speed={}, eta_seconds={}, connections={}, error={}, priority={}, created_ms={}, updated_ms={})".format(self.task_id, self.url, self.destination, self.output, self.state, self.progress, self.bytes, self.total, self.speed, self.eta_seconds, self.connections, self.error, self.priority, self.created_ms, self.updated_ms)
+        return "TaskStatus(task_id={}, url={}, destination={}, output={}, state={}, progress={}, bytes={}, total={}, speed={}, eta_seconds={}, connections={}, error={}, priority={}, created_ms={}, updated_ms={}, handed_off={})".format(self.task_id, self.url, self.destination, self.output, self.state, self.progress, self.bytes, self.total, self.speed, self.eta_seconds, self.connections, self.error, self.priority, self.created_ms, self.updated_ms, self.handed_off)
     def __eq__(self, other):
         if self.task_id != other.task_id:
             return False
@@ -2562,6 +3076,8 @@ class TaskStatus:
             return False
         if self.updated_ms != other.updated_ms:
             return False
+        if self.handed_off != other.handed_off:
+            return False
         return True
 
 class _UniffiFfiConverterTypeTaskStatus(_UniffiConverterRustBuffer):
@@ -2583,6 +3099,7 @@ class _UniffiFfiConverterTypeTaskStatus(_UniffiConverterRustBuffer):
             priority=_UniffiFfiConverterInt32.read(buf),
             created_ms=_UniffiFfiConverterInt64.read(buf),
             updated_ms=_UniffiFfiConverterInt64.read(buf),
+            handed_off=_UniffiFfiConverterBoolean.read(buf),
         )
 
     @staticmethod
@@ -2602,6 +3119,7 @@ class _UniffiFfiConverterTypeTaskStatus(_UniffiConverterRustBuffer):
         _UniffiFfiConverterInt32.check_lower(value.priority)
         _UniffiFfiConverterInt64.check_lower(value.created_ms)
         _UniffiFfiConverterInt64.check_lower(value.updated_ms)
+        _UniffiFfiConverterBoolean.check_lower(value.handed_off)
 
     @staticmethod
     def write(value, buf):
@@ -2620,6 +3138,7 @@ class _UniffiFfiConverterTypeTaskStatus(_UniffiConverterRustBuffer):
         _UniffiFfiConverterInt32.write(value.priority, buf)
         _UniffiFfiConverterInt64.write(value.created_ms, buf)
         _UniffiFfiConverterInt64.write(value.updated_ms, buf)
+        _UniffiFfiConverterBoolean.write(value.handed_off, buf)
 
 
 
@@ -3279,6 +3798,361 @@ class _UniffiFfiConverterTypeDownloadEvent(_UniffiConverterRustBuffer):
             _UniffiFfiConverterOptionalTypeTaskState.write(value._from, buf)
             _UniffiFfiConverterTypeTaskState.write(value.to, buf)
             _UniffiFfiConverterOptionalTypeTaskErrorInfo.write(value.error, buf)
+
+
+
+
+
+
+
+
+class IngestOutcome:
+    """
+    What became of a chunk.
+"""
+    def __init__(self):
+        raise RuntimeError("IngestOutcome cannot be instantiated directly")
+
+    # Each enum variant is a nested class of the enum itself.
+    @dataclass
+    class COMMITTED:
+        """
+        Written, synced and journaled; `task_complete` when the file is now in place.
+"""
+        
+        def __init__(self, task_id:str, task_complete:bool):
+            self.task_id = task_id
+            
+            """
+        The task.
+"""
+        
+            self.task_complete = task_complete
+            
+            """
+        The file was published.
+"""
+        
+            pass
+
+    
+            
+            
+    
+        def __str__(self):
+            return "IngestOutcome.COMMITTED(task_id={}, task_complete={})".format(self.task_id, self.task_complete)
+        def __eq__(self, other):
+            if not isinstance(other, IngestOutcome):
+                return NotImplemented
+            if not other.is_COMMITTED():
+                return False
+            if self.task_id != other.task_id:
+                return False
+            if self.task_complete != other.task_complete:
+                return False
+            return True
+
+    @dataclass
+    class ALREADY_COMMITTED:
+        """
+        Ingested before; nothing written.
+"""
+        
+        def __init__(self, ):
+            pass
+
+    
+            
+            
+    
+        def __str__(self):
+            return "IngestOutcome.ALREADY_COMMITTED()".format()
+        def __eq__(self, other):
+            if not isinstance(other, IngestOutcome):
+                return NotImplemented
+            if not other.is_ALREADY_COMMITTED():
+                return False
+            return True
+
+    @dataclass
+    class RESTART:
+        """
+        The resource changed: the download starts over in the engine. Cancel the listed OS tasks.
+"""
+        
+        def __init__(self, task_id:str, reason:str, cancel_os_tags:typing.List[str]):
+            self.task_id = task_id
+            
+            """
+        The task.
+"""
+        
+            self.reason = reason
+            
+            """
+        Why.
+"""
+        
+            self.cancel_os_tags = cancel_os_tags
+            
+            """
+        OS tasks to cancel.
+"""
+        
+            pass
+
+    
+            
+            
+    
+        def __str__(self):
+            return "IngestOutcome.RESTART(task_id={}, reason={}, cancel_os_tags={})".format(self.task_id, self.reason, self.cancel_os_tags)
+        def __eq__(self, other):
+            if not isinstance(other, IngestOutcome):
+                return NotImplemented
+            if not other.is_RESTART():
+                return False
+            if self.task_id != other.task_id:
+                return False
+            if self.reason != other.reason:
+                return False
+            if self.cancel_os_tags != other.cancel_os_tags:
+                return False
+            return True
+
+    @dataclass
+    class REJECTED:
+        """
+        Not written; the lease ended and its range went back to the engine (or, when not
+        retryable, the task failed).
+"""
+        
+        def __init__(self, code:ErrorCode, message:str, http_status:typing.Optional[int], retryable:bool, credentials:bool, cancel_os_tags:typing.List[str]):
+            self.code = code
+            
+            """
+        Stable code.
+"""
+        
+            self.message = message
+            
+            """
+        Why.
+"""
+        
+            self.http_status = http_status
+            
+            """
+        HTTP status, when the server's answer was the reason.
+"""
+        
+            self.retryable = retryable
+            
+            """
+        Another try may succeed.
+"""
+        
+            self.credentials = credentials
+            
+            """
+        401 or 403: refresh the request's credentials.
+"""
+        
+            self.cancel_os_tags = cancel_os_tags
+            
+            """
+        OS tasks to cancel.
+"""
+        
+            pass
+
+    
+            
+            
+    
+        def __str__(self):
+            return "IngestOutcome.REJECTED(code={}, message={}, http_status={}, retryable={}, credentials={}, cancel_os_tags={})".format(self.code, self.message, self.http_status, self.retryable, self.credentials, self.cancel_os_tags)
+        def __eq__(self, other):
+            if not isinstance(other, IngestOutcome):
+                return NotImplemented
+            if not other.is_REJECTED():
+                return False
+            if self.code != other.code:
+                return False
+            if self.message != other.message:
+                return False
+            if self.http_status != other.http_status:
+                return False
+            if self.retryable != other.retryable:
+                return False
+            if self.credentials != other.credentials:
+                return False
+            if self.cancel_os_tags != other.cancel_os_tags:
+                return False
+            return True
+
+    @dataclass
+    class DEFERRED:
+        """
+        Storage trouble while writing: the chunk stays staged and the lease live; ingest again later.
+"""
+        
+        def __init__(self, code:ErrorCode, message:str):
+            self.code = code
+            
+            """
+        Stable code.
+"""
+        
+            self.message = message
+            
+            """
+        What went wrong.
+"""
+        
+            pass
+
+    
+            
+            
+    
+        def __str__(self):
+            return "IngestOutcome.DEFERRED(code={}, message={})".format(self.code, self.message)
+        def __eq__(self, other):
+            if not isinstance(other, IngestOutcome):
+                return NotImplemented
+            if not other.is_DEFERRED():
+                return False
+            if self.code != other.code:
+                return False
+            if self.message != other.message:
+                return False
+            return True
+
+    
+
+    # For each variant, we have `is_NAME` and `is_name` methods for easily checking
+    # whether an instance is that variant.
+    def is_COMMITTED(self) -> bool:
+        return isinstance(self, IngestOutcome.COMMITTED)
+    def is_committed(self) -> bool:
+        return isinstance(self, IngestOutcome.COMMITTED)
+    def is_ALREADY_COMMITTED(self) -> bool:
+        return isinstance(self, IngestOutcome.ALREADY_COMMITTED)
+    def is_already_committed(self) -> bool:
+        return isinstance(self, IngestOutcome.ALREADY_COMMITTED)
+    def is_RESTART(self) -> bool:
+        return isinstance(self, IngestOutcome.RESTART)
+    def is_restart(self) -> bool:
+        return isinstance(self, IngestOutcome.RESTART)
+    def is_REJECTED(self) -> bool:
+        return isinstance(self, IngestOutcome.REJECTED)
+    def is_rejected(self) -> bool:
+        return isinstance(self, IngestOutcome.REJECTED)
+    def is_DEFERRED(self) -> bool:
+        return isinstance(self, IngestOutcome.DEFERRED)
+    def is_deferred(self) -> bool:
+        return isinstance(self, IngestOutcome.DEFERRED)
+    
+
+# Now, a little trick - we make each nested variant class be a subclass of the main
+# enum class, so that method calls and instance checks etc will work intuitively.
+# We might be able to do this a little more neatly with a metaclass, but this'll do.
+IngestOutcome.COMMITTED = type("IngestOutcome.COMMITTED", (IngestOutcome.COMMITTED, IngestOutcome,), {})  # type: ignore
+IngestOutcome.ALREADY_COMMITTED = type("IngestOutcome.ALREADY_COMMITTED", (IngestOutcome.ALREADY_COMMITTED, IngestOutcome,), {})  # type: ignore
+IngestOutcome.RESTART = type("IngestOutcome.RESTART", (IngestOutcome.RESTART, IngestOutcome,), {})  # type: ignore
+IngestOutcome.REJECTED = type("IngestOutcome.REJECTED", (IngestOutcome.REJECTED, IngestOutcome,), {})  # type: ignore
+IngestOutcome.DEFERRED = type("IngestOutcome.DEFERRED", (IngestOutcome.DEFERRED, IngestOutcome,), {})  # type: ignore
+
+
+
+
+class _UniffiFfiConverterTypeIngestOutcome(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        variant = buf.read_i32()
+        if variant == 1:
+            return IngestOutcome.COMMITTED(
+                _UniffiFfiConverterString.read(buf),
+                _UniffiFfiConverterBoolean.read(buf),
+            )
+        if variant == 2:
+            return IngestOutcome.ALREADY_COMMITTED(
+            )
+        if variant == 3:
+            return IngestOutcome.RESTART(
+                _UniffiFfiConverterString.read(buf),
+                _UniffiFfiConverterString.read(buf),
+                _UniffiFfiConverterSequenceString.read(buf),
+            )
+        if variant == 4:
+            return IngestOutcome.REJECTED(
+                _UniffiFfiConverterTypeErrorCode.read(buf),
+                _UniffiFfiConverterString.read(buf),
+                _UniffiFfiConverterOptionalUInt16.read(buf),
+                _UniffiFfiConverterBoolean.read(buf),
+                _UniffiFfiConverterBoolean.read(buf),
+                _UniffiFfiConverterSequenceString.read(buf),
+            )
+        if variant == 5:
+            return IngestOutcome.DEFERRED(
+                _UniffiFfiConverterTypeErrorCode.read(buf),
+                _UniffiFfiConverterString.read(buf),
+            )
+        raise InternalError("Raw enum value doesn't match any cases")
+
+    @staticmethod
+    def check_lower(value):
+        if value.is_COMMITTED():
+            _UniffiFfiConverterString.check_lower(value.task_id)
+            _UniffiFfiConverterBoolean.check_lower(value.task_complete)
+            return
+        if value.is_ALREADY_COMMITTED():
+            return
+        if value.is_RESTART():
+            _UniffiFfiConverterString.check_lower(value.task_id)
+            _UniffiFfiConverterString.check_lower(value.reason)
+            _UniffiFfiConverterSequenceString.check_lower(value.cancel_os_tags)
+            return
+        if value.is_REJECTED():
+            _UniffiFfiConverterTypeErrorCode.check_lower(value.code)
+            _UniffiFfiConverterString.check_lower(value.message)
+            _UniffiFfiConverterOptionalUInt16.check_lower(value.http_status)
+            _UniffiFfiConverterBoolean.check_lower(value.retryable)
+            _UniffiFfiConverterBoolean.check_lower(value.credentials)
+            _UniffiFfiConverterSequenceString.check_lower(value.cancel_os_tags)
+            return
+        if value.is_DEFERRED():
+            _UniffiFfiConverterTypeErrorCode.check_lower(value.code)
+            _UniffiFfiConverterString.check_lower(value.message)
+            return
+        raise ValueError(value)
+
+    @staticmethod
+    def write(value, buf):
+        if value.is_COMMITTED():
+            buf.write_i32(1)
+            _UniffiFfiConverterString.write(value.task_id, buf)
+            _UniffiFfiConverterBoolean.write(value.task_complete, buf)
+        if value.is_ALREADY_COMMITTED():
+            buf.write_i32(2)
+        if value.is_RESTART():
+            buf.write_i32(3)
+            _UniffiFfiConverterString.write(value.task_id, buf)
+            _UniffiFfiConverterString.write(value.reason, buf)
+            _UniffiFfiConverterSequenceString.write(value.cancel_os_tags, buf)
+        if value.is_REJECTED():
+            buf.write_i32(4)
+            _UniffiFfiConverterTypeErrorCode.write(value.code, buf)
+            _UniffiFfiConverterString.write(value.message, buf)
+            _UniffiFfiConverterOptionalUInt16.write(value.http_status, buf)
+            _UniffiFfiConverterBoolean.write(value.retryable, buf)
+            _UniffiFfiConverterBoolean.write(value.credentials, buf)
+            _UniffiFfiConverterSequenceString.write(value.cancel_os_tags, buf)
+        if value.is_DEFERRED():
+            buf.write_i32(5)
+            _UniffiFfiConverterTypeErrorCode.write(value.code, buf)
+            _UniffiFfiConverterString.write(value.message, buf)
 
 
 
@@ -3948,6 +4822,56 @@ class _UniffiFfiConverterTypeEventStream:
     def write(cls, value: EventStream, buf: _UniffiRustBuffer):
         buf.write_u64(cls.lower(value))
 
+class _UniffiFfiConverterOptionalSequenceString(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterSequenceString.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterSequenceString.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterSequenceString.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
+class _UniffiFfiConverterOptionalTypeHandoffConfig(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterTypeHandoffConfig.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterTypeHandoffConfig.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterTypeHandoffConfig.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
 class _UniffiFfiConverterSequenceTypeTaskStatus(_UniffiConverterRustBuffer):
     @classmethod
     def check_lower(cls, value):
@@ -3969,6 +4893,29 @@ class _UniffiFfiConverterSequenceTypeTaskStatus(_UniffiConverterRustBuffer):
 
         return [
             _UniffiFfiConverterTypeTaskStatus.read(buf) for i in range(count)
+        ]
+
+class _UniffiFfiConverterSequenceTypeOsTaskInfo(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        for item in value:
+            _UniffiFfiConverterTypeOsTaskInfo.check_lower(item)
+
+    @classmethod
+    def write(cls, value, buf):
+        items = len(value)
+        buf.write_i32(items)
+        for item in value:
+            _UniffiFfiConverterTypeOsTaskInfo.write(item, buf)
+
+    @classmethod
+    def read(cls, buf):
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+
+        return [
+            _UniffiFfiConverterTypeOsTaskInfo.read(buf) for i in range(count)
         ]
 
 
@@ -4020,6 +4967,24 @@ class DownloadManagerProtocol(typing.Protocol):
         background): everything transferred so far then survives even a power loss.
 """
         raise NotImplementedError
+    async def hand_off(self, task_ids: typing.Union[object, typing.Optional[typing.List[str]]] = _DEFAULT,config: typing.Union[object, typing.Optional[HandoffConfig]] = _DEFAULT) -> HandoffResult:
+        """
+        Hands the given tasks (`None`: every queued or running file task) to the OS: their
+        transfers stop with everything synced, and every byte left is leased. Create one OS task
+        per request right away. The tasks stay `running` (`handed_off` in their status).
+"""
+        raise NotImplementedError
+    def ingest_chunk(self, lease_id: str,file_path: str,response: ChunkResponse) -> IngestOutcome:
+        """
+        Ingests `file_path`, the body the OS fetched for a lease, with its answer. The file is
+        deleted once its fate is decided (kept when the outcome is `Deferred`).
+"""
+        raise NotImplementedError
+    def ingest_staged(self, lease_id: str) -> IngestOutcome:
+        """
+        Ingests the staged chunk of a lease. Idempotent; blocking (it copies and syncs).
+"""
+        raise NotImplementedError
     def limits(self, ) -> Limits:
         """
         Current limits.
@@ -4030,6 +4995,16 @@ class DownloadManagerProtocol(typing.Protocol):
         Every task, in enqueue order.
 """
         raise NotImplementedError
+    def live_leases(self, ) -> typing.List[OsRangeRequest]:
+        """
+        The live leases, as requests.
+"""
+        raise NotImplementedError
+    def note_os_progress(self, os_tag: str,bytes_received: int) -> None:
+        """
+        Progress the OS reports for a lease's task: shown in the task's status, never journaled.
+"""
+        raise NotImplementedError
     def pause(self, task_id: str) -> None:
         """
         Pauses a task (keeps the partial file).
@@ -4038,6 +5013,16 @@ class DownloadManagerProtocol(typing.Protocol):
     def pause_all(self, ) -> int:
         """
         Pauses every queued or running task; returns how many.
+"""
+        raise NotImplementedError
+    def reconcile(self, live: typing.List[OsTaskInfo],foreground: bool) -> ReconcilePlan:
+        """
+        After a launch or wake: what to cancel, ingest, give the OS again, or fetch in process.
+"""
+        raise NotImplementedError
+    def release_lease(self, lease_id: str) -> None:
+        """
+        The OS task of a lease failed or vanished: its range goes back to the engine.
 """
         raise NotImplementedError
     def remove(self, task_id: str,delete_file: bool = False) -> None:
@@ -4053,6 +5038,12 @@ class DownloadManagerProtocol(typing.Protocol):
     def resume_all(self, ) -> int:
         """
         Resumes every queued, paused or failed task; returns how many.
+"""
+        raise NotImplementedError
+    def revoked_os_tags(self, ) -> typing.List[str]:
+        """
+        OS tasks whose leases the engine ended (a pause, cancel, remove, restart or failure) since
+        the last call: cancel them.
 """
         raise NotImplementedError
     def set_limits(self, limits: Limits) -> None:
@@ -4071,6 +5062,13 @@ class DownloadManagerProtocol(typing.Protocol):
         until the directory is opened again.
 """
         raise NotImplementedError
+    def stage_chunk(self, lease_id: str,file_path: str,response: ChunkResponse) -> None:
+        """
+        Moves the file the OS fetched for a lease into the state directory's staging folder, with
+        the answer's status and headers. Call it inside `didFinishDownloadingTo` (iOS deletes the
+        file when it returns); then `ingest_staged`, off that thread.
+"""
+        raise NotImplementedError
     def state_dir(self, ) -> str:
         """
         The state directory.
@@ -4079,6 +5077,12 @@ class DownloadManagerProtocol(typing.Protocol):
     def status(self, task_id: str) -> TaskStatus:
         """
         A task's status.
+"""
+        raise NotImplementedError
+    def take_back(self, stale_after_ms: int = 20000) -> typing.List[str]:
+        """
+        Back in the foreground: leases with no OS progress for `stale_after_ms` go back to the
+        engine. Returns the OS tasks to cancel.
 """
         raise NotImplementedError
     def take_bytes(self, task_id: str) -> bytes:
@@ -4297,6 +5301,78 @@ class DownloadManager(DownloadManagerProtocol):
             _uniffi_lift_return,
             _uniffi_error_converter,
         )
+    async def hand_off(self, task_ids: typing.Union[object, typing.Optional[typing.List[str]]] = _DEFAULT,config: typing.Union[object, typing.Optional[HandoffConfig]] = _DEFAULT) -> HandoffResult:
+        """
+        Hands the given tasks (`None`: every queued or running file task) to the OS: their
+        transfers stop with everything synced, and every byte left is leased. Create one OS task
+        per request right away. The tasks stay `running` (`handed_off` in their status).
+"""
+        
+        if task_ids is _DEFAULT:
+            task_ids = None
+        _UniffiFfiConverterOptionalSequenceString.check_lower(task_ids)
+
+        if config is _DEFAULT:
+            config = None
+        _UniffiFfiConverterOptionalTypeHandoffConfig.check_lower(config)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterOptionalSequenceString.lower(task_ids),
+            _UniffiFfiConverterOptionalTypeHandoffConfig.lower(config),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeHandoffResult.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeDownloadError
+        return await _uniffi_rust_call_async(
+            _UniffiLib.uniffi_ferry_fn_method_downloadmanager_hand_off(*_uniffi_lowered_args),
+            _UniffiLib.ffi_ferry_rust_future_poll_rust_buffer,
+            _UniffiLib.ffi_ferry_rust_future_complete_rust_buffer,
+            _UniffiLib.ffi_ferry_rust_future_free_rust_buffer,
+            _uniffi_lift_return,
+            _uniffi_error_converter,
+        )
+    def ingest_chunk(self, lease_id: str,file_path: str,response: ChunkResponse) -> IngestOutcome:
+        """
+        Ingests `file_path`, the body the OS fetched for a lease, with its answer. The file is
+        deleted once its fate is decided (kept when the outcome is `Deferred`).
+"""
+        
+        _UniffiFfiConverterString.check_lower(lease_id)
+
+        _UniffiFfiConverterString.check_lower(file_path)
+
+        _UniffiFfiConverterTypeChunkResponse.check_lower(response)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(lease_id),
+            _UniffiFfiConverterString.lower(file_path),
+            _UniffiFfiConverterTypeChunkResponse.lower(response),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeIngestOutcome.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_downloadmanager_ingest_chunk,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def ingest_staged(self, lease_id: str) -> IngestOutcome:
+        """
+        Ingests the staged chunk of a lease. Idempotent; blocking (it copies and syncs).
+"""
+        
+        _UniffiFfiConverterString.check_lower(lease_id)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(lease_id),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeIngestOutcome.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_downloadmanager_ingest_staged,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
     def limits(self, ) -> Limits:
         """
         Current limits.
@@ -4324,6 +5400,42 @@ class DownloadManager(DownloadManagerProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_ferry_fn_method_downloadmanager_list,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def live_leases(self, ) -> typing.List[OsRangeRequest]:
+        """
+        The live leases, as requests.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterSequenceTypeOsRangeRequest.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_downloadmanager_live_leases,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def note_os_progress(self, os_tag: str,bytes_received: int) -> None:
+        """
+        Progress the OS reports for a lease's task: shown in the task's status, never journaled.
+"""
+        
+        _UniffiFfiConverterString.check_lower(os_tag)
+
+        _UniffiFfiConverterUInt64.check_lower(bytes_received)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(os_tag),
+            _UniffiFfiConverterUInt64.lower(bytes_received),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_downloadmanager_note_os_progress,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
@@ -4357,6 +5469,45 @@ class DownloadManager(DownloadManagerProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_ferry_fn_method_downloadmanager_pause_all,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def reconcile(self, live: typing.List[OsTaskInfo],foreground: bool) -> ReconcilePlan:
+        """
+        After a launch or wake: what to cancel, ingest, give the OS again, or fetch in process.
+"""
+        
+        _UniffiFfiConverterSequenceTypeOsTaskInfo.check_lower(live)
+
+        _UniffiFfiConverterBoolean.check_lower(foreground)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterSequenceTypeOsTaskInfo.lower(live),
+            _UniffiFfiConverterBoolean.lower(foreground),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeReconcilePlan.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeDownloadError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_downloadmanager_reconcile,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def release_lease(self, lease_id: str) -> None:
+        """
+        The OS task of a lease failed or vanished: its range goes back to the engine.
+"""
+        
+        _UniffiFfiConverterString.check_lower(lease_id)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(lease_id),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeDownloadError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_downloadmanager_release_lease,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
@@ -4411,6 +5562,22 @@ class DownloadManager(DownloadManagerProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_ferry_fn_method_downloadmanager_resume_all,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def revoked_os_tags(self, ) -> typing.List[str]:
+        """
+        OS tasks whose leases the engine ended (a pause, cancel, remove, restart or failure) since
+        the last call: cancel them.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterSequenceString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_downloadmanager_revoked_os_tags,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
@@ -4471,6 +5638,32 @@ class DownloadManager(DownloadManagerProtocol):
             _uniffi_lift_return,
             _uniffi_error_converter,
         )
+    def stage_chunk(self, lease_id: str,file_path: str,response: ChunkResponse) -> None:
+        """
+        Moves the file the OS fetched for a lease into the state directory's staging folder, with
+        the answer's status and headers. Call it inside `didFinishDownloadingTo` (iOS deletes the
+        file when it returns); then `ingest_staged`, off that thread.
+"""
+        
+        _UniffiFfiConverterString.check_lower(lease_id)
+
+        _UniffiFfiConverterString.check_lower(file_path)
+
+        _UniffiFfiConverterTypeChunkResponse.check_lower(response)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(lease_id),
+            _UniffiFfiConverterString.lower(file_path),
+            _UniffiFfiConverterTypeChunkResponse.lower(response),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeDownloadError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_downloadmanager_stage_chunk,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
     def state_dir(self, ) -> str:
         """
         The state directory.
@@ -4501,6 +5694,25 @@ class DownloadManager(DownloadManagerProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_ferry_fn_method_downloadmanager_status,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def take_back(self, stale_after_ms: int = 20000) -> typing.List[str]:
+        """
+        Back in the foreground: leases with no OS progress for `stale_after_ms` go back to the
+        engine. Returns the OS tasks to cancel.
+"""
+        
+        _UniffiFfiConverterUInt64.check_lower(stale_after_ms)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterUInt64.lower(stale_after_ms),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterSequenceString.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeDownloadError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_downloadmanager_take_back,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
@@ -4733,10 +5945,18 @@ __all__ = [
     "CallbackError",
     "DownloadError",
     "DownloadEvent",
+    "IngestOutcome",
     "HttpHeader",
+    "ChunkResponse",
     "DownloadRequest",
+    "HandoffConfig",
+    "OsRangeRequest",
+    "SkippedTask",
+    "HandoffResult",
     "Limits",
     "ManagerConfig",
+    "OsTaskInfo",
+    "ReconcilePlan",
     "TaskErrorInfo",
     "TaskStatus",
     "cancel",

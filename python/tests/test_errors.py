@@ -17,7 +17,7 @@ PINNED = [
     ("invalid_connections", 1007), ("invalid_header", 1008), ("conflicting_outputs", 1009),
     ("invalid_checksum", 1010), ("task_id_conflict", 1011), ("destination_busy", 1012),
     ("task_not_found", 1013), ("invalid_state", 1014), ("invalid_task_id", 1015), ("invalid_config", 1016),
-    ("missing_output", 1017), ("connect_failed", 2001), ("timeout", 2002), ("http_client_error", 2003),
+    ("missing_output", 1017), ("unknown_lease", 1018), ("connect_failed", 2001), ("timeout", 2002), ("http_client_error", 2003),
     ("not_found", 2004), ("server_error", 2005), ("too_many_requests", 2006), ("too_many_redirects", 2007),
     ("redirect_loop", 2008), ("range_mismatch", 2009), ("content_changed", 2010), ("truncated_body", 2011),
     ("tls", 2012), ("network", 2013), ("unsupported_encoding", 2014), ("access_denied", 2015),

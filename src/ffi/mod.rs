@@ -1,6 +1,7 @@
 //! The uniffi surface: the only module that names uniffi. Conversions, no decisions.
 //!
 //! - [`manager::DownloadManager`]: the object over one state directory.
+//! - [`handoff`]: leases to the OS (iOS background sessions, Android jobs) and ingesting their chunks.
 //! - [`seed`]: `download` / `status` / `cancel` on a default manager.
 //! - [`callbacks`]: event listeners, stream sinks, the pull-style event stream.
 //! - [`types`] and [`error`]: records, enums and the error with its stable codes.
@@ -10,6 +11,7 @@
 
 pub mod callbacks;
 pub mod error;
+pub mod handoff;
 pub mod manager;
 pub mod seed;
 pub mod types;

@@ -142,6 +142,8 @@ pub struct TaskStatus {
     pub created_ms: i64,
     /// Last change, ms since the epoch.
     pub updated_ms: i64,
+    /// The OS fetches some of its ranges (handed off); `bytes` includes what the OS reports.
+    pub handed_off: bool,
 }
 
 impl From<engine::TaskInfo> for TaskStatus {
@@ -162,6 +164,7 @@ impl From<engine::TaskInfo> for TaskStatus {
             priority: t.priority,
             created_ms: t.created_ms,
             updated_ms: t.updated_ms,
+            handed_off: t.handed_off,
         }
     }
 }

@@ -878,6 +878,63 @@ public func FfiConverterTypeChunkSink_lower(_ value: ChunkSink) -> UInt64 {
 public protocol DownloadManagerProtocol: AnyObject, Sendable {
     
     /**
+     * Hands the given tasks (`None`: every queued or running file task) to the OS: their
+     * transfers stop with everything synced, and every byte left is leased. Create one OS task
+     * per request right away. The tasks stay `running` (`handed_off` in their status).
+     */
+    func handOff(taskIds: [String]?, config: HandoffConfig?) async throws  -> HandoffResult
+    
+    /**
+     * Ingests `file_path`, the body the OS fetched for a lease, with its answer. The file is
+     * deleted once its fate is decided (kept when the outcome is `Deferred`).
+     */
+    func ingestChunk(leaseId: String, filePath: String, response: ChunkResponse)  -> IngestOutcome
+    
+    /**
+     * Ingests the staged chunk of a lease. Idempotent; blocking (it copies and syncs).
+     */
+    func ingestStaged(leaseId: String)  -> IngestOutcome
+    
+    /**
+     * The live leases, as requests.
+     */
+    func liveLeases()  -> [OsRangeRequest]
+    
+    /**
+     * Progress the OS reports for a lease's task: shown in the task's status, never journaled.
+     */
+    func noteOsProgress(osTag: String, bytesReceived: UInt64) 
+    
+    /**
+     * After a launch or wake: what to cancel, ingest, give the OS again, or fetch in process.
+     */
+    func reconcile(live: [OsTaskInfo], foreground: Bool) throws  -> ReconcilePlan
+    
+    /**
+     * The OS task of a lease failed or vanished: its range goes back to the engine.
+     */
+    func releaseLease(leaseId: String) throws 
+    
+    /**
+     * OS tasks whose leases the engine ended (a pause, cancel, remove, restart or failure) since
+     * the last call: cancel them.
+     */
+    func revokedOsTags()  -> [String]
+    
+    /**
+     * Moves the file the OS fetched for a lease into the state directory's staging folder, with
+     * the answer's status and headers. Call it inside `didFinishDownloadingTo` (iOS deletes the
+     * file when it returns); then `ingest_staged`, off that thread.
+     */
+    func stageChunk(leaseId: String, filePath: String, response: ChunkResponse) throws 
+    
+    /**
+     * Back in the foreground: leases with no OS progress for `stale_after_ms` go back to the
+     * engine. Returns the OS tasks to cancel.
+     */
+    func takeBack(staleAfterMs: UInt64) throws  -> [String]
+    
+    /**
      * Registers a listener; keep the registration alive as long as you want events.
      */
     func addListener(listener: EventListener)  -> ListenerRegistration
@@ -1061,6 +1118,150 @@ public static func `open`(stateDir: String, config: ManagerConfig? = nil)throws 
 }
     
 
+    
+    /**
+     * Hands the given tasks (`None`: every queued or running file task) to the OS: their
+     * transfers stop with everything synced, and every byte left is leased. Create one OS task
+     * per request right away. The tasks stay `running` (`handed_off` in their status).
+     */
+open func handOff(taskIds: [String]? = nil, config: HandoffConfig? = nil)async throws  -> HandoffResult  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_ferry_fn_method_downloadmanager_hand_off(
+                        self.uniffiCloneHandle(),FfiConverterOptionSequenceString.lower(taskIds),FfiConverterOptionTypeHandoffConfig.lower(config)
+                )
+            },
+            pollFunc: ffi_ferry_rust_future_poll_rust_buffer,
+            completeFunc: ffi_ferry_rust_future_complete_rust_buffer,
+            freeFunc: ffi_ferry_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeHandoffResult_lift,
+            errorHandler: FfiConverterTypeDownloadError_lift
+        )
+}
+    
+    /**
+     * Ingests `file_path`, the body the OS fetched for a lease, with its answer. The file is
+     * deleted once its fate is decided (kept when the outcome is `Deferred`).
+     */
+open func ingestChunk(leaseId: String, filePath: String, response: ChunkResponse) -> IngestOutcome  {
+    return try!  FfiConverterTypeIngestOutcome_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_downloadmanager_ingest_chunk(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(leaseId),
+        FfiConverterString.lower(filePath),
+        FfiConverterTypeChunkResponse_lower(response),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Ingests the staged chunk of a lease. Idempotent; blocking (it copies and syncs).
+     */
+open func ingestStaged(leaseId: String) -> IngestOutcome  {
+    return try!  FfiConverterTypeIngestOutcome_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_downloadmanager_ingest_staged(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(leaseId),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The live leases, as requests.
+     */
+open func liveLeases() -> [OsRangeRequest]  {
+    return try!  FfiConverterSequenceTypeOsRangeRequest.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_downloadmanager_live_leases(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Progress the OS reports for a lease's task: shown in the task's status, never journaled.
+     */
+open func noteOsProgress(osTag: String, bytesReceived: UInt64)  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_downloadmanager_note_os_progress(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(osTag),
+        FfiConverterUInt64.lower(bytesReceived),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * After a launch or wake: what to cancel, ingest, give the OS again, or fetch in process.
+     */
+open func reconcile(live: [OsTaskInfo], foreground: Bool)throws  -> ReconcilePlan  {
+    return try  FfiConverterTypeReconcilePlan_lift(try rustCallWithError(FfiConverterTypeDownloadError_lift) {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_downloadmanager_reconcile(
+            self.uniffiCloneHandle(),
+        FfiConverterSequenceTypeOsTaskInfo.lower(live),
+        FfiConverterBool.lower(foreground),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The OS task of a lease failed or vanished: its range goes back to the engine.
+     */
+open func releaseLease(leaseId: String)throws   {try rustCallWithError(FfiConverterTypeDownloadError_lift) {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_downloadmanager_release_lease(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(leaseId),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * OS tasks whose leases the engine ended (a pause, cancel, remove, restart or failure) since
+     * the last call: cancel them.
+     */
+open func revokedOsTags() -> [String]  {
+    return try!  FfiConverterSequenceString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_downloadmanager_revoked_os_tags(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Moves the file the OS fetched for a lease into the state directory's staging folder, with
+     * the answer's status and headers. Call it inside `didFinishDownloadingTo` (iOS deletes the
+     * file when it returns); then `ingest_staged`, off that thread.
+     */
+open func stageChunk(leaseId: String, filePath: String, response: ChunkResponse)throws   {try rustCallWithError(FfiConverterTypeDownloadError_lift) {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_downloadmanager_stage_chunk(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(leaseId),
+        FfiConverterString.lower(filePath),
+        FfiConverterTypeChunkResponse_lower(response),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Back in the foreground: leases with no OS progress for `stale_after_ms` go back to the
+     * engine. Returns the OS tasks to cancel.
+     */
+open func takeBack(staleAfterMs: UInt64 = UInt64(20000))throws  -> [String]  {
+    return try  FfiConverterSequenceString.lift(try rustCallWithError(FfiConverterTypeDownloadError_lift) {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_downloadmanager_take_back(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt64.lower(staleAfterMs),uniffiCallStatus
+    )
+})
+}
     
     /**
      * Registers a listener; keep the registration alive as long as you want events.
@@ -1998,6 +2199,75 @@ public func FfiConverterTypeListenerRegistration_lower(_ value: ListenerRegistra
 
 
 /**
+ * The status and headers of the OS's answer for a chunk.
+ */
+public struct ChunkResponse: Equatable, Hashable {
+    /**
+     * HTTP status.
+     */
+    public let status: UInt16
+    /**
+     * Response headers, as the OS reports them.
+     */
+    public let headers: [HttpHeader]
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * HTTP status.
+         */status: UInt16, 
+        /**
+         * Response headers, as the OS reports them.
+         */headers: [HttpHeader]) {
+        self.status = status
+        self.headers = headers
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ChunkResponse: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeChunkResponse: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ChunkResponse {
+        return
+            try ChunkResponse(
+                status: FfiConverterUInt16.read(from: &buf), 
+                headers: FfiConverterSequenceTypeHttpHeader.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ChunkResponse, into buf: inout [UInt8]) {
+        FfiConverterUInt16.write(value.status, into: &buf)
+        FfiConverterSequenceTypeHttpHeader.write(value.headers, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeChunkResponse_lift(_ buf: RustBuffer) throws -> ChunkResponse {
+    return try FfiConverterTypeChunkResponse.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeChunkResponse_lower(_ value: ChunkResponse) -> RustBuffer {
+    return FfiConverterTypeChunkResponse.lower(value)
+}
+
+
+/**
  * A download request. Exactly one output: `destination` (a file) or `memory_limit` (bytes in memory);
  * stream outputs go through `enqueue_stream`.
  */
@@ -2134,6 +2404,164 @@ public func FfiConverterTypeDownloadRequest_lift(_ buf: RustBuffer) throws -> Do
 #endif
 public func FfiConverterTypeDownloadRequest_lower(_ value: DownloadRequest) -> RustBuffer {
     return FfiConverterTypeDownloadRequest.lower(value)
+}
+
+
+/**
+ * How a hand-off cuts and bounds its leases.
+ */
+public struct HandoffConfig: Equatable, Hashable {
+    /**
+     * Largest lease in bytes (32 MiB: a killed app loses at most the chunks in flight).
+     */
+    public let chunkBytes: UInt64
+    /**
+     * Most live leases per task.
+     */
+    public let maxLeasesPerTask: UInt32
+    /**
+     * Most live leases in all; tasks past it are not handed off.
+     */
+    public let maxLeases: UInt32
+    /**
+     * How long running transfers may take to stop, in milliseconds.
+     */
+    public let stopTimeoutMs: UInt32
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Largest lease in bytes (32 MiB: a killed app loses at most the chunks in flight).
+         */chunkBytes: UInt64 = UInt64(33554432), 
+        /**
+         * Most live leases per task.
+         */maxLeasesPerTask: UInt32 = UInt32(64), 
+        /**
+         * Most live leases in all; tasks past it are not handed off.
+         */maxLeases: UInt32 = UInt32(512), 
+        /**
+         * How long running transfers may take to stop, in milliseconds.
+         */stopTimeoutMs: UInt32 = UInt32(5000)) {
+        self.chunkBytes = chunkBytes
+        self.maxLeasesPerTask = maxLeasesPerTask
+        self.maxLeases = maxLeases
+        self.stopTimeoutMs = stopTimeoutMs
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension HandoffConfig: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeHandoffConfig: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> HandoffConfig {
+        return
+            try HandoffConfig(
+                chunkBytes: FfiConverterUInt64.read(from: &buf), 
+                maxLeasesPerTask: FfiConverterUInt32.read(from: &buf), 
+                maxLeases: FfiConverterUInt32.read(from: &buf), 
+                stopTimeoutMs: FfiConverterUInt32.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: HandoffConfig, into buf: inout [UInt8]) {
+        FfiConverterUInt64.write(value.chunkBytes, into: &buf)
+        FfiConverterUInt32.write(value.maxLeasesPerTask, into: &buf)
+        FfiConverterUInt32.write(value.maxLeases, into: &buf)
+        FfiConverterUInt32.write(value.stopTimeoutMs, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeHandoffConfig_lift(_ buf: RustBuffer) throws -> HandoffConfig {
+    return try FfiConverterTypeHandoffConfig.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeHandoffConfig_lower(_ value: HandoffConfig) -> RustBuffer {
+    return FfiConverterTypeHandoffConfig.lower(value)
+}
+
+
+/**
+ * What a hand-off did.
+ */
+public struct HandoffResult: Equatable, Hashable {
+    /**
+     * Every new lease: create all their OS tasks now (iOS rate-limits tasks created on wakes).
+     */
+    public let requests: [OsRangeRequest]
+    /**
+     * Tasks not handed off.
+     */
+    public let skipped: [SkippedTask]
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Every new lease: create all their OS tasks now (iOS rate-limits tasks created on wakes).
+         */requests: [OsRangeRequest], 
+        /**
+         * Tasks not handed off.
+         */skipped: [SkippedTask]) {
+        self.requests = requests
+        self.skipped = skipped
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension HandoffResult: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeHandoffResult: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> HandoffResult {
+        return
+            try HandoffResult(
+                requests: FfiConverterSequenceTypeOsRangeRequest.read(from: &buf), 
+                skipped: FfiConverterSequenceTypeSkippedTask.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: HandoffResult, into buf: inout [UInt8]) {
+        FfiConverterSequenceTypeOsRangeRequest.write(value.requests, into: &buf)
+        FfiConverterSequenceTypeSkippedTask.write(value.skipped, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeHandoffResult_lift(_ buf: RustBuffer) throws -> HandoffResult {
+    return try FfiConverterTypeHandoffResult.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeHandoffResult_lower(_ value: HandoffResult) -> RustBuffer {
+    return FfiConverterTypeHandoffResult.lower(value)
 }
 
 
@@ -2437,6 +2865,388 @@ public func FfiConverterTypeManagerConfig_lower(_ value: ManagerConfig) -> RustB
 
 
 /**
+ * One range for the OS to fetch: give it to a download task whose description is `os_tag`.
+ */
+public struct OsRangeRequest: Equatable, Hashable {
+    /**
+     * The lease (unique, never reused).
+     */
+    public let leaseId: String
+    /**
+     * The task it fetches for.
+     */
+    public let taskId: String
+    /**
+     * The OS task's tag: `taskDescription` on iOS, the job's extras on Android. Versioned; no
+     * secrets in it.
+     */
+    public let osTag: String
+    /**
+     * URL to fetch.
+     */
+    public let url: String
+    /**
+     * Every header to send (the caller's, `Accept-Encoding: identity`, and for a ranged lease
+     * `Range` and `If-Range`).
+     */
+    public let headers: [HttpHeader]
+    /**
+     * First byte.
+     */
+    public let start: UInt64
+    /**
+     * Last byte, inclusive; `None` for a whole-file lease of unknown length.
+     */
+    public let endInclusive: UInt64?
+    /**
+     * The resource's length, when known.
+     */
+    public let expectedTotal: UInt64?
+    /**
+     * The whole resource in one plain GET (no ranges or no strong validator): adopted only as a
+     * complete 200 of the expected length.
+     */
+    public let wholeFile: Bool
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The lease (unique, never reused).
+         */leaseId: String, 
+        /**
+         * The task it fetches for.
+         */taskId: String, 
+        /**
+         * The OS task's tag: `taskDescription` on iOS, the job's extras on Android. Versioned; no
+         * secrets in it.
+         */osTag: String, 
+        /**
+         * URL to fetch.
+         */url: String, 
+        /**
+         * Every header to send (the caller's, `Accept-Encoding: identity`, and for a ranged lease
+         * `Range` and `If-Range`).
+         */headers: [HttpHeader], 
+        /**
+         * First byte.
+         */start: UInt64, 
+        /**
+         * Last byte, inclusive; `None` for a whole-file lease of unknown length.
+         */endInclusive: UInt64?, 
+        /**
+         * The resource's length, when known.
+         */expectedTotal: UInt64?, 
+        /**
+         * The whole resource in one plain GET (no ranges or no strong validator): adopted only as a
+         * complete 200 of the expected length.
+         */wholeFile: Bool) {
+        self.leaseId = leaseId
+        self.taskId = taskId
+        self.osTag = osTag
+        self.url = url
+        self.headers = headers
+        self.start = start
+        self.endInclusive = endInclusive
+        self.expectedTotal = expectedTotal
+        self.wholeFile = wholeFile
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension OsRangeRequest: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeOsRangeRequest: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> OsRangeRequest {
+        return
+            try OsRangeRequest(
+                leaseId: FfiConverterString.read(from: &buf), 
+                taskId: FfiConverterString.read(from: &buf), 
+                osTag: FfiConverterString.read(from: &buf), 
+                url: FfiConverterString.read(from: &buf), 
+                headers: FfiConverterSequenceTypeHttpHeader.read(from: &buf), 
+                start: FfiConverterUInt64.read(from: &buf), 
+                endInclusive: FfiConverterOptionUInt64.read(from: &buf), 
+                expectedTotal: FfiConverterOptionUInt64.read(from: &buf), 
+                wholeFile: FfiConverterBool.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: OsRangeRequest, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.leaseId, into: &buf)
+        FfiConverterString.write(value.taskId, into: &buf)
+        FfiConverterString.write(value.osTag, into: &buf)
+        FfiConverterString.write(value.url, into: &buf)
+        FfiConverterSequenceTypeHttpHeader.write(value.headers, into: &buf)
+        FfiConverterUInt64.write(value.start, into: &buf)
+        FfiConverterOptionUInt64.write(value.endInclusive, into: &buf)
+        FfiConverterOptionUInt64.write(value.expectedTotal, into: &buf)
+        FfiConverterBool.write(value.wholeFile, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeOsRangeRequest_lift(_ buf: RustBuffer) throws -> OsRangeRequest {
+    return try FfiConverterTypeOsRangeRequest.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeOsRangeRequest_lower(_ value: OsRangeRequest) -> RustBuffer {
+    return FfiConverterTypeOsRangeRequest.lower(value)
+}
+
+
+/**
+ * An OS task the platform found.
+ */
+public struct OsTaskInfo: Equatable, Hashable {
+    /**
+     * Its tag.
+     */
+    public let osTag: String
+    /**
+     * Bytes received so far.
+     */
+    public let bytesReceived: UInt64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Its tag.
+         */osTag: String, 
+        /**
+         * Bytes received so far.
+         */bytesReceived: UInt64) {
+        self.osTag = osTag
+        self.bytesReceived = bytesReceived
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension OsTaskInfo: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeOsTaskInfo: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> OsTaskInfo {
+        return
+            try OsTaskInfo(
+                osTag: FfiConverterString.read(from: &buf), 
+                bytesReceived: FfiConverterUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: OsTaskInfo, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.osTag, into: &buf)
+        FfiConverterUInt64.write(value.bytesReceived, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeOsTaskInfo_lift(_ buf: RustBuffer) throws -> OsTaskInfo {
+    return try FfiConverterTypeOsTaskInfo.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeOsTaskInfo_lower(_ value: OsTaskInfo) -> RustBuffer {
+    return FfiConverterTypeOsTaskInfo.lower(value)
+}
+
+
+/**
+ * What to do to bring the OS in line with the task table.
+ */
+public struct ReconcilePlan: Equatable, Hashable {
+    /**
+     * OS tasks to cancel.
+     */
+    public let cancelOsTags: [String]
+    /**
+     * Leases whose staged chunk waits: call `ingest_staged` for each.
+     */
+    public let ingestLeaseIds: [String]
+    /**
+     * New leases to give the OS.
+     */
+    public let export: [OsRangeRequest]
+    /**
+     * Tasks the engine now fetches itself.
+     */
+    public let runInProcess: [String]
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * OS tasks to cancel.
+         */cancelOsTags: [String], 
+        /**
+         * Leases whose staged chunk waits: call `ingest_staged` for each.
+         */ingestLeaseIds: [String], 
+        /**
+         * New leases to give the OS.
+         */export: [OsRangeRequest], 
+        /**
+         * Tasks the engine now fetches itself.
+         */runInProcess: [String]) {
+        self.cancelOsTags = cancelOsTags
+        self.ingestLeaseIds = ingestLeaseIds
+        self.export = export
+        self.runInProcess = runInProcess
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ReconcilePlan: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeReconcilePlan: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ReconcilePlan {
+        return
+            try ReconcilePlan(
+                cancelOsTags: FfiConverterSequenceString.read(from: &buf), 
+                ingestLeaseIds: FfiConverterSequenceString.read(from: &buf), 
+                export: FfiConverterSequenceTypeOsRangeRequest.read(from: &buf), 
+                runInProcess: FfiConverterSequenceString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ReconcilePlan, into buf: inout [UInt8]) {
+        FfiConverterSequenceString.write(value.cancelOsTags, into: &buf)
+        FfiConverterSequenceString.write(value.ingestLeaseIds, into: &buf)
+        FfiConverterSequenceTypeOsRangeRequest.write(value.export, into: &buf)
+        FfiConverterSequenceString.write(value.runInProcess, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeReconcilePlan_lift(_ buf: RustBuffer) throws -> ReconcilePlan {
+    return try FfiConverterTypeReconcilePlan.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeReconcilePlan_lower(_ value: ReconcilePlan) -> RustBuffer {
+    return FfiConverterTypeReconcilePlan.lower(value)
+}
+
+
+/**
+ * A task a hand-off left alone, and why.
+ */
+public struct SkippedTask: Equatable, Hashable {
+    /**
+     * The task (empty when the id was not found).
+     */
+    public let taskId: String
+    /**
+     * Stable code.
+     */
+    public let code: ErrorCode
+    /**
+     * Why.
+     */
+    public let message: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The task (empty when the id was not found).
+         */taskId: String, 
+        /**
+         * Stable code.
+         */code: ErrorCode, 
+        /**
+         * Why.
+         */message: String) {
+        self.taskId = taskId
+        self.code = code
+        self.message = message
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension SkippedTask: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSkippedTask: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SkippedTask {
+        return
+            try SkippedTask(
+                taskId: FfiConverterString.read(from: &buf), 
+                code: FfiConverterTypeErrorCode.read(from: &buf), 
+                message: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: SkippedTask, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.taskId, into: &buf)
+        FfiConverterTypeErrorCode.write(value.code, into: &buf)
+        FfiConverterString.write(value.message, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSkippedTask_lift(_ buf: RustBuffer) throws -> SkippedTask {
+    return try FfiConverterTypeSkippedTask.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSkippedTask_lower(_ value: SkippedTask) -> RustBuffer {
+    return FfiConverterTypeSkippedTask.lower(value)
+}
+
+
+/**
  * The error recorded on a task.
  */
 public struct TaskErrorInfo: Equatable, Hashable {
@@ -2579,6 +3389,10 @@ public struct TaskStatus: Equatable, Hashable {
      * Last change, ms since the epoch.
      */
     public let updatedMs: Int64
+    /**
+     * The OS fetches some of its ranges (handed off); `bytes` includes what the OS reports.
+     */
+    public let handedOff: Bool
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2627,7 +3441,10 @@ public struct TaskStatus: Equatable, Hashable {
          */createdMs: Int64, 
         /**
          * Last change, ms since the epoch.
-         */updatedMs: Int64) {
+         */updatedMs: Int64, 
+        /**
+         * The OS fetches some of its ranges (handed off); `bytes` includes what the OS reports.
+         */handedOff: Bool) {
         self.taskId = taskId
         self.url = url
         self.destination = destination
@@ -2643,6 +3460,7 @@ public struct TaskStatus: Equatable, Hashable {
         self.priority = priority
         self.createdMs = createdMs
         self.updatedMs = updatedMs
+        self.handedOff = handedOff
     }
 
     
@@ -2675,7 +3493,8 @@ public struct FfiConverterTypeTaskStatus: FfiConverterRustBuffer {
                 error: FfiConverterOptionTypeTaskErrorInfo.read(from: &buf), 
                 priority: FfiConverterInt32.read(from: &buf), 
                 createdMs: FfiConverterInt64.read(from: &buf), 
-                updatedMs: FfiConverterInt64.read(from: &buf)
+                updatedMs: FfiConverterInt64.read(from: &buf), 
+                handedOff: FfiConverterBool.read(from: &buf)
         )
     }
 
@@ -2695,6 +3514,7 @@ public struct FfiConverterTypeTaskStatus: FfiConverterRustBuffer {
         FfiConverterInt32.write(value.priority, into: &buf)
         FfiConverterInt64.write(value.createdMs, into: &buf)
         FfiConverterInt64.write(value.updatedMs, into: &buf)
+        FfiConverterBool.write(value.handedOff, into: &buf)
     }
 }
 
@@ -3232,6 +4052,7 @@ public enum ErrorCode: UInt16, Equatable, Hashable {
     case invalidTaskId = 1015
     case invalidConfig = 1016
     case missingOutput = 1017
+    case unknownLease = 1018
     case connectFailed = 2001
     case timeout = 2002
     case httpClientError = 2003
@@ -3315,61 +4136,63 @@ public struct FfiConverterTypeErrorCode: FfiConverterRustBuffer {
         
         case 17: return .missingOutput
         
-        case 18: return .connectFailed
+        case 18: return .unknownLease
         
-        case 19: return .timeout
+        case 19: return .connectFailed
         
-        case 20: return .httpClientError
+        case 20: return .timeout
         
-        case 21: return .notFound
+        case 21: return .httpClientError
         
-        case 22: return .serverError
+        case 22: return .notFound
         
-        case 23: return .tooManyRequests
+        case 23: return .serverError
         
-        case 24: return .tooManyRedirects
+        case 24: return .tooManyRequests
         
-        case 25: return .redirectLoop
+        case 25: return .tooManyRedirects
         
-        case 26: return .rangeMismatch
+        case 26: return .redirectLoop
         
-        case 27: return .contentChanged
+        case 27: return .rangeMismatch
         
-        case 28: return .truncatedBody
+        case 28: return .contentChanged
         
-        case 29: return .tls
+        case 29: return .truncatedBody
         
-        case 30: return .network
+        case 30: return .tls
         
-        case 31: return .unsupportedEncoding
+        case 31: return .network
         
-        case 32: return .accessDenied
+        case 32: return .unsupportedEncoding
         
-        case 33: return .diskFull
+        case 33: return .accessDenied
         
-        case 34: return .storageIo
+        case 34: return .diskFull
         
-        case 35: return .permissionDenied
+        case 35: return .storageIo
         
-        case 36: return .stateDirLocked
+        case 36: return .permissionDenied
         
-        case 37: return .database
+        case 37: return .stateDirLocked
         
-        case 38: return .checksumMismatch
+        case 38: return .database
         
-        case 39: return .sizeMismatch
+        case 39: return .checksumMismatch
         
-        case 40: return .memoryLimitExceeded
+        case 40: return .sizeMismatch
         
-        case 41: return .cancelled
+        case 41: return .memoryLimitExceeded
         
-        case 42: return .interrupted
+        case 42: return .cancelled
         
-        case 43: return .shutDown
+        case 43: return .interrupted
         
-        case 44: return .sinkRejected
+        case 44: return .shutDown
         
-        case 45: return .`internal`
+        case 45: return .sinkRejected
+        
+        case 46: return .`internal`
         
         default: throw UniffiInternalError.unexpectedEnumCase
         }
@@ -3447,116 +4270,120 @@ public struct FfiConverterTypeErrorCode: FfiConverterRustBuffer {
             writeInt(&buf, Int32(17))
         
         
-        case .connectFailed:
+        case .unknownLease:
             writeInt(&buf, Int32(18))
         
         
-        case .timeout:
+        case .connectFailed:
             writeInt(&buf, Int32(19))
         
         
-        case .httpClientError:
+        case .timeout:
             writeInt(&buf, Int32(20))
         
         
-        case .notFound:
+        case .httpClientError:
             writeInt(&buf, Int32(21))
         
         
-        case .serverError:
+        case .notFound:
             writeInt(&buf, Int32(22))
         
         
-        case .tooManyRequests:
+        case .serverError:
             writeInt(&buf, Int32(23))
         
         
-        case .tooManyRedirects:
+        case .tooManyRequests:
             writeInt(&buf, Int32(24))
         
         
-        case .redirectLoop:
+        case .tooManyRedirects:
             writeInt(&buf, Int32(25))
         
         
-        case .rangeMismatch:
+        case .redirectLoop:
             writeInt(&buf, Int32(26))
         
         
-        case .contentChanged:
+        case .rangeMismatch:
             writeInt(&buf, Int32(27))
         
         
-        case .truncatedBody:
+        case .contentChanged:
             writeInt(&buf, Int32(28))
         
         
-        case .tls:
+        case .truncatedBody:
             writeInt(&buf, Int32(29))
         
         
-        case .network:
+        case .tls:
             writeInt(&buf, Int32(30))
         
         
-        case .unsupportedEncoding:
+        case .network:
             writeInt(&buf, Int32(31))
         
         
-        case .accessDenied:
+        case .unsupportedEncoding:
             writeInt(&buf, Int32(32))
         
         
-        case .diskFull:
+        case .accessDenied:
             writeInt(&buf, Int32(33))
         
         
-        case .storageIo:
+        case .diskFull:
             writeInt(&buf, Int32(34))
         
         
-        case .permissionDenied:
+        case .storageIo:
             writeInt(&buf, Int32(35))
         
         
-        case .stateDirLocked:
+        case .permissionDenied:
             writeInt(&buf, Int32(36))
         
         
-        case .database:
+        case .stateDirLocked:
             writeInt(&buf, Int32(37))
         
         
-        case .checksumMismatch:
+        case .database:
             writeInt(&buf, Int32(38))
         
         
-        case .sizeMismatch:
+        case .checksumMismatch:
             writeInt(&buf, Int32(39))
         
         
-        case .memoryLimitExceeded:
+        case .sizeMismatch:
             writeInt(&buf, Int32(40))
         
         
-        case .cancelled:
+        case .memoryLimitExceeded:
             writeInt(&buf, Int32(41))
         
         
-        case .interrupted:
+        case .cancelled:
             writeInt(&buf, Int32(42))
         
         
-        case .shutDown:
+        case .interrupted:
             writeInt(&buf, Int32(43))
         
         
-        case .sinkRejected:
+        case .shutDown:
             writeInt(&buf, Int32(44))
         
         
-        case .`internal`:
+        case .sinkRejected:
             writeInt(&buf, Int32(45))
+        
+        
+        case .`internal`:
+            writeInt(&buf, Int32(46))
         
         }
     }
@@ -3575,6 +4402,172 @@ public func FfiConverterTypeErrorCode_lift(_ buf: RustBuffer) throws -> ErrorCod
 #endif
 public func FfiConverterTypeErrorCode_lower(_ value: ErrorCode) -> RustBuffer {
     return FfiConverterTypeErrorCode.lower(value)
+}
+
+
+
+/**
+ * What became of a chunk.
+ */
+
+public enum IngestOutcome: Equatable, Hashable {
+    
+    /**
+     * Written, synced and journaled; `task_complete` when the file is now in place.
+     */
+    case committed(
+        /**
+         * The task.
+         */taskId: String, 
+        /**
+         * The file was published.
+         */taskComplete: Bool
+    )
+    /**
+     * Ingested before; nothing written.
+     */
+    case alreadyCommitted
+    /**
+     * The resource changed: the download starts over in the engine. Cancel the listed OS tasks.
+     */
+    case restart(
+        /**
+         * The task.
+         */taskId: String, 
+        /**
+         * Why.
+         */reason: String, 
+        /**
+         * OS tasks to cancel.
+         */cancelOsTags: [String]
+    )
+    /**
+     * Not written; the lease ended and its range went back to the engine (or, when not
+     * retryable, the task failed).
+     */
+    case rejected(
+        /**
+         * Stable code.
+         */code: ErrorCode, 
+        /**
+         * Why.
+         */message: String, 
+        /**
+         * HTTP status, when the server's answer was the reason.
+         */httpStatus: UInt16?, 
+        /**
+         * Another try may succeed.
+         */retryable: Bool, 
+        /**
+         * 401 or 403: refresh the request's credentials.
+         */credentials: Bool, 
+        /**
+         * OS tasks to cancel.
+         */cancelOsTags: [String]
+    )
+    /**
+     * Storage trouble while writing: the chunk stays staged and the lease live; ingest again later.
+     */
+    case deferred(
+        /**
+         * Stable code.
+         */code: ErrorCode, 
+        /**
+         * What went wrong.
+         */message: String
+    )
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension IngestOutcome: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeIngestOutcome: FfiConverterRustBuffer {
+    typealias SwiftType = IngestOutcome
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> IngestOutcome {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .committed(taskId: try FfiConverterString.read(from: &buf), taskComplete: try FfiConverterBool.read(from: &buf)
+        )
+        
+        case 2: return .alreadyCommitted
+        
+        case 3: return .restart(taskId: try FfiConverterString.read(from: &buf), reason: try FfiConverterString.read(from: &buf), cancelOsTags: try FfiConverterSequenceString.read(from: &buf)
+        )
+        
+        case 4: return .rejected(code: try FfiConverterTypeErrorCode.read(from: &buf), message: try FfiConverterString.read(from: &buf), httpStatus: try FfiConverterOptionUInt16.read(from: &buf), retryable: try FfiConverterBool.read(from: &buf), credentials: try FfiConverterBool.read(from: &buf), cancelOsTags: try FfiConverterSequenceString.read(from: &buf)
+        )
+        
+        case 5: return .deferred(code: try FfiConverterTypeErrorCode.read(from: &buf), message: try FfiConverterString.read(from: &buf)
+        )
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: IngestOutcome, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case let .committed(taskId,taskComplete):
+            writeInt(&buf, Int32(1))
+            FfiConverterString.write(taskId, into: &buf)
+            FfiConverterBool.write(taskComplete, into: &buf)
+            
+        
+        case .alreadyCommitted:
+            writeInt(&buf, Int32(2))
+        
+        
+        case let .restart(taskId,reason,cancelOsTags):
+            writeInt(&buf, Int32(3))
+            FfiConverterString.write(taskId, into: &buf)
+            FfiConverterString.write(reason, into: &buf)
+            FfiConverterSequenceString.write(cancelOsTags, into: &buf)
+            
+        
+        case let .rejected(code,message,httpStatus,retryable,credentials,cancelOsTags):
+            writeInt(&buf, Int32(4))
+            FfiConverterTypeErrorCode.write(code, into: &buf)
+            FfiConverterString.write(message, into: &buf)
+            FfiConverterOptionUInt16.write(httpStatus, into: &buf)
+            FfiConverterBool.write(retryable, into: &buf)
+            FfiConverterBool.write(credentials, into: &buf)
+            FfiConverterSequenceString.write(cancelOsTags, into: &buf)
+            
+        
+        case let .deferred(code,message):
+            writeInt(&buf, Int32(5))
+            FfiConverterTypeErrorCode.write(code, into: &buf)
+            FfiConverterString.write(message, into: &buf)
+            
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeIngestOutcome_lift(_ buf: RustBuffer) throws -> IngestOutcome {
+    return try FfiConverterTypeIngestOutcome.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeIngestOutcome_lower(_ value: IngestOutcome) -> RustBuffer {
+    return FfiConverterTypeIngestOutcome.lower(value)
 }
 
 
@@ -3840,6 +4833,30 @@ fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeHandoffConfig: FfiConverterRustBuffer {
+    typealias SwiftType = HandoffConfig?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeHandoffConfig.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeHandoffConfig.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypeLimits: FfiConverterRustBuffer {
     typealias SwiftType = Limits?
 
@@ -3960,6 +4977,30 @@ fileprivate struct FfiConverterOptionTypeTaskState: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionSequenceString: FfiConverterRustBuffer {
+    typealias SwiftType = [String]?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterSequenceString.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterSequenceString.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceString: FfiConverterRustBuffer {
     typealias SwiftType = [String]
 
@@ -4027,6 +5068,81 @@ fileprivate struct FfiConverterSequenceTypeHttpHeader: FfiConverterRustBuffer {
         seq.reserveCapacity(Int(len))
         for _ in 0 ..< len {
             seq.append(try FfiConverterTypeHttpHeader.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeOsRangeRequest: FfiConverterRustBuffer {
+    typealias SwiftType = [OsRangeRequest]
+
+    public static func write(_ value: [OsRangeRequest], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeOsRangeRequest.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [OsRangeRequest] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [OsRangeRequest]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeOsRangeRequest.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeOsTaskInfo: FfiConverterRustBuffer {
+    typealias SwiftType = [OsTaskInfo]
+
+    public static func write(_ value: [OsTaskInfo], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeOsTaskInfo.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [OsTaskInfo] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [OsTaskInfo]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeOsTaskInfo.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeSkippedTask: FfiConverterRustBuffer {
+    typealias SwiftType = [SkippedTask]
+
+    public static func write(_ value: [SkippedTask], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeSkippedTask.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [SkippedTask] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [SkippedTask]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeSkippedTask.read(from: &buf))
         }
         return seq
     }
@@ -4272,6 +5388,36 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_ferry_checksum_method_listenerregistration_wait_ended() != 58787) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_downloadmanager_hand_off() != 367) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_downloadmanager_ingest_chunk() != 19351) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_downloadmanager_ingest_staged() != 18822) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_downloadmanager_live_leases() != 52627) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_downloadmanager_note_os_progress() != 28278) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_downloadmanager_reconcile() != 23524) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_downloadmanager_release_lease() != 13402) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_downloadmanager_revoked_os_tags() != 30798) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_downloadmanager_stage_chunk() != 64788) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_downloadmanager_take_back() != 56719) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_ferry_checksum_method_downloadmanager_add_listener() != 50433) {

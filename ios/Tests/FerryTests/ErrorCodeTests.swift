@@ -23,6 +23,7 @@ final class ErrorCodeTests: FerryTestCase {
         (.invalidTaskId, "invalid_task_id", 1015),
         (.invalidConfig, "invalid_config", 1016),
         (.missingOutput, "missing_output", 1017),
+        (.unknownLease, "unknown_lease", 1018),
         (.connectFailed, "connect_failed", 2001),
         (.timeout, "timeout", 2002),
         (.httpClientError, "http_client_error", 2003),

@@ -758,6 +758,26 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_ferry_checksum_method_listenerregistration_wait_ended(
     ): Int
+    external fun uniffi_ferry_checksum_method_downloadmanager_hand_off(
+    ): Int
+    external fun uniffi_ferry_checksum_method_downloadmanager_ingest_chunk(
+    ): Int
+    external fun uniffi_ferry_checksum_method_downloadmanager_ingest_staged(
+    ): Int
+    external fun uniffi_ferry_checksum_method_downloadmanager_live_leases(
+    ): Int
+    external fun uniffi_ferry_checksum_method_downloadmanager_note_os_progress(
+    ): Int
+    external fun uniffi_ferry_checksum_method_downloadmanager_reconcile(
+    ): Int
+    external fun uniffi_ferry_checksum_method_downloadmanager_release_lease(
+    ): Int
+    external fun uniffi_ferry_checksum_method_downloadmanager_revoked_os_tags(
+    ): Int
+    external fun uniffi_ferry_checksum_method_downloadmanager_stage_chunk(
+    ): Int
+    external fun uniffi_ferry_checksum_method_downloadmanager_take_back(
+    ): Int
     external fun uniffi_ferry_checksum_method_downloadmanager_add_listener(
     ): Int
     external fun uniffi_ferry_checksum_method_downloadmanager_cancel(
@@ -870,6 +890,26 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_ferry_fn_constructor_downloadmanager_open(`stateDir`: RustBuffer.ByValue,`config`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
+    external fun uniffi_ferry_fn_method_downloadmanager_hand_off(`ptr`: Long,`taskIds`: RustBuffer.ByValue,`config`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_ferry_fn_method_downloadmanager_ingest_chunk(`ptr`: Long,`leaseId`: RustBuffer.ByValue,`filePath`: RustBuffer.ByValue,`response`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_ferry_fn_method_downloadmanager_ingest_staged(`ptr`: Long,`leaseId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_ferry_fn_method_downloadmanager_live_leases(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_ferry_fn_method_downloadmanager_note_os_progress(`ptr`: Long,`osTag`: RustBuffer.ByValue,`bytesReceived`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_ferry_fn_method_downloadmanager_reconcile(`ptr`: Long,`live`: RustBuffer.ByValue,`foreground`: Byte,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_ferry_fn_method_downloadmanager_release_lease(`ptr`: Long,`leaseId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_ferry_fn_method_downloadmanager_revoked_os_tags(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_ferry_fn_method_downloadmanager_stage_chunk(`ptr`: Long,`leaseId`: RustBuffer.ByValue,`filePath`: RustBuffer.ByValue,`response`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_ferry_fn_method_downloadmanager_take_back(`ptr`: Long,`staleAfterMs`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_ferry_fn_method_downloadmanager_add_listener(`ptr`: Long,`listener`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_ferry_fn_method_downloadmanager_cancel(`ptr`: Long,`taskId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -1093,6 +1133,36 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_ferry_checksum_method_listenerregistration_wait_ended() and 0xFFFF) != 58787) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_ferry_checksum_method_downloadmanager_hand_off() and 0xFFFF) != 367) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_ferry_checksum_method_downloadmanager_ingest_chunk() and 0xFFFF) != 19351) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_ferry_checksum_method_downloadmanager_ingest_staged() and 0xFFFF) != 18822) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_ferry_checksum_method_downloadmanager_live_leases() and 0xFFFF) != 52627) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_ferry_checksum_method_downloadmanager_note_os_progress() and 0xFFFF) != 28278) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_ferry_checksum_method_downloadmanager_reconcile() and 0xFFFF) != 23524) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_ferry_checksum_method_downloadmanager_release_lease() and 0xFFFF) != 13402) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_ferry_checksum_method_downloadmanager_revoked_os_tags() and 0xFFFF) != 30798) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_ferry_checksum_method_downloadmanager_stage_chunk() and 0xFFFF) != 64788) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_ferry_checksum_method_downloadmanager_take_back() and 0xFFFF) != 56719) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_ferry_checksum_method_downloadmanager_add_listener() and 0xFFFF) != 50433) {
@@ -2069,6 +2139,63 @@ public object FfiConverterTypeChunkSink: FfiConverter<ChunkSink, Long> {
 public interface DownloadManagerInterface {
     
     /**
+     * Hands the given tasks (`None`: every queued or running file task) to the OS: their
+     * transfers stop with everything synced, and every byte left is leased. Create one OS task
+     * per request right away. The tasks stay `running` (`handed_off` in their status).
+     */
+    suspend fun `handOff`(`taskIds`: List<kotlin.String>? = null, `config`: HandoffConfig? = null): HandoffResult
+    
+    /**
+     * Ingests `file_path`, the body the OS fetched for a lease, with its answer. The file is
+     * deleted once its fate is decided (kept when the outcome is `Deferred`).
+     */
+    fun `ingestChunk`(`leaseId`: kotlin.String, `filePath`: kotlin.String, `response`: ChunkResponse): IngestOutcome
+    
+    /**
+     * Ingests the staged chunk of a lease. Idempotent; blocking (it copies and syncs).
+     */
+    fun `ingestStaged`(`leaseId`: kotlin.String): IngestOutcome
+    
+    /**
+     * The live leases, as requests.
+     */
+    fun `liveLeases`(): List<OsRangeRequest>
+    
+    /**
+     * Progress the OS reports for a lease's task: shown in the task's status, never journaled.
+     */
+    fun `noteOsProgress`(`osTag`: kotlin.String, `bytesReceived`: kotlin.ULong)
+    
+    /**
+     * After a launch or wake: what to cancel, ingest, give the OS again, or fetch in process.
+     */
+    fun `reconcile`(`live`: List<OsTaskInfo>, `foreground`: kotlin.Boolean): ReconcilePlan
+    
+    /**
+     * The OS task of a lease failed or vanished: its range goes back to the engine.
+     */
+    fun `releaseLease`(`leaseId`: kotlin.String)
+    
+    /**
+     * OS tasks whose leases the engine ended (a pause, cancel, remove, restart or failure) since
+     * the last call: cancel them.
+     */
+    fun `revokedOsTags`(): List<kotlin.String>
+    
+    /**
+     * Moves the file the OS fetched for a lease into the state directory's staging folder, with
+     * the answer's status and headers. Call it inside `didFinishDownloadingTo` (iOS deletes the
+     * file when it returns); then `ingest_staged`, off that thread.
+     */
+    fun `stageChunk`(`leaseId`: kotlin.String, `filePath`: kotlin.String, `response`: ChunkResponse)
+    
+    /**
+     * Back in the foreground: leases with no OS progress for `stale_after_ms` go back to the
+     * engine. Returns the OS tasks to cancel.
+     */
+    fun `takeBack`(`staleAfterMs`: kotlin.ULong = 20000uL): List<kotlin.String>
+    
+    /**
      * Registers a listener; keep the registration alive as long as you want events.
      */
     fun `addListener`(`listener`: EventListener): ListenerRegistration
@@ -2289,6 +2416,197 @@ open class DownloadManager: Disposable, AutoCloseable, DownloadManagerInterface
             UniffiLib.uniffi_ferry_fn_clone_downloadmanager(handle, status)
         }
     }
+
+    
+    /**
+     * Hands the given tasks (`None`: every queued or running file task) to the OS: their
+     * transfers stop with everything synced, and every byte left is leased. Create one OS task
+     * per request right away. The tasks stay `running` (`handed_off` in their status).
+     */
+    @Throws(DownloadException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `handOff`(`taskIds`: List<kotlin.String>?, `config`: HandoffConfig?) : HandoffResult {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_ferry_fn_method_downloadmanager_hand_off(
+                uniffiHandle,
+                
+        FfiConverterOptionalSequenceString.lower(`taskIds`),
+        FfiConverterOptionalTypeHandoffConfig.lower(`config`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_ferry_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_ferry_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_ferry_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeHandoffResult.lift(it) },
+        // Error FFI converter
+        DownloadException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Ingests `file_path`, the body the OS fetched for a lease, with its answer. The file is
+     * deleted once its fate is decided (kept when the outcome is `Deferred`).
+     */override fun `ingestChunk`(`leaseId`: kotlin.String, `filePath`: kotlin.String, `response`: ChunkResponse): IngestOutcome {
+            return FfiConverterTypeIngestOutcome.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_ferry_fn_method_downloadmanager_ingest_chunk(
+        it,
+        
+        FfiConverterString.lower(`leaseId`),
+        FfiConverterString.lower(`filePath`),
+        FfiConverterTypeChunkResponse.lower(`response`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Ingests the staged chunk of a lease. Idempotent; blocking (it copies and syncs).
+     */override fun `ingestStaged`(`leaseId`: kotlin.String): IngestOutcome {
+            return FfiConverterTypeIngestOutcome.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_ferry_fn_method_downloadmanager_ingest_staged(
+        it,
+        
+        FfiConverterString.lower(`leaseId`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The live leases, as requests.
+     */override fun `liveLeases`(): List<OsRangeRequest> {
+            return FfiConverterSequenceTypeOsRangeRequest.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_ferry_fn_method_downloadmanager_live_leases(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Progress the OS reports for a lease's task: shown in the task's status, never journaled.
+     */override fun `noteOsProgress`(`osTag`: kotlin.String, `bytesReceived`: kotlin.ULong)
+        = 
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_ferry_fn_method_downloadmanager_note_os_progress(
+        it,
+        
+        FfiConverterString.lower(`osTag`),
+        FfiConverterULong.lower(`bytesReceived`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * After a launch or wake: what to cancel, ingest, give the OS again, or fetch in process.
+     */
+    @Throws(DownloadException::class)override fun `reconcile`(`live`: List<OsTaskInfo>, `foreground`: kotlin.Boolean): ReconcilePlan {
+            return FfiConverterTypeReconcilePlan.lift(
+    callWithHandle {
+    uniffiRustCallWithError(DownloadException) { _status ->
+    UniffiLib.uniffi_ferry_fn_method_downloadmanager_reconcile(
+        it,
+        
+        FfiConverterSequenceTypeOsTaskInfo.lower(`live`),
+        FfiConverterBoolean.lower(`foreground`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The OS task of a lease failed or vanished: its range goes back to the engine.
+     */
+    @Throws(DownloadException::class)override fun `releaseLease`(`leaseId`: kotlin.String)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(DownloadException) { _status ->
+    UniffiLib.uniffi_ferry_fn_method_downloadmanager_release_lease(
+        it,
+        
+        FfiConverterString.lower(`leaseId`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * OS tasks whose leases the engine ended (a pause, cancel, remove, restart or failure) since
+     * the last call: cancel them.
+     */override fun `revokedOsTags`(): List<kotlin.String> {
+            return FfiConverterSequenceString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_ferry_fn_method_downloadmanager_revoked_os_tags(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Moves the file the OS fetched for a lease into the state directory's staging folder, with
+     * the answer's status and headers. Call it inside `didFinishDownloadingTo` (iOS deletes the
+     * file when it returns); then `ingest_staged`, off that thread.
+     */
+    @Throws(DownloadException::class)override fun `stageChunk`(`leaseId`: kotlin.String, `filePath`: kotlin.String, `response`: ChunkResponse)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(DownloadException) { _status ->
+    UniffiLib.uniffi_ferry_fn_method_downloadmanager_stage_chunk(
+        it,
+        
+        FfiConverterString.lower(`leaseId`),
+        FfiConverterString.lower(`filePath`),
+        FfiConverterTypeChunkResponse.lower(`response`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Back in the foreground: leases with no OS progress for `stale_after_ms` go back to the
+     * engine. Returns the OS tasks to cancel.
+     */
+    @Throws(DownloadException::class)override fun `takeBack`(`staleAfterMs`: kotlin.ULong): List<kotlin.String> {
+            return FfiConverterSequenceString.lift(
+    callWithHandle {
+    uniffiRustCallWithError(DownloadException) { _status ->
+    UniffiLib.uniffi_ferry_fn_method_downloadmanager_take_back(
+        it,
+        
+        FfiConverterULong.lower(`staleAfterMs`),_status)
+}
+    }
+    )
+    }
+    
 
     
     /**
@@ -3750,6 +4068,53 @@ public object FfiConverterTypeListenerRegistration: FfiConverter<ListenerRegistr
 
 
 /**
+ * The status and headers of the OS's answer for a chunk.
+ */
+data class ChunkResponse (
+    /**
+     * HTTP status.
+     */
+    var `status`: kotlin.UShort
+    , 
+    /**
+     * Response headers, as the OS reports them.
+     */
+    var `headers`: List<HttpHeader>
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeChunkResponse: FfiConverterRustBuffer<ChunkResponse> {
+    override fun read(buf: ByteBuffer): ChunkResponse {
+        return ChunkResponse(
+            FfiConverterUShort.read(buf),
+            FfiConverterSequenceTypeHttpHeader.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: ChunkResponse) = (
+            FfiConverterUShort.allocationSize(value.`status`) +
+            FfiConverterSequenceTypeHttpHeader.allocationSize(value.`headers`)
+    )
+
+    override fun write(value: ChunkResponse, buf: ByteBuffer) {
+            FfiConverterUShort.write(value.`status`, buf)
+            FfiConverterSequenceTypeHttpHeader.write(value.`headers`, buf)
+    }
+}
+
+
+
+/**
  * A download request. Exactly one output: `destination` (a file) or `memory_limit` (bytes in memory);
  * stream outputs go through `enqueue_stream`.
  */
@@ -3848,6 +4213,116 @@ public object FfiConverterTypeDownloadRequest: FfiConverterRustBuffer<DownloadRe
             FfiConverterInt.write(value.`priority`, buf)
             FfiConverterBoolean.write(value.`overwrite`, buf)
             FfiConverterOptionalULong.write(value.`memoryLimit`, buf)
+    }
+}
+
+
+
+/**
+ * How a hand-off cuts and bounds its leases.
+ */
+data class HandoffConfig (
+    /**
+     * Largest lease in bytes (32 MiB: a killed app loses at most the chunks in flight).
+     */
+    var `chunkBytes`: kotlin.ULong = 33554432uL 
+    , 
+    /**
+     * Most live leases per task.
+     */
+    var `maxLeasesPerTask`: kotlin.UInt = 64u 
+    , 
+    /**
+     * Most live leases in all; tasks past it are not handed off.
+     */
+    var `maxLeases`: kotlin.UInt = 512u 
+    , 
+    /**
+     * How long running transfers may take to stop, in milliseconds.
+     */
+    var `stopTimeoutMs`: kotlin.UInt = 5000u 
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeHandoffConfig: FfiConverterRustBuffer<HandoffConfig> {
+    override fun read(buf: ByteBuffer): HandoffConfig {
+        return HandoffConfig(
+            FfiConverterULong.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterUInt.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: HandoffConfig) = (
+            FfiConverterULong.allocationSize(value.`chunkBytes`) +
+            FfiConverterUInt.allocationSize(value.`maxLeasesPerTask`) +
+            FfiConverterUInt.allocationSize(value.`maxLeases`) +
+            FfiConverterUInt.allocationSize(value.`stopTimeoutMs`)
+    )
+
+    override fun write(value: HandoffConfig, buf: ByteBuffer) {
+            FfiConverterULong.write(value.`chunkBytes`, buf)
+            FfiConverterUInt.write(value.`maxLeasesPerTask`, buf)
+            FfiConverterUInt.write(value.`maxLeases`, buf)
+            FfiConverterUInt.write(value.`stopTimeoutMs`, buf)
+    }
+}
+
+
+
+/**
+ * What a hand-off did.
+ */
+data class HandoffResult (
+    /**
+     * Every new lease: create all their OS tasks now (iOS rate-limits tasks created on wakes).
+     */
+    var `requests`: List<OsRangeRequest>
+    , 
+    /**
+     * Tasks not handed off.
+     */
+    var `skipped`: List<SkippedTask>
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeHandoffResult: FfiConverterRustBuffer<HandoffResult> {
+    override fun read(buf: ByteBuffer): HandoffResult {
+        return HandoffResult(
+            FfiConverterSequenceTypeOsRangeRequest.read(buf),
+            FfiConverterSequenceTypeSkippedTask.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: HandoffResult) = (
+            FfiConverterSequenceTypeOsRangeRequest.allocationSize(value.`requests`) +
+            FfiConverterSequenceTypeSkippedTask.allocationSize(value.`skipped`)
+    )
+
+    override fun write(value: HandoffResult, buf: ByteBuffer) {
+            FfiConverterSequenceTypeOsRangeRequest.write(value.`requests`, buf)
+            FfiConverterSequenceTypeSkippedTask.write(value.`skipped`, buf)
     }
 }
 
@@ -4068,6 +4543,277 @@ public object FfiConverterTypeManagerConfig: FfiConverterRustBuffer<ManagerConfi
 
 
 /**
+ * One range for the OS to fetch: give it to a download task whose description is `os_tag`.
+ */
+data class OsRangeRequest (
+    /**
+     * The lease (unique, never reused).
+     */
+    var `leaseId`: kotlin.String
+    , 
+    /**
+     * The task it fetches for.
+     */
+    var `taskId`: kotlin.String
+    , 
+    /**
+     * The OS task's tag: `taskDescription` on iOS, the job's extras on Android. Versioned; no
+     * secrets in it.
+     */
+    var `osTag`: kotlin.String
+    , 
+    /**
+     * URL to fetch.
+     */
+    var `url`: kotlin.String
+    , 
+    /**
+     * Every header to send (the caller's, `Accept-Encoding: identity`, and for a ranged lease
+     * `Range` and `If-Range`).
+     */
+    var `headers`: List<HttpHeader>
+    , 
+    /**
+     * First byte.
+     */
+    var `start`: kotlin.ULong
+    , 
+    /**
+     * Last byte, inclusive; `None` for a whole-file lease of unknown length.
+     */
+    var `endInclusive`: kotlin.ULong?
+    , 
+    /**
+     * The resource's length, when known.
+     */
+    var `expectedTotal`: kotlin.ULong?
+    , 
+    /**
+     * The whole resource in one plain GET (no ranges or no strong validator): adopted only as a
+     * complete 200 of the expected length.
+     */
+    var `wholeFile`: kotlin.Boolean
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeOsRangeRequest: FfiConverterRustBuffer<OsRangeRequest> {
+    override fun read(buf: ByteBuffer): OsRangeRequest {
+        return OsRangeRequest(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterSequenceTypeHttpHeader.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterOptionalULong.read(buf),
+            FfiConverterOptionalULong.read(buf),
+            FfiConverterBoolean.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: OsRangeRequest) = (
+            FfiConverterString.allocationSize(value.`leaseId`) +
+            FfiConverterString.allocationSize(value.`taskId`) +
+            FfiConverterString.allocationSize(value.`osTag`) +
+            FfiConverterString.allocationSize(value.`url`) +
+            FfiConverterSequenceTypeHttpHeader.allocationSize(value.`headers`) +
+            FfiConverterULong.allocationSize(value.`start`) +
+            FfiConverterOptionalULong.allocationSize(value.`endInclusive`) +
+            FfiConverterOptionalULong.allocationSize(value.`expectedTotal`) +
+            FfiConverterBoolean.allocationSize(value.`wholeFile`)
+    )
+
+    override fun write(value: OsRangeRequest, buf: ByteBuffer) {
+            FfiConverterString.write(value.`leaseId`, buf)
+            FfiConverterString.write(value.`taskId`, buf)
+            FfiConverterString.write(value.`osTag`, buf)
+            FfiConverterString.write(value.`url`, buf)
+            FfiConverterSequenceTypeHttpHeader.write(value.`headers`, buf)
+            FfiConverterULong.write(value.`start`, buf)
+            FfiConverterOptionalULong.write(value.`endInclusive`, buf)
+            FfiConverterOptionalULong.write(value.`expectedTotal`, buf)
+            FfiConverterBoolean.write(value.`wholeFile`, buf)
+    }
+}
+
+
+
+/**
+ * An OS task the platform found.
+ */
+data class OsTaskInfo (
+    /**
+     * Its tag.
+     */
+    var `osTag`: kotlin.String
+    , 
+    /**
+     * Bytes received so far.
+     */
+    var `bytesReceived`: kotlin.ULong
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeOsTaskInfo: FfiConverterRustBuffer<OsTaskInfo> {
+    override fun read(buf: ByteBuffer): OsTaskInfo {
+        return OsTaskInfo(
+            FfiConverterString.read(buf),
+            FfiConverterULong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: OsTaskInfo) = (
+            FfiConverterString.allocationSize(value.`osTag`) +
+            FfiConverterULong.allocationSize(value.`bytesReceived`)
+    )
+
+    override fun write(value: OsTaskInfo, buf: ByteBuffer) {
+            FfiConverterString.write(value.`osTag`, buf)
+            FfiConverterULong.write(value.`bytesReceived`, buf)
+    }
+}
+
+
+
+/**
+ * What to do to bring the OS in line with the task table.
+ */
+data class ReconcilePlan (
+    /**
+     * OS tasks to cancel.
+     */
+    var `cancelOsTags`: List<kotlin.String>
+    , 
+    /**
+     * Leases whose staged chunk waits: call `ingest_staged` for each.
+     */
+    var `ingestLeaseIds`: List<kotlin.String>
+    , 
+    /**
+     * New leases to give the OS.
+     */
+    var `export`: List<OsRangeRequest>
+    , 
+    /**
+     * Tasks the engine now fetches itself.
+     */
+    var `runInProcess`: List<kotlin.String>
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeReconcilePlan: FfiConverterRustBuffer<ReconcilePlan> {
+    override fun read(buf: ByteBuffer): ReconcilePlan {
+        return ReconcilePlan(
+            FfiConverterSequenceString.read(buf),
+            FfiConverterSequenceString.read(buf),
+            FfiConverterSequenceTypeOsRangeRequest.read(buf),
+            FfiConverterSequenceString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: ReconcilePlan) = (
+            FfiConverterSequenceString.allocationSize(value.`cancelOsTags`) +
+            FfiConverterSequenceString.allocationSize(value.`ingestLeaseIds`) +
+            FfiConverterSequenceTypeOsRangeRequest.allocationSize(value.`export`) +
+            FfiConverterSequenceString.allocationSize(value.`runInProcess`)
+    )
+
+    override fun write(value: ReconcilePlan, buf: ByteBuffer) {
+            FfiConverterSequenceString.write(value.`cancelOsTags`, buf)
+            FfiConverterSequenceString.write(value.`ingestLeaseIds`, buf)
+            FfiConverterSequenceTypeOsRangeRequest.write(value.`export`, buf)
+            FfiConverterSequenceString.write(value.`runInProcess`, buf)
+    }
+}
+
+
+
+/**
+ * A task a hand-off left alone, and why.
+ */
+data class SkippedTask (
+    /**
+     * The task (empty when the id was not found).
+     */
+    var `taskId`: kotlin.String
+    , 
+    /**
+     * Stable code.
+     */
+    var `code`: ErrorCode
+    , 
+    /**
+     * Why.
+     */
+    var `message`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeSkippedTask: FfiConverterRustBuffer<SkippedTask> {
+    override fun read(buf: ByteBuffer): SkippedTask {
+        return SkippedTask(
+            FfiConverterString.read(buf),
+            FfiConverterTypeErrorCode.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: SkippedTask) = (
+            FfiConverterString.allocationSize(value.`taskId`) +
+            FfiConverterTypeErrorCode.allocationSize(value.`code`) +
+            FfiConverterString.allocationSize(value.`message`)
+    )
+
+    override fun write(value: SkippedTask, buf: ByteBuffer) {
+            FfiConverterString.write(value.`taskId`, buf)
+            FfiConverterTypeErrorCode.write(value.`code`, buf)
+            FfiConverterString.write(value.`message`, buf)
+    }
+}
+
+
+
+/**
  * The error recorded on a task.
  */
 data class TaskErrorInfo (
@@ -4200,6 +4946,11 @@ data class TaskStatus (
      * Last change, ms since the epoch.
      */
     var `updatedMs`: kotlin.Long
+    , 
+    /**
+     * The OS fetches some of its ranges (handed off); `bytes` includes what the OS reports.
+     */
+    var `handedOff`: kotlin.Boolean
     
 ){
     
@@ -4231,6 +4982,7 @@ public object FfiConverterTypeTaskStatus: FfiConverterRustBuffer<TaskStatus> {
             FfiConverterInt.read(buf),
             FfiConverterLong.read(buf),
             FfiConverterLong.read(buf),
+            FfiConverterBoolean.read(buf),
         )
     }
 
@@ -4249,7 +5001,8 @@ public object FfiConverterTypeTaskStatus: FfiConverterRustBuffer<TaskStatus> {
             FfiConverterOptionalTypeTaskErrorInfo.allocationSize(value.`error`) +
             FfiConverterInt.allocationSize(value.`priority`) +
             FfiConverterLong.allocationSize(value.`createdMs`) +
-            FfiConverterLong.allocationSize(value.`updatedMs`)
+            FfiConverterLong.allocationSize(value.`updatedMs`) +
+            FfiConverterBoolean.allocationSize(value.`handedOff`)
     )
 
     override fun write(value: TaskStatus, buf: ByteBuffer) {
@@ -4268,6 +5021,7 @@ public object FfiConverterTypeTaskStatus: FfiConverterRustBuffer<TaskStatus> {
             FfiConverterInt.write(value.`priority`, buf)
             FfiConverterLong.write(value.`createdMs`, buf)
             FfiConverterLong.write(value.`updatedMs`, buf)
+            FfiConverterBoolean.write(value.`handedOff`, buf)
     }
 }
 
@@ -4890,6 +5644,7 @@ enum class ErrorCode(val value: kotlin.UShort) {
     INVALID_TASK_ID(1015u),
     INVALID_CONFIG(1016u),
     MISSING_OUTPUT(1017u),
+    UNKNOWN_LEASE(1018u),
     CONNECT_FAILED(2001u),
     TIMEOUT(2002u),
     HTTP_CLIENT_ERROR(2003u),
@@ -4940,6 +5695,245 @@ public object FfiConverterTypeErrorCode: FfiConverterRustBuffer<ErrorCode> {
 
     override fun write(value: ErrorCode, buf: ByteBuffer) {
         buf.putInt(value.ordinal + 1)
+    }
+}
+
+
+
+
+
+/**
+ * What became of a chunk.
+ */
+sealed class IngestOutcome {
+    
+    /**
+     * Written, synced and journaled; `task_complete` when the file is now in place.
+     */
+    data class Committed(
+        /**
+         * The task.
+         */
+        val `taskId`: kotlin.String, 
+        /**
+         * The file was published.
+         */
+        val `taskComplete`: kotlin.Boolean) : IngestOutcome()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * Ingested before; nothing written.
+     */
+    object AlreadyCommitted : IngestOutcome()
+    
+    
+    /**
+     * The resource changed: the download starts over in the engine. Cancel the listed OS tasks.
+     */
+    data class Restart(
+        /**
+         * The task.
+         */
+        val `taskId`: kotlin.String, 
+        /**
+         * Why.
+         */
+        val `reason`: kotlin.String, 
+        /**
+         * OS tasks to cancel.
+         */
+        val `cancelOsTags`: List<kotlin.String>) : IngestOutcome()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * Not written; the lease ended and its range went back to the engine (or, when not
+     * retryable, the task failed).
+     */
+    data class Rejected(
+        /**
+         * Stable code.
+         */
+        val `code`: dev.ferry.ffi.ErrorCode, 
+        /**
+         * Why.
+         */
+        val `message`: kotlin.String, 
+        /**
+         * HTTP status, when the server's answer was the reason.
+         */
+        val `httpStatus`: kotlin.UShort?, 
+        /**
+         * Another try may succeed.
+         */
+        val `retryable`: kotlin.Boolean, 
+        /**
+         * 401 or 403: refresh the request's credentials.
+         */
+        val `credentials`: kotlin.Boolean, 
+        /**
+         * OS tasks to cancel.
+         */
+        val `cancelOsTags`: List<kotlin.String>) : IngestOutcome()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * Storage trouble while writing: the chunk stays staged and the lease live; ingest again later.
+     */
+    data class Deferred(
+        /**
+         * Stable code.
+         */
+        val `code`: dev.ferry.ffi.ErrorCode, 
+        /**
+         * What went wrong.
+         */
+        val `message`: kotlin.String) : IngestOutcome()
+        
+    {
+        
+
+        companion object
+    }
+    
+
+    
+
+    
+    
+
+
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeIngestOutcome : FfiConverterRustBuffer<IngestOutcome>{
+    override fun read(buf: ByteBuffer): IngestOutcome {
+        return when(buf.getInt()) {
+            1 -> IngestOutcome.Committed(
+                FfiConverterString.read(buf),
+                FfiConverterBoolean.read(buf),
+                )
+            2 -> IngestOutcome.AlreadyCommitted
+            3 -> IngestOutcome.Restart(
+                FfiConverterString.read(buf),
+                FfiConverterString.read(buf),
+                FfiConverterSequenceString.read(buf),
+                )
+            4 -> IngestOutcome.Rejected(
+                FfiConverterTypeErrorCode.read(buf),
+                FfiConverterString.read(buf),
+                FfiConverterOptionalUShort.read(buf),
+                FfiConverterBoolean.read(buf),
+                FfiConverterBoolean.read(buf),
+                FfiConverterSequenceString.read(buf),
+                )
+            5 -> IngestOutcome.Deferred(
+                FfiConverterTypeErrorCode.read(buf),
+                FfiConverterString.read(buf),
+                )
+            else -> throw RuntimeException("invalid enum value, something is very wrong!!")
+        }
+    }
+
+    override fun allocationSize(value: IngestOutcome): ULong = when(value) {
+        is IngestOutcome.Committed -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterString.allocationSize(value.`taskId`)
+                + FfiConverterBoolean.allocationSize(value.`taskComplete`)
+            )
+        }
+        is IngestOutcome.AlreadyCommitted -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+            )
+        }
+        is IngestOutcome.Restart -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterString.allocationSize(value.`taskId`)
+                + FfiConverterString.allocationSize(value.`reason`)
+                + FfiConverterSequenceString.allocationSize(value.`cancelOsTags`)
+            )
+        }
+        is IngestOutcome.Rejected -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterTypeErrorCode.allocationSize(value.`code`)
+                + FfiConverterString.allocationSize(value.`message`)
+                + FfiConverterOptionalUShort.allocationSize(value.`httpStatus`)
+                + FfiConverterBoolean.allocationSize(value.`retryable`)
+                + FfiConverterBoolean.allocationSize(value.`credentials`)
+                + FfiConverterSequenceString.allocationSize(value.`cancelOsTags`)
+            )
+        }
+        is IngestOutcome.Deferred -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterTypeErrorCode.allocationSize(value.`code`)
+                + FfiConverterString.allocationSize(value.`message`)
+            )
+        }
+    }
+
+    override fun write(value: IngestOutcome, buf: ByteBuffer) {
+        when(value) {
+            is IngestOutcome.Committed -> {
+                buf.putInt(1)
+                FfiConverterString.write(value.`taskId`, buf)
+                FfiConverterBoolean.write(value.`taskComplete`, buf)
+                Unit
+            }
+            is IngestOutcome.AlreadyCommitted -> {
+                buf.putInt(2)
+                Unit
+            }
+            is IngestOutcome.Restart -> {
+                buf.putInt(3)
+                FfiConverterString.write(value.`taskId`, buf)
+                FfiConverterString.write(value.`reason`, buf)
+                FfiConverterSequenceString.write(value.`cancelOsTags`, buf)
+                Unit
+            }
+            is IngestOutcome.Rejected -> {
+                buf.putInt(4)
+                FfiConverterTypeErrorCode.write(value.`code`, buf)
+                FfiConverterString.write(value.`message`, buf)
+                FfiConverterOptionalUShort.write(value.`httpStatus`, buf)
+                FfiConverterBoolean.write(value.`retryable`, buf)
+                FfiConverterBoolean.write(value.`credentials`, buf)
+                FfiConverterSequenceString.write(value.`cancelOsTags`, buf)
+                Unit
+            }
+            is IngestOutcome.Deferred -> {
+                buf.putInt(5)
+                FfiConverterTypeErrorCode.write(value.`code`, buf)
+                FfiConverterString.write(value.`message`, buf)
+                Unit
+            }
+        }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
     }
 }
 
@@ -5202,6 +6196,38 @@ public object FfiConverterOptionalString: FfiConverterRustBuffer<kotlin.String?>
 /**
  * @suppress
  */
+public object FfiConverterOptionalTypeHandoffConfig: FfiConverterRustBuffer<HandoffConfig?> {
+    override fun read(buf: ByteBuffer): HandoffConfig? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeHandoffConfig.read(buf)
+    }
+
+    override fun allocationSize(value: HandoffConfig?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeHandoffConfig.allocationSize(value)
+        }
+    }
+
+    override fun write(value: HandoffConfig?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeHandoffConfig.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterOptionalTypeLimits: FfiConverterRustBuffer<Limits?> {
     override fun read(buf: ByteBuffer): Limits? {
         if (buf.get().toInt() == 0) {
@@ -5362,6 +6388,38 @@ public object FfiConverterOptionalTypeTaskState: FfiConverterRustBuffer<TaskStat
 /**
  * @suppress
  */
+public object FfiConverterOptionalSequenceString: FfiConverterRustBuffer<List<kotlin.String>?> {
+    override fun read(buf: ByteBuffer): List<kotlin.String>? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterSequenceString.read(buf)
+    }
+
+    override fun allocationSize(value: List<kotlin.String>?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterSequenceString.allocationSize(value)
+        }
+    }
+
+    override fun write(value: List<kotlin.String>?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterSequenceString.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterSequenceString: FfiConverterRustBuffer<List<kotlin.String>> {
     override fun read(buf: ByteBuffer): List<kotlin.String> {
         val len = buf.getInt()
@@ -5436,6 +6494,90 @@ public object FfiConverterSequenceTypeHttpHeader: FfiConverterRustBuffer<List<Ht
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterTypeHttpHeader.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeOsRangeRequest: FfiConverterRustBuffer<List<OsRangeRequest>> {
+    override fun read(buf: ByteBuffer): List<OsRangeRequest> {
+        val len = buf.getInt()
+        return List<OsRangeRequest>(len) {
+            FfiConverterTypeOsRangeRequest.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<OsRangeRequest>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeOsRangeRequest.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<OsRangeRequest>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeOsRangeRequest.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeOsTaskInfo: FfiConverterRustBuffer<List<OsTaskInfo>> {
+    override fun read(buf: ByteBuffer): List<OsTaskInfo> {
+        val len = buf.getInt()
+        return List<OsTaskInfo>(len) {
+            FfiConverterTypeOsTaskInfo.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<OsTaskInfo>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeOsTaskInfo.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<OsTaskInfo>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeOsTaskInfo.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeSkippedTask: FfiConverterRustBuffer<List<SkippedTask>> {
+    override fun read(buf: ByteBuffer): List<SkippedTask> {
+        val len = buf.getInt()
+        return List<SkippedTask>(len) {
+            FfiConverterTypeSkippedTask.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<SkippedTask>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeSkippedTask.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<SkippedTask>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeSkippedTask.write(it, buf)
         }
     }
 }
