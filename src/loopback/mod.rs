@@ -5,7 +5,8 @@
 //! honoured or ignored, strong/weak/no validators, validators that change between requests,
 //! mid-body drops, stalls, 503/429 with `Retry-After`, lying `Content-Range`, chunked bodies without
 //! length, bodies shorter than their `Content-Length`, a per-connection rate cap. Other routes:
-//! `/redirect/N` (a chain of N redirects to `/file`), `/loop/a` ↔ `/loop/b`, `/status/CODE`.
+//! `/redirect/N` (a chain of N redirects to `/file`), `/loop/a` ↔ `/loop/b`, `/status/CODE`, and
+//! `/stats` (the counters below, as JSON).
 //! It counts the body bytes it sent, so tests can measure what was downloaded twice.
 
 pub mod content;

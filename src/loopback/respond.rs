@@ -81,6 +81,18 @@ pub(super) async fn route(req: Request<hyper::body::Incoming>, state: Arc<State>
         r.headers_mut().insert(header::LOCATION, HeaderValue::from_static(to));
         return r;
     }
+    if path == "/stats" {
+        // What the server sent so far, for suites that run it as a process (`ferry serve`).
+        let st = &state.stats;
+        let load = |c: &AtomicU64| c.load(Ordering::SeqCst);
+        let json = serde_json::json!({
+            "requests": load(&st.requests), "body_bytes": load(&st.body_bytes), "ranged_requests": load(&st.ranged_requests),
+            "if_range_requests": load(&st.if_range_requests), "active": load(&st.active), "max_active": load(&st.max_active),
+        });
+        let mut r = full(StatusCode::OK, &json.to_string());
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        return r;
+    }
     if let Some(code) = path.strip_prefix("/status/") {
         let code = code.parse().ok().and_then(|c| StatusCode::from_u16(c).ok()).unwrap_or(StatusCode::BAD_REQUEST);
         return full(code, "status page");
