@@ -581,11 +581,15 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_remove() != 45614:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_downloadmanager_request_stop() != 49821:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_resume() != 23791:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_resume_all() != 33057:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_revoked_os_tags() != 30798:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_downloadmanager_run_budgeted() != 43733:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_set_limits() != 16143:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -736,6 +740,9 @@ _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_release_lease.restype = 
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_remove.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_remove.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_request_stop.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_request_stop.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_resume.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_resume.restype = ctypes.c_uint16
@@ -745,6 +752,9 @@ _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_resume_all.restype = cty
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_revoked_os_tags.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_revoked_os_tags.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_run_budgeted.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_run_budgeted.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_set_limits.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_set_limits.restype = ctypes.c_uint16
@@ -961,6 +971,12 @@ _UniffiLib.uniffi_ferry_fn_method_downloadmanager_remove.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_remove.restype = None
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_request_stop.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+)
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_request_stop.restype = ctypes.c_uint64
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_resume.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -977,6 +993,12 @@ _UniffiLib.uniffi_ferry_fn_method_downloadmanager_revoked_os_tags.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_revoked_os_tags.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_run_budgeted.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.c_uint64,
+)
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_run_budgeted.restype = ctypes.c_uint64
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_set_limits.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -2852,6 +2874,359 @@ class _UniffiFfiConverterTypeTaskErrorInfo(_UniffiConverterRustBuffer):
         _UniffiFfiConverterString.write(value.message, buf)
         _UniffiFfiConverterOptionalUInt16.write(value.http_status, buf)
 
+class _UniffiFfiConverterOptionalTypeTaskErrorInfo(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterTypeTaskErrorInfo.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterTypeTaskErrorInfo.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterTypeTaskErrorInfo.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
+
+
+
+
+
+class RunOutcome:
+    """
+    How a task ended its run.
+"""
+    def __init__(self):
+        raise RuntimeError("RunOutcome cannot be instantiated directly")
+
+    # Each enum variant is a nested class of the enum itself.
+    @dataclass
+    class COMPLETED:
+        """
+        Verified and in place: the work succeeded.
+"""
+        
+        def __init__(self, ):
+            pass
+
+    
+            
+            
+    
+        def __str__(self):
+            return "RunOutcome.COMPLETED()".format()
+        def __eq__(self, other):
+            if not isinstance(other, RunOutcome):
+                return NotImplemented
+            if not other.is_COMPLETED():
+                return False
+            return True
+
+    @dataclass
+    class FAILED:
+        """
+        Failed for good (a 404, a checksum mismatch, a full disk): the work failed.
+"""
+        
+        def __init__(self, error:TaskErrorInfo):
+            self.error = error
+            
+            """
+        Why.
+"""
+        
+            pass
+
+    
+            
+            
+    
+        def __str__(self):
+            return "RunOutcome.FAILED(error={})".format(self.error)
+        def __eq__(self, other):
+            if not isinstance(other, RunOutcome):
+                return NotImplemented
+            if not other.is_FAILED():
+                return False
+            if self.error != other.error:
+                return False
+            return True
+
+    @dataclass
+    class RETRY:
+        """
+        Not done yet: run again after about `delay_ms`.
+"""
+        
+        def __init__(self, error:typing.Optional[TaskErrorInfo], delay_ms:int, reason:str):
+            self.error = error
+            
+            """
+        The transient error, when one ended the run.
+"""
+        
+            self.delay_ms = delay_ms
+            
+            """
+        Suggested wait before the next run.
+"""
+        
+            self.reason = reason
+            
+            """
+        Why.
+"""
+        
+            pass
+
+    
+            
+            
+    
+        def __str__(self):
+            return "RunOutcome.RETRY(error={}, delay_ms={}, reason={})".format(self.error, self.delay_ms, self.reason)
+        def __eq__(self, other):
+            if not isinstance(other, RunOutcome):
+                return NotImplemented
+            if not other.is_RETRY():
+                return False
+            if self.error != other.error:
+                return False
+            if self.delay_ms != other.delay_ms:
+                return False
+            if self.reason != other.reason:
+                return False
+            return True
+
+    @dataclass
+    class PAUSED:
+        """
+        Paused by the user: nothing to run until it is resumed.
+"""
+        
+        def __init__(self, ):
+            pass
+
+    
+            
+            
+    
+        def __str__(self):
+            return "RunOutcome.PAUSED()".format()
+        def __eq__(self, other):
+            if not isinstance(other, RunOutcome):
+                return NotImplemented
+            if not other.is_PAUSED():
+                return False
+            return True
+
+    @dataclass
+    class CANCELLED:
+        """
+        Cancelled or removed.
+"""
+        
+        def __init__(self, ):
+            pass
+
+    
+            
+            
+    
+        def __str__(self):
+            return "RunOutcome.CANCELLED()".format()
+        def __eq__(self, other):
+            if not isinstance(other, RunOutcome):
+                return NotImplemented
+            if not other.is_CANCELLED():
+                return False
+            return True
+
+    @dataclass
+    class NOT_FOUND:
+        """
+        No such task.
+"""
+        
+        def __init__(self, ):
+            pass
+
+    
+            
+            
+    
+        def __str__(self):
+            return "RunOutcome.NOT_FOUND()".format()
+        def __eq__(self, other):
+            if not isinstance(other, RunOutcome):
+                return NotImplemented
+            if not other.is_NOT_FOUND():
+                return False
+            return True
+
+    
+
+    # For each variant, we have `is_NAME` and `is_name` methods for easily checking
+    # whether an instance is that variant.
+    def is_COMPLETED(self) -> bool:
+        return isinstance(self, RunOutcome.COMPLETED)
+    def is_completed(self) -> bool:
+        return isinstance(self, RunOutcome.COMPLETED)
+    def is_FAILED(self) -> bool:
+        return isinstance(self, RunOutcome.FAILED)
+    def is_failed(self) -> bool:
+        return isinstance(self, RunOutcome.FAILED)
+    def is_RETRY(self) -> bool:
+        return isinstance(self, RunOutcome.RETRY)
+    def is_retry(self) -> bool:
+        return isinstance(self, RunOutcome.RETRY)
+    def is_PAUSED(self) -> bool:
+        return isinstance(self, RunOutcome.PAUSED)
+    def is_paused(self) -> bool:
+        return isinstance(self, RunOutcome.PAUSED)
+    def is_CANCELLED(self) -> bool:
+        return isinstance(self, RunOutcome.CANCELLED)
+    def is_cancelled(self) -> bool:
+        return isinstance(self, RunOutcome.CANCELLED)
+    def is_NOT_FOUND(self) -> bool:
+        return isinstance(self, RunOutcome.NOT_FOUND)
+    def is_not_found(self) -> bool:
+        return isinstance(self, RunOutcome.NOT_FOUND)
+    
+
+# Now, a little trick - we make each nested variant class be a subclass of the main
+# enum class, so that method calls and instance checks etc will work intuitively.
+# We might be able to do this a little more neatly with a metaclass, but this'll do.
+RunOutcome.COMPLETED = type("RunOutcome.COMPLETED", (RunOutcome.COMPLETED, RunOutcome,), {})  # type: ignore
+RunOutcome.FAILED = type("RunOutcome.FAILED", (RunOutcome.FAILED, RunOutcome,), {})  # type: ignore
+RunOutcome.RETRY = type("RunOutcome.RETRY", (RunOutcome.RETRY, RunOutcome,), {})  # type: ignore
+RunOutcome.PAUSED = type("RunOutcome.PAUSED", (RunOutcome.PAUSED, RunOutcome,), {})  # type: ignore
+RunOutcome.CANCELLED = type("RunOutcome.CANCELLED", (RunOutcome.CANCELLED, RunOutcome,), {})  # type: ignore
+RunOutcome.NOT_FOUND = type("RunOutcome.NOT_FOUND", (RunOutcome.NOT_FOUND, RunOutcome,), {})  # type: ignore
+
+
+
+
+class _UniffiFfiConverterTypeRunOutcome(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        variant = buf.read_i32()
+        if variant == 1:
+            return RunOutcome.COMPLETED(
+            )
+        if variant == 2:
+            return RunOutcome.FAILED(
+                _UniffiFfiConverterTypeTaskErrorInfo.read(buf),
+            )
+        if variant == 3:
+            return RunOutcome.RETRY(
+                _UniffiFfiConverterOptionalTypeTaskErrorInfo.read(buf),
+                _UniffiFfiConverterUInt64.read(buf),
+                _UniffiFfiConverterString.read(buf),
+            )
+        if variant == 4:
+            return RunOutcome.PAUSED(
+            )
+        if variant == 5:
+            return RunOutcome.CANCELLED(
+            )
+        if variant == 6:
+            return RunOutcome.NOT_FOUND(
+            )
+        raise InternalError("Raw enum value doesn't match any cases")
+
+    @staticmethod
+    def check_lower(value):
+        if value.is_COMPLETED():
+            return
+        if value.is_FAILED():
+            _UniffiFfiConverterTypeTaskErrorInfo.check_lower(value.error)
+            return
+        if value.is_RETRY():
+            _UniffiFfiConverterOptionalTypeTaskErrorInfo.check_lower(value.error)
+            _UniffiFfiConverterUInt64.check_lower(value.delay_ms)
+            _UniffiFfiConverterString.check_lower(value.reason)
+            return
+        if value.is_PAUSED():
+            return
+        if value.is_CANCELLED():
+            return
+        if value.is_NOT_FOUND():
+            return
+        raise ValueError(value)
+
+    @staticmethod
+    def write(value, buf):
+        if value.is_COMPLETED():
+            buf.write_i32(1)
+        if value.is_FAILED():
+            buf.write_i32(2)
+            _UniffiFfiConverterTypeTaskErrorInfo.write(value.error, buf)
+        if value.is_RETRY():
+            buf.write_i32(3)
+            _UniffiFfiConverterOptionalTypeTaskErrorInfo.write(value.error, buf)
+            _UniffiFfiConverterUInt64.write(value.delay_ms, buf)
+            _UniffiFfiConverterString.write(value.reason, buf)
+        if value.is_PAUSED():
+            buf.write_i32(4)
+        if value.is_CANCELLED():
+            buf.write_i32(5)
+        if value.is_NOT_FOUND():
+            buf.write_i32(6)
+
+
+
+@dataclass
+class TaskRunOutcome:
+    """
+    One task's outcome.
+"""
+    def __init__(self, *, task_id:str, outcome:RunOutcome):
+        self.task_id = task_id
+        self.outcome = outcome
+        
+        
+
+    
+    def __str__(self):
+        return "TaskRunOutcome(task_id={}, outcome={})".format(self.task_id, self.outcome)
+    def __eq__(self, other):
+        if self.task_id != other.task_id:
+            return False
+        if self.outcome != other.outcome:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeTaskRunOutcome(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return TaskRunOutcome(
+            task_id=_UniffiFfiConverterString.read(buf),
+            outcome=_UniffiFfiConverterTypeRunOutcome.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterString.check_lower(value.task_id)
+        _UniffiFfiConverterTypeRunOutcome.check_lower(value.outcome)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterString.write(value.task_id, buf)
+        _UniffiFfiConverterTypeRunOutcome.write(value.outcome, buf)
+
 
 
 
@@ -2976,31 +3351,6 @@ class _UniffiFfiConverterOptionalFloat64(_UniffiConverterRustBuffer):
             return None
         elif flag == 1:
             return _UniffiFfiConverterFloat64.read(buf)
-        else:
-            raise InternalError("Unexpected flag byte for optional type")
-
-class _UniffiFfiConverterOptionalTypeTaskErrorInfo(_UniffiConverterRustBuffer):
-    @classmethod
-    def check_lower(cls, value):
-        if value is not None:
-            _UniffiFfiConverterTypeTaskErrorInfo.check_lower(value)
-
-    @classmethod
-    def write(cls, value, buf):
-        if value is None:
-            buf.write_u8(0)
-            return
-
-        buf.write_u8(1)
-        _UniffiFfiConverterTypeTaskErrorInfo.write(value, buf)
-
-    @classmethod
-    def read(cls, buf):
-        flag = buf.read_u8()
-        if flag == 0:
-            return None
-        elif flag == 1:
-            return _UniffiFfiConverterTypeTaskErrorInfo.read(buf)
         else:
             raise InternalError("Unexpected flag byte for optional type")
 
@@ -4156,6 +4506,66 @@ class _UniffiFfiConverterTypeIngestOutcome(_UniffiConverterRustBuffer):
 
 
 
+
+
+
+
+
+class StopCause(enum.Enum):
+    """
+    Why a run is asked to stop.
+"""
+    
+    STOPPED = 0
+    """
+    The system stopped the worker or job (its time, quota, standby bucket).
+"""
+    
+    NETWORK_LOST = 1
+    """
+    The network the job needed went away.
+"""
+    
+    APP = 2
+    """
+    The app asked.
+"""
+    
+
+
+class _UniffiFfiConverterTypeStopCause(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        variant = buf.read_i32()
+        if variant == 1:
+            return StopCause.STOPPED
+        if variant == 2:
+            return StopCause.NETWORK_LOST
+        if variant == 3:
+            return StopCause.APP
+        raise InternalError("Raw enum value doesn't match any cases")
+
+    @staticmethod
+    def check_lower(value):
+        if value == StopCause.STOPPED:
+            return
+        if value == StopCause.NETWORK_LOST:
+            return
+        if value == StopCause.APP:
+            return
+        raise ValueError(value)
+
+    @staticmethod
+    def write(value, buf):
+        if value == StopCause.STOPPED:
+            buf.write_i32(1)
+        if value == StopCause.NETWORK_LOST:
+            buf.write_i32(2)
+        if value == StopCause.APP:
+            buf.write_i32(3)
+
+
+
 class _UniffiFfiConverterBytes(_UniffiConverterRustBuffer):
     @staticmethod
     def read(buf):
@@ -4918,6 +5328,29 @@ class _UniffiFfiConverterSequenceTypeOsTaskInfo(_UniffiConverterRustBuffer):
             _UniffiFfiConverterTypeOsTaskInfo.read(buf) for i in range(count)
         ]
 
+class _UniffiFfiConverterSequenceTypeTaskRunOutcome(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        for item in value:
+            _UniffiFfiConverterTypeTaskRunOutcome.check_lower(item)
+
+    @classmethod
+    def write(cls, value, buf):
+        items = len(value)
+        buf.write_i32(items)
+        for item in value:
+            _UniffiFfiConverterTypeTaskRunOutcome.write(item, buf)
+
+    @classmethod
+    def read(cls, buf):
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+
+        return [
+            _UniffiFfiConverterTypeTaskRunOutcome.read(buf) for i in range(count)
+        ]
+
 
 class DownloadManagerProtocol(typing.Protocol):
     """
@@ -5030,6 +5463,13 @@ class DownloadManagerProtocol(typing.Protocol):
         Forgets a task; with `delete_file`, also deletes a completed file.
 """
         raise NotImplementedError
+    async def request_stop(self, task_ids: typing.Union[object, typing.Optional[typing.List[str]]] = _DEFAULT,cause: StopCause) -> int:
+        """
+        Stops the given tasks (`None`: every running or queued one) and holds them for the next
+        run; returns once their journals and part files are synced (at most about ten seconds).
+        Call it when the worker's coroutine is cancelled. Returns how many were stopped.
+"""
+        raise NotImplementedError
     def resume(self, task_id: str) -> None:
         """
         Resumes a paused or failed task.
@@ -5044,6 +5484,14 @@ class DownloadManagerProtocol(typing.Protocol):
         """
         OS tasks whose leases the engine ended (a pause, cancel, remove, restart or failure) since
         the last call: cancel them.
+"""
+        raise NotImplementedError
+    async def run_budgeted(self, task_ids: typing.Union[object, typing.Optional[typing.List[str]]] = _DEFAULT,budget_ms: int) -> typing.List[TaskRunOutcome]:
+        """
+        Runs the given tasks (`None`: every queued task, and failed ones whose error was
+        transient) until each ends or `budget_ms` passes, then stops the rest with everything
+        synced and holds them for the next run. A task already running is joined, never started
+        twice. One outcome per task, in order.
 """
         raise NotImplementedError
     def set_limits(self, limits: Limits) -> None:
@@ -5532,6 +5980,33 @@ class DownloadManager(DownloadManagerProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    async def request_stop(self, task_ids: typing.Union[object, typing.Optional[typing.List[str]]] = _DEFAULT,cause: StopCause) -> int:
+        """
+        Stops the given tasks (`None`: every running or queued one) and holds them for the next
+        run; returns once their journals and part files are synced (at most about ten seconds).
+        Call it when the worker's coroutine is cancelled. Returns how many were stopped.
+"""
+        
+        if task_ids is _DEFAULT:
+            task_ids = None
+        _UniffiFfiConverterOptionalSequenceString.check_lower(task_ids)
+
+        _UniffiFfiConverterTypeStopCause.check_lower(cause)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterOptionalSequenceString.lower(task_ids),
+            _UniffiFfiConverterTypeStopCause.lower(cause),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterUInt32.lift
+        _uniffi_error_converter = None
+        return await _uniffi_rust_call_async(
+            _UniffiLib.uniffi_ferry_fn_method_downloadmanager_request_stop(*_uniffi_lowered_args),
+            _UniffiLib.ffi_ferry_rust_future_poll_u32,
+            _UniffiLib.ffi_ferry_rust_future_complete_u32,
+            _UniffiLib.ffi_ferry_rust_future_free_u32,
+            _uniffi_lift_return,
+            _uniffi_error_converter,
+        )
     def resume(self, task_id: str) -> None:
         """
         Resumes a paused or failed task.
@@ -5581,6 +6056,34 @@ class DownloadManager(DownloadManagerProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    async def run_budgeted(self, task_ids: typing.Union[object, typing.Optional[typing.List[str]]] = _DEFAULT,budget_ms: int) -> typing.List[TaskRunOutcome]:
+        """
+        Runs the given tasks (`None`: every queued task, and failed ones whose error was
+        transient) until each ends or `budget_ms` passes, then stops the rest with everything
+        synced and holds them for the next run. A task already running is joined, never started
+        twice. One outcome per task, in order.
+"""
+        
+        if task_ids is _DEFAULT:
+            task_ids = None
+        _UniffiFfiConverterOptionalSequenceString.check_lower(task_ids)
+
+        _UniffiFfiConverterUInt64.check_lower(budget_ms)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterOptionalSequenceString.lower(task_ids),
+            _UniffiFfiConverterUInt64.lower(budget_ms),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterSequenceTypeTaskRunOutcome.lift
+        _uniffi_error_converter = None
+        return await _uniffi_rust_call_async(
+            _UniffiLib.uniffi_ferry_fn_method_downloadmanager_run_budgeted(*_uniffi_lowered_args),
+            _UniffiLib.ffi_ferry_rust_future_poll_rust_buffer,
+            _UniffiLib.ffi_ferry_rust_future_complete_rust_buffer,
+            _UniffiLib.ffi_ferry_rust_future_free_rust_buffer,
+            _uniffi_lift_return,
+            _uniffi_error_converter,
+        )
     def set_limits(self, limits: Limits) -> None:
         """
         Changes limits at run time.
@@ -5940,12 +6443,14 @@ def version() -> str:
 __all__ = [
     "InternalError",
     "ErrorCode",
+    "RunOutcome",
     "TaskState",
     "BatchItem",
     "CallbackError",
     "DownloadError",
     "DownloadEvent",
     "IngestOutcome",
+    "StopCause",
     "HttpHeader",
     "ChunkResponse",
     "DownloadRequest",
@@ -5958,6 +6463,7 @@ __all__ = [
     "OsTaskInfo",
     "ReconcilePlan",
     "TaskErrorInfo",
+    "TaskRunOutcome",
     "TaskStatus",
     "cancel",
     "default_manager",

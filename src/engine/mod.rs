@@ -46,5 +46,7 @@ pub use model::events::{Event, ProgressEvent, StateEvent, Subscription};
 pub use model::request::Request;
 pub use model::retry::RetryPolicy;
 pub use model::task::{part_path, ChunkSink, TaskError, TaskId, TaskInfo, TaskState};
-pub use run::manager::{HandoffOptions, HandoffReport, IngestOutcome, Manager, OsTask, ReconcileReport, STALE_LEASE};
+pub use run::manager::{
+    HandoffOptions, HandoffReport, IngestOutcome, Manager, OsTask, ReconcileReport, RunBudget, RunOutcome, StopCause, STALE_LEASE,
+};
 pub use run::runtime;

@@ -1,6 +1,7 @@
 //! The uniffi surface: the only module that names uniffi. Conversions, no decisions.
 //!
 //! - [`manager::DownloadManager`]: the object over one state directory.
+//! - [`budget`]: runs bounded in time, for Android workers and jobs, and the stop they request.
 //! - [`handoff`]: leases to the OS (iOS background sessions, Android jobs) and ingesting their chunks.
 //! - [`seed`]: `download` / `status` / `cancel` on a default manager.
 //! - [`callbacks`]: event listeners, stream sinks, the pull-style event stream.
@@ -9,6 +10,7 @@
 //! Panics never cross the boundary: uniffi catches them and raises an internal error in the
 //! foreign language, and the engine itself does not panic on any input.
 
+pub mod budget;
 pub mod callbacks;
 pub mod error;
 pub mod handoff;

@@ -878,6 +878,21 @@ public func FfiConverterTypeChunkSink_lower(_ value: ChunkSink) -> UInt64 {
 public protocol DownloadManagerProtocol: AnyObject, Sendable {
     
     /**
+     * Stops the given tasks (`None`: every running or queued one) and holds them for the next
+     * run; returns once their journals and part files are synced (at most about ten seconds).
+     * Call it when the worker's coroutine is cancelled. Returns how many were stopped.
+     */
+    func requestStop(taskIds: [String]?, cause: StopCause) async  -> UInt32
+    
+    /**
+     * Runs the given tasks (`None`: every queued task, and failed ones whose error was
+     * transient) until each ends or `budget_ms` passes, then stops the rest with everything
+     * synced and holds them for the next run. A task already running is joined, never started
+     * twice. One outcome per task, in order.
+     */
+    func runBudgeted(taskIds: [String]?, budgetMs: UInt64) async  -> [TaskRunOutcome]
+    
+    /**
      * Hands the given tasks (`None`: every queued or running file task) to the OS: their
      * transfers stop with everything synced, and every byte left is leased. Create one OS task
      * per request right away. The tasks stay `running` (`handed_off` in their status).
@@ -1118,6 +1133,51 @@ public static func `open`(stateDir: String, config: ManagerConfig? = nil)throws 
 }
     
 
+    
+    /**
+     * Stops the given tasks (`None`: every running or queued one) and holds them for the next
+     * run; returns once their journals and part files are synced (at most about ten seconds).
+     * Call it when the worker's coroutine is cancelled. Returns how many were stopped.
+     */
+open func requestStop(taskIds: [String]? = nil, cause: StopCause)async  -> UInt32  {
+    return
+        try!  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_ferry_fn_method_downloadmanager_request_stop(
+                        self.uniffiCloneHandle(),FfiConverterOptionSequenceString.lower(taskIds),FfiConverterTypeStopCause_lower(cause)
+                )
+            },
+            pollFunc: ffi_ferry_rust_future_poll_u32,
+            completeFunc: ffi_ferry_rust_future_complete_u32,
+            freeFunc: ffi_ferry_rust_future_free_u32,
+            liftFunc: FfiConverterUInt32.lift,
+            errorHandler: nil
+            
+        )
+}
+    
+    /**
+     * Runs the given tasks (`None`: every queued task, and failed ones whose error was
+     * transient) until each ends or `budget_ms` passes, then stops the rest with everything
+     * synced and holds them for the next run. A task already running is joined, never started
+     * twice. One outcome per task, in order.
+     */
+open func runBudgeted(taskIds: [String]? = nil, budgetMs: UInt64)async  -> [TaskRunOutcome]  {
+    return
+        try!  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_ferry_fn_method_downloadmanager_run_budgeted(
+                        self.uniffiCloneHandle(),FfiConverterOptionSequenceString.lower(taskIds),FfiConverterUInt64.lower(budgetMs)
+                )
+            },
+            pollFunc: ffi_ferry_rust_future_poll_rust_buffer,
+            completeFunc: ffi_ferry_rust_future_complete_rust_buffer,
+            freeFunc: ffi_ferry_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterSequenceTypeTaskRunOutcome.lift,
+            errorHandler: nil
+            
+        )
+}
     
     /**
      * Hands the given tasks (`None`: every queued or running file task) to the OS: their
@@ -3326,6 +3386,75 @@ public func FfiConverterTypeTaskErrorInfo_lower(_ value: TaskErrorInfo) -> RustB
 
 
 /**
+ * One task's outcome.
+ */
+public struct TaskRunOutcome: Equatable, Hashable {
+    /**
+     * The task.
+     */
+    public let taskId: String
+    /**
+     * How it ended its run.
+     */
+    public let outcome: RunOutcome
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The task.
+         */taskId: String, 
+        /**
+         * How it ended its run.
+         */outcome: RunOutcome) {
+        self.taskId = taskId
+        self.outcome = outcome
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension TaskRunOutcome: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeTaskRunOutcome: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TaskRunOutcome {
+        return
+            try TaskRunOutcome(
+                taskId: FfiConverterString.read(from: &buf), 
+                outcome: FfiConverterTypeRunOutcome.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: TaskRunOutcome, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.taskId, into: &buf)
+        FfiConverterTypeRunOutcome.write(value.outcome, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTaskRunOutcome_lift(_ buf: RustBuffer) throws -> TaskRunOutcome {
+    return try FfiConverterTypeTaskRunOutcome.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTaskRunOutcome_lower(_ value: TaskRunOutcome) -> RustBuffer {
+    return FfiConverterTypeTaskRunOutcome.lower(value)
+}
+
+
+/**
  * A task's status.
  */
 public struct TaskStatus: Equatable, Hashable {
@@ -4573,6 +4702,226 @@ public func FfiConverterTypeIngestOutcome_lower(_ value: IngestOutcome) -> RustB
 
 
 /**
+ * How a task ended its run.
+ */
+
+public enum RunOutcome: Equatable, Hashable {
+    
+    /**
+     * Verified and in place: the work succeeded.
+     */
+    case completed
+    /**
+     * Failed for good (a 404, a checksum mismatch, a full disk): the work failed.
+     */
+    case failed(
+        /**
+         * Why.
+         */error: TaskErrorInfo
+    )
+    /**
+     * Not done yet: run again after about `delay_ms`.
+     */
+    case retry(
+        /**
+         * The transient error, when one ended the run.
+         */error: TaskErrorInfo?, 
+        /**
+         * Suggested wait before the next run.
+         */delayMs: UInt64, 
+        /**
+         * Why.
+         */reason: String
+    )
+    /**
+     * Paused by the user: nothing to run until it is resumed.
+     */
+    case paused
+    /**
+     * Cancelled or removed.
+     */
+    case cancelled
+    /**
+     * No such task.
+     */
+    case notFound
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension RunOutcome: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeRunOutcome: FfiConverterRustBuffer {
+    typealias SwiftType = RunOutcome
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> RunOutcome {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .completed
+        
+        case 2: return .failed(error: try FfiConverterTypeTaskErrorInfo.read(from: &buf)
+        )
+        
+        case 3: return .retry(error: try FfiConverterOptionTypeTaskErrorInfo.read(from: &buf), delayMs: try FfiConverterUInt64.read(from: &buf), reason: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 4: return .paused
+        
+        case 5: return .cancelled
+        
+        case 6: return .notFound
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: RunOutcome, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .completed:
+            writeInt(&buf, Int32(1))
+        
+        
+        case let .failed(error):
+            writeInt(&buf, Int32(2))
+            FfiConverterTypeTaskErrorInfo.write(error, into: &buf)
+            
+        
+        case let .retry(error,delayMs,reason):
+            writeInt(&buf, Int32(3))
+            FfiConverterOptionTypeTaskErrorInfo.write(error, into: &buf)
+            FfiConverterUInt64.write(delayMs, into: &buf)
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case .paused:
+            writeInt(&buf, Int32(4))
+        
+        
+        case .cancelled:
+            writeInt(&buf, Int32(5))
+        
+        
+        case .notFound:
+            writeInt(&buf, Int32(6))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRunOutcome_lift(_ buf: RustBuffer) throws -> RunOutcome {
+    return try FfiConverterTypeRunOutcome.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRunOutcome_lower(_ value: RunOutcome) -> RustBuffer {
+    return FfiConverterTypeRunOutcome.lower(value)
+}
+
+
+
+/**
+ * Why a run is asked to stop.
+ */
+
+public enum StopCause: Equatable, Hashable {
+    
+    /**
+     * The system stopped the worker or job (its time, quota, standby bucket).
+     */
+    case stopped
+    /**
+     * The network the job needed went away.
+     */
+    case networkLost
+    /**
+     * The app asked.
+     */
+    case app
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension StopCause: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeStopCause: FfiConverterRustBuffer {
+    typealias SwiftType = StopCause
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> StopCause {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .stopped
+        
+        case 2: return .networkLost
+        
+        case 3: return .app
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: StopCause, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .stopped:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .networkLost:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .app:
+            writeInt(&buf, Int32(3))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeStopCause_lift(_ buf: RustBuffer) throws -> StopCause {
+    return try FfiConverterTypeStopCause.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeStopCause_lower(_ value: StopCause) -> RustBuffer {
+    return FfiConverterTypeStopCause.lower(value)
+}
+
+
+
+/**
  * Task states.
  */
 
@@ -5151,6 +5500,31 @@ fileprivate struct FfiConverterSequenceTypeSkippedTask: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterSequenceTypeTaskRunOutcome: FfiConverterRustBuffer {
+    typealias SwiftType = [TaskRunOutcome]
+
+    public static func write(_ value: [TaskRunOutcome], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeTaskRunOutcome.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [TaskRunOutcome] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [TaskRunOutcome]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeTaskRunOutcome.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceTypeTaskStatus: FfiConverterRustBuffer {
     typealias SwiftType = [TaskStatus]
 
@@ -5388,6 +5762,12 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_ferry_checksum_method_listenerregistration_wait_ended() != 58787) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_downloadmanager_request_stop() != 49821) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_downloadmanager_run_budgeted() != 43733) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_ferry_checksum_method_downloadmanager_hand_off() != 367) {

@@ -385,6 +385,16 @@ void uniffi_ferry_fn_free_downloadmanager(uint64_t handle, RustCallStatus *_Nonn
 uint64_t uniffi_ferry_fn_constructor_downloadmanager_open(RustBuffer state_dir, RustBuffer config, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_REQUEST_STOP
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_REQUEST_STOP
+uint64_t uniffi_ferry_fn_method_downloadmanager_request_stop(uint64_t ptr, RustBuffer task_ids, RustBuffer cause
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_RUN_BUDGETED
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_RUN_BUDGETED
+uint64_t uniffi_ferry_fn_method_downloadmanager_run_budgeted(uint64_t ptr, RustBuffer task_ids, uint64_t budget_ms
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_HAND_OFF
 #define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_HAND_OFF
 uint64_t uniffi_ferry_fn_method_downloadmanager_hand_off(uint64_t ptr, RustBuffer task_ids, RustBuffer config
@@ -935,6 +945,18 @@ uint16_t uniffi_ferry_checksum_method_listenerregistration_is_cancelled(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_LISTENERREGISTRATION_WAIT_ENDED
 #define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_LISTENERREGISTRATION_WAIT_ENDED
 uint16_t uniffi_ferry_checksum_method_listenerregistration_wait_ended(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_REQUEST_STOP
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_REQUEST_STOP
+uint16_t uniffi_ferry_checksum_method_downloadmanager_request_stop(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_RUN_BUDGETED
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_RUN_BUDGETED
+uint16_t uniffi_ferry_checksum_method_downloadmanager_run_budgeted(void
     
 );
 #endif

@@ -84,6 +84,9 @@ pub enum StopReason {
     Shutdown,
     /// The task's remaining ranges go to the OS (the app is leaving the foreground).
     Handoff,
+    /// A budgeted run is over (its time is spent, or a stop was requested): the task waits, held,
+    /// for the next run.
+    Budget,
 }
 
 /// Controls a live runner.

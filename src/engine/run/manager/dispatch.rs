@@ -127,6 +127,13 @@ impl Inner {
                         Some(StopReason::Handoff) => work && !handing_off,
                         // The OS keeps fetching leased ranges across a shutdown.
                         Some(StopReason::Shutdown) => !leased,
+                        // Held for the next run (see `budget`).
+                        Some(StopReason::Budget) => {
+                            if state == TaskState::Running && self.transition(entry, Transition::Recover, None).is_ok() {
+                                entry.inner.lock().dormant = true;
+                            }
+                            false
+                        }
                         Some(_) => false,
                         // Only leased ranges were left, but a lease ended meanwhile.
                         None => work,
@@ -159,7 +166,8 @@ impl Inner {
             if removed || matches!(state, TaskState::Completed | TaskState::Cancelled) {
                 release_claim(&mut s, entry);
             }
-            if state == TaskState::Queued && !s.ready.contains(&entry.spec.id) && !self.shutting_down.load(Ordering::Acquire) {
+            let held = entry.inner.lock().dormant;
+            if state == TaskState::Queued && !held && !s.ready.contains(&entry.spec.id) && !self.shutting_down.load(Ordering::Acquire) {
                 s.ready.push(entry.spec.id.clone(), entry.spec.host_key(), entry.inner.lock().priority, entry.seq);
             }
         }

@@ -34,6 +34,7 @@ use std::time::Instant;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+mod budget;
 mod control;
 mod dispatch;
 mod enqueue;
@@ -43,6 +44,7 @@ mod leases;
 mod open;
 mod transition;
 
+pub use budget::{RunBudget, RunOutcome, StopCause};
 use enqueue::release_claim;
 pub use handoff::{HandoffOptions, HandoffReport};
 pub use ingest::IngestOutcome;
@@ -89,6 +91,8 @@ struct Inner {
     staging: Staging,
     /// Some task may have live leases (the ticker then reports their progress too).
     leased: AtomicBool,
+    /// Woken when a stop is requested, so the budgeted runs waiting end at once.
+    stop_requested: tokio::sync::Notify,
 }
 
 impl Drop for Inner {

@@ -758,6 +758,10 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_ferry_checksum_method_listenerregistration_wait_ended(
     ): Int
+    external fun uniffi_ferry_checksum_method_downloadmanager_request_stop(
+    ): Int
+    external fun uniffi_ferry_checksum_method_downloadmanager_run_budgeted(
+    ): Int
     external fun uniffi_ferry_checksum_method_downloadmanager_hand_off(
     ): Int
     external fun uniffi_ferry_checksum_method_downloadmanager_ingest_chunk(
@@ -889,6 +893,10 @@ internal object UniffiLib {
     external fun uniffi_ferry_fn_free_downloadmanager(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_ferry_fn_constructor_downloadmanager_open(`stateDir`: RustBuffer.ByValue,`config`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_ferry_fn_method_downloadmanager_request_stop(`ptr`: Long,`taskIds`: RustBuffer.ByValue,`cause`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_ferry_fn_method_downloadmanager_run_budgeted(`ptr`: Long,`taskIds`: RustBuffer.ByValue,`budgetMs`: Long,
     ): Long
     external fun uniffi_ferry_fn_method_downloadmanager_hand_off(`ptr`: Long,`taskIds`: RustBuffer.ByValue,`config`: RustBuffer.ByValue,
     ): Long
@@ -1133,6 +1141,12 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_ferry_checksum_method_listenerregistration_wait_ended() and 0xFFFF) != 58787) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_ferry_checksum_method_downloadmanager_request_stop() and 0xFFFF) != 49821) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_ferry_checksum_method_downloadmanager_run_budgeted() and 0xFFFF) != 43733) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_ferry_checksum_method_downloadmanager_hand_off() and 0xFFFF) != 367) {
@@ -2139,6 +2153,21 @@ public object FfiConverterTypeChunkSink: FfiConverter<ChunkSink, Long> {
 public interface DownloadManagerInterface {
     
     /**
+     * Stops the given tasks (`None`: every running or queued one) and holds them for the next
+     * run; returns once their journals and part files are synced (at most about ten seconds).
+     * Call it when the worker's coroutine is cancelled. Returns how many were stopped.
+     */
+    suspend fun `requestStop`(`taskIds`: List<kotlin.String>? = null, `cause`: StopCause): kotlin.UInt
+    
+    /**
+     * Runs the given tasks (`None`: every queued task, and failed ones whose error was
+     * transient) until each ends or `budget_ms` passes, then stops the rest with everything
+     * synced and holds them for the next run. A task already running is joined, never started
+     * twice. One outcome per task, in order.
+     */
+    suspend fun `runBudgeted`(`taskIds`: List<kotlin.String>? = null, `budgetMs`: kotlin.ULong): List<TaskRunOutcome>
+    
+    /**
      * Hands the given tasks (`None`: every queued or running file task) to the OS: their
      * transfers stop with everything synced, and every byte left is leased. Create one OS task
      * per request right away. The tasks stay `running` (`handed_off` in their status).
@@ -2415,6 +2444,61 @@ open class DownloadManager: Disposable, AutoCloseable, DownloadManagerInterface
         return uniffiRustCall() { status ->
             UniffiLib.uniffi_ferry_fn_clone_downloadmanager(handle, status)
         }
+    }
+
+    
+    /**
+     * Stops the given tasks (`None`: every running or queued one) and holds them for the next
+     * run; returns once their journals and part files are synced (at most about ten seconds).
+     * Call it when the worker's coroutine is cancelled. Returns how many were stopped.
+     */
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `requestStop`(`taskIds`: List<kotlin.String>?, `cause`: StopCause) : kotlin.UInt {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_ferry_fn_method_downloadmanager_request_stop(
+                uniffiHandle,
+                
+        FfiConverterOptionalSequenceString.lower(`taskIds`),
+        FfiConverterTypeStopCause.lower(`cause`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_ferry_rust_future_poll_u32(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_ferry_rust_future_complete_u32(future, continuation) },
+        { future -> UniffiLib.ffi_ferry_rust_future_free_u32(future) },
+        // lift function
+        { FfiConverterUInt.lift(it) },
+        // Error FFI converter
+        UniffiNullRustCallStatusErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Runs the given tasks (`None`: every queued task, and failed ones whose error was
+     * transient) until each ends or `budget_ms` passes, then stops the rest with everything
+     * synced and holds them for the next run. A task already running is joined, never started
+     * twice. One outcome per task, in order.
+     */
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `runBudgeted`(`taskIds`: List<kotlin.String>?, `budgetMs`: kotlin.ULong) : List<TaskRunOutcome> {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_ferry_fn_method_downloadmanager_run_budgeted(
+                uniffiHandle,
+                
+        FfiConverterOptionalSequenceString.lower(`taskIds`),
+        FfiConverterULong.lower(`budgetMs`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_ferry_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_ferry_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_ferry_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterSequenceTypeTaskRunOutcome.lift(it) },
+        // Error FFI converter
+        UniffiNullRustCallStatusErrorHandler,
+    )
     }
 
     
@@ -4869,6 +4953,53 @@ public object FfiConverterTypeTaskErrorInfo: FfiConverterRustBuffer<TaskErrorInf
 
 
 /**
+ * One task's outcome.
+ */
+data class TaskRunOutcome (
+    /**
+     * The task.
+     */
+    var `taskId`: kotlin.String
+    , 
+    /**
+     * How it ended its run.
+     */
+    var `outcome`: RunOutcome
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeTaskRunOutcome: FfiConverterRustBuffer<TaskRunOutcome> {
+    override fun read(buf: ByteBuffer): TaskRunOutcome {
+        return TaskRunOutcome(
+            FfiConverterString.read(buf),
+            FfiConverterTypeRunOutcome.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: TaskRunOutcome) = (
+            FfiConverterString.allocationSize(value.`taskId`) +
+            FfiConverterTypeRunOutcome.allocationSize(value.`outcome`)
+    )
+
+    override fun write(value: TaskRunOutcome, buf: ByteBuffer) {
+            FfiConverterString.write(value.`taskId`, buf)
+            FfiConverterTypeRunOutcome.write(value.`outcome`, buf)
+    }
+}
+
+
+
+/**
  * A task's status.
  */
 data class TaskStatus (
@@ -5942,6 +6073,233 @@ public object FfiConverterTypeIngestOutcome : FfiConverterRustBuffer<IngestOutco
 
 
 /**
+ * How a task ended its run.
+ */
+sealed class RunOutcome {
+    
+    /**
+     * Verified and in place: the work succeeded.
+     */
+    object Completed : RunOutcome()
+    
+    
+    /**
+     * Failed for good (a 404, a checksum mismatch, a full disk): the work failed.
+     */
+    data class Failed(
+        /**
+         * Why.
+         */
+        val `error`: dev.ferry.ffi.TaskErrorInfo) : RunOutcome()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * Not done yet: run again after about `delay_ms`.
+     */
+    data class Retry(
+        /**
+         * The transient error, when one ended the run.
+         */
+        val `error`: dev.ferry.ffi.TaskErrorInfo?, 
+        /**
+         * Suggested wait before the next run.
+         */
+        val `delayMs`: kotlin.ULong, 
+        /**
+         * Why.
+         */
+        val `reason`: kotlin.String) : RunOutcome()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * Paused by the user: nothing to run until it is resumed.
+     */
+    object Paused : RunOutcome()
+    
+    
+    /**
+     * Cancelled or removed.
+     */
+    object Cancelled : RunOutcome()
+    
+    
+    /**
+     * No such task.
+     */
+    object NotFound : RunOutcome()
+    
+    
+
+    
+
+    
+    
+
+
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeRunOutcome : FfiConverterRustBuffer<RunOutcome>{
+    override fun read(buf: ByteBuffer): RunOutcome {
+        return when(buf.getInt()) {
+            1 -> RunOutcome.Completed
+            2 -> RunOutcome.Failed(
+                FfiConverterTypeTaskErrorInfo.read(buf),
+                )
+            3 -> RunOutcome.Retry(
+                FfiConverterOptionalTypeTaskErrorInfo.read(buf),
+                FfiConverterULong.read(buf),
+                FfiConverterString.read(buf),
+                )
+            4 -> RunOutcome.Paused
+            5 -> RunOutcome.Cancelled
+            6 -> RunOutcome.NotFound
+            else -> throw RuntimeException("invalid enum value, something is very wrong!!")
+        }
+    }
+
+    override fun allocationSize(value: RunOutcome): ULong = when(value) {
+        is RunOutcome.Completed -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+            )
+        }
+        is RunOutcome.Failed -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterTypeTaskErrorInfo.allocationSize(value.`error`)
+            )
+        }
+        is RunOutcome.Retry -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterOptionalTypeTaskErrorInfo.allocationSize(value.`error`)
+                + FfiConverterULong.allocationSize(value.`delayMs`)
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+        }
+        is RunOutcome.Paused -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+            )
+        }
+        is RunOutcome.Cancelled -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+            )
+        }
+        is RunOutcome.NotFound -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+            )
+        }
+    }
+
+    override fun write(value: RunOutcome, buf: ByteBuffer) {
+        when(value) {
+            is RunOutcome.Completed -> {
+                buf.putInt(1)
+                Unit
+            }
+            is RunOutcome.Failed -> {
+                buf.putInt(2)
+                FfiConverterTypeTaskErrorInfo.write(value.`error`, buf)
+                Unit
+            }
+            is RunOutcome.Retry -> {
+                buf.putInt(3)
+                FfiConverterOptionalTypeTaskErrorInfo.write(value.`error`, buf)
+                FfiConverterULong.write(value.`delayMs`, buf)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is RunOutcome.Paused -> {
+                buf.putInt(4)
+                Unit
+            }
+            is RunOutcome.Cancelled -> {
+                buf.putInt(5)
+                Unit
+            }
+            is RunOutcome.NotFound -> {
+                buf.putInt(6)
+                Unit
+            }
+        }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
+    }
+}
+
+
+
+
+
+/**
+ * Why a run is asked to stop.
+ */
+
+enum class StopCause {
+    
+    /**
+     * The system stopped the worker or job (its time, quota, standby bucket).
+     */
+    STOPPED,
+    /**
+     * The network the job needed went away.
+     */
+    NETWORK_LOST,
+    /**
+     * The app asked.
+     */
+    APP;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeStopCause: FfiConverterRustBuffer<StopCause> {
+    override fun read(buf: ByteBuffer) = try {
+        StopCause.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: StopCause) = 4UL
+
+    override fun write(value: StopCause, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
+
+
+
+/**
  * Task states.
  */
 
@@ -6578,6 +6936,34 @@ public object FfiConverterSequenceTypeSkippedTask: FfiConverterRustBuffer<List<S
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterTypeSkippedTask.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeTaskRunOutcome: FfiConverterRustBuffer<List<TaskRunOutcome>> {
+    override fun read(buf: ByteBuffer): List<TaskRunOutcome> {
+        val len = buf.getInt()
+        return List<TaskRunOutcome>(len) {
+            FfiConverterTypeTaskRunOutcome.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<TaskRunOutcome>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeTaskRunOutcome.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<TaskRunOutcome>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeTaskRunOutcome.write(it, buf)
         }
     }
 }
