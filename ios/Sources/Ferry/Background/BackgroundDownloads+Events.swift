@@ -36,23 +36,35 @@ extension BackgroundDownloads {
             observer?(.discarded(tag: tag))
             return
         }
+        // The same body twice (the OS delivered it again): the first one's ingest decides.
+        guard state.withLock({ $0.busy.insert(lease.leaseId).inserted }) else {
+            state.withLock { $0.staged[tag, default: 0] += 1 }
+            try? FileManager.default.removeItem(at: file)
+            observer?(.discarded(tag: tag))
+            return
+        }
         let manager = self.manager
         do {
             try ferry { try manager.stageChunk(leaseId: lease.leaseId, filePath: file.path, response: response) }
         } catch {
             // `completed` follows and, finding nothing staged, releases the lease.
+            state.withLock { _ = $0.busy.remove(lease.leaseId) }
             observer?(.stagingFailed(leaseId: lease.leaseId, error: FerryError(converting: error)))
             return
         }
-        state.withLock { _ = $0.staged.insert(tag) }
+        state.withLock { $0.staged[tag, default: 0] += 1 }
         observer?(.staged(leaseId: lease.leaseId))
-        queueIngest(lease.leaseId)
+        ingestQueue.async { [weak self] in self?.ingest(lease.leaseId, attempt: 1) }
     }
 
     /// The task ended. With its body staged, the ingest decides; without one (a failure, or a
     /// cancel by the OS or a force-quit), its range goes back to the engine.
     private func completed(tag: String, error: Error?) {
-        let (staged, cancelledHere) = state.withLock { s in (s.staged.remove(tag) != nil, s.cancelled.contains(tag)) }
+        let (staged, cancelledHere) = state.withLock { s -> (Bool, Bool) in
+            let staged = s.staged[tag, default: 0]
+            s.staged[tag] = staged > 1 ? staged - 1 : nil
+            return (staged > 0, s.cancelled.contains(tag))
+        }
         // A task this process cancelled ended because its lease had ended: nothing to release.
         guard !staged, !cancelledHere, let lease = lease(ofTag: tag) else { return }
         let reason = error.map { String(describing: $0) }
@@ -69,16 +81,24 @@ extension BackgroundDownloads {
         }
     }
 
-    /// Queues the ingest of a staged chunk, unless one is queued and not started.
-    func queueIngest(_ leaseId: String, attempt: Int = 1) {
-        guard state.withLock({ $0.queuedIngests.insert(leaseId).inserted }) else { return }
-        ingestQueue.async { [weak self] in self?.ingest(leaseId, attempt: attempt) }
+    /// Queues the ingest of a chunk staged earlier (by a process that is gone), unless this
+    /// process already staged or ingests one for the lease.
+    func queueIngest(_ leaseId: String) {
+        guard state.withLock({ $0.busy.insert(leaseId).inserted }) else { return }
+        ingestQueue.async { [weak self] in self?.ingest(leaseId, attempt: 1) }
     }
 
     /// Ingests a staged chunk (blocking) and acts on the outcome. Runs on the ingest queue.
     private func ingest(_ leaseId: String, attempt: Int) {
-        state.withLock { _ = $0.queuedIngests.remove(leaseId) }
         let outcome = manager.ingestStaged(leaseId: leaseId)
+        if case .deferred = outcome, attempt < options.deferredAttempts {
+            // The chunk stays staged and its lease live: try again later (the lease stays busy).
+            let delay = options.deferredRetryDelay * Double(attempt)
+            ingestQueue.asyncAfter(deadline: .now() + delay) { [weak self] in self?.ingest(leaseId, attempt: attempt + 1) }
+        } else {
+            // Settled (or left staged for the next launch's reconcile).
+            state.withLock { _ = $0.busy.remove(leaseId) }
+        }
         observer?(.ingested(leaseId: leaseId, outcome: outcome))
         var cancel: [String] = []
         switch outcome {
@@ -93,13 +113,7 @@ extension BackgroundDownloads {
                 observer?(.credentialsNeeded(taskId: taskId, leaseId: leaseId, httpStatus: httpStatus))
             }
         case .deferred:
-            // The chunk stays staged and its lease live: try again later (and at the next launch).
-            if attempt < options.deferredAttempts {
-                let delay = options.deferredRetryDelay * Double(attempt)
-                ingestQueue.asyncAfter(deadline: .now() + delay) { [weak self] in
-                    self?.queueIngest(leaseId, attempt: attempt + 1)
-                }
-            }
+            break
         }
         self.cancel(cancel)
         cancelRevokedTasks()

@@ -92,10 +92,12 @@ public final class BackgroundDownloads: Sendable {
         /// Lease of each OS tag this process has seen (never forgotten, so a late body of an ended
         /// lease still reaches the engine, which deletes it).
         var leases: [String: Lease] = [:]
-        /// Tags whose body was staged and whose `completed` is still to come.
-        var staged: Set<String> = []
-        /// Leases with an ingest queued and not started.
-        var queuedIngests: Set<String> = []
+        /// Tags whose body was taken care of (staged, or dropped as a duplicate) and whose
+        /// `completed` is still to come, with how many such bodies.
+        var staged: [String: Int] = [:]
+        /// Leases with a chunk staged or being ingested by this process: a second body for one of
+        /// them is not staged over the first (an ingest reads the answer, then the body).
+        var busy: Set<String> = []
         /// Tags this process cancelled: their `completed` needs no release.
         var cancelled: Set<String> = []
         /// The OS's completion handlers waiting for the ingests.
