@@ -8,7 +8,7 @@ import Foundation
 
 /// Extra time to run after the app leaves the foreground (`UIApplication.beginBackgroundTask`).
 @MainActor
-public protocol BackgroundExecution {
+public protocol BackgroundExecution: Sendable {
     /// Asks for time; returns a token for `endTask`. `expirationHandler` runs (on the main actor)
     /// if the time runs out first, and must end the task.
     func beginTask(named name: String, expirationHandler: @escaping @MainActor @Sendable () -> Void) -> Int
