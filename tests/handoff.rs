@@ -267,8 +267,9 @@ fn reconcile_after_a_force_quit_fetches_in_process_in_the_foreground_and_leases_
             OsTask { os_tag: reqs[1].os_tag.clone(), bytes: 1000 },
             OsTask { os_tag: reqs[1].os_tag.clone(), bytes: 1000 },
         ];
-        let report = w.manager.reconcile(strangers, foreground).unwrap();
-        assert_eq!(report.cancel_os_tags, vec!["ferry1:0badcafe-1".to_string(), reqs[1].os_tag.clone()], "unknown leases and duplicates");
+        let report = w.manager.reconcile(strangers, foreground, small_chunks()).unwrap();
+        assert_eq!(report.cancel_os_tags, vec!["ferry1:0badcafe-1".to_string()], "unknown leases");
+        assert_eq!(report.duplicate_os_tags, vec![reqs[1].os_tag.clone()], "a lease fetched twice: one task to keep");
         assert_eq!(report.ingest, vec![reqs[0].lease_id.clone()]);
         assert!(matches!(w.manager.ingest_staged(&reqs[0].lease_id), IngestOutcome::Committed { .. }));
         w.server.set(|f| f.rate = None);
@@ -379,6 +380,77 @@ fn a_hand_off_of_many_tasks_respects_the_lease_caps() {
     for i in 0..6 {
         assert_same(&read(&w.out(&format!("m{i}.bin"))), &w.server.expected());
     }
+}
+
+#[test]
+fn a_chunk_staged_by_a_process_killed_before_its_ingest_is_ingested_after_a_reopen() {
+    use std::io::{BufRead, BufReader, Write};
+    let server = ferry::loopback::LoopbackServer::start(
+        ferry::engine::runtime::handle(),
+        0,
+        Faults { rate: Some(4 * MIB), ..Faults::new(16 * MIB) },
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let out = dir.path().join("k.bin");
+    let exe = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("examples/handoff_child");
+    let mut child = std::process::Command::new(&exe)
+        .args([state.to_str().unwrap(), &server.url(), out.to_str().unwrap(), &(4 * MIB).to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", exe.display()));
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut stdin = child.stdin.take().unwrap();
+    let mut child = Kill(child);
+    let mut leases: Vec<OsRequest> = Vec::new();
+    loop {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "the child ended early");
+        if line.trim() == "leased" {
+            break;
+        }
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let headers: Vec<(String, String)> = serde_json::from_value(v["headers"].clone()).unwrap();
+        let lease = v["lease"].as_str().unwrap().to_string();
+        leases.push(OsRequest {
+            os_tag: format!("ferry1:{lease}"),
+            lease_id: lease,
+            task_id: String::new(),
+            url: v["url"].as_str().unwrap().to_string(),
+            headers,
+            start: v["start"].as_u64().unwrap(),
+            end: v["end"].as_u64().unwrap(),
+            total: Some(16 * MIB),
+            whole: false,
+        });
+    }
+    server.set(|f| f.rate = None);
+    let tmp = tempfile::tempdir().unwrap();
+    let (file, meta) = fetch(&leases[0], tmp.path());
+    writeln!(stdin, "stage {} {} {}", leases[0].lease_id, file.display(), serde_json::to_string(&meta).unwrap()).unwrap();
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "staged");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.0.id() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let _ = child.0.wait();
+    let m = Manager::open(&state, test_config()).unwrap();
+    let plan = m.reconcile(vec![], true, HandoffOptions::default()).unwrap();
+    assert_eq!(plan.ingest, vec![leases[0].lease_id.clone()], "the staged chunk is found after the kill");
+    assert!(matches!(m.ingest_staged(&leases[0].lease_id), IngestOutcome::Committed { .. }));
+    let id = m.list()[0].id.to_string();
+    let st = wait(&m, &id, 60);
+    assert_eq!(st.state, TaskState::Completed, "the engine fetched the rest in process: {st:?}");
+    assert_same(&read(&out), &server.expected());
+    m.shutdown_blocking();
 }
 
 /// The server and the directories of a world whose manager was dropped.

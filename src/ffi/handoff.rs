@@ -157,6 +157,8 @@ pub enum IngestOutcome {
     /// Not written; the lease ended and its range went back to the engine (or, when not
     /// retryable, the task failed).
     Rejected {
+        /// The task, when the lease was known.
+        task_id: Option<String>,
         /// Stable code.
         code: ErrorCode,
         /// Why.
@@ -170,6 +172,9 @@ pub enum IngestOutcome {
         /// OS tasks to cancel.
         cancel_os_tags: Vec<String>,
     },
+    /// Nothing is staged for the lease (ingested and deleted already, or never staged); a live
+    /// lease stays live.
+    NothingStaged,
     /// Storage trouble while writing: the chunk stays staged and the lease live; ingest again later.
     Deferred {
         /// Stable code.
@@ -186,7 +191,8 @@ impl From<engine::IngestOutcome> for IngestOutcome {
             E::Committed { task_id, task_complete } => Self::Committed { task_id, task_complete },
             E::AlreadyCommitted => Self::AlreadyCommitted,
             E::Restart { task_id, reason, cancel_os_tags } => Self::Restart { task_id, reason, cancel_os_tags },
-            E::Rejected { error, retryable, credentials, cancel_os_tags } => Self::Rejected {
+            E::Rejected { task_id, error, retryable, credentials, cancel_os_tags } => Self::Rejected {
+                task_id,
                 code: error.code().into(),
                 message: error.message().to_string(),
                 http_status: error.http_status(),
@@ -194,6 +200,7 @@ impl From<engine::IngestOutcome> for IngestOutcome {
                 credentials,
                 cancel_os_tags,
             },
+            E::NothingStaged => Self::NothingStaged,
             E::Deferred { error } => Self::Deferred { code: error.code().into(), message: error.message().to_string() },
         }
     }
@@ -213,6 +220,8 @@ pub struct OsTaskInfo {
 pub struct ReconcilePlan {
     /// OS tasks to cancel.
     pub cancel_os_tags: Vec<String>,
+    /// Tags carried by more than one OS task: keep one task of each, cancel the others.
+    pub duplicate_os_tags: Vec<String>,
     /// Leases whose staged chunk waits: call `ingest_staged` for each.
     pub ingest_lease_ids: Vec<String>,
     /// New leases to give the OS.
@@ -246,8 +255,9 @@ impl DownloadManager {
 
     /// Moves the file the OS fetched for a lease into the state directory's staging folder, with
     /// the answer's status and headers. Call it inside `didFinishDownloadingTo` (iOS deletes the
-    /// file when it returns); then `ingest_staged`, off that thread.
-    pub fn stage_chunk(&self, lease_id: String, file_path: String, response: ChunkResponse) -> R<()> {
+    /// file when it returns); then `ingest_staged`, off that thread. Returns false when a chunk
+    /// was already staged for the lease: this body, a duplicate, is dropped.
+    pub fn stage_chunk(&self, lease_id: String, file_path: String, response: ChunkResponse) -> R<bool> {
         Ok(self.inner.stage_chunk(&lease_id, Path::new(&file_path), response.into())?)
     }
 
@@ -272,12 +282,15 @@ impl DownloadManager {
         self.inner.note_os_progress(&os_tag, bytes_received)
     }
 
-    /// After a launch or wake: what to cancel, ingest, give the OS again, or fetch in process.
-    pub fn reconcile(&self, live: Vec<OsTaskInfo>, foreground: bool) -> R<ReconcilePlan> {
+    /// After a launch or wake: what to cancel, ingest, give the OS again (cut by `config`), or
+    /// fetch in process.
+    #[uniffi::method(default(config = None))]
+    pub fn reconcile(&self, live: Vec<OsTaskInfo>, foreground: bool, config: Option<HandoffConfig>) -> R<ReconcilePlan> {
         let live = live.into_iter().map(|t| engine::OsTask { os_tag: t.os_tag, bytes: t.bytes_received }).collect();
-        let plan = self.inner.reconcile(live, foreground)?;
+        let plan = self.inner.reconcile(live, foreground, config.unwrap_or_default().into())?;
         Ok(ReconcilePlan {
             cancel_os_tags: plan.cancel_os_tags,
+            duplicate_os_tags: plan.duplicate_os_tags,
             ingest_lease_ids: plan.ingest,
             export: plan.export.into_iter().map(Into::into).collect(),
             run_in_process: plan.run_in_process,

@@ -49,25 +49,43 @@ impl Staging {
         self.dir.join(format!("{lease}.meta"))
     }
 
-    /// Moves the OS's file `from` into staging for `lease`, with the answer's `meta`.
-    pub fn stage(&self, lease: &str, from: &Path, meta: &ChunkMeta) -> Result<()> {
+    /// Moves the OS's file `from` into staging for `lease`, with the answer's `meta`. A chunk
+    /// already staged for the lease is kept and `from` deleted (two bodies for one lease are the
+    /// same range delivered twice): a staged chunk is never replaced under an ingest reading it.
+    /// Returns whether this body was staged.
+    pub fn stage(&self, lease: &str, from: &Path, meta: &ChunkMeta) -> Result<bool> {
         check_lease_id(lease)?;
         std::fs::create_dir_all(&self.dir).map_err(|e| Error::io("creating the staging folder", &e))?;
         let chunk = self.chunk(lease);
-        if let Err(e) = std::fs::rename(from, &chunk) {
-            if e.raw_os_error() != Some(libc::EXDEV) {
-                return Err(Error::io("moving a fetched chunk into staging", &e));
+        if !self.meta(lease).exists() {
+            // A body without its meta was left by a process killed while staging: not a chunk.
+            let _ = std::fs::remove_file(&chunk);
+        }
+        let placed = match std::fs::hard_link(from, &chunk) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+                let partial = self.dir.join(format!("{lease}.copying.{}", std::process::id()));
+                std::fs::copy(from, &partial).map_err(|e| Error::io("copying a fetched chunk into staging", &e))?;
+                let linked = std::fs::hard_link(&partial, &chunk);
+                let _ = std::fs::remove_file(&partial);
+                match linked {
+                    Ok(()) => true,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+                    Err(e) => return Err(Error::io("naming a staged chunk", &e)),
+                }
             }
-            let partial = self.dir.join(format!("{lease}.copying"));
-            std::fs::copy(from, &partial).map_err(|e| Error::io("copying a fetched chunk into staging", &e))?;
-            std::fs::rename(&partial, &chunk).map_err(|e| Error::io("naming a staged chunk", &e))?;
-            let _ = std::fs::remove_file(from);
+            Err(e) => return Err(Error::io("moving a fetched chunk into staging", &e)),
+        };
+        let _ = std::fs::remove_file(from);
+        if !placed {
+            return Ok(false);
         }
         let text = serde_json::to_vec(meta).map_err(|e| Error::internal(format!("chunk meta: {e}")))?;
         let tmp = self.dir.join(format!("{lease}.meta.tmp"));
         std::fs::write(&tmp, text).map_err(|e| Error::io("writing a staged chunk's answer", &e))?;
         std::fs::rename(&tmp, self.meta(lease)).map_err(|e| Error::io("naming a staged chunk's answer", &e))?;
-        Ok(())
+        Ok(true)
     }
 
     /// The staged chunk of `lease`, if one is complete.
@@ -107,7 +125,6 @@ impl Staging {
         let _ = std::fs::remove_file(self.meta(lease));
         let _ = std::fs::remove_file(self.chunk(lease));
         let _ = std::fs::remove_file(self.dir.join(format!("{lease}.meta.tmp")));
-        let _ = std::fs::remove_file(self.dir.join(format!("{lease}.copying")));
     }
 }
 
@@ -122,8 +139,12 @@ mod tests {
         let tmp = dir.path().join("CFNetworkDownload_x.tmp");
         std::fs::write(&tmp, b"0123456789").unwrap();
         let meta = ChunkMeta { status: 206, headers: vec![("Content-Range".into(), "bytes 0-9/20".into())] };
-        s.stage("0a1b2c3d-1", &tmp, &meta).unwrap();
+        assert!(s.stage("0a1b2c3d-1", &tmp, &meta).unwrap());
         assert!(!tmp.exists(), "moved, not copied");
+        std::fs::write(&tmp, b"another body").unwrap();
+        assert!(!s.stage("0a1b2c3d-1", &tmp, &meta).unwrap(), "a second body for the lease is a duplicate");
+        assert!(!tmp.exists(), "and is dropped");
+        assert_eq!(std::fs::read(dir.path().join("staging/0a1b2c3d-1.chunk")).unwrap(), b"0123456789", "the first stays");
         let got = s.load("0a1b2c3d-1").unwrap().unwrap();
         assert_eq!((got.len, &got.meta), (10, &meta));
         assert_eq!(s.staged(), vec!["0a1b2c3d-1".to_string()]);

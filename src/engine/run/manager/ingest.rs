@@ -37,6 +37,8 @@ pub enum IngestOutcome {
     /// Not written; the lease ended and its range went back to the engine (or, when not
     /// retryable, the task failed).
     Rejected {
+        /// The task, when the lease was known.
+        task_id: Option<String>,
         /// Why (with the HTTP status, when the server's answer was the reason).
         error: Error,
         /// Another try may succeed.
@@ -46,6 +48,9 @@ pub enum IngestOutcome {
         /// OS tasks to cancel (the task failed).
         cancel_os_tags: Vec<String>,
     },
+    /// Nothing is staged for the lease (already ingested and deleted, or never staged); the
+    /// lease, if live, stays live.
+    NothingStaged,
     /// Storage trouble while writing (disk full, say): the chunk stays staged and the lease live;
     /// ingest it again later.
     Deferred {
@@ -55,14 +60,19 @@ pub enum IngestOutcome {
 }
 
 fn rejected(error: Error, retryable: bool) -> IngestOutcome {
-    IngestOutcome::Rejected { error, retryable, credentials: false, cancel_os_tags: Vec::new() }
+    IngestOutcome::Rejected { task_id: None, error, retryable, credentials: false, cancel_os_tags: Vec::new() }
+}
+
+fn rejected_for(task_id: &str, error: Error, retryable: bool) -> IngestOutcome {
+    IngestOutcome::Rejected { task_id: Some(task_id.to_string()), error, retryable, credentials: false, cancel_os_tags: Vec::new() }
 }
 
 impl Manager {
     /// Moves the file the OS fetched for `lease_id` into the staging folder, with the answer's
     /// status and headers. Call it inside the OS's callback (iOS deletes the file on return);
     /// then [`Manager::ingest_staged`], off that thread.
-    pub fn stage_chunk(&self, lease_id: &str, from: &Path, meta: ChunkMeta) -> Result<()> {
+    /// Returns false when a chunk was already staged for the lease (this one is then dropped).
+    pub fn stage_chunk(&self, lease_id: &str, from: &Path, meta: ChunkMeta) -> Result<bool> {
         self.inner.staging.stage(lease_id, from, &meta)
     }
 
@@ -70,7 +80,7 @@ impl Manager {
     pub fn ingest_staged(&self, lease_id: &str) -> IngestOutcome {
         match self.inner.staging.load(lease_id) {
             Ok(Some(staged)) => self.inner.ingest(lease_id, &staged.path, &staged.meta),
-            Ok(None) => rejected(Error::new(ErrorCode::UnknownLease, format!("nothing is staged for lease '{lease_id}'")), false),
+            Ok(None) => IngestOutcome::NothingStaged,
             Err(e) => rejected(e, false),
         }
     }
@@ -104,12 +114,12 @@ impl Inner {
         match row.state {
             LeaseState::Committed => return IngestOutcome::AlreadyCommitted,
             LeaseState::Released => {
-                return rejected(Error::new(ErrorCode::UnknownLease, "the lease ended before its chunk arrived"), false)
+                return rejected_for(&row.task_id, Error::new(ErrorCode::UnknownLease, "the lease ended before its chunk arrived"), false)
             }
             LeaseState::Live => {}
         }
         let Some(e) = self.find(&row.task_id) else {
-            return rejected(Error::new(ErrorCode::TaskNotFound, format!("no task '{}'", row.task_id)), false);
+            return rejected_for(&row.task_id, Error::new(ErrorCode::TaskNotFound, format!("no task '{}'", row.task_id)), false);
         };
         // One ingest per task at a time: the part file and the journal change together.
         let _one = e.ingest.lock();
@@ -117,19 +127,27 @@ impl Inner {
             let g = e.inner.lock();
             match g.leases.iter().find(|l| l.id == lease_id) {
                 Some(l) => (l.clone(), g.resource.clone()),
-                None => return rejected(Error::new(ErrorCode::UnknownLease, "the lease ended before its chunk arrived"), false),
+                None => {
+                    return rejected_for(
+                        &row.task_id,
+                        Error::new(ErrorCode::UnknownLease, "the lease ended before its chunk arrived"),
+                        false,
+                    )
+                }
             }
         };
         let staged_len = match std::fs::metadata(file) {
             Ok(m) => m.len(),
-            Err(err) => return rejected(Error::io("reading the fetched chunk", &err), true),
+            Err(err) => return rejected_for(&row.task_id, Error::io("reading the fetched chunk", &err), true),
         };
         let terms =
             Terms { start: lease.start, end: lease.end, total: resource.total, whole: lease.whole, validator: resource.validator.as_ref() };
         match judge(&terms, meta, staged_len) {
             Verdict::Accept => match self.commit_chunk(&e, &lease, file, staged_len) {
                 Ok(Some(task_complete)) => IngestOutcome::Committed { task_id: row.task_id, task_complete },
-                Ok(None) => rejected(Error::new(ErrorCode::UnknownLease, "the lease ended while its chunk was written"), false),
+                Ok(None) => {
+                    rejected_for(&row.task_id, Error::new(ErrorCode::UnknownLease, "the lease ended while its chunk was written"), false)
+                }
                 Err(Restarted(reason)) => self.restart(&e, reason),
                 Err(Storage(error)) => IngestOutcome::Deferred { error },
             },
@@ -147,7 +165,7 @@ impl Inner {
                         let _ = self.transition(&e, Transition::Fail, Some((&error).into()));
                     }
                 }
-                IngestOutcome::Rejected { error, retryable, credentials, cancel_os_tags }
+                IngestOutcome::Rejected { task_id: Some(row.task_id), error, retryable, credentials, cancel_os_tags }
             }
         }
     }

@@ -20,8 +20,11 @@ pub struct OsTask {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReconcileReport {
     /// OS tasks to cancel: their leases ended (committed, released, the task paused, cancelled,
-    /// removed or restarted), or a second OS task fetches the same lease.
+    /// removed or restarted).
     pub cancel_os_tags: Vec<String>,
+    /// Tags carried by more than one OS task: keep one task of each, cancel the others (the
+    /// platform tells them apart; the engine only knows tags).
+    pub duplicate_os_tags: Vec<String>,
     /// Leases whose staged chunk waits to be ingested (`Manager::ingest_staged`).
     pub ingest: Vec<String>,
     /// New leases for the OS to fetch (in the background, ranges whose OS task vanished).
@@ -77,8 +80,10 @@ impl Manager {
     /// and leases whose OS task vanished (a force-quit cancels them all) are released: in the
     /// foreground the engine fetches their ranges itself, in the background they are leased to the
     /// OS again.
-    pub fn reconcile(&self, live: Vec<OsTask>, foreground: bool) -> Result<ReconcileReport> {
-        self.inner.reconcile(live, foreground)
+    /// `options` cut the leases made again.
+    pub fn reconcile(&self, live: Vec<OsTask>, foreground: bool, options: super::handoff::HandoffOptions) -> Result<ReconcileReport> {
+        options.validate()?;
+        self.inner.reconcile(live, foreground, options)
     }
 
     /// Back in the foreground: leases whose OS task has shown no progress for `stale_after` are
@@ -117,7 +122,12 @@ impl Inner {
         }
     }
 
-    fn reconcile(self: &Arc<Self>, live: Vec<OsTask>, foreground: bool) -> Result<ReconcileReport> {
+    fn reconcile(
+        self: &Arc<Self>,
+        live: Vec<OsTask>,
+        foreground: bool,
+        options: super::handoff::HandoffOptions,
+    ) -> Result<ReconcileReport> {
         let mut report = ReconcileReport::default();
         let staged: Set<String> = self.staging.staged().into_iter().collect();
         let tasks: Vec<Arc<TaskEntry>> = self.tasks.read().values().cloned().collect();
@@ -126,10 +136,14 @@ impl Inner {
         let mut seen: Set<String> = Set::default();
         for t in &live {
             match lease_of_tag(&t.os_tag) {
-                Some(lease) if owner.contains_key(lease) && seen.insert(lease.to_string()) => {
-                    self.note_progress(&owner[lease], lease, t.bytes);
+                Some(lease) if owner.contains_key(lease) => {
+                    if seen.insert(lease.to_string()) {
+                        self.note_progress(&owner[lease], lease, t.bytes);
+                    } else if !report.duplicate_os_tags.contains(&t.os_tag) {
+                        report.duplicate_os_tags.push(t.os_tag.clone());
+                    }
                 }
-                // Ours, but its lease ended or another OS task already fetches it.
+                // Ours, but its lease ended.
                 _ if t.os_tag.starts_with(TAG_PREFIX) => report.cancel_os_tags.push(t.os_tag.clone()),
                 // Not ours: the app's own tasks are none of the engine's business.
                 _ => {}
@@ -162,7 +176,7 @@ impl Inner {
                 self.requeue_if_idle(e);
                 report.run_in_process.push(e.spec.id.to_string());
             } else {
-                report.export.extend(self.lease_again(e)?);
+                report.export.extend(self.lease_again(e, options)?);
             }
         }
         self.dispatch();
@@ -182,9 +196,8 @@ impl Inner {
         e.live.os_bytes.store(total, Ordering::Relaxed);
     }
 
-    /// Leases the ranges of a handed-off task that no live lease holds, with the default options.
-    fn lease_again(&self, e: &Arc<TaskEntry>) -> Result<Vec<OsRequest>> {
-        let options = super::handoff::HandoffOptions::default();
+    /// Leases the ranges of a handed-off task that no live lease holds.
+    fn lease_again(&self, e: &Arc<TaskEntry>, options: super::handoff::HandoffOptions) -> Result<Vec<OsRequest>> {
         let c = self.candidate(e.clone());
         if c.weight == 0 {
             return Ok(Vec::new());
