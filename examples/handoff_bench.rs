@@ -5,6 +5,7 @@
 //!   fdatasync, journal) against copying the same file with std::fs::copy and an fsync;
 //! - `twice_bytes`: bytes the server sent beyond the file's size across a hand-off and a take-back
 //!   of a 1 GiB download (the stand-in OS fetches some chunks, the engine takes the rest back).
+//!
 //! Usage: handoff_bench [WORK_DIR] (a temporary directory by default).
 
 use ferry::engine::{ChunkMeta, Config, HandoffOptions, IngestOutcome, Limits, Manager, OsRequest, Request, TaskState};

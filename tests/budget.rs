@@ -136,3 +136,24 @@ fn a_run_never_starts_more_than_the_limits_allow() {
     let busiest = w.server.stats().max_active.load(Ordering::SeqCst);
     assert!(busiest <= 2, "at most two transfers at once, the server saw {busiest}");
 }
+
+#[test]
+fn a_stop_for_one_task_leaves_the_runs_of_others_alone() {
+    let w = World::new(Faults { rate: Some(2 * MIB), ..Faults::new(8 * MIB) });
+    let a = w.manager.enqueue(w.request("a.bin")).unwrap().to_string();
+    let b = w.manager.enqueue(w.request("b.bin")).unwrap().to_string();
+    let (ra, rb) = std::thread::scope(|s| {
+        let ra = s.spawn(|| run(&w.manager, Some(vec![a.clone()]), 600.0));
+        let rb = s.spawn(|| run(&w.manager, Some(vec![b.clone()]), 600.0));
+        until(30, "both under way", || w.manager.status(&a).unwrap().bytes > 0 && w.manager.status(&b).unwrap().bytes > 0);
+        let m = w.manager.clone();
+        let ids = Some(vec![a.clone()]);
+        assert_eq!(ferry::engine::runtime::handle().block_on(async move { m.request_stop(ids, StopCause::NetworkLost).await }), 1);
+        w.server.set(|f| f.rate = None);
+        (ra.join().unwrap(), rb.join().unwrap())
+    });
+    assert!(matches!(&ra[0].1, RunOutcome::Retry { reason, .. } if reason.contains("stop")), "{ra:?}");
+    assert_eq!(rb[0].1, RunOutcome::Completed, "b's run went on");
+    assert_eq!(w.manager.status(&a).unwrap().state, TaskState::Queued);
+    assert_same(&read(&w.out("b.bin")), &w.server.expected());
+}

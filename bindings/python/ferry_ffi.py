@@ -575,7 +575,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_pause_all() != 5087:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_ferry_checksum_method_downloadmanager_reconcile() != 23524:
+    if lib.uniffi_ferry_checksum_method_downloadmanager_reconcile() != 48770:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_release_lease() != 13402:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -597,7 +597,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_shutdown() != 52633:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_ferry_checksum_method_downloadmanager_stage_chunk() != 64788:
+    if lib.uniffi_ferry_checksum_method_downloadmanager_stage_chunk() != 21545:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_state_dir() != 13545:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -955,6 +955,7 @@ _UniffiLib.uniffi_ferry_fn_method_downloadmanager_reconcile.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
     ctypes.c_int8,
+    _UniffiRustBuffer,
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_reconcile.restype = _UniffiRustBuffer
@@ -1023,7 +1024,7 @@ _UniffiLib.uniffi_ferry_fn_method_downloadmanager_stage_chunk.argtypes = (
     _UniffiRustBuffer,
     ctypes.POINTER(_UniffiRustCallStatus),
 )
-_UniffiLib.uniffi_ferry_fn_method_downloadmanager_stage_chunk.restype = None
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_stage_chunk.restype = ctypes.c_int8
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_state_dir.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -2758,8 +2759,9 @@ class ReconcilePlan:
     """
     What to do to bring the OS in line with the task table.
 """
-    def __init__(self, *, cancel_os_tags:typing.List[str], ingest_lease_ids:typing.List[str], export:typing.List[OsRangeRequest], run_in_process:typing.List[str]):
+    def __init__(self, *, cancel_os_tags:typing.List[str], duplicate_os_tags:typing.List[str], ingest_lease_ids:typing.List[str], export:typing.List[OsRangeRequest], run_in_process:typing.List[str]):
         self.cancel_os_tags = cancel_os_tags
+        self.duplicate_os_tags = duplicate_os_tags
         self.ingest_lease_ids = ingest_lease_ids
         self.export = export
         self.run_in_process = run_in_process
@@ -2768,9 +2770,11 @@ class ReconcilePlan:
 
     
     def __str__(self):
-        return "ReconcilePlan(cancel_os_tags={}, ingest_lease_ids={}, export={}, run_in_process={})".format(self.cancel_os_tags, self.ingest_lease_ids, self.export, self.run_in_process)
+        return "ReconcilePlan(cancel_os_tags={}, duplicate_os_tags={}, ingest_lease_ids={}, export={}, run_in_process={})".format(self.cancel_os_tags, self.duplicate_os_tags, self.ingest_lease_ids, self.export, self.run_in_process)
     def __eq__(self, other):
         if self.cancel_os_tags != other.cancel_os_tags:
+            return False
+        if self.duplicate_os_tags != other.duplicate_os_tags:
             return False
         if self.ingest_lease_ids != other.ingest_lease_ids:
             return False
@@ -2785,6 +2789,7 @@ class _UniffiFfiConverterTypeReconcilePlan(_UniffiConverterRustBuffer):
     def read(buf):
         return ReconcilePlan(
             cancel_os_tags=_UniffiFfiConverterSequenceString.read(buf),
+            duplicate_os_tags=_UniffiFfiConverterSequenceString.read(buf),
             ingest_lease_ids=_UniffiFfiConverterSequenceString.read(buf),
             export=_UniffiFfiConverterSequenceTypeOsRangeRequest.read(buf),
             run_in_process=_UniffiFfiConverterSequenceString.read(buf),
@@ -2793,6 +2798,7 @@ class _UniffiFfiConverterTypeReconcilePlan(_UniffiConverterRustBuffer):
     @staticmethod
     def check_lower(value):
         _UniffiFfiConverterSequenceString.check_lower(value.cancel_os_tags)
+        _UniffiFfiConverterSequenceString.check_lower(value.duplicate_os_tags)
         _UniffiFfiConverterSequenceString.check_lower(value.ingest_lease_ids)
         _UniffiFfiConverterSequenceTypeOsRangeRequest.check_lower(value.export)
         _UniffiFfiConverterSequenceString.check_lower(value.run_in_process)
@@ -2800,6 +2806,7 @@ class _UniffiFfiConverterTypeReconcilePlan(_UniffiConverterRustBuffer):
     @staticmethod
     def write(value, buf):
         _UniffiFfiConverterSequenceString.write(value.cancel_os_tags, buf)
+        _UniffiFfiConverterSequenceString.write(value.duplicate_os_tags, buf)
         _UniffiFfiConverterSequenceString.write(value.ingest_lease_ids, buf)
         _UniffiFfiConverterSequenceTypeOsRangeRequest.write(value.export, buf)
         _UniffiFfiConverterSequenceString.write(value.run_in_process, buf)
@@ -4277,7 +4284,13 @@ class IngestOutcome:
         retryable, the task failed).
 """
         
-        def __init__(self, code:ErrorCode, message:str, http_status:typing.Optional[int], retryable:bool, credentials:bool, cancel_os_tags:typing.List[str]):
+        def __init__(self, task_id:typing.Optional[str], code:ErrorCode, message:str, http_status:typing.Optional[int], retryable:bool, credentials:bool, cancel_os_tags:typing.List[str]):
+            self.task_id = task_id
+            
+            """
+        The task, when the lease was known.
+"""
+        
             self.code = code
             
             """
@@ -4321,11 +4334,13 @@ class IngestOutcome:
             
     
         def __str__(self):
-            return "IngestOutcome.REJECTED(code={}, message={}, http_status={}, retryable={}, credentials={}, cancel_os_tags={})".format(self.code, self.message, self.http_status, self.retryable, self.credentials, self.cancel_os_tags)
+            return "IngestOutcome.REJECTED(task_id={}, code={}, message={}, http_status={}, retryable={}, credentials={}, cancel_os_tags={})".format(self.task_id, self.code, self.message, self.http_status, self.retryable, self.credentials, self.cancel_os_tags)
         def __eq__(self, other):
             if not isinstance(other, IngestOutcome):
                 return NotImplemented
             if not other.is_REJECTED():
+                return False
+            if self.task_id != other.task_id:
                 return False
             if self.code != other.code:
                 return False
@@ -4338,6 +4353,29 @@ class IngestOutcome:
             if self.credentials != other.credentials:
                 return False
             if self.cancel_os_tags != other.cancel_os_tags:
+                return False
+            return True
+
+    @dataclass
+    class NOTHING_STAGED:
+        """
+        Nothing is staged for the lease (ingested and deleted already, or never staged); a live
+        lease stays live.
+"""
+        
+        def __init__(self, ):
+            pass
+
+    
+            
+            
+    
+        def __str__(self):
+            return "IngestOutcome.NOTHING_STAGED()".format()
+        def __eq__(self, other):
+            if not isinstance(other, IngestOutcome):
+                return NotImplemented
+            if not other.is_NOTHING_STAGED():
                 return False
             return True
 
@@ -4399,6 +4437,10 @@ class IngestOutcome:
         return isinstance(self, IngestOutcome.REJECTED)
     def is_rejected(self) -> bool:
         return isinstance(self, IngestOutcome.REJECTED)
+    def is_NOTHING_STAGED(self) -> bool:
+        return isinstance(self, IngestOutcome.NOTHING_STAGED)
+    def is_nothing_staged(self) -> bool:
+        return isinstance(self, IngestOutcome.NOTHING_STAGED)
     def is_DEFERRED(self) -> bool:
         return isinstance(self, IngestOutcome.DEFERRED)
     def is_deferred(self) -> bool:
@@ -4412,6 +4454,7 @@ IngestOutcome.COMMITTED = type("IngestOutcome.COMMITTED", (IngestOutcome.COMMITT
 IngestOutcome.ALREADY_COMMITTED = type("IngestOutcome.ALREADY_COMMITTED", (IngestOutcome.ALREADY_COMMITTED, IngestOutcome,), {})  # type: ignore
 IngestOutcome.RESTART = type("IngestOutcome.RESTART", (IngestOutcome.RESTART, IngestOutcome,), {})  # type: ignore
 IngestOutcome.REJECTED = type("IngestOutcome.REJECTED", (IngestOutcome.REJECTED, IngestOutcome,), {})  # type: ignore
+IngestOutcome.NOTHING_STAGED = type("IngestOutcome.NOTHING_STAGED", (IngestOutcome.NOTHING_STAGED, IngestOutcome,), {})  # type: ignore
 IngestOutcome.DEFERRED = type("IngestOutcome.DEFERRED", (IngestOutcome.DEFERRED, IngestOutcome,), {})  # type: ignore
 
 
@@ -4437,6 +4480,7 @@ class _UniffiFfiConverterTypeIngestOutcome(_UniffiConverterRustBuffer):
             )
         if variant == 4:
             return IngestOutcome.REJECTED(
+                _UniffiFfiConverterOptionalString.read(buf),
                 _UniffiFfiConverterTypeErrorCode.read(buf),
                 _UniffiFfiConverterString.read(buf),
                 _UniffiFfiConverterOptionalUInt16.read(buf),
@@ -4445,6 +4489,9 @@ class _UniffiFfiConverterTypeIngestOutcome(_UniffiConverterRustBuffer):
                 _UniffiFfiConverterSequenceString.read(buf),
             )
         if variant == 5:
+            return IngestOutcome.NOTHING_STAGED(
+            )
+        if variant == 6:
             return IngestOutcome.DEFERRED(
                 _UniffiFfiConverterTypeErrorCode.read(buf),
                 _UniffiFfiConverterString.read(buf),
@@ -4465,12 +4512,15 @@ class _UniffiFfiConverterTypeIngestOutcome(_UniffiConverterRustBuffer):
             _UniffiFfiConverterSequenceString.check_lower(value.cancel_os_tags)
             return
         if value.is_REJECTED():
+            _UniffiFfiConverterOptionalString.check_lower(value.task_id)
             _UniffiFfiConverterTypeErrorCode.check_lower(value.code)
             _UniffiFfiConverterString.check_lower(value.message)
             _UniffiFfiConverterOptionalUInt16.check_lower(value.http_status)
             _UniffiFfiConverterBoolean.check_lower(value.retryable)
             _UniffiFfiConverterBoolean.check_lower(value.credentials)
             _UniffiFfiConverterSequenceString.check_lower(value.cancel_os_tags)
+            return
+        if value.is_NOTHING_STAGED():
             return
         if value.is_DEFERRED():
             _UniffiFfiConverterTypeErrorCode.check_lower(value.code)
@@ -4493,14 +4543,17 @@ class _UniffiFfiConverterTypeIngestOutcome(_UniffiConverterRustBuffer):
             _UniffiFfiConverterSequenceString.write(value.cancel_os_tags, buf)
         if value.is_REJECTED():
             buf.write_i32(4)
+            _UniffiFfiConverterOptionalString.write(value.task_id, buf)
             _UniffiFfiConverterTypeErrorCode.write(value.code, buf)
             _UniffiFfiConverterString.write(value.message, buf)
             _UniffiFfiConverterOptionalUInt16.write(value.http_status, buf)
             _UniffiFfiConverterBoolean.write(value.retryable, buf)
             _UniffiFfiConverterBoolean.write(value.credentials, buf)
             _UniffiFfiConverterSequenceString.write(value.cancel_os_tags, buf)
-        if value.is_DEFERRED():
+        if value.is_NOTHING_STAGED():
             buf.write_i32(5)
+        if value.is_DEFERRED():
+            buf.write_i32(6)
             _UniffiFfiConverterTypeErrorCode.write(value.code, buf)
             _UniffiFfiConverterString.write(value.message, buf)
 
@@ -5448,9 +5501,10 @@ class DownloadManagerProtocol(typing.Protocol):
         Pauses every queued or running task; returns how many.
 """
         raise NotImplementedError
-    def reconcile(self, live: typing.List[OsTaskInfo],foreground: bool) -> ReconcilePlan:
+    def reconcile(self, live: typing.List[OsTaskInfo],foreground: bool,config: typing.Union[object, typing.Optional[HandoffConfig]] = _DEFAULT) -> ReconcilePlan:
         """
-        After a launch or wake: what to cancel, ingest, give the OS again, or fetch in process.
+        After a launch or wake: what to cancel, ingest, give the OS again (cut by `config`), or
+        fetch in process.
 """
         raise NotImplementedError
     def release_lease(self, lease_id: str) -> None:
@@ -5510,11 +5564,12 @@ class DownloadManagerProtocol(typing.Protocol):
         until the directory is opened again.
 """
         raise NotImplementedError
-    def stage_chunk(self, lease_id: str,file_path: str,response: ChunkResponse) -> None:
+    def stage_chunk(self, lease_id: str,file_path: str,response: ChunkResponse) -> bool:
         """
         Moves the file the OS fetched for a lease into the state directory's staging folder, with
         the answer's status and headers. Call it inside `didFinishDownloadingTo` (iOS deletes the
-        file when it returns); then `ingest_staged`, off that thread.
+        file when it returns); then `ingest_staged`, off that thread. Returns false when a chunk
+        was already staged for the lease: this body, a duplicate, is dropped.
 """
         raise NotImplementedError
     def state_dir(self, ) -> str:
@@ -5920,18 +5975,24 @@ class DownloadManager(DownloadManagerProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
-    def reconcile(self, live: typing.List[OsTaskInfo],foreground: bool) -> ReconcilePlan:
+    def reconcile(self, live: typing.List[OsTaskInfo],foreground: bool,config: typing.Union[object, typing.Optional[HandoffConfig]] = _DEFAULT) -> ReconcilePlan:
         """
-        After a launch or wake: what to cancel, ingest, give the OS again, or fetch in process.
+        After a launch or wake: what to cancel, ingest, give the OS again (cut by `config`), or
+        fetch in process.
 """
         
         _UniffiFfiConverterSequenceTypeOsTaskInfo.check_lower(live)
 
         _UniffiFfiConverterBoolean.check_lower(foreground)
+
+        if config is _DEFAULT:
+            config = None
+        _UniffiFfiConverterOptionalTypeHandoffConfig.check_lower(config)
         _uniffi_lowered_args = (
             self._uniffi_clone_handle(),
             _UniffiFfiConverterSequenceTypeOsTaskInfo.lower(live),
             _UniffiFfiConverterBoolean.lower(foreground),
+            _UniffiFfiConverterOptionalTypeHandoffConfig.lower(config),
         )
         _uniffi_lift_return = _UniffiFfiConverterTypeReconcilePlan.lift
         _uniffi_error_converter = _UniffiFfiConverterTypeDownloadError
@@ -6141,11 +6202,12 @@ class DownloadManager(DownloadManagerProtocol):
             _uniffi_lift_return,
             _uniffi_error_converter,
         )
-    def stage_chunk(self, lease_id: str,file_path: str,response: ChunkResponse) -> None:
+    def stage_chunk(self, lease_id: str,file_path: str,response: ChunkResponse) -> bool:
         """
         Moves the file the OS fetched for a lease into the state directory's staging folder, with
         the answer's status and headers. Call it inside `didFinishDownloadingTo` (iOS deletes the
-        file when it returns); then `ingest_staged`, off that thread.
+        file when it returns); then `ingest_staged`, off that thread. Returns false when a chunk
+        was already staged for the lease: this body, a duplicate, is dropped.
 """
         
         _UniffiFfiConverterString.check_lower(lease_id)
@@ -6159,7 +6221,7 @@ class DownloadManager(DownloadManagerProtocol):
             _UniffiFfiConverterString.lower(file_path),
             _UniffiFfiConverterTypeChunkResponse.lower(response),
         )
-        _uniffi_lift_return = lambda val: None
+        _uniffi_lift_return = _UniffiFfiConverterBoolean.lift
         _uniffi_error_converter = _UniffiFfiConverterTypeDownloadError
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,

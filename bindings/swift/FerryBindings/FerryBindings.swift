@@ -921,9 +921,10 @@ public protocol DownloadManagerProtocol: AnyObject, Sendable {
     func noteOsProgress(osTag: String, bytesReceived: UInt64) 
     
     /**
-     * After a launch or wake: what to cancel, ingest, give the OS again, or fetch in process.
+     * After a launch or wake: what to cancel, ingest, give the OS again (cut by `config`), or
+     * fetch in process.
      */
-    func reconcile(live: [OsTaskInfo], foreground: Bool) throws  -> ReconcilePlan
+    func reconcile(live: [OsTaskInfo], foreground: Bool, config: HandoffConfig?) throws  -> ReconcilePlan
     
     /**
      * The OS task of a lease failed or vanished: its range goes back to the engine.
@@ -939,9 +940,10 @@ public protocol DownloadManagerProtocol: AnyObject, Sendable {
     /**
      * Moves the file the OS fetched for a lease into the state directory's staging folder, with
      * the answer's status and headers. Call it inside `didFinishDownloadingTo` (iOS deletes the
-     * file when it returns); then `ingest_staged`, off that thread.
+     * file when it returns); then `ingest_staged`, off that thread. Returns false when a chunk
+     * was already staged for the lease: this body, a duplicate, is dropped.
      */
-    func stageChunk(leaseId: String, filePath: String, response: ChunkResponse) throws 
+    func stageChunk(leaseId: String, filePath: String, response: ChunkResponse) throws  -> Bool
     
     /**
      * Back in the foreground: leases with no OS progress for `stale_after_ms` go back to the
@@ -1255,15 +1257,17 @@ open func noteOsProgress(osTag: String, bytesReceived: UInt64)  {try! rustCall()
 }
     
     /**
-     * After a launch or wake: what to cancel, ingest, give the OS again, or fetch in process.
+     * After a launch or wake: what to cancel, ingest, give the OS again (cut by `config`), or
+     * fetch in process.
      */
-open func reconcile(live: [OsTaskInfo], foreground: Bool)throws  -> ReconcilePlan  {
+open func reconcile(live: [OsTaskInfo], foreground: Bool, config: HandoffConfig? = nil)throws  -> ReconcilePlan  {
     return try  FfiConverterTypeReconcilePlan_lift(try rustCallWithError(FfiConverterTypeDownloadError_lift) {
         uniffiCallStatus in
     uniffi_ferry_fn_method_downloadmanager_reconcile(
             self.uniffiCloneHandle(),
         FfiConverterSequenceTypeOsTaskInfo.lower(live),
-        FfiConverterBool.lower(foreground),uniffiCallStatus
+        FfiConverterBool.lower(foreground),
+        FfiConverterOptionTypeHandoffConfig.lower(config),uniffiCallStatus
     )
 })
 }
@@ -1296,9 +1300,11 @@ open func revokedOsTags() -> [String]  {
     /**
      * Moves the file the OS fetched for a lease into the state directory's staging folder, with
      * the answer's status and headers. Call it inside `didFinishDownloadingTo` (iOS deletes the
-     * file when it returns); then `ingest_staged`, off that thread.
+     * file when it returns); then `ingest_staged`, off that thread. Returns false when a chunk
+     * was already staged for the lease: this body, a duplicate, is dropped.
      */
-open func stageChunk(leaseId: String, filePath: String, response: ChunkResponse)throws   {try rustCallWithError(FfiConverterTypeDownloadError_lift) {
+open func stageChunk(leaseId: String, filePath: String, response: ChunkResponse)throws  -> Bool  {
+    return try  FfiConverterBool.lift(try rustCallWithError(FfiConverterTypeDownloadError_lift) {
         uniffiCallStatus in
     uniffi_ferry_fn_method_downloadmanager_stage_chunk(
             self.uniffiCloneHandle(),
@@ -1306,7 +1312,7 @@ open func stageChunk(leaseId: String, filePath: String, response: ChunkResponse)
         FfiConverterString.lower(filePath),
         FfiConverterTypeChunkResponse_lower(response),uniffiCallStatus
     )
-}
+})
 }
     
     /**
@@ -3147,6 +3153,10 @@ public struct ReconcilePlan: Equatable, Hashable {
      */
     public let cancelOsTags: [String]
     /**
+     * Tags carried by more than one OS task: keep one task of each, cancel the others.
+     */
+    public let duplicateOsTags: [String]
+    /**
      * Leases whose staged chunk waits: call `ingest_staged` for each.
      */
     public let ingestLeaseIds: [String]
@@ -3166,6 +3176,9 @@ public struct ReconcilePlan: Equatable, Hashable {
          * OS tasks to cancel.
          */cancelOsTags: [String], 
         /**
+         * Tags carried by more than one OS task: keep one task of each, cancel the others.
+         */duplicateOsTags: [String], 
+        /**
          * Leases whose staged chunk waits: call `ingest_staged` for each.
          */ingestLeaseIds: [String], 
         /**
@@ -3175,6 +3188,7 @@ public struct ReconcilePlan: Equatable, Hashable {
          * Tasks the engine now fetches itself.
          */runInProcess: [String]) {
         self.cancelOsTags = cancelOsTags
+        self.duplicateOsTags = duplicateOsTags
         self.ingestLeaseIds = ingestLeaseIds
         self.export = export
         self.runInProcess = runInProcess
@@ -3197,6 +3211,7 @@ public struct FfiConverterTypeReconcilePlan: FfiConverterRustBuffer {
         return
             try ReconcilePlan(
                 cancelOsTags: FfiConverterSequenceString.read(from: &buf), 
+                duplicateOsTags: FfiConverterSequenceString.read(from: &buf), 
                 ingestLeaseIds: FfiConverterSequenceString.read(from: &buf), 
                 export: FfiConverterSequenceTypeOsRangeRequest.read(from: &buf), 
                 runInProcess: FfiConverterSequenceString.read(from: &buf)
@@ -3205,6 +3220,7 @@ public struct FfiConverterTypeReconcilePlan: FfiConverterRustBuffer {
 
     public static func write(_ value: ReconcilePlan, into buf: inout [UInt8]) {
         FfiConverterSequenceString.write(value.cancelOsTags, into: &buf)
+        FfiConverterSequenceString.write(value.duplicateOsTags, into: &buf)
         FfiConverterSequenceString.write(value.ingestLeaseIds, into: &buf)
         FfiConverterSequenceTypeOsRangeRequest.write(value.export, into: &buf)
         FfiConverterSequenceString.write(value.runInProcess, into: &buf)
@@ -4576,6 +4592,9 @@ public enum IngestOutcome: Equatable, Hashable {
      */
     case rejected(
         /**
+         * The task, when the lease was known.
+         */taskId: String?, 
+        /**
          * Stable code.
          */code: ErrorCode, 
         /**
@@ -4594,6 +4613,11 @@ public enum IngestOutcome: Equatable, Hashable {
          * OS tasks to cancel.
          */cancelOsTags: [String]
     )
+    /**
+     * Nothing is staged for the lease (ingested and deleted already, or never staged); a live
+     * lease stays live.
+     */
+    case nothingStaged
     /**
      * Storage trouble while writing: the chunk stays staged and the lease live; ingest again later.
      */
@@ -4634,10 +4658,12 @@ public struct FfiConverterTypeIngestOutcome: FfiConverterRustBuffer {
         case 3: return .restart(taskId: try FfiConverterString.read(from: &buf), reason: try FfiConverterString.read(from: &buf), cancelOsTags: try FfiConverterSequenceString.read(from: &buf)
         )
         
-        case 4: return .rejected(code: try FfiConverterTypeErrorCode.read(from: &buf), message: try FfiConverterString.read(from: &buf), httpStatus: try FfiConverterOptionUInt16.read(from: &buf), retryable: try FfiConverterBool.read(from: &buf), credentials: try FfiConverterBool.read(from: &buf), cancelOsTags: try FfiConverterSequenceString.read(from: &buf)
+        case 4: return .rejected(taskId: try FfiConverterOptionString.read(from: &buf), code: try FfiConverterTypeErrorCode.read(from: &buf), message: try FfiConverterString.read(from: &buf), httpStatus: try FfiConverterOptionUInt16.read(from: &buf), retryable: try FfiConverterBool.read(from: &buf), credentials: try FfiConverterBool.read(from: &buf), cancelOsTags: try FfiConverterSequenceString.read(from: &buf)
         )
         
-        case 5: return .deferred(code: try FfiConverterTypeErrorCode.read(from: &buf), message: try FfiConverterString.read(from: &buf)
+        case 5: return .nothingStaged
+        
+        case 6: return .deferred(code: try FfiConverterTypeErrorCode.read(from: &buf), message: try FfiConverterString.read(from: &buf)
         )
         
         default: throw UniffiInternalError.unexpectedEnumCase
@@ -4665,8 +4691,9 @@ public struct FfiConverterTypeIngestOutcome: FfiConverterRustBuffer {
             FfiConverterSequenceString.write(cancelOsTags, into: &buf)
             
         
-        case let .rejected(code,message,httpStatus,retryable,credentials,cancelOsTags):
+        case let .rejected(taskId,code,message,httpStatus,retryable,credentials,cancelOsTags):
             writeInt(&buf, Int32(4))
+            FfiConverterOptionString.write(taskId, into: &buf)
             FfiConverterTypeErrorCode.write(code, into: &buf)
             FfiConverterString.write(message, into: &buf)
             FfiConverterOptionUInt16.write(httpStatus, into: &buf)
@@ -4675,8 +4702,12 @@ public struct FfiConverterTypeIngestOutcome: FfiConverterRustBuffer {
             FfiConverterSequenceString.write(cancelOsTags, into: &buf)
             
         
-        case let .deferred(code,message):
+        case .nothingStaged:
             writeInt(&buf, Int32(5))
+        
+        
+        case let .deferred(code,message):
+            writeInt(&buf, Int32(6))
             FfiConverterTypeErrorCode.write(code, into: &buf)
             FfiConverterString.write(message, into: &buf)
             
@@ -5785,7 +5816,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_ferry_checksum_method_downloadmanager_note_os_progress() != 28278) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_ferry_checksum_method_downloadmanager_reconcile() != 23524) {
+    if (uniffi_ferry_checksum_method_downloadmanager_reconcile() != 48770) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_ferry_checksum_method_downloadmanager_release_lease() != 13402) {
@@ -5794,7 +5825,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_ferry_checksum_method_downloadmanager_revoked_os_tags() != 30798) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_ferry_checksum_method_downloadmanager_stage_chunk() != 64788) {
+    if (uniffi_ferry_checksum_method_downloadmanager_stage_chunk() != 21545) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_ferry_checksum_method_downloadmanager_take_back() != 56719) {

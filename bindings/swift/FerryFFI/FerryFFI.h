@@ -422,7 +422,7 @@ void uniffi_ferry_fn_method_downloadmanager_note_os_progress(uint64_t ptr, RustB
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_RECONCILE
 #define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_RECONCILE
-RustBuffer uniffi_ferry_fn_method_downloadmanager_reconcile(uint64_t ptr, RustBuffer live, int8_t foreground, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_ferry_fn_method_downloadmanager_reconcile(uint64_t ptr, RustBuffer live, int8_t foreground, RustBuffer config, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_RELEASE_LEASE
@@ -437,7 +437,7 @@ RustBuffer uniffi_ferry_fn_method_downloadmanager_revoked_os_tags(uint64_t ptr, 
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_STAGE_CHUNK
 #define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_STAGE_CHUNK
-void uniffi_ferry_fn_method_downloadmanager_stage_chunk(uint64_t ptr, RustBuffer lease_id, RustBuffer file_path, RustBuffer response, RustCallStatus *_Nonnull out_status
+int8_t uniffi_ferry_fn_method_downloadmanager_stage_chunk(uint64_t ptr, RustBuffer lease_id, RustBuffer file_path, RustBuffer response, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_TAKE_BACK

@@ -45,7 +45,9 @@ extension BackgroundDownloads {
         }
         let manager = self.manager
         do {
-            try ferry { try manager.stageChunk(leaseId: lease.leaseId, filePath: file.path, response: response) }
+            // False: another process staged this lease's chunk already; this body was dropped, and
+            // the staged one is ingested all the same (ingest is idempotent).
+            _ = try ferry { try manager.stageChunk(leaseId: lease.leaseId, filePath: file.path, response: response) }
         } catch {
             // `completed` follows and, finding nothing staged, releases the lease.
             state.withLock { _ = $0.busy.remove(lease.leaseId) }
@@ -60,6 +62,13 @@ extension BackgroundDownloads {
     /// The task ended. With its body staged, the ingest decides; without one (a failure, or a
     /// cancel by the OS or a force-quit), its range goes back to the engine.
     private func completed(tag: String, error: Error?) {
+        let duplicate = state.withLock { s -> Bool in
+            guard error != nil, let n = s.duplicatesCancelled[tag], n > 0 else { return false }
+            s.duplicatesCancelled[tag] = n > 1 ? n - 1 : nil
+            return true
+        }
+        // A duplicate this process cancelled: the lease's surviving task carries on.
+        if duplicate { return }
         let (staged, cancelledHere) = state.withLock { s -> (Bool, Bool) in
             let staged = s.staged[tag, default: 0]
             s.staged[tag] = staged > 1 ? staged - 1 : nil
@@ -106,13 +115,13 @@ extension BackgroundDownloads {
             break
         case let .restart(_, _, tags):
             cancel = tags
-        case let .rejected(_, _, httpStatus, _, credentials, tags):
+        case let .rejected(taskId, _, _, httpStatus, _, credentials, tags):
             cancel = tags
             if credentials {
-                let taskId = state.withLock { s in s.leases.values.first { $0.leaseId == leaseId }?.taskId }
+                let taskId = taskId ?? state.withLock { s in s.leases.values.first { $0.leaseId == leaseId }?.taskId }
                 observer?(.credentialsNeeded(taskId: taskId, leaseId: leaseId, httpStatus: httpStatus))
             }
-        case .deferred:
+        case .deferred, .nothingStaged:
             break
         }
         self.cancel(cancel)

@@ -100,6 +100,9 @@ public final class BackgroundDownloads: Sendable {
         var busy: Set<String> = []
         /// Tags this process cancelled: their `completed` needs no release.
         var cancelled: Set<String> = []
+        /// Duplicate OS tasks cancelled by a reconcile, per tag: their cancellations are not the
+        /// surviving task's end, and release nothing.
+        var duplicatesCancelled: [String: Int] = [:]
         /// The OS's completion handlers waiting for the ingests.
         var completions: [CallOnce] = []
         /// The OS said it delivered everything before it gave a completion handler.
@@ -157,8 +160,13 @@ public final class BackgroundDownloads: Sendable {
         let live = await transport.liveTasks()
         learn(manager.liveLeases())
         let manager = self.manager
-        let plan = try ferry { try manager.reconcile(live: live, foreground: foreground) }
+        let config = options.handoff
+        let plan = try ferry { try manager.reconcile(live: live, foreground: foreground, config: config) }
         cancel(plan.cancelOsTags)
+        let duplicates = await transport.cancelDuplicates(tagged: plan.duplicateOsTags)
+        state.withLock { s in
+            for (tag, n) in duplicates { s.duplicatesCancelled[tag, default: 0] += n }
+        }
         for leaseId in plan.ingestLeaseIds { queueIngest(leaseId) }
         start(plan.export)
         cancelRevokedTasks()

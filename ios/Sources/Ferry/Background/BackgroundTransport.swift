@@ -40,4 +40,7 @@ public protocol BackgroundTransport: AnyObject, Sendable {
     func liveTasks() async -> [OsTaskInfo]
     /// Cancels every task with one of these tags; unknown tags are ignored.
     func cancelTasks(tagged tags: [String])
+    /// For each tag carried by more than one live task, keeps the task that received the most and
+    /// cancels the others. Returns how many were cancelled per tag (their completions follow).
+    func cancelDuplicates(tagged tags: [String]) async -> [String: Int]
 }

@@ -104,6 +104,25 @@ public final class URLSessionTransport: BackgroundTransport, @unchecked Sendable
         }
     }
 
+    public func cancelDuplicates(tagged tags: [String]) async -> [String: Int] {
+        guard !tags.isEmpty else { return [:] }
+        let wanted = Set(tags)
+        let session = self.session
+        return await withCheckedContinuation { continuation in
+            session.getAllTasks { tasks in
+                var cancelled: [String: Int] = [:]
+                let live = tasks.filter { $0.state != .canceling && $0.taskDescription.map(wanted.contains) == true }
+                for (tag, group) in Dictionary(grouping: live, by: { $0.taskDescription ?? "" }) {
+                    for task in group.sorted(by: { $0.countOfBytesReceived > $1.countOfBytesReceived }).dropFirst() {
+                        task.cancel()
+                        cancelled[tag, default: 0] += 1
+                    }
+                }
+                continuation.resume(returning: cancelled)
+            }
+        }
+    }
+
     public func cancelTasks(tagged tags: [String]) {
         guard !tags.isEmpty else { return }
         let wanted = Set(tags)

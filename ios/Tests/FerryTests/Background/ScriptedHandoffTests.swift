@@ -175,10 +175,11 @@ final class ScriptedHandoffTests: FerryTestCase {
         }
         XCTAssertEqual(asked, ["\(w.run.taskId) \(denied.leaseId) 401", "\(w.run.taskId) \(forbidden.leaseId) 403"])
         for lease in [denied, forbidden] {
-            guard case let .rejected(_, _, _, retryable, credentials, _) = w.log.outcomes(of: lease.leaseId).first else {
+            guard case let .rejected(taskId, _, _, _, retryable, credentials, _) = w.log.outcomes(of: lease.leaseId).first else {
                 return XCTFail("\(w.log.outcomes(of: lease.leaseId))")
             }
             XCTAssertTrue(retryable && credentials)
+            XCTAssertEqual(taskId, w.run.taskId, "the outcome names the task")
         }
         let done = try await finished(w.downloader, w.run.taskId)
         XCTAssertEqual(done.state, .completed, "\(done)")
@@ -222,6 +223,27 @@ final class ScriptedHandoffTests: FerryTestCase {
         await w.downloads.drain()
         let released = w.log.events.compactMap { if case let .released(leaseId, _) = $0 { return leaseId } else { return nil } }
         XCTAssertEqual(released, [lost.leaseId])
+        let done = try await finished(w.downloader, w.run.taskId)
+        XCTAssertEqual(done.state, .completed, "\(done)")
+        XCTAssertEqual(try sha256(ofFile: w.run.destination), w.run.server.sha256)
+    }
+
+    func testADuplicateOSTaskIsCancelledAloneAndItsLeaseKeepsTheOther() async throws {
+        let w = try await handedOff()
+        let twice = w.requests[0]
+        w.os.adopt([twice])  // the OS holds two tasks for one lease (a re-export raced a relaunch)
+        w.os.progress(twice.osTag, bytes: 10)
+        let plan = try await w.downloads.reconcile(foreground: true)
+        XCTAssertEqual(plan.duplicateOsTags, [twice.osTag])
+        XCTAssertEqual(plan.cancelOsTags, [])
+        w.os.flush()
+        XCTAssertEqual(w.os.running.filter { $0.osTag == twice.osTag }.count, 1, "one of the two is cancelled")
+        await w.downloads.drain()
+        let released = w.log.events.compactMap { if case let .released(leaseId, _) = $0 { return leaseId } else { return nil } }
+        XCTAssertEqual(released, [], "the cancelled duplicate releases nothing")
+        for r in w.requests { try w.os.finishWell(r, from: w.run.reference) }
+        await w.downloads.drain()
+        XCTAssertTrue(w.log.outcomes(of: twice.leaseId).first?.isCommitted == true, "\(w.log.outcomes)")
         let done = try await finished(w.downloader, w.run.taskId)
         XCTAssertEqual(done.state, .completed, "\(done)")
         XCTAssertEqual(try sha256(ofFile: w.run.destination), w.run.server.sha256)

@@ -90,6 +90,7 @@ final class GatedTransport: BackgroundTransport, @unchecked Sendable {
     func setEventHandler(_ handler: BackgroundTransportHandler?) { inner.setEventHandler(handler) }
     func liveTasks() async -> [OsTaskInfo] { await inner.liveTasks() }
     func cancelTasks(tagged tags: [String]) { inner.cancelTasks(tagged: tags) }
+    func cancelDuplicates(tagged tags: [String]) async -> [String: Int] { await inner.cancelDuplicates(tagged: tags) }
 
     func startTasks(_ requests: [OsRangeRequest]) {
         let now = box.update { state -> Bool in

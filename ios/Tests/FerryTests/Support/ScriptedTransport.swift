@@ -45,6 +45,26 @@ final class ScriptedTransport: BackgroundTransport, @unchecked Sendable {
         locked { tasks.filter { $0.state == .running }.map { OsTaskInfo(osTag: $0.request.osTag, bytesReceived: $0.bytes) } }
     }
 
+    func cancelDuplicates(tagged tags: [String]) async -> [String: Int] {
+        let wanted = Set(tags)
+        let hit: [String] = locked {
+            var hit: [String] = []
+            var kept: Set<String> = []
+            let order = tasks.indices.sorted { tasks[$0].bytes > tasks[$1].bytes }
+            for i in order where tasks[i].state == .running && wanted.contains(tasks[i].request.osTag) {
+                if kept.insert(tasks[i].request.osTag).inserted { continue }
+                tasks[i].state = .cancelled
+                hit.append(tasks[i].request.osTag)
+            }
+            cancelled += hit
+            return hit
+        }
+        for tag in hit {
+            queue.async { self.emit(.completed(tag: tag, error: URLError(.cancelled))) }
+        }
+        return Dictionary(hit.map { ($0, 1) }, uniquingKeysWith: +)
+    }
+
     func cancelTasks(tagged tags: [String]) {
         let wanted = Set(tags)
         let hit: [String] = locked {

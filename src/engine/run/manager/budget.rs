@@ -66,8 +66,8 @@ impl Manager {
     }
 
     /// Stops the given tasks (`None`: every running or queued task) for `cause`, waits (boundedly)
-    /// until their journals and part files are synced, and holds them for the next run. Wakes the
-    /// runs waiting on them. Returns how many were stopped.
+    /// until their journals and part files are synced, and holds them for the next run. The runs
+    /// waiting on them end with them; runs of other tasks carry on. Returns how many were stopped.
     pub async fn request_stop(&self, ids: Option<Vec<String>>, cause: StopCause) -> usize {
         self.inner.request_stop(ids, cause).await
     }
@@ -76,9 +76,6 @@ impl Manager {
 impl Inner {
     async fn run_budgeted(self: &Arc<Self>, ids: Option<Vec<String>>, budget: RunBudget) -> Vec<(String, RunOutcome)> {
         let deadline = tokio::time::Instant::now() + budget.time;
-        let stop = self.stop_requested.notified();
-        tokio::pin!(stop);
-        stop.as_mut().enable();
         let chosen: Vec<(String, Option<Arc<TaskEntry>>)> = match ids {
             Some(ids) => ids.into_iter().map(|id| (id.clone(), self.find(&id))).collect(),
             None => {
@@ -98,7 +95,9 @@ impl Inner {
             }
         }
         self.dispatch();
-        let stopped_by_request = {
+        // A task stopped by `request_stop` is held (queued, dormant): its wait ends with it, and a
+        // stop for other tasks leaves this run alone.
+        let budget_spent = {
             let all_done = async {
                 for (_, e) in &chosen {
                     if let Some(e) = e {
@@ -114,20 +113,19 @@ impl Inner {
             tokio::select! {
                 _ = all_done => None,
                 _ = tokio::time::sleep_until(deadline) => Some("the run's budget is spent"),
-                _ = &mut stop => Some("a stop was requested"),
             }
         };
-        if let Some(why) = stopped_by_request {
+        if budget_spent.is_some() {
             let entries: Vec<Arc<TaskEntry>> = chosen.iter().filter_map(|(_, e)| e.clone()).collect();
             self.hold(&entries).await;
-            tracing::info!("budgeted run stopped: {why}");
+            tracing::info!("budgeted run stopped: its budget is spent");
         }
         chosen
             .into_iter()
             .map(|(id, e)| {
                 let outcome = match e {
                     None => RunOutcome::NotFound,
-                    Some(e) => outcome_of(&e, stopped_by_request),
+                    Some(e) => outcome_of(&e, budget_spent),
                 };
                 (id, outcome)
             })
@@ -154,9 +152,7 @@ impl Inner {
             None => self.tasks.read().values().filter(|e| e.state().is_active()).cloned().collect(),
         };
         tracing::info!("stop requested ({cause:?}) for {} tasks", entries.len());
-        let n = self.hold(&entries).await;
-        self.stop_requested.notify_waiters();
-        n
+        self.hold(&entries).await
     }
 
     /// Stops the runners of `entries` and holds them: queued, not in the ready queue, until a run
@@ -171,6 +167,8 @@ impl Inner {
                     TaskState::Queued => {
                         s.ready.remove(&e.spec.id);
                         e.inner.lock().dormant = true;
+                        // Wakes a run waiting on it: held is as good as ended for this run.
+                        e.state_tx.send_modify(|_| {});
                         stopped += 1;
                     }
                     TaskState::Running if Self::stop_runner(e, StopReason::Budget) => stopped += 1,
@@ -216,7 +214,7 @@ fn outcome_of(e: &TaskEntry, stopped: Option<&str>) -> RunOutcome {
             }
         },
         TaskState::Queued | TaskState::Running => {
-            RunOutcome::Retry { error: None, delay: Duration::ZERO, reason: stopped.unwrap_or("not finished").to_string() }
+            RunOutcome::Retry { error: None, delay: Duration::ZERO, reason: stopped.unwrap_or("a stop was requested").to_string() }
         }
     }
 }

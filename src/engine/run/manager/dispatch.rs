@@ -129,8 +129,11 @@ impl Inner {
                         Some(StopReason::Shutdown) => !leased,
                         // Held for the next run (see `budget`).
                         Some(StopReason::Budget) => {
-                            if state == TaskState::Running && self.transition(entry, Transition::Recover, None).is_ok() {
+                            if state == TaskState::Running {
+                                // Held before the state changes: a run waiting on the task sees
+                                // it queued and held at once.
                                 entry.inner.lock().dormant = true;
+                                let _ = self.transition(entry, Transition::Recover, None);
                             }
                             false
                         }

@@ -91,8 +91,6 @@ struct Inner {
     staging: Staging,
     /// Some task may have live leases (the ticker then reports their progress too).
     leased: AtomicBool,
-    /// Woken when a stop is requested, so the budgeted runs waiting end at once.
-    stop_requested: tokio::sync::Notify,
 }
 
 impl Drop for Inner {

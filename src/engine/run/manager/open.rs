@@ -78,7 +78,6 @@ impl Manager {
             idle: tokio::sync::Notify::new(),
             staging: Staging::new(&dir),
             leased: AtomicBool::new(true),
-            stop_requested: tokio::sync::Notify::new(),
         });
         let weak = Arc::downgrade(&inner);
         *inner.ticker.lock() = Some(runtime::handle().spawn(ticker(weak, progress_interval)));

@@ -908,14 +908,14 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_ferry_fn_method_downloadmanager_note_os_progress(`ptr`: Long,`osTag`: RustBuffer.ByValue,`bytesReceived`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
-    external fun uniffi_ferry_fn_method_downloadmanager_reconcile(`ptr`: Long,`live`: RustBuffer.ByValue,`foreground`: Byte,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_ferry_fn_method_downloadmanager_reconcile(`ptr`: Long,`live`: RustBuffer.ByValue,`foreground`: Byte,`config`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_ferry_fn_method_downloadmanager_release_lease(`ptr`: Long,`leaseId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_ferry_fn_method_downloadmanager_revoked_os_tags(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_ferry_fn_method_downloadmanager_stage_chunk(`ptr`: Long,`leaseId`: RustBuffer.ByValue,`filePath`: RustBuffer.ByValue,`response`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): Unit
+    ): Byte
     external fun uniffi_ferry_fn_method_downloadmanager_take_back(`ptr`: Long,`staleAfterMs`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_ferry_fn_method_downloadmanager_add_listener(`ptr`: Long,`listener`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1164,7 +1164,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_ferry_checksum_method_downloadmanager_note_os_progress() and 0xFFFF) != 28278) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_ferry_checksum_method_downloadmanager_reconcile() and 0xFFFF) != 23524) {
+    if ((lib.uniffi_ferry_checksum_method_downloadmanager_reconcile() and 0xFFFF) != 48770) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_ferry_checksum_method_downloadmanager_release_lease() and 0xFFFF) != 13402) {
@@ -1173,7 +1173,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_ferry_checksum_method_downloadmanager_revoked_os_tags() and 0xFFFF) != 30798) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_ferry_checksum_method_downloadmanager_stage_chunk() and 0xFFFF) != 64788) {
+    if ((lib.uniffi_ferry_checksum_method_downloadmanager_stage_chunk() and 0xFFFF) != 21545) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_ferry_checksum_method_downloadmanager_take_back() and 0xFFFF) != 56719) {
@@ -2196,9 +2196,10 @@ public interface DownloadManagerInterface {
     fun `noteOsProgress`(`osTag`: kotlin.String, `bytesReceived`: kotlin.ULong)
     
     /**
-     * After a launch or wake: what to cancel, ingest, give the OS again, or fetch in process.
+     * After a launch or wake: what to cancel, ingest, give the OS again (cut by `config`), or
+     * fetch in process.
      */
-    fun `reconcile`(`live`: List<OsTaskInfo>, `foreground`: kotlin.Boolean): ReconcilePlan
+    fun `reconcile`(`live`: List<OsTaskInfo>, `foreground`: kotlin.Boolean, `config`: HandoffConfig? = null): ReconcilePlan
     
     /**
      * The OS task of a lease failed or vanished: its range goes back to the engine.
@@ -2214,9 +2215,10 @@ public interface DownloadManagerInterface {
     /**
      * Moves the file the OS fetched for a lease into the state directory's staging folder, with
      * the answer's status and headers. Call it inside `didFinishDownloadingTo` (iOS deletes the
-     * file when it returns); then `ingest_staged`, off that thread.
+     * file when it returns); then `ingest_staged`, off that thread. Returns false when a chunk
+     * was already staged for the lease: this body, a duplicate, is dropped.
      */
-    fun `stageChunk`(`leaseId`: kotlin.String, `filePath`: kotlin.String, `response`: ChunkResponse)
+    fun `stageChunk`(`leaseId`: kotlin.String, `filePath`: kotlin.String, `response`: ChunkResponse): kotlin.Boolean
     
     /**
      * Back in the foreground: leases with no OS progress for `stale_after_ms` go back to the
@@ -2601,9 +2603,10 @@ open class DownloadManager: Disposable, AutoCloseable, DownloadManagerInterface
 
     
     /**
-     * After a launch or wake: what to cancel, ingest, give the OS again, or fetch in process.
+     * After a launch or wake: what to cancel, ingest, give the OS again (cut by `config`), or
+     * fetch in process.
      */
-    @Throws(DownloadException::class)override fun `reconcile`(`live`: List<OsTaskInfo>, `foreground`: kotlin.Boolean): ReconcilePlan {
+    @Throws(DownloadException::class)override fun `reconcile`(`live`: List<OsTaskInfo>, `foreground`: kotlin.Boolean, `config`: HandoffConfig?): ReconcilePlan {
             return FfiConverterTypeReconcilePlan.lift(
     callWithHandle {
     uniffiRustCallWithError(DownloadException) { _status ->
@@ -2611,7 +2614,8 @@ open class DownloadManager: Disposable, AutoCloseable, DownloadManagerInterface
         it,
         
         FfiConverterSequenceTypeOsTaskInfo.lower(`live`),
-        FfiConverterBoolean.lower(`foreground`),_status)
+        FfiConverterBoolean.lower(`foreground`),
+        FfiConverterOptionalTypeHandoffConfig.lower(`config`),_status)
 }
     }
     )
@@ -2656,10 +2660,11 @@ open class DownloadManager: Disposable, AutoCloseable, DownloadManagerInterface
     /**
      * Moves the file the OS fetched for a lease into the state directory's staging folder, with
      * the answer's status and headers. Call it inside `didFinishDownloadingTo` (iOS deletes the
-     * file when it returns); then `ingest_staged`, off that thread.
+     * file when it returns); then `ingest_staged`, off that thread. Returns false when a chunk
+     * was already staged for the lease: this body, a duplicate, is dropped.
      */
-    @Throws(DownloadException::class)override fun `stageChunk`(`leaseId`: kotlin.String, `filePath`: kotlin.String, `response`: ChunkResponse)
-        = 
+    @Throws(DownloadException::class)override fun `stageChunk`(`leaseId`: kotlin.String, `filePath`: kotlin.String, `response`: ChunkResponse): kotlin.Boolean {
+            return FfiConverterBoolean.lift(
     callWithHandle {
     uniffiRustCallWithError(DownloadException) { _status ->
     UniffiLib.uniffi_ferry_fn_method_downloadmanager_stage_chunk(
@@ -2670,7 +2675,8 @@ open class DownloadManager: Disposable, AutoCloseable, DownloadManagerInterface
         FfiConverterTypeChunkResponse.lower(`response`),_status)
 }
     }
-    
+    )
+    }
     
 
     
@@ -4789,6 +4795,11 @@ data class ReconcilePlan (
     var `cancelOsTags`: List<kotlin.String>
     , 
     /**
+     * Tags carried by more than one OS task: keep one task of each, cancel the others.
+     */
+    var `duplicateOsTags`: List<kotlin.String>
+    , 
+    /**
      * Leases whose staged chunk waits: call `ingest_staged` for each.
      */
     var `ingestLeaseIds`: List<kotlin.String>
@@ -4820,6 +4831,7 @@ public object FfiConverterTypeReconcilePlan: FfiConverterRustBuffer<ReconcilePla
         return ReconcilePlan(
             FfiConverterSequenceString.read(buf),
             FfiConverterSequenceString.read(buf),
+            FfiConverterSequenceString.read(buf),
             FfiConverterSequenceTypeOsRangeRequest.read(buf),
             FfiConverterSequenceString.read(buf),
         )
@@ -4827,6 +4839,7 @@ public object FfiConverterTypeReconcilePlan: FfiConverterRustBuffer<ReconcilePla
 
     override fun allocationSize(value: ReconcilePlan) = (
             FfiConverterSequenceString.allocationSize(value.`cancelOsTags`) +
+            FfiConverterSequenceString.allocationSize(value.`duplicateOsTags`) +
             FfiConverterSequenceString.allocationSize(value.`ingestLeaseIds`) +
             FfiConverterSequenceTypeOsRangeRequest.allocationSize(value.`export`) +
             FfiConverterSequenceString.allocationSize(value.`runInProcess`)
@@ -4834,6 +4847,7 @@ public object FfiConverterTypeReconcilePlan: FfiConverterRustBuffer<ReconcilePla
 
     override fun write(value: ReconcilePlan, buf: ByteBuffer) {
             FfiConverterSequenceString.write(value.`cancelOsTags`, buf)
+            FfiConverterSequenceString.write(value.`duplicateOsTags`, buf)
             FfiConverterSequenceString.write(value.`ingestLeaseIds`, buf)
             FfiConverterSequenceTypeOsRangeRequest.write(value.`export`, buf)
             FfiConverterSequenceString.write(value.`runInProcess`, buf)
@@ -5892,6 +5906,10 @@ sealed class IngestOutcome {
      */
     data class Rejected(
         /**
+         * The task, when the lease was known.
+         */
+        val `taskId`: kotlin.String?, 
+        /**
          * Stable code.
          */
         val `code`: dev.ferry.ffi.ErrorCode, 
@@ -5921,6 +5939,13 @@ sealed class IngestOutcome {
 
         companion object
     }
+    
+    /**
+     * Nothing is staged for the lease (ingested and deleted already, or never staged); a live
+     * lease stays live.
+     */
+    object NothingStaged : IngestOutcome()
+    
     
     /**
      * Storage trouble while writing: the chunk stays staged and the lease live; ingest again later.
@@ -5968,6 +5993,7 @@ public object FfiConverterTypeIngestOutcome : FfiConverterRustBuffer<IngestOutco
                 FfiConverterSequenceString.read(buf),
                 )
             4 -> IngestOutcome.Rejected(
+                FfiConverterOptionalString.read(buf),
                 FfiConverterTypeErrorCode.read(buf),
                 FfiConverterString.read(buf),
                 FfiConverterOptionalUShort.read(buf),
@@ -5975,7 +6001,8 @@ public object FfiConverterTypeIngestOutcome : FfiConverterRustBuffer<IngestOutco
                 FfiConverterBoolean.read(buf),
                 FfiConverterSequenceString.read(buf),
                 )
-            5 -> IngestOutcome.Deferred(
+            5 -> IngestOutcome.NothingStaged
+            6 -> IngestOutcome.Deferred(
                 FfiConverterTypeErrorCode.read(buf),
                 FfiConverterString.read(buf),
                 )
@@ -6011,12 +6038,19 @@ public object FfiConverterTypeIngestOutcome : FfiConverterRustBuffer<IngestOutco
             // Add the size for the Int that specifies the variant plus the size needed for all fields
             (
                 4UL
+                + FfiConverterOptionalString.allocationSize(value.`taskId`)
                 + FfiConverterTypeErrorCode.allocationSize(value.`code`)
                 + FfiConverterString.allocationSize(value.`message`)
                 + FfiConverterOptionalUShort.allocationSize(value.`httpStatus`)
                 + FfiConverterBoolean.allocationSize(value.`retryable`)
                 + FfiConverterBoolean.allocationSize(value.`credentials`)
                 + FfiConverterSequenceString.allocationSize(value.`cancelOsTags`)
+            )
+        }
+        is IngestOutcome.NothingStaged -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
             )
         }
         is IngestOutcome.Deferred -> {
@@ -6050,6 +6084,7 @@ public object FfiConverterTypeIngestOutcome : FfiConverterRustBuffer<IngestOutco
             }
             is IngestOutcome.Rejected -> {
                 buf.putInt(4)
+                FfiConverterOptionalString.write(value.`taskId`, buf)
                 FfiConverterTypeErrorCode.write(value.`code`, buf)
                 FfiConverterString.write(value.`message`, buf)
                 FfiConverterOptionalUShort.write(value.`httpStatus`, buf)
@@ -6058,8 +6093,12 @@ public object FfiConverterTypeIngestOutcome : FfiConverterRustBuffer<IngestOutco
                 FfiConverterSequenceString.write(value.`cancelOsTags`, buf)
                 Unit
             }
-            is IngestOutcome.Deferred -> {
+            is IngestOutcome.NothingStaged -> {
                 buf.putInt(5)
+                Unit
+            }
+            is IngestOutcome.Deferred -> {
+                buf.putInt(6)
                 FfiConverterTypeErrorCode.write(value.`code`, buf)
                 FfiConverterString.write(value.`message`, buf)
                 Unit
