@@ -24,7 +24,10 @@ class ProcessDeathTest : WorkTestBase() {
         val destination = File(tmp.root, "killed.bin")
         val child = startChild(stateDir, server.url, destination, "killed")
         val lines = LinkedBlockingQueue<String>()
-        val reader = thread(isDaemon = true) { child.inputStream.bufferedReader().forEachLine { lines.put(it) } }
+        val reader = thread(isDaemon = true) {
+            // The kill closes the pipe under the reader: that ends it, quietly.
+            runCatching { child.inputStream.bufferedReader().forEachLine { lines.put(it) } }
+        }
         var killedAt = 0L
         try {
             val end = System.nanoTime() + 30_000_000_000L
