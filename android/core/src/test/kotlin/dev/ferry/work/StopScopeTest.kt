@@ -5,22 +5,14 @@ import kotlin.test.assertEquals
 import kotlin.time.Duration.Companion.seconds
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.async
-import org.junit.Ignore
 import org.junit.Test
 
 /**
  * Two workers on two tasks (WorkManager runs one work per task, several at once): stopping one
- * must leave the other running.
- *
- * Ignored: it fails against the engine as it is. `request_stop` ends with
- * `stop_requested.notify_waiters()`, which wakes every `run_budgeted` in the process, and each
- * woken run then holds all of its own tasks (src/engine/run/manager/budget.rs). So
- * `requestStop(listOf("a"))` returns 1, yet b's run ends with `Retry(0, "a stop was requested")`
- * and b is held. Reported to the engine's owners; remove the @Ignore with the fix. Until then the
- * harm is bounded: b's worker appends its continuation and carries on from the journal at once.
+ * must leave the other running. (It failed while `request_stop` woke every budgeted run of the
+ * process; the engine now ends only the runs of the tasks it stops.)
  */
 class StopScopeTest : WorkTestBase() {
-    @Ignore("engine: request_stop wakes every budgeted run, not only those of the given tasks")
     @Test
     fun stoppingOneWorkerLeavesTheOtherRunning() = runTest(90_000) {
         val server = serve(size = 8 * MiB, rate = MiB)
