@@ -58,49 +58,86 @@ fn a_file_size_limit_fails_typed_and_resume_finishes_later() {
     assert!(resumed <= 12 * MIB - kept + MIB, "resume fetched {resumed} bytes");
 }
 
-/// ENOSPC from a real, small filesystem (a tmpfs; needs root to mount, as CI has).
-#[test]
-fn a_full_filesystem_fails_typed_and_keeps_the_partial() {
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED a_full_filesystem_fails_typed_and_keeps_the_partial: mounting a tmpfs needs root");
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let mnt = dir.path().join("small");
-    std::fs::create_dir(&mnt).unwrap();
-    let mount = |opts: &str| Command::new("mount").args(["-t", "tmpfs", "-o", opts, "tmpfs"]).arg(&mnt).status().unwrap();
-    // The file fits the file system, but not the space other files leave free.
-    assert!(mount("size=12m").success(), "mount tmpfs");
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
+/// A small real file system (a tmpfs; mounting needs root, as CI has), unmounted on drop.
+struct Tmpfs {
+    _dir: tempfile::TempDir,
+    mnt: std::path::PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Tmpfs> {
+        if unsafe { libc::geteuid() } != 0 {
+            return None;
         }
+        let dir = tempfile::tempdir().unwrap();
+        let mnt = dir.path().join("small");
+        std::fs::create_dir(&mnt).unwrap();
+        let ok = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(&mnt).status().unwrap();
+        assert!(ok.success(), "mount tmpfs");
+        Some(Tmpfs { _dir: dir, mnt })
     }
-    let _guard = Unmount(mnt.clone());
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.mnt).status();
+    }
+}
+
+/// A download that cannot fit the free space fails at once, with the numbers, before fetching it:
+/// not after filling the disk. Freed space, then a resume, finishes it.
+#[test]
+fn a_download_larger_than_the_free_space_fails_at_once_with_the_numbers() {
+    let Some(fs) = Tmpfs::mount("12m") else {
+        eprintln!("SKIPPED a_download_larger_than_the_free_space_fails_at_once_with_the_numbers: mounting a tmpfs needs root");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
     let server = LoopbackServer::start(runtime::handle(), 0, Faults::new(8 * MIB)).unwrap();
     let m = Manager::open(dir.path().join("state"), test_config()).unwrap();
-    let filler = mnt.join("filler");
+    // The file fits the file system, but not the space other files leave free.
+    let filler = fs.mnt.join("filler");
     std::fs::write(&filler, vec![1u8; 9 * MIB as usize]).unwrap();
-    let out = mnt.join("f.bin");
+    let out = fs.mnt.join("f.bin");
     let id = m.enqueue(Request { connections: Some(1), ..Request::file(server.url(), &out) }).unwrap();
     let info = wait(&m, id.as_str(), 60);
     assert_eq!(info.state, TaskState::Failed);
-    assert_eq!(info.error.unwrap().code, ErrorCode::DiskFull);
+    let error = info.error.unwrap();
+    assert_eq!(error.code, ErrorCode::DiskFull);
+    assert!(error.message.contains("needs 8388608 more bytes") && error.message.contains("free"), "{}", error.message);
     assert!(!out.exists());
-    assert!(part_of(&out).exists(), "partial kept");
-    let kept = m.status(id.as_str()).unwrap().bytes;
-    assert!(kept > MIB, "kept {kept}");
+    assert!(!part_of(&out).exists(), "nothing fetched, nothing kept");
+    until(30, "the probe's body to stop", || server.stats().active.load(SeqCst) == 0);
+    let sent = server.stats().body_bytes.load(SeqCst);
+    assert!(sent < 4 * MIB, "failed before fetching the file: the server sent {sent} bytes");
     std::fs::remove_file(&filler).unwrap();
-    // The failed run's body may still be streaming into its closed socket on the server's side
-    // (a loaded machine notices late): count the resume's bytes only once it has stopped.
-    until(30, "the first body to stop", || server.stats().active.load(SeqCst) == 0);
-    let sent_before = server.stats().body_bytes.load(SeqCst);
     m.resume(id.as_str()).unwrap();
     let info = wait(&m, id.as_str(), 60);
     assert_eq!(info.state, TaskState::Completed, "{:?}", info.error);
     assert_same(&read(&out), &server.expected());
-    let resumed = server.stats().body_bytes.load(SeqCst) - sent_before;
-    assert!(resumed <= 8 * MIB - kept + MIB, "resume fetched {resumed} bytes with {kept} kept");
+    m.shutdown_blocking();
+}
+
+/// The download's blocks are reserved when it starts: another writer filling the disk meanwhile
+/// runs out of space instead of the download at 95 %.
+#[test]
+fn a_download_reserves_its_space_before_another_writer_can_take_it() {
+    let Some(fs) = Tmpfs::mount("12m") else {
+        eprintln!("SKIPPED a_download_reserves_its_space_before_another_writer_can_take_it: mounting a tmpfs needs root");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = LoopbackServer::start(runtime::handle(), 0, Faults { rate: Some(4 * MIB), ..Faults::new(8 * MIB) }).unwrap();
+    let m = Manager::open(dir.path().join("state"), test_config()).unwrap();
+    let out = fs.mnt.join("f.bin");
+    let id = m.enqueue(Request { connections: Some(1), ..Request::file(server.url(), &out) }).unwrap();
+    until(30, "the download to start", || m.status(id.as_str()).unwrap().bytes > 0);
+    let greedy = std::fs::write(fs.mnt.join("greedy"), vec![2u8; 8 * MIB as usize]);
+    let err = greedy.expect_err("the space is the download's");
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    std::fs::remove_file(fs.mnt.join("greedy")).unwrap();
+    let info = wait(&m, id.as_str(), 60);
+    assert_eq!(info.state, TaskState::Completed, "{:?}", info.error);
+    assert_same(&read(&out), &server.expected());
     m.shutdown_blocking();
 }

@@ -377,10 +377,11 @@ impl Run {
         Ok(())
     }
 
-    /// Refuses a download the destination's file system could never hold: `needed` more bytes.
-    fn ensure_room(&self, needed: u64) -> Result<(), Step> {
+    /// Makes room for `needed` more bytes of a `total`-byte download, or fails at once with
+    /// `disk_full` (see `PartFile::reserve`).
+    fn ensure_room(&self, total: u64, needed: u64) -> Result<(), Step> {
         match &self.part {
-            Some(part) => part.ensure_room(needed).map_err(Step::Fail),
+            Some(part) => part.reserve(total, needed).map_err(Step::Fail),
             None => Ok(()),
         }
     }

@@ -77,7 +77,9 @@ impl Run {
 
     /// One plain stream from offset zero (no range support, or unknown length).
     pub(super) async fn transfer_whole(&mut self, mut resp: Response, total: Option<u64>) -> Result<Done, Step> {
-        self.ensure_room(total.unwrap_or(0))?;
+        if let Some(t) = total {
+            self.ensure_room(t, t)?;
+        }
         let mut hashed = self.hasher(true);
         let mut at = 0u64;
         let mut bufs = Vec::new();

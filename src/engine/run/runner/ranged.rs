@@ -10,7 +10,7 @@ impl Run {
         if total == 0 || map.is_complete() {
             return Ok(Done { total, hashed: None });
         }
-        self.ensure_room(total - map.written_bytes())?;
+        self.ensure_room(total, total - map.written_bytes())?;
         let first = probe.inspect(|_| {
             map.claim(0);
         });

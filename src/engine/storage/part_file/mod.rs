@@ -40,16 +40,60 @@ pub use identity::{identity_of, Identity};
 use publish::destination_exists;
 pub use publish::{commit, publish, rename_into_place, sync_dir, verify, Publish};
 
-/// Size of the file system holding the open file `file`, when it reports one. Asked of the
+/// Size and free space of a file system.
+struct Space {
+    capacity: u64,
+    free: u64,
+}
+
+/// The space of the file system holding the open file `file`, when it reports one. Asked of the
 /// descriptor, not a path: an anonymous part file has none.
-fn capacity(file: &File) -> Option<u64> {
+fn space(file: &File) -> Option<Space> {
     // SAFETY: `st` is plain data filled by the call on an open descriptor.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     if unsafe { libc::fstatvfs(file.as_raw_fd(), &mut st) } != 0 || st.f_blocks == 0 {
         return None;
     }
     #[allow(clippy::unnecessary_cast)]
-    Some((st.f_blocks as u64).saturating_mul(st.f_frsize as u64))
+    let block = st.f_frsize as u64;
+    #[allow(clippy::unnecessary_cast)]
+    Some(Space { capacity: (st.f_blocks as u64).saturating_mul(block), free: (st.f_bavail as u64).saturating_mul(block) })
+}
+
+/// Reserves the blocks of `[0, total)` without changing the file's length.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn preallocate(file: &File, total: u64) -> std::io::Result<()> {
+    // SAFETY: a plain system call on an open descriptor.
+    let r = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, total as libc::off_t) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Reserves room for `total` bytes past the file's end (APFS and HFS+ take the hint).
+#[cfg(target_vendor = "apple")]
+fn preallocate(file: &File, total: u64) -> std::io::Result<()> {
+    let mut store = libc::fstore_t {
+        fst_flags: libc::F_ALLOCATEALL,
+        fst_posmode: libc::F_PEOFPOSMODE,
+        fst_offset: 0,
+        fst_length: total as libc::off_t,
+        fst_bytesalloc: 0,
+    };
+    // SAFETY: `store` is plain data the call reads and fills, on an open descriptor.
+    let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_PREALLOCATE, &mut store) };
+    if r == -1 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
+fn preallocate(_file: &File, _total: u64) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// An open part file.
@@ -214,25 +258,47 @@ impl PartFile {
         Ok(*self.device.get_or_init(|| m.dev()))
     }
 
-    /// Fails with `disk_full` when `needed` more bytes cannot fit on the part file's file system
-    /// even if it were emptied: an absurd length fails at once instead of after filling the disk.
-    /// A length that merely exceeds the free space proceeds, and fails with `disk_full` when the
-    /// space runs out, keeping the partial for a resume once space is freed. File systems that
-    /// report no size (some FUSE and network mounts) are not checked.
+    /// Makes room for a download of `total` bytes of which `needed` are still to come, or fails at
+    /// once with `disk_full` and the numbers: instead of after gigabytes, when the disk fills.
+    ///
+    /// - `needed` must fit the free space, keeping the last 1 % of the file system (at most
+    ///   64 MiB) free for everything else: a phone filled to the last byte misbehaves.
+    /// - Then the part file's blocks are reserved (`fallocate` with `FALLOC_FL_KEEP_SIZE` on Linux
+    ///   and Android, `F_PREALLOCATE` on Apple platforms; the length stays what was written), so
+    ///   another writer filling the disk meanwhile fails instead of this download at 95 %.
+    ///   File systems that cannot reserve are not reserved on; a file-size limit (`EFBIG`) is left
+    ///   to the writes, which keep the partial for a resume.
+    ///
     /// Up to 1 MiB is not checked: a write that does not fit fails with `disk_full` about as soon
-    /// as the check would, and a batch of small files saves one `fstatvfs` each.
-    pub fn ensure_room(&self, needed: u64) -> Result<()> {
+    /// as the check would, and a batch of small files saves two system calls each. File systems
+    /// that report no size (some FUSE and network mounts) are not checked.
+    pub fn reserve(&self, total: u64, needed: u64) -> Result<()> {
         if needed <= 1 << 20 {
             return Ok(());
         }
-        let Some(capacity) = capacity(&self.file) else { return Ok(()) };
-        if needed > capacity {
+        let Some(space) = space(&self.file) else { return Ok(()) };
+        if needed > space.capacity {
             return Err(Error::new(
                 ErrorCode::DiskFull,
-                format!("the download needs {needed} more bytes, the destination's file system holds {capacity} in all"),
+                format!("the download needs {needed} more bytes, the destination's file system holds {} in all", space.capacity),
             ));
         }
-        Ok(())
+        let keep = (space.capacity / 100).min(64 << 20);
+        if needed.saturating_add(keep) > space.free {
+            return Err(Error::new(
+                ErrorCode::DiskFull,
+                format!(
+                    "the download needs {needed} more bytes, the destination's file system has {} free (and keeps {keep} free)",
+                    space.free
+                ),
+            ));
+        }
+        match preallocate(&self.file, total) {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) => {
+                Err(Error::new(ErrorCode::DiskFull, format!("reserving {total} bytes for the download failed: {e} ({} free)", space.free)))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Truncates to zero (a restart from scratch).
