@@ -51,7 +51,7 @@ unset SDKROOT
 # The library only: no `ferry` command line tool, no loopback server.
 for t in "${all_targets[@]}"; do
     echo "==> cargo build --lib --target $t ($profile)"
-    cargo build --locked --lib --no-default-features "${cargo_profile[@]}" --target "$t"
+    cargo build --locked --lib --no-default-features --features testing "${cargo_profile[@]}" --target "$t"
 done
 
 out="$root/target/apple"

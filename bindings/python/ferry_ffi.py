@@ -627,6 +627,30 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_listenerregistration_wait_ended() != 58787:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_testserver_base() != 324:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_testserver_content() != 39565:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_testserver_log() != 21790:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_testserver_redirect_url() != 16020:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_testserver_set_config() != 6717:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_testserver_sha256() != 63053:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_testserver_size() != 20468:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_testserver_stats() != 438:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_testserver_status_url() != 526:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_testserver_url() != 51236:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_testserver_url_named() != 25089:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_constructor_testserver_start() != 10207:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
 
 # A ctypes library to expose the extern-C FFI definitions.
 # This is an implementation detail which will be called internally by the public API.
@@ -809,6 +833,42 @@ _UniffiLib.uniffi_ferry_checksum_method_listenerregistration_is_cancelled.restyp
 _UniffiLib.uniffi_ferry_checksum_method_listenerregistration_wait_ended.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_listenerregistration_wait_ended.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_testserver_base.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_testserver_base.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_testserver_content.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_testserver_content.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_testserver_log.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_testserver_log.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_testserver_redirect_url.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_testserver_redirect_url.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_testserver_set_config.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_testserver_set_config.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_testserver_sha256.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_testserver_sha256.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_testserver_size.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_testserver_size.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_testserver_stats.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_testserver_stats.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_testserver_status_url.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_testserver_status_url.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_testserver_url.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_testserver_url.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_testserver_url_named.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_testserver_url_named.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_constructor_testserver_start.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_constructor_testserver_start.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_fn_func_cancel.argtypes = (
     _UniffiRustBuffer,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -1099,6 +1159,70 @@ _UniffiLib.uniffi_ferry_fn_method_listenerregistration_wait_ended.argtypes = (
     ctypes.c_uint64,
 )
 _UniffiLib.uniffi_ferry_fn_method_listenerregistration_wait_ended.restype = ctypes.c_uint64
+_UniffiLib.uniffi_ferry_fn_method_testserver_base.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_testserver_base.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_ferry_fn_method_testserver_content.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_testserver_content.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_ferry_fn_method_testserver_log.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_testserver_log.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_ferry_fn_method_testserver_redirect_url.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_uint32,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_testserver_redirect_url.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_ferry_fn_method_testserver_set_config.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_testserver_set_config.restype = None
+_UniffiLib.uniffi_ferry_fn_method_testserver_sha256.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_testserver_sha256.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_ferry_fn_method_testserver_size.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_testserver_size.restype = ctypes.c_uint64
+_UniffiLib.uniffi_ferry_fn_method_testserver_stats.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_testserver_stats.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_ferry_fn_method_testserver_status_url.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_uint16,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_testserver_status_url.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_ferry_fn_method_testserver_url.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_testserver_url.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_ferry_fn_method_testserver_url_named.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_testserver_url_named.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_ferry_fn_constructor_testserver_start.argtypes = (
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_constructor_testserver_start.restype = ctypes.c_uint64
 _UniffiLib.uniffi_ferry_fn_clone_chunksink.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -1149,6 +1273,16 @@ _UniffiLib.uniffi_ferry_fn_free_listenerregistration.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_ferry_fn_free_listenerregistration.restype = None
+_UniffiLib.uniffi_ferry_fn_clone_testserver.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_clone_testserver.restype = ctypes.c_uint64
+_UniffiLib.uniffi_ferry_fn_free_testserver.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_free_testserver.restype = None
 _UNIFFI_CALLBACK_INTERFACE_FERRY_CHUNK_SINK_METHOD0 = ctypes.CFUNCTYPE(None,ctypes.c_uint64,ctypes.c_uint64,_UniffiRustBuffer,ctypes.c_void_p,
     ctypes.POINTER(_UniffiRustCallStatus),
 )
@@ -3496,6 +3630,326 @@ class _UniffiFfiConverterTypeTaskStatus(_UniffiConverterRustBuffer):
         _UniffiFfiConverterInt64.write(value.created_ms, buf)
         _UniffiFfiConverterInt64.write(value.updated_ms, buf)
         _UniffiFfiConverterBoolean.write(value.handed_off, buf)
+
+
+
+
+
+
+class TestValidators(enum.Enum):
+    """
+    Which validators the test server sends.
+"""
+    
+    BOTH = 0
+    """
+    A strong ETag and Last-Modified.
+"""
+    
+    E_TAG_ONLY = 1
+    """
+    A strong ETag only.
+"""
+    
+    LAST_MODIFIED_ONLY = 2
+    """
+    Last-Modified only.
+"""
+    
+    WEAK_E_TAG = 3
+    """
+    A weak ETag only (no resume is safe).
+"""
+    
+    NONE = 4
+    """
+    None.
+"""
+    
+
+
+class _UniffiFfiConverterTypeTestValidators(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        variant = buf.read_i32()
+        if variant == 1:
+            return TestValidators.BOTH
+        if variant == 2:
+            return TestValidators.E_TAG_ONLY
+        if variant == 3:
+            return TestValidators.LAST_MODIFIED_ONLY
+        if variant == 4:
+            return TestValidators.WEAK_E_TAG
+        if variant == 5:
+            return TestValidators.NONE
+        raise InternalError("Raw enum value doesn't match any cases")
+
+    @staticmethod
+    def check_lower(value):
+        if value == TestValidators.BOTH:
+            return
+        if value == TestValidators.E_TAG_ONLY:
+            return
+        if value == TestValidators.LAST_MODIFIED_ONLY:
+            return
+        if value == TestValidators.WEAK_E_TAG:
+            return
+        if value == TestValidators.NONE:
+            return
+        raise ValueError(value)
+
+    @staticmethod
+    def write(value, buf):
+        if value == TestValidators.BOTH:
+            buf.write_i32(1)
+        if value == TestValidators.E_TAG_ONLY:
+            buf.write_i32(2)
+        if value == TestValidators.LAST_MODIFIED_ONLY:
+            buf.write_i32(3)
+        if value == TestValidators.WEAK_E_TAG:
+            buf.write_i32(4)
+        if value == TestValidators.NONE:
+            buf.write_i32(5)
+
+
+
+class _UniffiFfiConverterOptionalTypeTestValidators(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterTypeTestValidators.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterTypeTestValidators.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterTypeTestValidators.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
+@dataclass
+class TestServerConfig:
+    """
+    How the test server behaves. Counters ("the first n requests") count requests to the file.
+"""
+    def __init__(self, *, size:int = 1048576, seed:int = 1, ranges:bool = True, validators:typing.Optional[TestValidators] = _DEFAULT, rate:typing.Optional[int] = _DEFAULT, latency_ms:int = 0, change_every:typing.Optional[int] = _DEFAULT, drop_after:typing.Optional[int] = _DEFAULT, drop_requests:int = 0, stall_after:typing.Optional[int] = _DEFAULT, stall_requests:int = 0, stall_ms:int = 3600000, busy_status:int = 503, busy_requests:int = 0, retry_after_secs:int = 1, chunked:bool = False, short_by:int = 0, short_requests:int = 0):
+        self.size = size
+        self.seed = seed
+        self.ranges = ranges
+        if validators is _DEFAULT:
+            self.validators = None
+        else:
+            self.validators = validators
+        if rate is _DEFAULT:
+            self.rate = None
+        else:
+            self.rate = rate
+        self.latency_ms = latency_ms
+        if change_every is _DEFAULT:
+            self.change_every = None
+        else:
+            self.change_every = change_every
+        if drop_after is _DEFAULT:
+            self.drop_after = None
+        else:
+            self.drop_after = drop_after
+        self.drop_requests = drop_requests
+        if stall_after is _DEFAULT:
+            self.stall_after = None
+        else:
+            self.stall_after = stall_after
+        self.stall_requests = stall_requests
+        self.stall_ms = stall_ms
+        self.busy_status = busy_status
+        self.busy_requests = busy_requests
+        self.retry_after_secs = retry_after_secs
+        self.chunked = chunked
+        self.short_by = short_by
+        self.short_requests = short_requests
+        
+        
+
+    
+    def __str__(self):
+        return "TestServerConfig(size={}, seed={}, ranges={}, validators={}, rate={}, latency_ms={}, change_every={}, drop_after={}, drop_requests={}, stall_after={}, stall_requests={}, stall_ms={}, busy_status={}, busy_requests={}, retry_after_secs={}, chunked={}, short_by={}, short_requests={})".format(self.size, self.seed, self.ranges, self.validators, self.rate, self.latency_ms, self.change_every, self.drop_after, self.drop_requests, self.stall_after, self.stall_requests, self.stall_ms, self.busy_status, self.busy_requests, self.retry_after_secs, self.chunked, self.short_by, self.short_requests)
+    def __eq__(self, other):
+        if self.size != other.size:
+            return False
+        if self.seed != other.seed:
+            return False
+        if self.ranges != other.ranges:
+            return False
+        if self.validators != other.validators:
+            return False
+        if self.rate != other.rate:
+            return False
+        if self.latency_ms != other.latency_ms:
+            return False
+        if self.change_every != other.change_every:
+            return False
+        if self.drop_after != other.drop_after:
+            return False
+        if self.drop_requests != other.drop_requests:
+            return False
+        if self.stall_after != other.stall_after:
+            return False
+        if self.stall_requests != other.stall_requests:
+            return False
+        if self.stall_ms != other.stall_ms:
+            return False
+        if self.busy_status != other.busy_status:
+            return False
+        if self.busy_requests != other.busy_requests:
+            return False
+        if self.retry_after_secs != other.retry_after_secs:
+            return False
+        if self.chunked != other.chunked:
+            return False
+        if self.short_by != other.short_by:
+            return False
+        if self.short_requests != other.short_requests:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeTestServerConfig(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return TestServerConfig(
+            size=_UniffiFfiConverterUInt64.read(buf),
+            seed=_UniffiFfiConverterUInt64.read(buf),
+            ranges=_UniffiFfiConverterBoolean.read(buf),
+            validators=_UniffiFfiConverterOptionalTypeTestValidators.read(buf),
+            rate=_UniffiFfiConverterOptionalUInt64.read(buf),
+            latency_ms=_UniffiFfiConverterUInt64.read(buf),
+            change_every=_UniffiFfiConverterOptionalUInt64.read(buf),
+            drop_after=_UniffiFfiConverterOptionalUInt64.read(buf),
+            drop_requests=_UniffiFfiConverterUInt64.read(buf),
+            stall_after=_UniffiFfiConverterOptionalUInt64.read(buf),
+            stall_requests=_UniffiFfiConverterUInt64.read(buf),
+            stall_ms=_UniffiFfiConverterUInt64.read(buf),
+            busy_status=_UniffiFfiConverterUInt16.read(buf),
+            busy_requests=_UniffiFfiConverterUInt64.read(buf),
+            retry_after_secs=_UniffiFfiConverterUInt64.read(buf),
+            chunked=_UniffiFfiConverterBoolean.read(buf),
+            short_by=_UniffiFfiConverterUInt64.read(buf),
+            short_requests=_UniffiFfiConverterUInt64.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterUInt64.check_lower(value.size)
+        _UniffiFfiConverterUInt64.check_lower(value.seed)
+        _UniffiFfiConverterBoolean.check_lower(value.ranges)
+        _UniffiFfiConverterOptionalTypeTestValidators.check_lower(value.validators)
+        _UniffiFfiConverterOptionalUInt64.check_lower(value.rate)
+        _UniffiFfiConverterUInt64.check_lower(value.latency_ms)
+        _UniffiFfiConverterOptionalUInt64.check_lower(value.change_every)
+        _UniffiFfiConverterOptionalUInt64.check_lower(value.drop_after)
+        _UniffiFfiConverterUInt64.check_lower(value.drop_requests)
+        _UniffiFfiConverterOptionalUInt64.check_lower(value.stall_after)
+        _UniffiFfiConverterUInt64.check_lower(value.stall_requests)
+        _UniffiFfiConverterUInt64.check_lower(value.stall_ms)
+        _UniffiFfiConverterUInt16.check_lower(value.busy_status)
+        _UniffiFfiConverterUInt64.check_lower(value.busy_requests)
+        _UniffiFfiConverterUInt64.check_lower(value.retry_after_secs)
+        _UniffiFfiConverterBoolean.check_lower(value.chunked)
+        _UniffiFfiConverterUInt64.check_lower(value.short_by)
+        _UniffiFfiConverterUInt64.check_lower(value.short_requests)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterUInt64.write(value.size, buf)
+        _UniffiFfiConverterUInt64.write(value.seed, buf)
+        _UniffiFfiConverterBoolean.write(value.ranges, buf)
+        _UniffiFfiConverterOptionalTypeTestValidators.write(value.validators, buf)
+        _UniffiFfiConverterOptionalUInt64.write(value.rate, buf)
+        _UniffiFfiConverterUInt64.write(value.latency_ms, buf)
+        _UniffiFfiConverterOptionalUInt64.write(value.change_every, buf)
+        _UniffiFfiConverterOptionalUInt64.write(value.drop_after, buf)
+        _UniffiFfiConverterUInt64.write(value.drop_requests, buf)
+        _UniffiFfiConverterOptionalUInt64.write(value.stall_after, buf)
+        _UniffiFfiConverterUInt64.write(value.stall_requests, buf)
+        _UniffiFfiConverterUInt64.write(value.stall_ms, buf)
+        _UniffiFfiConverterUInt16.write(value.busy_status, buf)
+        _UniffiFfiConverterUInt64.write(value.busy_requests, buf)
+        _UniffiFfiConverterUInt64.write(value.retry_after_secs, buf)
+        _UniffiFfiConverterBoolean.write(value.chunked, buf)
+        _UniffiFfiConverterUInt64.write(value.short_by, buf)
+        _UniffiFfiConverterUInt64.write(value.short_requests, buf)
+
+@dataclass
+class TestServerStats:
+    """
+    What the test server has sent.
+"""
+    def __init__(self, *, requests:int, body_bytes:int, ranged_requests:int, if_range_requests:int, active:int, max_active:int):
+        self.requests = requests
+        self.body_bytes = body_bytes
+        self.ranged_requests = ranged_requests
+        self.if_range_requests = if_range_requests
+        self.active = active
+        self.max_active = max_active
+        
+        
+
+    
+    def __str__(self):
+        return "TestServerStats(requests={}, body_bytes={}, ranged_requests={}, if_range_requests={}, active={}, max_active={})".format(self.requests, self.body_bytes, self.ranged_requests, self.if_range_requests, self.active, self.max_active)
+    def __eq__(self, other):
+        if self.requests != other.requests:
+            return False
+        if self.body_bytes != other.body_bytes:
+            return False
+        if self.ranged_requests != other.ranged_requests:
+            return False
+        if self.if_range_requests != other.if_range_requests:
+            return False
+        if self.active != other.active:
+            return False
+        if self.max_active != other.max_active:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeTestServerStats(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return TestServerStats(
+            requests=_UniffiFfiConverterUInt64.read(buf),
+            body_bytes=_UniffiFfiConverterUInt64.read(buf),
+            ranged_requests=_UniffiFfiConverterUInt64.read(buf),
+            if_range_requests=_UniffiFfiConverterUInt64.read(buf),
+            active=_UniffiFfiConverterUInt64.read(buf),
+            max_active=_UniffiFfiConverterUInt64.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterUInt64.check_lower(value.requests)
+        _UniffiFfiConverterUInt64.check_lower(value.body_bytes)
+        _UniffiFfiConverterUInt64.check_lower(value.ranged_requests)
+        _UniffiFfiConverterUInt64.check_lower(value.if_range_requests)
+        _UniffiFfiConverterUInt64.check_lower(value.active)
+        _UniffiFfiConverterUInt64.check_lower(value.max_active)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterUInt64.write(value.requests, buf)
+        _UniffiFfiConverterUInt64.write(value.body_bytes, buf)
+        _UniffiFfiConverterUInt64.write(value.ranged_requests, buf)
+        _UniffiFfiConverterUInt64.write(value.if_range_requests, buf)
+        _UniffiFfiConverterUInt64.write(value.active, buf)
+        _UniffiFfiConverterUInt64.write(value.max_active, buf)
 
 
 
@@ -6350,6 +6804,326 @@ class _UniffiFfiConverterTypeDownloadManager:
     def write(cls, value: DownloadManager, buf: _UniffiRustBuffer):
         buf.write_u64(cls.lower(value))
 
+
+class TestServerProtocol(typing.Protocol):
+    """
+    An HTTP/1.1 server on 127.0.0.1 serving one generated file at `url()` (and at
+    `url_named(name)`), with switchable faults; also `status_url(code)` (an error page) and
+    `redirect_url(hops)`. It stops when dropped (or with `stop()`).
+"""
+    
+    def base(self, ) -> str:
+        """
+        `http://127.0.0.1:<port>`.
+"""
+        raise NotImplementedError
+    def content(self, ) -> bytes:
+        """
+        The file's bytes as the server serves them now.
+"""
+        raise NotImplementedError
+    def log(self, ) -> typing.List[str]:
+        """
+        One line per request for the file: its range, `If-Range`, and the status answered.
+"""
+        raise NotImplementedError
+    def redirect_url(self, hops: int) -> str:
+        """
+        A chain of `hops` redirects ending at the file.
+"""
+        raise NotImplementedError
+    def set_config(self, config: TestServerConfig) -> None:
+        """
+        Changes the server's behaviour from the next request on.
+"""
+        raise NotImplementedError
+    def sha256(self, ) -> str:
+        """
+        SHA-256 (lower-case hex) of the file as the server serves it now.
+"""
+        raise NotImplementedError
+    def size(self, ) -> int:
+        """
+        The file's current length.
+"""
+        raise NotImplementedError
+    def stats(self, ) -> TestServerStats:
+        """
+        What the server has sent so far.
+"""
+        raise NotImplementedError
+    def status_url(self, code: int) -> str:
+        """
+        A page answered with `code` (404, 503, ...).
+"""
+        raise NotImplementedError
+    def url(self, ) -> str:
+        """
+        The file's URL.
+"""
+        raise NotImplementedError
+    def url_named(self, name: str) -> str:
+        """
+        The file's URL, ending in `name` (the CLI and seed APIs name files after the URL).
+"""
+        raise NotImplementedError
+
+class TestServer(TestServerProtocol):
+    """
+    An HTTP/1.1 server on 127.0.0.1 serving one generated file at `url()` (and at
+    `url_named(name)`), with switchable faults; also `status_url(code)` (an error page) and
+    `redirect_url(hops)`. It stops when dropped (or with `stop()`).
+"""
+    
+    _handle: ctypes.c_uint64
+    @classmethod
+    def start(cls, config: typing.Union[object, typing.Optional[TestServerConfig]] = _DEFAULT) -> TestServer:
+        """
+        Starts a server on a free port of 127.0.0.1.
+"""
+        
+        if config is _DEFAULT:
+            config = None
+        _UniffiFfiConverterOptionalTypeTestServerConfig.check_lower(config)
+        _uniffi_lowered_args = (
+            _UniffiFfiConverterOptionalTypeTestServerConfig.lower(config),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeTestServer.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeDownloadError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_constructor_testserver_start,
+            *_uniffi_lowered_args,
+        )
+        return cls._uniffi_make_instance(_uniffi_ffi_result)
+    
+    def __init__(self, *args, **kwargs):
+        raise ValueError("This class has no default constructor")
+
+    def __del__(self):
+        # In case of partial initialization of instances.
+        handle = getattr(self, "_handle", None)
+        if handle is not None:
+            _uniffi_rust_call(_UniffiLib.uniffi_ferry_fn_free_testserver, handle)
+
+    def _uniffi_clone_handle(self):
+        return _uniffi_rust_call(_UniffiLib.uniffi_ferry_fn_clone_testserver, self._handle)
+
+    # Used by alternative constructors or any methods which return this type.
+    @classmethod
+    def _uniffi_make_instance(cls, handle):
+        # Lightly yucky way to bypass the usual __init__ logic
+        # and just create a new instance with the required handle.
+        inst = cls.__new__(cls)
+        inst._handle = handle
+        return inst
+    def base(self, ) -> str:
+        """
+        `http://127.0.0.1:<port>`.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_testserver_base,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def content(self, ) -> bytes:
+        """
+        The file's bytes as the server serves them now.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterBytes.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_testserver_content,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def log(self, ) -> typing.List[str]:
+        """
+        One line per request for the file: its range, `If-Range`, and the status answered.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterSequenceString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_testserver_log,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def redirect_url(self, hops: int) -> str:
+        """
+        A chain of `hops` redirects ending at the file.
+"""
+        
+        _UniffiFfiConverterUInt32.check_lower(hops)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterUInt32.lower(hops),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_testserver_redirect_url,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def set_config(self, config: TestServerConfig) -> None:
+        """
+        Changes the server's behaviour from the next request on.
+"""
+        
+        _UniffiFfiConverterTypeTestServerConfig.check_lower(config)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterTypeTestServerConfig.lower(config),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_testserver_set_config,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def sha256(self, ) -> str:
+        """
+        SHA-256 (lower-case hex) of the file as the server serves it now.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_testserver_sha256,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def size(self, ) -> int:
+        """
+        The file's current length.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterUInt64.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_testserver_size,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def stats(self, ) -> TestServerStats:
+        """
+        What the server has sent so far.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeTestServerStats.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_testserver_stats,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def status_url(self, code: int) -> str:
+        """
+        A page answered with `code` (404, 503, ...).
+"""
+        
+        _UniffiFfiConverterUInt16.check_lower(code)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterUInt16.lower(code),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_testserver_status_url,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def url(self, ) -> str:
+        """
+        The file's URL.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_testserver_url,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def url_named(self, name: str) -> str:
+        """
+        The file's URL, ending in `name` (the CLI and seed APIs name files after the URL).
+"""
+        
+        _UniffiFfiConverterString.check_lower(name)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(name),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_testserver_url_named,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+
+
+
+
+
+class _UniffiFfiConverterTypeTestServer:
+    @staticmethod
+    def lift(value: int) -> TestServer:
+        return TestServer._uniffi_make_instance(value)
+
+    @staticmethod
+    def check_lower(value: TestServer):
+        if not isinstance(value, TestServer):
+            raise TypeError("Expected TestServer instance, {} found".format(type(value).__name__))
+
+    @staticmethod
+    def lower(value: TestServer) -> ctypes.c_uint64:
+        return value._uniffi_clone_handle()
+
+    @classmethod
+    def read(cls, buf: _UniffiRustBuffer) -> TestServer:
+        ptr = buf.read_u64()
+        if ptr == 0:
+            raise InternalError("Raw handle value was null")
+        return cls.lift(ptr)
+
+    @classmethod
+    def write(cls, value: TestServer, buf: _UniffiRustBuffer):
+        buf.write_u64(cls.lower(value))
+
 class _UniffiFfiConverterOptionalTypeManagerConfig(_UniffiConverterRustBuffer):
     @classmethod
     def check_lower(cls, value):
@@ -6372,6 +7146,31 @@ class _UniffiFfiConverterOptionalTypeManagerConfig(_UniffiConverterRustBuffer):
             return None
         elif flag == 1:
             return _UniffiFfiConverterTypeManagerConfig.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
+class _UniffiFfiConverterOptionalTypeTestServerConfig(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterTypeTestServerConfig.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterTypeTestServerConfig.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterTypeTestServerConfig.read(buf)
         else:
             raise InternalError("Unexpected flag byte for optional type")
 def cancel(task_id: str) -> None:
@@ -6507,6 +7306,7 @@ __all__ = [
     "ErrorCode",
     "RunOutcome",
     "TaskState",
+    "TestValidators",
     "BatchItem",
     "CallbackError",
     "DownloadError",
@@ -6527,6 +7327,8 @@ __all__ = [
     "TaskErrorInfo",
     "TaskRunOutcome",
     "TaskStatus",
+    "TestServerConfig",
+    "TestServerStats",
     "cancel",
     "default_manager",
     "download",
@@ -6544,4 +7346,6 @@ __all__ = [
     "EventStreamProtocol",
     "DownloadManager",
     "DownloadManagerProtocol",
+    "TestServer",
+    "TestServerProtocol",
 ]

@@ -5,6 +5,7 @@
 //! - [`handoff`]: leases to the OS (iOS background sessions, Android jobs) and ingesting their chunks.
 //! - [`seed`]: `download` / `status` / `cancel` on a default manager.
 //! - [`callbacks`]: event listeners, stream sinks, the pull-style event stream.
+//! - [`testing`]: the loopback test server with its faults, for unit tests of app code.
 //! - [`types`] and [`error`]: records, enums and the error with its stable codes.
 //!
 //! Panics never cross the boundary: uniffi catches them and raises an internal error in the
@@ -16,6 +17,7 @@ pub mod error;
 pub mod handoff;
 pub mod manager;
 pub mod seed;
+pub mod testing;
 pub mod types;
 
 uniffi::setup_scaffolding!("ferry");

@@ -2264,6 +2264,324 @@ public func FfiConverterTypeListenerRegistration_lower(_ value: ListenerRegistra
 
 
 
+
+
+/**
+ * An HTTP/1.1 server on 127.0.0.1 serving one generated file at `url()` (and at
+ * `url_named(name)`), with switchable faults; also `status_url(code)` (an error page) and
+ * `redirect_url(hops)`. It stops when dropped (or with `stop()`).
+ */
+public protocol TestServerProtocol: AnyObject, Sendable {
+    
+    /**
+     * `http://127.0.0.1:<port>`.
+     */
+    func base()  -> String
+    
+    /**
+     * The file's bytes as the server serves them now.
+     */
+    func content()  -> Data
+    
+    /**
+     * One line per request for the file: its range, `If-Range`, and the status answered.
+     */
+    func log()  -> [String]
+    
+    /**
+     * A chain of `hops` redirects ending at the file.
+     */
+    func redirectUrl(hops: UInt32)  -> String
+    
+    /**
+     * Changes the server's behaviour from the next request on.
+     */
+    func setConfig(config: TestServerConfig) 
+    
+    /**
+     * SHA-256 (lower-case hex) of the file as the server serves it now.
+     */
+    func sha256()  -> String
+    
+    /**
+     * The file's current length.
+     */
+    func size()  -> UInt64
+    
+    /**
+     * What the server has sent so far.
+     */
+    func stats()  -> TestServerStats
+    
+    /**
+     * A page answered with `code` (404, 503, ...).
+     */
+    func statusUrl(code: UInt16)  -> String
+    
+    /**
+     * The file's URL.
+     */
+    func url()  -> String
+    
+    /**
+     * The file's URL, ending in `name` (the CLI and seed APIs name files after the URL).
+     */
+    func urlNamed(name: String)  -> String
+    
+}
+/**
+ * An HTTP/1.1 server on 127.0.0.1 serving one generated file at `url()` (and at
+ * `url_named(name)`), with switchable faults; also `status_url(code)` (an error page) and
+ * `redirect_url(hops)`. It stops when dropped (or with `stop()`).
+ */
+open class TestServer: TestServerProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_ferry_fn_clone_testserver(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_ferry_fn_free_testserver(handle, $0) }
+    }
+
+    
+    /**
+     * Starts a server on a free port of 127.0.0.1.
+     */
+public static func start(config: TestServerConfig? = nil)throws  -> TestServer  {
+    return try  FfiConverterTypeTestServer_lift(try rustCallWithError(FfiConverterTypeDownloadError_lift) {
+        uniffiCallStatus in
+    uniffi_ferry_fn_constructor_testserver_start(
+        FfiConverterOptionTypeTestServerConfig.lower(config),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+    /**
+     * `http://127.0.0.1:<port>`.
+     */
+open func base() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_testserver_base(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The file's bytes as the server serves them now.
+     */
+open func content() -> Data  {
+    return try!  FfiConverterData.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_testserver_content(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * One line per request for the file: its range, `If-Range`, and the status answered.
+     */
+open func log() -> [String]  {
+    return try!  FfiConverterSequenceString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_testserver_log(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * A chain of `hops` redirects ending at the file.
+     */
+open func redirectUrl(hops: UInt32) -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_testserver_redirect_url(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt32.lower(hops),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Changes the server's behaviour from the next request on.
+     */
+open func setConfig(config: TestServerConfig)  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_testserver_set_config(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeTestServerConfig_lower(config),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * SHA-256 (lower-case hex) of the file as the server serves it now.
+     */
+open func sha256() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_testserver_sha256(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The file's current length.
+     */
+open func size() -> UInt64  {
+    return try!  FfiConverterUInt64.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_testserver_size(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * What the server has sent so far.
+     */
+open func stats() -> TestServerStats  {
+    return try!  FfiConverterTypeTestServerStats_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_testserver_stats(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * A page answered with `code` (404, 503, ...).
+     */
+open func statusUrl(code: UInt16) -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_testserver_status_url(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt16.lower(code),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The file's URL.
+     */
+open func url() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_testserver_url(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The file's URL, ending in `name` (the CLI and seed APIs name files after the URL).
+     */
+open func urlNamed(name: String) -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_testserver_url_named(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(name),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeTestServer: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = TestServer
+
+    public static func lift(_ handle: UInt64) throws -> TestServer {
+        return TestServer(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: TestServer) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TestServer {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: TestServer, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTestServer_lift(_ handle: UInt64) throws -> TestServer {
+    return try FfiConverterTypeTestServer.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTestServer_lower(_ value: TestServer) -> UInt64 {
+    return FfiConverterTypeTestServer.lower(value)
+}
+
+
+
+
 /**
  * The status and headers of the OS's answer for a chunk.
  */
@@ -3680,6 +3998,346 @@ public func FfiConverterTypeTaskStatus_lower(_ value: TaskStatus) -> RustBuffer 
 
 
 /**
+ * How the test server behaves. Counters ("the first n requests") count requests to the file.
+ */
+public struct TestServerConfig: Equatable, Hashable {
+    /**
+     * Size of the served file.
+     */
+    public let size: UInt64
+    /**
+     * Content seed: another seed, other bytes (and validators).
+     */
+    public let seed: UInt64
+    /**
+     * Honour `Range` (else always a 200 with the whole body).
+     */
+    public let ranges: Bool
+    /**
+     * Which validators it sends (`None`: both a strong ETag and Last-Modified).
+     */
+    public let validators: TestValidators?
+    /**
+     * Per-connection rate cap, bytes per second.
+     */
+    public let rate: UInt64?
+    /**
+     * Extra latency before each response head, in milliseconds.
+     */
+    public let latencyMs: UInt64
+    /**
+     * The resource changes (content and validators) every n requests.
+     */
+    public let changeEvery: UInt64?
+    /**
+     * Drop the connection after this many body bytes, for the first `drop_requests` requests.
+     */
+    public let dropAfter: UInt64?
+    /**
+     * See `drop_after`.
+     */
+    public let dropRequests: UInt64
+    /**
+     * Stop sending (connection kept open) after this many body bytes, for the first
+     * `stall_requests` requests, for `stall_ms`.
+     */
+    public let stallAfter: UInt64?
+    /**
+     * See `stall_after`.
+     */
+    public let stallRequests: UInt64
+    /**
+     * See `stall_after`.
+     */
+    public let stallMs: UInt64
+    /**
+     * Answer the first `busy_requests` requests with this status (503 or 429) and `Retry-After`.
+     */
+    public let busyStatus: UInt16
+    /**
+     * See `busy_status`.
+     */
+    public let busyRequests: UInt64
+    /**
+     * `Retry-After` seconds sent with busy answers.
+     */
+    public let retryAfterSecs: UInt64
+    /**
+     * Send whole bodies chunked, without `Content-Length`.
+     */
+    public let chunked: Bool
+    /**
+     * Announce this many bytes more than the body has, for the first `short_requests` requests.
+     */
+    public let shortBy: UInt64
+    /**
+     * See `short_by`.
+     */
+    public let shortRequests: UInt64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Size of the served file.
+         */size: UInt64 = UInt64(1048576), 
+        /**
+         * Content seed: another seed, other bytes (and validators).
+         */seed: UInt64 = UInt64(1), 
+        /**
+         * Honour `Range` (else always a 200 with the whole body).
+         */ranges: Bool = true, 
+        /**
+         * Which validators it sends (`None`: both a strong ETag and Last-Modified).
+         */validators: TestValidators? = nil, 
+        /**
+         * Per-connection rate cap, bytes per second.
+         */rate: UInt64? = nil, 
+        /**
+         * Extra latency before each response head, in milliseconds.
+         */latencyMs: UInt64 = UInt64(0), 
+        /**
+         * The resource changes (content and validators) every n requests.
+         */changeEvery: UInt64? = nil, 
+        /**
+         * Drop the connection after this many body bytes, for the first `drop_requests` requests.
+         */dropAfter: UInt64? = nil, 
+        /**
+         * See `drop_after`.
+         */dropRequests: UInt64 = UInt64(0), 
+        /**
+         * Stop sending (connection kept open) after this many body bytes, for the first
+         * `stall_requests` requests, for `stall_ms`.
+         */stallAfter: UInt64? = nil, 
+        /**
+         * See `stall_after`.
+         */stallRequests: UInt64 = UInt64(0), 
+        /**
+         * See `stall_after`.
+         */stallMs: UInt64 = UInt64(3600000), 
+        /**
+         * Answer the first `busy_requests` requests with this status (503 or 429) and `Retry-After`.
+         */busyStatus: UInt16 = UInt16(503), 
+        /**
+         * See `busy_status`.
+         */busyRequests: UInt64 = UInt64(0), 
+        /**
+         * `Retry-After` seconds sent with busy answers.
+         */retryAfterSecs: UInt64 = UInt64(1), 
+        /**
+         * Send whole bodies chunked, without `Content-Length`.
+         */chunked: Bool = false, 
+        /**
+         * Announce this many bytes more than the body has, for the first `short_requests` requests.
+         */shortBy: UInt64 = UInt64(0), 
+        /**
+         * See `short_by`.
+         */shortRequests: UInt64 = UInt64(0)) {
+        self.size = size
+        self.seed = seed
+        self.ranges = ranges
+        self.validators = validators
+        self.rate = rate
+        self.latencyMs = latencyMs
+        self.changeEvery = changeEvery
+        self.dropAfter = dropAfter
+        self.dropRequests = dropRequests
+        self.stallAfter = stallAfter
+        self.stallRequests = stallRequests
+        self.stallMs = stallMs
+        self.busyStatus = busyStatus
+        self.busyRequests = busyRequests
+        self.retryAfterSecs = retryAfterSecs
+        self.chunked = chunked
+        self.shortBy = shortBy
+        self.shortRequests = shortRequests
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension TestServerConfig: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeTestServerConfig: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TestServerConfig {
+        return
+            try TestServerConfig(
+                size: FfiConverterUInt64.read(from: &buf), 
+                seed: FfiConverterUInt64.read(from: &buf), 
+                ranges: FfiConverterBool.read(from: &buf), 
+                validators: FfiConverterOptionTypeTestValidators.read(from: &buf), 
+                rate: FfiConverterOptionUInt64.read(from: &buf), 
+                latencyMs: FfiConverterUInt64.read(from: &buf), 
+                changeEvery: FfiConverterOptionUInt64.read(from: &buf), 
+                dropAfter: FfiConverterOptionUInt64.read(from: &buf), 
+                dropRequests: FfiConverterUInt64.read(from: &buf), 
+                stallAfter: FfiConverterOptionUInt64.read(from: &buf), 
+                stallRequests: FfiConverterUInt64.read(from: &buf), 
+                stallMs: FfiConverterUInt64.read(from: &buf), 
+                busyStatus: FfiConverterUInt16.read(from: &buf), 
+                busyRequests: FfiConverterUInt64.read(from: &buf), 
+                retryAfterSecs: FfiConverterUInt64.read(from: &buf), 
+                chunked: FfiConverterBool.read(from: &buf), 
+                shortBy: FfiConverterUInt64.read(from: &buf), 
+                shortRequests: FfiConverterUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: TestServerConfig, into buf: inout [UInt8]) {
+        FfiConverterUInt64.write(value.size, into: &buf)
+        FfiConverterUInt64.write(value.seed, into: &buf)
+        FfiConverterBool.write(value.ranges, into: &buf)
+        FfiConverterOptionTypeTestValidators.write(value.validators, into: &buf)
+        FfiConverterOptionUInt64.write(value.rate, into: &buf)
+        FfiConverterUInt64.write(value.latencyMs, into: &buf)
+        FfiConverterOptionUInt64.write(value.changeEvery, into: &buf)
+        FfiConverterOptionUInt64.write(value.dropAfter, into: &buf)
+        FfiConverterUInt64.write(value.dropRequests, into: &buf)
+        FfiConverterOptionUInt64.write(value.stallAfter, into: &buf)
+        FfiConverterUInt64.write(value.stallRequests, into: &buf)
+        FfiConverterUInt64.write(value.stallMs, into: &buf)
+        FfiConverterUInt16.write(value.busyStatus, into: &buf)
+        FfiConverterUInt64.write(value.busyRequests, into: &buf)
+        FfiConverterUInt64.write(value.retryAfterSecs, into: &buf)
+        FfiConverterBool.write(value.chunked, into: &buf)
+        FfiConverterUInt64.write(value.shortBy, into: &buf)
+        FfiConverterUInt64.write(value.shortRequests, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTestServerConfig_lift(_ buf: RustBuffer) throws -> TestServerConfig {
+    return try FfiConverterTypeTestServerConfig.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTestServerConfig_lower(_ value: TestServerConfig) -> RustBuffer {
+    return FfiConverterTypeTestServerConfig.lower(value)
+}
+
+
+/**
+ * What the test server has sent.
+ */
+public struct TestServerStats: Equatable, Hashable {
+    /**
+     * Requests for the file.
+     */
+    public let requests: UInt64
+    /**
+     * Body bytes of the file handed to the network.
+     */
+    public let bodyBytes: UInt64
+    /**
+     * Requests with `Range`.
+     */
+    public let rangedRequests: UInt64
+    /**
+     * Requests with `If-Range`.
+     */
+    public let ifRangeRequests: UInt64
+    /**
+     * Bodies being sent right now.
+     */
+    public let active: UInt64
+    /**
+     * Most bodies sent at once.
+     */
+    public let maxActive: UInt64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Requests for the file.
+         */requests: UInt64, 
+        /**
+         * Body bytes of the file handed to the network.
+         */bodyBytes: UInt64, 
+        /**
+         * Requests with `Range`.
+         */rangedRequests: UInt64, 
+        /**
+         * Requests with `If-Range`.
+         */ifRangeRequests: UInt64, 
+        /**
+         * Bodies being sent right now.
+         */active: UInt64, 
+        /**
+         * Most bodies sent at once.
+         */maxActive: UInt64) {
+        self.requests = requests
+        self.bodyBytes = bodyBytes
+        self.rangedRequests = rangedRequests
+        self.ifRangeRequests = ifRangeRequests
+        self.active = active
+        self.maxActive = maxActive
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension TestServerStats: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeTestServerStats: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TestServerStats {
+        return
+            try TestServerStats(
+                requests: FfiConverterUInt64.read(from: &buf), 
+                bodyBytes: FfiConverterUInt64.read(from: &buf), 
+                rangedRequests: FfiConverterUInt64.read(from: &buf), 
+                ifRangeRequests: FfiConverterUInt64.read(from: &buf), 
+                active: FfiConverterUInt64.read(from: &buf), 
+                maxActive: FfiConverterUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: TestServerStats, into buf: inout [UInt8]) {
+        FfiConverterUInt64.write(value.requests, into: &buf)
+        FfiConverterUInt64.write(value.bodyBytes, into: &buf)
+        FfiConverterUInt64.write(value.rangedRequests, into: &buf)
+        FfiConverterUInt64.write(value.ifRangeRequests, into: &buf)
+        FfiConverterUInt64.write(value.active, into: &buf)
+        FfiConverterUInt64.write(value.maxActive, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTestServerStats_lift(_ buf: RustBuffer) throws -> TestServerStats {
+    return try FfiConverterTypeTestServerStats.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTestServerStats_lower(_ value: TestServerStats) -> RustBuffer {
+    return FfiConverterTypeTestServerStats.lower(value)
+}
+
+
+/**
  * The result of one request in a batch.
  */
 
@@ -5066,6 +5724,111 @@ public func FfiConverterTypeTaskState_lower(_ value: TaskState) -> RustBuffer {
 }
 
 
+
+/**
+ * Which validators the test server sends.
+ */
+
+public enum TestValidators: Equatable, Hashable {
+    
+    /**
+     * A strong ETag and Last-Modified.
+     */
+    case both
+    /**
+     * A strong ETag only.
+     */
+    case eTagOnly
+    /**
+     * Last-Modified only.
+     */
+    case lastModifiedOnly
+    /**
+     * A weak ETag only (no resume is safe).
+     */
+    case weakETag
+    /**
+     * None.
+     */
+    case none
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension TestValidators: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeTestValidators: FfiConverterRustBuffer {
+    typealias SwiftType = TestValidators
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TestValidators {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .both
+        
+        case 2: return .eTagOnly
+        
+        case 3: return .lastModifiedOnly
+        
+        case 4: return .weakETag
+        
+        case 5: return .none
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: TestValidators, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .both:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .eTagOnly:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .lastModifiedOnly:
+            writeInt(&buf, Int32(3))
+        
+        
+        case .weakETag:
+            writeInt(&buf, Int32(4))
+        
+        
+        case .none:
+            writeInt(&buf, Int32(5))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTestValidators_lift(_ buf: RustBuffer) throws -> TestValidators {
+    return try FfiConverterTypeTestValidators.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTestValidators_lower(_ value: TestValidators) -> RustBuffer {
+    return FfiConverterTypeTestValidators.lower(value)
+}
+
+
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
@@ -5309,6 +6072,30 @@ fileprivate struct FfiConverterOptionTypeTaskErrorInfo: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeTestServerConfig: FfiConverterRustBuffer {
+    typealias SwiftType = TestServerConfig?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeTestServerConfig.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeTestServerConfig.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypeDownloadEvent: FfiConverterRustBuffer {
     typealias SwiftType = DownloadEvent?
 
@@ -5349,6 +6136,30 @@ fileprivate struct FfiConverterOptionTypeTaskState: FfiConverterRustBuffer {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterTypeTaskState.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeTestValidators: FfiConverterRustBuffer {
+    typealias SwiftType = TestValidators?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeTestValidators.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeTestValidators.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -5897,7 +6708,43 @@ private let initializationResult: InitializationResult = {
     if (uniffi_ferry_checksum_method_downloadmanager_wait() != 41379) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_ferry_checksum_method_testserver_base() != 324) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_testserver_content() != 39565) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_testserver_log() != 21790) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_testserver_redirect_url() != 16020) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_testserver_set_config() != 6717) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_testserver_sha256() != 63053) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_testserver_size() != 20468) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_testserver_stats() != 438) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_testserver_status_url() != 526) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_testserver_url() != 51236) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_testserver_url_named() != 25089) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_ferry_checksum_constructor_downloadmanager_open() != 45135) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_constructor_testserver_start() != 10207) {
         return InitializationResult.apiChecksumMismatch
     }
 

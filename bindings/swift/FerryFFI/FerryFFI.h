@@ -555,6 +555,76 @@ RustBuffer uniffi_ferry_fn_method_downloadmanager_take_bytes(uint64_t ptr, RustB
 uint64_t uniffi_ferry_fn_method_downloadmanager_wait(uint64_t ptr, RustBuffer task_id
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_CLONE_TESTSERVER
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_CLONE_TESTSERVER
+uint64_t uniffi_ferry_fn_clone_testserver(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_FREE_TESTSERVER
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_FREE_TESTSERVER
+void uniffi_ferry_fn_free_testserver(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_CONSTRUCTOR_TESTSERVER_START
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_CONSTRUCTOR_TESTSERVER_START
+uint64_t uniffi_ferry_fn_constructor_testserver_start(RustBuffer config, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_TESTSERVER_BASE
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_TESTSERVER_BASE
+RustBuffer uniffi_ferry_fn_method_testserver_base(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_TESTSERVER_CONTENT
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_TESTSERVER_CONTENT
+RustBuffer uniffi_ferry_fn_method_testserver_content(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_TESTSERVER_LOG
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_TESTSERVER_LOG
+RustBuffer uniffi_ferry_fn_method_testserver_log(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_TESTSERVER_REDIRECT_URL
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_TESTSERVER_REDIRECT_URL
+RustBuffer uniffi_ferry_fn_method_testserver_redirect_url(uint64_t ptr, uint32_t hops, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_TESTSERVER_SET_CONFIG
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_TESTSERVER_SET_CONFIG
+void uniffi_ferry_fn_method_testserver_set_config(uint64_t ptr, RustBuffer config, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_TESTSERVER_SHA256
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_TESTSERVER_SHA256
+RustBuffer uniffi_ferry_fn_method_testserver_sha256(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_TESTSERVER_SIZE
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_TESTSERVER_SIZE
+uint64_t uniffi_ferry_fn_method_testserver_size(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_TESTSERVER_STATS
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_TESTSERVER_STATS
+RustBuffer uniffi_ferry_fn_method_testserver_stats(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_TESTSERVER_STATUS_URL
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_TESTSERVER_STATUS_URL
+RustBuffer uniffi_ferry_fn_method_testserver_status_url(uint64_t ptr, uint16_t code, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_TESTSERVER_URL
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_TESTSERVER_URL
+RustBuffer uniffi_ferry_fn_method_testserver_url(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_TESTSERVER_URL_NAMED
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_TESTSERVER_URL_NAMED
+RustBuffer uniffi_ferry_fn_method_testserver_url_named(uint64_t ptr, RustBuffer name, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_FUNC_STOP_CALLBACKS
 #define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_FUNC_STOP_CALLBACKS
 int8_t uniffi_ferry_fn_func_stop_callbacks(uint64_t timeout_ms, RustCallStatus *_Nonnull out_status
@@ -1152,9 +1222,81 @@ uint16_t uniffi_ferry_checksum_method_downloadmanager_wait(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_TESTSERVER_BASE
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_TESTSERVER_BASE
+uint16_t uniffi_ferry_checksum_method_testserver_base(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_TESTSERVER_CONTENT
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_TESTSERVER_CONTENT
+uint16_t uniffi_ferry_checksum_method_testserver_content(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_TESTSERVER_LOG
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_TESTSERVER_LOG
+uint16_t uniffi_ferry_checksum_method_testserver_log(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_TESTSERVER_REDIRECT_URL
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_TESTSERVER_REDIRECT_URL
+uint16_t uniffi_ferry_checksum_method_testserver_redirect_url(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_TESTSERVER_SET_CONFIG
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_TESTSERVER_SET_CONFIG
+uint16_t uniffi_ferry_checksum_method_testserver_set_config(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_TESTSERVER_SHA256
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_TESTSERVER_SHA256
+uint16_t uniffi_ferry_checksum_method_testserver_sha256(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_TESTSERVER_SIZE
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_TESTSERVER_SIZE
+uint16_t uniffi_ferry_checksum_method_testserver_size(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_TESTSERVER_STATS
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_TESTSERVER_STATS
+uint16_t uniffi_ferry_checksum_method_testserver_stats(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_TESTSERVER_STATUS_URL
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_TESTSERVER_STATUS_URL
+uint16_t uniffi_ferry_checksum_method_testserver_status_url(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_TESTSERVER_URL
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_TESTSERVER_URL
+uint16_t uniffi_ferry_checksum_method_testserver_url(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_TESTSERVER_URL_NAMED
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_TESTSERVER_URL_NAMED
+uint16_t uniffi_ferry_checksum_method_testserver_url_named(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_CONSTRUCTOR_DOWNLOADMANAGER_OPEN
 #define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_CONSTRUCTOR_DOWNLOADMANAGER_OPEN
 uint16_t uniffi_ferry_checksum_constructor_downloadmanager_open(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_CONSTRUCTOR_TESTSERVER_START
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_CONSTRUCTOR_TESTSERVER_START
+uint16_t uniffi_ferry_checksum_constructor_testserver_start(void
     
 );
 #endif

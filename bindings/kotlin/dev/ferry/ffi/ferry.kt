@@ -826,7 +826,31 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_ferry_checksum_method_downloadmanager_wait(
     ): Int
+    external fun uniffi_ferry_checksum_method_testserver_base(
+    ): Int
+    external fun uniffi_ferry_checksum_method_testserver_content(
+    ): Int
+    external fun uniffi_ferry_checksum_method_testserver_log(
+    ): Int
+    external fun uniffi_ferry_checksum_method_testserver_redirect_url(
+    ): Int
+    external fun uniffi_ferry_checksum_method_testserver_set_config(
+    ): Int
+    external fun uniffi_ferry_checksum_method_testserver_sha256(
+    ): Int
+    external fun uniffi_ferry_checksum_method_testserver_size(
+    ): Int
+    external fun uniffi_ferry_checksum_method_testserver_stats(
+    ): Int
+    external fun uniffi_ferry_checksum_method_testserver_status_url(
+    ): Int
+    external fun uniffi_ferry_checksum_method_testserver_url(
+    ): Int
+    external fun uniffi_ferry_checksum_method_testserver_url_named(
+    ): Int
     external fun uniffi_ferry_checksum_constructor_downloadmanager_open(
+    ): Int
+    external fun uniffi_ferry_checksum_constructor_testserver_start(
     ): Int
     external fun ffi_ferry_uniffi_contract_version(
     ): Int
@@ -962,6 +986,34 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_ferry_fn_method_downloadmanager_wait(`ptr`: Long,`taskId`: RustBuffer.ByValue,
     ): Long
+    external fun uniffi_ferry_fn_clone_testserver(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_ferry_fn_free_testserver(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_ferry_fn_constructor_testserver_start(`config`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_ferry_fn_method_testserver_base(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_ferry_fn_method_testserver_content(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_ferry_fn_method_testserver_log(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_ferry_fn_method_testserver_redirect_url(`ptr`: Long,`hops`: Int,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_ferry_fn_method_testserver_set_config(`ptr`: Long,`config`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_ferry_fn_method_testserver_sha256(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_ferry_fn_method_testserver_size(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_ferry_fn_method_testserver_stats(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_ferry_fn_method_testserver_status_url(`ptr`: Long,`code`: Short,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_ferry_fn_method_testserver_url(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_ferry_fn_method_testserver_url_named(`ptr`: Long,`name`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_ferry_fn_func_stop_callbacks(`timeoutMs`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Byte
     external fun uniffi_ferry_fn_func_cancel(`taskId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -1245,7 +1297,43 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_ferry_checksum_method_downloadmanager_wait() and 0xFFFF) != 41379) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_ferry_checksum_method_testserver_base() and 0xFFFF) != 324) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_ferry_checksum_method_testserver_content() and 0xFFFF) != 39565) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_ferry_checksum_method_testserver_log() and 0xFFFF) != 21790) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_ferry_checksum_method_testserver_redirect_url() and 0xFFFF) != 16020) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_ferry_checksum_method_testserver_set_config() and 0xFFFF) != 6717) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_ferry_checksum_method_testserver_sha256() and 0xFFFF) != 63053) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_ferry_checksum_method_testserver_size() and 0xFFFF) != 20468) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_ferry_checksum_method_testserver_stats() and 0xFFFF) != 438) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_ferry_checksum_method_testserver_status_url() and 0xFFFF) != 526) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_ferry_checksum_method_testserver_url() and 0xFFFF) != 51236) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_ferry_checksum_method_testserver_url_named() and 0xFFFF) != 25089) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_ferry_checksum_constructor_downloadmanager_open() and 0xFFFF) != 45135) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_ferry_checksum_constructor_testserver_start() and 0xFFFF) != 10207) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
 }
@@ -4156,6 +4244,504 @@ public object FfiConverterTypeListenerRegistration: FfiConverter<ListenerRegistr
 }
 
 
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * An HTTP/1.1 server on 127.0.0.1 serving one generated file at `url()` (and at
+ * `url_named(name)`), with switchable faults; also `status_url(code)` (an error page) and
+ * `redirect_url(hops)`. It stops when dropped (or with `stop()`).
+ */
+public interface TestServerInterface {
+    
+    /**
+     * `http://127.0.0.1:<port>`.
+     */
+    fun `base`(): kotlin.String
+    
+    /**
+     * The file's bytes as the server serves them now.
+     */
+    fun `content`(): kotlin.ByteArray
+    
+    /**
+     * One line per request for the file: its range, `If-Range`, and the status answered.
+     */
+    fun `log`(): List<kotlin.String>
+    
+    /**
+     * A chain of `hops` redirects ending at the file.
+     */
+    fun `redirectUrl`(`hops`: kotlin.UInt): kotlin.String
+    
+    /**
+     * Changes the server's behaviour from the next request on.
+     */
+    fun `setConfig`(`config`: TestServerConfig)
+    
+    /**
+     * SHA-256 (lower-case hex) of the file as the server serves it now.
+     */
+    fun `sha256`(): kotlin.String
+    
+    /**
+     * The file's current length.
+     */
+    fun `size`(): kotlin.ULong
+    
+    /**
+     * What the server has sent so far.
+     */
+    fun `stats`(): TestServerStats
+    
+    /**
+     * A page answered with `code` (404, 503, ...).
+     */
+    fun `statusUrl`(`code`: kotlin.UShort): kotlin.String
+    
+    /**
+     * The file's URL.
+     */
+    fun `url`(): kotlin.String
+    
+    /**
+     * The file's URL, ending in `name` (the CLI and seed APIs name files after the URL).
+     */
+    fun `urlNamed`(`name`: kotlin.String): kotlin.String
+    
+    companion object
+}
+
+/**
+ * An HTTP/1.1 server on 127.0.0.1 serving one generated file at `url()` (and at
+ * `url_named(name)`), with switchable faults; also `status_url(code)` (an error page) and
+ * `redirect_url(hops)`. It stops when dropped (or with `stop()`).
+ */
+open class TestServer: Disposable, AutoCloseable, TestServerInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_ferry_fn_free_testserver(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_ferry_fn_clone_testserver(handle, status)
+        }
+    }
+
+    
+    /**
+     * `http://127.0.0.1:<port>`.
+     */override fun `base`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_ferry_fn_method_testserver_base(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The file's bytes as the server serves them now.
+     */override fun `content`(): kotlin.ByteArray {
+            return FfiConverterByteArray.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_ferry_fn_method_testserver_content(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * One line per request for the file: its range, `If-Range`, and the status answered.
+     */override fun `log`(): List<kotlin.String> {
+            return FfiConverterSequenceString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_ferry_fn_method_testserver_log(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * A chain of `hops` redirects ending at the file.
+     */override fun `redirectUrl`(`hops`: kotlin.UInt): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_ferry_fn_method_testserver_redirect_url(
+        it,
+        
+        FfiConverterUInt.lower(`hops`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Changes the server's behaviour from the next request on.
+     */override fun `setConfig`(`config`: TestServerConfig)
+        = 
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_ferry_fn_method_testserver_set_config(
+        it,
+        
+        FfiConverterTypeTestServerConfig.lower(`config`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * SHA-256 (lower-case hex) of the file as the server serves it now.
+     */override fun `sha256`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_ferry_fn_method_testserver_sha256(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The file's current length.
+     */override fun `size`(): kotlin.ULong {
+            return FfiConverterULong.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_ferry_fn_method_testserver_size(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * What the server has sent so far.
+     */override fun `stats`(): TestServerStats {
+            return FfiConverterTypeTestServerStats.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_ferry_fn_method_testserver_stats(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * A page answered with `code` (404, 503, ...).
+     */override fun `statusUrl`(`code`: kotlin.UShort): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_ferry_fn_method_testserver_status_url(
+        it,
+        
+        FfiConverterUShort.lower(`code`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The file's URL.
+     */override fun `url`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_ferry_fn_method_testserver_url(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The file's URL, ending in `name` (the CLI and seed APIs name files after the URL).
+     */override fun `urlNamed`(`name`: kotlin.String): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_ferry_fn_method_testserver_url_named(
+        it,
+        
+        FfiConverterString.lower(`name`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+
+    
+
+
+    
+    companion object {
+        
+    /**
+     * Starts a server on a free port of 127.0.0.1.
+     */
+    @Throws(DownloadException::class) fun `start`(`config`: TestServerConfig? = null): TestServer {
+            return FfiConverterTypeTestServer.lift(
+    uniffiRustCallWithError(DownloadException) { _status ->
+    UniffiLib.uniffi_ferry_fn_constructor_testserver_start(
+    
+        
+        FfiConverterOptionalTypeTestServerConfig.lower(`config`),_status)
+}
+    )
+    }
+    
+
+        
+    }
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeTestServer: FfiConverter<TestServer, Long> {
+    override fun lower(value: TestServer): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): TestServer {
+        return TestServer(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): TestServer {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: TestServer) = 8UL
+
+    override fun write(value: TestServer, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
 
 /**
  * The status and headers of the OS's answer for a chunk.
@@ -5167,6 +5753,261 @@ public object FfiConverterTypeTaskStatus: FfiConverterRustBuffer<TaskStatus> {
             FfiConverterLong.write(value.`createdMs`, buf)
             FfiConverterLong.write(value.`updatedMs`, buf)
             FfiConverterBoolean.write(value.`handedOff`, buf)
+    }
+}
+
+
+
+/**
+ * How the test server behaves. Counters ("the first n requests") count requests to the file.
+ */
+data class TestServerConfig (
+    /**
+     * Size of the served file.
+     */
+    var `size`: kotlin.ULong = 1048576uL 
+    , 
+    /**
+     * Content seed: another seed, other bytes (and validators).
+     */
+    var `seed`: kotlin.ULong = 1uL 
+    , 
+    /**
+     * Honour `Range` (else always a 200 with the whole body).
+     */
+    var `ranges`: kotlin.Boolean = true 
+    , 
+    /**
+     * Which validators it sends (`None`: both a strong ETag and Last-Modified).
+     */
+    var `validators`: TestValidators? = null 
+    , 
+    /**
+     * Per-connection rate cap, bytes per second.
+     */
+    var `rate`: kotlin.ULong? = null 
+    , 
+    /**
+     * Extra latency before each response head, in milliseconds.
+     */
+    var `latencyMs`: kotlin.ULong = 0uL 
+    , 
+    /**
+     * The resource changes (content and validators) every n requests.
+     */
+    var `changeEvery`: kotlin.ULong? = null 
+    , 
+    /**
+     * Drop the connection after this many body bytes, for the first `drop_requests` requests.
+     */
+    var `dropAfter`: kotlin.ULong? = null 
+    , 
+    /**
+     * See `drop_after`.
+     */
+    var `dropRequests`: kotlin.ULong = 0uL 
+    , 
+    /**
+     * Stop sending (connection kept open) after this many body bytes, for the first
+     * `stall_requests` requests, for `stall_ms`.
+     */
+    var `stallAfter`: kotlin.ULong? = null 
+    , 
+    /**
+     * See `stall_after`.
+     */
+    var `stallRequests`: kotlin.ULong = 0uL 
+    , 
+    /**
+     * See `stall_after`.
+     */
+    var `stallMs`: kotlin.ULong = 3600000uL 
+    , 
+    /**
+     * Answer the first `busy_requests` requests with this status (503 or 429) and `Retry-After`.
+     */
+    var `busyStatus`: kotlin.UShort = 503u 
+    , 
+    /**
+     * See `busy_status`.
+     */
+    var `busyRequests`: kotlin.ULong = 0uL 
+    , 
+    /**
+     * `Retry-After` seconds sent with busy answers.
+     */
+    var `retryAfterSecs`: kotlin.ULong = 1uL 
+    , 
+    /**
+     * Send whole bodies chunked, without `Content-Length`.
+     */
+    var `chunked`: kotlin.Boolean = false 
+    , 
+    /**
+     * Announce this many bytes more than the body has, for the first `short_requests` requests.
+     */
+    var `shortBy`: kotlin.ULong = 0uL 
+    , 
+    /**
+     * See `short_by`.
+     */
+    var `shortRequests`: kotlin.ULong = 0uL 
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeTestServerConfig: FfiConverterRustBuffer<TestServerConfig> {
+    override fun read(buf: ByteBuffer): TestServerConfig {
+        return TestServerConfig(
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterBoolean.read(buf),
+            FfiConverterOptionalTypeTestValidators.read(buf),
+            FfiConverterOptionalULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterOptionalULong.read(buf),
+            FfiConverterOptionalULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterOptionalULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterUShort.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterBoolean.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: TestServerConfig) = (
+            FfiConverterULong.allocationSize(value.`size`) +
+            FfiConverterULong.allocationSize(value.`seed`) +
+            FfiConverterBoolean.allocationSize(value.`ranges`) +
+            FfiConverterOptionalTypeTestValidators.allocationSize(value.`validators`) +
+            FfiConverterOptionalULong.allocationSize(value.`rate`) +
+            FfiConverterULong.allocationSize(value.`latencyMs`) +
+            FfiConverterOptionalULong.allocationSize(value.`changeEvery`) +
+            FfiConverterOptionalULong.allocationSize(value.`dropAfter`) +
+            FfiConverterULong.allocationSize(value.`dropRequests`) +
+            FfiConverterOptionalULong.allocationSize(value.`stallAfter`) +
+            FfiConverterULong.allocationSize(value.`stallRequests`) +
+            FfiConverterULong.allocationSize(value.`stallMs`) +
+            FfiConverterUShort.allocationSize(value.`busyStatus`) +
+            FfiConverterULong.allocationSize(value.`busyRequests`) +
+            FfiConverterULong.allocationSize(value.`retryAfterSecs`) +
+            FfiConverterBoolean.allocationSize(value.`chunked`) +
+            FfiConverterULong.allocationSize(value.`shortBy`) +
+            FfiConverterULong.allocationSize(value.`shortRequests`)
+    )
+
+    override fun write(value: TestServerConfig, buf: ByteBuffer) {
+            FfiConverterULong.write(value.`size`, buf)
+            FfiConverterULong.write(value.`seed`, buf)
+            FfiConverterBoolean.write(value.`ranges`, buf)
+            FfiConverterOptionalTypeTestValidators.write(value.`validators`, buf)
+            FfiConverterOptionalULong.write(value.`rate`, buf)
+            FfiConverterULong.write(value.`latencyMs`, buf)
+            FfiConverterOptionalULong.write(value.`changeEvery`, buf)
+            FfiConverterOptionalULong.write(value.`dropAfter`, buf)
+            FfiConverterULong.write(value.`dropRequests`, buf)
+            FfiConverterOptionalULong.write(value.`stallAfter`, buf)
+            FfiConverterULong.write(value.`stallRequests`, buf)
+            FfiConverterULong.write(value.`stallMs`, buf)
+            FfiConverterUShort.write(value.`busyStatus`, buf)
+            FfiConverterULong.write(value.`busyRequests`, buf)
+            FfiConverterULong.write(value.`retryAfterSecs`, buf)
+            FfiConverterBoolean.write(value.`chunked`, buf)
+            FfiConverterULong.write(value.`shortBy`, buf)
+            FfiConverterULong.write(value.`shortRequests`, buf)
+    }
+}
+
+
+
+/**
+ * What the test server has sent.
+ */
+data class TestServerStats (
+    /**
+     * Requests for the file.
+     */
+    var `requests`: kotlin.ULong
+    , 
+    /**
+     * Body bytes of the file handed to the network.
+     */
+    var `bodyBytes`: kotlin.ULong
+    , 
+    /**
+     * Requests with `Range`.
+     */
+    var `rangedRequests`: kotlin.ULong
+    , 
+    /**
+     * Requests with `If-Range`.
+     */
+    var `ifRangeRequests`: kotlin.ULong
+    , 
+    /**
+     * Bodies being sent right now.
+     */
+    var `active`: kotlin.ULong
+    , 
+    /**
+     * Most bodies sent at once.
+     */
+    var `maxActive`: kotlin.ULong
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeTestServerStats: FfiConverterRustBuffer<TestServerStats> {
+    override fun read(buf: ByteBuffer): TestServerStats {
+        return TestServerStats(
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: TestServerStats) = (
+            FfiConverterULong.allocationSize(value.`requests`) +
+            FfiConverterULong.allocationSize(value.`bodyBytes`) +
+            FfiConverterULong.allocationSize(value.`rangedRequests`) +
+            FfiConverterULong.allocationSize(value.`ifRangeRequests`) +
+            FfiConverterULong.allocationSize(value.`active`) +
+            FfiConverterULong.allocationSize(value.`maxActive`)
+    )
+
+    override fun write(value: TestServerStats, buf: ByteBuffer) {
+            FfiConverterULong.write(value.`requests`, buf)
+            FfiConverterULong.write(value.`bodyBytes`, buf)
+            FfiConverterULong.write(value.`rangedRequests`, buf)
+            FfiConverterULong.write(value.`ifRangeRequests`, buf)
+            FfiConverterULong.write(value.`active`, buf)
+            FfiConverterULong.write(value.`maxActive`, buf)
     }
 }
 
@@ -6397,6 +7238,61 @@ public object FfiConverterTypeTaskState: FfiConverterRustBuffer<TaskState> {
 
 
 
+/**
+ * Which validators the test server sends.
+ */
+
+enum class TestValidators {
+    
+    /**
+     * A strong ETag and Last-Modified.
+     */
+    BOTH,
+    /**
+     * A strong ETag only.
+     */
+    E_TAG_ONLY,
+    /**
+     * Last-Modified only.
+     */
+    LAST_MODIFIED_ONLY,
+    /**
+     * A weak ETag only (no resume is safe).
+     */
+    WEAK_E_TAG,
+    /**
+     * None.
+     */
+    NONE;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeTestValidators: FfiConverterRustBuffer<TestValidators> {
+    override fun read(buf: ByteBuffer) = try {
+        TestValidators.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: TestValidators) = 4UL
+
+    override fun write(value: TestValidators, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
+
+
+
 
 /**
  * @suppress
@@ -6721,6 +7617,38 @@ public object FfiConverterOptionalTypeTaskErrorInfo: FfiConverterRustBuffer<Task
 /**
  * @suppress
  */
+public object FfiConverterOptionalTypeTestServerConfig: FfiConverterRustBuffer<TestServerConfig?> {
+    override fun read(buf: ByteBuffer): TestServerConfig? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeTestServerConfig.read(buf)
+    }
+
+    override fun allocationSize(value: TestServerConfig?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeTestServerConfig.allocationSize(value)
+        }
+    }
+
+    override fun write(value: TestServerConfig?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeTestServerConfig.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterOptionalTypeDownloadEvent: FfiConverterRustBuffer<DownloadEvent?> {
     override fun read(buf: ByteBuffer): DownloadEvent? {
         if (buf.get().toInt() == 0) {
@@ -6775,6 +7703,38 @@ public object FfiConverterOptionalTypeTaskState: FfiConverterRustBuffer<TaskStat
         } else {
             buf.put(1)
             FfiConverterTypeTaskState.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeTestValidators: FfiConverterRustBuffer<TestValidators?> {
+    override fun read(buf: ByteBuffer): TestValidators? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeTestValidators.read(buf)
+    }
+
+    override fun allocationSize(value: TestValidators?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeTestValidators.allocationSize(value)
+        }
+    }
+
+    override fun write(value: TestValidators?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeTestValidators.write(value, buf)
         }
     }
 }
