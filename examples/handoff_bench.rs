@@ -80,7 +80,7 @@ fn hand_off_100(work: &Path) -> f64 {
     ms
 }
 
-fn ingest_32(work: &Path) -> (f64, f64) {
+fn ingest_32(work: &Path) -> (f64, f64, u64) {
     let size = 64 * MIB;
     let server = LoopbackServer::start(ferry::engine::runtime::handle(), 0, Faults { rate: Some(2 * MIB), ..Faults::new(size) }).unwrap();
     let m = Manager::open(work.join("state-ingest"), Config::default()).unwrap();
@@ -92,7 +92,7 @@ fn ingest_32(work: &Path) -> (f64, f64) {
     })
     .unwrap();
     server.set(|f| f.rate = None);
-    let first = report.requests.iter().find(|r| r.end - r.start == 32 * MIB).or(report.requests.first()).unwrap().clone();
+    let first = report.requests.iter().max_by_key(|r| r.end - r.start).unwrap().clone();
     let chunk = work.join("chunk.tmp");
     let meta = os_fetch(&first, &chunk);
     let copy_src = work.join("copy-src");
@@ -109,7 +109,7 @@ fn ingest_32(work: &Path) -> (f64, f64) {
     eprintln!("ingest of {} MiB: {ingest_ms:.1} ms; copy + fsync: {copy_ms:.1} ms", (first.end - first.start) / MIB);
     m.cancel(&id).unwrap();
     m.shutdown_blocking();
-    (ingest_ms, copy_ms)
+    (ingest_ms, copy_ms, first.end - first.start)
 }
 
 fn take_back_1g(work: &Path) -> u64 {
@@ -158,9 +158,12 @@ fn main() {
     };
     std::fs::create_dir_all(&work).unwrap();
     let handoff_ms = hand_off_100(&work);
-    let (ingest_ms, copy_ms) = ingest_32(&work);
+    let (ingest_ms, copy_ms, chunk_bytes) = ingest_32(&work);
     let twice_bytes = take_back_1g(&work);
-    println!("{}", serde_json::json!({ "handoff_ms": handoff_ms, "ingest_ms": ingest_ms, "copy_ms": copy_ms, "twice_bytes": twice_bytes }));
+    println!(
+        "{}",
+        serde_json::json!({ "handoff_ms": handoff_ms, "ingest_ms": ingest_ms, "copy_ms": copy_ms, "chunk_bytes": chunk_bytes, "twice_bytes": twice_bytes })
+    );
     let _ = std::fs::remove_dir_all(&work);
 }
 
