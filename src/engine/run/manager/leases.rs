@@ -54,18 +54,9 @@ impl Manager {
     /// progress (never journaled; only ingested bytes count as written).
     pub fn note_os_progress(&self, os_tag: &str, bytes: u64) {
         let Some(lease) = lease_of_tag(os_tag) else { return };
-        let tasks: Vec<Arc<TaskEntry>> = self.inner.tasks.read().values().cloned().collect();
-        for e in tasks {
-            let mut g = e.inner.lock();
-            let Some(l) = g.leases.iter_mut().find(|l| l.id == lease) else { continue };
-            let bytes = l.length().map_or(bytes, |n| bytes.min(n));
-            if bytes != l.os_bytes {
-                l.os_bytes = bytes;
-                l.last_progress = Instant::now();
-            }
-            let total: u64 = g.leases.iter().map(|l| l.os_bytes).sum();
-            e.live.os_bytes.store(total, Ordering::Relaxed);
-            return;
+        let owner = self.inner.tasks.read().values().find(|e| e.inner.lock().leases.iter().any(|l| l.id == lease)).cloned();
+        if let Some(e) = owner {
+            self.inner.note_progress(&e, lease, bytes);
         }
     }
 
