@@ -39,9 +39,8 @@ impl Store {
         };
         let active: Vec<(String, i64, i64)> = {
             let mut stmt = tx.prepare("SELECT id, seq, state FROM tasks WHERE state IN (?1, ?2)")?;
-            let rows = stmt.query_map(params![TaskState::Queued.as_i64(), TaskState::Running.as_i64()], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })?;
+            let rows = stmt
+                .query_map(params![TaskState::Queued.as_i64(), TaskState::Running.as_i64()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             rows.collect::<rusqlite::Result<_>>()?
         };
         let mut live: Vec<String> = Vec::new();
@@ -83,8 +82,8 @@ impl Store {
         let mut held = Held { owners, seqs: Vec::new() };
         let mut conn = self.conn.lock();
         let marked: Vec<(String, i64, String, String)> = {
-            let mut stmt = conn
-                .prepare("SELECT id, seq, destination, part_file FROM tasks WHERE part_file LIKE '%@%' AND state NOT IN (?1, ?2)")?;
+            let mut stmt =
+                conn.prepare("SELECT id, seq, destination, part_file FROM tasks WHERE part_file LIKE '%@%' AND state NOT IN (?1, ?2)")?;
             let rows = stmt.query_map(params![TaskState::Completed.as_i64(), TaskState::Cancelled.as_i64()], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })?;
@@ -100,21 +99,51 @@ impl Store {
                 continue;
             }
             held.seqs.push(seq);
-            match crate::engine::storage::part_file::identity_of(Path::new(&destination)) {
-                Some(found) if found.publish_mark() == mark => {
-                    tracing::info!("{id}: its file is in place; recording the completion the last process did not");
-                    tx::complete(&tx, &id, found.len)?;
-                    published += 1;
-                }
-                _ => {
-                    tx::set_part_file(&tx, &id, Some(crate::engine::storage::part_file::Identity::file_part(&mark)))?;
-                }
+            if settle_mark(&tx, &id, &destination, &mark)? {
+                published += 1;
             }
         }
         tx.commit()?;
         Ok(published)
     }
 
+    /// [`Store::reconcile_published`] for one task whose process died while this one runs (the
+    /// caller holds the task's lock): true when its file turned out to be in place and the task is
+    /// now recorded completed.
+    pub fn settle_publish(&self, id: &str) -> Result<bool> {
+        self.write(|t| {
+            let marked: Option<(String, String)> = t
+                .query_row(
+                    "SELECT destination, part_file FROM tasks WHERE id = ?1 AND part_file LIKE '%@%' AND state NOT IN (?2, ?3)",
+                    params![id, TaskState::Completed.as_i64(), TaskState::Cancelled.as_i64()],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            match marked {
+                Some((destination, mark)) => settle_mark(t, id, &destination, &mark),
+                None => Ok(false),
+            }
+        })
+    }
+}
+
+/// Completes task `id` if its destination is the file its publish mark names; otherwise turns the
+/// stale mark back into the part file's identity. True when completed.
+fn settle_mark(tx: &Transaction<'_>, id: &str, destination: &str, mark: &str) -> Result<bool> {
+    match crate::engine::storage::part_file::identity_of(Path::new(destination)) {
+        Some(found) if found.publish_mark() == mark => {
+            tracing::info!("{id}: its file is in place; recording the completion the last process did not");
+            tx::complete(tx, id, found.len)?;
+            Ok(true)
+        }
+        _ => {
+            tx::set_part_file(tx, id, Some(crate::engine::storage::part_file::Identity::file_part(mark)))?;
+            Ok(false)
+        }
+    }
+}
+
+impl Store {
     /// Forgets tombstones older than [`GONE_KEPT_MS`], remembering the newest revision forgotten.
     pub(super) fn trim_gone(&self) -> Result<()> {
         let mut conn = self.conn.lock();
