@@ -2,6 +2,7 @@
 //! directory with test-sized timeouts, and bounded waits.
 #![allow(dead_code)]
 
+pub mod procs;
 pub mod raw;
 
 use ferry::engine::{runtime, Config, Limits, Manager, Request, RetryPolicy, TaskInfo};
