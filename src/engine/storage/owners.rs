@@ -72,21 +72,19 @@ impl Owners {
     /// Joins the processes that have `dir` open: the shared `flock` on `lock`, the `owners` file
     /// (checked to enforce its locks) and the presence lock. Call once per process and directory.
     pub fn open(dir: &Path) -> Result<Owners> {
-        let dir_lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join(LOCK_FILE))
-            .map_err(|e| if unwritable(&e) { read_only(dir, &e) } else { Error::io("opening the state lock", &e) })?;
+        let dir_lock = File::options().create(true).truncate(false).write(true).open(dir.join(LOCK_FILE)).map_err(|e| {
+            if unwritable(&e) {
+                read_only(dir, &e)
+            } else {
+                Error::io("opening the state lock", &e)
+            }
+        })?;
         match dir_lock.try_lock_shared() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
                 return Err(Error::new(
                     ErrorCode::StateDirLocked,
-                    format!(
-                        "state directory '{}' is held by an older version of ferry, which allows one process at a time",
-                        dir.display()
-                    ),
+                    format!("state directory '{}' is held by an older version of ferry, which allows one process at a time", dir.display()),
                 ))
             }
             Err(TryLockError::Error(e)) => {
@@ -97,8 +95,7 @@ impl Owners {
                 })
             }
         }
-        let file = LockFile::open(&dir.join(OWNERS_FILE))
-            .map_err(|e| if e.code() == ErrorCode::PermissionDenied { Error::new(e.code(), format!("state directory: {}", e.message())) } else { e })?;
+        let file = LockFile::open(&dir.join(OWNERS_FILE))?;
         file.probe(PROBE)?;
         if !file.try_lock(PRESENCE, false)? {
             return Err(Error::new(ErrorCode::StateDirLocked, format!("state directory '{}' is locked", dir.display())));

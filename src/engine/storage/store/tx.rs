@@ -5,8 +5,8 @@
 //! advances `clock` (see `shared.rs`); the journal's range offsets, part file identities and
 //! publish marks are this process's own business and stamp nothing.
 
-use super::*;
 pub use super::shared::{alloc_seq, changes};
+use super::*;
 
 /// The revision a row changed now is stamped with; [`touch`] must follow.
 const NEXT_REV: &str = "(SELECT rev FROM clock WHERE id = 0) + 1";
@@ -76,16 +76,18 @@ pub fn set_state(tx: &Transaction<'_>, id: &str, state: TaskState, error: Option
 
 /// Records that task `id`, found running without a live owner, is queued again.
 pub fn requeue(tx: &Transaction<'_>, id: &str) -> Result<()> {
-    tx.prepare_cached(&format!("UPDATE tasks SET state = ?2, updated_ms = ?3, rev = {NEXT_REV} WHERE id = ?1 AND state = ?4"))?.execute(
-        params![id, TaskState::Queued.as_i64(), now_ms(), TaskState::Running.as_i64()],
-    )?;
+    tx.prepare_cached(&format!("UPDATE tasks SET state = ?2, updated_ms = ?3, rev = {NEXT_REV} WHERE id = ?1 AND state = ?4"))?
+        .execute(params![id, TaskState::Queued.as_i64(), now_ms(), TaskState::Running.as_i64()])?;
     touch(tx)
 }
 
 /// Changes a task's priority.
 pub fn set_priority(tx: &Transaction<'_>, id: &str, priority: i32) -> Result<()> {
-    tx.prepare_cached(&format!("UPDATE tasks SET priority = ?2, updated_ms = ?3, rev = {NEXT_REV} WHERE id = ?1"))?
-        .execute(params![id, priority, now_ms()])?;
+    tx.prepare_cached(&format!("UPDATE tasks SET priority = ?2, updated_ms = ?3, rev = {NEXT_REV} WHERE id = ?1"))?.execute(params![
+        id,
+        priority,
+        now_ms()
+    ])?;
     touch(tx)
 }
 
@@ -108,8 +110,11 @@ pub fn delete_task(tx: &Transaction<'_>, id: &str) -> Result<()> {
     tx.prepare_cached("DELETE FROM ranges WHERE task_id = ?1")?.execute([id])?;
     let seq: Option<i64> = tx.prepare_cached("DELETE FROM tasks WHERE id = ?1 RETURNING seq")?.query_row([id], |r| r.get(0)).optional()?;
     if let Some(seq) = seq {
-        tx.prepare_cached(&format!("INSERT INTO gone (rev, id, seq, at_ms) VALUES ({NEXT_REV}, ?1, ?2, ?3)"))?
-            .execute(params![id, seq, now_ms()])?;
+        tx.prepare_cached(&format!("INSERT INTO gone (rev, id, seq, at_ms) VALUES ({NEXT_REV}, ?1, ?2, ?3)"))?.execute(params![
+            id,
+            seq,
+            now_ms()
+        ])?;
         touch(tx)?;
     }
     Ok(())
@@ -129,10 +134,10 @@ pub fn drop_journal(tx: &Transaction<'_>, id: &str) -> Result<()> {
 
 /// Records a completed task (size, no error, no part file); its journal is the caller's.
 pub fn record_completed(tx: &Transaction<'_>, id: &str, bytes: u64) -> Result<()> {
-    tx.prepare_cached(
-        &format!("UPDATE tasks SET state = ?2, error_code = NULL, error_message = NULL, error_http_status = NULL, bytes = ?3,
-                          total = ?3, part_file = NULL, updated_ms = ?4, control = NULL, rev = {NEXT_REV} WHERE id = ?1"),
-    )?
+    tx.prepare_cached(&format!(
+        "UPDATE tasks SET state = ?2, error_code = NULL, error_message = NULL, error_http_status = NULL, bytes = ?3,
+                          total = ?3, part_file = NULL, updated_ms = ?4, control = NULL, rev = {NEXT_REV} WHERE id = ?1"
+    ))?
     .execute(params![id, TaskState::Completed.as_i64(), bytes as i64, now_ms()])?;
     touch(tx)
 }
