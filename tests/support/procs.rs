@@ -50,8 +50,9 @@ pub struct Helper {
     pub max_connections_per_host: u32,
     /// Connections per task (`None`: automatic).
     pub connections: Option<u32>,
-    /// Stay open until every task in the table has settled (not only this helper's).
-    pub stay: bool,
+    /// Stay open until every task in the table has settled (not only this helper's), and the table
+    /// holds at least this many tasks.
+    pub stay: Option<usize>,
     pub env: Vec<(String, String)>,
 }
 
@@ -65,7 +66,7 @@ impl Helper {
             resume_on_open: false,
             max_connections_per_host: 16,
             connections: None,
-            stay: false,
+            stay: None,
             env: Vec::new(),
         }
     }
@@ -146,8 +147,10 @@ pub fn helper_main() {
     loop {
         let tasks = manager.list();
         let mine = |id: &str| results.iter().any(|r| r["id"] == id && r["ok"] == true);
-        let open = tasks.iter().filter(|t| t.state.is_active() && (spec["stay"].as_bool().unwrap() || mine(t.id.as_str()))).count();
-        if open == 0 || Instant::now() > deadline {
+        let stay = spec["stay"].as_u64();
+        let open = tasks.iter().filter(|t| t.state.is_active() && (stay.is_some() || mine(t.id.as_str()))).count();
+        let seen = stay.is_none_or(|n| tasks.len() as u64 >= n);
+        if (open == 0 && seen) || Instant::now() > deadline {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
