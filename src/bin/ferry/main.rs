@@ -292,7 +292,7 @@ async fn get(dir: &Path, a: GetArgs) -> Result<u8, Failure> {
     // The same download started in another process is followed there; if that process died
     // before finishing it, this one takes it over (a few times at most: each owner may die too).
     for _ in 0..8 {
-        let orphaned = matches!(outcome, progress::Outcome::Settled) && manager.state(id.as_str())? == TaskState::Queued;
+        let orphaned = matches!(outcome, progress::Outcome::Settled) && manager.state(id.as_str()).ok() == Some(TaskState::Queued);
         if !orphaned || manager.runs_here(id.as_str()) {
             break;
         }
@@ -390,9 +390,14 @@ async fn finish(manager: Manager, outcome: progress::Outcome, ids: &[ferry::engi
         .filter_map(|id| manager.status(id.as_str()).ok())
         .filter(|t| t.state != TaskState::Completed)
         .collect();
+    // Removed meanwhile (by another process sharing the state directory).
+    let removed: Vec<&ferry::engine::TaskId> = ids.iter().filter(|id| manager.state(id.as_str()).is_err()).collect();
     close(manager).await;
+    for id in &removed {
+        eprintln!("ferry: {id} was removed");
+    }
     if failed.is_empty() {
-        return Ok(0);
+        return Ok(if removed.is_empty() { 0 } else { 1 });
     }
     for t in &failed {
         match &t.error {
