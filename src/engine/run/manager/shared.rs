@@ -64,9 +64,49 @@ impl Inner {
                 }
             };
             let staged = self.stage(&mut s, changes);
-            self.absorb(&mut s, staged)
+            let controls = self.absorb(&mut s, staged);
+            self.foreign_progress(&s);
+            controls
         };
         self.apply_controls(controls);
+    }
+
+    /// Reads the bytes done of the tasks other processes run (their journal commits stamp no
+    /// revision) and reports them.
+    fn foreign_progress(&self, s: &Sched) {
+        let running: Vec<Arc<TaskEntry>> =
+            s.foreign.iter().filter_map(|id| self.find(id.as_str())).filter(|e| e.state() == TaskState::Running).collect();
+        if running.is_empty() {
+            return;
+        }
+        let ids: Vec<&str> = running.iter().map(|e| e.spec.id.as_str()).collect();
+        let Ok(progress) = self.env.store.progress_of(&ids) else { return };
+        let now = Instant::now();
+        for (e, (bytes, total)) in running.iter().zip(progress) {
+            self.show_progress(e, bytes, total, now);
+        }
+    }
+
+    /// The progress of a task another process runs: counters, speed, and an event when it moved.
+    fn show_progress(&self, e: &TaskEntry, bytes: u64, total: Option<u64>, now: Instant) {
+        let speed = {
+            let mut g = e.inner.lock();
+            if g.state != TaskState::Running || g.last_reported == Some(bytes) {
+                return;
+            }
+            g.last_reported = Some(bytes);
+            g.resource.total = total.or(g.resource.total);
+            g.speed.sample(now, bytes)
+        };
+        e.live.bytes.store(bytes, Ordering::Relaxed);
+        if let Some(t) = total {
+            e.live.total.store(t, Ordering::Relaxed);
+        }
+        let eta_seconds = match total {
+            Some(t) if speed > 0.0 => Some(t.saturating_sub(bytes) as f64 / speed),
+            _ => None,
+        };
+        self.events.progress(ProgressEvent { id: e.spec.id.clone(), bytes, total, speed, eta_seconds });
     }
 
     /// First step of a sync: the claims follow the changed rows, and new tasks get entries (not
@@ -194,8 +234,7 @@ impl Inner {
 
     /// A task another process runs (or nobody does) takes what its row says.
     fn mirror(&self, e: &TaskEntry, row: &TaskRow, now: Instant) {
-        let bytes = row.bytes;
-        let (from, speed) = {
+        let from = {
             let mut g = e.inner.lock();
             let from = g.state;
             g.state = row.state;
@@ -204,27 +243,20 @@ impl Inner {
             g.updated_ms = row.updated_ms;
             g.resource.total = row.total;
             g.dormant = false;
-            let speed = if row.state == TaskState::Running { g.speed.sample(now, bytes) } else { 0.0 };
             if !row.state.is_active() {
                 g.speed.reset();
             }
-            let moved = g.last_reported != Some(bytes);
-            g.last_reported = Some(bytes);
-            (from, moved.then_some(speed))
+            from
         };
-        e.live.bytes.store(bytes, Ordering::Relaxed);
-        e.live.total.store(row.total.unwrap_or(super::super::table::UNKNOWN), Ordering::Relaxed);
+        if row.state != TaskState::Running {
+            e.live.bytes.store(row.bytes, Ordering::Relaxed);
+            e.live.total.store(row.total.unwrap_or(super::super::table::UNKNOWN), Ordering::Relaxed);
+        }
         if from != row.state {
             e.state_tx.send_replace(row.state);
             self.events.state(StateEvent { id: e.spec.id.clone(), from: Some(from), to: row.state, error: row.error.clone() });
         }
-        if let (TaskState::Running, Some(speed)) = (row.state, speed) {
-            let eta_seconds = match row.total {
-                Some(t) if speed > 0.0 => Some(t.saturating_sub(bytes) as f64 / speed),
-                _ => None,
-            };
-            self.events.progress(ProgressEvent { id: e.spec.id.clone(), bytes, total: row.total, speed, eta_seconds });
-        }
+        self.show_progress(e, row.bytes, row.total, now);
     }
 
     /// Looks, a few hundred tasks per call, for tasks queued or running in the table whose owner

@@ -3,9 +3,15 @@
 use super::*;
 
 impl Store {
-    /// Inserts new tasks in one transaction (rows carry their `seq`; see [`tx::alloc_seq`]).
+    /// Inserts new tasks in one transaction, with the sequence numbers they carry (the counter of
+    /// [`tx::alloc_seq`] moves past them).
     pub fn insert_tasks(&self, rows: &[TaskRow]) -> Result<()> {
-        self.write(|t| tx::insert_tasks(t, rows))
+        self.write(|t| {
+            tx::insert_tasks(t, rows)?;
+            let last = rows.iter().map(|t| t.seq).max().unwrap_or(0);
+            t.prepare_cached("UPDATE clock SET next_seq = MAX(next_seq, ?1) WHERE id = 0")?.execute([last + 1])?;
+            Ok(())
+        })
     }
 
     /// Records a state change (and the error, and the byte count).

@@ -1,9 +1,10 @@
 //! What processes sharing the table tell each other through it.
 //!
 //! - Revisions: `clock.rev` counts the table's visible changes; every statement that changes what
-//!   another process shows (a new task, a state, an error, a priority, the bytes done, the length,
-//!   a control request) stamps its row with the next revision (`tx.rs`), and a removed task leaves
-//!   its id in `gone` with one. A process remembers the revision it has seen and reads only the
+//!   another process shows (a new task, a state, an error, a priority, the length, a control
+//!   request) stamps its row with the next revision (`tx.rs`), and a removed task leaves its id in
+//!   `gone` with one. The bytes done change at every journal commit and stamp nothing: a process
+//!   reads them for the tasks it sees running elsewhere ([`Store::progress_of`]). A process remembers the revision it has seen and reads only the
 //!   rows stamped later ([`Store::changes_since`], an index range), and only when another
 //!   connection committed at all (`PRAGMA data_version`, [`Store::foreign_commits`]).
 //! - Control: a pause, cancel or remove asked of a task that another process runs is written to
@@ -79,9 +80,8 @@ pub fn changes(conn: &Connection, since: i64) -> Result<Changes> {
 
 /// Hands out `n` consecutive sequence numbers; returns the first.
 pub fn alloc_seq(tx: &Transaction<'_>, n: usize) -> Result<i64> {
-    let first: i64 = tx.query_row("SELECT next_seq FROM clock WHERE id = 0", [], |r| r.get(0))?;
-    tx.execute("UPDATE clock SET next_seq = ?1 WHERE id = 0", [first + n as i64])?;
-    Ok(first)
+    let n = n as i64;
+    Ok(tx.prepare_cached("UPDATE clock SET next_seq = next_seq + ?1 WHERE id = 0 RETURNING next_seq - ?1")?.query_row([n], |r| r.get(0))?)
 }
 
 impl Store {
@@ -121,6 +121,19 @@ impl Store {
         drop(stmt);
         t.commit()?;
         Ok(Some((StoredTask { row, ranges }, control)))
+    }
+
+    /// The bytes done and length of tasks, as their owners' journals last recorded them (the
+    /// progress of tasks other processes run; it stamps no revision).
+    pub fn progress_of(&self, ids: &[&str]) -> Result<Vec<(u64, Option<u64>)>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached("SELECT bytes, total FROM tasks WHERE id = ?1")?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let found = stmt.query_row([id], |r| Ok((u(r.get(0)?), r.get::<_, Option<i64>>(1)?.map(u)))).optional()?;
+            out.push(found.unwrap_or((0, None)));
+        }
+        Ok(out)
     }
 
     /// Asks the process that runs task `id` to pause, cancel or remove it. False when the task is

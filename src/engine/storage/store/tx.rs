@@ -2,8 +2,8 @@
 //! writes, which the runner and the publisher batch with their own.
 //!
 //! A statement that changes what other processes show stamps its row with the next revision and
-//! advances `clock` (see `shared.rs`); the journal's range offsets, part file identities and
-//! publish marks are this process's own business and stamp nothing.
+//! advances `clock` (see `shared.rs`); the journal's range offsets and bytes done, part file
+//! identities and publish marks stamp nothing (the bytes are read where they are shown).
 
 pub use super::shared::{alloc_seq, changes};
 use super::*;
@@ -51,8 +51,6 @@ pub fn insert_tasks(tx: &Transaction<'_>, rows: &[TaskRow]) -> Result<()> {
             t.error.as_ref().and_then(|e| e.http_status).map(i64::from),
         ])?;
     }
-    // Rows inserted with a sequence number of their own (tests, imports) keep the counter ahead.
-    tx.prepare_cached("UPDATE clock SET next_seq = MAX(next_seq, (SELECT MAX(seq) FROM tasks) + 1) WHERE id = 0")?.execute([])?;
     touch(tx)
 }
 
@@ -207,11 +205,17 @@ pub fn write_durable(tx: &Transaction<'_>, id: &str, rows: &[SegmentRow]) -> Res
 
 /// Records the bytes-done hint shown by `list` in other processes, and that a queued task is
 /// running (the start of a run is not written on its own: a crash turns running back into
-/// queued anyway, so the first journal commit is soon enough).
+/// queued anyway, so the first journal commit is soon enough). Only that start stamps a revision:
+/// the bytes change at every journal commit, and the other processes read them for the tasks
+/// they see running ([`Store::progress_of`]) instead of having every commit move the task in the
+/// revision index.
 pub fn set_bytes(tx: &Transaction<'_>, id: &str, bytes: u64) -> Result<()> {
-    tx.prepare_cached(&format!(
-        "UPDATE tasks SET bytes = ?2, state = CASE state WHEN 0 THEN 1 ELSE state END, rev = {NEXT_REV} WHERE id = ?1"
-    ))?
-    .execute(params![id, bytes as i64])?;
-    touch(tx)
+    let started = tx
+        .prepare_cached(&format!("UPDATE tasks SET state = ?2, rev = {NEXT_REV} WHERE id = ?1 AND state = ?3"))?
+        .execute(params![id, TaskState::Running.as_i64(), TaskState::Queued.as_i64()])?;
+    if started > 0 {
+        touch(tx)?;
+    }
+    tx.prepare_cached("UPDATE tasks SET bytes = ?2 WHERE id = ?1")?.execute(params![id, bytes as i64])?;
+    Ok(())
 }
