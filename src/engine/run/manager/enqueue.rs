@@ -49,10 +49,21 @@ impl Inner {
                         };
                     }
                 }
-                r.validate_with(&mut dirs).map(Prepared::New)
+                match r.validate_with(&mut dirs) {
+                    Ok(spec) => Ok(Prepared::New(spec)),
+                    // The destination (or its part file) exists: perhaps because a live task, here
+                    // or in another process, is downloading into it. The claims tell (see `admit`).
+                    Err(e) if e.code() == ErrorCode::DestinationExists => match r.destination.clone() {
+                        Some(dest) => Ok(Prepared::Exists(e, dest)),
+                        None => Err(e),
+                    },
+                    Err(e) => Err(e),
+                }
             })
             .collect();
         let stored = prepared.iter().any(|p| matches!(p, Ok(Prepared::New(spec)) if matches!(spec.output, Output::File(_))));
+        // (A chunk with nothing new to record decides its refusals against this process's view,
+        // which the sync above brought up to date.)
         let mut s = self.sched.lock();
         if !stored {
             // Memory and stream tasks live in this process only: nothing to write, or to lock.
@@ -136,6 +147,11 @@ impl Inner {
                 }
                 Ok(Prepared::Existing(id)) => {
                     out.results.push(Ok(id));
+                    continue;
+                }
+                Ok(Prepared::Exists(e, dest)) => {
+                    let key = path_key(&dest);
+                    out.results.push(Err(claim_conflict(&s.claims, &out.dests, &dest, &key).unwrap_or(e)));
                     continue;
                 }
                 Ok(Prepared::New(spec)) => spec,
@@ -260,6 +276,9 @@ fn build(specs: Vec<TaskSpec>, first: i64) -> (Vec<Arc<TaskEntry>>, Vec<TaskRow>
 pub(super) enum Prepared {
     Existing(TaskId),
     New(TaskSpec),
+    /// Refused with `destination_exists`, unless a live task claims the destination (then
+    /// `destination_busy` says why better).
+    Exists(Error, PathBuf),
 }
 
 /// Why `dest` cannot be claimed: it is a live task's destination, a live task's part file
