@@ -51,11 +51,13 @@ impl Sched {
 impl Inner {
     /// Brings this process's view up to date with the table, if another process changed it.
     pub(super) fn sync(self: &Arc<Self>) {
+        // Looked at before the scheduler is locked: the table's connection may be busy with a
+        // sync of the WAL for a while, and the scheduler must not wait for it then.
+        if !self.env.store.foreign_commits() {
+            return;
+        }
         let controls = {
             let mut s = self.sched.lock();
-            if !self.env.store.foreign_commits() {
-                return;
-            }
             let changes = match self.env.store.changes_since(s.rev) {
                 Ok(c) => c,
                 Err(e) => {
