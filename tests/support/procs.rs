@@ -109,6 +109,10 @@ pub fn helper_main() {
     let config = Config {
         resume_on_open: spec["resume_on_open"].as_bool().unwrap(),
         progress_interval: Duration::from_millis(50),
+        // Eight helpers on two cores can stall a connection for seconds; one given up on while the
+        // server still sends would blur what the server counts.
+        idle_timeout: Duration::from_secs(30),
+        connect_timeout: Duration::from_secs(30),
         limits: Limits { max_connections_per_host: spec["max_connections_per_host"].as_u64().unwrap() as u32, ..Limits::default() },
         ..test_config()
     };
