@@ -240,7 +240,7 @@ fn the_per_host_connection_cap_holds_across_processes() {
     }
     let hosts = std::fs::File::open(state.join("hosts")).unwrap();
     let mut peak = 0;
-    let mut sample_for = |d: Duration, peak: &mut u64| {
+    let sample_for = |d: Duration, peak: &mut u64| {
         let until = Instant::now() + d;
         while Instant::now() < until {
             *peak = (*peak).max(slots_held(&hosts));
