@@ -101,31 +101,40 @@ impl Inner {
             self.env.store.requeue(id)?;
             crate::engine::storage::crash::point(CRASH_TAKEOVER);
         }
-        let bytes = if ranges.is_empty() {
-            if state == TaskState::Completed {
-                row.bytes
-            } else {
-                0
-            }
-        } else {
-            ranges.iter().map(|r| r.written - r.start).sum()
-        };
-        let from = {
+        let written = |rows: &[crate::engine::ranges::map::SegmentRow]| rows.iter().map(|r| r.written - r.start).sum::<u64>();
+        let (from, bytes, total) = {
             let mut g = e.inner.lock();
             let from = g.state;
             g.state = state;
             g.error = row.error.clone();
             g.priority = row.priority;
             g.updated_ms = row.updated_ms;
-            g.resource = Resource { total: row.total, validator: Validator::from_columns(row.etag.clone(), row.last_modified.clone()) };
-            g.journal = ranges;
-            g.part_file = row.part_file.as_deref().map(|p| Identity::file_part(p).to_string());
+            let resource = Resource { total: row.total, validator: Validator::from_columns(row.etag.clone(), row.last_modified.clone()) };
+            let part_file = row.part_file.as_deref().map(|p| Identity::file_part(p).to_string());
+            // This process may know more than the table: its last run's final journal write can
+            // fail (a directory turned read-only refuses the part file its name). The journal in
+            // memory wins when it describes the same file of the same resource and holds more;
+            // otherwise another process ran the task since, and the table is the truth.
+            let same_file = !g.journal.is_empty()
+                && g.part_file == part_file
+                && g.resource.total == resource.total
+                && g.resource.validator == resource.validator;
+            if !(same_file && written(&g.journal) >= written(&ranges)) {
+                g.resource = resource;
+                g.journal = ranges;
+                g.part_file = part_file;
+            }
             g.dormant = false;
             g.speed.reset();
-            from
+            let bytes = match (g.journal.is_empty(), state) {
+                (false, _) => written(&g.journal),
+                (true, TaskState::Completed) => row.bytes,
+                (true, _) => 0,
+            };
+            (from, bytes, g.resource.total)
         };
         e.live.bytes.store(bytes, Ordering::Relaxed);
-        e.live.total.store(row.total.unwrap_or(super::super::table::UNKNOWN), Ordering::Relaxed);
+        e.live.total.store(total.unwrap_or(super::super::table::UNKNOWN), Ordering::Relaxed);
         if let Some(dest) = e.spec.output.path() {
             let key = path_key(dest).into_owned();
             if live(state) {
