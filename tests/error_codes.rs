@@ -42,6 +42,7 @@ const PINNED: &[(&str, u16)] = &[
     ("permission_denied", 3003),
     ("state_dir_locked", 3004),
     ("database", 3005),
+    ("locks_unavailable", 3006),
     ("checksum_mismatch", 4001),
     ("size_mismatch", 4002),
     ("memory_limit_exceeded", 4003),

@@ -583,7 +583,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_request_stop() != 49821:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_ferry_checksum_method_downloadmanager_resume() != 23791:
+    if lib.uniffi_ferry_checksum_method_downloadmanager_resume() != 65533:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_resume_all() != 33057:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -609,7 +609,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_wait() != 41379:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_ferry_checksum_constructor_downloadmanager_open() != 45135:
+    if lib.uniffi_ferry_checksum_constructor_downloadmanager_open() != 44864:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_eventlistener_on_event() != 7020:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -2225,6 +2225,8 @@ class ErrorCode(enum.Enum):
     
     DATABASE = 3005
     
+    LOCKS_UNAVAILABLE = 3006
+    
     CHECKSUM_MISMATCH = 4001
     
     SIZE_MISMATCH = 4002
@@ -2324,20 +2326,22 @@ class _UniffiFfiConverterTypeErrorCode(_UniffiConverterRustBuffer):
         if variant == 38:
             return ErrorCode.DATABASE
         if variant == 39:
-            return ErrorCode.CHECKSUM_MISMATCH
+            return ErrorCode.LOCKS_UNAVAILABLE
         if variant == 40:
-            return ErrorCode.SIZE_MISMATCH
+            return ErrorCode.CHECKSUM_MISMATCH
         if variant == 41:
-            return ErrorCode.MEMORY_LIMIT_EXCEEDED
+            return ErrorCode.SIZE_MISMATCH
         if variant == 42:
-            return ErrorCode.CANCELLED
+            return ErrorCode.MEMORY_LIMIT_EXCEEDED
         if variant == 43:
-            return ErrorCode.INTERRUPTED
+            return ErrorCode.CANCELLED
         if variant == 44:
-            return ErrorCode.SHUT_DOWN
+            return ErrorCode.INTERRUPTED
         if variant == 45:
-            return ErrorCode.SINK_REJECTED
+            return ErrorCode.SHUT_DOWN
         if variant == 46:
+            return ErrorCode.SINK_REJECTED
+        if variant == 47:
             return ErrorCode.INTERNAL
         raise InternalError("Raw enum value doesn't match any cases")
 
@@ -2418,6 +2422,8 @@ class _UniffiFfiConverterTypeErrorCode(_UniffiConverterRustBuffer):
         if value == ErrorCode.STATE_DIR_LOCKED:
             return
         if value == ErrorCode.DATABASE:
+            return
+        if value == ErrorCode.LOCKS_UNAVAILABLE:
             return
         if value == ErrorCode.CHECKSUM_MISMATCH:
             return
@@ -2515,22 +2521,24 @@ class _UniffiFfiConverterTypeErrorCode(_UniffiConverterRustBuffer):
             buf.write_i32(37)
         if value == ErrorCode.DATABASE:
             buf.write_i32(38)
-        if value == ErrorCode.CHECKSUM_MISMATCH:
+        if value == ErrorCode.LOCKS_UNAVAILABLE:
             buf.write_i32(39)
-        if value == ErrorCode.SIZE_MISMATCH:
+        if value == ErrorCode.CHECKSUM_MISMATCH:
             buf.write_i32(40)
-        if value == ErrorCode.MEMORY_LIMIT_EXCEEDED:
+        if value == ErrorCode.SIZE_MISMATCH:
             buf.write_i32(41)
-        if value == ErrorCode.CANCELLED:
+        if value == ErrorCode.MEMORY_LIMIT_EXCEEDED:
             buf.write_i32(42)
-        if value == ErrorCode.INTERRUPTED:
+        if value == ErrorCode.CANCELLED:
             buf.write_i32(43)
-        if value == ErrorCode.SHUT_DOWN:
+        if value == ErrorCode.INTERRUPTED:
             buf.write_i32(44)
-        if value == ErrorCode.SINK_REJECTED:
+        if value == ErrorCode.SHUT_DOWN:
             buf.write_i32(45)
-        if value == ErrorCode.INTERNAL:
+        if value == ErrorCode.SINK_REJECTED:
             buf.write_i32(46)
+        if value == ErrorCode.INTERNAL:
+            buf.write_i32(47)
 
 
 
@@ -5863,6 +5871,16 @@ class DownloadManagerProtocol(typing.Protocol):
     """
     A download manager over one state directory (its persistent task table). Opening the same
     directory twice in one process gives the same underlying manager.
+
+    Several processes may have one state directory open at once (an app and its extension or
+    widget in an App Group container, an app and its worker process). Shared between them: the
+    task table (every process lists every task, with the progress its owner's journal records,
+    seen within a progress interval), destination claims and ids, the per-host connection cap, and
+    pause / cancel / remove (a task another process runs is paused, cancelled or removed by that
+    process within a progress interval). Not shared: each process runs only the tasks it enqueued
+    or resumed (or, with `resume_on_open`, took over from a process that died), events report
+    what this process sees, `max_running_tasks` is per process, and memory and stream outputs stay
+    in the process that asked for them.
 """
     
     def add_listener(self, listener: EventListener) -> ListenerRegistration:
@@ -5980,7 +5998,7 @@ class DownloadManagerProtocol(typing.Protocol):
         raise NotImplementedError
     def resume(self, task_id: str) -> None:
         """
-        Resumes a paused or failed task.
+        Resumes a paused or failed task here (a task another process runs is left to it).
 """
         raise NotImplementedError
     def resume_all(self, ) -> int:
@@ -6058,13 +6076,26 @@ class DownloadManager(DownloadManagerProtocol):
     """
     A download manager over one state directory (its persistent task table). Opening the same
     directory twice in one process gives the same underlying manager.
+
+    Several processes may have one state directory open at once (an app and its extension or
+    widget in an App Group container, an app and its worker process). Shared between them: the
+    task table (every process lists every task, with the progress its owner's journal records,
+    seen within a progress interval), destination claims and ids, the per-host connection cap, and
+    pause / cancel / remove (a task another process runs is paused, cancelled or removed by that
+    process within a progress interval). Not shared: each process runs only the tasks it enqueued
+    or resumed (or, with `resume_on_open`, took over from a process that died), events report
+    what this process sees, `max_running_tasks` is per process, and memory and stream outputs stay
+    in the process that asked for them.
 """
     
     _handle: ctypes.c_uint64
     @classmethod
     def open(cls, state_dir: str,config: typing.Union[object, typing.Optional[ManagerConfig]] = _DEFAULT) -> DownloadManager:
         """
-        Opens (creating if needed) the manager of `state_dir`.
+        Opens (creating if needed) the manager of `state_dir`, which other processes may have open
+        too. Errors: `LocksUnavailable` where the directory's file system has no working file locks
+        (processes could not tell who runs a task), `PermissionDenied` where it cannot be written,
+        `StateDirLocked` while an older version of Ferry (one process at a time) holds it.
 """
         
         _UniffiFfiConverterString.check_lower(state_dir)
@@ -6524,7 +6555,7 @@ class DownloadManager(DownloadManagerProtocol):
         )
     def resume(self, task_id: str) -> None:
         """
-        Resumes a paused or failed task.
+        Resumes a paused or failed task here (a task another process runs is left to it).
 """
         
         _UniffiFfiConverterString.check_lower(task_id)

@@ -31,6 +31,10 @@ class Manager:
     resume when the directory is opened again, which the same process may then do). Every call
     raises `DownloadError` on failure (`SHUT_DOWN` once closed).
     `manager.ffi` is the generated `DownloadManager`, for anything not wrapped here.
+
+    Other processes may have the same state directory open (see "Several processes" in
+    python/README.md): every process lists every task; each runs the ones it enqueued or resumed.
+    Opening raises `LOCKS_UNAVAILABLE` on a file system without working file locks.
     """
 
     def __init__(self, state_dir: "os.PathLike | str", config: Optional[ManagerConfig] = None):

@@ -8,6 +8,16 @@ use std::sync::Arc;
 
 /// A download manager over one state directory (its persistent task table). Opening the same
 /// directory twice in one process gives the same underlying manager.
+///
+/// Several processes may have one state directory open at once (an app and its extension or
+/// widget in an App Group container, an app and its worker process). Shared between them: the
+/// task table (every process lists every task, with the progress its owner's journal records,
+/// seen within a progress interval), destination claims and ids, the per-host connection cap, and
+/// pause / cancel / remove (a task another process runs is paused, cancelled or removed by that
+/// process within a progress interval). Not shared: each process runs only the tasks it enqueued
+/// or resumed (or, with `resume_on_open`, took over from a process that died), events report
+/// what this process sees, `max_running_tasks` is per process, and memory and stream outputs stay
+/// in the process that asked for them.
 #[derive(uniffi::Object)]
 pub struct DownloadManager {
     pub(crate) inner: engine::Manager,
@@ -17,7 +27,10 @@ type R<T> = Result<T, DownloadError>;
 
 #[uniffi::export]
 impl DownloadManager {
-    /// Opens (creating if needed) the manager of `state_dir`.
+    /// Opens (creating if needed) the manager of `state_dir`, which other processes may have open
+    /// too. Errors: `LocksUnavailable` where the directory's file system has no working file locks
+    /// (processes could not tell who runs a task), `PermissionDenied` where it cannot be written,
+    /// `StateDirLocked` while an older version of Ferry (one process at a time) holds it.
     #[uniffi::constructor(default(config = None))]
     pub fn open(state_dir: String, config: Option<ManagerConfig>) -> R<Arc<Self>> {
         let inner = engine::Manager::open(state_dir, config.unwrap_or_default().into())?;
@@ -68,7 +81,7 @@ impl DownloadManager {
         Ok(self.inner.pause(&task_id)?)
     }
 
-    /// Resumes a paused or failed task.
+    /// Resumes a paused or failed task here (a task another process runs is left to it).
     pub fn resume(&self, task_id: String) -> R<()> {
         Ok(self.inner.resume(&task_id)?)
     }

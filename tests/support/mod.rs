@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod os_fetch;
+pub mod procs;
 pub mod raw;
 
 use ferry::engine::{runtime, Config, Limits, Manager, Request, RetryPolicy, TaskInfo};

@@ -874,6 +874,16 @@ public func FfiConverterTypeChunkSink_lower(_ value: ChunkSink) -> UInt64 {
 /**
  * A download manager over one state directory (its persistent task table). Opening the same
  * directory twice in one process gives the same underlying manager.
+ *
+ * Several processes may have one state directory open at once (an app and its extension or
+ * widget in an App Group container, an app and its worker process). Shared between them: the
+ * task table (every process lists every task, with the progress its owner's journal records,
+ * seen within a progress interval), destination claims and ids, the per-host connection cap, and
+ * pause / cancel / remove (a task another process runs is paused, cancelled or removed by that
+ * process within a progress interval). Not shared: each process runs only the tasks it enqueued
+ * or resumed (or, with `resume_on_open`, took over from a process that died), events report
+ * what this process sees, `max_running_tasks` is per process, and memory and stream outputs stay
+ * in the process that asked for them.
  */
 public protocol DownloadManagerProtocol: AnyObject, Sendable {
     
@@ -1019,7 +1029,7 @@ public protocol DownloadManagerProtocol: AnyObject, Sendable {
     func remove(taskId: String, deleteFile: Bool) throws 
     
     /**
-     * Resumes a paused or failed task.
+     * Resumes a paused or failed task here (a task another process runs is left to it).
      */
     func resume(taskId: String) throws 
     
@@ -1069,6 +1079,16 @@ public protocol DownloadManagerProtocol: AnyObject, Sendable {
 /**
  * A download manager over one state directory (its persistent task table). Opening the same
  * directory twice in one process gives the same underlying manager.
+ *
+ * Several processes may have one state directory open at once (an app and its extension or
+ * widget in an App Group container, an app and its worker process). Shared between them: the
+ * task table (every process lists every task, with the progress its owner's journal records,
+ * seen within a progress interval), destination claims and ids, the per-host connection cap, and
+ * pause / cancel / remove (a task another process runs is paused, cancelled or removed by that
+ * process within a progress interval). Not shared: each process runs only the tasks it enqueued
+ * or resumed (or, with `resume_on_open`, took over from a process that died), events report
+ * what this process sees, `max_running_tasks` is per process, and memory and stream outputs stay
+ * in the process that asked for them.
  */
 open class DownloadManager: DownloadManagerProtocol, @unchecked Sendable {
     fileprivate let handle: UInt64
@@ -1122,7 +1142,10 @@ open class DownloadManager: DownloadManagerProtocol, @unchecked Sendable {
 
     
     /**
-     * Opens (creating if needed) the manager of `state_dir`.
+     * Opens (creating if needed) the manager of `state_dir`, which other processes may have open
+     * too. Errors: `LocksUnavailable` where the directory's file system has no working file locks
+     * (processes could not tell who runs a task), `PermissionDenied` where it cannot be written,
+     * `StateDirLocked` while an older version of Ferry (one process at a time) holds it.
      */
 public static func `open`(stateDir: String, config: ManagerConfig? = nil)throws  -> DownloadManager  {
     return try  FfiConverterTypeDownloadManager_lift(try rustCallWithError(FfiConverterTypeDownloadError_lift) {
@@ -1509,7 +1532,7 @@ open func remove(taskId: String, deleteFile: Bool = false)throws   {try rustCall
 }
     
     /**
-     * Resumes a paused or failed task.
+     * Resumes a paused or failed task here (a task another process runs is left to it).
      */
 open func resume(taskId: String)throws   {try rustCallWithError(FfiConverterTypeDownloadError_lift) {
         uniffiCallStatus in
@@ -4876,6 +4899,7 @@ public enum ErrorCode: UInt16, Equatable, Hashable {
     case permissionDenied = 3003
     case stateDirLocked = 3004
     case database = 3005
+    case locksUnavailable = 3006
     case checksumMismatch = 4001
     case sizeMismatch = 4002
     case memoryLimitExceeded = 4003
@@ -4981,21 +5005,23 @@ public struct FfiConverterTypeErrorCode: FfiConverterRustBuffer {
         
         case 38: return .database
         
-        case 39: return .checksumMismatch
+        case 39: return .locksUnavailable
         
-        case 40: return .sizeMismatch
+        case 40: return .checksumMismatch
         
-        case 41: return .memoryLimitExceeded
+        case 41: return .sizeMismatch
         
-        case 42: return .cancelled
+        case 42: return .memoryLimitExceeded
         
-        case 43: return .interrupted
+        case 43: return .cancelled
         
-        case 44: return .shutDown
+        case 44: return .interrupted
         
-        case 45: return .sinkRejected
+        case 45: return .shutDown
         
-        case 46: return .`internal`
+        case 46: return .sinkRejected
+        
+        case 47: return .`internal`
         
         default: throw UniffiInternalError.unexpectedEnumCase
         }
@@ -5157,36 +5183,40 @@ public struct FfiConverterTypeErrorCode: FfiConverterRustBuffer {
             writeInt(&buf, Int32(38))
         
         
-        case .checksumMismatch:
+        case .locksUnavailable:
             writeInt(&buf, Int32(39))
         
         
-        case .sizeMismatch:
+        case .checksumMismatch:
             writeInt(&buf, Int32(40))
         
         
-        case .memoryLimitExceeded:
+        case .sizeMismatch:
             writeInt(&buf, Int32(41))
         
         
-        case .cancelled:
+        case .memoryLimitExceeded:
             writeInt(&buf, Int32(42))
         
         
-        case .interrupted:
+        case .cancelled:
             writeInt(&buf, Int32(43))
         
         
-        case .shutDown:
+        case .interrupted:
             writeInt(&buf, Int32(44))
         
         
-        case .sinkRejected:
+        case .shutDown:
             writeInt(&buf, Int32(45))
         
         
-        case .`internal`:
+        case .sinkRejected:
             writeInt(&buf, Int32(46))
+        
+        
+        case .`internal`:
+            writeInt(&buf, Int32(47))
         
         }
     }
@@ -6681,7 +6711,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_ferry_checksum_method_downloadmanager_remove() != 45614) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_ferry_checksum_method_downloadmanager_resume() != 23791) {
+    if (uniffi_ferry_checksum_method_downloadmanager_resume() != 65533) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_ferry_checksum_method_downloadmanager_resume_all() != 33057) {
@@ -6741,7 +6771,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_ferry_checksum_method_testserver_url_named() != 25089) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_ferry_checksum_constructor_downloadmanager_open() != 45135) {
+    if (uniffi_ferry_checksum_constructor_downloadmanager_open() != 44864) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_ferry_checksum_constructor_testserver_start() != 10207) {

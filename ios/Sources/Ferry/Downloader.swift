@@ -21,8 +21,11 @@ public final class Downloader: Sendable {
     /// Event streams to finish at shutdown.
     let streams = EventStreams()
 
-    /// Opens (creating it if needed) the task table in `stateDirectory`.
-    /// - Throws: `FerryError`, e.g. `.stateDirLocked` if another process owns the directory.
+    /// Opens (creating it if needed) the task table in `stateDirectory`. Other processes (an app
+    /// extension, a widget, the app itself) may have the same directory open: see "Several
+    /// processes" in ios/README.md for what they share.
+    /// - Throws: `FerryError`, e.g. `.locksUnavailable` on a file system without working file
+    ///   locks, `.permissionDenied` for a directory that cannot be written.
     public convenience init(stateDirectory: String, config: ManagerConfig? = nil) throws {
         let manager = try ferry { try DownloadManager.open(stateDir: stateDirectory, config: config) }
         self.init(manager: manager)

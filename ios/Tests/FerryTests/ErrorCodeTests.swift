@@ -44,6 +44,7 @@ final class ErrorCodeTests: FerryTestCase {
         (.permissionDenied, "permission_denied", 3003),
         (.stateDirLocked, "state_dir_locked", 3004),
         (.database, "database", 3005),
+        (.locksUnavailable, "locks_unavailable", 3006),
         (.checksumMismatch, "checksum_mismatch", 4001),
         (.sizeMismatch, "size_mismatch", 4002),
         (.memoryLimitExceeded, "memory_limit_exceeded", 4003),

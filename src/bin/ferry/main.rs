@@ -5,13 +5,13 @@
 //! download was paused and can be finished with `ferry resume`).
 
 mod demo;
+mod list;
 mod progress;
 mod serve;
 
 use clap::{Args, Parser, Subcommand};
 use ferry::engine::{runtime, Config, Error, ErrorCode, Limits, Manager, Request, TaskInfo, TaskState};
 use sha2::{Digest, Sha256};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -159,7 +159,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
         Command::Get(a) => get(&dir, a).await,
         Command::Batch(a) => batch(&dir, a).await,
-        Command::List { json } => list(&dir, json),
+        Command::List { json } => list::run(&dir, json),
         Command::Resume { quiet } => resume(&dir, quiet).await,
         Command::Demo(a) => demo::run(a).await,
         Command::Serve(a) => serve::run(a).await,
@@ -288,7 +288,17 @@ async fn get(dir: &Path, a: GetArgs) -> Result<u8, Failure> {
     };
     let id = manager.enqueue(request)?;
     manager.resume(id.as_str())?;
-    let outcome = progress::follow(&manager, std::slice::from_ref(&id), a.quiet).await;
+    let mut outcome = progress::follow(&manager, std::slice::from_ref(&id), a.quiet).await;
+    // The same download started in another process is followed there; if that process died
+    // before finishing it, this one takes it over (a few times at most: each owner may die too).
+    for _ in 0..8 {
+        let orphaned = matches!(outcome, progress::Outcome::Settled) && manager.state(id.as_str()).ok() == Some(TaskState::Queued);
+        if !orphaned || manager.runs_here(id.as_str()) {
+            break;
+        }
+        manager.resume(id.as_str())?;
+        outcome = progress::follow(&manager, std::slice::from_ref(&id), a.quiet).await;
+    }
     finish(manager, outcome, &[id]).await
 }
 
@@ -351,7 +361,9 @@ async fn resume(dir: &Path, quiet: bool) -> Result<u8, Failure> {
         eprintln!("the machine rebooted since the last run: resuming from synced offsets only");
     }
     manager.resume_all();
-    let ids: Vec<_> = manager.list().into_iter().filter(|t| t.state.is_active()).map(|t| t.id).collect();
+    // Only what this process took: tasks that other processes run are theirs to finish.
+    let ids: Vec<_> =
+        manager.list().into_iter().filter(|t| t.state.is_active() && manager.runs_here(t.id.as_str())).map(|t| t.id).collect();
     if ids.is_empty() {
         if !quiet {
             eprintln!("nothing to resume");
@@ -378,9 +390,14 @@ async fn finish(manager: Manager, outcome: progress::Outcome, ids: &[ferry::engi
         .filter_map(|id| manager.status(id.as_str()).ok())
         .filter(|t| t.state != TaskState::Completed)
         .collect();
+    // Removed meanwhile (by another process sharing the state directory).
+    let removed: Vec<&ferry::engine::TaskId> = ids.iter().filter(|id| manager.state(id.as_str()).is_err()).collect();
     close(manager).await;
+    for id in &removed {
+        eprintln!("ferry: {id} was removed");
+    }
     if failed.is_empty() {
-        return Ok(0);
+        return Ok(if removed.is_empty() { 0 } else { 1 });
     }
     for t in &failed {
         match &t.error {
@@ -398,43 +415,6 @@ async fn finish(manager: Manager, outcome: progress::Outcome, ids: &[ferry::engi
 async fn close(manager: Manager) {
     manager.shutdown().await;
     std::mem::forget(manager);
-}
-
-fn list(dir: &Path, json: bool) -> Result<u8, Failure> {
-    let tasks = match Manager::list_read_only(dir) {
-        Ok(t) => t,
-        Err(e) if e.code() == ErrorCode::TaskNotFound => Vec::new(),
-        Err(e) => return Err(e.into()),
-    };
-    // A reader that stops early (`ferry list | head`) ends the listing quietly.
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    for t in tasks {
-        let written = if json {
-            let v = serde_json::json!({
-                "id": t.id.as_str(), "state": t.state.name(), "bytes": t.bytes, "total": t.total,
-                "progress": t.progress(), "destination": t.destination, "url": ferry::engine::redact_url(&t.url),
-                "error": t.error.as_ref().map(|e| serde_json::json!({"code": e.code.as_u16(), "message": e.message})),
-            });
-            writeln!(out, "{v}")
-        } else {
-            let total = t.total.map(|x| x.to_string()).unwrap_or_else(|| "?".into());
-            let dest = t.destination.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
-            writeln!(out, "{:<26} {:<9} {:>5.1}% {:>12}/{:<12} {}", t.id, t.state.name(), t.progress() * 100.0, t.bytes, total, dest)
-        };
-        if let Err(e) = written {
-            return stdout_failed(e);
-        }
-    }
-    out.flush().map_or_else(stdout_failed, |()| Ok(0))
-}
-
-/// A closed pipe is the reader's choice, not a failure; anything else is.
-fn stdout_failed(e: std::io::Error) -> Result<u8, Failure> {
-    if e.kind() == std::io::ErrorKind::BrokenPipe {
-        Ok(0)
-    } else {
-        Err(Failure { code: 3, message: format!("writing the listing: {e}") })
-    }
 }
 
 /// Polls a child process until it exits or `timeout` passes (then kills it).

@@ -1,7 +1,7 @@
 //! Following tasks to their end with a progress display; Ctrl-C (or SIGTERM) interrupts.
 //!
-//! The end is noticed the moment the scheduler goes idle ([`Manager::wait_idle`]), not at the next
-//! tick of a poll: a batch of small files finishes in well under a second, and a poll interval
+//! The end is noticed the moment the scheduler goes idle ([`Manager::wait_idle`]) and no task
+//! followed is still running in another process, not at the next tick of a poll: a batch of small files finishes in well under a second, and a poll interval
 //! would be a visible share of it. The bar is redrawn on a slow tick, and never when quiet.
 
 use ferry::engine::{Manager, TaskId, TaskState};
@@ -25,7 +25,13 @@ pub async fn follow(manager: &Manager, ids: &[TaskId], quiet: bool) -> Outcome {
             .progress_chars("=> "),
     );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let settled = manager.wait_idle();
+    let settled = async {
+        manager.wait_idle().await;
+        // A task another process runs (the same download started twice) ends there.
+        for id in ids {
+            let _ = manager.wait(id.as_str()).await;
+        }
+    };
     tokio::pin!(settled);
     let mut redraw = tokio::time::interval(Duration::from_millis(150));
     loop {

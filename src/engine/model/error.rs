@@ -57,6 +57,7 @@ pub enum ErrorCode {
     PermissionDenied = 3003,
     StateDirLocked = 3004,
     Database = 3005,
+    LocksUnavailable = 3006,
     // 4xxx: integrity of the downloaded bytes.
     ChecksumMismatch = 4001,
     SizeMismatch = 4002,
@@ -111,6 +112,7 @@ impl ErrorCode {
         Self::PermissionDenied,
         Self::StateDirLocked,
         Self::Database,
+        Self::LocksUnavailable,
         Self::ChecksumMismatch,
         Self::SizeMismatch,
         Self::MemoryLimitExceeded,
@@ -173,6 +175,7 @@ impl ErrorCode {
             PermissionDenied => "permission_denied",
             StateDirLocked => "state_dir_locked",
             Database => "database",
+            LocksUnavailable => "locks_unavailable",
             ChecksumMismatch => "checksum_mismatch",
             SizeMismatch => "size_mismatch",
             MemoryLimitExceeded => "memory_limit_exceeded",

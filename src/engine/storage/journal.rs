@@ -17,6 +17,10 @@ use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// Crash point (see [`super::crash`]) inside a journal transaction, its rows written and not yet
+/// committed: a process killed in the middle of a table write.
+pub const CRASH_COMMIT: &str = "journal:committing";
+
 /// Longest wait for a flush.
 const FLUSH_WAIT: Duration = Duration::from_secs(30);
 
@@ -143,6 +147,7 @@ fn commit(store: &Store, pending: &mut Vec<Arc<dyn JournalSource>>) {
             tracing::warn!("journal write failed: {e}");
         }
     }
+    super::crash::point(CRASH_COMMIT);
     if let Err(e) = t.commit() {
         tracing::warn!("journal commit failed: {e}");
     }

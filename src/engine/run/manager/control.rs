@@ -1,4 +1,6 @@
-//! What a caller does to a task: pause, resume, cancel, remove, reprioritise.
+//! What a caller does to a task: pause, resume, cancel, remove, reprioritise. A task another
+//! process runs is paused, cancelled or removed by that process (see `remote.rs`); resuming it
+//! does nothing while it runs there.
 
 use super::*;
 
@@ -38,7 +40,17 @@ impl Inner {
     pub(super) fn pause(self: &Arc<Self>, id: &str) -> Result<()> {
         let mut s = self.sched.lock();
         let e = self.entry(id)?;
-        if Self::cancel_pending(&e) {
+        if !self.take_for_control(&mut s, &e, Control::Pause)? {
+            return Ok(());
+        }
+        let paused = self.pause_locked(&mut s, &e);
+        self.settle_ownership(&mut s, &e);
+        paused
+    }
+
+    /// Pauses a task this process holds the lock of.
+    pub(super) fn pause_locked(&self, s: &mut Sched, e: &Arc<TaskEntry>) -> Result<()> {
+        if Self::cancel_pending(e) {
             return Ok(());
         }
         match e.state() {
@@ -46,14 +58,14 @@ impl Inner {
             TaskState::Queued => {
                 s.ready.remove(&e.spec.id);
                 e.inner.lock().dormant = false;
-                self.revoke_leases(&e);
-                self.transition(&e, Transition::Pause, None).map(drop)
+                self.revoke_leases(e);
+                self.transition(e, Transition::Pause, None).map(drop)
             }
             TaskState::Running => {
-                self.transition(&e, Transition::Pause, None)?;
-                Self::stop_runner(&e, StopReason::Pause);
+                self.transition(e, Transition::Pause, None)?;
+                Self::stop_runner(e, StopReason::Pause);
                 // The OS's chunks in flight are given up: a resume fetches their ranges again.
-                self.revoke_leases(&e);
+                self.revoke_leases(e);
                 Ok(())
             }
             other => Err(Error::new(ErrorCode::InvalidState, format!("cannot pause a task that is {other}"))),
@@ -67,40 +79,62 @@ impl Inner {
         {
             let mut s = self.sched.lock();
             let e = self.entry(id)?;
-            match e.state() {
-                TaskState::Running => return Ok(()),
-                TaskState::Queued => {
-                    let was_dormant = std::mem::replace(&mut e.inner.lock().dormant, false);
-                    if !was_dormant && s.ready.contains(&e.spec.id) {
-                        // Already waiting its turn (a batch resumed right after enqueueing it).
-                        return Ok(());
-                    }
-                }
-                TaskState::Paused | TaskState::Failed => {
-                    self.transition(&e, Transition::Resume, None)?;
-                }
-                other => return Err(Error::new(ErrorCode::InvalidState, format!("cannot resume a task that is {other}"))),
+            if !self.take_for_resume(&mut s, &e)? {
+                // Another process runs it.
+                return Ok(());
             }
-            let priority = e.inner.lock().priority;
-            s.ready.push(e.spec.id.clone(), e.spec.host_key(), priority, e.seq);
+            let resumed = self.resume_locked(&mut s, &e);
+            self.settle_ownership(&mut s, &e);
+            resumed?;
         }
         self.dispatch();
+        Ok(())
+    }
+
+    /// Queues a task this process holds the lock of.
+    fn resume_locked(&self, s: &mut Sched, e: &Arc<TaskEntry>) -> Result<()> {
+        match e.state() {
+            TaskState::Running => return Ok(()),
+            TaskState::Queued => {
+                let was_dormant = std::mem::replace(&mut e.inner.lock().dormant, false);
+                if !was_dormant && s.ready.contains(&e.spec.id) {
+                    // Already waiting its turn (a batch resumed right after enqueueing it).
+                    return Ok(());
+                }
+            }
+            TaskState::Paused | TaskState::Failed => {
+                self.transition(e, Transition::Resume, None)?;
+            }
+            other => return Err(Error::new(ErrorCode::InvalidState, format!("cannot resume a task that is {other}"))),
+        }
+        let priority = e.inner.lock().priority;
+        s.ready.push(e.spec.id.clone(), e.spec.host_key(), priority, e.seq);
         Ok(())
     }
 
     pub(super) fn cancel(self: &Arc<Self>, id: &str) -> Result<()> {
         let mut s = self.sched.lock();
         let e = self.entry(id)?;
+        if !self.take_for_control(&mut s, &e, Control::Cancel)? {
+            return Ok(());
+        }
+        let cancelled = self.cancel_locked(&mut s, &e);
+        self.settle_ownership(&mut s, &e);
+        cancelled
+    }
+
+    /// Cancels a task this process holds the lock of.
+    pub(super) fn cancel_locked(&self, s: &mut Sched, e: &Arc<TaskEntry>) -> Result<()> {
         match e.state() {
             TaskState::Completed | TaskState::Cancelled => Ok(()),
             _ => {
                 s.ready.remove(&e.spec.id);
                 // With a live runner the task turns cancelled once the runner stopped and the
                 // partial file is gone (see on_exit); otherwise right now, in the same order.
-                if !Self::stop_runner(&e, StopReason::Cancel) {
-                    self.discard_partial(&e);
-                    self.transition(&e, Transition::Cancel, None)?;
-                    release_claim(&mut s, &e);
+                if !Self::stop_runner(e, StopReason::Cancel) {
+                    self.discard_partial(e);
+                    self.transition(e, Transition::Cancel, None)?;
+                    release_claim(s, e);
                 }
                 Ok(())
             }
@@ -110,6 +144,17 @@ impl Inner {
     pub(super) fn remove(self: &Arc<Self>, id: &str, delete_file: bool) -> Result<()> {
         let mut s = self.sched.lock();
         let e = self.entry(id)?;
+        let control = if delete_file { Control::RemoveWithFile } else { Control::Remove };
+        if !self.take_for_control(&mut s, &e, control)? {
+            return Ok(());
+        }
+        let removed = self.remove_locked(&mut s, &e, delete_file);
+        self.settle_ownership(&mut s, &e);
+        removed
+    }
+
+    /// Removes a task this process holds the lock of.
+    pub(super) fn remove_locked(&self, s: &mut Sched, e: &Arc<TaskEntry>, delete_file: bool) -> Result<()> {
         e.delete_file.store(delete_file, Ordering::Release);
         e.removed.store(true, Ordering::Release);
         s.ready.remove(&e.spec.id);
@@ -119,13 +164,15 @@ impl Inner {
                 let _ = std::fs::remove_file(dest);
             }
         }
-        if !Self::stop_runner(&e, StopReason::Cancel) {
+        if !Self::stop_runner(e, StopReason::Cancel) {
             if state != TaskState::Completed {
-                self.discard_partial(&e);
+                self.discard_partial(e);
             }
             self.env.store.delete_task(e.spec.id.as_str())?;
             self.tasks.write().remove(&e.spec.id);
-            release_claim(&mut s, &e);
+            release_claim(s, e);
+            // Whoever waits on it learns that it is gone.
+            e.state_tx.send_modify(|_| {});
         }
         Ok(())
     }

@@ -8,6 +8,9 @@ impl Inner {
             return;
         }
         let mut s = self.sched.lock();
+        // Hosts whose slots other processes hold right now: their tasks wait for the next tick.
+        let mut blocked: Set<String> = Set::default();
+        s.starved = false;
         loop {
             if s.running.len() - s.publishing.len()
                 >= (s.limits.max_running_tasks as usize).min(crate::engine::storage::fd_table::running_cap())
@@ -21,13 +24,18 @@ impl Inner {
             }
             let Sched { ready, running, .. } = &mut *s;
             let hosts = &self.env.hosts;
-            let Some((id, host)) = ready.pop_best(|h| hosts.has_free(h), |id| running.contains_key(id)) else { break };
-            let Some(entry) = self.tasks.read().get(&id).cloned() else { continue };
-            let Some(slot) = hosts.try_acquire(&host) else {
-                ready.push(id, host, entry.inner.lock().priority, entry.seq);
+            let Some((id, host)) = ready.pop_best(|h| !blocked.contains(h) && hosts.has_free(h), |id| running.contains_key(id)) else {
                 break;
             };
+            let Some(entry) = self.tasks.read().get(&id).cloned() else { continue };
+            let Some(slot) = hosts.try_acquire(&host) else {
+                ready.push(id, host.clone(), entry.inner.lock().priority, entry.seq);
+                blocked.insert(host);
+                s.starved = true;
+                continue;
+            };
             if self.transition(&entry, Transition::Start, None).is_err() {
+                self.settle_ownership(&mut s, &entry);
                 continue;
             }
             let stop = CancellationToken::new();
@@ -173,6 +181,8 @@ impl Inner {
             if state == TaskState::Queued && !held && !s.ready.contains(&entry.spec.id) && !self.shutting_down.load(Ordering::Acquire) {
                 s.ready.push(entry.spec.id.clone(), entry.spec.host_key(), entry.inner.lock().priority, entry.seq);
             }
+            // Its state is in the table: another process may take it from here.
+            self.settle_ownership(&mut s, entry);
         }
         self.dispatch();
     }

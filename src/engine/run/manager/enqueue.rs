@@ -1,5 +1,6 @@
 //! Enqueueing: validation, idempotent ids, destination claims, and recording a batch in chunks.
 
+use super::shared::Staged;
 use super::*;
 
 impl Inner {
@@ -27,6 +28,9 @@ impl Inner {
         if self.shutting_down.load(Ordering::Acquire) {
             return requests.iter().map(|_| Err(Self::shutting_down_error())).collect();
         }
+        // Another process may have enqueued some of these ids: know its tasks first (one cheap
+        // look when no other process wrote anything).
+        self.sync();
         // Validate outside the lock; an id that already exists is checked for idempotency first,
         // because its destination may legitimately exist by now.
         let mut dirs = crate::engine::model::request::DirChecks::default();
@@ -45,121 +49,236 @@ impl Inner {
                         };
                     }
                 }
-                r.validate_with(&mut dirs).map(Prepared::New)
+                match r.validate_with(&mut dirs) {
+                    Ok(spec) => Ok(Prepared::New(spec)),
+                    // The destination (or its part file) exists: perhaps because a live task, here
+                    // or in another process, is downloading into it. The claims tell (see `admit`).
+                    Err(e) if e.code() == ErrorCode::DestinationExists => match r.destination.clone() {
+                        Some(dest) => Ok(Prepared::Exists(e, dest)),
+                        None => Err(e),
+                    },
+                    Err(e) => Err(e),
+                }
             })
             .collect();
-        let mut results: Vec<Result<TaskId>> = Vec::with_capacity(prepared.len());
-        let mut new_entries: Vec<Arc<TaskEntry>> = Vec::new();
-        let mut rows: Vec<TaskRow> = Vec::new();
+        let stored = prepared.iter().any(|p| matches!(p, Ok(Prepared::New(spec)) if matches!(spec.output, Output::File(_))));
+        // (A chunk with nothing new to record decides its refusals against this process's view,
+        // which the sync above brought up to date.)
         let mut s = self.sched.lock();
-        // The claims of this chunk's new tasks, by [`path_key`]: they join `claims` once recorded.
-        let mut batch_dests: Map<OsString, TaskId> = Map::with_capacity_and_hasher(prepared.len(), Default::default());
-        {
-            let tasks = self.tasks.read();
-            // Sized once: growing them rehashed every path key several times.
-            let mut batch_ids: Map<TaskId, usize> = Map::with_capacity_and_hasher(prepared.len(), Default::default());
-            s.claims.reserve(prepared.len());
-            for p in prepared {
-                let spec = match p {
-                    Err(e) => {
-                        results.push(Err(e));
-                        continue;
+        if !stored {
+            // Memory and stream tasks live in this process only: nothing to write, or to lock.
+            let mut admitted = self.admit(&s, prepared, None);
+            let (entries, _) = build(std::mem::take(&mut admitted.specs), s.next_seq);
+            s.next_seq += entries.len() as i64;
+            return self.record(s, admitted, entries, Vec::new());
+        }
+        // Stored tasks are decided under the table's write lock, against every process's tasks: the
+        // changes since this process last looked are read inside the transaction, so two processes
+        // can never both claim one destination or one id, and sequence numbers come from the table.
+        let mut locked: Vec<i64> = Vec::new();
+        let mut staged = None;
+        let mut pending = Some(prepared);
+        let mut admitted: Option<Admitted> = None;
+        let store = self.env.store.clone();
+        let written = store.write(|t| {
+            let changes = tx::changes(t, s.rev)?;
+            let st = self.stage(&mut s, changes);
+            let a = admitted.insert(self.admit(&s, pending.take().unwrap_or_default(), Some(&st)));
+            staged = Some(st);
+            let first = tx::alloc_seq(t, a.specs.len())?;
+            let (entries, rows) = build(std::mem::take(&mut a.specs), first);
+            for e in entries.iter().filter(|e| e.persisted) {
+                if !self.owners().try_own(e.seq)? {
+                    return Err(Error::internal(format!("the lock of new task '{}' is held by another process", e.spec.id)));
+                }
+                locked.push(e.seq);
+            }
+            tx::insert_tasks(t, &rows)?;
+            crate::engine::storage::crash::point(CRASH_ENQUEUE);
+            Ok((entries, tx::changes(t, i64::MAX)?.rev))
+        });
+        match (written, admitted) {
+            (Ok((entries, rev)), Some(admitted)) => {
+                let controls = staged.map(|st| self.absorb(&mut s, st)).unwrap_or_default();
+                // Everything up to `rev` is known here now: what the others wrote before, and this.
+                s.rev = s.rev.max(rev);
+                for e in entries.iter().filter(|e| e.persisted) {
+                    s.owned.insert(e.spec.id.clone(), e.seq);
+                }
+                if let Some(last) = entries.last() {
+                    s.next_seq = s.next_seq.max(last.seq + 1);
+                }
+                self.record(s, admitted, entries, controls)
+            }
+            (written, admitted) => {
+                let e = written.err().unwrap_or_else(|| Error::internal("enqueue recorded nothing"));
+                for seq in locked {
+                    self.owners().release(seq);
+                }
+                match admitted {
+                    Some(mut a) => {
+                        for &i in &a.new_at {
+                            a.results[i] = Err(e.clone());
+                        }
+                        a.results
                     }
-                    Ok(Prepared::Existing(id)) => {
-                        results.push(Ok(id));
-                        continue;
-                    }
-                    Ok(Prepared::New(spec)) => spec,
-                };
-                if let Some(existing) = tasks.get(&spec.id) {
-                    results.push(if existing.spec.same_request(&spec) && !existing.removed.load(Ordering::Acquire) {
-                        Ok(spec.id.clone())
-                    } else {
-                        Err(Error::new(ErrorCode::TaskIdConflict, format!("task '{}' already exists with a different request", spec.id)))
-                    });
-                    continue;
+                    None => pending.into_iter().flatten().map(|_| Err(e.clone())).collect(),
                 }
-                if let Some(&j) = batch_ids.get(&spec.id) {
-                    let same = new_entries[j].spec.same_request(&spec);
-                    results.push(if same {
-                        Ok(spec.id.clone())
-                    } else {
-                        Err(Error::new(ErrorCode::TaskIdConflict, format!("task '{}' appears twice in the batch", spec.id)))
-                    });
-                    continue;
-                }
-                if let Output::File(dest) = &spec.output {
-                    let key = path_key(dest);
-                    if let Some(busy) = claim_conflict(&s.claims, &batch_dests, dest, &key) {
-                        results.push(Err(busy));
-                        continue;
-                    }
-                    batch_dests.insert(key.into_owned(), spec.id.clone());
-                }
-                let seq = s.next_seq;
-                s.next_seq += 1;
-                let now = now_ms();
-                let persisted = matches!(spec.output, Output::File(_));
-                if persisted {
-                    rows.push(TaskRow {
-                        id: spec.id.as_str().to_string(),
-                        seq,
-                        url: spec.url.to_string(),
-                        destination: spec.output.path().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default(),
-                        headers: spec.headers.clone(),
-                        connections: spec.connections,
-                        sha256: spec.sha256.clone(),
-                        priority: spec.priority,
-                        overwrite: spec.overwrite,
-                        state: TaskState::Queued,
-                        total: None,
-                        etag: None,
-                        last_modified: None,
-                        bytes: 0,
-                        error: None,
-                        created_ms: now,
-                        updated_ms: now,
-                        part_file: None,
-                    });
-                }
-                let inner = EntryInner::new(TaskState::Queued, spec.priority, now);
-                let entry = TaskEntry::new(spec, seq, now, persisted, LiveProgress::new(0, None), inner);
-                // validate_destination refused an existing part file unless overwriting.
-                entry.no_part_yet.store(!entry.spec.overwrite, Ordering::Relaxed);
-                batch_ids.insert(entry.spec.id.clone(), new_entries.len());
-                results.push(Ok(entry.spec.id.clone()));
-                new_entries.push(entry);
             }
         }
-        if let Err(e) = self.env.store.insert_tasks(&rows) {
-            let failed: Vec<TaskId> = new_entries.iter().map(|e| e.spec.id.clone()).collect();
-            for r in results.iter_mut() {
-                if matches!(r, Ok(id) if failed.contains(id)) {
-                    *r = Err(e.clone());
+    }
+
+    /// Decides each prepared request of a chunk against the tasks known (this process's, and the
+    /// table's changes `staged` when given), the claims, and the chunk's own earlier requests.
+    fn admit(&self, s: &Sched, prepared: Vec<Result<Prepared>>, staged: Option<&Staged>) -> Admitted {
+        let tasks = self.tasks.read();
+        let mut out = Admitted {
+            results: Vec::with_capacity(prepared.len()),
+            specs: Vec::new(),
+            new_at: Vec::new(),
+            dests: Map::with_capacity_and_hasher(prepared.len(), Default::default()),
+        };
+        let mut batch_ids: Map<TaskId, usize> = Map::with_capacity_and_hasher(prepared.len(), Default::default());
+        for p in prepared {
+            let spec = match p {
+                Err(e) => {
+                    out.results.push(Err(e));
+                    continue;
                 }
+                Ok(Prepared::Existing(id)) => {
+                    out.results.push(Ok(id));
+                    continue;
+                }
+                Ok(Prepared::Exists(e, dest)) => {
+                    let key = path_key(&dest);
+                    out.results.push(Err(claim_conflict(&s.claims, &out.dests, &dest, &key).unwrap_or(e)));
+                    continue;
+                }
+                Ok(Prepared::New(spec)) => spec,
+            };
+            let known = match staged {
+                Some(st) => Self::known_entry(st, &tasks, spec.id.as_str()),
+                None => tasks.get(&spec.id),
+            };
+            if let Some(existing) = known {
+                out.results.push(if existing.spec.same_request(&spec) && !existing.removed.load(Ordering::Acquire) {
+                    Ok(spec.id.clone())
+                } else {
+                    Err(Error::new(ErrorCode::TaskIdConflict, format!("task '{}' already exists with a different request", spec.id)))
+                });
+                continue;
             }
-            return results;
+            if let Some(&j) = batch_ids.get(&spec.id) {
+                let same = out.specs[j].same_request(&spec);
+                out.results.push(if same {
+                    Ok(spec.id.clone())
+                } else {
+                    Err(Error::new(ErrorCode::TaskIdConflict, format!("task '{}' appears twice in the batch", spec.id)))
+                });
+                continue;
+            }
+            if let Output::File(dest) = &spec.output {
+                let key = path_key(dest);
+                if let Some(busy) = claim_conflict(&s.claims, &out.dests, dest, &key) {
+                    out.results.push(Err(busy));
+                    continue;
+                }
+                out.dests.insert(key.into_owned(), spec.id.clone());
+            }
+            batch_ids.insert(spec.id.clone(), out.specs.len());
+            out.new_at.push(out.results.len());
+            out.results.push(Ok(spec.id.clone()));
+            out.specs.push(spec);
         }
-        s.claims.extend(batch_dests);
+        out
+    }
+
+    /// Makes a chunk's recorded tasks live: claims, entries, the ready queue, events, a dispatch;
+    /// then the control requests a sync found for this process's tasks.
+    fn record(
+        self: &Arc<Self>,
+        mut s: parking_lot::MutexGuard<'_, Sched>,
+        admitted: Admitted,
+        entries: Vec<Arc<TaskEntry>>,
+        controls: Vec<(Arc<TaskEntry>, Control)>,
+    ) -> Vec<Result<TaskId>> {
+        s.claims.reserve(admitted.dests.len());
+        s.claims.extend(admitted.dests);
         {
             let mut tasks = self.tasks.write();
-            for e in &new_entries {
+            for e in &entries {
                 s.ready.push(e.spec.id.clone(), e.spec.host_key(), e.spec.priority, e.seq);
                 tasks.insert(e.spec.id.clone(), e.clone());
             }
         }
         drop(s);
-        for e in &new_entries {
+        for e in &entries {
             self.events.state(StateEvent { id: e.spec.id.clone(), from: None, to: TaskState::Queued, error: None });
         }
         self.dispatch();
-        results
+        self.apply_controls(controls);
+        admitted.results
     }
+}
+
+/// Crash point (see [`crate::engine::storage::crash`]) inside an enqueue's transaction, after its
+/// rows are inserted and before the commit.
+pub const CRASH_ENQUEUE: &str = "enqueue:inserted";
+
+/// A chunk's requests, decided: one result per request, and the new tasks with their claims.
+struct Admitted {
+    results: Vec<Result<TaskId>>,
+    specs: Vec<TaskSpec>,
+    /// Where the new tasks' results are in `results`.
+    new_at: Vec<usize>,
+    dests: Map<OsString, TaskId>,
+}
+
+/// Entries (and, for stored outputs, rows) for new tasks numbered from `first`.
+fn build(specs: Vec<TaskSpec>, first: i64) -> (Vec<Arc<TaskEntry>>, Vec<TaskRow>) {
+    let now = now_ms();
+    let mut entries = Vec::with_capacity(specs.len());
+    let mut rows = Vec::with_capacity(specs.len());
+    for (i, spec) in specs.into_iter().enumerate() {
+        let seq = first + i as i64;
+        let persisted = matches!(spec.output, Output::File(_));
+        if persisted {
+            rows.push(TaskRow {
+                id: spec.id.as_str().to_string(),
+                seq,
+                url: spec.url.to_string(),
+                destination: spec.output.path().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default(),
+                headers: spec.headers.clone(),
+                connections: spec.connections,
+                sha256: spec.sha256.clone(),
+                priority: spec.priority,
+                overwrite: spec.overwrite,
+                state: TaskState::Queued,
+                total: None,
+                etag: None,
+                last_modified: None,
+                bytes: 0,
+                error: None,
+                created_ms: now,
+                updated_ms: now,
+                part_file: None,
+            });
+        }
+        let inner = EntryInner::new(TaskState::Queued, spec.priority, now);
+        let entry = TaskEntry::new(spec, seq, now, persisted, LiveProgress::new(0, None), inner);
+        // validate_destination refused an existing part file unless overwriting.
+        entry.no_part_yet.store(!entry.spec.overwrite, Ordering::Relaxed);
+        entries.push(entry);
+    }
+    (entries, rows)
 }
 
 pub(super) enum Prepared {
     Existing(TaskId),
     New(TaskSpec),
+    /// Refused with `destination_exists`, unless a live task claims the destination (then
+    /// `destination_busy` says why better).
+    Exists(Error, PathBuf),
 }
 
 /// Why `dest` cannot be claimed: it is a live task's destination, a live task's part file

@@ -164,6 +164,7 @@ impl Inner {
                     if e.state() == TaskState::Running {
                         let _ = self.transition(&e, Transition::Fail, Some((&error).into()));
                     }
+                    self.settle_ownership(&mut self.sched.lock(), &e);
                 }
                 IngestOutcome::Rejected { task_id: Some(row.task_id), error, retryable, credentials, cancel_os_tags }
             }
@@ -298,7 +299,9 @@ impl Inner {
                     eta_seconds: Some(0.0),
                 });
                 let _ = self.transition(e, Transition::Complete, None);
-                release_claim(&mut self.sched.lock(), e);
+                let mut s = self.sched.lock();
+                release_claim(&mut s, e);
+                self.settle_ownership(&mut s, e);
                 true
             }
             Err(err) => {
@@ -308,6 +311,7 @@ impl Inner {
                     self.env.revoke(ended);
                 }
                 let _ = self.transition(e, Transition::Fail, Some((&err).into()));
+                self.settle_ownership(&mut self.sched.lock(), e);
                 false
             }
         }

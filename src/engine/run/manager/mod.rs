@@ -1,6 +1,11 @@
 //! The engine's public face: a [`Manager`] per state directory holds the global task table,
 //! schedules runners, and reports status and events.
 //!
+//! Several processes may open one state directory. Each runs the tasks it owns (see
+//! `storage::owners`: those it enqueued, resumed, or took over from a dead process) and mirrors the
+//! others from the table (`shared.rs`); a pause, cancel or remove of a task another process runs
+//! is written to the table for that process to apply (`remote.rs`).
+//!
 //! Lock order, everywhere: scheduler → task entry → store → event hub. Every state change goes
 //! through [`Inner::transition`], which applies [`next_state`], persists the row, wakes waiters and
 //! publishes the event, in that order.
@@ -20,8 +25,9 @@ use crate::engine::model::request::Request;
 use crate::engine::model::task::{next_state, Output, TaskError, TaskId, TaskInfo, TaskSpec, TaskState, Transition};
 use crate::engine::ranges::map::SegmentRow;
 use crate::engine::storage::journal::Journal;
+use crate::engine::storage::owners::Owners;
 use crate::engine::storage::part_file::part_path;
-use crate::engine::storage::store::{now_ms, LeaseState, Recovery, Store, StoredTask, TaskRow};
+use crate::engine::storage::store::{now_ms, tx, Control, LeaseState, Recovery, Store, StoredTask, TaskRow};
 use futures_util::FutureExt;
 use once_cell::sync::Lazy;
 use parking_lot::{Mutex, RwLock};
@@ -42,6 +48,8 @@ mod handoff;
 mod ingest;
 mod leases;
 mod open;
+mod remote;
+mod shared;
 mod transition;
 
 pub use budget::{RunBudget, RunOutcome, StopCause};
@@ -70,10 +78,20 @@ struct Sched {
     running: Map<TaskId, tokio::task::JoinHandle<()>>,
     /// Runners whose transfer is over and who only publish now: they hold no network slot.
     publishing: Set<TaskId>,
-    /// Destinations of unfinished tasks, keyed by [`path_key`].
+    /// Destinations of unfinished tasks (this process's and the others'), keyed by [`path_key`].
     claims: Map<OsString, TaskId>,
     next_seq: i64,
     limits: Limits,
+    /// Stored tasks whose lock in `owners` this process holds: queued here to run, or running.
+    owned: Map<TaskId, i64>,
+    /// Tasks queued or running in the table under another process, as last seen: checked for a
+    /// dead owner a few hundred at a time, each tick (`foreign_order` is the rotation).
+    foreign: Set<TaskId>,
+    foreign_order: std::collections::VecDeque<TaskId>,
+    /// The table revision this process's view of the other processes' tasks is at.
+    rev: i64,
+    /// A dispatch found a host's connection slots held by other processes: try again next tick.
+    starved: bool,
 }
 
 struct Inner {
@@ -123,19 +141,29 @@ impl Manager {
         self.inner.enqueue_batch(requests)
     }
 
-    /// A task's status.
+    /// A task's status. A task another process runs shows what the table last said (its progress
+    /// at the journal's cadence, seen within a progress interval); a task this process does not
+    /// know yet is looked up in the table.
     pub fn status(&self, id: &str) -> Result<TaskInfo> {
-        Ok(self.inner.entry(id)?.info())
+        Ok(self.inner.entry_or_sync(id)?.info())
     }
 
     /// A task's state alone: cheaper than [`Manager::status`] when that is all a caller needs
     /// (the CLI checks a whole batch with it before it exits).
     pub fn state(&self, id: &str) -> Result<TaskState> {
-        Ok(self.inner.entry(id)?.state())
+        Ok(self.inner.entry_or_sync(id)?.state())
     }
 
-    /// Every task, in enqueue order.
+    /// Whether this process runs the task, or has it queued to run (false for a task another
+    /// process runs, and for one nobody runs).
+    pub fn runs_here(&self, id: &str) -> bool {
+        let s = self.inner.sched.lock();
+        self.inner.find(id).is_some_and(|e| s.ready.contains(&e.spec.id) || s.running.contains_key(&e.spec.id))
+    }
+
+    /// Every task, in enqueue order: this process's and the other processes' (as the table says).
     pub fn list(&self) -> Vec<TaskInfo> {
+        self.inner.sync();
         let tasks = self.inner.tasks.read();
         let mut entries: Vec<&Arc<TaskEntry>> = tasks.values().collect();
         entries.sort_by_key(|e| e.seq);
@@ -147,19 +175,31 @@ impl Manager {
         self.inner.pause(id)
     }
 
-    /// Pauses every queued or running task; returns how many.
+    /// Pauses every task this process has queued or running, and those queued that nobody runs
+    /// (not those other processes run); returns how many.
     pub fn pause_all(&self) -> usize {
-        let ids: Vec<TaskId> = self.inner.tasks.read().values().filter(|e| e.state().is_active()).map(|e| e.spec.id.clone()).collect();
+        let ids: Vec<TaskId> = {
+            let s = self.inner.sched.lock();
+            let tasks = self.inner.tasks.read();
+            tasks
+                .values()
+                .filter(|e| e.state().is_active() && (shared::is_mine(&s, e) || e.inner.lock().dormant))
+                .map(|e| e.spec.id.clone())
+                .collect()
+        };
         ids.iter().filter(|id| self.inner.pause(id.as_str()).is_ok()).count()
     }
 
-    /// Resumes a paused or failed task (continuing from its journal).
+    /// Resumes a paused or failed task (continuing from its journal) in this process; a task
+    /// queued or running in another process is left to it.
     pub fn resume(&self, id: &str) -> Result<()> {
         self.inner.resume(id)
     }
 
-    /// Resumes everything unfinished: queued, paused, and failed tasks. Returns how many.
+    /// Resumes everything unfinished that no other process runs: queued, paused, and failed
+    /// tasks. Returns how many.
     pub fn resume_all(&self) -> usize {
+        self.inner.sync();
         let ids: Vec<TaskId> = self
             .inner
             .tasks
@@ -194,7 +234,8 @@ impl Manager {
         loop {
             let state = *rx.borrow_and_update();
             let held = state == TaskState::Queued && entry.inner.lock().dormant;
-            if !state.is_active() || held || self.inner.shutting_down.load(Ordering::Acquire) {
+            let gone = entry.removed.load(Ordering::Acquire);
+            if !state.is_active() || held || gone || self.inner.shutting_down.load(Ordering::Acquire) {
                 break;
             }
             if rx.changed().await.is_err() {
@@ -296,7 +337,8 @@ impl Manager {
 
     /// Stops every runner (they sync their partial files and journals), waits for them, and
     /// flushes the journal. Running tasks stay queued in the table and resume when the directory is
-    /// opened again. The manager accepts no new work afterwards.
+    /// opened again (or in another process that has it open with `resume_on_open`: this process
+    /// gives up its tasks). The manager accepts no new work afterwards.
     pub async fn shutdown(&self) {
         self.inner.shutting_down.store(true, Ordering::SeqCst);
         let handles: Vec<tokio::task::JoinHandle<()>> = {
@@ -316,6 +358,7 @@ impl Manager {
             let _ = h.await;
         }
         self.inner.env.journal.flushed().await;
+        self.inner.disown_all();
         self.inner.events.close();
         // Wakes whoever waits on a task (see `wait`); most tasks have no one.
         for e in self.inner.tasks.read().values().filter(|e| e.state_tx.receiver_count() > 0) {
@@ -369,6 +412,23 @@ fn task_not_found(id: &str) -> Error {
 impl Inner {
     fn entry(&self, id: &str) -> Result<Arc<TaskEntry>> {
         self.find(id).ok_or_else(|| task_not_found(id))
+    }
+
+    /// [`Inner::entry`], looking at the table's changes first when the task is not known here
+    /// (another process may have just enqueued it).
+    fn entry_or_sync(self: &Arc<Self>, id: &str) -> Result<Arc<TaskEntry>> {
+        match self.find(id) {
+            Some(e) => Ok(e),
+            None => {
+                self.sync();
+                self.entry(id)
+            }
+        }
+    }
+
+    /// This process's ownership locks.
+    fn owners(&self) -> &Owners {
+        self.env.store.owners().expect("a manager's table is opened for writing")
     }
 
     /// The live task `id`, if there is one (no error built for the common miss of a new id).

@@ -1,11 +1,19 @@
 //! Opening a state directory: the table read back, crash recovery applied, the tasks queued
-//! again; and the read-only view another process may take.
+//! again (those no live process runs); and the read-only view any process may take.
 
 use super::*;
+use crate::engine::storage::locks::LockFile;
 
 impl Manager {
     /// Opens the manager of `dir` (created if missing). Within one process, opening the same
     /// directory again (by any path) returns the same manager (and ignores the new configuration).
+    ///
+    /// Other processes may have the directory open at the same time: every process sees every task
+    /// (the table is shared), runs the tasks it enqueues or resumes, and with `resume_on_open`
+    /// takes over the queued or running tasks of processes that died (from their journal), now and
+    /// whenever it finds one later. Fails with `locks_unavailable` where the file system cannot
+    /// lock (processes could not tell who runs what), `permission_denied` for a directory it may
+    /// not write, and `state_dir_locked` while an older version of Ferry holds the directory.
     pub fn open(dir: impl AsRef<Path>, config: Config) -> Result<Manager> {
         config.validate()?;
         let dir = std::path::absolute(dir.as_ref()).map_err(|e| Error::io("resolving the state directory", &e))?;
@@ -26,18 +34,20 @@ impl Manager {
             let lease = LiveLease { id: l.id, start: l.start, end: l.end, whole: l.whole, os_bytes: 0, last_progress: now };
             live_leases.entry(l.task_id).or_default().push(lease);
         }
+        let rev = store.opened_at();
+        let hosts_file = LockFile::open(&dir.join(HOSTS_FILE))?;
         let store = Arc::new(store);
         let journal = Arc::new(Journal::start(&store));
         let transport = {
             let _rt = runtime::handle().enter();
             Transport::new(&config)?
         };
-        let hosts = HostSlots::new(config.limits.max_connections_per_host);
+        let hosts = HostSlots::shared(config.limits.max_connections_per_host, Some(hosts_file));
+        let owners = store.owners().expect("opened for writing");
         let next_seq = stored.iter().map(|t| t.row.seq).max().unwrap_or(0) + 1;
         let progress_interval = config.progress_interval;
         let resume_on_open = config.resume_on_open;
         let limits = config.limits;
-        let env = Arc::new(Env { transport, store, journal, hosts, config: RwLock::new(config), revoked: Default::default() });
         let mut sched = Sched {
             ready: ReadyQueue::default(),
             running: Map::default(),
@@ -45,6 +55,11 @@ impl Manager {
             claims: Map::default(),
             next_seq,
             limits,
+            owned: Map::default(),
+            foreign: Set::default(),
+            foreign_order: Default::default(),
+            rev,
+            starved: false,
         };
         let mut tasks = Map::with_capacity_and_hasher(stored.len(), Default::default());
         for t in stored {
@@ -57,15 +72,30 @@ impl Manager {
             if let (Output::File(dest), false) = (&entry.spec.output, matches!(state, TaskState::Completed | TaskState::Cancelled)) {
                 sched.claims.insert(path_key(dest).into_owned(), id.clone());
             }
-            if state == TaskState::Queued {
-                if resume_on_open {
-                    sched.ready.push(id.clone(), entry.spec.host_key(), entry.spec.priority, entry.seq);
+            if state.is_active() {
+                // Queued or running in the table: a live process runs it, or nobody does (recovery
+                // queued the running ones whose process died). Taking its lock tells which. The
+                // row was read before the lock was taken: `catch_up_after_open` reads again those
+                // that changed in between.
+                let handed_off = state == TaskState::Running && !entry.inner.lock().leases.is_empty();
+                if owners.try_own(entry.seq)? {
+                    if handed_off {
+                        // The OS fetches it: this process keeps it, with no runner.
+                        sched.owned.insert(id.clone(), entry.seq);
+                    } else if resume_on_open {
+                        sched.owned.insert(id.clone(), entry.seq);
+                        sched.ready.push(id.clone(), entry.spec.host_key(), entry.spec.priority, entry.seq);
+                    } else {
+                        owners.release(entry.seq);
+                        entry.inner.lock().dormant = true;
+                    }
                 } else {
-                    entry.inner.lock().dormant = true;
+                    sched.note_foreign(&id);
                 }
             }
             tasks.insert(id, entry);
         }
+        let env = Arc::new(Env { transport, store, journal, hosts, config: RwLock::new(config), revoked: Default::default() });
         let inner = Arc::new(Inner {
             env,
             dir: dir.clone(),
@@ -79,6 +109,7 @@ impl Manager {
             staging: Staging::new(&dir),
             leased: AtomicBool::new(true),
         });
+        inner.catch_up_after_open()?;
         let weak = Arc::downgrade(&inner);
         *inner.ticker.lock() = Some(runtime::handle().spawn(ticker(weak, progress_interval)));
         registry.insert(dir, Arc::downgrade(&inner));
@@ -96,6 +127,36 @@ impl Manager {
 }
 
 impl Inner {
+    /// Brings the view read at open up to date: what other processes changed since, and, for the
+    /// tasks this process took, their rows again (one may have been paused, or finished, between
+    /// the read and the lock).
+    fn catch_up_after_open(self: &Arc<Self>) -> Result<()> {
+        let controls = {
+            let mut s = self.sched.lock();
+            let changes = self.env.store.changes_since(s.rev)?;
+            let touched: Vec<TaskId> = changes
+                .rows
+                .iter()
+                .map(|(r, _)| r.id.as_str())
+                .chain(changes.gone.iter().map(|(id, _)| id.as_str()))
+                .filter(|id| s.owned.contains_key(*id))
+                .map(|id| TaskId::from_stored(id.to_string()))
+                .collect();
+            let staged = self.stage(&mut s, changes);
+            let controls = self.absorb(&mut s, staged);
+            for id in touched {
+                let Some(e) = self.find(id.as_str()) else { continue };
+                if self.refresh_owned(&mut s, &e)? != Some(TaskState::Queued) {
+                    s.ready.remove(&e.spec.id);
+                    self.settle_ownership(&mut s, &e);
+                }
+            }
+            controls
+        };
+        self.apply_controls(controls);
+        Ok(())
+    }
+
     /// Accepts work again after a shutdown (opening a directory whose manager is shut down but
     /// still alive in this process gives that manager back).
     pub(super) fn revive(self: &Arc<Self>) {
@@ -105,12 +166,23 @@ impl Inner {
         let resume = self.env.config.read().resume_on_open;
         {
             let mut s = self.sched.lock();
-            for e in self.tasks.read().values() {
-                if e.state() == TaskState::Queued && !s.ready.contains(&e.spec.id) {
-                    if resume {
-                        s.ready.push(e.spec.id.clone(), e.spec.host_key(), e.inner.lock().priority, e.seq);
-                    } else {
-                        e.inner.lock().dormant = true;
+            // The shutdown gave every task up; another process may have taken some since.
+            let tasks: Vec<Arc<TaskEntry>> = self.tasks.read().values().filter(|e| e.state() == TaskState::Queued).cloned().collect();
+            for e in tasks {
+                let queued_here = s.ready.contains(&e.spec.id);
+                if !queued_here && !resume {
+                    e.inner.lock().dormant = true;
+                    continue;
+                }
+                match self.own(&mut s, &e) {
+                    Ok(true) => {
+                        if !queued_here {
+                            s.ready.push(e.spec.id.clone(), e.spec.host_key(), e.inner.lock().priority, e.seq);
+                        }
+                    }
+                    _ => {
+                        s.ready.remove(&e.spec.id);
+                        s.note_foreign(&e.spec.id);
                     }
                 }
             }
@@ -119,7 +191,10 @@ impl Inner {
     }
 }
 
-fn entry_from_stored(t: StoredTask) -> Option<Arc<TaskEntry>> {
+/// Where the per-host connection slots of all processes are counted (see `scheduler.rs`).
+const HOSTS_FILE: &str = "hosts";
+
+pub(super) fn entry_from_stored(t: StoredTask) -> Option<Arc<TaskEntry>> {
     let StoredTask { row, ranges } = t;
     let url = url::Url::parse(&row.url).ok()?;
     let spec = TaskSpec {

@@ -47,13 +47,26 @@ impl Inner {
     }
 }
 
-/// Emits coalesced progress events for running tasks at the configured cadence.
+/// Emits coalesced progress events for running tasks at the configured cadence, and at the same
+/// cadence keeps up with the other processes of the directory: their changes (control requests
+/// for this process's tasks among them), their dead owners' tasks, and host slots they freed.
 pub(super) async fn ticker(inner: Weak<Inner>, every: std::time::Duration) {
     let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
         let Some(inner) = inner.upgrade() else { return };
+        if !inner.shutting_down.load(Ordering::Acquire) {
+            inner.sync();
+            inner.check_orphans();
+            let starved = {
+                let s = inner.sched.lock();
+                s.starved && !s.ready.is_empty()
+            };
+            if starved {
+                inner.dispatch();
+            }
+        }
         let mut running: Vec<Arc<TaskEntry>> = {
             let ids: Vec<TaskId> = inner.sched.lock().running.keys().cloned().collect();
             let tasks = inner.tasks.read();

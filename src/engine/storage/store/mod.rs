@@ -1,8 +1,11 @@
 //! The persistent task table: one SQLite database (WAL) per state directory.
 //!
 //! Tables: `tasks` (one row per file task: request, state, resource facts, error) and `ranges`
-//! (the journal: per segment of a download, its written and durable offsets). One process owns a
-//! state directory at a time (an exclusive lock file); other processes may read it.
+//! (the journal: per segment of a download, its written and durable offsets). Any number of
+//! processes may open a state directory at once: SQLite's WAL locking shares the table, writes
+//! that must be decided atomically across processes run in `BEGIN IMMEDIATE` transactions, and a
+//! task is run by the one process that holds its lock in the `owners` file (see
+//! [`super::owners`]). Each change another process must see carries a revision (`shared.rs`).
 //!
 //! Durability rules (see ARCHITECTURE.md):
 //! - `synchronous=NORMAL` in WAL mode: a commit is handed to the kernel at once (survives a killed
@@ -14,20 +17,25 @@
 //!   destination (a process killed between the rename and the recorded completion).
 //! - Memory and stream tasks are not stored: their consumer does not survive the process.
 //!
-//! Schema 2 added `tasks.part_file`; a table of schema 1 is migrated on open.
+//! Schema 2 added `tasks.part_file`; schema 3 the revisions, `control`, `clock` and `gone` of
+//! several processes sharing the table. Older tables are migrated on open.
 
 use super::boot;
+use super::owners::Owners;
 use crate::engine::model::error::{Error, ErrorCode, Result};
 use crate::engine::model::task::{TaskError, TaskState};
 use crate::engine::ranges::map::SegmentRow;
 use parking_lot::{Mutex, MutexGuard};
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 
 mod leases;
 mod queries;
+mod recovery;
 mod schema;
+mod shared;
 #[cfg(test)]
 mod tests;
 pub mod tx;
@@ -35,9 +43,9 @@ pub mod tx;
 pub use leases::{lease_tx, LeaseRow, LeaseState};
 pub use schema::CRASH_CREATED;
 use schema::{create_if_absent, device_of, migrate};
-const SCHEMA_VERSION: i64 = 2;
+pub use shared::{Changes, Control};
+const SCHEMA_VERSION: i64 = 3;
 const DB_FILE: &str = "tasks.sqlite3";
-const LOCK_FILE: &str = "lock";
 
 /// A persisted file task.
 #[derive(Clone, Debug, PartialEq)]
@@ -98,7 +106,8 @@ pub struct StoredTask {
 pub struct Recovery {
     /// The machine rebooted since the journal was written: only durable offsets were kept.
     pub rebooted: bool,
-    /// Tasks that were running when the last process died, now queued again.
+    /// Tasks that were running when their process died, now queued again (tasks that a live
+    /// process runs are left to it).
     pub recovered_running: usize,
     /// Tasks whose file the last process had renamed into place but not yet recorded as
     /// completed (it died in between), now recorded as completed.
@@ -109,9 +118,14 @@ pub struct Recovery {
 pub struct Store {
     conn: Mutex<Connection>,
     dir: PathBuf,
-    _lock: Option<File>,
+    /// This process's ownership locks (none for a read-only view).
+    owners: Option<std::sync::Arc<Owners>>,
     /// Device of the state directory (`st_dev`): a `syncfs` of that file system covers the WAL.
     device: Option<u64>,
+    /// `PRAGMA data_version` when [`Store::foreign_commits`] last looked.
+    data_version: AtomicI64,
+    /// The table revision the tasks [`Store::open`] returned were read at.
+    opened_at: i64,
 }
 
 impl std::fmt::Debug for Store {
@@ -130,42 +144,59 @@ fn u(v: i64) -> u64 {
 }
 
 impl Store {
-    /// Opens (creating if needed) the task table in `dir`, taking the directory's lock, and
-    /// recovers from whatever the last process left behind.
+    /// Opens (creating if needed) the task table in `dir`, joins the processes that have it open
+    /// (see [`super::owners`]), and recovers what dead processes left behind: tasks they ran, and
+    /// completions they did not record. Tasks a live process runs are left alone. The tasks are
+    /// read at revision [`Store::opened_at`] (see [`Store::changes_since`]).
     pub fn open(dir: &Path) -> Result<(Store, Vec<StoredTask>, Recovery)> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("creating the state directory", &e))?;
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join(LOCK_FILE))
-            .map_err(|e| Error::io("opening the state lock", &e))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(_) => {
-                return Err(Error::new(
-                    ErrorCode::StateDirLocked,
-                    format!("state directory '{}' is in use by another process", dir.display()),
-                ))
-            }
-        }
+        let owners = std::sync::Arc::new(Owners::open(dir)?);
+        let opening = owners.clone();
+        let init = opening.init()?;
         create_if_absent(dir);
-        let conn = Connection::open(dir.join(DB_FILE))?;
+        let mut conn = Connection::open(dir.join(DB_FILE)).map_err(|e| Self::open_failed(dir, e))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| Self::open_failed(dir, e))?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         // Closing leaves the WAL for the next open instead of copying it into the database and
         // syncing both: a process that ends after a batch would otherwise wait for two more device
         // flushes that durability does not need (the WAL is the record; opening replays it).
         conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+        // A transaction that reads before it writes must hold the write lock from its start: in WAL
+        // mode, one that would upgrade after another process committed fails at once, without
+        // waiting for the busy timeout.
+        conn.set_transaction_behavior(TransactionBehavior::Immediate);
         migrate(&conn)?;
         leases::create_table(&conn)?;
-        let device = device_of(&lock);
-        let store = Store { conn: Mutex::new(conn), dir: dir.to_path_buf(), _lock: Some(lock), device };
+        let device = device_of(&File::open(dir).map_err(|e| Error::io("opening the state directory", &e))?);
+        let mut store = Store {
+            conn: Mutex::new(conn),
+            dir: dir.to_path_buf(),
+            owners: Some(owners),
+            device,
+            data_version: AtomicI64::new(0),
+            opened_at: 0,
+        };
         let mut recovery = store.recover()?;
         recovery.published = store.reconcile_published()?;
-        let tasks = store.load_all()?;
+        store.trim_gone()?;
+        drop(init);
+        let (tasks, rev) = store.load_at_rev()?;
+        store.opened_at = rev;
+        store.foreign_commits();
         Ok((store, tasks, recovery))
+    }
+
+    /// A table that cannot even be opened in a directory that exists: say whether it is because
+    /// the directory cannot be written.
+    fn open_failed(dir: &Path, e: rusqlite::Error) -> Error {
+        if let rusqlite::Error::SqliteFailure(f, _) = &e {
+            if matches!(f.code, rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::PermissionDenied) {
+                let io = std::io::Error::from_raw_os_error(libc::EACCES);
+                return super::owners::read_only(dir, &io);
+            }
+        }
+        Error::from(e)
     }
 
     /// Opens the task table read-only, without the lock (for listing while another process runs).
@@ -176,7 +207,14 @@ impl Store {
         }
         let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let store = Store { conn: Mutex::new(conn), dir: dir.to_path_buf(), _lock: None, device: None };
+        let store = Store {
+            conn: Mutex::new(conn),
+            dir: dir.to_path_buf(),
+            owners: None,
+            device: None,
+            data_version: AtomicI64::new(0),
+            opened_at: 0,
+        };
         let tasks = store.load_all()?;
         Ok((store, tasks))
     }
@@ -191,122 +229,100 @@ impl Store {
         self.conn.lock()
     }
 
-    fn recover(&self) -> Result<Recovery> {
-        let mut conn = self.conn.lock();
-        let tx = conn.transaction()?;
-        let stored: Option<String> = tx.query_row("SELECT value FROM meta WHERE key = 'boot_id'", [], |r| r.get(0)).optional()?;
-        let current = boot::current_boot_id();
-        let rebooted = match (&stored, &current) {
-            (Some(a), Some(b)) => a != b,
-            (None, _) => false,
-            (Some(_), None) => true,
-        };
-        if rebooted {
-            tx.execute("UPDATE ranges SET written = durable", [])?;
-        }
-        if let Some(id) = &current {
-            tx.execute("INSERT INTO meta(key, value) VALUES ('boot_id', ?1) ON CONFLICT(key) DO UPDATE SET value = ?1", [id])?;
-        }
-        // A task whose ranges the OS is fetching stays running: its leases outlive the process.
-        let recovered_running = tx.execute(
-            "UPDATE tasks SET state = ?1, updated_ms = ?2 WHERE state = ?3
-                 AND id NOT IN (SELECT task_id FROM leases WHERE state = 0)",
-            params![TaskState::Queued.as_i64(), now_ms(), TaskState::Running.as_i64()],
-        )?;
-        tx.commit()?;
-        Ok(Recovery { rebooted, recovered_running, published: 0 })
+    /// The table revision the tasks [`Store::open`] returned were read at.
+    pub fn opened_at(&self) -> i64 {
+        self.opened_at
     }
 
-    /// Finishes the completions a killed process left half done: a task with a publish mark whose
-    /// destination is the very file it renamed there (same device, inode, birth, length and
-    /// modification time) is completed.
-    /// Any other mark is stale (the rename never happened, or the file was replaced since): it goes
-    /// back to the plain part file identity, and the task resumes or fails as usual.
-    fn reconcile_published(&self) -> Result<usize> {
+    /// This process's ownership locks of the directory (`None` for a read-only view).
+    pub fn owners(&self) -> Option<&Owners> {
+        self.owners.as_deref()
+    }
+
+    /// Runs `f` in one write transaction that holds the table's write lock from its start
+    /// (`BEGIN IMMEDIATE`): what it reads, no other process changes until it commits.
+    pub fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.conn.lock();
-        let marked: Vec<(String, String, String)> = {
-            let mut stmt =
-                conn.prepare("SELECT id, destination, part_file FROM tasks WHERE part_file LIKE '%@%' AND state NOT IN (?1, ?2)")?;
-            let rows = stmt.query_map(params![TaskState::Completed.as_i64(), TaskState::Cancelled.as_i64()], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })?;
-            rows.collect::<rusqlite::Result<_>>()?
-        };
-        if marked.is_empty() {
-            return Ok(0);
-        }
-        let tx = conn.transaction()?;
-        let mut published = 0;
-        for (id, destination, mark) in marked {
-            match super::part_file::identity_of(Path::new(&destination)) {
-                Some(found) if found.publish_mark() == mark => {
-                    tracing::info!("{id}: its file is in place; recording the completion the last process did not");
-                    tx::complete(&tx, &id, found.len)?;
-                    published += 1;
-                }
-                _ => {
-                    tx::set_part_file(&tx, &id, Some(super::part_file::Identity::file_part(&mark)))?;
-                }
-            }
-        }
-        tx.commit()?;
-        Ok(published)
+        let t = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&t)?;
+        t.commit()?;
+        Ok(out)
     }
 
     fn load_all(&self) -> Result<Vec<StoredTask>> {
-        let conn = self.conn.lock();
-        // A reader may look at a table of schema 1 (written by an older process that owns it).
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        let part_file = if version >= 2 { "part_file" } else { "NULL" };
-        let mut stmt = conn.prepare(&format!(
-            "SELECT id, seq, url, destination, headers, connections, sha256, priority, overwrite, state, total, etag,
-                    last_modified, bytes, error_code, error_message, created_ms, updated_ms, error_http_status, {part_file}
-             FROM tasks ORDER BY seq"
-        ))?;
-        let rows = stmt.query_map([], |r| {
-            let headers: String = r.get(4)?;
-            let code: Option<i64> = r.get(14)?;
-            let message: Option<String> = r.get(15)?;
-            Ok(TaskRow {
-                id: r.get(0)?,
-                seq: r.get(1)?,
-                url: r.get(2)?,
-                destination: r.get(3)?,
-                headers: serde_json::from_str(&headers).unwrap_or_default(),
-                connections: r.get::<_, Option<i64>>(5)?.map(|n| n as u32),
-                sha256: r.get(6)?,
-                priority: r.get(7)?,
-                overwrite: r.get(8)?,
-                state: TaskState::from_i64(r.get(9)?).unwrap_or(TaskState::Failed),
-                total: r.get::<_, Option<i64>>(10)?.map(u),
-                etag: r.get(11)?,
-                last_modified: r.get(12)?,
-                bytes: u(r.get(13)?),
-                error: code.map(|c| TaskError {
-                    code: ErrorCode::from_u16(c as u16).unwrap_or(ErrorCode::Internal),
-                    message: message.unwrap_or_default(),
-                    http_status: r.get::<_, Option<i64>>(18).ok().flatten().map(|s| s as u16),
-                }),
-                created_ms: r.get(16)?,
-                updated_ms: r.get(17)?,
-                part_file: r.get(19)?,
-            })
-        })?;
-        let mut tasks: Vec<StoredTask> = Vec::new();
-        let mut index = std::collections::HashMap::new();
-        for row in rows {
-            let row = row?;
-            index.insert(row.id.clone(), tasks.len());
-            tasks.push(StoredTask { row, ranges: Vec::new() });
-        }
-        let mut stmt = conn.prepare("SELECT task_id, start, end_, written, durable FROM ranges")?;
-        let mut q = stmt.query([])?;
-        while let Some(r) = q.next()? {
-            let id: String = r.get(0)?;
-            if let Some(&i) = index.get(&id) {
-                tasks[i].ranges.push(SegmentRow { start: u(r.get(1)?), end: u(r.get(2)?), written: u(r.get(3)?), durable: u(r.get(4)?) });
-            }
-        }
-        Ok(tasks)
+        load_on(&self.conn.lock())
     }
+
+    /// Every task, and the revision they were read at, from one snapshot of the table.
+    fn load_at_rev(&self) -> Result<(Vec<StoredTask>, i64)> {
+        let mut conn = self.conn.lock();
+        let t = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let rev = shared::current_rev(&t)?;
+        let tasks = load_on(&t)?;
+        t.commit()?;
+        Ok((tasks, rev))
+    }
+}
+
+/// The columns [`read_row`] reads, in its order, from a table of schema `version`.
+pub(super) fn row_columns(version: i64) -> String {
+    // A reader may look at a table of schema 1 (written by an older process that owns it).
+    let part_file = if version >= 2 { "part_file" } else { "NULL" };
+    format!(
+        "id, seq, url, destination, headers, connections, sha256, priority, overwrite, state, total, etag,
+         last_modified, bytes, error_code, error_message, created_ms, updated_ms, error_http_status, {part_file}"
+    )
+}
+
+/// A task row from a statement that selected [`row_columns`] first.
+pub(super) fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRow> {
+    let headers: String = r.get(4)?;
+    let code: Option<i64> = r.get(14)?;
+    let message: Option<String> = r.get(15)?;
+    Ok(TaskRow {
+        id: r.get(0)?,
+        seq: r.get(1)?,
+        url: r.get(2)?,
+        destination: r.get(3)?,
+        headers: serde_json::from_str(&headers).unwrap_or_default(),
+        connections: r.get::<_, Option<i64>>(5)?.map(|n| n as u32),
+        sha256: r.get(6)?,
+        priority: r.get(7)?,
+        overwrite: r.get(8)?,
+        state: TaskState::from_i64(r.get(9)?).unwrap_or(TaskState::Failed),
+        total: r.get::<_, Option<i64>>(10)?.map(u),
+        etag: r.get(11)?,
+        last_modified: r.get(12)?,
+        bytes: u(r.get(13)?),
+        error: code.map(|c| TaskError {
+            code: ErrorCode::from_u16(c as u16).unwrap_or(ErrorCode::Internal),
+            message: message.unwrap_or_default(),
+            http_status: r.get::<_, Option<i64>>(18).ok().flatten().map(|s| s as u16),
+        }),
+        created_ms: r.get(16)?,
+        updated_ms: r.get(17)?,
+        part_file: r.get(19)?,
+    })
+}
+
+fn load_on(conn: &Connection) -> Result<Vec<StoredTask>> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let mut stmt = conn.prepare(&format!("SELECT {} FROM tasks ORDER BY seq", row_columns(version)))?;
+    let rows = stmt.query_map([], read_row)?;
+    let mut tasks: Vec<StoredTask> = Vec::new();
+    let mut index = std::collections::HashMap::new();
+    for row in rows {
+        let row = row?;
+        index.insert(row.id.clone(), tasks.len());
+        tasks.push(StoredTask { row, ranges: Vec::new() });
+    }
+    let mut stmt = conn.prepare("SELECT task_id, start, end_, written, durable FROM ranges")?;
+    let mut q = stmt.query([])?;
+    while let Some(r) = q.next()? {
+        let id: String = r.get(0)?;
+        if let Some(&i) = index.get(&id) {
+            tasks[i].ranges.push(SegmentRow { start: u(r.get(1)?), end: u(r.get(2)?), written: u(r.get(3)?), durable: u(r.get(4)?) });
+        }
+    }
+    Ok(tasks)
 }

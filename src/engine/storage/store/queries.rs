@@ -3,68 +3,20 @@
 use super::*;
 
 impl Store {
-    /// The next free enqueue sequence number.
-    pub fn next_seq(&self) -> Result<i64> {
-        let conn = self.conn.lock();
-        Ok(conn.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM tasks", [], |r| r.get(0))?)
-    }
-
-    /// Inserts new tasks in one transaction.
+    /// Inserts new tasks in one transaction, with the sequence numbers they carry (the counter of
+    /// [`tx::alloc_seq`] moves past them).
     pub fn insert_tasks(&self, rows: &[TaskRow]) -> Result<()> {
-        let mut conn = self.conn.lock();
-        let tx = conn.transaction()?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO tasks (id, seq, url, destination, headers, connections, sha256, priority, overwrite, state,
-                                total, etag, last_modified, bytes, error_code, error_message, created_ms, updated_ms,
-                                error_http_status)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
-            )?;
-            for t in rows {
-                stmt.execute(params![
-                    t.id,
-                    t.seq,
-                    t.url,
-                    t.destination,
-                    serde_json::to_string(&t.headers).unwrap_or_else(|_| "[]".into()),
-                    t.connections.map(i64::from),
-                    t.sha256,
-                    t.priority,
-                    t.overwrite,
-                    t.state.as_i64(),
-                    t.total.map(|v| v as i64),
-                    t.etag,
-                    t.last_modified,
-                    t.bytes as i64,
-                    t.error.as_ref().map(|e| e.code.as_u16() as i64),
-                    t.error.as_ref().map(|e| e.message.clone()),
-                    t.created_ms,
-                    t.updated_ms,
-                    t.error.as_ref().and_then(|e| e.http_status).map(i64::from),
-                ])?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
+        self.write(|t| {
+            tx::insert_tasks(t, rows)?;
+            let last = rows.iter().map(|t| t.seq).max().unwrap_or(0);
+            t.prepare_cached("UPDATE clock SET next_seq = MAX(next_seq, ?1) WHERE id = 0")?.execute([last + 1])?;
+            Ok(())
+        })
     }
 
     /// Records a state change (and the error, and the byte count).
     pub fn set_state(&self, id: &str, state: TaskState, error: Option<&TaskError>, bytes: u64) -> Result<()> {
-        let conn = self.conn.lock();
-        let mut stmt = conn.prepare_cached(
-            "UPDATE tasks SET state = ?2, error_code = ?3, error_message = ?4, bytes = ?5, updated_ms = ?6,
-                          error_http_status = ?7 WHERE id = ?1",
-        )?;
-        stmt.execute(params![
-            id,
-            state.as_i64(),
-            error.map(|e| e.code.as_u16() as i64),
-            error.map(|e| e.message.clone()),
-            bytes as i64,
-            now_ms(),
-            error.and_then(|e| e.http_status).map(i64::from)
-        ])?;
-        Ok(())
+        self.write(|t| tx::set_state(t, id, state, error, bytes))
     }
 
     /// Records a completed task and drops its journal, in one transaction.
@@ -131,19 +83,11 @@ impl Store {
 
     /// Changes a task's priority.
     pub fn set_priority(&self, id: &str, priority: i32) -> Result<()> {
-        let conn = self.conn.lock();
-        conn.execute("UPDATE tasks SET priority = ?2, updated_ms = ?3 WHERE id = ?1", params![id, priority, now_ms()])?;
-        Ok(())
+        self.write(|t| tx::set_priority(t, id, priority))
     }
 
     /// Deletes a task and its journal.
     pub fn delete_task(&self, id: &str) -> Result<()> {
-        let mut conn = self.conn.lock();
-        let tx = conn.transaction()?;
-        tx.execute("DELETE FROM ranges WHERE task_id = ?1", [id])?;
-        lease_tx::forget(&tx, id)?;
-        tx.execute("DELETE FROM tasks WHERE id = ?1", [id])?;
-        tx.commit()?;
-        Ok(())
+        self.write(|t| tx::delete_task(t, id))
     }
 }

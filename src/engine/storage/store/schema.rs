@@ -110,6 +110,29 @@ pub(super) fn migrate(conn: &Connection) -> Result<()> {
              COMMIT;",
         )?;
     }
+    if version < 3 {
+        // Several processes on one table (see `shared.rs`): every change another process must see
+        // carries a revision from `clock`, so each process reads only what changed since it last
+        // looked (`tasks_rev`); removed tasks leave a row in `gone`; `control` carries a pause,
+        // cancel or remove asked of the process that runs the task; `clock.next_seq` hands out
+        // sequence numbers no two processes share.
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE tasks ADD COLUMN rev INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE tasks ADD COLUMN control INTEGER;
+             CREATE INDEX tasks_rev ON tasks (rev);
+             CREATE TABLE clock (
+                 id INTEGER PRIMARY KEY CHECK (id = 0),
+                 rev INTEGER NOT NULL,
+                 next_seq INTEGER NOT NULL,
+                 gone_floor INTEGER NOT NULL
+             );
+             INSERT INTO clock (id, rev, next_seq, gone_floor) VALUES (0, 1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM tasks), 0);
+             CREATE TABLE gone (rev INTEGER PRIMARY KEY, id TEXT NOT NULL, seq INTEGER NOT NULL, at_ms INTEGER NOT NULL);
+             PRAGMA user_version = 3;
+             COMMIT;",
+        )?;
+    }
     // Tables made before 2026-11-30 carry an index on the destination that no query uses; each
     // insert paid for it (a string b-tree insert, a few thousand instructions per task). Dropping
     // it changes nothing an older version relies on, so the schema version stays.

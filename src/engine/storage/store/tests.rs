@@ -230,6 +230,7 @@ fn a_schema_1_table_is_migrated_and_keeps_its_rows() {
     {
         let (s, _, _) = Store::open(dir.path()).unwrap();
         s.insert_tasks(&[row("a", 1)]).unwrap();
+        s.lock().execute_batch(SCHEMA_2).unwrap();
         s.lock().execute_batch("ALTER TABLE tasks DROP COLUMN part_file; PRAGMA user_version = 1;").unwrap();
     }
     let (_r, tasks) = Store::open_read_only(dir.path()).unwrap();
@@ -241,13 +242,86 @@ fn a_schema_1_table_is_migrated_and_keeps_its_rows() {
     assert_eq!(v, SCHEMA_VERSION);
 }
 
+/// Turns a table of schema 3 back into one of schema 2 (what versions before several processes wrote).
+const SCHEMA_2: &str = "DROP INDEX tasks_rev; ALTER TABLE tasks DROP COLUMN rev; ALTER TABLE tasks DROP COLUMN control;
+                        DROP TABLE clock; DROP TABLE gone; PRAGMA user_version = 2;";
+
 #[test]
-fn a_second_process_is_locked_out_but_may_read() {
+fn a_schema_2_table_is_migrated_and_numbers_new_tasks_after_its_own() {
     let dir = tempfile::tempdir().unwrap();
-    let (s, _, _) = Store::open(dir.path()).unwrap();
-    s.insert_tasks(&[row("a", 1)]).unwrap();
-    // flock is per open file description, so a second open in this process conflicts too.
+    {
+        let (s, _, _) = Store::open(dir.path()).unwrap();
+        s.insert_tasks(&[row("a", 1), row("b", 7)]).unwrap();
+        s.lock().execute_batch(SCHEMA_2).unwrap();
+    }
+    let (s, tasks, _) = Store::open(dir.path()).unwrap();
+    assert_eq!(tasks.len(), 2);
+    let first = s.write(|t| tx::alloc_seq(t, 3)).unwrap();
+    assert_eq!(first, 8, "sequence numbers are never handed out twice");
+    assert_eq!(s.write(|t| tx::alloc_seq(t, 1)).unwrap(), 11);
+}
+
+/// Per-process locks cannot be told apart within one process: these tests need open file
+/// description locks (Linux, Android).
+fn shares_by_open_file(s: &Store) -> bool {
+    s.owners().unwrap().kind() == crate::engine::storage::locks::Kind::OpenFile
+}
+
+#[test]
+fn a_second_opener_shares_the_table_and_leaves_the_tasks_of_a_live_owner_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, _, _) = Store::open(dir.path()).unwrap();
+    if !shares_by_open_file(&first) {
+        return;
+    }
+    first.insert_tasks(&[row("a", 1), row("b", 2)]).unwrap();
+    first.set_state("a", TaskState::Running, None, 5).unwrap();
+    first.set_state("b", TaskState::Running, None, 5).unwrap();
+    assert!(first.owners().unwrap().try_own(1).unwrap(), "the first opener runs a; b's process died");
+    let (second, tasks, recovery) = Store::open(dir.path()).unwrap();
+    let state = |tasks: &[StoredTask], id: &str| tasks.iter().find(|t| t.row.id == id).unwrap().row.state;
+    assert_eq!(recovery.recovered_running, 1);
+    assert_eq!(state(&tasks, "a"), TaskState::Running, "a live owner's task is left to it");
+    assert_eq!(state(&tasks, "b"), TaskState::Queued);
+    assert!(second.owners().unwrap().owned_elsewhere(1).unwrap());
+    assert!(!second.owners().unwrap().try_own(1).unwrap());
+    assert!(second.owners().unwrap().others_present());
+    // Both write; each sees the other's changes.
+    let seen = second.opened_at();
+    first.set_priority("a", 9).unwrap();
+    first.delete_task("b").unwrap();
+    let changes = second.changes_since(seen).unwrap();
+    assert_eq!(changes.rows.iter().map(|(r, _)| (r.id.as_str(), r.priority)).collect::<Vec<_>>(), vec![("a", 9)]);
+    assert_eq!(changes.gone, vec![("b".to_string(), 2)]);
+    assert!(second.foreign_commits() && !second.foreign_commits(), "another connection committed, once");
+    assert!(second.changes_since(changes.rev).unwrap().rows.is_empty());
+    // A control request reaches the owner with the row, and only for a task still queued or running.
+    assert!(second.request_control("a", Control::Pause).unwrap());
+    let changes = first.changes_since(changes.rev).unwrap();
+    assert_eq!(changes.rows[0].1, Some(Control::Pause));
+    first.clear_control("a").unwrap();
+    first.set_state("a", TaskState::Paused, None, 5).unwrap();
+    assert!(!second.request_control("a", Control::Cancel).unwrap());
+    // The owner's end releases its tasks: the next opener recovers nothing that is running.
+    drop(first);
+    assert!(!second.owners().unwrap().others_present());
+    assert!(second.owners().unwrap().try_own(1).unwrap());
+}
+
+#[test]
+fn an_older_version_holding_the_directory_keeps_this_one_out() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path()).unwrap());
+    // What versions before several processes did: an exclusive flock on `lock`.
+    let old = File::options().write(true).open(dir.path().join("lock")).unwrap();
+    old.try_lock().unwrap();
     assert_eq!(Store::open(dir.path()).unwrap_err().code(), ErrorCode::StateDirLocked);
     let (_r, tasks) = Store::open_read_only(dir.path()).unwrap();
-    assert_eq!(tasks.len(), 1);
+    assert!(tasks.is_empty(), "readers are still welcome");
+    drop(old);
+    let (s, _, _) = Store::open(dir.path()).unwrap();
+    // And while this version has it open, an older one is refused.
+    let old = File::options().write(true).open(dir.path().join("lock")).unwrap();
+    assert!(old.try_lock().is_err());
+    drop(s);
 }

@@ -1270,7 +1270,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_ferry_checksum_method_downloadmanager_remove() and 0xFFFF) != 45614) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_ferry_checksum_method_downloadmanager_resume() and 0xFFFF) != 23791) {
+    if ((lib.uniffi_ferry_checksum_method_downloadmanager_resume() and 0xFFFF) != 65533) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_ferry_checksum_method_downloadmanager_resume_all() and 0xFFFF) != 33057) {
@@ -1330,7 +1330,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_ferry_checksum_method_testserver_url_named() and 0xFFFF) != 25089) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_ferry_checksum_constructor_downloadmanager_open() and 0xFFFF) != 45135) {
+    if ((lib.uniffi_ferry_checksum_constructor_downloadmanager_open() and 0xFFFF) != 44864) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_ferry_checksum_constructor_testserver_start() and 0xFFFF) != 10207) {
@@ -2237,6 +2237,16 @@ public object FfiConverterTypeChunkSink: FfiConverter<ChunkSink, Long> {
 /**
  * A download manager over one state directory (its persistent task table). Opening the same
  * directory twice in one process gives the same underlying manager.
+ *
+ * Several processes may have one state directory open at once (an app and its extension or
+ * widget in an App Group container, an app and its worker process). Shared between them: the
+ * task table (every process lists every task, with the progress its owner's journal records,
+ * seen within a progress interval), destination claims and ids, the per-host connection cap, and
+ * pause / cancel / remove (a task another process runs is paused, cancelled or removed by that
+ * process within a progress interval). Not shared: each process runs only the tasks it enqueued
+ * or resumed (or, with `resume_on_open`, took over from a process that died), events report
+ * what this process sees, `max_running_tasks` is per process, and memory and stream outputs stay
+ * in the process that asked for them.
  */
 public interface DownloadManagerInterface {
     
@@ -2382,7 +2392,7 @@ public interface DownloadManagerInterface {
     fun `remove`(`taskId`: kotlin.String, `deleteFile`: kotlin.Boolean = false)
     
     /**
-     * Resumes a paused or failed task.
+     * Resumes a paused or failed task here (a task another process runs is left to it).
      */
     fun `resume`(`taskId`: kotlin.String)
     
@@ -2434,6 +2444,16 @@ public interface DownloadManagerInterface {
 /**
  * A download manager over one state directory (its persistent task table). Opening the same
  * directory twice in one process gives the same underlying manager.
+ *
+ * Several processes may have one state directory open at once (an app and its extension or
+ * widget in an App Group container, an app and its worker process). Shared between them: the
+ * task table (every process lists every task, with the progress its owner's journal records,
+ * seen within a progress interval), destination claims and ids, the per-host connection cap, and
+ * pause / cancel / remove (a task another process runs is paused, cancelled or removed by that
+ * process within a progress interval). Not shared: each process runs only the tasks it enqueued
+ * or resumed (or, with `resume_on_open`, took over from a process that died), events report
+ * what this process sees, `max_running_tasks` is per process, and memory and stream outputs stay
+ * in the process that asked for them.
  */
 open class DownloadManager: Disposable, AutoCloseable, DownloadManagerInterface
 {
@@ -3028,7 +3048,7 @@ open class DownloadManager: Disposable, AutoCloseable, DownloadManagerInterface
 
     
     /**
-     * Resumes a paused or failed task.
+     * Resumes a paused or failed task here (a task another process runs is left to it).
      */
     @Throws(DownloadException::class)override fun `resume`(`taskId`: kotlin.String)
         = 
@@ -3206,7 +3226,10 @@ open class DownloadManager: Disposable, AutoCloseable, DownloadManagerInterface
     companion object {
         
     /**
-     * Opens (creating if needed) the manager of `state_dir`.
+     * Opens (creating if needed) the manager of `state_dir`, which other processes may have open
+     * too. Errors: `LocksUnavailable` where the directory's file system has no working file locks
+     * (processes could not tell who runs a task), `PermissionDenied` where it cannot be written,
+     * `StateDirLocked` while an older version of Ferry (one process at a time) holds it.
      */
     @Throws(DownloadException::class) fun `open`(`stateDir`: kotlin.String, `config`: ManagerConfig? = null): DownloadManager {
             return FfiConverterTypeDownloadManager.lift(
@@ -6651,6 +6674,7 @@ enum class ErrorCode(val value: kotlin.UShort) {
     PERMISSION_DENIED(3003u),
     STATE_DIR_LOCKED(3004u),
     DATABASE(3005u),
+    LOCKS_UNAVAILABLE(3006u),
     CHECKSUM_MISMATCH(4001u),
     SIZE_MISMATCH(4002u),
     MEMORY_LIMIT_EXCEEDED(4003u),

@@ -289,7 +289,10 @@ class Ferry private constructor(
         /**
          * Opens (creating it if needed) the manager of [stateDir]. Within one process, opening the
          * same directory again shares the same engine (and ignores the new [config]) until it is
-         * closed.
+         * closed. Other processes (a worker or service with `android:process`) may have the same
+         * directory open: see "Several processes" in android/README.md for what they share.
+         * Throws [FerryException] with `LOCKS_UNAVAILABLE` on a file system without working file
+         * locks, `PERMISSION_DENIED` for a directory that cannot be written.
          *
          * @param dispatcher where the suspend calls that write the task table run.
          */

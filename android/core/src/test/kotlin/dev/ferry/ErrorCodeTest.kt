@@ -29,7 +29,7 @@ class ErrorCodeTest : FerryTestBase() {
             "truncated_body" to 2011, "tls" to 2012, "network" to 2013, "unsupported_encoding" to 2014,
             "access_denied" to 2015,
             "disk_full" to 3001, "storage_io" to 3002, "permission_denied" to 3003,
-            "state_dir_locked" to 3004, "database" to 3005,
+            "state_dir_locked" to 3004, "database" to 3005, "locks_unavailable" to 3006,
             "checksum_mismatch" to 4001, "size_mismatch" to 4002, "memory_limit_exceeded" to 4003,
             "cancelled" to 5001, "interrupted" to 5002, "shut_down" to 5003, "sink_rejected" to 5004,
             "internal" to 9001,
