@@ -581,7 +581,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_remove() != 45614:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_ferry_checksum_method_downloadmanager_request_stop() != 49821:
+    if lib.uniffi_ferry_checksum_method_downloadmanager_request_stop() != 28775:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_resume() != 65533:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -589,7 +589,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_revoked_os_tags() != 30798:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_ferry_checksum_method_downloadmanager_run_budgeted() != 43733:
+    if lib.uniffi_ferry_checksum_method_downloadmanager_run_budgeted() != 41868:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_set_limits() != 16143:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -1056,8 +1056,8 @@ _UniffiLib.uniffi_ferry_fn_method_downloadmanager_revoked_os_tags.argtypes = (
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_revoked_os_tags.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_run_budgeted.argtypes = (
     ctypes.c_uint64,
-    _UniffiRustBuffer,
     ctypes.c_uint64,
+    _UniffiRustBuffer,
 )
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_run_budgeted.restype = ctypes.c_uint64
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_set_limits.argtypes = (
@@ -5989,7 +5989,7 @@ class DownloadManagerProtocol(typing.Protocol):
         Forgets a task; with `delete_file`, also deletes a completed file.
 """
         raise NotImplementedError
-    async def request_stop(self, task_ids: typing.Union[object, typing.Optional[typing.List[str]]] = _DEFAULT,cause: StopCause) -> int:
+    async def request_stop(self, cause: StopCause,task_ids: typing.Union[object, typing.Optional[typing.List[str]]] = _DEFAULT) -> int:
         """
         Stops the given tasks (`None`: every running or queued one) and holds them for the next
         run; returns once their journals and part files are synced (at most about ten seconds).
@@ -6012,10 +6012,11 @@ class DownloadManagerProtocol(typing.Protocol):
         the last call: cancel them.
 """
         raise NotImplementedError
-    async def run_budgeted(self, task_ids: typing.Union[object, typing.Optional[typing.List[str]]] = _DEFAULT,budget_ms: int) -> typing.List[TaskRunOutcome]:
+    async def run_budgeted(self, budget_ms: int,task_ids: typing.Union[object, typing.Optional[typing.List[str]]] = _DEFAULT) -> typing.List[TaskRunOutcome]:
         """
         Runs the given tasks (`None`: every queued task, and failed ones whose error was
-        transient) until each ends or `budget_ms` passes, then stops the rest with everything
+        transient) until each ends or `budget_ms` passes (the optional argument comes last, as
+        Python requires), then stops the rest with everything
         synced and holds them for the next run. A task already running is joined, never started
         twice. One outcome per task, in order.
 """
@@ -6526,22 +6527,22 @@ class DownloadManager(DownloadManagerProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
-    async def request_stop(self, task_ids: typing.Union[object, typing.Optional[typing.List[str]]] = _DEFAULT,cause: StopCause) -> int:
+    async def request_stop(self, cause: StopCause,task_ids: typing.Union[object, typing.Optional[typing.List[str]]] = _DEFAULT) -> int:
         """
         Stops the given tasks (`None`: every running or queued one) and holds them for the next
         run; returns once their journals and part files are synced (at most about ten seconds).
         Call it when the worker's coroutine is cancelled. Returns how many were stopped.
 """
         
+        _UniffiFfiConverterTypeStopCause.check_lower(cause)
+
         if task_ids is _DEFAULT:
             task_ids = None
         _UniffiFfiConverterOptionalSequenceString.check_lower(task_ids)
-
-        _UniffiFfiConverterTypeStopCause.check_lower(cause)
         _uniffi_lowered_args = (
             self._uniffi_clone_handle(),
-            _UniffiFfiConverterOptionalSequenceString.lower(task_ids),
             _UniffiFfiConverterTypeStopCause.lower(cause),
+            _UniffiFfiConverterOptionalSequenceString.lower(task_ids),
         )
         _uniffi_lift_return = _UniffiFfiConverterUInt32.lift
         _uniffi_error_converter = None
@@ -6602,23 +6603,24 @@ class DownloadManager(DownloadManagerProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
-    async def run_budgeted(self, task_ids: typing.Union[object, typing.Optional[typing.List[str]]] = _DEFAULT,budget_ms: int) -> typing.List[TaskRunOutcome]:
+    async def run_budgeted(self, budget_ms: int,task_ids: typing.Union[object, typing.Optional[typing.List[str]]] = _DEFAULT) -> typing.List[TaskRunOutcome]:
         """
         Runs the given tasks (`None`: every queued task, and failed ones whose error was
-        transient) until each ends or `budget_ms` passes, then stops the rest with everything
+        transient) until each ends or `budget_ms` passes (the optional argument comes last, as
+        Python requires), then stops the rest with everything
         synced and holds them for the next run. A task already running is joined, never started
         twice. One outcome per task, in order.
 """
         
+        _UniffiFfiConverterUInt64.check_lower(budget_ms)
+
         if task_ids is _DEFAULT:
             task_ids = None
         _UniffiFfiConverterOptionalSequenceString.check_lower(task_ids)
-
-        _UniffiFfiConverterUInt64.check_lower(budget_ms)
         _uniffi_lowered_args = (
             self._uniffi_clone_handle(),
-            _UniffiFfiConverterOptionalSequenceString.lower(task_ids),
             _UniffiFfiConverterUInt64.lower(budget_ms),
+            _UniffiFfiConverterOptionalSequenceString.lower(task_ids),
         )
         _uniffi_lift_return = _UniffiFfiConverterSequenceTypeTaskRunOutcome.lift
         _uniffi_error_converter = None

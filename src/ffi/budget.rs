@@ -83,11 +83,12 @@ pub struct TaskRunOutcome {
 #[uniffi::export]
 impl DownloadManager {
     /// Runs the given tasks (`None`: every queued task, and failed ones whose error was
-    /// transient) until each ends or `budget_ms` passes, then stops the rest with everything
+    /// transient) until each ends or `budget_ms` passes (the optional argument comes last, as
+    /// Python requires), then stops the rest with everything
     /// synced and holds them for the next run. A task already running is joined, never started
     /// twice. One outcome per task, in order.
     #[uniffi::method(default(task_ids = None))]
-    pub async fn run_budgeted(&self, task_ids: Option<Vec<String>>, budget_ms: u64) -> Vec<TaskRunOutcome> {
+    pub async fn run_budgeted(&self, budget_ms: u64, task_ids: Option<Vec<String>>) -> Vec<TaskRunOutcome> {
         let m = self.inner.clone();
         let budget = engine::RunBudget { time: Duration::from_millis(budget_ms) };
         let outcomes = runtime::handle().spawn(async move { m.run_budgeted(task_ids, budget).await }).await.unwrap_or_default();
@@ -98,7 +99,7 @@ impl DownloadManager {
     /// run; returns once their journals and part files are synced (at most about ten seconds).
     /// Call it when the worker's coroutine is cancelled. Returns how many were stopped.
     #[uniffi::method(default(task_ids = None))]
-    pub async fn request_stop(&self, task_ids: Option<Vec<String>>, cause: StopCause) -> u32 {
+    pub async fn request_stop(&self, cause: StopCause, task_ids: Option<Vec<String>>) -> u32 {
         let m = self.inner.clone();
         runtime::handle().spawn(async move { m.request_stop(task_ids, cause.into()).await }).await.unwrap_or(0) as u32
     }

@@ -892,15 +892,16 @@ public protocol DownloadManagerProtocol: AnyObject, Sendable {
      * run; returns once their journals and part files are synced (at most about ten seconds).
      * Call it when the worker's coroutine is cancelled. Returns how many were stopped.
      */
-    func requestStop(taskIds: [String]?, cause: StopCause) async  -> UInt32
+    func requestStop(cause: StopCause, taskIds: [String]?) async  -> UInt32
     
     /**
      * Runs the given tasks (`None`: every queued task, and failed ones whose error was
-     * transient) until each ends or `budget_ms` passes, then stops the rest with everything
+     * transient) until each ends or `budget_ms` passes (the optional argument comes last, as
+     * Python requires), then stops the rest with everything
      * synced and holds them for the next run. A task already running is joined, never started
      * twice. One outcome per task, in order.
      */
-    func runBudgeted(taskIds: [String]?, budgetMs: UInt64) async  -> [TaskRunOutcome]
+    func runBudgeted(budgetMs: UInt64, taskIds: [String]?) async  -> [TaskRunOutcome]
     
     /**
      * Hands the given tasks (`None`: every queued or running file task) to the OS: their
@@ -1164,12 +1165,12 @@ public static func `open`(stateDir: String, config: ManagerConfig? = nil)throws 
      * run; returns once their journals and part files are synced (at most about ten seconds).
      * Call it when the worker's coroutine is cancelled. Returns how many were stopped.
      */
-open func requestStop(taskIds: [String]? = nil, cause: StopCause)async  -> UInt32  {
+open func requestStop(cause: StopCause, taskIds: [String]? = nil)async  -> UInt32  {
     return
         try!  await uniffiRustCallAsync(
             rustFutureFunc: {
                 uniffi_ferry_fn_method_downloadmanager_request_stop(
-                        self.uniffiCloneHandle(),FfiConverterOptionSequenceString.lower(taskIds),FfiConverterTypeStopCause_lower(cause)
+                        self.uniffiCloneHandle(),FfiConverterTypeStopCause_lower(cause),FfiConverterOptionSequenceString.lower(taskIds)
                 )
             },
             pollFunc: ffi_ferry_rust_future_poll_u32,
@@ -1183,16 +1184,17 @@ open func requestStop(taskIds: [String]? = nil, cause: StopCause)async  -> UInt3
     
     /**
      * Runs the given tasks (`None`: every queued task, and failed ones whose error was
-     * transient) until each ends or `budget_ms` passes, then stops the rest with everything
+     * transient) until each ends or `budget_ms` passes (the optional argument comes last, as
+     * Python requires), then stops the rest with everything
      * synced and holds them for the next run. A task already running is joined, never started
      * twice. One outcome per task, in order.
      */
-open func runBudgeted(taskIds: [String]? = nil, budgetMs: UInt64)async  -> [TaskRunOutcome]  {
+open func runBudgeted(budgetMs: UInt64, taskIds: [String]? = nil)async  -> [TaskRunOutcome]  {
     return
         try!  await uniffiRustCallAsync(
             rustFutureFunc: {
                 uniffi_ferry_fn_method_downloadmanager_run_budgeted(
-                        self.uniffiCloneHandle(),FfiConverterOptionSequenceString.lower(taskIds),FfiConverterUInt64.lower(budgetMs)
+                        self.uniffiCloneHandle(),FfiConverterUInt64.lower(budgetMs),FfiConverterOptionSequenceString.lower(taskIds)
                 )
             },
             pollFunc: ffi_ferry_rust_future_poll_rust_buffer,
@@ -6636,10 +6638,10 @@ private let initializationResult: InitializationResult = {
     if (uniffi_ferry_checksum_method_listenerregistration_wait_ended() != 58787) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_ferry_checksum_method_downloadmanager_request_stop() != 49821) {
+    if (uniffi_ferry_checksum_method_downloadmanager_request_stop() != 28775) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_ferry_checksum_method_downloadmanager_run_budgeted() != 43733) {
+    if (uniffi_ferry_checksum_method_downloadmanager_run_budgeted() != 41868) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_ferry_checksum_method_downloadmanager_hand_off() != 367) {

@@ -387,12 +387,12 @@ uint64_t uniffi_ferry_fn_constructor_downloadmanager_open(RustBuffer state_dir, 
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_REQUEST_STOP
 #define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_REQUEST_STOP
-uint64_t uniffi_ferry_fn_method_downloadmanager_request_stop(uint64_t ptr, RustBuffer task_ids, RustBuffer cause
+uint64_t uniffi_ferry_fn_method_downloadmanager_request_stop(uint64_t ptr, RustBuffer cause, RustBuffer task_ids
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_RUN_BUDGETED
 #define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_RUN_BUDGETED
-uint64_t uniffi_ferry_fn_method_downloadmanager_run_budgeted(uint64_t ptr, RustBuffer task_ids, uint64_t budget_ms
+uint64_t uniffi_ferry_fn_method_downloadmanager_run_budgeted(uint64_t ptr, uint64_t budget_ms, RustBuffer task_ids
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_HAND_OFF

@@ -918,9 +918,9 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_ferry_fn_constructor_downloadmanager_open(`stateDir`: RustBuffer.ByValue,`config`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
-    external fun uniffi_ferry_fn_method_downloadmanager_request_stop(`ptr`: Long,`taskIds`: RustBuffer.ByValue,`cause`: RustBuffer.ByValue,
+    external fun uniffi_ferry_fn_method_downloadmanager_request_stop(`ptr`: Long,`cause`: RustBuffer.ByValue,`taskIds`: RustBuffer.ByValue,
     ): Long
-    external fun uniffi_ferry_fn_method_downloadmanager_run_budgeted(`ptr`: Long,`taskIds`: RustBuffer.ByValue,`budgetMs`: Long,
+    external fun uniffi_ferry_fn_method_downloadmanager_run_budgeted(`ptr`: Long,`budgetMs`: Long,`taskIds`: RustBuffer.ByValue,
     ): Long
     external fun uniffi_ferry_fn_method_downloadmanager_hand_off(`ptr`: Long,`taskIds`: RustBuffer.ByValue,`config`: RustBuffer.ByValue,
     ): Long
@@ -1195,10 +1195,10 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_ferry_checksum_method_listenerregistration_wait_ended() and 0xFFFF) != 58787) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_ferry_checksum_method_downloadmanager_request_stop() and 0xFFFF) != 49821) {
+    if ((lib.uniffi_ferry_checksum_method_downloadmanager_request_stop() and 0xFFFF) != 28775) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_ferry_checksum_method_downloadmanager_run_budgeted() and 0xFFFF) != 43733) {
+    if ((lib.uniffi_ferry_checksum_method_downloadmanager_run_budgeted() and 0xFFFF) != 41868) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_ferry_checksum_method_downloadmanager_hand_off() and 0xFFFF) != 367) {
@@ -2255,15 +2255,16 @@ public interface DownloadManagerInterface {
      * run; returns once their journals and part files are synced (at most about ten seconds).
      * Call it when the worker's coroutine is cancelled. Returns how many were stopped.
      */
-    suspend fun `requestStop`(`taskIds`: List<kotlin.String>? = null, `cause`: StopCause): kotlin.UInt
+    suspend fun `requestStop`(`cause`: StopCause, `taskIds`: List<kotlin.String>? = null): kotlin.UInt
     
     /**
      * Runs the given tasks (`None`: every queued task, and failed ones whose error was
-     * transient) until each ends or `budget_ms` passes, then stops the rest with everything
+     * transient) until each ends or `budget_ms` passes (the optional argument comes last, as
+     * Python requires), then stops the rest with everything
      * synced and holds them for the next run. A task already running is joined, never started
      * twice. One outcome per task, in order.
      */
-    suspend fun `runBudgeted`(`taskIds`: List<kotlin.String>? = null, `budgetMs`: kotlin.ULong): List<TaskRunOutcome>
+    suspend fun `runBudgeted`(`budgetMs`: kotlin.ULong, `taskIds`: List<kotlin.String>? = null): List<TaskRunOutcome>
     
     /**
      * Hands the given tasks (`None`: every queued or running file task) to the OS: their
@@ -2563,14 +2564,14 @@ open class DownloadManager: Disposable, AutoCloseable, DownloadManagerInterface
      * Call it when the worker's coroutine is cancelled. Returns how many were stopped.
      */
     @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
-    override suspend fun `requestStop`(`taskIds`: List<kotlin.String>?, `cause`: StopCause) : kotlin.UInt {
+    override suspend fun `requestStop`(`cause`: StopCause, `taskIds`: List<kotlin.String>?) : kotlin.UInt {
         return uniffiRustCallAsync(
         callWithHandle { uniffiHandle ->
             UniffiLib.uniffi_ferry_fn_method_downloadmanager_request_stop(
                 uniffiHandle,
                 
-        FfiConverterOptionalSequenceString.lower(`taskIds`),
         FfiConverterTypeStopCause.lower(`cause`),
+        FfiConverterOptionalSequenceString.lower(`taskIds`),
             )
         },
         { future, callback, continuation -> UniffiLib.ffi_ferry_rust_future_poll_u32(future, callback, continuation) },
@@ -2586,19 +2587,20 @@ open class DownloadManager: Disposable, AutoCloseable, DownloadManagerInterface
     
     /**
      * Runs the given tasks (`None`: every queued task, and failed ones whose error was
-     * transient) until each ends or `budget_ms` passes, then stops the rest with everything
+     * transient) until each ends or `budget_ms` passes (the optional argument comes last, as
+     * Python requires), then stops the rest with everything
      * synced and holds them for the next run. A task already running is joined, never started
      * twice. One outcome per task, in order.
      */
     @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
-    override suspend fun `runBudgeted`(`taskIds`: List<kotlin.String>?, `budgetMs`: kotlin.ULong) : List<TaskRunOutcome> {
+    override suspend fun `runBudgeted`(`budgetMs`: kotlin.ULong, `taskIds`: List<kotlin.String>?) : List<TaskRunOutcome> {
         return uniffiRustCallAsync(
         callWithHandle { uniffiHandle ->
             UniffiLib.uniffi_ferry_fn_method_downloadmanager_run_budgeted(
                 uniffiHandle,
                 
-        FfiConverterOptionalSequenceString.lower(`taskIds`),
         FfiConverterULong.lower(`budgetMs`),
+        FfiConverterOptionalSequenceString.lower(`taskIds`),
             )
         },
         { future, callback, continuation -> UniffiLib.ffi_ferry_rust_future_poll_rust_buffer(future, callback, continuation) },

@@ -72,10 +72,10 @@ private suspend fun askForeground(env: WorkerEnvironment, status: TaskStatus): F
 private suspend fun runBudgeted(ferry: Ferry, taskId: String, budget: Duration, env: WorkerEnvironment): List<TaskRunOutcome> {
     val ids = listOf(taskId)
     try {
-        return ferry.manager.runBudgeted(ids, budget.inWholeMilliseconds.coerceAtLeast(1).toULong())
+        return ferry.manager.runBudgeted(budget.inWholeMilliseconds.coerceAtLeast(1).toULong(), ids)
     } catch (e: CancellationException) {
         withContext(NonCancellable) {
-            withTimeoutOrNull(env.stopTimeout) { ferry.manager.requestStop(ids, env.stopCause()) }
+            withTimeoutOrNull(env.stopTimeout) { ferry.manager.requestStop(env.stopCause(), ids) }
         }
         throw e
     }

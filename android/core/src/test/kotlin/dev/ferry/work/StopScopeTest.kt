@@ -23,7 +23,7 @@ class StopScopeTest : WorkTestBase() {
         val runA = async(Dispatchers.Default) { runWorker(WorkerInput(a), env) }
         val runB = async(Dispatchers.Default) { runWorker(WorkerInput(b), env) }
         eventually("both started") { ferry.status(a).bytes > 0u && ferry.status(b).bytes > 0u }
-        assertEquals(1u, ferry.manager.requestStop(listOf(a), StopCause.STOPPED))
+        assertEquals(1u, ferry.manager.requestStop(StopCause.STOPPED, listOf(a)))
         runA.cancel()
         assertEquals(WorkerResult.Success, runB.await(), "b's worker was not stopped (b is ${ferry.status(b).state})")
     }
