@@ -382,9 +382,73 @@ fn a_hand_off_of_many_tasks_respects_the_lease_caps() {
     }
 }
 
+/// A child process (examples/handoff_child) that started a download and handed it off; it stages
+/// chunks on request and waits to be killed.
+struct Child {
+    process: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+    leases: Vec<OsRequest>,
+}
+
+impl Child {
+    fn start(state: &std::path::Path, url: &str, out: &std::path::Path, total: u64) -> Child {
+        use std::io::BufRead;
+        let exe = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("examples/handoff_child");
+        let mut process = std::process::Command::new(&exe)
+            .args([state.to_str().unwrap(), url, out.to_str().unwrap(), &(4 * MIB).to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{}: {e}", exe.display()));
+        let stdout = std::io::BufReader::new(process.stdout.take().unwrap());
+        let stdin = process.stdin.take().unwrap();
+        let mut child = Child { process, stdin, stdout, leases: Vec::new() };
+        loop {
+            let mut line = String::new();
+            assert!(child.stdout.read_line(&mut line).unwrap() > 0, "the child ended early");
+            if line.trim() == "leased" {
+                return child;
+            }
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            let lease = v["lease"].as_str().unwrap().to_string();
+            child.leases.push(OsRequest {
+                os_tag: format!("ferry1:{lease}"),
+                lease_id: lease,
+                task_id: String::new(),
+                url: v["url"].as_str().unwrap().to_string(),
+                headers: serde_json::from_value(v["headers"].clone()).unwrap(),
+                start: v["start"].as_u64().unwrap(),
+                end: v["end"].as_u64().unwrap(),
+                total: Some(total),
+                whole: false,
+            });
+        }
+    }
+
+    fn stage(&mut self, lease: &OsRequest, file: &std::path::Path, meta: &ChunkMeta) {
+        use std::io::{BufRead, Write};
+        writeln!(self.stdin, "stage {} {} {}", lease.lease_id, file.display(), serde_json::to_string(meta).unwrap()).unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "staged");
+    }
+
+    fn kill(&mut self) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.process.id() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+        let _ = self.process.wait();
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
 #[test]
 fn a_chunk_staged_by_a_process_killed_before_its_ingest_is_ingested_after_a_reopen() {
-    use std::io::{BufRead, BufReader, Write};
     let server = ferry::loopback::LoopbackServer::start(
         ferry::engine::runtime::handle(),
         0,
@@ -392,63 +456,54 @@ fn a_chunk_staged_by_a_process_killed_before_its_ingest_is_ingested_after_a_reop
     )
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let out = dir.path().join("k.bin");
-    let exe = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("examples/handoff_child");
-    let mut child = std::process::Command::new(&exe)
-        .args([state.to_str().unwrap(), &server.url(), out.to_str().unwrap(), &(4 * MIB).to_string()])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{}: {e}", exe.display()));
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut stdin = child.stdin.take().unwrap();
-    let mut child = Kill(child);
-    let mut leases: Vec<OsRequest> = Vec::new();
-    loop {
-        let mut line = String::new();
-        assert!(stdout.read_line(&mut line).unwrap() > 0, "the child ended early");
-        if line.trim() == "leased" {
-            break;
-        }
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        let headers: Vec<(String, String)> = serde_json::from_value(v["headers"].clone()).unwrap();
-        let lease = v["lease"].as_str().unwrap().to_string();
-        leases.push(OsRequest {
-            os_tag: format!("ferry1:{lease}"),
-            lease_id: lease,
-            task_id: String::new(),
-            url: v["url"].as_str().unwrap().to_string(),
-            headers,
-            start: v["start"].as_u64().unwrap(),
-            end: v["end"].as_u64().unwrap(),
-            total: Some(16 * MIB),
-            whole: false,
-        });
-    }
+    let (state, out) = (dir.path().join("state"), dir.path().join("k.bin"));
+    let mut child = Child::start(&state, &server.url(), &out, 16 * MIB);
     server.set(|f| f.rate = None);
     let tmp = tempfile::tempdir().unwrap();
-    let (file, meta) = fetch(&leases[0], tmp.path());
-    writeln!(stdin, "stage {} {} {}", leases[0].lease_id, file.display(), serde_json::to_string(&meta).unwrap()).unwrap();
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "staged");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.0.id() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
-    let _ = child.0.wait();
+    let first = child.leases[0].clone();
+    let (file, meta) = fetch(&first, tmp.path());
+    child.stage(&first, &file, &meta);
+    child.kill();
     let m = Manager::open(&state, test_config()).unwrap();
     let plan = m.reconcile(vec![], true, HandoffOptions::default()).unwrap();
-    assert_eq!(plan.ingest, vec![leases[0].lease_id.clone()], "the staged chunk is found after the kill");
-    assert!(matches!(m.ingest_staged(&leases[0].lease_id), IngestOutcome::Committed { .. }));
+    assert_eq!(plan.ingest, vec![first.lease_id.clone()], "the staged chunk is found after the kill");
+    assert!(matches!(m.ingest_staged(&first.lease_id), IngestOutcome::Committed { .. }));
     let id = m.list()[0].id.to_string();
     let st = wait(&m, &id, 60);
     assert_eq!(st.state, TaskState::Completed, "the engine fetched the rest in process: {st:?}");
+    assert_same(&read(&out), &server.expected());
+    m.shutdown_blocking();
+}
+
+#[test]
+fn a_process_that_takes_over_a_handed_off_task_ingests_its_chunks_and_fetches_nothing() {
+    let server = ferry::loopback::LoopbackServer::start(
+        ferry::engine::runtime::handle(),
+        0,
+        Faults { rate: Some(4 * MIB), ..Faults::new(16 * MIB) },
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (state, out) = (dir.path().join("state"), dir.path().join("t.bin"));
+    let mut child = Child::start(&state, &server.url(), &out, 16 * MIB);
+    // Another process has the directory open while the one that handed off is alive, then dies.
+    let m = Manager::open(&state, test_config()).unwrap();
+    let id = m.list()[0].id.to_string();
+    child.kill();
+    server.set(|f| f.rate = None);
+    let requests_before = server.stats().requests.load(Ordering::SeqCst);
+    until(10, "the takeover", || m.live_leases().len() == child.leases.len());
+    std::thread::sleep(Duration::from_millis(300));
+    let st = m.status(&id).unwrap();
+    assert_eq!(st.state, TaskState::Running, "still the OS's: {st:?}");
+    assert!(st.handed_off);
+    assert_eq!(server.stats().requests.load(Ordering::SeqCst), requests_before, "the engine fetches nothing leased");
+    let tmp = tempfile::tempdir().unwrap();
+    for r in &child.leases {
+        let (file, meta) = fetch(r, tmp.path());
+        assert!(matches!(m.ingest(&r.lease_id, &file, meta), IngestOutcome::Committed { .. }));
+    }
+    assert_eq!(m.status(&id).unwrap().state, TaskState::Completed);
     assert_same(&read(&out), &server.expected());
     m.shutdown_blocking();
 }

@@ -126,6 +126,10 @@ impl Inner {
         let (lease, resource) = {
             let g = e.inner.lock();
             match g.leases.iter().find(|l| l.id == lease_id) {
+                Some(_) if g.state != TaskState::Running => {
+                    let state = g.state;
+                    return rejected_for(&row.task_id, Error::new(ErrorCode::InvalidState, format!("the task is {state}")), false);
+                }
                 Some(l) => (l.clone(), g.resource.clone()),
                 None => {
                     return rejected_for(

@@ -102,7 +102,10 @@ impl Inner {
             return Ok(None);
         };
         let StoredTask { row, ranges } = stored;
-        let orphaned = row.state == TaskState::Running;
+        // A running task with live leases was handed off to the OS, not orphaned: this process
+        // takes over its leases (it ingests their chunks) and runs nothing.
+        let leases = if row.state == TaskState::Running { self.env.store.live_leases_of(id)? } else { Vec::new() };
+        let orphaned = row.state == TaskState::Running && leases.is_empty();
         let state = if orphaned { TaskState::Queued } else { row.state };
         if orphaned {
             tracing::info!("{id}: its process died while running it; taking it over from its journal");
@@ -134,6 +137,13 @@ impl Inner {
             }
             g.dormant = false;
             g.speed.reset();
+            if !leases.is_empty() {
+                let now = Instant::now();
+                g.leases = leases
+                    .into_iter()
+                    .map(|l| LiveLease { id: l.id, start: l.start, end: l.end, whole: l.whole, os_bytes: 0, last_progress: now })
+                    .collect();
+            }
             let bytes = match (g.journal.is_empty(), state) {
                 (false, _) => written(&g.journal),
                 (true, TaskState::Completed) => row.bytes,

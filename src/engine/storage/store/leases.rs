@@ -97,6 +97,15 @@ impl Store {
         Ok(rows)
     }
 
+    /// A task's live leases.
+    pub fn live_leases_of(&self, task_id: &str) -> Result<Vec<LeaseRow>> {
+        let conn = self.conn.lock();
+        let mut stmt =
+            conn.prepare_cached("SELECT id, task_id, start, end_, whole, state, created_ms FROM leases WHERE task_id = ?1 AND state = 0")?;
+        let rows = stmt.query_map([task_id], lease_of)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
     /// One lease.
     pub fn lease(&self, id: &str) -> Result<Option<LeaseRow>> {
         let conn = self.conn.lock();
