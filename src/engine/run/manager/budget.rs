@@ -2,7 +2,7 @@
 //! they end or the budget is spent, then stop at a write boundary with the journal and the part
 //! file synced, and wait (queued, held) for the next run; each gets an outcome the platform maps
 //! to success, retry or failure. A stop can be requested from outside, since the caller cannot
-//! cancel the run's future across the FFI (Kotlin drops it; uniffi has no cancellation).
+//! cancel the run's future across the FFI (Kotlin drops it; the bindings have no cancellation).
 
 use super::*;
 use std::time::Duration;
