@@ -7,8 +7,12 @@
 //! - only the owner of a segment writes into it, and only inside `[written, end)`.
 //!
 //! A connection first *reserves* the bytes it is about to write, writes them, then *commits*
-//! them. Splitting (aria2 style: halve the largest remaining range when a connection frees up)
-//! never cuts below a reservation, so a write in flight can never land in someone else's range.
+//! them, but only as far as the body's framing has verified them: the bytes of a chunk whose
+//! trailing CRLF has not been read yet stay reserved (written to the part file, not counted), and
+//! a framing error drops them ([`RangeMap::abandon`]) so that `written`, which the journal and the
+//! hash follow, stays at the last verified byte. Splitting (aria2 style: halve the largest
+//! remaining range when a connection frees up) never cuts below a reservation, so a write in
+//! flight can never land in someone else's range.
 //!
 //! Each segment has an [`Owner`]: the engine's own connections today; ranges leased to the OS
 //! (iOS background sessions, Android jobs) later, whose results are spliced back by offset.
@@ -33,11 +37,11 @@ pub struct Segment {
     pub start: u64,
     /// One past the last byte.
     pub end: u64,
-    /// Bytes `[start, written)` are handed to the kernel (survive a killed process).
+    /// Bytes `[start, written)` are handed to the kernel and verified (survive a killed process).
     pub written: u64,
     /// Bytes `[start, durable)` are synced to stable storage (survive a power loss).
     pub durable: u64,
-    /// Bytes `[written, reserved)` are being written right now.
+    /// Bytes `[written, reserved)` are being written, or written but not yet verified.
     pub reserved: u64,
     /// Who fetches this segment.
     pub owner: Owner,
@@ -222,29 +226,35 @@ impl RangeMap {
         self.segment(start).map(|s| (s.written, s.end_for_connection()))
     }
 
-    /// Reserves up to `want` bytes at the cursor of segment `start`. Returns `(offset, allowed)`;
-    /// `allowed` is smaller than `want` when the segment ends first (it may have been split).
+    /// Reserves up to `want` bytes after what segment `start` has written or reserved. Returns
+    /// `(offset, allowed)`; `allowed` is smaller than `want` when the segment ends first (it may
+    /// have been split, or its connection asked to end).
     pub fn reserve(&mut self, start: u64, want: u64) -> Option<(u64, u64)> {
         let i = self.index_of(start)?;
         let seg = &mut self.segments[i];
-        debug_assert_eq!(seg.reserved, seg.written, "reservation already outstanding");
-        let allowed = want.min(seg.end_for_connection() - seg.written);
-        seg.reserved = seg.written + allowed;
-        Some((seg.written, allowed))
+        let at = seg.reserved;
+        let allowed = want.min(seg.end_for_connection().saturating_sub(at));
+        seg.reserved = at + allowed;
+        Some((at, allowed))
     }
 
-    /// Commits a reservation after the bytes were handed to the kernel.
-    pub fn commit(&mut self, start: u64) {
-        if let Some(i) = self.index_of(start) {
-            let seg = &mut self.segments[i];
-            if seg.reserved != seg.written {
-                seg.written = seg.reserved;
-                seg.dirty = true;
-            }
+    /// Commits the reserved bytes up to `verified` (an offset; bytes beyond it stay reserved) after
+    /// they were handed to the kernel. Returns the written offset before and after, and whether
+    /// the segment holds nothing more for its connection.
+    pub fn commit(&mut self, start: u64, verified: u64) -> Option<(u64, u64, bool)> {
+        let i = self.index_of(start)?;
+        let seg = &mut self.segments[i];
+        let before = seg.written;
+        let after = verified.clamp(before, seg.reserved);
+        if after != before {
+            seg.written = after;
+            seg.dirty = true;
         }
+        Some((before, after, after >= seg.end_for_connection()))
     }
 
-    /// Drops a reservation whose write failed.
+    /// Drops every reserved byte not committed: a write failed, or the body's framing broke
+    /// before those bytes were verified. The segment's connection continues at `written`.
     pub fn abandon(&mut self, start: u64) {
         if let Some(i) = self.index_of(start) {
             let seg = &mut self.segments[i];
@@ -329,10 +339,10 @@ mod tests {
         assert_eq!((off, n), (0, 30));
         let upper = m.split_largest(10).unwrap();
         assert_eq!(upper, 65, "halves the unreserved part [30,100)");
-        m.commit(s);
+        assert_eq!(m.commit(s, 30), Some((0, 30, false)));
         let (off, n) = m.reserve(s, 1000).unwrap();
         assert_eq!((off, n), (30, 35), "clamped to the new end");
-        m.commit(s);
+        assert_eq!(m.commit(s, 1000), Some((30, 65, true)), "committed up to the reservation only");
         assert!(m.segment(0).unwrap().is_done());
         assert_tiles(&m);
     }
@@ -343,18 +353,18 @@ mod tests {
         let (a, b) = (0, 50);
         assert!(m.claim(a) && m.claim(b));
         m.reserve(b, 5).unwrap();
-        m.commit(b);
+        m.commit(b, 55);
         m.reserve(b, 7).unwrap();
         // `a` has 50 unclaimed bytes, `b` 38: `a` is retired first, then `b`.
         assert_eq!(m.retire_largest(), Some(a));
         assert_eq!(m.reserve(a, 5), Some((0, 0)), "a retiring connection may write no more");
-        m.commit(a);
+        assert_eq!(m.commit(a, 5), Some((0, 0, true)));
         assert!(!m.claim(a), "still owned until released");
         assert_eq!(m.split_largest(1), Some(81), "only a segment that keeps its connection is split");
         assert_eq!(m.retire_largest(), Some(81));
         assert_eq!(m.retire_largest(), Some(b));
         assert_eq!(m.retire_largest(), None);
-        m.commit(b);
+        m.commit(b, 62);
         assert_eq!(m.segment(b).unwrap().written, 62, "the write in flight landed");
         assert_eq!(m.reserve(b, 1), Some((62, 0)));
         assert_eq!(m.cursor(b), Some((62, 62)), "nothing left for the retiring connection");
@@ -366,11 +376,27 @@ mod tests {
     }
 
     #[test]
+    fn unverified_bytes_stay_reserved_and_a_framing_error_drops_them() {
+        let mut m = RangeMap::from_plan(100, &plan(100, 1, 1));
+        let s = m.claim_idle().unwrap();
+        assert_eq!(m.reserve(s, 40), Some((0, 40)));
+        assert_eq!(m.commit(s, 16), Some((0, 16, false)), "only the verified part counts");
+        assert_eq!(m.reserve(s, 10), Some((40, 10)), "the next write follows the unverified bytes");
+        assert_eq!(m.split_largest(1), Some(75), "a split never cuts below unverified bytes");
+        m.abandon(s);
+        let seg = m.segment(s).unwrap();
+        assert_eq!((seg.written, seg.reserved), (16, 16), "back to the last verified byte");
+        assert_eq!(m.rows()[0].written, 16);
+        assert_eq!(m.reserve(s, 100), Some((16, 59)));
+        assert_eq!(m.commit(s, 75), Some((16, 75, true)));
+    }
+
+    #[test]
     fn rows_round_trip_and_bad_rows_are_refused() {
         let mut m = RangeMap::from_plan(1000, &plan(1000, 4, 1));
         let s = m.claim_idle().unwrap();
         m.reserve(s, 100).unwrap();
-        m.commit(s);
+        m.commit(s, s + 100);
         let rows = m.rows();
         let back = RangeMap::from_rows(1000, &rows).unwrap();
         assert_eq!(back.written_bytes(), 100);
@@ -387,7 +413,7 @@ mod tests {
         Claim,
         Split(u64),
         Retire,
-        Write(usize, u64, bool),
+        Write(usize, u64, u64, bool),
         Release(usize),
         Sync,
     }
@@ -397,7 +423,7 @@ mod tests {
             Just(Op::Claim),
             (1u64..5000).prop_map(Op::Split),
             Just(Op::Retire),
-            (0usize..64, 0u64..20_000, any::<bool>()).prop_map(|(i, n, ok)| Op::Write(i, n, ok)),
+            (0usize..64, 0u64..20_000, 0u64..20_000, any::<bool>()).prop_map(|(i, n, v, ok)| Op::Write(i, n, v, ok)),
             (0usize..64).prop_map(Op::Release),
             Just(Op::Sync),
         ]
@@ -431,12 +457,17 @@ mod tests {
                     Op::Claim => { m.claim_idle(); }
                     Op::Split(min) => { m.split_largest(min); }
                     Op::Retire => { m.retire_largest(); }
-                    Op::Write(i, n, ok) => {
+                    Op::Write(i, n, verified, ok) => {
                         let owned: Vec<u64> = m.segments().iter().filter(|s| matches!(s.owner, Owner::Engine | Owner::Retiring)).map(|s| s.start).collect();
                         if let Some(&s) = owned.get(i % owned.len().max(1)) {
                             let (off, allowed) = m.reserve(s, n).unwrap();
                             prop_assert!(off + allowed <= m.segment(s).unwrap().end);
-                            if ok { m.commit(s) } else { m.abandon(s) }
+                            if ok {
+                                let (before, after, _) = m.commit(s, s + verified).unwrap();
+                                prop_assert!(before <= after && after <= off + allowed);
+                            } else {
+                                m.abandon(s)
+                            }
                         }
                     }
                     Op::Release(i) => {
