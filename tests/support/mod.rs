@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod raw;
+pub mod tls;
 
 use ferry::engine::{runtime, Config, Limits, Manager, Request, RetryPolicy, TaskInfo};
 use ferry::loopback::{Faults, LoopbackServer};
