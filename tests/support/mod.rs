@@ -2,6 +2,7 @@
 //! directory with test-sized timeouts, and bounded waits.
 #![allow(dead_code)]
 
+pub mod proxy;
 pub mod raw;
 pub mod tls;
 
