@@ -1784,7 +1784,7 @@ class ManagerConfig:
     """
     Manager configuration. Every field has a default.
 """
-    def __init__(self, *, limits:typing.Optional[Limits] = None, connect_timeout_ms:typing.Optional[int] = None, idle_timeout_ms:typing.Optional[int] = None, progress_interval_ms:typing.Optional[int] = None, retry_budget:typing.Optional[int] = None, retry_base_delay_ms:typing.Optional[int] = None, resume_on_open:typing.Optional[bool] = None, user_agent:typing.Optional[str] = None, extra_root_certificates_pem:typing.List[str] = _DEFAULT, bundled_tls_roots:typing.Optional[bool] = None):
+    def __init__(self, *, limits:typing.Optional[Limits] = None, connect_timeout_ms:typing.Optional[int] = None, idle_timeout_ms:typing.Optional[int] = None, progress_interval_ms:typing.Optional[int] = None, retry_budget:typing.Optional[int] = None, retry_base_delay_ms:typing.Optional[int] = None, resume_on_open:typing.Optional[bool] = None, user_agent:typing.Optional[str] = None, extra_root_certificates_pem:typing.List[str] = _DEFAULT, bundled_tls_roots:typing.Optional[bool] = None, proxy:typing.Optional[str] = None, no_proxy:typing.Optional[str] = None):
         self.limits = limits
         self.connect_timeout_ms = connect_timeout_ms
         self.idle_timeout_ms = idle_timeout_ms
@@ -1798,12 +1798,14 @@ class ManagerConfig:
         else:
             self.extra_root_certificates_pem = extra_root_certificates_pem
         self.bundled_tls_roots = bundled_tls_roots
+        self.proxy = proxy
+        self.no_proxy = no_proxy
         
         
 
     
     def __str__(self):
-        return "ManagerConfig(limits={}, connect_timeout_ms={}, idle_timeout_ms={}, progress_interval_ms={}, retry_budget={}, retry_base_delay_ms={}, resume_on_open={}, user_agent={}, extra_root_certificates_pem={}, bundled_tls_roots={})".format(self.limits, self.connect_timeout_ms, self.idle_timeout_ms, self.progress_interval_ms, self.retry_budget, self.retry_base_delay_ms, self.resume_on_open, self.user_agent, self.extra_root_certificates_pem, self.bundled_tls_roots)
+        return "ManagerConfig(limits={}, connect_timeout_ms={}, idle_timeout_ms={}, progress_interval_ms={}, retry_budget={}, retry_base_delay_ms={}, resume_on_open={}, user_agent={}, extra_root_certificates_pem={}, bundled_tls_roots={}, proxy={}, no_proxy={})".format(self.limits, self.connect_timeout_ms, self.idle_timeout_ms, self.progress_interval_ms, self.retry_budget, self.retry_base_delay_ms, self.resume_on_open, self.user_agent, self.extra_root_certificates_pem, self.bundled_tls_roots, self.proxy, self.no_proxy)
     def __eq__(self, other):
         if self.limits != other.limits:
             return False
@@ -1825,6 +1827,10 @@ class ManagerConfig:
             return False
         if self.bundled_tls_roots != other.bundled_tls_roots:
             return False
+        if self.proxy != other.proxy:
+            return False
+        if self.no_proxy != other.no_proxy:
+            return False
         return True
 
 class _UniffiFfiConverterTypeManagerConfig(_UniffiConverterRustBuffer):
@@ -1841,6 +1847,8 @@ class _UniffiFfiConverterTypeManagerConfig(_UniffiConverterRustBuffer):
             user_agent=_UniffiFfiConverterOptionalString.read(buf),
             extra_root_certificates_pem=_UniffiFfiConverterSequenceString.read(buf),
             bundled_tls_roots=_UniffiFfiConverterOptionalBoolean.read(buf),
+            proxy=_UniffiFfiConverterOptionalString.read(buf),
+            no_proxy=_UniffiFfiConverterOptionalString.read(buf),
         )
 
     @staticmethod
@@ -1855,6 +1863,8 @@ class _UniffiFfiConverterTypeManagerConfig(_UniffiConverterRustBuffer):
         _UniffiFfiConverterOptionalString.check_lower(value.user_agent)
         _UniffiFfiConverterSequenceString.check_lower(value.extra_root_certificates_pem)
         _UniffiFfiConverterOptionalBoolean.check_lower(value.bundled_tls_roots)
+        _UniffiFfiConverterOptionalString.check_lower(value.proxy)
+        _UniffiFfiConverterOptionalString.check_lower(value.no_proxy)
 
     @staticmethod
     def write(value, buf):
@@ -1868,6 +1878,8 @@ class _UniffiFfiConverterTypeManagerConfig(_UniffiConverterRustBuffer):
         _UniffiFfiConverterOptionalString.write(value.user_agent, buf)
         _UniffiFfiConverterSequenceString.write(value.extra_root_certificates_pem, buf)
         _UniffiFfiConverterOptionalBoolean.write(value.bundled_tls_roots, buf)
+        _UniffiFfiConverterOptionalString.write(value.proxy, buf)
+        _UniffiFfiConverterOptionalString.write(value.no_proxy, buf)
 
 
 
@@ -1942,6 +1954,8 @@ class ErrorCode(enum.Enum):
     UNSUPPORTED_ENCODING = 2014
     
     ACCESS_DENIED = 2015
+    
+    PROTOCOL_ERROR = 2016
     
     DISK_FULL = 3001
     
@@ -2040,30 +2054,32 @@ class _UniffiFfiConverterTypeErrorCode(_UniffiConverterRustBuffer):
         if variant == 32:
             return ErrorCode.ACCESS_DENIED
         if variant == 33:
-            return ErrorCode.DISK_FULL
+            return ErrorCode.PROTOCOL_ERROR
         if variant == 34:
-            return ErrorCode.STORAGE_IO
+            return ErrorCode.DISK_FULL
         if variant == 35:
-            return ErrorCode.PERMISSION_DENIED
+            return ErrorCode.STORAGE_IO
         if variant == 36:
-            return ErrorCode.STATE_DIR_LOCKED
+            return ErrorCode.PERMISSION_DENIED
         if variant == 37:
-            return ErrorCode.DATABASE
+            return ErrorCode.STATE_DIR_LOCKED
         if variant == 38:
-            return ErrorCode.CHECKSUM_MISMATCH
+            return ErrorCode.DATABASE
         if variant == 39:
-            return ErrorCode.SIZE_MISMATCH
+            return ErrorCode.CHECKSUM_MISMATCH
         if variant == 40:
-            return ErrorCode.MEMORY_LIMIT_EXCEEDED
+            return ErrorCode.SIZE_MISMATCH
         if variant == 41:
-            return ErrorCode.CANCELLED
+            return ErrorCode.MEMORY_LIMIT_EXCEEDED
         if variant == 42:
-            return ErrorCode.INTERRUPTED
+            return ErrorCode.CANCELLED
         if variant == 43:
-            return ErrorCode.SHUT_DOWN
+            return ErrorCode.INTERRUPTED
         if variant == 44:
-            return ErrorCode.SINK_REJECTED
+            return ErrorCode.SHUT_DOWN
         if variant == 45:
+            return ErrorCode.SINK_REJECTED
+        if variant == 46:
             return ErrorCode.INTERNAL
         raise InternalError("Raw enum value doesn't match any cases")
 
@@ -2132,6 +2148,8 @@ class _UniffiFfiConverterTypeErrorCode(_UniffiConverterRustBuffer):
         if value == ErrorCode.UNSUPPORTED_ENCODING:
             return
         if value == ErrorCode.ACCESS_DENIED:
+            return
+        if value == ErrorCode.PROTOCOL_ERROR:
             return
         if value == ErrorCode.DISK_FULL:
             return
@@ -2227,32 +2245,34 @@ class _UniffiFfiConverterTypeErrorCode(_UniffiConverterRustBuffer):
             buf.write_i32(31)
         if value == ErrorCode.ACCESS_DENIED:
             buf.write_i32(32)
-        if value == ErrorCode.DISK_FULL:
+        if value == ErrorCode.PROTOCOL_ERROR:
             buf.write_i32(33)
-        if value == ErrorCode.STORAGE_IO:
+        if value == ErrorCode.DISK_FULL:
             buf.write_i32(34)
-        if value == ErrorCode.PERMISSION_DENIED:
+        if value == ErrorCode.STORAGE_IO:
             buf.write_i32(35)
-        if value == ErrorCode.STATE_DIR_LOCKED:
+        if value == ErrorCode.PERMISSION_DENIED:
             buf.write_i32(36)
-        if value == ErrorCode.DATABASE:
+        if value == ErrorCode.STATE_DIR_LOCKED:
             buf.write_i32(37)
-        if value == ErrorCode.CHECKSUM_MISMATCH:
+        if value == ErrorCode.DATABASE:
             buf.write_i32(38)
-        if value == ErrorCode.SIZE_MISMATCH:
+        if value == ErrorCode.CHECKSUM_MISMATCH:
             buf.write_i32(39)
-        if value == ErrorCode.MEMORY_LIMIT_EXCEEDED:
+        if value == ErrorCode.SIZE_MISMATCH:
             buf.write_i32(40)
-        if value == ErrorCode.CANCELLED:
+        if value == ErrorCode.MEMORY_LIMIT_EXCEEDED:
             buf.write_i32(41)
-        if value == ErrorCode.INTERRUPTED:
+        if value == ErrorCode.CANCELLED:
             buf.write_i32(42)
-        if value == ErrorCode.SHUT_DOWN:
+        if value == ErrorCode.INTERRUPTED:
             buf.write_i32(43)
-        if value == ErrorCode.SINK_REJECTED:
+        if value == ErrorCode.SHUT_DOWN:
             buf.write_i32(44)
-        if value == ErrorCode.INTERNAL:
+        if value == ErrorCode.SINK_REJECTED:
             buf.write_i32(45)
+        if value == ErrorCode.INTERNAL:
+            buf.write_i32(46)
 
 
 

@@ -2330,6 +2330,19 @@ public struct ManagerConfig: Equatable, Hashable {
      * Trust Mozilla's bundled roots instead of the platform verifier (default: on for Android only).
      */
     public let bundledTlsRoots: Bool?
+    /**
+     * The proxy for every request: an `http://` URL (credentials in it are sent to the proxy), or
+     * `none` / `direct` for none. Unset, the engine reads `https_proxy`, `http_proxy` and
+     * `all_proxy` from the environment; the Swift and Kotlin facades fill it from the platform's
+     * proxy settings first.
+     */
+    public let proxy: String?
+    /**
+     * Hosts that bypass the proxy, in `no_proxy` syntax (comma-separated domains, IP addresses
+     * and networks, optional `:port`, `*`). Unset: `no_proxy` from the environment when the proxy
+     * comes from there too.
+     */
+    public let noProxy: String?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2364,7 +2377,18 @@ public struct ManagerConfig: Equatable, Hashable {
          */extraRootCertificatesPem: [String] = [], 
         /**
          * Trust Mozilla's bundled roots instead of the platform verifier (default: on for Android only).
-         */bundledTlsRoots: Bool? = nil) {
+         */bundledTlsRoots: Bool? = nil, 
+        /**
+         * The proxy for every request: an `http://` URL (credentials in it are sent to the proxy), or
+         * `none` / `direct` for none. Unset, the engine reads `https_proxy`, `http_proxy` and
+         * `all_proxy` from the environment; the Swift and Kotlin facades fill it from the platform's
+         * proxy settings first.
+         */proxy: String? = nil, 
+        /**
+         * Hosts that bypass the proxy, in `no_proxy` syntax (comma-separated domains, IP addresses
+         * and networks, optional `:port`, `*`). Unset: `no_proxy` from the environment when the proxy
+         * comes from there too.
+         */noProxy: String? = nil) {
         self.limits = limits
         self.connectTimeoutMs = connectTimeoutMs
         self.idleTimeoutMs = idleTimeoutMs
@@ -2375,6 +2399,8 @@ public struct ManagerConfig: Equatable, Hashable {
         self.userAgent = userAgent
         self.extraRootCertificatesPem = extraRootCertificatesPem
         self.bundledTlsRoots = bundledTlsRoots
+        self.proxy = proxy
+        self.noProxy = noProxy
     }
 
     
@@ -2402,7 +2428,9 @@ public struct FfiConverterTypeManagerConfig: FfiConverterRustBuffer {
                 resumeOnOpen: FfiConverterOptionBool.read(from: &buf), 
                 userAgent: FfiConverterOptionString.read(from: &buf), 
                 extraRootCertificatesPem: FfiConverterSequenceString.read(from: &buf), 
-                bundledTlsRoots: FfiConverterOptionBool.read(from: &buf)
+                bundledTlsRoots: FfiConverterOptionBool.read(from: &buf), 
+                proxy: FfiConverterOptionString.read(from: &buf), 
+                noProxy: FfiConverterOptionString.read(from: &buf)
         )
     }
 
@@ -2417,6 +2445,8 @@ public struct FfiConverterTypeManagerConfig: FfiConverterRustBuffer {
         FfiConverterOptionString.write(value.userAgent, into: &buf)
         FfiConverterSequenceString.write(value.extraRootCertificatesPem, into: &buf)
         FfiConverterOptionBool.write(value.bundledTlsRoots, into: &buf)
+        FfiConverterOptionString.write(value.proxy, into: &buf)
+        FfiConverterOptionString.write(value.noProxy, into: &buf)
     }
 }
 
@@ -3247,6 +3277,7 @@ public enum ErrorCode: UInt16, Equatable, Hashable {
     case network = 2013
     case unsupportedEncoding = 2014
     case accessDenied = 2015
+    case protocolError = 2016
     case diskFull = 3001
     case storageIo = 3002
     case permissionDenied = 3003
@@ -3345,31 +3376,33 @@ public struct FfiConverterTypeErrorCode: FfiConverterRustBuffer {
         
         case 32: return .accessDenied
         
-        case 33: return .diskFull
+        case 33: return .protocolError
         
-        case 34: return .storageIo
+        case 34: return .diskFull
         
-        case 35: return .permissionDenied
+        case 35: return .storageIo
         
-        case 36: return .stateDirLocked
+        case 36: return .permissionDenied
         
-        case 37: return .database
+        case 37: return .stateDirLocked
         
-        case 38: return .checksumMismatch
+        case 38: return .database
         
-        case 39: return .sizeMismatch
+        case 39: return .checksumMismatch
         
-        case 40: return .memoryLimitExceeded
+        case 40: return .sizeMismatch
         
-        case 41: return .cancelled
+        case 41: return .memoryLimitExceeded
         
-        case 42: return .interrupted
+        case 42: return .cancelled
         
-        case 43: return .shutDown
+        case 43: return .interrupted
         
-        case 44: return .sinkRejected
+        case 44: return .shutDown
         
-        case 45: return .`internal`
+        case 45: return .sinkRejected
+        
+        case 46: return .`internal`
         
         default: throw UniffiInternalError.unexpectedEnumCase
         }
@@ -3507,56 +3540,60 @@ public struct FfiConverterTypeErrorCode: FfiConverterRustBuffer {
             writeInt(&buf, Int32(32))
         
         
-        case .diskFull:
+        case .protocolError:
             writeInt(&buf, Int32(33))
         
         
-        case .storageIo:
+        case .diskFull:
             writeInt(&buf, Int32(34))
         
         
-        case .permissionDenied:
+        case .storageIo:
             writeInt(&buf, Int32(35))
         
         
-        case .stateDirLocked:
+        case .permissionDenied:
             writeInt(&buf, Int32(36))
         
         
-        case .database:
+        case .stateDirLocked:
             writeInt(&buf, Int32(37))
         
         
-        case .checksumMismatch:
+        case .database:
             writeInt(&buf, Int32(38))
         
         
-        case .sizeMismatch:
+        case .checksumMismatch:
             writeInt(&buf, Int32(39))
         
         
-        case .memoryLimitExceeded:
+        case .sizeMismatch:
             writeInt(&buf, Int32(40))
         
         
-        case .cancelled:
+        case .memoryLimitExceeded:
             writeInt(&buf, Int32(41))
         
         
-        case .interrupted:
+        case .cancelled:
             writeInt(&buf, Int32(42))
         
         
-        case .shutDown:
+        case .interrupted:
             writeInt(&buf, Int32(43))
         
         
-        case .sinkRejected:
+        case .shutDown:
             writeInt(&buf, Int32(44))
         
         
-        case .`internal`:
+        case .sinkRejected:
             writeInt(&buf, Int32(45))
+        
+        
+        case .`internal`:
+            writeInt(&buf, Int32(46))
         
         }
     }
