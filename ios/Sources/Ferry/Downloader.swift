@@ -21,9 +21,11 @@ public final class Downloader: Sendable {
     /// Event streams to finish at shutdown.
     let streams = EventStreams()
 
-    /// Opens (creating it if needed) the task table in `stateDirectory`.
+    /// Opens (creating it if needed) the task table in `stateDirectory`. Unless `config` names a
+    /// proxy, the system's HTTP(S) proxy settings apply.
     /// - Throws: `FerryError`, e.g. `.stateDirLocked` if another process owns the directory.
     public convenience init(stateDirectory: String, config: ManagerConfig? = nil) throws {
+        let config = (config ?? ManagerConfig()).withSystemProxy()
         let manager = try ferry { try DownloadManager.open(stateDir: stateDirectory, config: config) }
         self.init(manager: manager)
     }

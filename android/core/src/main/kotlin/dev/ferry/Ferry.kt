@@ -289,7 +289,8 @@ class Ferry private constructor(
         /**
          * Opens (creating it if needed) the manager of [stateDir]. Within one process, opening the
          * same directory again shares the same engine (and ignores the new [config]) until it is
-         * closed.
+         * closed. Unless [config] names a proxy, the platform's (the `https.proxyHost` and
+         * `http.proxyHost` properties, which Android sets for the current network) applies.
          *
          * @param dispatcher where the suspend calls that write the task table run.
          */
@@ -301,7 +302,7 @@ class Ferry private constructor(
             dispatcher: CoroutineDispatcher = Dispatchers.IO,
         ): Ferry {
             val manager = try {
-                DownloadManager.open(stateDir.absolutePath, config)
+                DownloadManager.open(stateDir.absolutePath, config.withPlatformProxy())
             } catch (e: DownloadException) {
                 throw e.toFerryException()
             }
