@@ -285,6 +285,19 @@ impl Body {
     }
 }
 
+impl Drop for Body {
+    /// A caller that stops at the body's last byte (its segment is complete) does not read the
+    /// end of the body: when that end is already in the buffer (a length reached, the last chunk
+    /// and its trailers arrived), the connection still goes back to the pool. Otherwise it closes.
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.as_mut() {
+            if matches!(self.decoder.step(&mut conn.buf), Ok(Step::End)) {
+                self.finish();
+            }
+        }
+    }
+}
+
 /// A read error, as text: a TLS stream closed without its close_notify says so (a body read to
 /// the close cannot prove its end without it).
 fn read_error(e: &std::io::Error) -> String {

@@ -77,6 +77,31 @@ async fn a_kept_alive_connection_carries_every_request_whatever_the_framing() {
 }
 
 #[tokio::test]
+async fn a_body_dropped_at_its_last_byte_still_returns_its_connection() {
+    let (at, accepted) = server(|i| match i % 2 {
+        0 => (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello".to_vec(), false),
+        _ => (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".to_vec(), false),
+    })
+    .await;
+    let c = test_client();
+    for _ in 0..4 {
+        let mut answer = c.get(&at, &HeaderMap::new(), None, false).await.unwrap();
+        assert_eq!(answer.body.next_chunk().await.unwrap().as_deref(), Some(&b"hello"[..]));
+        drop(answer);
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection carried every request");
+    let mut answer = c.get(&at, &HeaderMap::new(), None, false).await.unwrap();
+    drop(answer.body.next_chunk());
+    drop(answer);
+    let (at2, accepted2) = server(|_| (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello".to_vec(), false)).await;
+    let mut answer = c.get(&at2, &HeaderMap::new(), None, false).await.unwrap();
+    assert_eq!(answer.body.next_chunk().await.unwrap().as_deref(), Some(&b"hello"[..]));
+    drop(answer);
+    drop(c.get(&at2, &HeaderMap::new(), None, false).await.unwrap());
+    assert_eq!(accepted2.load(Ordering::SeqCst), 2, "a body dropped before its end closes its connection");
+}
+
+#[tokio::test]
 async fn a_connection_the_server_closes_is_replaced_without_an_error() {
     // Keep-alive announced, then closed anyway (an idle timeout on the server's side).
     let (at, accepted) = server(|_| (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(), true)).await;
