@@ -84,7 +84,8 @@ fn a_coded_answer_is_retried_on_a_new_connection_and_the_file_is_exact() {
             0 => reply(200, &[("Transfer-Encoding", "gzip, chunked".into())], &chunked(&[0x1f; 500], 100, None)),
             2 => {
                 let (a, b) = req.range_in(SIZE).unwrap();
-                let h = [("Content-Range", format!("bytes {a}-{}/{SIZE}", b - 1)), ("Transfer-Encoding", "gzip".into()), ("ETag", ETAG.into())];
+                let h =
+                    [("Content-Range", format!("bytes {a}-{}/{SIZE}", b - 1)), ("Transfer-Encoding", "gzip".into()), ("ETag", ETAG.into())];
                 reply(206, &h, &content(SEED, a, b))
             }
             _ => honest(req, SEED, SIZE, ETAG),

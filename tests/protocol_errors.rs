@@ -95,7 +95,9 @@ fn informational_answers_are_skipped_within_bounds() {
         let s = RawServer::start_on(scheme, |req| {
             let mut pre = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
             for _ in 0..3 {
-                pre.extend_from_slice(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload; as=style\r\nLink: </a.js>; rel=preload\r\n\r\n");
+                pre.extend_from_slice(
+                    b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload; as=style\r\nLink: </a.js>; rel=preload\r\n\r\n",
+                );
             }
             let mut parts = vec![Part::Write(pre)];
             parts.extend(honest(req, SEED, SIZE, ETAG));
@@ -104,7 +106,11 @@ fn informational_answers_are_skipped_within_bounds() {
         let l = Local::with_config(defaults());
         l.completes("f", Request { connections: Some(2), ..Request::file(format!("{}/f", s.base()), l.out("f")) }, &content(SEED, 0, SIZE));
 
-        refused(scheme, "an unsolicited 101", b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n".to_vec());
+        refused(
+            scheme,
+            "an unsolicited 101",
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n".to_vec(),
+        );
         refused(scheme, "a flood of 100s", b"HTTP/1.1 100 Continue\r\n\r\n".repeat(10_000));
     }
 }
@@ -157,7 +163,9 @@ fn a_complete_206_is_done_at_its_last_byte_even_if_the_connection_stays_open() {
             // never does. The range says where it ends.
             let s = RawServer::start_on(scheme, |req| {
                 let (a, b) = req.range_in(SIZE).unwrap_or((0, SIZE));
-                let mut bytes = format!("HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {a}-{}/{SIZE}\r\nETag: {ETAG}\r\n\r\n", b - 1).into_bytes();
+                let mut bytes =
+                    format!("HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {a}-{}/{SIZE}\r\nETag: {ETAG}\r\n\r\n", b - 1)
+                        .into_bytes();
                 bytes.extend(content(SEED, a, b));
                 vec![Part::Write(bytes), Part::Hang]
             });

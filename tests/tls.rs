@@ -127,7 +127,8 @@ fn tls_connections_are_reused_from_one_download_to_the_next() {
     let server = LoopbackServer::start(runtime::handle(), 0, Faults::new(20_000)).unwrap();
     let proxy = tls_proxy(server.addr());
     let dir = tempfile::tempdir().unwrap();
-    let m = Manager::open(dir.path().join("s"), Config { extra_root_certificates_pem: vec![proxy.ca_pem.clone()], ..test_config() }).unwrap();
+    let m =
+        Manager::open(dir.path().join("s"), Config { extra_root_certificates_pem: vec![proxy.ca_pem.clone()], ..test_config() }).unwrap();
     for i in 0..10 {
         let out = dir.path().join(format!("f{i}.bin"));
         let id = m.enqueue(Request::file(format!("https://localhost:{}/file", proxy.port), &out)).unwrap();

@@ -93,7 +93,9 @@ fn serve(mut client: TcpStream, log: &Mutex<Vec<Seen>>, require: Option<&str>) {
     let authorization = headers.iter().find(|(n, _)| n == "proxy-authorization").map(|(_, v)| v.clone());
     log.lock().push(Seen { line: line.clone(), authorization: authorization.clone() });
     if require.is_some() && authorization.as_deref() != require {
-        let _ = client.write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        let _ = client.write_all(
+            b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
         return;
     }
     let mut parts = line.split(' ');

@@ -10,8 +10,8 @@ mod progress;
 mod serve;
 
 use clap::{Args, Parser, Subcommand};
-use names::{file_name_of, plain_file_name};
 use ferry::engine::{runtime, Config, Error, ErrorCode, Limits, Manager, Request, TaskInfo, TaskState};
+use names::{file_name_of, plain_file_name};
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -187,7 +187,6 @@ fn parse_header(h: &str) -> Result<(String, String), Failure> {
         None => Err(Failure { code: 2, message: format!("header {h:?} is not 'Name: value'") }),
     }
 }
-
 
 fn default_id(url: &str, dest: &Path) -> String {
     let mut h = Sha256::new();

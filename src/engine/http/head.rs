@@ -62,7 +62,7 @@ pub enum Parsed {
     /// An informational (1xx) answer of this many bytes, to skip.
     Informational(usize),
     /// The final answer's head.
-    Complete(Head),
+    Complete(Box<Head>),
 }
 
 fn protocol<T>(detail: impl Into<String>) -> Result<T, Violation> {
@@ -70,7 +70,10 @@ fn protocol<T>(detail: impl Into<String>) -> Result<T, Violation> {
 }
 
 /// The status line and header lines of `buf`, or why they are not a head.
-fn parse_lines<'h, 'b>(buf: &'b [u8], slots: &'h mut [httparse::Header<'b>]) -> Result<Option<(httparse::Response<'h, 'b>, usize)>, Violation> {
+fn parse_lines<'h, 'b>(
+    buf: &'b [u8],
+    slots: &'h mut [httparse::Header<'b>],
+) -> Result<Option<(httparse::Response<'h, 'b>, usize)>, Violation> {
     let mut response = httparse::Response::new(slots);
     match response.parse(buf) {
         Ok(httparse::Status::Complete(len)) => {
@@ -131,9 +134,8 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, Violation> {
     let http10 = response.version == Some(0);
     let (framing, no_reuse) = framing_of(code, http10, &te, &cl)?;
     let text = |i: usize| first[i].and_then(|v| std::str::from_utf8(v).ok()).map(str::trim);
-    let content_encoding = (!encodings.is_empty()).then(|| {
-        encodings.iter().map(|v| String::from_utf8_lossy(v.trim_ascii()).into_owned()).collect::<Vec<_>>().join(", ")
-    });
+    let content_encoding = (!encodings.is_empty())
+        .then(|| encodings.iter().map(|v| String::from_utf8_lossy(v.trim_ascii()).into_owned()).collect::<Vec<_>>().join(", "));
     let head = ResponseHead {
         status: code,
         content_range: text(CONTENT_RANGE).map(str::to_string),
@@ -146,7 +148,7 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, Violation> {
     };
     let keep_alive = !close && (!http10 || keep) && !no_reuse && !matches!(framing, Some(Framing::Close));
     let location = text(5).map(str::to_string);
-    Ok(Parsed::Complete(Head { head, location, framing, keep_alive, len }))
+    Ok(Parsed::Complete(Box::new(Head { head, location, framing, keep_alive, len })))
 }
 
 /// The status of a proxy's answer to `CONNECT` and the length of its head (a 2xx has no body).

@@ -107,7 +107,12 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         self.limits.validate()?;
         let zero = |d: Duration| d.is_zero();
-        if zero(self.connect_timeout) || zero(self.idle_timeout) || zero(self.head_timeout) || zero(self.progress_interval) || zero(self.sync_interval) {
+        if zero(self.connect_timeout)
+            || zero(self.idle_timeout)
+            || zero(self.head_timeout)
+            || zero(self.progress_interval)
+            || zero(self.sync_interval)
+        {
             return Err(Error::new(ErrorCode::InvalidConfig, "timeouts and intervals must be positive"));
         }
         if self.min_split_bytes == 0 {

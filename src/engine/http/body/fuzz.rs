@@ -44,7 +44,7 @@ fn reference(input: &[u8]) -> (Vec<u8>, Reference) {
         };
         let hex_len = size_line.iter().position(|b| !b.is_ascii_hexdigit()).unwrap_or(size_line.len());
         let tail = &size_line[hex_len..];
-        let tail_ok = tail.iter().skip_while(|b| **b == b' ' || **b == b'\t').next().is_none_or(|b| *b == b';');
+        let tail_ok = tail.iter().find(|b| **b != b' ' && **b != b'\t').is_none_or(|b| *b == b';');
         if hex_len == 0 || !tail_ok {
             return (body, Reference::Invalid);
         }

@@ -105,7 +105,9 @@ pub fn framing_of(
         }
         let mut codings = transfer_encoding.iter().flat_map(|v| v.split(|b| *b == b',')).map(trim).filter(|c| !c.is_empty());
         return match (codings.next(), codings.next()) {
-            (Some(c), None) if c.eq_ignore_ascii_case(b"chunked") => Ok((Some(Framing::Chunked(Chunked::Size)), !content_length.is_empty())),
+            (Some(c), None) if c.eq_ignore_ascii_case(b"chunked") => {
+                Ok((Some(Framing::Chunked(Chunked::Size)), !content_length.is_empty()))
+            }
             _ => protocol(format!("a transfer coding Ferry did not ask for ({})", printable(&transfer_encoding.join(&b", "[..])))),
         };
     }

@@ -2,9 +2,13 @@
 
 use super::*;
 
+/// How a run ended (the body and what stayed in the buffer, or the violation), the bytes handed
+/// out, and how many of them were verified.
+pub(super) type Run = (Result<(Vec<u8>, Vec<u8>), Violation>, Vec<u8>, u64);
+
 /// Feeds `wire` in pieces of `piece` bytes and collects the body, as the reader would; also returns
 /// what stayed in the buffer and how many body bytes were verified.
-pub(super) fn run(framing: Framing, wire: &[u8], piece: usize) -> (Result<(Vec<u8>, Vec<u8>), Violation>, Vec<u8>, u64) {
+pub(super) fn run(framing: Framing, wire: &[u8], piece: usize) -> Run {
     let mut d = Decoder::new(framing);
     let mut buf = BytesMut::new();
     let mut body = Vec::new();
@@ -153,7 +157,20 @@ fn the_framing_follows_the_status_and_headers() {
 
 #[test]
 fn a_length_that_is_not_one_plain_number_is_a_protocol_error() {
-    for cl in [&[&b"10"[..], b"11"][..], &[b"10, 11"], &[b"+5"], &[b"1 0"], &[b"-1"], &[b"18446744073709551616"], &[b"99999999999999999999999"], &[b""], &[b","], &[b"0x10"], &[b"5;"], &[b"\xd9\xa3"]] {
+    for cl in [
+        &[&b"10"[..], b"11"][..],
+        &[b"10, 11"],
+        &[b"+5"],
+        &[b"1 0"],
+        &[b"-1"],
+        &[b"18446744073709551616"],
+        &[b"99999999999999999999999"],
+        &[b""],
+        &[b","],
+        &[b"0x10"],
+        &[b"5;"],
+        &[b"\xd9\xa3"],
+    ] {
         assert!(matches!(framing(200, &[], cl), Err(Violation::Protocol(_))), "{cl:?}");
         assert!(matches!(framing(206, &[], cl), Err(Violation::Protocol(_))), "{cl:?}");
     }

@@ -44,11 +44,18 @@ impl Client {
         Ok(Conn::new(stream))
     }
 
-    async fn handshake(&self, tcp: TcpStream, url: &url::Url, deadline: Deadline) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Failure> {
+    async fn handshake(
+        &self,
+        tcp: TcpStream,
+        url: &url::Url,
+        deadline: Deadline,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Failure> {
         let name = match url.host() {
             Some(url::Host::Ipv4(a)) => ServerName::IpAddress(std::net::IpAddr::from(a).into()),
             Some(url::Host::Ipv6(a)) => ServerName::IpAddress(std::net::IpAddr::from(a).into()),
-            Some(url::Host::Domain(d)) => ServerName::try_from(d.to_string()).map_err(|_| Failure::Tls(format!("{d} is not a valid TLS server name")))?,
+            Some(url::Host::Domain(d)) => {
+                ServerName::try_from(d.to_string()).map_err(|_| Failure::Tls(format!("{d} is not a valid TLS server name")))?
+            }
             None => return Err(Failure::Connect { timed_out: false, detail: "the URL names no host".into() }),
         };
         match tokio::time::timeout_at(deadline, self.tls.connect(name, tcp)).await {
@@ -127,12 +134,20 @@ async fn tunnel(mut tcp: TcpStream, url: &url::Url, proxy: &Proxy, deadline: Dea
     }
     request.push_str("\r\n");
     let talk = async {
-        tcp.write_all(request.as_bytes()).await.map_err(|e| Failure::Connect { timed_out: false, detail: format!("proxy {}: {e}", proxy.shown) })?;
+        tcp.write_all(request.as_bytes())
+            .await
+            .map_err(|e| Failure::Connect { timed_out: false, detail: format!("proxy {}: {e}", proxy.shown) })?;
         let mut buf = BytesMut::with_capacity(1024);
         loop {
-            let n = tcp.read_buf(&mut buf).await.map_err(|e| Failure::Connect { timed_out: false, detail: format!("proxy {}: {e}", proxy.shown) })?;
+            let n = tcp
+                .read_buf(&mut buf)
+                .await
+                .map_err(|e| Failure::Connect { timed_out: false, detail: format!("proxy {}: {e}", proxy.shown) })?;
             if n == 0 {
-                return Err(Failure::Connect { timed_out: false, detail: format!("proxy {} closed the connection before answering CONNECT", proxy.shown) });
+                return Err(Failure::Connect {
+                    timed_out: false,
+                    detail: format!("proxy {} closed the connection before answering CONNECT", proxy.shown),
+                });
             }
             if !holds_blank_line(&buf) {
                 if buf.len() >= MAX_HEAD {

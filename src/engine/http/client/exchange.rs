@@ -113,7 +113,7 @@ pub(super) async fn exchange(mut conn: Conn, request: &[u8], head_timeout: Durat
             }
             Ok(Parsed::Complete(h)) => {
                 conn.buf.advance(h.len);
-                return Ok((h, conn));
+                return Ok((*h, conn));
             }
         }
     }

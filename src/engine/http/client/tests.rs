@@ -151,7 +151,8 @@ async fn a_short_body_or_a_bad_head_is_an_error_and_the_connection_is_dropped() 
     assert!(fetch(&test_client(), &at).await.unwrap_err().contains("incomplete: true"));
     let (at, _) = server(|_| (b"HTTP/1.1 200 OK\r\nContent-Len".to_vec(), true)).await;
     assert!(fetch(&test_client(), &at).await.unwrap_err().contains("closed the connection inside the response head"), "a head cut off");
-    let (at, _) = server(|_| (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n8\r\nabc\r\n2\r\nuv\r\n0\r\n\r\n".to_vec(), false)).await;
+    let (at, _) =
+        server(|_| (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n8\r\nabc\r\n2\r\nuv\r\n0\r\n\r\n".to_vec(), false)).await;
     assert!(fetch(&test_client(), &at).await.unwrap_err().contains("not followed by CRLF"), "a chunk longer than its data");
 }
 
@@ -220,7 +221,11 @@ fn a_request_through_a_proxy_names_the_whole_url_and_the_proxy_credentials() {
     let u = url("https://example.com/a");
     let wire = String::from_utf8(request_bytes(&u, Some(&p), &HeaderMap::new())).unwrap();
     assert_eq!(wire, "GET /a HTTP/1.1\r\nhost: example.com\r\n\r\n", "https goes through a tunnel: the proxy sees none of it");
-    assert_eq!(pool_key(&url("http://a:1/"), Some(&p)), pool_key(&url("http://b:2/"), Some(&p)), "one pool for every origin behind the proxy");
+    assert_eq!(
+        pool_key(&url("http://a:1/"), Some(&p)),
+        pool_key(&url("http://b:2/"), Some(&p)),
+        "one pool for every origin behind the proxy"
+    );
     assert_ne!(pool_key(&url("http://a/"), None), pool_key(&url("https://a:80/"), None));
 }
 

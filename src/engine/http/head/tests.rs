@@ -5,7 +5,7 @@ use proptest::prelude::*;
 
 fn complete(wire: &[u8]) -> Head {
     match parse(wire) {
-        Ok(Parsed::Complete(h)) => h,
+        Ok(Parsed::Complete(h)) => *h,
         other => panic!("{other:?} for {:?}", String::from_utf8_lossy(wire)),
     }
 }
@@ -29,8 +29,12 @@ fn a_head_yields_what_the_rules_read() {
     assert_eq!(h.location.as_deref(), Some("/next"));
     assert_eq!(h.framing, Some(Framing::Length(42)));
     assert!(h.keep_alive);
-    assert_eq!(&b"HTTP/1.1 206 Partial\r\nContent-Length: 42\r\nETag: \"v1\"\r\nContent-Range: bytes 0-41/42\r\nContent-Range: bytes 0-41/42 \r\n\
-          Retry-After: 3\r\nX-Other: y\r\nLocation: /next\r\nContent-Encoding: identity\r\nContent-Encoding: gzip\r\n\r\n"[..].len(), &h.len);
+    assert_eq!(
+        &b"HTTP/1.1 206 Partial\r\nContent-Length: 42\r\nETag: \"v1\"\r\nContent-Range: bytes 0-41/42\r\nContent-Range: bytes 0-41/42 \r\n\
+          Retry-After: 3\r\nX-Other: y\r\nLocation: /next\r\nContent-Encoding: identity\r\nContent-Encoding: gzip\r\n\r\n"[..]
+            .len(),
+        &h.len
+    );
     let chunked = complete(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 7\r\n\r\n");
     assert_eq!(chunked.head.content_length, None, "a chunked body has no length");
     assert!(!chunked.keep_alive, "a length beside chunked: the connection is not reused");

@@ -76,7 +76,14 @@ fn exceptions_match_domains_addresses_networks_and_ports() {
     ] {
         assert_eq!(via(&p, direct), None, "{direct}");
     }
-    for proxied in ["http://notexample.com/", "http://example.com.evil/", "http://11.0.0.1/", "http://192.168.1.8/", "http://[::2]/", "http://special.test/"] {
+    for proxied in [
+        "http://notexample.com/",
+        "http://example.com.evil/",
+        "http://11.0.0.1/",
+        "http://192.168.1.8/",
+        "http://[::2]/",
+        "http://special.test/",
+    ] {
         assert_eq!(via(&p, proxied), Some("p:1".into()), "{proxied}");
     }
     let all = Proxies::new(Some("http://p:1"), Some("*"), |_: &str| None).unwrap();
@@ -91,7 +98,9 @@ fn credentials_become_basic_authorization() {
     assert_eq!(Proxy::parse("[::1]:8080").unwrap().authority(), "[::1]:8080");
     assert_eq!(basic_credentials(&url("http://alice:pw@h/")).as_deref(), Some("Basic YWxpY2U6cHc="));
     assert_eq!(basic_credentials(&url("http://h/")), None);
-    for (plain, coded) in [(&b""[..], ""), (b"f", "Zg=="), (b"fo", "Zm8="), (b"foo", "Zm9v"), (b"foob", "Zm9vYg=="), (b"\xff\xfe\xfd", "//79")] {
+    for (plain, coded) in
+        [(&b""[..], ""), (b"f", "Zg=="), (b"fo", "Zm8="), (b"foo", "Zm9v"), (b"foob", "Zm9vYg=="), (b"\xff\xfe\xfd", "//79")]
+    {
         assert_eq!(base64(plain), coded);
     }
 }

@@ -186,7 +186,8 @@ impl Writer {
         ctx.shared.fetched.fetch_add(n, Ordering::Relaxed);
         ctx.budget.refill();
         if let Some(j) = &ctx.journal {
-            if ctx.shared.started.elapsed() >= crate::engine::storage::journal::MIN_INTERVAL && !ctx.shared.pending.load(Ordering::Acquire) {
+            if ctx.shared.started.elapsed() >= crate::engine::storage::journal::MIN_INTERVAL && !ctx.shared.pending.load(Ordering::Acquire)
+            {
                 // The journal is about to claim these bytes: they must outlive the process first.
                 ctx.sink.make_resumable()?;
                 if !ctx.shared.pending.swap(true, Ordering::AcqRel) {

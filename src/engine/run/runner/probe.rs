@@ -127,7 +127,13 @@ impl Run {
 
     /// Writes the buffered bytes of a plain stream (with `only_verified`, just the verified ones),
     /// then counts what `verified` (body bytes) covers.
-    pub(super) fn write_plain(&mut self, plain: &mut Plain, verified: u64, only_verified: bool, hashed: &mut Option<(Sha256, u64)>) -> Result<(), Step> {
+    pub(super) fn write_plain(
+        &mut self,
+        plain: &mut Plain,
+        verified: u64,
+        only_verified: bool,
+        hashed: &mut Option<(Sha256, u64)>,
+    ) -> Result<(), Step> {
         if only_verified {
             let mut keep = verified.saturating_sub(plain.at);
             plain.bufs.retain_mut(|b| {
