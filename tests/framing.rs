@@ -217,3 +217,24 @@ fn a_server_whose_chunks_always_lie_fails_typed_and_keeps_only_verified_bytes() 
         assert_eq!(s.requests()[2].range(), Some((100_000, Some(SIZE))), "{scheme:?}");
     }
 }
+
+#[test]
+fn a_body_read_to_the_close_needs_close_notify_over_tls() {
+    for scheme in SCHEMES {
+        // No length: the body ends when the connection does. The first answer's connection is
+        // cut without close_notify.
+        let s = RawServer::start_on(scheme, |req: &RawRequest| {
+            let mut bytes = support::raw::head(200, &[]);
+            bytes.extend(content(SEED, 0, SIZE));
+            let mut parts = vec![support::raw::Part::Write(bytes)];
+            if req.n == 0 {
+                parts.push(support::raw::Part::Cut);
+            }
+            parts
+        });
+        let l = Local::with_config(config());
+        l.completes("f", Request::file(url(&s), l.out("f")), &content(SEED, 0, SIZE));
+        let want = if scheme == Scheme::Https { 2 } else { 1 };
+        assert_eq!(s.count(), want, "{scheme:?}: over TLS the cut answer proves no end and is fetched again");
+    }
+}

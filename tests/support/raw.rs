@@ -63,6 +63,9 @@ pub enum Part {
     Sleep(Duration),
     /// Keep the connection open, sending nothing, until the server is dropped.
     Hang,
+    /// End the connection at once; over TLS without close_notify (a truncation an attacker or a
+    /// broken middlebox could cause).
+    Cut,
 }
 
 type Handler = dyn Fn(&RawRequest) -> Vec<Part> + Send + Sync;
@@ -242,6 +245,15 @@ fn serve(
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 false
+            }
+            Part::Cut => {
+                let _ = stream.flush();
+                let tcp = match &stream {
+                    Conn::Plain(s) => s,
+                    Conn::Tls(s) => &s.sock,
+                };
+                let _ = tcp.shutdown(std::net::Shutdown::Both);
+                return;
             }
         };
         if !ok {

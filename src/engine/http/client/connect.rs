@@ -37,7 +37,7 @@ impl Client {
                 Some(p) => tunnel(tcp, url, p, deadline).await?,
                 None => tcp,
             };
-            Stream::Tls(Box::new(self.handshake(tcp, url, deadline).await?))
+            Stream::tls(self.handshake(tcp, url, deadline).await?)
         } else {
             Stream::Tcp(tcp)
         };

@@ -120,6 +120,5 @@ pub(super) async fn exchange(mut conn: Conn, request: &[u8], head_timeout: Durat
 }
 
 async fn write(stream: &mut Stream, request: &[u8]) -> std::io::Result<()> {
-    stream.write_all(request).await?;
-    stream.flush().await
+    stream.write_all(request).await
 }

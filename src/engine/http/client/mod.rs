@@ -213,10 +213,7 @@ impl Conn {
 
     /// Reads what the socket has into the buffer; 0 at the end of the stream.
     async fn read(&mut self) -> std::io::Result<usize> {
-        if self.buf.capacity() - self.buf.len() < self.read_size / 2 {
-            self.buf.reserve(self.read_size);
-        }
-        let n = self.stream.read_buf(&mut self.buf).await?;
+        let n = self.stream.read(&mut self.buf, self.read_size).await?;
         self.small_reads = if n < self.read_size / 8 { self.small_reads + 1 } else { 0 };
         if n >= self.read_size {
             self.read_size = (self.read_size * 2).min(self.max_read);

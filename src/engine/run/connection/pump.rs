@@ -50,6 +50,7 @@ impl WritebackWindows {
         self.started = [self.started[1], Some(window)];
     }
 }
+
 /// How a body ended.
 pub(super) enum PumpEnd {
     /// The segment is complete (or has nothing more for this connection).
