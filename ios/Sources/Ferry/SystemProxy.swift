@@ -35,11 +35,16 @@ extension ManagerConfig {
             return "http://\(shown):\(number("\(prefix)Port") ?? 80)"
         }
         guard let url = entry("HTTPS") ?? entry("HTTP") else { return self }
-        var config = self
-        config.proxy = url
-        if config.noProxy == nil, let exceptions = settings["ExceptionsList"] as? [String], !exceptions.isEmpty {
-            config.noProxy = exceptions.joined(separator: ",")
+        var exceptions = noProxy
+        if exceptions == nil, let list = settings["ExceptionsList"] as? [String], !list.isEmpty {
+            exceptions = list.joined(separator: ",")
         }
-        return config
+        // The generated record is immutable: every field is copied (keep in step with it).
+        return ManagerConfig(
+            limits: limits, connectTimeoutMs: connectTimeoutMs, idleTimeoutMs: idleTimeoutMs,
+            progressIntervalMs: progressIntervalMs, retryBudget: retryBudget, retryBaseDelayMs: retryBaseDelayMs,
+            resumeOnOpen: resumeOnOpen, userAgent: userAgent, extraRootCertificatesPem: extraRootCertificatesPem,
+            bundledTlsRoots: bundledTlsRoots, proxy: url, noProxy: exceptions
+        )
     }
 }

@@ -10,9 +10,11 @@ final class SystemProxyTests: XCTestCase {
             "HTTPSEnable": 1, "HTTPSProxy": "secure.corp", "HTTPSPort": 3128,
             "ExceptionsList": ["*.local", "10.0.0.0/8"],
         ]
-        let config = ManagerConfig().withProxySettings(settings)
+        let config = ManagerConfig(retryBudget: 3, userAgent: "app/1").withProxySettings(settings)
         XCTAssertEqual(config.proxy, "http://secure.corp:3128")
         XCTAssertEqual(config.noProxy, "*.local,10.0.0.0/8")
+        XCTAssertEqual(config.retryBudget, 3, "the other fields are kept")
+        XCTAssertEqual(config.userAgent, "app/1")
     }
 
     func testADisabledOrMissingProxyOrAnExplicitOneLeavesTheConfigurationAlone() {
