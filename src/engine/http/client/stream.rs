@@ -7,7 +7,7 @@
 //! about 2,000.
 
 use bytes::{Buf, BytesMut};
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Write};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -91,12 +91,13 @@ impl Tls {
                 // An alert, or the answer to a key update.
                 self.flush().await?;
             }
-            let ready = state.plaintext_bytes_to_read().min(max.saturating_sub(got));
-            if ready > 0 {
-                let at = out.len();
-                out.resize(at + ready, 0);
-                let n = self.conn.reader().read(&mut out[at..])?;
-                out.truncate(at + n);
+            if state.plaintext_bytes_to_read() > 0 && got < max {
+                // Straight from rustls's buffer (a read into `out` would zero it first).
+                let mut reader = self.conn.reader();
+                let chunk = reader.fill_buf()?;
+                let n = chunk.len().min(max - got);
+                out.extend_from_slice(&chunk[..n]);
+                reader.consume(n);
                 got += n;
                 if got >= max {
                     return Ok(got);
