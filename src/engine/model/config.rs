@@ -55,8 +55,8 @@ pub struct Config {
     pub resume_on_open: bool,
     /// `User-Agent` header.
     pub user_agent: String,
-    /// Extra trusted root certificates (PEM), e.g. a private CA. When set, the bundled web roots
-    /// plus these are used instead of the platform verifier.
+    /// Extra trusted root certificates (PEM), e.g. a private CA, trusted besides the platform's
+    /// store (or the bundled roots).
     pub extra_root_certificates_pem: Vec<String>,
     /// Trust Mozilla's bundled root store instead of the platform's verifier. On by default on
     /// Android, where the platform verifier needs a JNI initialisation a JNA-loaded library never

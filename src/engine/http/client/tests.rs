@@ -1,4 +1,4 @@
-//! Tests of the lean client over real loopback sockets.
+//! Tests of the client over real loopback sockets.
 
 use super::*;
 use hyper::header::HeaderValue;
