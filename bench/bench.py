@@ -1,11 +1,16 @@
 #!/usr/bin/env python3
 """Ferry against curl and aria2c on the same machine and the same nginx.
 
-Starts nginx on 127.0.0.1 with two ports (uncapped, and `limit_rate 8m` per connection), generates
-random data with SHA-256 manifests, runs every case several times with the tools interleaved
+Starts nginx on 127.0.0.1 with four ports (uncapped, and `limit_rate 8m` per connection, each over
+plain HTTP and over TLS with a certificate made at start by a CA made at start), generates random
+data with SHA-256 manifests, runs every case several times with the tools interleaved
 (A B C A B C ...), and prints a markdown table of medians: wall time, MB/s, CPU seconds (user+sys),
 peak RSS, and for the resume case the bytes nginx sent twice. A run counts only if every output
-file's SHA-256 matches. Usage: bench/run.sh [--reps N] [--cases 1,2,3,4,5,6] [--quick].
+file's SHA-256 matches. Cases 1-4 run over http and https (`--schemes`); every tool trusts the CA
+(curl --cacert, aria2c --ca-certificate, ferry through SSL_CERT_FILE, which its platform verifier
+reads, as curl's --cacert it trusts that file only). `--ferry-before BIN` adds a row for another
+ferry binary (an earlier build) to every case, interleaved with the others.
+Usage: bench/run.sh [--reps N] [--cases 1,2,3,4,5,6] [--schemes http,https] [--quick].
 """
 
 import argparse
@@ -94,13 +99,15 @@ class Nginx:
         import socket
 
         ports = []
-        for _ in range(2):
+        for _ in range(4):
             s = socket.socket()
             s.bind(("127.0.0.1", 0))
             ports.append(s.getsockname()[1])
             s.close()
-        self.fast, self.capped = ports
+        self.fast, self.capped, self.fast_tls, self.capped_tls = ports
         d = self.dir
+        self.ca = make_certificates(d)
+        tls = f"ssl_certificate {d}/leaf.pem; ssl_certificate_key {d}/leaf.key; ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:SSL:10m;"
         user = "user root root;" if os.geteuid() == 0 else ""
         conf = f"""{user}
 daemon off;
@@ -117,6 +124,8 @@ http {{
   keepalive_requests 1000000;
   server {{ listen 127.0.0.1:{self.fast}; root {self.www}; }}
   server {{ listen 127.0.0.1:{self.capped}; root {self.www}; limit_rate 8m; access_log {d}/access.log bench; }}
+  server {{ listen 127.0.0.1:{self.fast_tls} ssl; {tls} root {self.www}; }}
+  server {{ listen 127.0.0.1:{self.capped_tls} ssl; {tls} root {self.www}; limit_rate 8m; access_log {d}/access.log bench; }}
 }}
 """
         with open(os.path.join(d, "nginx.conf"), "w") as f:
@@ -127,8 +136,8 @@ http {{
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
-                socket.create_connection(("127.0.0.1", self.fast), timeout=0.2).close()
-                socket.create_connection(("127.0.0.1", self.capped), timeout=0.2).close()
+                for port in ports:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
                 return
             except OSError:
                 time.sleep(0.05)
@@ -143,7 +152,9 @@ http {{
                 self.proc.kill()
                 self.proc.wait()
 
-    def url(self, capped, path):
+    def url(self, capped, path, tls=False):
+        if tls:
+            return f"https://127.0.0.1:{self.capped_tls if capped else self.fast_tls}/{path}"
         return f"http://127.0.0.1:{self.capped if capped else self.fast}/{path}"
 
     def log_offset(self):
@@ -161,6 +172,22 @@ http {{
             if len(parts) == 3 and parts[0] == uri:
                 total += int(parts[2])
         return total
+
+
+def make_certificates(d):
+    """A CA and a certificate it signs for 127.0.0.1 (ECDSA P-256), made with openssl; returns the
+    CA's PEM path."""
+    ext = os.path.join(d, "leaf.ext")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True)
+    run("req", "-x509", *ec, "-keyout", f"{d}/ca.key", "-out", f"{d}/ca.pem", "-days", "3", "-subj", "/CN=Ferry bench CA",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
+    run("req", *ec, "-keyout", f"{d}/leaf.key", "-out", f"{d}/leaf.csr", "-subj", "/CN=127.0.0.1")
+    run("x509", "-req", "-in", f"{d}/leaf.csr", "-CA", f"{d}/ca.pem", "-CAkey", f"{d}/ca.key", "-CAcreateserial",
+        "-out", f"{d}/leaf.pem", "-days", "3", "-extfile", ext)
+    return f"{d}/ca.pem"
 
 
 def make_data(work, quick):
@@ -208,6 +235,15 @@ def warm(www, manifest):
                 pass
 
 
+def case_key(case, tls):
+    """Results are keyed by case and scheme: "1", "1 https"."""
+    return f"{case} https" if tls else str(case)
+
+
+def scheme_suffix(key):
+    return " (https)" if key.endswith("https") else ""
+
+
 def rotated(items, rep):
     """The tools in a different order each round (A B C, B C A, ...): no tool always runs first."""
     items = list(items)
@@ -227,16 +263,35 @@ class Bench:
         self.work = os.path.join(ROOT, "bench", "out")
         os.makedirs(self.work, exist_ok=True)
         self.ferry = os.path.join(ROOT, "target", "release", "ferry")
-        self.results = {}  # case -> tool -> list of dict
+        self.before = os.path.abspath(args.ferry_before) if args.ferry_before else None
+        self.results = {}  # case key ("1", "1 https", ...) -> tool -> list of dict
+
+    def ferry_env(self, tls):
+        """Ferry's environment: over TLS its platform verifier reads the bench CA from SSL_CERT_FILE
+        (the one root it trusts, as curl --cacert), and no proxy applies."""
+        env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+        if tls:
+            env["SSL_CERT_FILE"] = self.ng.ca
+        return env
+
+    def curl_tls(self, tls):
+        return ["--cacert", self.ng.ca] if tls else []
+
+    def aria_tls(self, tls):
+        return [f"--ca-certificate={self.ng.ca}"] if tls else []
+
+    def with_before(self, tools, default_flags):
+        """The tools, plus the earlier ferry build's defaults when one was given."""
+        return list(tools) + ([("ferry (before)", default_flags)] if self.before else [])
 
     def record(self, case, tool, **values):
         self.results.setdefault(case, {}).setdefault(tool, []).append(values)
 
-    def single(self, case, tool, cmd, out, want, size, **extra):
+    def single(self, case, tool, cmd, out, want, size, env=None, **extra):
         if os.path.exists(out):
             os.remove(out)
         settle()
-        r = measure(cmd)
+        r = measure(cmd, env=env)
         ok = r.rc == 0 and os.path.exists(out) and sha256_file(out) == want
         if not ok:
             log(f"  ! {tool}: output missing or wrong SHA-256; run not counted")
@@ -244,34 +299,38 @@ class Bench:
         self.record(case, tool, wall=r.wall, mbps=size / r.wall / 1e6, cpu=r.cpu, cpu_per_gib=r.cpu / (size / (1 << 30)), rss=r.rss_kb / 1024, **extra)
         log(f"  {tool:<16} {r.wall:7.2f}s {size / r.wall / 1e6:8.1f} MB/s cpu {r.cpu:5.2f}s rss {r.rss_kb / 1024:6.1f} MB")
 
-    def ferry_get(self, url, out, *flags):
+    def ferry_get(self, url, out, *flags, binary=None):
         state = fresh(os.path.join(self.work, "ferry-state"))
-        return [self.ferry, "--state-dir", state, "get", url, "-o", out, "--quiet", "--overwrite", *flags]
+        return [binary or self.ferry, "--state-dir", state, "get", url, "-o", out, "--quiet", "--overwrite", *flags]
 
-    def case_file(self, case, capped, name, want, size, tools):
+    def case_file(self, case, capped, name, want, size, tools, tls=False):
+        key = case_key(case, tls)
         outdir = fresh(os.path.join(self.work, "dl"))
         out = os.path.join(outdir, name)
-        url = self.ng.url(capped, name)
+        url = self.ng.url(capped, name, tls)
         for rep in range(self.args.reps):
-            log(f"case {case}, round {rep + 1}/{self.args.reps}")
+            log(f"case {key}, round {rep + 1}/{self.args.reps}")
             for tool, flags in rotated(tools, rep):
+                env = None
                 if tool.startswith("ferry"):
-                    cmd = self.ferry_get(url, out, *flags)
+                    cmd = self.ferry_get(url, out, *flags, binary=self.before if tool == "ferry (before)" else None)
+                    env = self.ferry_env(tls)
                 elif tool == "curl":
-                    cmd = ["curl", "-s", "-f", "-o", out, url]
+                    cmd = ["curl", "-s", "-f", *self.curl_tls(tls), "-o", out, url]
                 elif tool == "curl + fdatasync":
                     # Durable like ferry's output: syncfs covers the data and the new directory entry.
-                    cmd = ["sh", "-c", 'curl -s -f -o "$1" "$2" && sync --file-system "$1"', "sh", out, url]
+                    cmd = ["sh", "-c", 'curl -s -f -o "$0" "$@" && sync --file-system "$0"', out, *self.curl_tls(tls), url]
                 else:
-                    cmd = ["aria2c", "-q", *flags, "-d", outdir, "-o", name, "--allow-overwrite=true", "--auto-file-renaming=false", url]
-                self.single(case, tool, cmd, out, want, size)
+                    cmd = ["aria2c", "-q", *flags, *self.aria_tls(tls), "-d", outdir, "-o", name, "--allow-overwrite=true", "--auto-file-renaming=false", url]
+                self.single(key, tool, cmd, out, want, size, env=env)
                 if os.path.exists(out):
                     os.remove(out)
 
-    def case3(self):
+    def case3(self, tls=False):
+        key = case_key(3, tls)
         small = self.manifest["small"]
         names = sorted(small)
-        urls = [self.ng.url(False, f"small/{n}") for n in names]
+        urls = [self.ng.url(False, f"small/{n}", tls) for n in names]
         size = 16 * 1024 * len(names)
         listing = os.path.join(self.work, "list.txt")
         with open(listing, "w") as f:
@@ -285,29 +344,33 @@ class Bench:
         # with each earlier run (curl 0.64 s, 0.97 s, 1.09 s, 1.48 s in four rounds) and measured
         # the deletions, not the tools.
         runs = fresh(os.path.join(self.work, "many-runs"))
+        tools = ["ferry batch", "curl --parallel", "curl --parallel + fdatasync", "aria2c -j16"] + (["ferry batch (before)"] if self.before else [])
         for rep in range(self.case3_rounds()):
-            log(f"case 3, round {rep + 1}/{self.case3_rounds()}")
-            for i, tool in enumerate(rotated(("ferry batch", "curl --parallel", "curl --parallel + fdatasync", "aria2c -j16"), rep)):
+            log(f"case {key}, round {rep + 1}/{self.case3_rounds()}")
+            for i, tool in enumerate(rotated(tools, rep)):
                 outdir = fresh(os.path.join(runs, f"{rep}-{i}"))
                 settle()
-                if tool == "ferry batch":
+                env = None
+                if tool.startswith("ferry batch"):
                     state = fresh(os.path.join(runs, f"{rep}-{i}-state"))
-                    cmd = [self.ferry, "--state-dir", state, "batch", "-i", listing, "-j", "16", "-d", outdir, "--quiet"]
+                    binary = self.before if tool.endswith("(before)") else self.ferry
+                    cmd = [binary, "--state-dir", state, "batch", "-i", listing, "-j", "16", "-d", outdir, "--quiet"]
+                    env = self.ferry_env(tls)
                 elif tool.startswith("curl --parallel"):
-                    cmd = ["curl", "-s", "-f", "--parallel", "--parallel-max", "16", "--output-dir", outdir]
+                    cmd = ["curl", "-s", "-f", *self.curl_tls(tls), "--parallel", "--parallel-max", "16", "--output-dir", outdir]
                     for u, n in zip(urls, names):
                         cmd += ["-o", n, u]
                     if tool.endswith("fdatasync"):
                         # Durable like ferry's files; one syncfs covers all data and directory entries.
                         cmd = ["sh", "-c", '"$@" && sync --file-system "$0"', outdir, *cmd]
                 else:
-                    cmd = ["aria2c", "-q", "-i", aria_list, "-j16", "-d", outdir, "--allow-overwrite=true"]
-                r = measure(cmd)
+                    cmd = ["aria2c", "-q", *self.aria_tls(tls), "-i", aria_list, "-j16", "-d", outdir, "--allow-overwrite=true"]
+                r = measure(cmd, env=env)
                 ok = r.rc == 0 and all(os.path.exists(os.path.join(outdir, n)) and sha256_file(os.path.join(outdir, n)) == small[n] for n in names)
                 if not ok:
                     log(f"  ! {tool}: outputs missing or wrong; run not counted")
                     continue
-                self.record(3, tool, wall=r.wall, mbps=size / r.wall / 1e6, cpu=r.cpu, cpu_per_gib=r.cpu / (size / (1 << 30)), rss=r.rss_kb / 1024, files_per_s=len(names) / r.wall, round=rep)
+                self.record(key, tool, wall=r.wall, mbps=size / r.wall / 1e6, cpu=r.cpu, cpu_per_gib=r.cpu / (size / (1 << 30)), rss=r.rss_kb / 1024, files_per_s=len(names) / r.wall, round=rep)
                 log(f"  {tool:<16} {r.wall:7.2f}s {len(names) / r.wall:8.0f} files/s cpu {r.cpu:5.2f}s rss {r.rss_kb / 1024:6.1f} MB")
         shutil.rmtree(runs, ignore_errors=True)
 
@@ -324,32 +387,36 @@ class Bench:
         by_round = {r["round"]: r["wall"] for r in self.results.get(case, {}).get(ref, []) if "round" in r}
         return [by_round[r["round"]] / r["wall"] for r in self.results.get(case, {}).get(tool, []) if r.get("round") in by_round]
 
-    def case4(self):
+    def case4(self, tls=False):
+        key = case_key(4, tls)
         name = "big.bin"
         size = self.manifest["big_size"]
         want = self.manifest["big"]
-        url = self.ng.url(True, name)
+        url = self.ng.url(True, name, tls)
+        tools = ["ferry", "aria2c -x16 -c"] + (["ferry (before)"] if self.before else [])
         for rep in range(self.args.reps):
-            log(f"case 4, round {rep + 1}/{self.args.reps}")
-            for tool in rotated(("ferry", "aria2c -x16 -c"), rep):
+            log(f"case {key}, round {rep + 1}/{self.args.reps}")
+            for tool in rotated(tools, rep):
                 outdir = fresh(os.path.join(self.work, "resume"))
                 out = os.path.join(outdir, name)
                 since = self.ng.log_offset()
-                if tool == "ferry":
+                env = None
+                if tool.startswith("ferry"):
                     state = fresh(os.path.join(self.work, "ferry-state"))
-                    cmd = [self.ferry, "--state-dir", state, "get", url, "-o", out, "--quiet"]
+                    cmd = [self.before if tool == "ferry (before)" else self.ferry, "--state-dir", state, "get", url, "-o", out, "--quiet"]
+                    env = self.ferry_env(tls)
                 else:
-                    cmd = ["aria2c", "-q", "-x16", "-s16", "-k1M", "-c", "-d", outdir, "-o", name, "--auto-file-renaming=false", url]
+                    cmd = ["aria2c", "-q", "-x16", "-s16", "-k1M", "-c", *self.aria_tls(tls), "-d", outdir, "-o", name, "--auto-file-renaming=false", url]
                 settle()
-                first = measure(cmd, kill_after=self.args.kill_after)
-                second = measure(cmd)
+                first = measure(cmd, kill_after=self.args.kill_after, env=env)
+                second = measure(cmd, env=env)
                 ok = second.rc == 0 and os.path.exists(out) and sha256_file(out) == want
                 sent = self.ng.bytes_sent(since, "/" + name)
                 twice = max(0, sent - size)
                 if not ok:
                     log(f"  ! {tool}: resume failed or wrong SHA-256; run not counted")
                     continue
-                self.record(4, tool, wall=second.wall, twice_mib=twice / MIB, cpu=first.cpu + second.cpu, rss=max(first.rss_kb, second.rss_kb) / 1024)
+                self.record(key, tool, wall=second.wall, twice_mib=twice / MIB, cpu=first.cpu + second.cpu, rss=max(first.rss_kb, second.rss_kb) / 1024)
                 log(f"  {tool:<16} killed at {first.wall:.1f}s, resume took {second.wall:6.2f}s, sent twice {twice / MIB:8.2f} MiB")
 
     def case5(self):
@@ -363,7 +430,7 @@ class Bench:
                 log("  ! scale example failed: " + p.stderr[-500:])
                 continue
             v = json.loads(p.stdout.strip().splitlines()[-1])
-            self.record(5, "ferry", **v)
+            self.record("5", "ferry", **v)
             log(f"  enqueue {v['enqueue_ms']:.0f} ms, rss {v['rss_mb']:.1f} MB, reopen {v['reopen_ms']:.0f} ms, list {v['list_ms']:.0f} ms")
 
     def case6(self):
@@ -378,7 +445,7 @@ class Bench:
                     log("  ! shared_dir example failed: " + p.stderr[-500:])
                     continue
                 v = json.loads(p.stdout.strip().splitlines()[-1])
-                self.record(6, f"{processes} process" + ("es" if processes > 1 else ""), **v)
+                self.record("6", f"{processes} process" + ("es" if processes > 1 else ""), **v)
                 log(f"  {processes} process(es): enqueue 2500 {v['enqueue_ms']:.0f} ms, one {v['enqueue_one_us']:.0f} us, "
                     f"status {v['status_us']:.2f} us, list of {v['tasks_seen']} {v['list_ms']:.1f} ms")
 
@@ -389,19 +456,21 @@ class Bench:
         self.ng.start()
         try:
             cases = [int(c) for c in self.args.cases.split(",")]
+            schemes = [s.strip() for s in self.args.schemes.split(",")]
             big, mid = self.manifest["big_size"], self.manifest["mid_size"]
-            if 1 in cases:
-                self.case_file(1, False, "big.bin", self.manifest["big"], big, [
-                    ("ferry (defaults)", []), ("ferry -x1", ["-x", "1"]), ("ferry -x8", ["-x", "8"]),
-                    ("curl", []), ("curl + fdatasync", []), ("aria2c -x8", ["-x8", "-s8", "-k1M"])])
-            if 2 in cases:
-                self.case_file(2, True, "mid.bin", self.manifest["mid"], mid, [
-                    ("ferry (defaults)", []), ("ferry -x16", ["-x", "16"]), ("ferry -x32", ["-x", "32"]),
-                    ("curl", []), ("aria2c -x16", ["-x16", "-s16", "-k1M"])])
-            if 3 in cases:
-                self.case3()
-            if 4 in cases:
-                self.case4()
+            for tls in [s == "https" for s in schemes]:
+                if 1 in cases:
+                    self.case_file(1, False, "big.bin", self.manifest["big"], big, self.with_before([
+                        ("ferry (defaults)", []), ("ferry -x1", ["-x", "1"]), ("ferry -x8", ["-x", "8"]),
+                        ("curl", []), ("curl + fdatasync", []), ("aria2c -x8", ["-x8", "-s8", "-k1M"])], []), tls)
+                if 2 in cases:
+                    self.case_file(2, True, "mid.bin", self.manifest["mid"], mid, self.with_before([
+                        ("ferry (defaults)", []), ("ferry -x16", ["-x", "16"]), ("ferry -x32", ["-x", "32"]),
+                        ("curl", []), ("aria2c -x16", ["-x16", "-s16", "-k1M"])], []), tls)
+                if 3 in cases:
+                    self.case3(tls)
+                if 4 in cases:
+                    self.case4(tls)
             if 5 in cases:
                 self.case5()
             if 6 in cases:
@@ -433,54 +502,58 @@ class Bench:
             2: f"Case 2: {self.manifest['mid_size'] // MIB} MiB, nginx limit_rate 8m per connection",
             3: "Case 3: 1000 × 16 KiB, 16 at a time",
         }
-        for case in (1, 2, 3):
-            if case not in self.results:
+        keys = [case_key(c, tls) for tls in (False, True) for c in (1, 2, 3)]
+        for key in keys:
+            if key not in self.results:
                 continue
-            order = {1: ["ferry (defaults)", "ferry -x1", "ferry -x8", "curl", "curl + fdatasync", "aria2c -x8"],
-                     2: ["ferry (defaults)", "ferry -x16", "ferry -x32", "curl", "aria2c -x16"],
-                     3: ["ferry batch", "curl --parallel", "curl --parallel + fdatasync", "aria2c -j16"]}[case]
-            tools = [t for t in order if t in self.results[case]]
+            case = int(key.split()[0])
+            order = {1: ["ferry (defaults)", "ferry (before)", "ferry -x1", "ferry -x8", "curl", "curl + fdatasync", "aria2c -x8"],
+                     2: ["ferry (defaults)", "ferry (before)", "ferry -x16", "ferry -x32", "curl", "aria2c -x16"],
+                     3: ["ferry batch", "ferry batch (before)", "curl --parallel", "curl --parallel + fdatasync", "aria2c -j16"]}[case]
+            tools = [t for t in order if t in self.results[key]]
             ref = "curl" if case == 1 else ("aria2c -x16" if case == 2 else "curl --parallel")
             durable_ref = {1: "curl + fdatasync", 3: "curl --parallel + fdatasync"}.get(case)
             extra = f" vs {durable_ref} |" if durable_ref else ""
             wall_spec = ".3f" if case == 3 else ".2f"
-            lines += [f"### {titles[case]}", "", f"| tool | wall s | MB/s | vs {ref} |{extra} CPU s | CPU s/GiB | peak RSS MB |",
+            lines += [f"### {titles[case]}{scheme_suffix(key)}", "", f"| tool | wall s | MB/s | vs {ref} |{extra} CPU s | CPU s/GiB | peak RSS MB |",
                       "|---|---|---|---|" + ("---|" if durable_ref else "") + "---|---|---|"]
-            ref_mbps = med(case, ref, "mbps")
-            durable_mbps = med(case, durable_ref, "mbps") if durable_ref else None
+            ref_mbps = med(key, ref, "mbps")
+            durable_mbps = med(key, durable_ref, "mbps") if durable_ref else None
             for t in tools:
-                mbps = med(case, t, "mbps")
+                mbps = med(key, t, "mbps")
                 ratio = (mbps / ref_mbps) if (mbps and ref_mbps) else None
                 dcol = ""
                 if durable_ref:
                     dratio = (mbps / durable_mbps) if (mbps and durable_mbps) else None
                     dcol = f" {fmt(dratio, '.2f')}× |"
-                lines.append(f"| {t} | {fmt(med(case, t, 'wall'), wall_spec)} | {fmt(mbps, '.1f')} | {fmt(ratio, '.2f')}× |{dcol} {fmt(med(case, t, 'cpu'), '.2f')} | {fmt(med(case, t, 'cpu_per_gib'), '.2f')} | {fmt(med(case, t, 'rss'), '.1f')} |")
+                lines.append(f"| {t} | {fmt(med(key, t, 'wall'), wall_spec)} | {fmt(mbps, '.1f')} | {fmt(ratio, '.2f')}× |{dcol} {fmt(med(key, t, 'cpu'), '.2f')} | {fmt(med(key, t, 'cpu_per_gib'), '.2f')} | {fmt(med(key, t, 'rss'), '.1f')} |")
             lines.append("")
             if case == 3:
-                for other in ("curl --parallel", "curl --parallel + fdatasync"):
-                    ratios = self.paired(3, "ferry batch", other)
+                for other in ("curl --parallel", "curl --parallel + fdatasync", "ferry batch (before)"):
+                    ratios = self.paired(key, "ferry batch", other)
                     if ratios:
                         ahead = sum(1 for x in ratios if x >= 1.0)
                         lines.append(f"Round by round, ferry batch vs {other}: median {statistics.median(ratios):.2f}× "
                                      f"(range {min(ratios):.2f}-{max(ratios):.2f}×); ferry as fast or faster in {ahead} of {len(ratios)} rounds.  ")
                 lines.append("")
-        if 4 in self.results:
-            lines += [f"### Case 4: resume {self.manifest['big_size'] // MIB} MiB from the capped nginx after SIGKILL at {self.args.kill_after:g} s", "",
+        for key in (case_key(4, False), case_key(4, True)):
+            if key not in self.results:
+                continue
+            lines += [f"### Case 4: resume {self.manifest['big_size'] // MIB} MiB from the capped nginx after SIGKILL at {self.args.kill_after:g} s{scheme_suffix(key)}", "",
                       "| tool | sent twice MiB | resume wall s | CPU s (both runs) | peak RSS MB |", "|---|---|---|---|---|"]
-            for t in sorted(self.results[4]):
-                lines.append(f"| {t} | {fmt(med(4, t, 'twice_mib'), '.2f')} | {fmt(med(4, t, 'wall'), '.2f')} | {fmt(med(4, t, 'cpu'), '.2f')} | {fmt(med(4, t, 'rss'), '.1f')} |")
+            for t in sorted(self.results[key]):
+                lines.append(f"| {t} | {fmt(med(key, t, 'twice_mib'), '.2f')} | {fmt(med(key, t, 'wall'), '.2f')} | {fmt(med(key, t, 'cpu'), '.2f')} | {fmt(med(key, t, 'rss'), '.1f')} |")
             lines.append("")
-        if 5 in self.results:
+        if "5" in self.results:
             lines += ["### Case 5: 10,000 tasks in one manager", "", "| enqueue ms | RSS after enqueue MB | reopen ms | list ms |", "|---|---|---|---|",
-                      f"| {fmt(med(5, 'ferry', 'enqueue_ms'), '.0f')} | {fmt(med(5, 'ferry', 'rss_mb'), '.1f')} | {fmt(med(5, 'ferry', 'reopen_ms'), '.0f')} | {fmt(med(5, 'ferry', 'list_ms'), '.0f')} |", ""]
-        if 6 in self.results:
+                      f"| {fmt(med('5', 'ferry', 'enqueue_ms'), '.0f')} | {fmt(med('5', 'ferry', 'rss_mb'), '.1f')} | {fmt(med('5', 'ferry', 'reopen_ms'), '.0f')} | {fmt(med('5', 'ferry', 'list_ms'), '.0f')} |", ""]
+        if "6" in self.results:
             lines += ["### Case 6: one state directory shared by one process or four (2,500 tasks each, enqueued at once)", "",
                       "| processes | enqueue 2,500 ms | one enqueue µs | status() µs | tasks seen | list ms |", "|---|---|---|---|---|---|"]
             for t in ("1 process", "4 processes"):
-                if t in self.results[6]:
-                    lines.append(f"| {t} | {fmt(med(6, t, 'enqueue_ms'), '.0f')} | {fmt(med(6, t, 'enqueue_one_us'), '.0f')} | "
-                                 f"{fmt(med(6, t, 'status_us'), '.2f')} | {fmt(med(6, t, 'tasks_seen'), '.0f')} | {fmt(med(6, t, 'list_ms'), '.1f')} |")
+                if t in self.results["6"]:
+                    lines.append(f"| {t} | {fmt(med('6', t, 'enqueue_ms'), '.0f')} | {fmt(med('6', t, 'enqueue_one_us'), '.0f')} | "
+                                 f"{fmt(med('6', t, 'status_us'), '.2f')} | {fmt(med('6', t, 'tasks_seen'), '.0f')} | {fmt(med('6', t, 'list_ms'), '.1f')} |")
             lines.append("")
         return "\n".join(lines)
 
@@ -491,6 +564,8 @@ def main():
     ap.add_argument("--cases", default="1,2,3,4,5,6")
     ap.add_argument("--kill-after", type=float, default=3.0)
     ap.add_argument("--quick", action="store_true", help="smaller files, for trying the harness")
+    ap.add_argument("--schemes", default="http,https", help="run cases 1-4 over these (http, https)")
+    ap.add_argument("--ferry-before", help="another ferry binary (an earlier build) to run beside this one")
     args = ap.parse_args()
     b = Bench(args)
     table = b.run()

@@ -23,7 +23,7 @@ fn range_map_write(c: &mut Criterion) {
             let s = starts[i % starts.len()];
             i += 1;
             let r = map.reserve(s, 256 * 1024);
-            map.commit(s);
+            map.commit(s, r.map_or(0, |(at, n)| at + n));
             black_box(r)
         })
     });

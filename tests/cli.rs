@@ -57,6 +57,25 @@ fn exit_codes_say_what_went_wrong() {
     assert_eq!(usage.status.code(), Some(2));
 }
 
+#[test]
+fn https_with_a_private_ca_given_by_ca_cert_and_a_proxy_given_by_proxy() {
+    let server = support::raw::RawServer::start_on(support::raw::Scheme::Https, |req| support::raw::honest(req, 9, MIB, "\"c\""));
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let pem = dir.path().join("ca.pem");
+    std::fs::write(&pem, &support::tls::test_ca().ca_pem).unwrap();
+    let url = format!("{}/f.bin", server.base());
+    let untrusted = run(ferry(&state).args(["get", &url, "--quiet", "-o"]).arg(dir.path().join("no.bin")));
+    assert_eq!(untrusted.status.code(), Some(4), "{}", String::from_utf8_lossy(&untrusted.stderr));
+    assert!(String::from_utf8_lossy(&untrusted.stderr).contains("tls"));
+    let proxy = support::proxy::TestProxy::start(None);
+    let out = dir.path().join("ok.bin");
+    let ok = run(ferry(&state).arg("--ca-cert").arg(&pem).args(["--proxy", &proxy.url(""), "get", &url, "--quiet", "-o"]).arg(&out));
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert_same(&read(&out), &support::raw::content(9, 0, MIB));
+    assert!(proxy.tunnels() >= 1);
+}
+
 /// A field of `/proc/<pid>/<file>`: the first number on the line starting with `key`.
 #[cfg(target_os = "linux")]
 fn proc_number(pid: u32, file: &str, key: &str) -> Option<u64> {

@@ -37,6 +37,7 @@ const PINNED: &[(&str, u16)] = &[
     ("network", 2013),
     ("unsupported_encoding", 2014),
     ("access_denied", 2015),
+    ("protocol_error", 2016),
     ("disk_full", 3001),
     ("storage_io", 3002),
     ("permission_denied", 3003),

@@ -3,8 +3,8 @@
 //!
 //! This file installs a process-wide tracing subscriber that records every log line of the engine
 //! (target `ferry::…`), so it is a test binary of its own. Dependencies' own debug and trace logs
-//! (reqwest logs redirect URLs) are outside the engine's control: an app should not enable them
-//! in production.
+//! (rustls logs host names) are outside the engine's control: an app should not enable them in
+//! production.
 
 mod support;
 

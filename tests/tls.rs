@@ -12,6 +12,8 @@ use support::*;
 struct Tls {
     ca_pem: String,
     port: u16,
+    /// TLS connections accepted.
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
     _stop: tokio_util::sync::CancellationToken,
 }
 
@@ -40,6 +42,8 @@ fn tls_proxy(backend: std::net::SocketAddr) -> Tls {
     let port = std_listener.local_addr().unwrap().port();
     let stop = tokio_util::sync::CancellationToken::new();
     let st = stop.clone();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
     runtime::handle().spawn(async move {
         let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
         loop {
@@ -47,6 +51,7 @@ fn tls_proxy(backend: std::net::SocketAddr) -> Tls {
                 r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
                 _ = st.cancelled() => return,
             };
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let acceptor = acceptor.clone();
             let st = st.clone();
             tokio::spawn(async move {
@@ -59,7 +64,7 @@ fn tls_proxy(backend: std::net::SocketAddr) -> Tls {
             });
         }
     });
-    Tls { ca_pem: ca_cert.pem(), port, _stop: stop }
+    Tls { ca_pem: ca_cert.pem(), port, accepted, _stop: stop }
 }
 
 #[test]
@@ -112,4 +117,25 @@ fn a_plain_http_url_redirecting_to_https_continues_over_tls() {
     assert_eq!(info.state, TaskState::Completed, "{:?}", info.error);
     assert_same(&read(&out), &server.expected());
     assert!(origin.count() >= 1);
+}
+
+#[test]
+fn tls_connections_are_reused_from_one_download_to_the_next() {
+    // Small files, one after another: each one's answer is read to its last byte, and its
+    // connection carries the next request (a TLS handshake per file cost a batch of small files
+    // three times its time).
+    let server = LoopbackServer::start(runtime::handle(), 0, Faults::new(20_000)).unwrap();
+    let proxy = tls_proxy(server.addr());
+    let dir = tempfile::tempdir().unwrap();
+    let m =
+        Manager::open(dir.path().join("s"), Config { extra_root_certificates_pem: vec![proxy.ca_pem.clone()], ..test_config() }).unwrap();
+    for i in 0..10 {
+        let out = dir.path().join(format!("f{i}.bin"));
+        let id = m.enqueue(Request::file(format!("https://localhost:{}/file", proxy.port), &out)).unwrap();
+        let info = wait(&m, id.as_str(), 60);
+        assert_eq!(info.state, TaskState::Completed, "{:?}", info.error);
+        assert_same(&read(&out), &server.expected());
+    }
+    let accepted = proxy.accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(accepted <= 2, "{accepted} TLS connections for 10 files");
 }

@@ -293,6 +293,17 @@ pub struct ManagerConfig {
     /// Trust Mozilla's bundled roots instead of the platform verifier (default: on for Android only).
     #[uniffi(default)]
     pub bundled_tls_roots: Option<bool>,
+    /// The proxy for every request: an `http://` URL (credentials in it are sent to the proxy), or
+    /// `none` / `direct` for none. Unset, the engine reads `https_proxy`, `http_proxy` and
+    /// `all_proxy` from the environment; the Swift and Kotlin facades fill it from the platform's
+    /// proxy settings first.
+    #[uniffi(default)]
+    pub proxy: Option<String>,
+    /// Hosts that bypass the proxy, in `no_proxy` syntax (comma-separated domains, IP addresses
+    /// and networks, optional `:port`, `*`). Unset: `no_proxy` from the environment when the proxy
+    /// comes from there too.
+    #[uniffi(default)]
+    pub no_proxy: Option<String>,
 }
 
 impl From<ManagerConfig> for engine::Config {
@@ -314,6 +325,8 @@ impl From<ManagerConfig> for engine::Config {
             user_agent: c.user_agent.unwrap_or(d.user_agent),
             extra_root_certificates_pem: c.extra_root_certificates_pem,
             bundled_tls_roots: c.bundled_tls_roots.unwrap_or(d.bundled_tls_roots),
+            proxy: c.proxy,
+            no_proxy: c.no_proxy,
             ..d
         }
     }

@@ -4,7 +4,9 @@
 
 pub mod os_fetch;
 pub mod procs;
+pub mod proxy;
 pub mod raw;
+pub mod tls;
 
 use ferry::engine::{runtime, Config, Limits, Manager, Request, RetryPolicy, TaskInfo};
 use ferry::loopback::{Faults, LoopbackServer};

@@ -1,6 +1,8 @@
 //! A raw-TCP HTTP/1.1 server for answers hyper's server refuses to produce: wrong headers,
 //! bodies longer or shorter than announced, connections closed before the head, heads trickled a
 //! byte at a time, sockets that never answer. Each connection serves one request, then closes.
+//! Behind TLS ([`RawServer::start_on`] with [`Scheme::Https`], the test CA of
+//! [`super::tls`]) it writes the same bytes through the TLS stream, and closes with close_notify.
 //!
 //! The test supplies a handler that sees every request (numbered from 0) and returns the script
 //! of the answer. All requests are recorded for assertions.
@@ -61,13 +63,27 @@ pub enum Part {
     Sleep(Duration),
     /// Keep the connection open, sending nothing, until the server is dropped.
     Hang,
+    /// End the connection at once; over TLS without close_notify (a truncation an attacker or a
+    /// broken middlebox could cause).
+    Cut,
 }
 
 type Handler = dyn Fn(&RawRequest) -> Vec<Part> + Send + Sync;
 
+/// Plain HTTP, or HTTP over TLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+/// Both, for tests that hold for each.
+pub const SCHEMES: [Scheme; 2] = [Scheme::Http, Scheme::Https];
+
 /// A running raw server; stops when dropped.
 pub struct RawServer {
     addr: SocketAddr,
+    scheme: Scheme,
     stop: Arc<AtomicBool>,
     requests: Arc<Mutex<Vec<RawRequest>>>,
 }
@@ -79,8 +95,14 @@ impl Drop for RawServer {
 }
 
 impl RawServer {
-    /// Starts a server on 127.0.0.1 answering with `handler`.
+    /// Starts a plain HTTP server on 127.0.0.1 answering with `handler`.
     pub fn start(handler: impl Fn(&RawRequest) -> Vec<Part> + Send + Sync + 'static) -> RawServer {
+        Self::start_on(Scheme::Http, handler)
+    }
+
+    /// Starts a server on 127.0.0.1 answering with `handler`, over TLS for [`Scheme::Https`].
+    pub fn start_on(scheme: Scheme, handler: impl Fn(&RawRequest) -> Vec<Part> + Send + Sync + 'static) -> RawServer {
+        let tls = (scheme == Scheme::Https).then(|| super::tls::test_ca().server.clone());
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr");
@@ -93,19 +115,20 @@ impl RawServer {
             while !st.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((stream, _)) => {
-                        let (st, reqs, h, c) = (st.clone(), reqs.clone(), handler.clone(), counter.clone());
-                        std::thread::spawn(move || serve(stream, &st, &reqs, &*h, &c));
+                        let (st, reqs, h, c, tls) = (st.clone(), reqs.clone(), handler.clone(), counter.clone(), tls.clone());
+                        std::thread::spawn(move || serve(stream, tls, &st, &reqs, &*h, &c));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(2)),
                 }
             }
         });
-        RawServer { addr, stop, requests }
+        RawServer { addr, scheme, stop, requests }
     }
 
-    /// `http://127.0.0.1:port`.
+    /// `http://127.0.0.1:port` (or `https://`).
     pub fn base(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.scheme == Scheme::Https { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// The port.
@@ -124,10 +147,70 @@ impl RawServer {
     }
 }
 
-fn serve(mut stream: TcpStream, stop: &AtomicBool, log: &Mutex<Vec<RawRequest>>, handler: &Handler, counter: &AtomicU64) {
+/// A server connection, plain or TLS.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>),
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            Conn::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(s) => s.flush(),
+        }
+    }
+}
+
+impl Conn {
+    /// Ends the connection: close_notify first over TLS (a body read to the close needs it).
+    fn close(mut self) {
+        if let Conn::Tls(s) = &mut self {
+            s.conn.send_close_notify();
+            let _ = s.flush();
+        }
+        let tcp = match &self {
+            Conn::Plain(s) => s,
+            Conn::Tls(s) => &s.sock,
+        };
+        let _ = tcp.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+fn serve(
+    stream: TcpStream,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    stop: &AtomicBool,
+    log: &Mutex<Vec<RawRequest>>,
+    handler: &Handler,
+    counter: &AtomicU64,
+) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut stream = match tls {
+        None => Conn::Plain(stream),
+        Some(config) => match rustls::ServerConnection::new(config) {
+            Ok(c) => Conn::Tls(Box::new(rustls::StreamOwned::new(c, stream))),
+            Err(_) => return,
+        },
+    };
     let mut head = Vec::new();
     let mut buf = [0u8; 4096];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -163,13 +246,22 @@ fn serve(mut stream: TcpStream, stop: &AtomicBool, log: &Mutex<Vec<RawRequest>>,
                 }
                 false
             }
+            Part::Cut => {
+                let _ = stream.flush();
+                let tcp = match &stream {
+                    Conn::Plain(s) => s,
+                    Conn::Tls(s) => &s.sock,
+                };
+                let _ = tcp.shutdown(std::net::Shutdown::Both);
+                return;
+            }
         };
         if !ok {
             return;
         }
     }
     let _ = stream.flush();
-    let _ = stream.shutdown(std::net::Shutdown::Both);
+    stream.close();
 }
 
 /// A response head: status line, the given header lines, `Connection: close`, blank line.

@@ -21,12 +21,14 @@ public final class Downloader: Sendable {
     /// Event streams to finish at shutdown.
     let streams = EventStreams()
 
-    /// Opens (creating it if needed) the task table in `stateDirectory`. Other processes (an app
+    /// Opens (creating it if needed) the task table in `stateDirectory`. Unless `config` names a
+    /// proxy, the system's HTTP(S) proxy settings apply. Other processes (an app
     /// extension, a widget, the app itself) may have the same directory open: see "Several
     /// processes" in ios/README.md for what they share.
     /// - Throws: `FerryError`, e.g. `.locksUnavailable` on a file system without working file
     ///   locks, `.permissionDenied` for a directory that cannot be written.
     public convenience init(stateDirectory: String, config: ManagerConfig? = nil) throws {
+        let config = (config ?? ManagerConfig()).withSystemProxy()
         let manager = try ferry { try DownloadManager.open(stateDir: stateDirectory, config: config) }
         self.init(manager: manager)
     }

@@ -39,6 +39,7 @@ final class ErrorCodeTests: FerryTestCase {
         (.network, "network", 2013),
         (.unsupportedEncoding, "unsupported_encoding", 2014),
         (.accessDenied, "access_denied", 2015),
+        (.protocolError, "protocol_error", 2016),
         (.diskFull, "disk_full", 3001),
         (.storageIo, "storage_io", 3002),
         (.permissionDenied, "permission_denied", 3003),

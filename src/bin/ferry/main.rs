@@ -6,11 +6,13 @@
 
 mod demo;
 mod list;
+mod names;
 mod progress;
 mod serve;
 
 use clap::{Args, Parser, Subcommand};
 use ferry::engine::{runtime, Config, Error, ErrorCode, Limits, Manager, Request, TaskInfo, TaskState};
+use names::{file_name_of, plain_file_name};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -22,6 +24,13 @@ struct Cli {
     /// Where the task table and journal live.
     #[arg(long, global = true, env = "FERRY_STATE_DIR")]
     state_dir: Option<PathBuf>,
+    /// Also trust the root certificates in this PEM file (repeatable), e.g. a private CA.
+    #[arg(long = "ca-cert", global = true, value_name = "PEM")]
+    ca_cert: Vec<PathBuf>,
+    /// Proxy for every request (`http://[user:pass@]host:port`, or `none`); default: the
+    /// environment's https_proxy, http_proxy, all_proxy and no_proxy.
+    #[arg(long, global = true, value_name = "URL")]
+    proxy: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -156,11 +165,17 @@ fn absolute(p: &Path) -> PathBuf {
 
 async fn run(cli: Cli) -> Result<u8, Failure> {
     let dir = state_dir(&cli.state_dir);
+    let mut roots = Vec::new();
+    for path in &cli.ca_cert {
+        let pem = std::fs::read_to_string(path).map_err(|e| Failure { code: 2, message: format!("--ca-cert {}: {e}", path.display()) })?;
+        roots.push(pem);
+    }
+    let base = Config { extra_root_certificates_pem: roots, proxy: cli.proxy, resume_on_open: false, ..Config::default() };
     match cli.command {
-        Command::Get(a) => get(&dir, a).await,
-        Command::Batch(a) => batch(&dir, a).await,
+        Command::Get(a) => get(&dir, a, base).await,
+        Command::Batch(a) => batch(&dir, a, base).await,
         Command::List { json } => list::run(&dir, json),
-        Command::Resume { quiet } => resume(&dir, quiet).await,
+        Command::Resume { quiet } => resume(&dir, quiet, base).await,
         Command::Demo(a) => demo::run(a).await,
         Command::Serve(a) => serve::run(a).await,
     }
@@ -170,72 +185,6 @@ fn parse_header(h: &str) -> Result<(String, String), Failure> {
     match h.split_once(':') {
         Some((n, v)) => Ok((n.trim().to_string(), v.trim().to_string())),
         None => Err(Failure { code: 2, message: format!("header {h:?} is not 'Name: value'") }),
-    }
-}
-
-/// The file name a URL's last path segment gives, `index.html` when it gives none.
-fn file_name_of(url: &str) -> String {
-    match plain_last_segment(url) {
-        Some(name) => name.to_string(),
-        None => parsed_file_name(url),
-    }
-}
-
-/// The last path segment of an `http(s)://host/path` URL whose path holds only unreserved
-/// characters, without parsing the URL: parsing would give the same name (nothing to decode or
-/// normalise, and dot segments before the last one do not change it), and a batch of 1000 URLs
-/// spent 6 % of its instructions parsing each URL a second time (the engine parses it again at
-/// enqueue) only to find its name. Anything else returns `None` and is parsed.
-fn plain_last_segment(url: &str) -> Option<&str> {
-    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"))?;
-    let rest = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
-    let path = &rest[rest.find('/')?..];
-    let plain = path.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/'));
-    let name = &path[path.rfind('/')? + 1..];
-    (plain && !matches!(name, "" | "." | "..")).then_some(name)
-}
-
-fn parsed_file_name(url: &str) -> String {
-    url::Url::parse(url)
-        .ok()
-        .and_then(|u| u.path_segments().and_then(|mut s| s.next_back().map(str::to_string)))
-        .filter(|n| !n.is_empty())
-        .map(|n| percent_decode(&n))
-        .unwrap_or_else(|| "index.html".into())
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    let name = String::from_utf8_lossy(&out).into_owned();
-    // A name, never a path: no separator, no control character (NUL, line breaks), no dot-dot.
-    let name: String = name.chars().map(|c| if c == '/' || c.is_control() { '_' } else { c }).collect();
-    match name.as_str() {
-        "" | "." | ".." => "index.html".into(),
-        _ => name,
-    }
-}
-
-/// A file name from a batch list must name a file inside the target directory: one plain path
-/// component (no separator, not `.` or `..`, no control character).
-fn plain_file_name(name: &str) -> Result<&str, String> {
-    let plain = !name.is_empty() && name != "." && name != ".." && !name.contains('/') && !name.chars().any(char::is_control);
-    if plain {
-        Ok(name)
-    } else {
-        Err(format!("file name {name:?} must be a plain name inside the directory"))
     }
 }
 
@@ -251,18 +200,14 @@ fn default_id(url: &str, dest: &Path) -> String {
     id
 }
 
-fn cli_config(limits: Limits) -> Config {
-    Config { limits, resume_on_open: false, ..Config::default() }
-}
-
-async fn get(dir: &Path, a: GetArgs) -> Result<u8, Failure> {
+async fn get(dir: &Path, a: GetArgs, base: Config) -> Result<u8, Failure> {
     let dest = absolute(&a.output.clone().unwrap_or_else(|| PathBuf::from(file_name_of(&a.url))));
     let headers = a.headers.iter().map(|h| parse_header(h)).collect::<Result<Vec<_>, _>>()?;
     let mut limits = Limits::default();
     if let Some(x) = a.connections {
         limits.max_connections_per_host = limits.max_connections_per_host.max(x);
     }
-    let manager = Manager::open(dir, cli_config(limits))?;
+    let manager = Manager::open(dir, Config { limits, ..base })?;
     let id = a.id.clone().unwrap_or_else(|| default_id(&a.url, &dest));
     if let Ok(existing) = manager.status(&id) {
         match existing.state {
@@ -302,7 +247,7 @@ async fn get(dir: &Path, a: GetArgs) -> Result<u8, Failure> {
     finish(manager, outcome, &[id]).await
 }
 
-async fn batch(dir: &Path, a: BatchArgs) -> Result<u8, Failure> {
+async fn batch(dir: &Path, a: BatchArgs, base: Config) -> Result<u8, Failure> {
     let text = if a.input.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin()).map_err(|e| Failure { code: 3, message: e.to_string() })?
     } else {
@@ -311,7 +256,7 @@ async fn batch(dir: &Path, a: BatchArgs) -> Result<u8, Failure> {
     let out_dir = absolute(&a.dir);
     let jobs = a.jobs.max(1);
     let limits = Limits { max_running_tasks: jobs, max_connections_per_host: jobs.max(16), ..Limits::default() };
-    let manager = Manager::open(dir, cli_config(limits))?;
+    let manager = Manager::open(dir, Config { limits, ..base })?;
     let mut requests = Vec::new();
     let mut bad = 0;
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
@@ -355,8 +300,8 @@ async fn batch(dir: &Path, a: BatchArgs) -> Result<u8, Failure> {
     Ok(if code == 0 && bad > 0 { 3 } else { code })
 }
 
-async fn resume(dir: &Path, quiet: bool) -> Result<u8, Failure> {
-    let manager = Manager::open(dir, Config::default())?;
+async fn resume(dir: &Path, quiet: bool, base: Config) -> Result<u8, Failure> {
+    let manager = Manager::open(dir, Config { resume_on_open: true, ..base })?;
     if manager.recovery().rebooted && !quiet {
         eprintln!("the machine rebooted since the last run: resuming from synced offsets only");
     }
@@ -430,48 +375,5 @@ pub(crate) fn wait_child(child: &mut std::process::Child, timeout: Duration) -> 
             return None;
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_plain_url_names_its_file_as_parsing_it_would() {
-        let urls = [
-            "http://127.0.0.1:8080/small/f0001.bin",
-            "https://example.com/a/b/c.tar.gz",
-            "http://h/a/../b.txt",
-            "http://h/a/./b.txt",
-            "http://h/a/b/..",
-            "http://h/a/b/.",
-            "http://h/a/b/",
-            "http://h",
-            "http://h/",
-            "http://h?x=1/y",
-            "http://h#frag/y",
-            "http://h/file.bin?download=1&name=x",
-            "http://h/file.bin#part",
-            "http://h/a%20b.txt",
-            "http://h/%2e%2e",
-            "http://h/a\\b.txt",
-            "http://h/caf%C3%A9.txt",
-            "http://h/caf\u{e9}.txt",
-            "http://user:pw@h/x.bin",
-            "http://h\\evil/x.bin",
-            "http://[::1]:8080/v6.bin",
-            "HTTP://H/UPPER.BIN",
-            "https://h/~user/.hidden",
-            "http://h/a\tb.txt",
-            "http://h/a b.txt",
-            "ftp://h/x.bin",
-            "not a url",
-        ];
-        for url in urls {
-            assert_eq!(file_name_of(url), parsed_file_name(url), "{url}");
-        }
-        assert_eq!(plain_last_segment("http://127.0.0.1:8080/small/f0001.bin"), Some("f0001.bin"));
-        assert_eq!(plain_last_segment("http://h/a%20b.txt"), None);
     }
 }

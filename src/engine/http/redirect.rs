@@ -1,29 +1,7 @@
-//! Which requests the lean client takes, and how a redirect hop is followed: the policy both
-//! clients share (credentials stay with their origin, each hop names its `Referer`).
+//! How a redirect hop is followed: which answers redirect, and how the request changes on the way
+//! (credentials stay with their origin, each hop names its `Referer`).
 
 use hyper::header::{self, HeaderMap, HeaderValue};
-
-/// Proxy variables the full client reads for `http://` URLs.
-const PROXY_VARIABLES: [&str; 4] = ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"];
-
-/// Whether plain HTTP may bypass the full client: no proxy is set in the environment, and the
-/// platform has no system proxy settings that the full client would honour (Apple platforms and
-/// Windows do).
-pub fn usable() -> bool {
-    usable_with(|k| std::env::var(k).ok())
-}
-
-fn usable_with(var: impl Fn(&str) -> Option<String>) -> bool {
-    if cfg!(any(target_vendor = "apple", target_os = "windows")) {
-        return false;
-    }
-    !PROXY_VARIABLES.iter().any(|k| var(k).is_some_and(|v| !v.is_empty()))
-}
-
-/// Whether the lean client takes `url`.
-pub fn eligible(url: &url::Url) -> bool {
-    url.scheme() == "http" && url.username().is_empty() && url.password().is_none()
-}
 
 /// Where a response redirects to, when it is a redirect the client follows (301, 302, 303, 307,
 /// 308 with a `Location` that resolves against `at`). Any other response is the answer.
@@ -37,8 +15,9 @@ pub fn redirect_target(status: u16, location: Option<&str>, at: &url::Url) -> Op
 /// Headers a request must not carry to another origin.
 const CREDENTIALS: [&str; 5] = ["authorization", "cookie", "cookie2", "proxy-authorization", "www-authenticate"];
 
-/// Adjusts the headers for the next hop of a redirect, as the full client does: credentials stay
-/// with their origin (scheme, host and port), and the hop names where it came from.
+/// Adjusts the headers for the next hop of a redirect: credentials stay with their origin (scheme,
+/// host and port), and the hop names where it came from, without credentials or fragment, and not
+/// at all from `https:` to `http:` (RFC 9110 §10.1.3).
 pub fn prepare_redirect(headers: &mut HeaderMap, from: &url::Url, next: &url::Url) {
     let cross_origin = next.host_str() != from.host_str()
         || next.port_or_known_default() != from.port_or_known_default()
@@ -47,6 +26,10 @@ pub fn prepare_redirect(headers: &mut HeaderMap, from: &url::Url, next: &url::Ur
         for name in CREDENTIALS {
             headers.remove(name);
         }
+    }
+    if from.scheme() == "https" && next.scheme() == "http" {
+        headers.remove(header::REFERER);
+        return;
     }
     let mut referer = from.clone();
     let _ = referer.set_username("");
@@ -63,24 +46,6 @@ mod tests {
 
     fn url(s: &str) -> url::Url {
         url::Url::parse(s).unwrap()
-    }
-
-    #[test]
-    fn only_plain_urls_without_credentials_take_the_lean_client() {
-        assert!(eligible(&url("http://h/f")));
-        assert!(!eligible(&url("https://h/f")));
-        assert!(!eligible(&url("http://u@h/f")));
-        assert!(!eligible(&url("http://u:p@h/f")));
-    }
-
-    #[test]
-    fn a_proxy_in_the_environment_sends_plain_http_through_the_full_client() {
-        let apple_or_windows = cfg!(any(target_vendor = "apple", target_os = "windows"));
-        assert_eq!(usable_with(|_| None), !apple_or_windows);
-        for var in PROXY_VARIABLES {
-            assert!(!usable_with(|k| (k == var).then(|| "http://proxy:3128".into())), "{var}");
-        }
-        assert_eq!(usable_with(|_| Some(String::new())), !apple_or_windows, "an empty variable sets no proxy");
     }
 
     #[test]
@@ -109,5 +74,8 @@ mod tests {
             prepare_redirect(&mut h2, &from, &url(other));
             assert!(!h2.contains_key(header::AUTHORIZATION) && !h2.contains_key(header::COOKIE), "{other}");
         }
+        let mut h3 = h.clone();
+        prepare_redirect(&mut h3, &url("https://h/a"), &url("http://h/b"));
+        assert!(!h3.contains_key(header::REFERER), "no Referer from https to http");
     }
 }

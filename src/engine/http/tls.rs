@@ -1,9 +1,10 @@
 //! TLS configurations for the HTTP client: the platform's trust store, loaded on the first TLS
-//! handshake, or Mozilla's bundled roots (Android, or on request).
+//! handshake, or Mozilla's bundled roots (Android, or on request); either plus extra PEM roots.
+//! HTTP/1.1 is the only protocol offered (ALPN).
 //!
 //! Why lazy: on Linux the platform verifier reads and parses every certificate under /etc/ssl when
-//! it is built, about 6 ms of CPU. reqwest builds it with the client, so every `ferry` command and
-//! every manager opened paid it, even when all its URLs were plain http (3.5 % of the CPU of the
+//! it is built, about 6 ms of CPU. Built with the client, every `ferry` command and every manager
+//! opened paid it, even when all its URLs were plain http (3.5 % of the CPU of the
 //! 1000-small-files benchmark).
 
 use crate::engine::model::error::{Error, ErrorCode, Result};

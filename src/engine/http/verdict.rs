@@ -7,6 +7,10 @@
 //!
 //! The rules:
 //! - A probe (`Range: bytes=0-`) answered 206 proves range support; 200 means one plain stream.
+//! - A 206 whose `Content-Length` is not the length of its `Content-Range` contradicts itself, and
+//!   proves no range: a probe asks again without `Range`, a ranged answer restarts (and after the
+//!   restart budget, one plain `GET`). Its body is still delimited by its own framing, so the
+//!   connection's bytes are intact; only the claim about which bytes they are is not.
 //! - A ranged answer is accepted only as 206 whose `Content-Range` is exactly the range asked for,
 //!   whose total equals the known total, which carries the validator sent in `If-Range` unchanged
 //!   (a 206 without it does not show that `If-Range` was evaluated), and whose body is not
@@ -123,11 +127,17 @@ pub fn is_strong_etag(tag: &str) -> bool {
     tag.len() >= 2 && tag.starts_with('"') && tag.ends_with('"')
 }
 
+/// Whether every content coding named (all `Content-Encoding` lines, comma-separated) is
+/// `identity`.
 fn is_identity(encoding: &Option<String>) -> bool {
-    match encoding.as_deref().map(str::trim) {
-        None | Some("") => true,
-        Some(e) => e.eq_ignore_ascii_case("identity"),
-    }
+    encoding.as_deref().is_none_or(|e| e.split(',').map(str::trim).all(|c| c.is_empty() || c.eq_ignore_ascii_case("identity")))
+}
+
+/// Whether a 206's `Content-Length` is not the span of its `Content-Range` (RFC 9110 §14.4,
+/// §15.3.7): the 4 MiB body of a 206 claiming `bytes 0-99/100` is not a 100-byte resource.
+fn contradicts_itself(head: &ResponseHead) -> bool {
+    let range = head.content_range.as_deref().and_then(content_range::parse);
+    matches!((range, head.content_length), (Some(ContentRange::Bytes { start, end, .. }), Some(len)) if len != end - start)
 }
 
 /// What a probe (`GET` with `Range: bytes=0-`, or a plain `GET`) revealed.
@@ -159,7 +169,12 @@ pub enum Probe {
 pub fn judge_probe(head: &ResponseHead, asked_range: bool) -> Result<Probe, Error> {
     match head.status {
         206 if asked_range => {
+            // A content-coded 206 is never used (its range counts coded bytes): nothing of it is
+            // written, whatever its fields say.
             if !is_identity(&head.content_encoding) {
+                return Ok(Probe::RetryWithoutRange);
+            }
+            if contradicts_itself(head) {
                 return Ok(Probe::RetryWithoutRange);
             }
             match head.content_range.as_deref().and_then(content_range::parse) {
@@ -210,6 +225,9 @@ pub fn judge_range(
             if !is_identity(&head.content_encoding) {
                 return restart(ErrorCode::UnsupportedEncoding, "ranged body is content-coded".into());
             }
+            if contradicts_itself(head) {
+                return restart(ErrorCode::RangeMismatch, "Content-Length disagrees with Content-Range".into());
+            }
             if seen.differs(head) {
                 return restart(ErrorCode::ContentChanged, "ETag or Last-Modified changed between requests".into());
             }
@@ -232,9 +250,6 @@ pub fn judge_range(
                     }
                     if t.is_none() {
                         return restart(ErrorCode::RangeMismatch, "Content-Range without a length".into());
-                    }
-                    if head.content_length.is_some_and(|l| l != end - start) {
-                        return restart(ErrorCode::RangeMismatch, "Content-Length disagrees with Content-Range".into());
                     }
                     Ok(RangeAnswer::Accept)
                 }
@@ -287,6 +302,9 @@ mod tests {
         assert_eq!(judge_probe(&head(206, None), true).unwrap(), Probe::RetryWithoutRange);
         assert_eq!(judge_probe(&head(416, Some("bytes */0")), true).unwrap(), Probe::Empty);
         assert_eq!(judge_probe(&head(416, Some("bytes */10")), true).unwrap(), Probe::RetryWithoutRange);
+        let mut liar = head(206, Some("bytes 0-99/4194304"));
+        liar.content_length = Some(4194304);
+        assert_eq!(judge_probe(&liar, true).unwrap(), Probe::RetryWithoutRange, "a length the range does not span");
         let mut whole = head(200, None);
         whole.content_length = Some(42);
         assert_eq!(judge_probe(&whole, true).unwrap(), Probe::Whole { total: Some(42), validator: None });
@@ -352,7 +370,15 @@ mod tests {
         assert!(matches!(judge_range(&gz, 10, 20, 100, Some(&v), &Identity::default()).unwrap(), RangeAnswer::Restart { .. }));
         let mut bad_len = ok.clone();
         bad_len.content_length = Some(5);
-        assert!(matches!(judge_range(&bad_len, 10, 20, 100, Some(&v), &Identity::default()).unwrap(), RangeAnswer::Restart { .. }));
+        assert!(matches!(
+            judge_range(&bad_len, 10, 20, 100, Some(&v), &Identity::default()).unwrap(),
+            RangeAnswer::Restart { code: ErrorCode::RangeMismatch, .. }
+        ));
+        bad_len.content_length = Some(10);
+        assert_eq!(judge_range(&bad_len, 10, 20, 100, Some(&v), &Identity::default()).unwrap(), RangeAnswer::Accept);
+        let mut gz_listed = ok.clone();
+        gz_listed.content_encoding = Some("identity, gzip".into());
+        assert!(matches!(judge_range(&gz_listed, 10, 20, 100, Some(&v), &Identity::default()).unwrap(), RangeAnswer::Restart { .. }));
         assert!(matches!(judge_range(&head(200, None), 10, 20, 100, Some(&v), &Identity::default()).unwrap(), RangeAnswer::Restart { .. }));
         assert_eq!(judge_range(&head(410, None), 10, 20, 100, Some(&v), &Identity::default()).unwrap_err().code(), ErrorCode::NotFound);
     }

@@ -55,8 +55,8 @@ pub struct Config {
     pub resume_on_open: bool,
     /// `User-Agent` header.
     pub user_agent: String,
-    /// Extra trusted root certificates (PEM), e.g. a private CA. When set, the bundled web roots
-    /// plus these are used instead of the platform verifier.
+    /// Extra trusted root certificates (PEM), e.g. a private CA, trusted besides the platform's
+    /// store (or the bundled roots).
     pub extra_root_certificates_pem: Vec<String>,
     /// Trust Mozilla's bundled root store instead of the platform's verifier. On by default on
     /// Android, where the platform verifier needs a JNI initialisation a JNA-loaded library never
@@ -65,6 +65,19 @@ pub struct Config {
     /// How many times one run may restart from zero (content changed, ranges refused) before the
     /// engine falls back to one plain stream.
     pub restart_budget: u32,
+    /// Once the first byte of a response head has arrived, the rest of the head must arrive within
+    /// this long, or the answer is a protocol error (a head trickled in a few bytes a second, or one
+    /// that never ends). The wait for the first byte is bounded by the connect and idle timeouts.
+    pub head_timeout: Duration,
+    /// The proxy for every request: an `http://` URL (credentials become `Proxy-Authorization`),
+    /// or `none` / `direct` for none at all. `None` reads the environment (`https_proxy`,
+    /// `http_proxy`, `all_proxy`, upper case too). The platform's proxy settings are not read by
+    /// the engine: the Swift and Kotlin facades pass them here.
+    pub proxy: Option<String>,
+    /// Hosts that bypass the proxy, as `no_proxy` spells them (comma-separated domains, IP
+    /// addresses and networks, optional `:port`, `*` for all). `None` reads `no_proxy` /
+    /// `NO_PROXY` when the proxy comes from the environment, and means no exception otherwise.
+    pub no_proxy: Option<String>,
 }
 
 impl Default for Config {
@@ -82,6 +95,9 @@ impl Default for Config {
             extra_root_certificates_pem: Vec::new(),
             bundled_tls_roots: cfg!(target_os = "android"),
             restart_budget: 2,
+            head_timeout: Duration::from_secs(10),
+            proxy: None,
+            no_proxy: None,
         }
     }
 }
@@ -91,7 +107,12 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         self.limits.validate()?;
         let zero = |d: Duration| d.is_zero();
-        if zero(self.connect_timeout) || zero(self.idle_timeout) || zero(self.progress_interval) || zero(self.sync_interval) {
+        if zero(self.connect_timeout)
+            || zero(self.idle_timeout)
+            || zero(self.head_timeout)
+            || zero(self.progress_interval)
+            || zero(self.sync_interval)
+        {
             return Err(Error::new(ErrorCode::InvalidConfig, "timeouts and intervals must be positive"));
         }
         if self.min_split_bytes == 0 {

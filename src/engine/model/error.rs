@@ -51,6 +51,9 @@ pub enum ErrorCode {
     Network = 2013,
     UnsupportedEncoding = 2014,
     AccessDenied = 2015,
+    /// The server broke HTTP/1.1 itself: a malformed or self-contradicting head, a transfer coding
+    /// it was not asked for, broken chunked framing. Retried once on a fresh connection, then final.
+    ProtocolError = 2016,
     // 3xxx: local storage.
     DiskFull = 3001,
     StorageIo = 3002,
@@ -107,6 +110,7 @@ impl ErrorCode {
         Self::Network,
         Self::UnsupportedEncoding,
         Self::AccessDenied,
+        Self::ProtocolError,
         Self::DiskFull,
         Self::StorageIo,
         Self::PermissionDenied,
@@ -170,6 +174,7 @@ impl ErrorCode {
             Network => "network",
             UnsupportedEncoding => "unsupported_encoding",
             AccessDenied => "access_denied",
+            ProtocolError => "protocol_error",
             DiskFull => "disk_full",
             StorageIo => "storage_io",
             PermissionDenied => "permission_denied",

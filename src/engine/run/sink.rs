@@ -25,6 +25,12 @@ pub trait Sink: Send + Sync {
     fn make_resumable(&self) -> Result<()> {
         Ok(())
     }
+    /// Whether bytes written at an offset can be written again there (a file, memory). A caller's
+    /// stream cannot take back what it was handed: when bytes it got turn out unverified, the
+    /// download starts over and the stream sees offset 0 again.
+    fn positional(&self) -> bool {
+        true
+    }
 }
 
 /// The part file.
@@ -153,6 +159,10 @@ impl Sink for StreamSink {
     fn restart(&self) -> Result<()> {
         *self.next.lock() = 0;
         Ok(())
+    }
+
+    fn positional(&self) -> bool {
+        false
     }
 }
 

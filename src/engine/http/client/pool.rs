@@ -1,4 +1,5 @@
-//! Idle connections kept per `host:port`, checked before reuse, and reaped in the background.
+//! Idle connections kept per pool key (scheme, host and port, or the proxy), checked before
+//! reuse, and reaped in the background.
 
 use super::*;
 
@@ -18,8 +19,8 @@ impl Pool {
         let mut idle = self.idle.lock();
         let list = idle.get_mut(key)?;
         let now = Instant::now();
-        while let Some(c) = list.pop() {
-            if now.duration_since(c.since) < IDLE_KEEP && c.conn.usable() {
+        while let Some(mut c) = list.pop() {
+            if now.duration_since(c.since) < IDLE_KEEP && c.conn.stream.usable() {
                 return Some(c.conn);
             }
         }
@@ -51,7 +52,7 @@ impl Pool {
         let mut idle = self.idle.lock();
         let now = Instant::now();
         idle.retain(|_, list| {
-            list.retain(|c| now.duration_since(c.since) < IDLE_KEEP && c.conn.usable());
+            list.retain_mut(|c| now.duration_since(c.since) < IDLE_KEEP && c.conn.stream.usable());
             !list.is_empty()
         });
         let empty = idle.is_empty();

@@ -1,4 +1,4 @@
-//! Tests of the lean client over real loopback sockets.
+//! Tests of the client over real loopback sockets.
 
 use super::*;
 use hyper::header::HeaderValue;
@@ -41,15 +41,19 @@ async fn server(answer: fn(usize) -> (Vec<u8>, bool)) -> (url::Url, Arc<std::syn
     (at, accepted)
 }
 
-fn test_client() -> PlainClient {
-    client(&Config::default())
+fn test_client() -> Client {
+    with_config(&Config::default())
+}
+
+fn with_config(config: &Config) -> Client {
+    Client::new(config, Arc::new(crate::engine::http::tls::bundled_roots_config(&[]).unwrap()))
 }
 
 /// GETs `at` and reads the whole body.
-async fn fetch(c: &PlainClient, at: &url::Url) -> Result<(u16, Vec<u8>), String> {
-    let mut answer = c.get(at, &HeaderMap::new()).await.map_err(|e| format!("{e:?}"))?;
+async fn fetch(c: &Client, at: &url::Url) -> Result<(u16, Vec<u8>), String> {
+    let mut answer = c.get(at, &HeaderMap::new(), None, false).await.map_err(|e| format!("{e:?}"))?;
     let mut body = Vec::new();
-    while let Some(chunk) = answer.body.next_chunk().await? {
+    while let Some(chunk) = answer.body.next_chunk().await.map_err(|e| format!("{e:?}"))? {
         body.extend_from_slice(&chunk);
     }
     Ok((answer.head.status, body))
@@ -70,6 +74,31 @@ async fn a_kept_alive_connection_carries_every_request_whatever_the_framing() {
         assert_eq!(fetch(&c, &at).await.unwrap(), (204, Vec::new()), "the 100 is skipped");
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_body_dropped_at_its_last_byte_still_returns_its_connection() {
+    let (at, accepted) = server(|i| match i % 2 {
+        0 => (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello".to_vec(), false),
+        _ => (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".to_vec(), false),
+    })
+    .await;
+    let c = test_client();
+    for _ in 0..4 {
+        let mut answer = c.get(&at, &HeaderMap::new(), None, false).await.unwrap();
+        assert_eq!(answer.body.next_chunk().await.unwrap().as_deref(), Some(&b"hello"[..]));
+        drop(answer);
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection carried every request");
+    let mut answer = c.get(&at, &HeaderMap::new(), None, false).await.unwrap();
+    drop(answer.body.next_chunk());
+    drop(answer);
+    let (at2, accepted2) = server(|_| (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello".to_vec(), false)).await;
+    let mut answer = c.get(&at2, &HeaderMap::new(), None, false).await.unwrap();
+    assert_eq!(answer.body.next_chunk().await.unwrap().as_deref(), Some(&b"hello"[..]));
+    drop(answer);
+    drop(c.get(&at2, &HeaderMap::new(), None, false).await.unwrap());
+    assert_eq!(accepted2.load(Ordering::SeqCst), 2, "a body dropped before its end closes its connection");
 }
 
 #[tokio::test]
@@ -117,9 +146,14 @@ async fn a_short_body_or_a_bad_head_is_an_error_and_the_connection_is_dropped() 
     let (at, _) = server(|_| (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab".to_vec(), false)).await;
     assert!(fetch(&test_client(), &at).await.unwrap_err().contains("conflicting Content-Length"));
     let (at, _) = server(|_| (b"HTTP/1.1 2000 Huh\r\n\r\n".to_vec(), false)).await;
-    assert!(fetch(&test_client(), &at).await.unwrap_err().contains("invalid HTTP response"));
+    assert!(fetch(&test_client(), &at).await.unwrap_err().contains("Protocol(\"a malformed response head"));
     let (at, _) = server(|_| (Vec::new(), true)).await;
     assert!(fetch(&test_client(), &at).await.unwrap_err().contains("incomplete: true"));
+    let (at, _) = server(|_| (b"HTTP/1.1 200 OK\r\nContent-Len".to_vec(), true)).await;
+    assert!(fetch(&test_client(), &at).await.unwrap_err().contains("closed the connection inside the response head"), "a head cut off");
+    let (at, _) =
+        server(|_| (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n8\r\nabc\r\n2\r\nuv\r\n0\r\n\r\n".to_vec(), false)).await;
+    assert!(fetch(&test_client(), &at).await.unwrap_err().contains("not followed by CRLF"), "a chunk longer than its data");
 }
 
 #[tokio::test]
@@ -143,17 +177,71 @@ async fn a_head_arriving_byte_by_byte_is_read_whole() {
     assert_eq!(fetch(&test_client(), &at).await.unwrap(), (200, b"abc".to_vec()));
 }
 
+#[tokio::test]
+async fn a_head_that_does_not_finish_within_the_head_timeout_is_a_protocol_error_and_101_or_a_flood_of_100s_too() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = url(&format!("http://{}/f", listener.local_addr().unwrap()));
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut b = [0u8; 1024];
+        let _ = s.read(&mut b).await;
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nX-Slow: ").await;
+        for _ in 0..100 {
+            if s.write_all(b"a").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    });
+    let c = with_config(&Config { head_timeout: Duration::from_millis(300), ..Config::default() });
+    let started = Instant::now();
+    let e = fetch(&c, &at).await.unwrap_err();
+    assert!(e.contains("not complete 0.3 s after its first byte"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+
+    let (at, _) = server(|_| (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n".to_vec(), false)).await;
+    assert!(fetch(&test_client(), &at).await.unwrap_err().contains("101"));
+    let (at, _) = server(|_| (b"HTTP/1.1 100 Continue\r\n\r\n".repeat(MAX_INFORMATIONAL + 1), false)).await;
+    assert!(fetch(&test_client(), &at).await.unwrap_err().contains("informational"));
+    let (at, _) = server(|_| {
+        let mut w = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n".repeat(3);
+        w.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        (w, false)
+    })
+    .await;
+    assert_eq!(fetch(&test_client(), &at).await.unwrap(), (200, b"ok".to_vec()), "a few 1xx are skipped");
+}
+
+#[test]
+fn a_request_through_a_proxy_names_the_whole_url_and_the_proxy_credentials() {
+    let p = Proxy::parse("http://u:p@proxy:3128").unwrap();
+    let u = url("http://user:pw@example.com:8080/a?b#c");
+    let wire = String::from_utf8(request_bytes(&u, Some(&p), &HeaderMap::new())).unwrap();
+    assert_eq!(wire, "GET http://example.com:8080/a?b HTTP/1.1\r\nhost: example.com:8080\r\nproxy-authorization: Basic dTpw\r\n\r\n");
+    let u = url("https://example.com/a");
+    let wire = String::from_utf8(request_bytes(&u, Some(&p), &HeaderMap::new())).unwrap();
+    assert_eq!(wire, "GET /a HTTP/1.1\r\nhost: example.com\r\n\r\n", "https goes through a tunnel: the proxy sees none of it");
+    assert_eq!(
+        pool_key(&url("http://a:1/"), Some(&p)),
+        pool_key(&url("http://b:2/"), Some(&p)),
+        "one pool for every origin behind the proxy"
+    );
+    assert_ne!(pool_key(&url("http://a/"), None), pool_key(&url("https://a:80/"), None));
+}
+
 #[test]
 fn the_request_head_names_the_host_and_the_target() {
     let mut h = HeaderMap::new();
     h.insert(header::RANGE, HeaderValue::from_static("bytes=0-"));
     let u = url("http://example.com/a%20b?x=1#frag");
-    let wire = String::from_utf8(request_bytes(&u, &authority(&u), &h)).unwrap();
+    let wire = String::from_utf8(request_bytes(&u, None, &h)).unwrap();
     assert_eq!(wire, "GET /a%20b?x=1 HTTP/1.1\r\nhost: example.com\r\nrange: bytes=0-\r\n\r\n");
     let u = url("http://[::1]:8080");
-    let wire = String::from_utf8(request_bytes(&u, &authority(&u), &HeaderMap::new())).unwrap();
+    let wire = String::from_utf8(request_bytes(&u, None, &HeaderMap::new())).unwrap();
     assert_eq!(wire, "GET / HTTP/1.1\r\nhost: [::1]:8080\r\n\r\n");
+    let u = url("https://example.com:443/x");
+    assert!(String::from_utf8(request_bytes(&u, None, &HeaderMap::new())).unwrap().contains("host: example.com\r\n"), "no default port");
     h.insert(header::HOST, HeaderValue::from_static("other"));
     let u = url("http://example.com/");
-    assert!(String::from_utf8(request_bytes(&u, &authority(&u), &h)).unwrap().contains("\r\nhost: other\r\n"), "the caller's Host wins");
+    assert!(String::from_utf8(request_bytes(&u, None, &h)).unwrap().contains("\r\nhost: other\r\n"), "the caller's Host wins");
 }

@@ -7,8 +7,12 @@
 //! - only the owner of a segment writes into it, and only inside `[written, end)`.
 //!
 //! A connection first *reserves* the bytes it is about to write, writes them, then *commits*
-//! them. Splitting (aria2 style: halve the largest remaining range when a connection frees up)
-//! never cuts below a reservation, so a write in flight can never land in someone else's range.
+//! them, but only as far as the body's framing has verified them: the bytes of a chunk whose
+//! trailing CRLF has not been read yet stay reserved (written to the part file, not counted), and
+//! a framing error drops them ([`RangeMap::abandon`]) so that `written`, which the journal and the
+//! hash follow, stays at the last verified byte. Splitting (aria2 style: halve the largest
+//! remaining range when a connection frees up) never cuts below a reservation, so a write in
+//! flight can never land in someone else's range.
 //!
 //! Each segment has an [`Owner`]: the engine's own connections today; ranges leased to the OS
 //! (iOS background sessions, Android jobs) later, whose results are spliced back by offset.
@@ -33,11 +37,11 @@ pub struct Segment {
     pub start: u64,
     /// One past the last byte.
     pub end: u64,
-    /// Bytes `[start, written)` are handed to the kernel (survive a killed process).
+    /// Bytes `[start, written)` are handed to the kernel and verified (survive a killed process).
     pub written: u64,
     /// Bytes `[start, durable)` are synced to stable storage (survive a power loss).
     pub durable: u64,
-    /// Bytes `[written, reserved)` are being written right now.
+    /// Bytes `[written, reserved)` are being written, or written but not yet verified.
     pub reserved: u64,
     /// Who fetches this segment.
     pub owner: Owner,
@@ -222,29 +226,35 @@ impl RangeMap {
         self.segment(start).map(|s| (s.written, s.end_for_connection()))
     }
 
-    /// Reserves up to `want` bytes at the cursor of segment `start`. Returns `(offset, allowed)`;
-    /// `allowed` is smaller than `want` when the segment ends first (it may have been split).
+    /// Reserves up to `want` bytes after what segment `start` has written or reserved. Returns
+    /// `(offset, allowed)`; `allowed` is smaller than `want` when the segment ends first (it may
+    /// have been split, or its connection asked to end).
     pub fn reserve(&mut self, start: u64, want: u64) -> Option<(u64, u64)> {
         let i = self.index_of(start)?;
         let seg = &mut self.segments[i];
-        debug_assert_eq!(seg.reserved, seg.written, "reservation already outstanding");
-        let allowed = want.min(seg.end_for_connection() - seg.written);
-        seg.reserved = seg.written + allowed;
-        Some((seg.written, allowed))
+        let at = seg.reserved;
+        let allowed = want.min(seg.end_for_connection().saturating_sub(at));
+        seg.reserved = at + allowed;
+        Some((at, allowed))
     }
 
-    /// Commits a reservation after the bytes were handed to the kernel.
-    pub fn commit(&mut self, start: u64) {
-        if let Some(i) = self.index_of(start) {
-            let seg = &mut self.segments[i];
-            if seg.reserved != seg.written {
-                seg.written = seg.reserved;
-                seg.dirty = true;
-            }
+    /// Commits the reserved bytes up to `verified` (an offset; bytes beyond it stay reserved) after
+    /// they were handed to the kernel. Returns the written offset before and after, and whether
+    /// the segment holds nothing more for its connection.
+    pub fn commit(&mut self, start: u64, verified: u64) -> Option<(u64, u64, bool)> {
+        let i = self.index_of(start)?;
+        let seg = &mut self.segments[i];
+        let before = seg.written;
+        let after = verified.clamp(before, seg.reserved);
+        if after != before {
+            seg.written = after;
+            seg.dirty = true;
         }
+        Some((before, after, after >= seg.end_for_connection()))
     }
 
-    /// Drops a reservation whose write failed.
+    /// Drops every reserved byte not committed: a write failed, or the body's framing broke
+    /// before those bytes were verified. The segment's connection continues at `written`.
     pub fn abandon(&mut self, start: u64) {
         if let Some(i) = self.index_of(start) {
             let seg = &mut self.segments[i];

@@ -31,10 +31,10 @@ fn split_never_cuts_a_reservation() {
     assert_eq!((off, n), (0, 30));
     let upper = m.split_largest(10).unwrap();
     assert_eq!(upper, 65, "halves the unreserved part [30,100)");
-    m.commit(s);
+    assert_eq!(m.commit(s, 30), Some((0, 30, false)));
     let (off, n) = m.reserve(s, 1000).unwrap();
     assert_eq!((off, n), (30, 35), "clamped to the new end");
-    m.commit(s);
+    assert_eq!(m.commit(s, 1000), Some((30, 65, true)), "committed up to the reservation only");
     assert!(m.segment(0).unwrap().is_done());
     assert_tiles(&m);
 }
@@ -45,18 +45,18 @@ fn a_retired_segment_takes_no_more_writes_and_is_picked_up_again() {
     let (a, b) = (0, 50);
     assert!(m.claim(a) && m.claim(b));
     m.reserve(b, 5).unwrap();
-    m.commit(b);
+    m.commit(b, 55);
     m.reserve(b, 7).unwrap();
     // `a` has 50 unclaimed bytes, `b` 38: `a` is retired first, then `b`.
     assert_eq!(m.retire_largest(), Some(a));
     assert_eq!(m.reserve(a, 5), Some((0, 0)), "a retiring connection may write no more");
-    m.commit(a);
+    assert_eq!(m.commit(a, 5), Some((0, 0, true)));
     assert!(!m.claim(a), "still owned until released");
     assert_eq!(m.split_largest(1), Some(81), "only a segment that keeps its connection is split");
     assert_eq!(m.retire_largest(), Some(81));
     assert_eq!(m.retire_largest(), Some(b));
     assert_eq!(m.retire_largest(), None);
-    m.commit(b);
+    m.commit(b, 62);
     assert_eq!(m.segment(b).unwrap().written, 62, "the write in flight landed");
     assert_eq!(m.reserve(b, 1), Some((62, 0)));
     assert_eq!(m.cursor(b), Some((62, 62)), "nothing left for the retiring connection");
@@ -68,11 +68,27 @@ fn a_retired_segment_takes_no_more_writes_and_is_picked_up_again() {
 }
 
 #[test]
+fn unverified_bytes_stay_reserved_and_a_framing_error_drops_them() {
+    let mut m = RangeMap::from_plan(100, &plan(100, 1, 1));
+    let s = m.claim_idle().unwrap();
+    assert_eq!(m.reserve(s, 40), Some((0, 40)));
+    assert_eq!(m.commit(s, 16), Some((0, 16, false)), "only the verified part counts");
+    assert_eq!(m.reserve(s, 10), Some((40, 10)), "the next write follows the unverified bytes");
+    assert_eq!(m.split_largest(1), Some(75), "a split never cuts below unverified bytes");
+    m.abandon(s);
+    let seg = m.segment(s).unwrap();
+    assert_eq!((seg.written, seg.reserved), (16, 16), "back to the last verified byte");
+    assert_eq!(m.rows()[0].written, 16);
+    assert_eq!(m.reserve(s, 100), Some((16, 59)));
+    assert_eq!(m.commit(s, 75), Some((16, 75, true)));
+}
+
+#[test]
 fn rows_round_trip_and_bad_rows_are_refused() {
     let mut m = RangeMap::from_plan(1000, &plan(1000, 4, 1));
     let s = m.claim_idle().unwrap();
     m.reserve(s, 100).unwrap();
-    m.commit(s);
+    m.commit(s, s + 100);
     let rows = m.rows();
     let back = RangeMap::from_rows(1000, &rows).unwrap();
     assert_eq!(back.written_bytes(), 100);
@@ -89,7 +105,7 @@ enum Op {
     Claim,
     Split(u64),
     Retire,
-    Write(usize, u64, bool),
+    Write(usize, u64, u64, bool),
     Release(usize),
     Sync,
 }
@@ -99,7 +115,7 @@ fn op() -> impl Strategy<Value = Op> {
         Just(Op::Claim),
         (1u64..5000).prop_map(Op::Split),
         Just(Op::Retire),
-        (0usize..64, 0u64..20_000, any::<bool>()).prop_map(|(i, n, ok)| Op::Write(i, n, ok)),
+        (0usize..64, 0u64..20_000, 0u64..20_000, any::<bool>()).prop_map(|(i, n, v, ok)| Op::Write(i, n, v, ok)),
         (0usize..64).prop_map(Op::Release),
         Just(Op::Sync),
     ]
@@ -133,12 +149,17 @@ proptest! {
                 Op::Claim => { m.claim_idle(); }
                 Op::Split(min) => { m.split_largest(min); }
                 Op::Retire => { m.retire_largest(); }
-                Op::Write(i, n, ok) => {
+                Op::Write(i, n, verified, ok) => {
                     let owned: Vec<u64> = m.segments().iter().filter(|s| matches!(s.owner, Owner::Engine | Owner::Retiring)).map(|s| s.start).collect();
                     if let Some(&s) = owned.get(i % owned.len().max(1)) {
                         let (off, allowed) = m.reserve(s, n).unwrap();
                         prop_assert!(off + allowed <= m.segment(s).unwrap().end);
-                        if ok { m.commit(s) } else { m.abandon(s) }
+                        if ok {
+                            let (before, after, _) = m.commit(s, s + verified).unwrap();
+                            prop_assert!(before <= after && after <= off + allowed);
+                        } else {
+                            m.abandon(s)
+                        }
                     }
                 }
                 Op::Release(i) => {
@@ -168,7 +189,7 @@ proptest! {
             let s = starts[i % starts.len()];
             if m.claim(s) {
                 m.reserve(s, n).unwrap();
-                m.commit(s);
+                m.commit(s, u64::MAX);
                 let snap = m.rows();
                 m.mark_durable(&snap);
                 m.release(s);

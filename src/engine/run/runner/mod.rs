@@ -159,6 +159,10 @@ struct Run {
     attempt: u32,
     restarts: u32,
     plain_only: bool,
+    /// A protocol violation was retried already (once per run, on a new connection).
+    protocol_retried: bool,
+    /// The next request opens a new connection.
+    fresh_next: bool,
     /// Most bytes any plain stream of this run delivered. A plain stream restarts from zero, so
     /// only bytes beyond this mark are progress (the retry budget refills on progress only).
     plain_high_water: u64,
@@ -268,6 +272,8 @@ impl Run {
             attempt: 0,
             restarts: 0,
             plain_only: false,
+            protocol_retried: false,
+            fresh_next: false,
             plain_high_water: 0,
             resume,
             host,
@@ -329,16 +335,27 @@ impl Run {
         Ok(())
     }
 
+    /// Waits before the run's next request after `e`, or ends the run. A protocol violation gets
+    /// one retry, on a new connection (see `connection::retry_wait`).
     async fn backoff(&mut self, e: Error) -> Result<(), Step> {
-        if !e.is_retryable() {
-            return Err(Step::Fail(e));
-        }
-        if !self.budget.spend() {
-            return Err(Step::Fail(e.context("giving up after repeated failures without progress")));
-        }
-        self.attempt += 1;
-        let Some(delay) = self.config.retry.delay(self.attempt, &e) else {
-            return Err(Step::Fail(e.context("server asked to wait longer than the retry ceiling")));
+        let delay = if e.code() == ErrorCode::ProtocolError {
+            if std::mem::replace(&mut self.protocol_retried, true) {
+                return Err(Step::Fail(e.context("again after a retry on a new connection")));
+            }
+            self.fresh_next = true;
+            self.config.retry.base_delay
+        } else {
+            if !e.is_retryable() {
+                return Err(Step::Fail(e));
+            }
+            if !self.budget.spend() {
+                return Err(Step::Fail(e.context("giving up after repeated failures without progress")));
+            }
+            self.attempt += 1;
+            let Some(delay) = self.config.retry.delay(self.attempt, &e) else {
+                return Err(Step::Fail(e.context("server asked to wait longer than the retry ceiling")));
+            };
+            delay
         };
         tracing::debug!(task = %self.task.spec.id, "retrying in {delay:?}: {e}");
         self.task.inner.lock().error = Some((&e).into());

@@ -1,5 +1,6 @@
 //! A fresh start: the probe, and the plain stream a server without ranges gets.
 
+use super::connection::verified::Unhashed;
 use super::*;
 
 impl Run {
@@ -7,8 +8,13 @@ impl Run {
     pub(super) async fn fresh(&mut self) -> Result<Done, Step> {
         loop {
             let asked_range = !self.plain_only;
-            let get =
-                Get { url: &self.task.spec.url, headers: &self.task.spec.headers, range: asked_range.then_some((0, None)), if_range: None };
+            let get = Get {
+                url: &self.task.spec.url,
+                headers: &self.task.spec.headers,
+                range: asked_range.then_some((0, None)),
+                if_range: None,
+                fresh: std::mem::take(&mut self.fresh_next),
+            };
             let asked_at = Instant::now();
             let resp = match self.get(get).await {
                 Ok(r) => r,
@@ -21,7 +27,7 @@ impl Run {
             self.probe_latency = Some(asked_at.elapsed());
             let probe = match judge_probe(&resp.head, asked_range) {
                 Ok(p) => p,
-                Err(e) if e.is_retryable() => {
+                Err(e) if e.is_retryable() || e.code() == ErrorCode::ProtocolError => {
                     self.backoff(e).await?;
                     continue;
                 }
@@ -75,15 +81,15 @@ impl Run {
         (self.task.spec.sha256.is_some() && from_zero).then(|| (Sha256::new(), 0))
     }
 
-    /// One plain stream from offset zero (no range support, or unknown length).
+    /// One plain stream from offset zero (no range support, or unknown length). Only bytes whose
+    /// framing is verified count (progress, the hash, the length at the end); a failure starts
+    /// over from zero anyway.
     pub(super) async fn transfer_whole(&mut self, mut resp: Response, total: Option<u64>) -> Result<Done, Step> {
         if let Some(t) = total {
             self.ensure_room(t, t)?;
         }
         let mut hashed = self.hasher(true);
-        let mut at = 0u64;
-        let mut bufs = Vec::new();
-        let mut pending = 0u64;
+        let mut plain = Plain { unhashed: hashed.as_ref().map(|_| Unhashed::new(0)), ..Plain::default() };
         let task = self.task.clone();
         let _streaming = task.live.gauge();
         loop {
@@ -97,18 +103,19 @@ impl Run {
                 Ok(Some(c)) => (Some(c), false),
                 Ok(None) => (None, true),
                 Err(e) => {
-                    self.write_plain(&mut at, &mut bufs, &mut pending, &mut hashed)?;
+                    self.write_plain(&mut plain, resp.verified(), true, &mut hashed)?;
                     return Err(Step::Retry(e));
                 }
             };
             if let Some(c) = chunk {
-                pending += c.len() as u64;
-                bufs.push(c);
+                plain.pending += c.len() as u64;
+                plain.bufs.push(c);
             }
-            if pending >= connection::FLUSH_BYTES || end {
-                self.write_plain(&mut at, &mut bufs, &mut pending, &mut hashed)?;
+            if plain.pending >= connection::FLUSH_BYTES || end {
+                self.write_plain(&mut plain, resp.verified(), false, &mut hashed)?;
             }
             if end {
+                let at = plain.verified;
                 if let Some(t) = total {
                     if at != t {
                         return Err(Step::Retry(Error::new(ErrorCode::TruncatedBody, format!("body ended after {at} of {t} bytes"))));
@@ -120,32 +127,60 @@ impl Run {
         }
     }
 
+    /// Writes the buffered bytes of a plain stream (with `only_verified`, just the verified ones),
+    /// then counts what `verified` (body bytes) covers.
     pub(super) fn write_plain(
         &mut self,
-        at: &mut u64,
-        bufs: &mut Vec<bytes::Bytes>,
-        pending: &mut u64,
+        plain: &mut Plain,
+        verified: u64,
+        only_verified: bool,
         hashed: &mut Option<(Sha256, u64)>,
     ) -> Result<(), Step> {
-        if *pending == 0 {
+        if only_verified {
+            let mut keep = verified.saturating_sub(plain.at);
+            plain.bufs.retain_mut(|b| {
+                let n = (b.len() as u64).min(keep);
+                b.truncate(n as usize);
+                keep -= n;
+                n > 0
+            });
+            plain.pending = plain.bufs.iter().map(|b| b.len() as u64).sum();
+        }
+        if plain.pending > 0 {
+            self.sink.write(plain.at, &plain.bufs)?;
+            if let Some(u) = plain.unhashed.as_mut() {
+                u.wrote(plain.at, &plain.bufs);
+            }
+            plain.at += plain.pending;
+            plain.bufs.clear();
+            plain.pending = 0;
+        }
+        let now = verified.min(plain.at);
+        if now <= plain.verified {
             return Ok(());
         }
-        self.sink.write(*at, bufs)?;
-        if let Some((h, upto)) = hashed.as_mut() {
-            bufs.iter().for_each(|b| h.update(b));
-            *upto += *pending;
+        plain.verified = now;
+        if let Some(u) = plain.unhashed.as_mut() {
+            u.verified(now, hashed.as_mut());
         }
-        *at += *pending;
-        self.task.live.bytes.store(*at, Ordering::Relaxed);
-        if *at > self.plain_high_water {
+        self.task.live.bytes.store(now, Ordering::Relaxed);
+        if now > self.plain_high_water {
             // Bytes no earlier attempt delivered: real progress. Refetching the same prefix is not,
             // or a server that always breaks off at the same offset would be retried forever.
-            self.plain_high_water = *at;
+            self.plain_high_water = now;
             self.budget.refill();
             self.attempt = 0;
         }
-        bufs.clear();
-        *pending = 0;
         Ok(())
     }
+}
+
+/// A plain stream's bytes: buffered, written (`at`), verified.
+#[derive(Default)]
+pub(super) struct Plain {
+    bufs: Vec<bytes::Bytes>,
+    pending: u64,
+    at: u64,
+    verified: u64,
+    unhashed: Option<Unhashed>,
 }

@@ -5185,6 +5185,21 @@ data class ManagerConfig (
      * Trust Mozilla's bundled roots instead of the platform verifier (default: on for Android only).
      */
     var `bundledTlsRoots`: kotlin.Boolean? = null 
+    , 
+    /**
+     * The proxy for every request: an `http://` URL (credentials in it are sent to the proxy), or
+     * `none` / `direct` for none. Unset, the engine reads `https_proxy`, `http_proxy` and
+     * `all_proxy` from the environment; the Swift and Kotlin facades fill it from the platform's
+     * proxy settings first.
+     */
+    var `proxy`: kotlin.String? = null 
+    , 
+    /**
+     * Hosts that bypass the proxy, in `no_proxy` syntax (comma-separated domains, IP addresses
+     * and networks, optional `:port`, `*`). Unset: `no_proxy` from the environment when the proxy
+     * comes from there too.
+     */
+    var `noProxy`: kotlin.String? = null 
     
 ){
     
@@ -5211,6 +5226,8 @@ public object FfiConverterTypeManagerConfig: FfiConverterRustBuffer<ManagerConfi
             FfiConverterOptionalString.read(buf),
             FfiConverterSequenceString.read(buf),
             FfiConverterOptionalBoolean.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterOptionalString.read(buf),
         )
     }
 
@@ -5224,7 +5241,9 @@ public object FfiConverterTypeManagerConfig: FfiConverterRustBuffer<ManagerConfi
             FfiConverterOptionalBoolean.allocationSize(value.`resumeOnOpen`) +
             FfiConverterOptionalString.allocationSize(value.`userAgent`) +
             FfiConverterSequenceString.allocationSize(value.`extraRootCertificatesPem`) +
-            FfiConverterOptionalBoolean.allocationSize(value.`bundledTlsRoots`)
+            FfiConverterOptionalBoolean.allocationSize(value.`bundledTlsRoots`) +
+            FfiConverterOptionalString.allocationSize(value.`proxy`) +
+            FfiConverterOptionalString.allocationSize(value.`noProxy`)
     )
 
     override fun write(value: ManagerConfig, buf: ByteBuffer) {
@@ -5238,6 +5257,8 @@ public object FfiConverterTypeManagerConfig: FfiConverterRustBuffer<ManagerConfi
             FfiConverterOptionalString.write(value.`userAgent`, buf)
             FfiConverterSequenceString.write(value.`extraRootCertificatesPem`, buf)
             FfiConverterOptionalBoolean.write(value.`bundledTlsRoots`, buf)
+            FfiConverterOptionalString.write(value.`proxy`, buf)
+            FfiConverterOptionalString.write(value.`noProxy`, buf)
     }
 }
 
@@ -6671,6 +6692,7 @@ enum class ErrorCode(val value: kotlin.UShort) {
     NETWORK(2013u),
     UNSUPPORTED_ENCODING(2014u),
     ACCESS_DENIED(2015u),
+    PROTOCOL_ERROR(2016u),
     DISK_FULL(3001u),
     STORAGE_IO(3002u),
     PERMISSION_DENIED(3003u),

@@ -290,7 +290,9 @@ class Ferry private constructor(
          * Opens (creating it if needed) the manager of [stateDir]. Within one process, opening the
          * same directory again shares the same engine (and ignores the new [config]) until it is
          * closed. Other processes (a worker or service with `android:process`) may have the same
-         * directory open: see "Several processes" in android/README.md for what they share.
+         * directory open: see "Several processes" in android/README.md for what they share. Unless [config] names a proxy, the platform's (the
+         * `https.proxyHost` and `http.proxyHost` properties, which Android sets for the current
+         * network) applies.
          * Throws [FerryException] with `LOCKS_UNAVAILABLE` on a file system without working file
          * locks, `PERMISSION_DENIED` for a directory that cannot be written.
          *
@@ -304,7 +306,7 @@ class Ferry private constructor(
             dispatcher: CoroutineDispatcher = Dispatchers.IO,
         ): Ferry {
             val manager = try {
-                DownloadManager.open(stateDir.absolutePath, config)
+                DownloadManager.open(stateDir.absolutePath, config.withPlatformProxy())
             } catch (e: DownloadException) {
                 throw e.toFerryException()
             }

@@ -1,9 +1,9 @@
 //! One connection of a download: requests its segment, checks the answer, streams the body into
-//! the sink, and retries (resuming at its cursor) until the segment is done or a failure is final.
+//! the sink ([`pump`]), and retries (resuming at its cursor, the last verified byte) until the
+//! segment is done or a failure is final.
 //!
-//! The write path per batch of body chunks: reserve in the range map, `pwritev` into the sink,
-//! commit in the range map, ring the journal. Nothing between reserve and commit can be
-//! interrupted (there is no await), so a stopped connection never leaves a half-claimed write.
+//! Retries: transient failures (network, timeouts, 5xx, truncated bodies) on the connection's own
+//! budget of fruitless attempts; a protocol violation once, on a fresh connection, then final.
 
 use super::scheduler::Slot;
 use super::sink::Sink;
@@ -17,52 +17,18 @@ use crate::engine::storage::journal::JournalSource;
 use crate::engine::storage::store::tx;
 use bytes::Bytes;
 use parking_lot::Mutex;
+use pump::{pump, PumpEnd};
 use rusqlite::Transaction;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-/// Write to the sink once this much is buffered (shared by the connections streaming, within
-/// [`MIN_FLUSH_BYTES`]..=[`FLUSH_BYTES`]: many connections buffer less each)...
-pub const FLUSH_BYTES: u64 = 256 * 1024;
-/// Smallest per-connection write batch.
-pub const MIN_FLUSH_BYTES: u64 = 64 * 1024;
-/// Buffer budget shared by a download's connections.
-const FLUSH_BUDGET: u64 = 2 << 20;
-/// ...or once the oldest buffered byte is this old (slow connections).
-pub const FLUSH_AGE: Duration = Duration::from_millis(5);
-/// Start writeback of a connection's bytes every this many bytes.
-const WRITEBACK_EVERY: u64 = 8 << 20;
+mod pump;
+pub mod verified;
 
-/// The windows of a connection's bytes it started writing back. Each window leaves the page cache
-/// two windows later, when its writeback is (almost always) done: a download of many gigabytes
-/// keeps about 16 MiB per connection cached instead of pushing the rest of the machine's cache
-/// out, and its writes reuse pages it just freed. On the benchmark VM, 1 GiB on one connection
-/// took 0.94 s instead of 1.25 s (medians of 8; 0.87–1.03 s against 0.84–2.71 s).
-#[derive(Debug, Default)]
-struct WritebackWindows {
-    since: u64,
-    started: [Option<(u64, u64)>; 2],
-}
-
-impl WritebackWindows {
-    /// Counts `n` more bytes, written contiguously up to `end`.
-    fn wrote(&mut self, sink: &dyn Sink, end: u64, n: u64) {
-        self.since += n;
-        if self.since < WRITEBACK_EVERY {
-            return;
-        }
-        let window = (end - self.since, self.since);
-        self.since = 0;
-        sink.writeback(window.0, window.1);
-        if let Some((offset, len)) = self.started[0] {
-            sink.evict(offset, len);
-        }
-        self.started = [self.started[1], Some(window)];
-    }
-}
+pub use pump::{FLUSH_AGE, FLUSH_BYTES, MIN_FLUSH_BYTES};
 
 /// State shared by the connections of one run of a ranged download.
 pub struct RunShared {
@@ -206,8 +172,19 @@ pub async fn run(ctx: Arc<ConnContext>, segment: u64, first: Option<Response>, s
     WorkerExit { segment, slot, result }
 }
 
+/// A connection's retries so far.
+#[derive(Debug, Default)]
+struct Attempts {
+    /// Fruitless attempts in a row (the budget counts these).
+    fruitless: u32,
+    /// A protocol violation was retried already: the next one is final.
+    protocol_retried: bool,
+    /// The next request must open a new connection.
+    fresh: bool,
+}
+
 async fn work(ctx: &ConnContext, segment: u64, mut first: Option<Response>) -> WorkerResult {
-    let mut attempt = 0u32;
+    let mut attempts = Attempts::default();
     let mut delivered = first.is_some();
     loop {
         let Some((cursor, end)) = ctx.shared.map.lock().cursor(segment) else { return WorkerResult::Done };
@@ -222,6 +199,7 @@ async fn work(ctx: &ConnContext, segment: u64, mut first: Option<Response>) -> W
                     headers: &ctx.task.spec.headers,
                     range: Some((cursor, Some(end))),
                     if_range: ctx.validator.as_ref().map(Validator::if_range),
+                    fresh: std::mem::take(&mut attempts.fresh),
                 };
                 let live_before = ctx.task.live.bytes.load(Ordering::Relaxed);
                 let answer = match ctx.transport.get(get).await {
@@ -247,7 +225,7 @@ async fn work(ctx: &ConnContext, segment: u64, mut first: Option<Response>) -> W
                         if !delivered && turned_away(ctx, &e, live_before) {
                             return WorkerResult::Surplus;
                         }
-                        match retry_wait(ctx, e, &mut attempt).await {
+                        match retry_wait(ctx, e, &mut attempts).await {
                             Ok(()) => continue,
                             Err(e) => return WorkerResult::Fail(e),
                         }
@@ -255,9 +233,9 @@ async fn work(ctx: &ConnContext, segment: u64, mut first: Option<Response>) -> W
                 }
             }
         };
-        let (end_kind, wrote) = pump(ctx, segment, resp).await;
+        let (end_kind, wrote) = pump(ctx, segment, cursor, resp).await;
         if wrote > 0 {
-            attempt = 0;
+            attempts.fruitless = 0;
             delivered = true;
         }
         match end_kind {
@@ -267,16 +245,17 @@ async fn work(ctx: &ConnContext, segment: u64, mut first: Option<Response>) -> W
                 if cursor < end {
                     // A clean end of body before the range was complete.
                     let e = Error::new(ErrorCode::TruncatedBody, "server closed the range early");
-                    if let Err(e) = retry_wait(ctx, e, &mut attempt).await {
+                    if let Err(e) = retry_wait(ctx, e, &mut attempts).await {
                         return WorkerResult::Fail(e);
                     }
                 }
             }
             PumpEnd::Failed(e) => {
-                if let Err(e) = retry_wait(ctx, e, &mut attempt).await {
+                if let Err(e) = retry_wait(ctx, e, &mut attempts).await {
                     return WorkerResult::Fail(e);
                 }
             }
+            PumpEnd::Restart(e) => return WorkerResult::Restart { code: e.code(), reason: e.message().to_string() },
         }
     }
 }
@@ -284,7 +263,7 @@ async fn work(ctx: &ConnContext, segment: u64, mut first: Option<Response>) -> W
 /// Whether `e` is a server turning away one connection more than it allows a client. Retrying
 /// would only ask again, with backoff, while the others are still open. A
 /// refusal is any answer that is no answer: busy or too many requests, a refused connection, one
-/// closed or reset before a response (the lean client has already replaced a pooled connection that
+/// closed or reset before a response (the client has already replaced a pooled connection that
 /// was stale, so here it was a new one), each while other connections of the task stream. A request
 /// never answered (a timeout) counts when other connections delivered bytes while it waited
 /// (`live_before` is the task's byte count when it was sent): the server was serving this client,
@@ -300,190 +279,41 @@ fn turned_away(ctx: &ConnContext, e: &Error, live_before: u64) -> bool {
 }
 
 /// Waits before retrying after `e`, or returns the error when it is final or this connection has
-/// spent its budget of fruitless attempts (`attempt` counts them, and starts again at zero when
-/// the connection delivers bytes).
+/// spent its budget of fruitless attempts (`attempts.fruitless` counts them, and starts again at
+/// zero when the connection delivers bytes).
 ///
 /// The budget is the connection's own, not the task's: when the network goes away, every
 /// connection fails at once, and one shared budget of eight was spent by the first round of a
 /// twelve-connection download, which then failed after a single idle timeout where a
 /// one-connection download rides out eight attempts with backoff (about a minute).
-async fn retry_wait(ctx: &ConnContext, e: Error, attempt: &mut u32) -> Result<()> {
-    if !e.is_retryable() {
-        return Err(e);
-    }
-    if *attempt >= ctx.policy.budget {
-        return Err(e.context("giving up after repeated failures without progress"));
-    }
-    *attempt += 1;
-    let Some(delay) = ctx.policy.delay(*attempt, &e) else {
-        return Err(e.context("server asked to wait longer than the retry ceiling"));
+///
+/// A protocol violation is not a network failure: the server (or a middlebox, a captive portal)
+/// answered, wrongly. It gets one retry, on a new connection, after the base delay; a second one
+/// is final, whatever the budget says.
+async fn retry_wait(ctx: &ConnContext, e: Error, attempts: &mut Attempts) -> Result<()> {
+    let delay = if e.code() == ErrorCode::ProtocolError {
+        if std::mem::replace(&mut attempts.protocol_retried, true) {
+            return Err(e.context("again after a retry on a new connection"));
+        }
+        attempts.fresh = true;
+        ctx.policy.base_delay
+    } else {
+        if !e.is_retryable() {
+            return Err(e);
+        }
+        if attempts.fruitless >= ctx.policy.budget {
+            return Err(e.context("giving up after repeated failures without progress"));
+        }
+        attempts.fruitless += 1;
+        let Some(delay) = ctx.policy.delay(attempts.fruitless, &e) else {
+            return Err(e.context("server asked to wait longer than the retry ceiling"));
+        };
+        delay
     };
     tracing::debug!(task = %ctx.task.spec.id, "retrying in {delay:?}: {e}");
     ctx.task.inner.lock().error = Some((&e).into());
     tokio::select! {
         _ = tokio::time::sleep(delay) => Ok(()),
         _ = ctx.stop.cancelled() => Err(Error::new(ErrorCode::Cancelled, "stopped")),
-    }
-}
-
-enum PumpEnd {
-    SegmentFull,
-    BodyEnded,
-    Failed(Error),
-}
-
-/// Streams a body into the segment. Returns how it ended and how many bytes were committed.
-async fn pump(ctx: &ConnContext, segment: u64, mut resp: Response) -> (PumpEnd, u64) {
-    let _streaming = ctx.task.live.gauge();
-    let mut bufs: Vec<Bytes> = Vec::with_capacity(16);
-    let mut pending = 0u64;
-    let mut oldest: Option<Instant> = None;
-    let mut wrote = 0u64;
-    let mut windows = WritebackWindows::default();
-    loop {
-        let streaming = u64::from(ctx.task.live.connections.load(Ordering::Relaxed).max(1));
-        let flush_at = (FLUSH_BUDGET / streaming).clamp(MIN_FLUSH_BYTES, FLUSH_BYTES);
-        // A read may fill two write batches: the connections' read buffers share the budget too.
-        resp.limit_reads(2 * flush_at as usize);
-        let next = resp.chunk().await;
-        let ended = match next {
-            Ok(Some(chunk)) => {
-                if chunk.is_empty() {
-                    continue;
-                }
-                pending += chunk.len() as u64;
-                bufs.push(chunk);
-                let now = Instant::now();
-                let first = *oldest.get_or_insert(now);
-                if pending < flush_at && now.duration_since(first) < FLUSH_AGE {
-                    continue;
-                }
-                None
-            }
-            Ok(None) => Some(PumpEnd::BodyEnded),
-            Err(e) => Some(PumpEnd::Failed(e)),
-        };
-        if pending > 0 {
-            match flush(ctx, segment, &mut bufs, pending, &mut windows) {
-                Ok((n, full)) => {
-                    wrote += n;
-                    pending = 0;
-                    oldest = None;
-                    if full {
-                        return (PumpEnd::SegmentFull, wrote);
-                    }
-                }
-                Err(e) => return (PumpEnd::Failed(e), wrote),
-            }
-        }
-        if let Some(end) = ended {
-            return (end, wrote);
-        }
-    }
-}
-
-/// Writes the buffered chunks; returns (bytes committed, whether the segment is now full).
-fn flush(ctx: &ConnContext, segment: u64, bufs: &mut Vec<Bytes>, pending: u64, windows: &mut WritebackWindows) -> Result<(u64, bool)> {
-    let Some((offset, allowed)) = ctx.shared.map.lock().reserve(segment, pending) else {
-        bufs.clear();
-        return Ok((0, true));
-    };
-    if allowed < pending {
-        let mut keep = allowed;
-        let mut cut = bufs.len();
-        for (i, b) in bufs.iter_mut().enumerate() {
-            let len = b.len() as u64;
-            if keep >= len {
-                keep -= len;
-            } else {
-                b.truncate(keep as usize);
-                cut = i + 1;
-                break;
-            }
-        }
-        bufs.truncate(cut);
-    }
-    if let Err(e) = ctx.sink.write(offset, bufs) {
-        ctx.shared.map.lock().abandon(segment);
-        bufs.clear();
-        return Err(e);
-    }
-    {
-        let mut h = ctx.shared.hasher.lock();
-        if let Some((hasher, upto)) = h.as_mut() {
-            if *upto == offset {
-                for b in bufs.iter() {
-                    hasher.update(b);
-                }
-                *upto += allowed;
-            }
-        }
-    }
-    ctx.shared.map.lock().commit(segment);
-    bufs.clear();
-    ctx.task.live.bytes.fetch_add(allowed, Ordering::Relaxed);
-    ctx.shared.fetched.fetch_add(allowed, Ordering::Relaxed);
-    if allowed > 0 {
-        ctx.budget.refill();
-    }
-    if let Some(j) = &ctx.journal {
-        if ctx.shared.started.elapsed() >= crate::engine::storage::journal::MIN_INTERVAL && !ctx.shared.pending.load(Ordering::Acquire) {
-            // The journal is about to claim these bytes: they must outlive the process first.
-            ctx.sink.make_resumable()?;
-            if !ctx.shared.pending.swap(true, Ordering::AcqRel) {
-                j.notify(ctx.shared.clone());
-            }
-        }
-    }
-    windows.wrote(&*ctx.sink, offset + allowed, allowed);
-    Ok((allowed, allowed < pending))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[derive(Default)]
-    struct Record(parking_lot::Mutex<Vec<(&'static str, u64, u64)>>);
-
-    impl Sink for Record {
-        fn write(&self, _offset: u64, _bufs: &[Bytes]) -> Result<()> {
-            Ok(())
-        }
-        fn restart(&self) -> Result<()> {
-            Ok(())
-        }
-        fn writeback(&self, offset: u64, len: u64) {
-            self.0.lock().push(("writeback", offset, len));
-        }
-        fn evict(&self, offset: u64, len: u64) {
-            self.0.lock().push(("evict", offset, len));
-        }
-    }
-
-    #[test]
-    fn each_window_is_written_back_then_evicted_two_windows_later() {
-        let sink = Record::default();
-        let mut windows = WritebackWindows::default();
-        let start = 100u64;
-        let mut at = start;
-        // 42 MiB in writes of 3 MiB: four windows of 9 MiB, and part of a fifth.
-        for n in std::iter::repeat_n(3 << 20, 14) {
-            at += n;
-            windows.wrote(&sink, at, n);
-        }
-        let w = |k: u64| (start + k * (9 << 20), 9 << 20);
-        let calls = sink.0.lock().clone();
-        assert_eq!(
-            calls,
-            vec![
-                ("writeback", w(0).0, w(0).1),
-                ("writeback", w(1).0, w(1).1),
-                ("writeback", w(2).0, w(2).1),
-                ("evict", w(0).0, w(0).1),
-                ("writeback", w(3).0, w(3).1),
-                ("evict", w(1).0, w(1).1),
-            ]
-        );
     }
 }
