@@ -65,6 +65,11 @@ pub struct Config {
     /// How many times one run may restart from zero (content changed, ranges refused) before the
     /// engine falls back to one plain stream.
     pub restart_budget: u32,
+    /// Named roots (`name`, absolute path of an existing directory): a destination under one is
+    /// stored relative to it (`@name/...`) and resolved against the roots of each open, so tasks
+    /// follow a container that moves (iOS moves an app's container after an update or a restore).
+    /// Names are 1–64 ASCII letters, digits, `_`, `-` or `.`, unique. See [`super::roots`].
+    pub roots: Vec<(String, std::path::PathBuf)>,
 }
 
 impl Default for Config {
@@ -82,6 +87,7 @@ impl Default for Config {
             extra_root_certificates_pem: Vec::new(),
             bundled_tls_roots: cfg!(target_os = "android"),
             restart_budget: 2,
+            roots: Vec::new(),
         }
     }
 }
