@@ -609,7 +609,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_wait() != 41379:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_ferry_checksum_constructor_downloadmanager_open() != 44864:
+    if lib.uniffi_ferry_checksum_constructor_downloadmanager_open() != 28704:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_eventlistener_on_event() != 7020:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -2185,6 +2185,8 @@ class ErrorCode(enum.Enum):
     
     UNKNOWN_LEASE = 1018
     
+    ROOT_UNKNOWN = 1019
+    
     CONNECT_FAILED = 2001
     
     TIMEOUT = 2002
@@ -2286,62 +2288,64 @@ class _UniffiFfiConverterTypeErrorCode(_UniffiConverterRustBuffer):
         if variant == 18:
             return ErrorCode.UNKNOWN_LEASE
         if variant == 19:
-            return ErrorCode.CONNECT_FAILED
+            return ErrorCode.ROOT_UNKNOWN
         if variant == 20:
-            return ErrorCode.TIMEOUT
+            return ErrorCode.CONNECT_FAILED
         if variant == 21:
-            return ErrorCode.HTTP_CLIENT_ERROR
+            return ErrorCode.TIMEOUT
         if variant == 22:
-            return ErrorCode.NOT_FOUND
+            return ErrorCode.HTTP_CLIENT_ERROR
         if variant == 23:
-            return ErrorCode.SERVER_ERROR
+            return ErrorCode.NOT_FOUND
         if variant == 24:
-            return ErrorCode.TOO_MANY_REQUESTS
+            return ErrorCode.SERVER_ERROR
         if variant == 25:
-            return ErrorCode.TOO_MANY_REDIRECTS
+            return ErrorCode.TOO_MANY_REQUESTS
         if variant == 26:
-            return ErrorCode.REDIRECT_LOOP
+            return ErrorCode.TOO_MANY_REDIRECTS
         if variant == 27:
-            return ErrorCode.RANGE_MISMATCH
+            return ErrorCode.REDIRECT_LOOP
         if variant == 28:
-            return ErrorCode.CONTENT_CHANGED
+            return ErrorCode.RANGE_MISMATCH
         if variant == 29:
-            return ErrorCode.TRUNCATED_BODY
+            return ErrorCode.CONTENT_CHANGED
         if variant == 30:
-            return ErrorCode.TLS
+            return ErrorCode.TRUNCATED_BODY
         if variant == 31:
-            return ErrorCode.NETWORK
+            return ErrorCode.TLS
         if variant == 32:
-            return ErrorCode.UNSUPPORTED_ENCODING
+            return ErrorCode.NETWORK
         if variant == 33:
-            return ErrorCode.ACCESS_DENIED
+            return ErrorCode.UNSUPPORTED_ENCODING
         if variant == 34:
-            return ErrorCode.DISK_FULL
+            return ErrorCode.ACCESS_DENIED
         if variant == 35:
-            return ErrorCode.STORAGE_IO
+            return ErrorCode.DISK_FULL
         if variant == 36:
-            return ErrorCode.PERMISSION_DENIED
+            return ErrorCode.STORAGE_IO
         if variant == 37:
-            return ErrorCode.STATE_DIR_LOCKED
+            return ErrorCode.PERMISSION_DENIED
         if variant == 38:
-            return ErrorCode.DATABASE
+            return ErrorCode.STATE_DIR_LOCKED
         if variant == 39:
-            return ErrorCode.LOCKS_UNAVAILABLE
+            return ErrorCode.DATABASE
         if variant == 40:
-            return ErrorCode.CHECKSUM_MISMATCH
+            return ErrorCode.LOCKS_UNAVAILABLE
         if variant == 41:
-            return ErrorCode.SIZE_MISMATCH
+            return ErrorCode.CHECKSUM_MISMATCH
         if variant == 42:
-            return ErrorCode.MEMORY_LIMIT_EXCEEDED
+            return ErrorCode.SIZE_MISMATCH
         if variant == 43:
-            return ErrorCode.CANCELLED
+            return ErrorCode.MEMORY_LIMIT_EXCEEDED
         if variant == 44:
-            return ErrorCode.INTERRUPTED
+            return ErrorCode.CANCELLED
         if variant == 45:
-            return ErrorCode.SHUT_DOWN
+            return ErrorCode.INTERRUPTED
         if variant == 46:
-            return ErrorCode.SINK_REJECTED
+            return ErrorCode.SHUT_DOWN
         if variant == 47:
+            return ErrorCode.SINK_REJECTED
+        if variant == 48:
             return ErrorCode.INTERNAL
         raise InternalError("Raw enum value doesn't match any cases")
 
@@ -2382,6 +2386,8 @@ class _UniffiFfiConverterTypeErrorCode(_UniffiConverterRustBuffer):
         if value == ErrorCode.MISSING_OUTPUT:
             return
         if value == ErrorCode.UNKNOWN_LEASE:
+            return
+        if value == ErrorCode.ROOT_UNKNOWN:
             return
         if value == ErrorCode.CONNECT_FAILED:
             return
@@ -2481,64 +2487,66 @@ class _UniffiFfiConverterTypeErrorCode(_UniffiConverterRustBuffer):
             buf.write_i32(17)
         if value == ErrorCode.UNKNOWN_LEASE:
             buf.write_i32(18)
-        if value == ErrorCode.CONNECT_FAILED:
+        if value == ErrorCode.ROOT_UNKNOWN:
             buf.write_i32(19)
-        if value == ErrorCode.TIMEOUT:
+        if value == ErrorCode.CONNECT_FAILED:
             buf.write_i32(20)
-        if value == ErrorCode.HTTP_CLIENT_ERROR:
+        if value == ErrorCode.TIMEOUT:
             buf.write_i32(21)
-        if value == ErrorCode.NOT_FOUND:
+        if value == ErrorCode.HTTP_CLIENT_ERROR:
             buf.write_i32(22)
-        if value == ErrorCode.SERVER_ERROR:
+        if value == ErrorCode.NOT_FOUND:
             buf.write_i32(23)
-        if value == ErrorCode.TOO_MANY_REQUESTS:
+        if value == ErrorCode.SERVER_ERROR:
             buf.write_i32(24)
-        if value == ErrorCode.TOO_MANY_REDIRECTS:
+        if value == ErrorCode.TOO_MANY_REQUESTS:
             buf.write_i32(25)
-        if value == ErrorCode.REDIRECT_LOOP:
+        if value == ErrorCode.TOO_MANY_REDIRECTS:
             buf.write_i32(26)
-        if value == ErrorCode.RANGE_MISMATCH:
+        if value == ErrorCode.REDIRECT_LOOP:
             buf.write_i32(27)
-        if value == ErrorCode.CONTENT_CHANGED:
+        if value == ErrorCode.RANGE_MISMATCH:
             buf.write_i32(28)
-        if value == ErrorCode.TRUNCATED_BODY:
+        if value == ErrorCode.CONTENT_CHANGED:
             buf.write_i32(29)
-        if value == ErrorCode.TLS:
+        if value == ErrorCode.TRUNCATED_BODY:
             buf.write_i32(30)
-        if value == ErrorCode.NETWORK:
+        if value == ErrorCode.TLS:
             buf.write_i32(31)
-        if value == ErrorCode.UNSUPPORTED_ENCODING:
+        if value == ErrorCode.NETWORK:
             buf.write_i32(32)
-        if value == ErrorCode.ACCESS_DENIED:
+        if value == ErrorCode.UNSUPPORTED_ENCODING:
             buf.write_i32(33)
-        if value == ErrorCode.DISK_FULL:
+        if value == ErrorCode.ACCESS_DENIED:
             buf.write_i32(34)
-        if value == ErrorCode.STORAGE_IO:
+        if value == ErrorCode.DISK_FULL:
             buf.write_i32(35)
-        if value == ErrorCode.PERMISSION_DENIED:
+        if value == ErrorCode.STORAGE_IO:
             buf.write_i32(36)
-        if value == ErrorCode.STATE_DIR_LOCKED:
+        if value == ErrorCode.PERMISSION_DENIED:
             buf.write_i32(37)
-        if value == ErrorCode.DATABASE:
+        if value == ErrorCode.STATE_DIR_LOCKED:
             buf.write_i32(38)
-        if value == ErrorCode.LOCKS_UNAVAILABLE:
+        if value == ErrorCode.DATABASE:
             buf.write_i32(39)
-        if value == ErrorCode.CHECKSUM_MISMATCH:
+        if value == ErrorCode.LOCKS_UNAVAILABLE:
             buf.write_i32(40)
-        if value == ErrorCode.SIZE_MISMATCH:
+        if value == ErrorCode.CHECKSUM_MISMATCH:
             buf.write_i32(41)
-        if value == ErrorCode.MEMORY_LIMIT_EXCEEDED:
+        if value == ErrorCode.SIZE_MISMATCH:
             buf.write_i32(42)
-        if value == ErrorCode.CANCELLED:
+        if value == ErrorCode.MEMORY_LIMIT_EXCEEDED:
             buf.write_i32(43)
-        if value == ErrorCode.INTERRUPTED:
+        if value == ErrorCode.CANCELLED:
             buf.write_i32(44)
-        if value == ErrorCode.SHUT_DOWN:
+        if value == ErrorCode.INTERRUPTED:
             buf.write_i32(45)
-        if value == ErrorCode.SINK_REJECTED:
+        if value == ErrorCode.SHUT_DOWN:
             buf.write_i32(46)
-        if value == ErrorCode.INTERNAL:
+        if value == ErrorCode.SINK_REJECTED:
             buf.write_i32(47)
+        if value == ErrorCode.INTERNAL:
+            buf.write_i32(48)
 
 
 
@@ -2768,11 +2776,73 @@ class _UniffiFfiConverterSequenceString(_UniffiConverterRustBuffer):
         ]
 
 @dataclass
+class PathRoot:
+    """
+    A named directory that destinations are stored relative to (see `ManagerConfig.roots`).
+"""
+    def __init__(self, *, name:str, path:str):
+        self.name = name
+        self.path = path
+        
+        
+
+    
+    def __str__(self):
+        return "PathRoot(name={}, path={})".format(self.name, self.path)
+    def __eq__(self, other):
+        if self.name != other.name:
+            return False
+        if self.path != other.path:
+            return False
+        return True
+
+class _UniffiFfiConverterTypePathRoot(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return PathRoot(
+            name=_UniffiFfiConverterString.read(buf),
+            path=_UniffiFfiConverterString.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterString.check_lower(value.name)
+        _UniffiFfiConverterString.check_lower(value.path)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterString.write(value.name, buf)
+        _UniffiFfiConverterString.write(value.path, buf)
+
+class _UniffiFfiConverterSequenceTypePathRoot(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        for item in value:
+            _UniffiFfiConverterTypePathRoot.check_lower(item)
+
+    @classmethod
+    def write(cls, value, buf):
+        items = len(value)
+        buf.write_i32(items)
+        for item in value:
+            _UniffiFfiConverterTypePathRoot.write(item, buf)
+
+    @classmethod
+    def read(cls, buf):
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+
+        return [
+            _UniffiFfiConverterTypePathRoot.read(buf) for i in range(count)
+        ]
+
+@dataclass
 class ManagerConfig:
     """
     Manager configuration. Every field has a default.
 """
-    def __init__(self, *, limits:typing.Optional[Limits] = None, connect_timeout_ms:typing.Optional[int] = None, idle_timeout_ms:typing.Optional[int] = None, progress_interval_ms:typing.Optional[int] = None, retry_budget:typing.Optional[int] = None, retry_base_delay_ms:typing.Optional[int] = None, resume_on_open:typing.Optional[bool] = None, user_agent:typing.Optional[str] = None, extra_root_certificates_pem:typing.List[str] = _DEFAULT, bundled_tls_roots:typing.Optional[bool] = None):
+    def __init__(self, *, limits:typing.Optional[Limits] = None, connect_timeout_ms:typing.Optional[int] = None, idle_timeout_ms:typing.Optional[int] = None, progress_interval_ms:typing.Optional[int] = None, retry_budget:typing.Optional[int] = None, retry_base_delay_ms:typing.Optional[int] = None, resume_on_open:typing.Optional[bool] = None, user_agent:typing.Optional[str] = None, extra_root_certificates_pem:typing.List[str] = _DEFAULT, bundled_tls_roots:typing.Optional[bool] = None, roots:typing.List[PathRoot] = _DEFAULT):
         self.limits = limits
         self.connect_timeout_ms = connect_timeout_ms
         self.idle_timeout_ms = idle_timeout_ms
@@ -2786,12 +2856,16 @@ class ManagerConfig:
         else:
             self.extra_root_certificates_pem = extra_root_certificates_pem
         self.bundled_tls_roots = bundled_tls_roots
+        if roots is _DEFAULT:
+            self.roots = []
+        else:
+            self.roots = roots
         
         
 
     
     def __str__(self):
-        return "ManagerConfig(limits={}, connect_timeout_ms={}, idle_timeout_ms={}, progress_interval_ms={}, retry_budget={}, retry_base_delay_ms={}, resume_on_open={}, user_agent={}, extra_root_certificates_pem={}, bundled_tls_roots={})".format(self.limits, self.connect_timeout_ms, self.idle_timeout_ms, self.progress_interval_ms, self.retry_budget, self.retry_base_delay_ms, self.resume_on_open, self.user_agent, self.extra_root_certificates_pem, self.bundled_tls_roots)
+        return "ManagerConfig(limits={}, connect_timeout_ms={}, idle_timeout_ms={}, progress_interval_ms={}, retry_budget={}, retry_base_delay_ms={}, resume_on_open={}, user_agent={}, extra_root_certificates_pem={}, bundled_tls_roots={}, roots={})".format(self.limits, self.connect_timeout_ms, self.idle_timeout_ms, self.progress_interval_ms, self.retry_budget, self.retry_base_delay_ms, self.resume_on_open, self.user_agent, self.extra_root_certificates_pem, self.bundled_tls_roots, self.roots)
     def __eq__(self, other):
         if self.limits != other.limits:
             return False
@@ -2813,6 +2887,8 @@ class ManagerConfig:
             return False
         if self.bundled_tls_roots != other.bundled_tls_roots:
             return False
+        if self.roots != other.roots:
+            return False
         return True
 
 class _UniffiFfiConverterTypeManagerConfig(_UniffiConverterRustBuffer):
@@ -2829,6 +2905,7 @@ class _UniffiFfiConverterTypeManagerConfig(_UniffiConverterRustBuffer):
             user_agent=_UniffiFfiConverterOptionalString.read(buf),
             extra_root_certificates_pem=_UniffiFfiConverterSequenceString.read(buf),
             bundled_tls_roots=_UniffiFfiConverterOptionalBoolean.read(buf),
+            roots=_UniffiFfiConverterSequenceTypePathRoot.read(buf),
         )
 
     @staticmethod
@@ -2843,6 +2920,7 @@ class _UniffiFfiConverterTypeManagerConfig(_UniffiConverterRustBuffer):
         _UniffiFfiConverterOptionalString.check_lower(value.user_agent)
         _UniffiFfiConverterSequenceString.check_lower(value.extra_root_certificates_pem)
         _UniffiFfiConverterOptionalBoolean.check_lower(value.bundled_tls_roots)
+        _UniffiFfiConverterSequenceTypePathRoot.check_lower(value.roots)
 
     @staticmethod
     def write(value, buf):
@@ -2856,6 +2934,7 @@ class _UniffiFfiConverterTypeManagerConfig(_UniffiConverterRustBuffer):
         _UniffiFfiConverterOptionalString.write(value.user_agent, buf)
         _UniffiFfiConverterSequenceString.write(value.extra_root_certificates_pem, buf)
         _UniffiFfiConverterOptionalBoolean.write(value.bundled_tls_roots, buf)
+        _UniffiFfiConverterSequenceTypePathRoot.write(value.roots, buf)
 
 @dataclass
 class OsTaskInfo:
@@ -6096,6 +6175,9 @@ class DownloadManager(DownloadManagerProtocol):
         too. Errors: `LocksUnavailable` where the directory's file system has no working file locks
         (processes could not tell who runs a task), `PermissionDenied` where it cannot be written,
         `StateDirLocked` while an older version of Ferry (one process at a time) holds it.
+        `config.roots` names the directories whose paths may change between launches (an iOS app's
+        Documents and Caches, an App Group container): tasks under them follow them (see
+        `ManagerConfig.roots`); a bad root is `InvalidConfig`.
 """
         
         _UniffiFfiConverterString.check_lower(state_dir)
@@ -7352,6 +7434,7 @@ __all__ = [
     "SkippedTask",
     "HandoffResult",
     "Limits",
+    "PathRoot",
     "ManagerConfig",
     "OsTaskInfo",
     "ReconcilePlan",

@@ -1146,6 +1146,9 @@ open class DownloadManager: DownloadManagerProtocol, @unchecked Sendable {
      * too. Errors: `LocksUnavailable` where the directory's file system has no working file locks
      * (processes could not tell who runs a task), `PermissionDenied` where it cannot be written,
      * `StateDirLocked` while an older version of Ferry (one process at a time) holds it.
+     * `config.roots` names the directories whose paths may change between launches (an iOS app's
+     * Documents and Caches, an App Group container): tasks under them follow them (see
+     * `ManagerConfig.roots`); a bad root is `InvalidConfig`.
      */
 public static func `open`(stateDir: String, config: ManagerConfig? = nil)throws  -> DownloadManager  {
     return try  FfiConverterTypeDownloadManager_lift(try rustCallWithError(FfiConverterTypeDownloadError_lift) {
@@ -3165,6 +3168,18 @@ public struct ManagerConfig: Equatable, Hashable {
      * Trust Mozilla's bundled roots instead of the platform verifier (default: on for Android only).
      */
     public let bundledTlsRoots: Bool?
+    /**
+     * Directories whose path may change between launches (on iOS the app's container moves after
+     * an update or a restore): a destination under one is stored relative to it (the deepest one
+     * when they nest) and resolved against the roots of each open, part file included, so tasks
+     * resume and completed ones report where their files are now. Destinations outside every root
+     * are stored as absolute paths. A task stored under a root that an open does not declare is
+     * listed (its destination as stored, `@name/...`, and the error `RootUnknown`), never run
+     * nor taken over, and can only be removed (its files stay). Every process sharing a state
+     * directory should declare the same roots. Invalid names, duplicate names, relative paths and
+     * missing directories are `InvalidConfig`. Default: none.
+     */
+    public let roots: [PathRoot]
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -3199,7 +3214,18 @@ public struct ManagerConfig: Equatable, Hashable {
          */extraRootCertificatesPem: [String] = [], 
         /**
          * Trust Mozilla's bundled roots instead of the platform verifier (default: on for Android only).
-         */bundledTlsRoots: Bool? = nil) {
+         */bundledTlsRoots: Bool? = nil, 
+        /**
+         * Directories whose path may change between launches (on iOS the app's container moves after
+         * an update or a restore): a destination under one is stored relative to it (the deepest one
+         * when they nest) and resolved against the roots of each open, part file included, so tasks
+         * resume and completed ones report where their files are now. Destinations outside every root
+         * are stored as absolute paths. A task stored under a root that an open does not declare is
+         * listed (its destination as stored, `@name/...`, and the error `RootUnknown`), never run
+         * nor taken over, and can only be removed (its files stay). Every process sharing a state
+         * directory should declare the same roots. Invalid names, duplicate names, relative paths and
+         * missing directories are `InvalidConfig`. Default: none.
+         */roots: [PathRoot] = []) {
         self.limits = limits
         self.connectTimeoutMs = connectTimeoutMs
         self.idleTimeoutMs = idleTimeoutMs
@@ -3210,6 +3236,7 @@ public struct ManagerConfig: Equatable, Hashable {
         self.userAgent = userAgent
         self.extraRootCertificatesPem = extraRootCertificatesPem
         self.bundledTlsRoots = bundledTlsRoots
+        self.roots = roots
     }
 
     
@@ -3237,7 +3264,8 @@ public struct FfiConverterTypeManagerConfig: FfiConverterRustBuffer {
                 resumeOnOpen: FfiConverterOptionBool.read(from: &buf), 
                 userAgent: FfiConverterOptionString.read(from: &buf), 
                 extraRootCertificatesPem: FfiConverterSequenceString.read(from: &buf), 
-                bundledTlsRoots: FfiConverterOptionBool.read(from: &buf)
+                bundledTlsRoots: FfiConverterOptionBool.read(from: &buf), 
+                roots: FfiConverterSequenceTypePathRoot.read(from: &buf)
         )
     }
 
@@ -3252,6 +3280,7 @@ public struct FfiConverterTypeManagerConfig: FfiConverterRustBuffer {
         FfiConverterOptionString.write(value.userAgent, into: &buf)
         FfiConverterSequenceString.write(value.extraRootCertificatesPem, into: &buf)
         FfiConverterOptionBool.write(value.bundledTlsRoots, into: &buf)
+        FfiConverterSequenceTypePathRoot.write(value.roots, into: &buf)
     }
 }
 
@@ -3482,6 +3511,77 @@ public func FfiConverterTypeOsTaskInfo_lift(_ buf: RustBuffer) throws -> OsTaskI
 #endif
 public func FfiConverterTypeOsTaskInfo_lower(_ value: OsTaskInfo) -> RustBuffer {
     return FfiConverterTypeOsTaskInfo.lower(value)
+}
+
+
+/**
+ * A named directory that destinations are stored relative to (see `ManagerConfig.roots`).
+ */
+public struct PathRoot: Equatable, Hashable {
+    /**
+     * A short name: 1–64 ASCII letters, digits, `_`, `-` or `.`. Stored in the task table, so it
+     * must mean the same directory at every open (`documents`, `caches`, `group`).
+     */
+    public let name: String
+    /**
+     * Absolute path of an existing directory, as it is at this open.
+     */
+    public let path: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * A short name: 1–64 ASCII letters, digits, `_`, `-` or `.`. Stored in the task table, so it
+         * must mean the same directory at every open (`documents`, `caches`, `group`).
+         */name: String, 
+        /**
+         * Absolute path of an existing directory, as it is at this open.
+         */path: String) {
+        self.name = name
+        self.path = path
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension PathRoot: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypePathRoot: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> PathRoot {
+        return
+            try PathRoot(
+                name: FfiConverterString.read(from: &buf), 
+                path: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: PathRoot, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.name, into: &buf)
+        FfiConverterString.write(value.path, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePathRoot_lift(_ buf: RustBuffer) throws -> PathRoot {
+    return try FfiConverterTypePathRoot.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePathRoot_lower(_ value: PathRoot) -> RustBuffer {
+    return FfiConverterTypePathRoot.lower(value)
 }
 
 
@@ -3824,7 +3924,10 @@ public struct TaskStatus: Equatable, Hashable {
      */
     public let url: String
     /**
-     * Destination file, for file outputs.
+     * Destination file, for file outputs: the absolute path, resolved against the manager's roots
+     * when it is stored relative to one (a completed task reports where its file is now). A task
+     * stored under a root this manager does not declare shows the stored text (`@name/...`) and
+     * the error `RootUnknown`.
      */
     public let destination: String?
     /**
@@ -3890,7 +3993,10 @@ public struct TaskStatus: Equatable, Hashable {
          * URL.
          */url: String, 
         /**
-         * Destination file, for file outputs.
+         * Destination file, for file outputs: the absolute path, resolved against the manager's roots
+         * when it is stored relative to one (a completed task reports where its file is now). A task
+         * stored under a root this manager does not declare shows the stored text (`@name/...`) and
+         * the error `RootUnknown`.
          */destination: String?, 
         /**
          * "file", "memory" or "stream".
@@ -4879,6 +4985,7 @@ public enum ErrorCode: UInt16, Equatable, Hashable {
     case invalidConfig = 1016
     case missingOutput = 1017
     case unknownLease = 1018
+    case rootUnknown = 1019
     case connectFailed = 2001
     case timeout = 2002
     case httpClientError = 2003
@@ -4965,63 +5072,65 @@ public struct FfiConverterTypeErrorCode: FfiConverterRustBuffer {
         
         case 18: return .unknownLease
         
-        case 19: return .connectFailed
+        case 19: return .rootUnknown
         
-        case 20: return .timeout
+        case 20: return .connectFailed
         
-        case 21: return .httpClientError
+        case 21: return .timeout
         
-        case 22: return .notFound
+        case 22: return .httpClientError
         
-        case 23: return .serverError
+        case 23: return .notFound
         
-        case 24: return .tooManyRequests
+        case 24: return .serverError
         
-        case 25: return .tooManyRedirects
+        case 25: return .tooManyRequests
         
-        case 26: return .redirectLoop
+        case 26: return .tooManyRedirects
         
-        case 27: return .rangeMismatch
+        case 27: return .redirectLoop
         
-        case 28: return .contentChanged
+        case 28: return .rangeMismatch
         
-        case 29: return .truncatedBody
+        case 29: return .contentChanged
         
-        case 30: return .tls
+        case 30: return .truncatedBody
         
-        case 31: return .network
+        case 31: return .tls
         
-        case 32: return .unsupportedEncoding
+        case 32: return .network
         
-        case 33: return .accessDenied
+        case 33: return .unsupportedEncoding
         
-        case 34: return .diskFull
+        case 34: return .accessDenied
         
-        case 35: return .storageIo
+        case 35: return .diskFull
         
-        case 36: return .permissionDenied
+        case 36: return .storageIo
         
-        case 37: return .stateDirLocked
+        case 37: return .permissionDenied
         
-        case 38: return .database
+        case 38: return .stateDirLocked
         
-        case 39: return .locksUnavailable
+        case 39: return .database
         
-        case 40: return .checksumMismatch
+        case 40: return .locksUnavailable
         
-        case 41: return .sizeMismatch
+        case 41: return .checksumMismatch
         
-        case 42: return .memoryLimitExceeded
+        case 42: return .sizeMismatch
         
-        case 43: return .cancelled
+        case 43: return .memoryLimitExceeded
         
-        case 44: return .interrupted
+        case 44: return .cancelled
         
-        case 45: return .shutDown
+        case 45: return .interrupted
         
-        case 46: return .sinkRejected
+        case 46: return .shutDown
         
-        case 47: return .`internal`
+        case 47: return .sinkRejected
+        
+        case 48: return .`internal`
         
         default: throw UniffiInternalError.unexpectedEnumCase
         }
@@ -5103,120 +5212,124 @@ public struct FfiConverterTypeErrorCode: FfiConverterRustBuffer {
             writeInt(&buf, Int32(18))
         
         
-        case .connectFailed:
+        case .rootUnknown:
             writeInt(&buf, Int32(19))
         
         
-        case .timeout:
+        case .connectFailed:
             writeInt(&buf, Int32(20))
         
         
-        case .httpClientError:
+        case .timeout:
             writeInt(&buf, Int32(21))
         
         
-        case .notFound:
+        case .httpClientError:
             writeInt(&buf, Int32(22))
         
         
-        case .serverError:
+        case .notFound:
             writeInt(&buf, Int32(23))
         
         
-        case .tooManyRequests:
+        case .serverError:
             writeInt(&buf, Int32(24))
         
         
-        case .tooManyRedirects:
+        case .tooManyRequests:
             writeInt(&buf, Int32(25))
         
         
-        case .redirectLoop:
+        case .tooManyRedirects:
             writeInt(&buf, Int32(26))
         
         
-        case .rangeMismatch:
+        case .redirectLoop:
             writeInt(&buf, Int32(27))
         
         
-        case .contentChanged:
+        case .rangeMismatch:
             writeInt(&buf, Int32(28))
         
         
-        case .truncatedBody:
+        case .contentChanged:
             writeInt(&buf, Int32(29))
         
         
-        case .tls:
+        case .truncatedBody:
             writeInt(&buf, Int32(30))
         
         
-        case .network:
+        case .tls:
             writeInt(&buf, Int32(31))
         
         
-        case .unsupportedEncoding:
+        case .network:
             writeInt(&buf, Int32(32))
         
         
-        case .accessDenied:
+        case .unsupportedEncoding:
             writeInt(&buf, Int32(33))
         
         
-        case .diskFull:
+        case .accessDenied:
             writeInt(&buf, Int32(34))
         
         
-        case .storageIo:
+        case .diskFull:
             writeInt(&buf, Int32(35))
         
         
-        case .permissionDenied:
+        case .storageIo:
             writeInt(&buf, Int32(36))
         
         
-        case .stateDirLocked:
+        case .permissionDenied:
             writeInt(&buf, Int32(37))
         
         
-        case .database:
+        case .stateDirLocked:
             writeInt(&buf, Int32(38))
         
         
-        case .locksUnavailable:
+        case .database:
             writeInt(&buf, Int32(39))
         
         
-        case .checksumMismatch:
+        case .locksUnavailable:
             writeInt(&buf, Int32(40))
         
         
-        case .sizeMismatch:
+        case .checksumMismatch:
             writeInt(&buf, Int32(41))
         
         
-        case .memoryLimitExceeded:
+        case .sizeMismatch:
             writeInt(&buf, Int32(42))
         
         
-        case .cancelled:
+        case .memoryLimitExceeded:
             writeInt(&buf, Int32(43))
         
         
-        case .interrupted:
+        case .cancelled:
             writeInt(&buf, Int32(44))
         
         
-        case .shutDown:
+        case .interrupted:
             writeInt(&buf, Int32(45))
         
         
-        case .sinkRejected:
+        case .shutDown:
             writeInt(&buf, Int32(46))
         
         
-        case .`internal`:
+        case .sinkRejected:
             writeInt(&buf, Int32(47))
+        
+        
+        case .`internal`:
+            writeInt(&buf, Int32(48))
         
         }
     }
@@ -6347,6 +6460,31 @@ fileprivate struct FfiConverterSequenceTypeOsTaskInfo: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterSequenceTypePathRoot: FfiConverterRustBuffer {
+    typealias SwiftType = [PathRoot]
+
+    public static func write(_ value: [PathRoot], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypePathRoot.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [PathRoot] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [PathRoot]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypePathRoot.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceTypeSkippedTask: FfiConverterRustBuffer {
     typealias SwiftType = [SkippedTask]
 
@@ -6771,7 +6909,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_ferry_checksum_method_testserver_url_named() != 25089) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_ferry_checksum_constructor_downloadmanager_open() != 44864) {
+    if (uniffi_ferry_checksum_constructor_downloadmanager_open() != 28704) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_ferry_checksum_constructor_testserver_start() != 10207) {

@@ -1330,7 +1330,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_ferry_checksum_method_testserver_url_named() and 0xFFFF) != 25089) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_ferry_checksum_constructor_downloadmanager_open() and 0xFFFF) != 44864) {
+    if ((lib.uniffi_ferry_checksum_constructor_downloadmanager_open() and 0xFFFF) != 28704) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_ferry_checksum_constructor_testserver_start() and 0xFFFF) != 10207) {
@@ -3230,6 +3230,9 @@ open class DownloadManager: Disposable, AutoCloseable, DownloadManagerInterface
      * too. Errors: `LocksUnavailable` where the directory's file system has no working file locks
      * (processes could not tell who runs a task), `PermissionDenied` where it cannot be written,
      * `StateDirLocked` while an older version of Ferry (one process at a time) holds it.
+     * `config.roots` names the directories whose paths may change between launches (an iOS app's
+     * Documents and Caches, an App Group container): tasks under them follow them (see
+     * `ManagerConfig.roots`); a bad root is `InvalidConfig`.
      */
     @Throws(DownloadException::class) fun `open`(`stateDir`: kotlin.String, `config`: ManagerConfig? = null): DownloadManager {
             return FfiConverterTypeDownloadManager.lift(
@@ -5183,6 +5186,19 @@ data class ManagerConfig (
      * Trust Mozilla's bundled roots instead of the platform verifier (default: on for Android only).
      */
     var `bundledTlsRoots`: kotlin.Boolean? = null 
+    , 
+    /**
+     * Directories whose path may change between launches (on iOS the app's container moves after
+     * an update or a restore): a destination under one is stored relative to it (the deepest one
+     * when they nest) and resolved against the roots of each open, part file included, so tasks
+     * resume and completed ones report where their files are now. Destinations outside every root
+     * are stored as absolute paths. A task stored under a root that an open does not declare is
+     * listed (its destination as stored, `@name/...`, and the error `RootUnknown`), never run
+     * nor taken over, and can only be removed (its files stay). Every process sharing a state
+     * directory should declare the same roots. Invalid names, duplicate names, relative paths and
+     * missing directories are `InvalidConfig`. Default: none.
+     */
+    var `roots`: List<PathRoot> = listOf() 
     
 ){
     
@@ -5209,6 +5225,7 @@ public object FfiConverterTypeManagerConfig: FfiConverterRustBuffer<ManagerConfi
             FfiConverterOptionalString.read(buf),
             FfiConverterSequenceString.read(buf),
             FfiConverterOptionalBoolean.read(buf),
+            FfiConverterSequenceTypePathRoot.read(buf),
         )
     }
 
@@ -5222,7 +5239,8 @@ public object FfiConverterTypeManagerConfig: FfiConverterRustBuffer<ManagerConfi
             FfiConverterOptionalBoolean.allocationSize(value.`resumeOnOpen`) +
             FfiConverterOptionalString.allocationSize(value.`userAgent`) +
             FfiConverterSequenceString.allocationSize(value.`extraRootCertificatesPem`) +
-            FfiConverterOptionalBoolean.allocationSize(value.`bundledTlsRoots`)
+            FfiConverterOptionalBoolean.allocationSize(value.`bundledTlsRoots`) +
+            FfiConverterSequenceTypePathRoot.allocationSize(value.`roots`)
     )
 
     override fun write(value: ManagerConfig, buf: ByteBuffer) {
@@ -5236,6 +5254,7 @@ public object FfiConverterTypeManagerConfig: FfiConverterRustBuffer<ManagerConfi
             FfiConverterOptionalString.write(value.`userAgent`, buf)
             FfiConverterSequenceString.write(value.`extraRootCertificatesPem`, buf)
             FfiConverterOptionalBoolean.write(value.`bundledTlsRoots`, buf)
+            FfiConverterSequenceTypePathRoot.write(value.`roots`, buf)
     }
 }
 
@@ -5389,6 +5408,54 @@ public object FfiConverterTypeOsTaskInfo: FfiConverterRustBuffer<OsTaskInfo> {
     override fun write(value: OsTaskInfo, buf: ByteBuffer) {
             FfiConverterString.write(value.`osTag`, buf)
             FfiConverterULong.write(value.`bytesReceived`, buf)
+    }
+}
+
+
+
+/**
+ * A named directory that destinations are stored relative to (see `ManagerConfig.roots`).
+ */
+data class PathRoot (
+    /**
+     * A short name: 1–64 ASCII letters, digits, `_`, `-` or `.`. Stored in the task table, so it
+     * must mean the same directory at every open (`documents`, `caches`, `group`).
+     */
+    var `name`: kotlin.String
+    , 
+    /**
+     * Absolute path of an existing directory, as it is at this open.
+     */
+    var `path`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypePathRoot: FfiConverterRustBuffer<PathRoot> {
+    override fun read(buf: ByteBuffer): PathRoot {
+        return PathRoot(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: PathRoot) = (
+            FfiConverterString.allocationSize(value.`name`) +
+            FfiConverterString.allocationSize(value.`path`)
+    )
+
+    override fun write(value: PathRoot, buf: ByteBuffer) {
+            FfiConverterString.write(value.`name`, buf)
+            FfiConverterString.write(value.`path`, buf)
     }
 }
 
@@ -5637,7 +5704,10 @@ data class TaskStatus (
     var `url`: kotlin.String
     , 
     /**
-     * Destination file, for file outputs.
+     * Destination file, for file outputs: the absolute path, resolved against the manager's roots
+     * when it is stored relative to one (a completed task reports where its file is now). A task
+     * stored under a root this manager does not declare shows the stored text (`@name/...`) and
+     * the error `RootUnknown`.
      */
     var `destination`: kotlin.String?
     , 
@@ -6654,6 +6724,7 @@ enum class ErrorCode(val value: kotlin.UShort) {
     INVALID_CONFIG(1016u),
     MISSING_OUTPUT(1017u),
     UNKNOWN_LEASE(1018u),
+    ROOT_UNKNOWN(1019u),
     CONNECT_FAILED(2001u),
     TIMEOUT(2002u),
     HTTP_CLIENT_ERROR(2003u),
@@ -7931,6 +8002,34 @@ public object FfiConverterSequenceTypeOsTaskInfo: FfiConverterRustBuffer<List<Os
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterTypeOsTaskInfo.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypePathRoot: FfiConverterRustBuffer<List<PathRoot>> {
+    override fun read(buf: ByteBuffer): List<PathRoot> {
+        val len = buf.getInt()
+        return List<PathRoot>(len) {
+            FfiConverterTypePathRoot.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<PathRoot>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypePathRoot.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<PathRoot>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypePathRoot.write(it, buf)
         }
     }
 }
