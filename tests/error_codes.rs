@@ -22,6 +22,7 @@ const PINNED: &[(&str, u16)] = &[
     ("invalid_config", 1016),
     ("missing_output", 1017),
     ("unknown_lease", 1018),
+    ("root_unknown", 1019),
     ("connect_failed", 2001),
     ("timeout", 2002),
     ("http_client_error", 2003),

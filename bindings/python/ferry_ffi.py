@@ -557,19 +557,39 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_flush() != 25865:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_downloadmanager_hand_off() != 367:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_downloadmanager_ingest_chunk() != 19351:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_downloadmanager_ingest_staged() != 18822:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_limits() != 12768:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_list() != 50534:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_downloadmanager_live_leases() != 52627:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_downloadmanager_note_os_progress() != 28278:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_pause() != 46533:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_pause_all() != 5087:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_downloadmanager_reconcile() != 48770:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_downloadmanager_release_lease() != 13402:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_remove() != 45614:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_ferry_checksum_method_downloadmanager_resume() != 23791:
+    if lib.uniffi_ferry_checksum_method_downloadmanager_request_stop() != 49821:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_downloadmanager_resume() != 65533:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_resume_all() != 33057:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_downloadmanager_revoked_os_tags() != 30798:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_downloadmanager_run_budgeted() != 43733:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_set_limits() != 16143:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -577,15 +597,19 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_shutdown() != 52633:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_downloadmanager_stage_chunk() != 21545:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_state_dir() != 13545:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_status() != 19851:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_downloadmanager_take_back() != 56719:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_take_bytes() != 41082:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_wait() != 41379:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_ferry_checksum_constructor_downloadmanager_open() != 45135:
+    if lib.uniffi_ferry_checksum_constructor_downloadmanager_open() != 28704:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_eventlistener_on_event() != 7020:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -602,6 +626,30 @@ def _uniffi_check_api_checksums(lib):
     if lib.uniffi_ferry_checksum_method_listenerregistration_is_cancelled() != 11842:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_listenerregistration_wait_ended() != 58787:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_testserver_base() != 324:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_testserver_content() != 39565:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_testserver_log() != 21790:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_testserver_redirect_url() != 16020:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_testserver_set_config() != 6717:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_testserver_sha256() != 63053:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_testserver_size() != 20468:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_testserver_stats() != 438:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_testserver_status_url() != 526:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_testserver_url() != 51236:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_testserver_url_named() != 25089:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_constructor_testserver_start() != 10207:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
 
 # A ctypes library to expose the extern-C FFI definitions.
@@ -680,27 +728,57 @@ _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_fetch_bytes.restype = ct
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_flush.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_flush.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_hand_off.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_hand_off.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_ingest_chunk.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_ingest_chunk.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_ingest_staged.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_ingest_staged.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_limits.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_limits.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_list.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_list.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_live_leases.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_live_leases.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_note_os_progress.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_note_os_progress.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_pause.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_pause.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_pause_all.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_pause_all.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_reconcile.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_reconcile.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_release_lease.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_release_lease.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_remove.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_remove.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_request_stop.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_request_stop.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_resume.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_resume.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_resume_all.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_resume_all.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_revoked_os_tags.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_revoked_os_tags.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_run_budgeted.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_run_budgeted.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_set_limits.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_set_limits.restype = ctypes.c_uint16
@@ -710,12 +788,18 @@ _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_set_priority.restype = c
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_shutdown.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_shutdown.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_stage_chunk.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_stage_chunk.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_state_dir.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_state_dir.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_status.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_status.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_take_back.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_take_back.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_take_bytes.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_take_bytes.restype = ctypes.c_uint16
@@ -749,6 +833,42 @@ _UniffiLib.uniffi_ferry_checksum_method_listenerregistration_is_cancelled.restyp
 _UniffiLib.uniffi_ferry_checksum_method_listenerregistration_wait_ended.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_listenerregistration_wait_ended.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_testserver_base.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_testserver_base.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_testserver_content.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_testserver_content.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_testserver_log.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_testserver_log.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_testserver_redirect_url.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_testserver_redirect_url.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_testserver_set_config.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_testserver_set_config.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_testserver_sha256.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_testserver_sha256.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_testserver_size.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_testserver_size.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_testserver_stats.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_testserver_stats.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_testserver_status_url.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_testserver_status_url.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_testserver_url.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_testserver_url.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_testserver_url_named.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_testserver_url_named.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_constructor_testserver_start.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_constructor_testserver_start.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_fn_func_cancel.argtypes = (
     _UniffiRustBuffer,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -838,6 +958,26 @@ _UniffiLib.uniffi_ferry_fn_method_downloadmanager_flush.argtypes = (
     ctypes.c_uint64,
 )
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_flush.restype = ctypes.c_uint64
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_hand_off.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+)
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_hand_off.restype = ctypes.c_uint64
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_ingest_chunk.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_ingest_chunk.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_ingest_staged.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_ingest_staged.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_limits.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -848,6 +988,18 @@ _UniffiLib.uniffi_ferry_fn_method_downloadmanager_list.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_list.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_live_leases.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_live_leases.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_note_os_progress.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_note_os_progress.restype = None
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_pause.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -859,6 +1011,20 @@ _UniffiLib.uniffi_ferry_fn_method_downloadmanager_pause_all.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_pause_all.restype = ctypes.c_uint32
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_reconcile.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.c_int8,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_reconcile.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_release_lease.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_release_lease.restype = None
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_remove.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -866,6 +1032,12 @@ _UniffiLib.uniffi_ferry_fn_method_downloadmanager_remove.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_remove.restype = None
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_request_stop.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+)
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_request_stop.restype = ctypes.c_uint64
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_resume.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -877,6 +1049,17 @@ _UniffiLib.uniffi_ferry_fn_method_downloadmanager_resume_all.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_resume_all.restype = ctypes.c_uint32
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_revoked_os_tags.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_revoked_os_tags.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_run_budgeted.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.c_uint64,
+)
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_run_budgeted.restype = ctypes.c_uint64
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_set_limits.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -894,6 +1077,14 @@ _UniffiLib.uniffi_ferry_fn_method_downloadmanager_shutdown.argtypes = (
     ctypes.c_uint64,
 )
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_shutdown.restype = ctypes.c_uint64
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_stage_chunk.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_stage_chunk.restype = ctypes.c_int8
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_state_dir.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -905,6 +1096,12 @@ _UniffiLib.uniffi_ferry_fn_method_downloadmanager_status.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_status.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_take_back.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_take_back.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_take_bytes.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -962,6 +1159,70 @@ _UniffiLib.uniffi_ferry_fn_method_listenerregistration_wait_ended.argtypes = (
     ctypes.c_uint64,
 )
 _UniffiLib.uniffi_ferry_fn_method_listenerregistration_wait_ended.restype = ctypes.c_uint64
+_UniffiLib.uniffi_ferry_fn_method_testserver_base.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_testserver_base.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_ferry_fn_method_testserver_content.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_testserver_content.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_ferry_fn_method_testserver_log.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_testserver_log.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_ferry_fn_method_testserver_redirect_url.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_uint32,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_testserver_redirect_url.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_ferry_fn_method_testserver_set_config.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_testserver_set_config.restype = None
+_UniffiLib.uniffi_ferry_fn_method_testserver_sha256.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_testserver_sha256.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_ferry_fn_method_testserver_size.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_testserver_size.restype = ctypes.c_uint64
+_UniffiLib.uniffi_ferry_fn_method_testserver_stats.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_testserver_stats.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_ferry_fn_method_testserver_status_url.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_uint16,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_testserver_status_url.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_ferry_fn_method_testserver_url.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_testserver_url.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_ferry_fn_method_testserver_url_named.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_testserver_url_named.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_ferry_fn_constructor_testserver_start.argtypes = (
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_constructor_testserver_start.restype = ctypes.c_uint64
 _UniffiLib.uniffi_ferry_fn_clone_chunksink.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -1012,6 +1273,16 @@ _UniffiLib.uniffi_ferry_fn_free_listenerregistration.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_ferry_fn_free_listenerregistration.restype = None
+_UniffiLib.uniffi_ferry_fn_clone_testserver.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_clone_testserver.restype = ctypes.c_uint64
+_UniffiLib.uniffi_ferry_fn_free_testserver.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_free_testserver.restype = None
 _UNIFFI_CALLBACK_INTERFACE_FERRY_CHUNK_SINK_METHOD0 = ctypes.CFUNCTYPE(None,ctypes.c_uint64,ctypes.c_uint64,_UniffiRustBuffer,ctypes.c_void_p,
     ctypes.POINTER(_UniffiRustCallStatus),
 )
@@ -1347,6 +1618,19 @@ async def _uniffi_rust_call_async(rust_future, ffi_poll, ffi_complete, ffi_free,
 # Public interface members begin here.
 
 
+class _UniffiFfiConverterUInt16(_UniffiConverterPrimitiveInt):
+    CLASS_NAME = "u16"
+    VALUE_MIN = 0
+    VALUE_MAX = 2**16
+
+    @staticmethod
+    def read(buf):
+        return buf.read_u16()
+
+    @staticmethod
+    def write(value, buf):
+        buf.write_u16(value)
+
 class _UniffiFfiConverterString:
     @staticmethod
     def check_lower(value):
@@ -1378,31 +1662,6 @@ class _UniffiFfiConverterString:
         with _UniffiRustBuffer.alloc_with_builder() as builder:
             builder.write(value.encode("utf-8"))
             return builder.finalize()
-
-class _UniffiFfiConverterOptionalString(_UniffiConverterRustBuffer):
-    @classmethod
-    def check_lower(cls, value):
-        if value is not None:
-            _UniffiFfiConverterString.check_lower(value)
-
-    @classmethod
-    def write(cls, value, buf):
-        if value is None:
-            buf.write_u8(0)
-            return
-
-        buf.write_u8(1)
-        _UniffiFfiConverterString.write(value, buf)
-
-    @classmethod
-    def read(cls, buf):
-        flag = buf.read_u8()
-        if flag == 0:
-            return None
-        elif flag == 1:
-            return _UniffiFfiConverterString.read(buf)
-        else:
-            raise InternalError("Unexpected flag byte for optional type")
 
 @dataclass
 class HttpHeader:
@@ -1465,6 +1724,70 @@ class _UniffiFfiConverterSequenceTypeHttpHeader(_UniffiConverterRustBuffer):
         return [
             _UniffiFfiConverterTypeHttpHeader.read(buf) for i in range(count)
         ]
+
+@dataclass
+class ChunkResponse:
+    """
+    The status and headers of the OS's answer for a chunk.
+"""
+    def __init__(self, *, status:int, headers:typing.List[HttpHeader]):
+        self.status = status
+        self.headers = headers
+        
+        
+
+    
+    def __str__(self):
+        return "ChunkResponse(status={}, headers={})".format(self.status, self.headers)
+    def __eq__(self, other):
+        if self.status != other.status:
+            return False
+        if self.headers != other.headers:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeChunkResponse(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return ChunkResponse(
+            status=_UniffiFfiConverterUInt16.read(buf),
+            headers=_UniffiFfiConverterSequenceTypeHttpHeader.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterUInt16.check_lower(value.status)
+        _UniffiFfiConverterSequenceTypeHttpHeader.check_lower(value.headers)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterUInt16.write(value.status, buf)
+        _UniffiFfiConverterSequenceTypeHttpHeader.write(value.headers, buf)
+
+class _UniffiFfiConverterOptionalString(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterString.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterString.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterString.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
 
 class _UniffiFfiConverterUInt32(_UniffiConverterPrimitiveInt):
     CLASS_NAME = "u32"
@@ -1662,6 +1985,679 @@ class _UniffiFfiConverterTypeDownloadRequest(_UniffiConverterRustBuffer):
         _UniffiFfiConverterOptionalUInt64.write(value.memory_limit, buf)
 
 @dataclass
+class HandoffConfig:
+    """
+    How a hand-off cuts and bounds its leases.
+"""
+    def __init__(self, *, chunk_bytes:int = 33554432, max_leases_per_task:int = 64, max_leases:int = 512, stop_timeout_ms:int = 5000):
+        self.chunk_bytes = chunk_bytes
+        self.max_leases_per_task = max_leases_per_task
+        self.max_leases = max_leases
+        self.stop_timeout_ms = stop_timeout_ms
+        
+        
+
+    
+    def __str__(self):
+        return "HandoffConfig(chunk_bytes={}, max_leases_per_task={}, max_leases={}, stop_timeout_ms={})".format(self.chunk_bytes, self.max_leases_per_task, self.max_leases, self.stop_timeout_ms)
+    def __eq__(self, other):
+        if self.chunk_bytes != other.chunk_bytes:
+            return False
+        if self.max_leases_per_task != other.max_leases_per_task:
+            return False
+        if self.max_leases != other.max_leases:
+            return False
+        if self.stop_timeout_ms != other.stop_timeout_ms:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeHandoffConfig(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return HandoffConfig(
+            chunk_bytes=_UniffiFfiConverterUInt64.read(buf),
+            max_leases_per_task=_UniffiFfiConverterUInt32.read(buf),
+            max_leases=_UniffiFfiConverterUInt32.read(buf),
+            stop_timeout_ms=_UniffiFfiConverterUInt32.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterUInt64.check_lower(value.chunk_bytes)
+        _UniffiFfiConverterUInt32.check_lower(value.max_leases_per_task)
+        _UniffiFfiConverterUInt32.check_lower(value.max_leases)
+        _UniffiFfiConverterUInt32.check_lower(value.stop_timeout_ms)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterUInt64.write(value.chunk_bytes, buf)
+        _UniffiFfiConverterUInt32.write(value.max_leases_per_task, buf)
+        _UniffiFfiConverterUInt32.write(value.max_leases, buf)
+        _UniffiFfiConverterUInt32.write(value.stop_timeout_ms, buf)
+
+@dataclass
+class OsRangeRequest:
+    """
+    One range for the OS to fetch: give it to a download task whose description is `os_tag`.
+"""
+    def __init__(self, *, lease_id:str, task_id:str, os_tag:str, url:str, headers:typing.List[HttpHeader], start:int, end_inclusive:typing.Optional[int], expected_total:typing.Optional[int], whole_file:bool):
+        self.lease_id = lease_id
+        self.task_id = task_id
+        self.os_tag = os_tag
+        self.url = url
+        self.headers = headers
+        self.start = start
+        self.end_inclusive = end_inclusive
+        self.expected_total = expected_total
+        self.whole_file = whole_file
+        
+        
+
+    
+    def __str__(self):
+        return "OsRangeRequest(lease_id={}, task_id={}, os_tag={}, url={}, headers={}, start={}, end_inclusive={}, expected_total={}, whole_file={})".format(self.lease_id, self.task_id, self.os_tag, self.url, self.headers, self.start, self.end_inclusive, self.expected_total, self.whole_file)
+    def __eq__(self, other):
+        if self.lease_id != other.lease_id:
+            return False
+        if self.task_id != other.task_id:
+            return False
+        if self.os_tag != other.os_tag:
+            return False
+        if self.url != other.url:
+            return False
+        if self.headers != other.headers:
+            return False
+        if self.start != other.start:
+            return False
+        if self.end_inclusive != other.end_inclusive:
+            return False
+        if self.expected_total != other.expected_total:
+            return False
+        if self.whole_file != other.whole_file:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeOsRangeRequest(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return OsRangeRequest(
+            lease_id=_UniffiFfiConverterString.read(buf),
+            task_id=_UniffiFfiConverterString.read(buf),
+            os_tag=_UniffiFfiConverterString.read(buf),
+            url=_UniffiFfiConverterString.read(buf),
+            headers=_UniffiFfiConverterSequenceTypeHttpHeader.read(buf),
+            start=_UniffiFfiConverterUInt64.read(buf),
+            end_inclusive=_UniffiFfiConverterOptionalUInt64.read(buf),
+            expected_total=_UniffiFfiConverterOptionalUInt64.read(buf),
+            whole_file=_UniffiFfiConverterBoolean.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterString.check_lower(value.lease_id)
+        _UniffiFfiConverterString.check_lower(value.task_id)
+        _UniffiFfiConverterString.check_lower(value.os_tag)
+        _UniffiFfiConverterString.check_lower(value.url)
+        _UniffiFfiConverterSequenceTypeHttpHeader.check_lower(value.headers)
+        _UniffiFfiConverterUInt64.check_lower(value.start)
+        _UniffiFfiConverterOptionalUInt64.check_lower(value.end_inclusive)
+        _UniffiFfiConverterOptionalUInt64.check_lower(value.expected_total)
+        _UniffiFfiConverterBoolean.check_lower(value.whole_file)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterString.write(value.lease_id, buf)
+        _UniffiFfiConverterString.write(value.task_id, buf)
+        _UniffiFfiConverterString.write(value.os_tag, buf)
+        _UniffiFfiConverterString.write(value.url, buf)
+        _UniffiFfiConverterSequenceTypeHttpHeader.write(value.headers, buf)
+        _UniffiFfiConverterUInt64.write(value.start, buf)
+        _UniffiFfiConverterOptionalUInt64.write(value.end_inclusive, buf)
+        _UniffiFfiConverterOptionalUInt64.write(value.expected_total, buf)
+        _UniffiFfiConverterBoolean.write(value.whole_file, buf)
+
+class _UniffiFfiConverterSequenceTypeOsRangeRequest(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        for item in value:
+            _UniffiFfiConverterTypeOsRangeRequest.check_lower(item)
+
+    @classmethod
+    def write(cls, value, buf):
+        items = len(value)
+        buf.write_i32(items)
+        for item in value:
+            _UniffiFfiConverterTypeOsRangeRequest.write(item, buf)
+
+    @classmethod
+    def read(cls, buf):
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+
+        return [
+            _UniffiFfiConverterTypeOsRangeRequest.read(buf) for i in range(count)
+        ]
+
+
+
+
+
+
+class ErrorCode(enum.Enum):
+    """
+    Stable error codes (see `engine::error` for the bands). Append-only.
+"""
+    
+    INVALID_URL = 1001
+    
+    UNSUPPORTED_SCHEME = 1002
+    
+    RELATIVE_DESTINATION = 1003
+    
+    DESTINATION_DIR_MISSING = 1004
+    
+    DESTINATION_EXISTS = 1005
+    
+    DESTINATION_NOT_WRITABLE = 1006
+    
+    INVALID_CONNECTIONS = 1007
+    
+    INVALID_HEADER = 1008
+    
+    CONFLICTING_OUTPUTS = 1009
+    
+    INVALID_CHECKSUM = 1010
+    
+    TASK_ID_CONFLICT = 1011
+    
+    DESTINATION_BUSY = 1012
+    
+    TASK_NOT_FOUND = 1013
+    
+    INVALID_STATE = 1014
+    
+    INVALID_TASK_ID = 1015
+    
+    INVALID_CONFIG = 1016
+    
+    MISSING_OUTPUT = 1017
+    
+    UNKNOWN_LEASE = 1018
+    
+    ROOT_UNKNOWN = 1019
+    
+    CONNECT_FAILED = 2001
+    
+    TIMEOUT = 2002
+    
+    HTTP_CLIENT_ERROR = 2003
+    
+    NOT_FOUND = 2004
+    
+    SERVER_ERROR = 2005
+    
+    TOO_MANY_REQUESTS = 2006
+    
+    TOO_MANY_REDIRECTS = 2007
+    
+    REDIRECT_LOOP = 2008
+    
+    RANGE_MISMATCH = 2009
+    
+    CONTENT_CHANGED = 2010
+    
+    TRUNCATED_BODY = 2011
+    
+    TLS = 2012
+    
+    NETWORK = 2013
+    
+    UNSUPPORTED_ENCODING = 2014
+    
+    ACCESS_DENIED = 2015
+    
+    DISK_FULL = 3001
+    
+    STORAGE_IO = 3002
+    
+    PERMISSION_DENIED = 3003
+    
+    STATE_DIR_LOCKED = 3004
+    
+    DATABASE = 3005
+    
+    LOCKS_UNAVAILABLE = 3006
+    
+    CHECKSUM_MISMATCH = 4001
+    
+    SIZE_MISMATCH = 4002
+    
+    MEMORY_LIMIT_EXCEEDED = 4003
+    
+    CANCELLED = 5001
+    
+    INTERRUPTED = 5002
+    
+    SHUT_DOWN = 5003
+    
+    SINK_REJECTED = 5004
+    
+    INTERNAL = 9001
+    
+
+
+class _UniffiFfiConverterTypeErrorCode(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        variant = buf.read_i32()
+        if variant == 1:
+            return ErrorCode.INVALID_URL
+        if variant == 2:
+            return ErrorCode.UNSUPPORTED_SCHEME
+        if variant == 3:
+            return ErrorCode.RELATIVE_DESTINATION
+        if variant == 4:
+            return ErrorCode.DESTINATION_DIR_MISSING
+        if variant == 5:
+            return ErrorCode.DESTINATION_EXISTS
+        if variant == 6:
+            return ErrorCode.DESTINATION_NOT_WRITABLE
+        if variant == 7:
+            return ErrorCode.INVALID_CONNECTIONS
+        if variant == 8:
+            return ErrorCode.INVALID_HEADER
+        if variant == 9:
+            return ErrorCode.CONFLICTING_OUTPUTS
+        if variant == 10:
+            return ErrorCode.INVALID_CHECKSUM
+        if variant == 11:
+            return ErrorCode.TASK_ID_CONFLICT
+        if variant == 12:
+            return ErrorCode.DESTINATION_BUSY
+        if variant == 13:
+            return ErrorCode.TASK_NOT_FOUND
+        if variant == 14:
+            return ErrorCode.INVALID_STATE
+        if variant == 15:
+            return ErrorCode.INVALID_TASK_ID
+        if variant == 16:
+            return ErrorCode.INVALID_CONFIG
+        if variant == 17:
+            return ErrorCode.MISSING_OUTPUT
+        if variant == 18:
+            return ErrorCode.UNKNOWN_LEASE
+        if variant == 19:
+            return ErrorCode.ROOT_UNKNOWN
+        if variant == 20:
+            return ErrorCode.CONNECT_FAILED
+        if variant == 21:
+            return ErrorCode.TIMEOUT
+        if variant == 22:
+            return ErrorCode.HTTP_CLIENT_ERROR
+        if variant == 23:
+            return ErrorCode.NOT_FOUND
+        if variant == 24:
+            return ErrorCode.SERVER_ERROR
+        if variant == 25:
+            return ErrorCode.TOO_MANY_REQUESTS
+        if variant == 26:
+            return ErrorCode.TOO_MANY_REDIRECTS
+        if variant == 27:
+            return ErrorCode.REDIRECT_LOOP
+        if variant == 28:
+            return ErrorCode.RANGE_MISMATCH
+        if variant == 29:
+            return ErrorCode.CONTENT_CHANGED
+        if variant == 30:
+            return ErrorCode.TRUNCATED_BODY
+        if variant == 31:
+            return ErrorCode.TLS
+        if variant == 32:
+            return ErrorCode.NETWORK
+        if variant == 33:
+            return ErrorCode.UNSUPPORTED_ENCODING
+        if variant == 34:
+            return ErrorCode.ACCESS_DENIED
+        if variant == 35:
+            return ErrorCode.DISK_FULL
+        if variant == 36:
+            return ErrorCode.STORAGE_IO
+        if variant == 37:
+            return ErrorCode.PERMISSION_DENIED
+        if variant == 38:
+            return ErrorCode.STATE_DIR_LOCKED
+        if variant == 39:
+            return ErrorCode.DATABASE
+        if variant == 40:
+            return ErrorCode.LOCKS_UNAVAILABLE
+        if variant == 41:
+            return ErrorCode.CHECKSUM_MISMATCH
+        if variant == 42:
+            return ErrorCode.SIZE_MISMATCH
+        if variant == 43:
+            return ErrorCode.MEMORY_LIMIT_EXCEEDED
+        if variant == 44:
+            return ErrorCode.CANCELLED
+        if variant == 45:
+            return ErrorCode.INTERRUPTED
+        if variant == 46:
+            return ErrorCode.SHUT_DOWN
+        if variant == 47:
+            return ErrorCode.SINK_REJECTED
+        if variant == 48:
+            return ErrorCode.INTERNAL
+        raise InternalError("Raw enum value doesn't match any cases")
+
+    @staticmethod
+    def check_lower(value):
+        if value == ErrorCode.INVALID_URL:
+            return
+        if value == ErrorCode.UNSUPPORTED_SCHEME:
+            return
+        if value == ErrorCode.RELATIVE_DESTINATION:
+            return
+        if value == ErrorCode.DESTINATION_DIR_MISSING:
+            return
+        if value == ErrorCode.DESTINATION_EXISTS:
+            return
+        if value == ErrorCode.DESTINATION_NOT_WRITABLE:
+            return
+        if value == ErrorCode.INVALID_CONNECTIONS:
+            return
+        if value == ErrorCode.INVALID_HEADER:
+            return
+        if value == ErrorCode.CONFLICTING_OUTPUTS:
+            return
+        if value == ErrorCode.INVALID_CHECKSUM:
+            return
+        if value == ErrorCode.TASK_ID_CONFLICT:
+            return
+        if value == ErrorCode.DESTINATION_BUSY:
+            return
+        if value == ErrorCode.TASK_NOT_FOUND:
+            return
+        if value == ErrorCode.INVALID_STATE:
+            return
+        if value == ErrorCode.INVALID_TASK_ID:
+            return
+        if value == ErrorCode.INVALID_CONFIG:
+            return
+        if value == ErrorCode.MISSING_OUTPUT:
+            return
+        if value == ErrorCode.UNKNOWN_LEASE:
+            return
+        if value == ErrorCode.ROOT_UNKNOWN:
+            return
+        if value == ErrorCode.CONNECT_FAILED:
+            return
+        if value == ErrorCode.TIMEOUT:
+            return
+        if value == ErrorCode.HTTP_CLIENT_ERROR:
+            return
+        if value == ErrorCode.NOT_FOUND:
+            return
+        if value == ErrorCode.SERVER_ERROR:
+            return
+        if value == ErrorCode.TOO_MANY_REQUESTS:
+            return
+        if value == ErrorCode.TOO_MANY_REDIRECTS:
+            return
+        if value == ErrorCode.REDIRECT_LOOP:
+            return
+        if value == ErrorCode.RANGE_MISMATCH:
+            return
+        if value == ErrorCode.CONTENT_CHANGED:
+            return
+        if value == ErrorCode.TRUNCATED_BODY:
+            return
+        if value == ErrorCode.TLS:
+            return
+        if value == ErrorCode.NETWORK:
+            return
+        if value == ErrorCode.UNSUPPORTED_ENCODING:
+            return
+        if value == ErrorCode.ACCESS_DENIED:
+            return
+        if value == ErrorCode.DISK_FULL:
+            return
+        if value == ErrorCode.STORAGE_IO:
+            return
+        if value == ErrorCode.PERMISSION_DENIED:
+            return
+        if value == ErrorCode.STATE_DIR_LOCKED:
+            return
+        if value == ErrorCode.DATABASE:
+            return
+        if value == ErrorCode.LOCKS_UNAVAILABLE:
+            return
+        if value == ErrorCode.CHECKSUM_MISMATCH:
+            return
+        if value == ErrorCode.SIZE_MISMATCH:
+            return
+        if value == ErrorCode.MEMORY_LIMIT_EXCEEDED:
+            return
+        if value == ErrorCode.CANCELLED:
+            return
+        if value == ErrorCode.INTERRUPTED:
+            return
+        if value == ErrorCode.SHUT_DOWN:
+            return
+        if value == ErrorCode.SINK_REJECTED:
+            return
+        if value == ErrorCode.INTERNAL:
+            return
+        raise ValueError(value)
+
+    @staticmethod
+    def write(value, buf):
+        if value == ErrorCode.INVALID_URL:
+            buf.write_i32(1)
+        if value == ErrorCode.UNSUPPORTED_SCHEME:
+            buf.write_i32(2)
+        if value == ErrorCode.RELATIVE_DESTINATION:
+            buf.write_i32(3)
+        if value == ErrorCode.DESTINATION_DIR_MISSING:
+            buf.write_i32(4)
+        if value == ErrorCode.DESTINATION_EXISTS:
+            buf.write_i32(5)
+        if value == ErrorCode.DESTINATION_NOT_WRITABLE:
+            buf.write_i32(6)
+        if value == ErrorCode.INVALID_CONNECTIONS:
+            buf.write_i32(7)
+        if value == ErrorCode.INVALID_HEADER:
+            buf.write_i32(8)
+        if value == ErrorCode.CONFLICTING_OUTPUTS:
+            buf.write_i32(9)
+        if value == ErrorCode.INVALID_CHECKSUM:
+            buf.write_i32(10)
+        if value == ErrorCode.TASK_ID_CONFLICT:
+            buf.write_i32(11)
+        if value == ErrorCode.DESTINATION_BUSY:
+            buf.write_i32(12)
+        if value == ErrorCode.TASK_NOT_FOUND:
+            buf.write_i32(13)
+        if value == ErrorCode.INVALID_STATE:
+            buf.write_i32(14)
+        if value == ErrorCode.INVALID_TASK_ID:
+            buf.write_i32(15)
+        if value == ErrorCode.INVALID_CONFIG:
+            buf.write_i32(16)
+        if value == ErrorCode.MISSING_OUTPUT:
+            buf.write_i32(17)
+        if value == ErrorCode.UNKNOWN_LEASE:
+            buf.write_i32(18)
+        if value == ErrorCode.ROOT_UNKNOWN:
+            buf.write_i32(19)
+        if value == ErrorCode.CONNECT_FAILED:
+            buf.write_i32(20)
+        if value == ErrorCode.TIMEOUT:
+            buf.write_i32(21)
+        if value == ErrorCode.HTTP_CLIENT_ERROR:
+            buf.write_i32(22)
+        if value == ErrorCode.NOT_FOUND:
+            buf.write_i32(23)
+        if value == ErrorCode.SERVER_ERROR:
+            buf.write_i32(24)
+        if value == ErrorCode.TOO_MANY_REQUESTS:
+            buf.write_i32(25)
+        if value == ErrorCode.TOO_MANY_REDIRECTS:
+            buf.write_i32(26)
+        if value == ErrorCode.REDIRECT_LOOP:
+            buf.write_i32(27)
+        if value == ErrorCode.RANGE_MISMATCH:
+            buf.write_i32(28)
+        if value == ErrorCode.CONTENT_CHANGED:
+            buf.write_i32(29)
+        if value == ErrorCode.TRUNCATED_BODY:
+            buf.write_i32(30)
+        if value == ErrorCode.TLS:
+            buf.write_i32(31)
+        if value == ErrorCode.NETWORK:
+            buf.write_i32(32)
+        if value == ErrorCode.UNSUPPORTED_ENCODING:
+            buf.write_i32(33)
+        if value == ErrorCode.ACCESS_DENIED:
+            buf.write_i32(34)
+        if value == ErrorCode.DISK_FULL:
+            buf.write_i32(35)
+        if value == ErrorCode.STORAGE_IO:
+            buf.write_i32(36)
+        if value == ErrorCode.PERMISSION_DENIED:
+            buf.write_i32(37)
+        if value == ErrorCode.STATE_DIR_LOCKED:
+            buf.write_i32(38)
+        if value == ErrorCode.DATABASE:
+            buf.write_i32(39)
+        if value == ErrorCode.LOCKS_UNAVAILABLE:
+            buf.write_i32(40)
+        if value == ErrorCode.CHECKSUM_MISMATCH:
+            buf.write_i32(41)
+        if value == ErrorCode.SIZE_MISMATCH:
+            buf.write_i32(42)
+        if value == ErrorCode.MEMORY_LIMIT_EXCEEDED:
+            buf.write_i32(43)
+        if value == ErrorCode.CANCELLED:
+            buf.write_i32(44)
+        if value == ErrorCode.INTERRUPTED:
+            buf.write_i32(45)
+        if value == ErrorCode.SHUT_DOWN:
+            buf.write_i32(46)
+        if value == ErrorCode.SINK_REJECTED:
+            buf.write_i32(47)
+        if value == ErrorCode.INTERNAL:
+            buf.write_i32(48)
+
+
+
+@dataclass
+class SkippedTask:
+    """
+    A task a hand-off left alone, and why.
+"""
+    def __init__(self, *, task_id:str, code:ErrorCode, message:str):
+        self.task_id = task_id
+        self.code = code
+        self.message = message
+        
+        
+
+    
+    def __str__(self):
+        return "SkippedTask(task_id={}, code={}, message={})".format(self.task_id, self.code, self.message)
+    def __eq__(self, other):
+        if self.task_id != other.task_id:
+            return False
+        if self.code != other.code:
+            return False
+        if self.message != other.message:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeSkippedTask(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return SkippedTask(
+            task_id=_UniffiFfiConverterString.read(buf),
+            code=_UniffiFfiConverterTypeErrorCode.read(buf),
+            message=_UniffiFfiConverterString.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterString.check_lower(value.task_id)
+        _UniffiFfiConverterTypeErrorCode.check_lower(value.code)
+        _UniffiFfiConverterString.check_lower(value.message)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterString.write(value.task_id, buf)
+        _UniffiFfiConverterTypeErrorCode.write(value.code, buf)
+        _UniffiFfiConverterString.write(value.message, buf)
+
+class _UniffiFfiConverterSequenceTypeSkippedTask(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        for item in value:
+            _UniffiFfiConverterTypeSkippedTask.check_lower(item)
+
+    @classmethod
+    def write(cls, value, buf):
+        items = len(value)
+        buf.write_i32(items)
+        for item in value:
+            _UniffiFfiConverterTypeSkippedTask.write(item, buf)
+
+    @classmethod
+    def read(cls, buf):
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+
+        return [
+            _UniffiFfiConverterTypeSkippedTask.read(buf) for i in range(count)
+        ]
+
+@dataclass
+class HandoffResult:
+    """
+    What a hand-off did.
+"""
+    def __init__(self, *, requests:typing.List[OsRangeRequest], skipped:typing.List[SkippedTask]):
+        self.requests = requests
+        self.skipped = skipped
+        
+        
+
+    
+    def __str__(self):
+        return "HandoffResult(requests={}, skipped={})".format(self.requests, self.skipped)
+    def __eq__(self, other):
+        if self.requests != other.requests:
+            return False
+        if self.skipped != other.skipped:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeHandoffResult(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return HandoffResult(
+            requests=_UniffiFfiConverterSequenceTypeOsRangeRequest.read(buf),
+            skipped=_UniffiFfiConverterSequenceTypeSkippedTask.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterSequenceTypeOsRangeRequest.check_lower(value.requests)
+        _UniffiFfiConverterSequenceTypeSkippedTask.check_lower(value.skipped)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterSequenceTypeOsRangeRequest.write(value.requests, buf)
+        _UniffiFfiConverterSequenceTypeSkippedTask.write(value.skipped, buf)
+
+@dataclass
 class Limits:
     """
     Concurrency limits; changeable at run time.
@@ -1780,11 +2776,73 @@ class _UniffiFfiConverterSequenceString(_UniffiConverterRustBuffer):
         ]
 
 @dataclass
+class PathRoot:
+    """
+    A named directory that destinations are stored relative to (see `ManagerConfig.roots`).
+"""
+    def __init__(self, *, name:str, path:str):
+        self.name = name
+        self.path = path
+        
+        
+
+    
+    def __str__(self):
+        return "PathRoot(name={}, path={})".format(self.name, self.path)
+    def __eq__(self, other):
+        if self.name != other.name:
+            return False
+        if self.path != other.path:
+            return False
+        return True
+
+class _UniffiFfiConverterTypePathRoot(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return PathRoot(
+            name=_UniffiFfiConverterString.read(buf),
+            path=_UniffiFfiConverterString.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterString.check_lower(value.name)
+        _UniffiFfiConverterString.check_lower(value.path)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterString.write(value.name, buf)
+        _UniffiFfiConverterString.write(value.path, buf)
+
+class _UniffiFfiConverterSequenceTypePathRoot(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        for item in value:
+            _UniffiFfiConverterTypePathRoot.check_lower(item)
+
+    @classmethod
+    def write(cls, value, buf):
+        items = len(value)
+        buf.write_i32(items)
+        for item in value:
+            _UniffiFfiConverterTypePathRoot.write(item, buf)
+
+    @classmethod
+    def read(cls, buf):
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+
+        return [
+            _UniffiFfiConverterTypePathRoot.read(buf) for i in range(count)
+        ]
+
+@dataclass
 class ManagerConfig:
     """
     Manager configuration. Every field has a default.
 """
-    def __init__(self, *, limits:typing.Optional[Limits] = None, connect_timeout_ms:typing.Optional[int] = None, idle_timeout_ms:typing.Optional[int] = None, progress_interval_ms:typing.Optional[int] = None, retry_budget:typing.Optional[int] = None, retry_base_delay_ms:typing.Optional[int] = None, resume_on_open:typing.Optional[bool] = None, user_agent:typing.Optional[str] = None, extra_root_certificates_pem:typing.List[str] = _DEFAULT, bundled_tls_roots:typing.Optional[bool] = None, proxy:typing.Optional[str] = None, no_proxy:typing.Optional[str] = None):
+    def __init__(self, *, limits:typing.Optional[Limits] = None, connect_timeout_ms:typing.Optional[int] = None, idle_timeout_ms:typing.Optional[int] = None, progress_interval_ms:typing.Optional[int] = None, retry_budget:typing.Optional[int] = None, retry_base_delay_ms:typing.Optional[int] = None, resume_on_open:typing.Optional[bool] = None, user_agent:typing.Optional[str] = None, extra_root_certificates_pem:typing.List[str] = _DEFAULT, bundled_tls_roots:typing.Optional[bool] = None, roots:typing.List[PathRoot] = _DEFAULT):
         self.limits = limits
         self.connect_timeout_ms = connect_timeout_ms
         self.idle_timeout_ms = idle_timeout_ms
@@ -1798,14 +2856,16 @@ class ManagerConfig:
         else:
             self.extra_root_certificates_pem = extra_root_certificates_pem
         self.bundled_tls_roots = bundled_tls_roots
-        self.proxy = proxy
-        self.no_proxy = no_proxy
+        if roots is _DEFAULT:
+            self.roots = []
+        else:
+            self.roots = roots
         
         
 
     
     def __str__(self):
-        return "ManagerConfig(limits={}, connect_timeout_ms={}, idle_timeout_ms={}, progress_interval_ms={}, retry_budget={}, retry_base_delay_ms={}, resume_on_open={}, user_agent={}, extra_root_certificates_pem={}, bundled_tls_roots={}, proxy={}, no_proxy={})".format(self.limits, self.connect_timeout_ms, self.idle_timeout_ms, self.progress_interval_ms, self.retry_budget, self.retry_base_delay_ms, self.resume_on_open, self.user_agent, self.extra_root_certificates_pem, self.bundled_tls_roots, self.proxy, self.no_proxy)
+        return "ManagerConfig(limits={}, connect_timeout_ms={}, idle_timeout_ms={}, progress_interval_ms={}, retry_budget={}, retry_base_delay_ms={}, resume_on_open={}, user_agent={}, extra_root_certificates_pem={}, bundled_tls_roots={}, roots={})".format(self.limits, self.connect_timeout_ms, self.idle_timeout_ms, self.progress_interval_ms, self.retry_budget, self.retry_base_delay_ms, self.resume_on_open, self.user_agent, self.extra_root_certificates_pem, self.bundled_tls_roots, self.roots)
     def __eq__(self, other):
         if self.limits != other.limits:
             return False
@@ -1827,9 +2887,7 @@ class ManagerConfig:
             return False
         if self.bundled_tls_roots != other.bundled_tls_roots:
             return False
-        if self.proxy != other.proxy:
-            return False
-        if self.no_proxy != other.no_proxy:
+        if self.roots != other.roots:
             return False
         return True
 
@@ -1847,8 +2905,7 @@ class _UniffiFfiConverterTypeManagerConfig(_UniffiConverterRustBuffer):
             user_agent=_UniffiFfiConverterOptionalString.read(buf),
             extra_root_certificates_pem=_UniffiFfiConverterSequenceString.read(buf),
             bundled_tls_roots=_UniffiFfiConverterOptionalBoolean.read(buf),
-            proxy=_UniffiFfiConverterOptionalString.read(buf),
-            no_proxy=_UniffiFfiConverterOptionalString.read(buf),
+            roots=_UniffiFfiConverterSequenceTypePathRoot.read(buf),
         )
 
     @staticmethod
@@ -1863,8 +2920,7 @@ class _UniffiFfiConverterTypeManagerConfig(_UniffiConverterRustBuffer):
         _UniffiFfiConverterOptionalString.check_lower(value.user_agent)
         _UniffiFfiConverterSequenceString.check_lower(value.extra_root_certificates_pem)
         _UniffiFfiConverterOptionalBoolean.check_lower(value.bundled_tls_roots)
-        _UniffiFfiConverterOptionalString.check_lower(value.proxy)
-        _UniffiFfiConverterOptionalString.check_lower(value.no_proxy)
+        _UniffiFfiConverterSequenceTypePathRoot.check_lower(value.roots)
 
     @staticmethod
     def write(value, buf):
@@ -1878,416 +2934,103 @@ class _UniffiFfiConverterTypeManagerConfig(_UniffiConverterRustBuffer):
         _UniffiFfiConverterOptionalString.write(value.user_agent, buf)
         _UniffiFfiConverterSequenceString.write(value.extra_root_certificates_pem, buf)
         _UniffiFfiConverterOptionalBoolean.write(value.bundled_tls_roots, buf)
-        _UniffiFfiConverterOptionalString.write(value.proxy, buf)
-        _UniffiFfiConverterOptionalString.write(value.no_proxy, buf)
+        _UniffiFfiConverterSequenceTypePathRoot.write(value.roots, buf)
 
-
-
-
-
-
-class ErrorCode(enum.Enum):
+@dataclass
+class OsTaskInfo:
     """
-    Stable error codes (see `engine::error` for the bands). Append-only.
+    An OS task the platform found.
 """
-    
-    INVALID_URL = 1001
-    
-    UNSUPPORTED_SCHEME = 1002
-    
-    RELATIVE_DESTINATION = 1003
-    
-    DESTINATION_DIR_MISSING = 1004
-    
-    DESTINATION_EXISTS = 1005
-    
-    DESTINATION_NOT_WRITABLE = 1006
-    
-    INVALID_CONNECTIONS = 1007
-    
-    INVALID_HEADER = 1008
-    
-    CONFLICTING_OUTPUTS = 1009
-    
-    INVALID_CHECKSUM = 1010
-    
-    TASK_ID_CONFLICT = 1011
-    
-    DESTINATION_BUSY = 1012
-    
-    TASK_NOT_FOUND = 1013
-    
-    INVALID_STATE = 1014
-    
-    INVALID_TASK_ID = 1015
-    
-    INVALID_CONFIG = 1016
-    
-    MISSING_OUTPUT = 1017
-    
-    CONNECT_FAILED = 2001
-    
-    TIMEOUT = 2002
-    
-    HTTP_CLIENT_ERROR = 2003
-    
-    NOT_FOUND = 2004
-    
-    SERVER_ERROR = 2005
-    
-    TOO_MANY_REQUESTS = 2006
-    
-    TOO_MANY_REDIRECTS = 2007
-    
-    REDIRECT_LOOP = 2008
-    
-    RANGE_MISMATCH = 2009
-    
-    CONTENT_CHANGED = 2010
-    
-    TRUNCATED_BODY = 2011
-    
-    TLS = 2012
-    
-    NETWORK = 2013
-    
-    UNSUPPORTED_ENCODING = 2014
-    
-    ACCESS_DENIED = 2015
-    
-    PROTOCOL_ERROR = 2016
-    
-    DISK_FULL = 3001
-    
-    STORAGE_IO = 3002
-    
-    PERMISSION_DENIED = 3003
-    
-    STATE_DIR_LOCKED = 3004
-    
-    DATABASE = 3005
-    
-    CHECKSUM_MISMATCH = 4001
-    
-    SIZE_MISMATCH = 4002
-    
-    MEMORY_LIMIT_EXCEEDED = 4003
-    
-    CANCELLED = 5001
-    
-    INTERRUPTED = 5002
-    
-    SHUT_DOWN = 5003
-    
-    SINK_REJECTED = 5004
-    
-    INTERNAL = 9001
-    
+    def __init__(self, *, os_tag:str, bytes_received:int):
+        self.os_tag = os_tag
+        self.bytes_received = bytes_received
+        
+        
 
+    
+    def __str__(self):
+        return "OsTaskInfo(os_tag={}, bytes_received={})".format(self.os_tag, self.bytes_received)
+    def __eq__(self, other):
+        if self.os_tag != other.os_tag:
+            return False
+        if self.bytes_received != other.bytes_received:
+            return False
+        return True
 
-class _UniffiFfiConverterTypeErrorCode(_UniffiConverterRustBuffer):
+class _UniffiFfiConverterTypeOsTaskInfo(_UniffiConverterRustBuffer):
     @staticmethod
     def read(buf):
-        variant = buf.read_i32()
-        if variant == 1:
-            return ErrorCode.INVALID_URL
-        if variant == 2:
-            return ErrorCode.UNSUPPORTED_SCHEME
-        if variant == 3:
-            return ErrorCode.RELATIVE_DESTINATION
-        if variant == 4:
-            return ErrorCode.DESTINATION_DIR_MISSING
-        if variant == 5:
-            return ErrorCode.DESTINATION_EXISTS
-        if variant == 6:
-            return ErrorCode.DESTINATION_NOT_WRITABLE
-        if variant == 7:
-            return ErrorCode.INVALID_CONNECTIONS
-        if variant == 8:
-            return ErrorCode.INVALID_HEADER
-        if variant == 9:
-            return ErrorCode.CONFLICTING_OUTPUTS
-        if variant == 10:
-            return ErrorCode.INVALID_CHECKSUM
-        if variant == 11:
-            return ErrorCode.TASK_ID_CONFLICT
-        if variant == 12:
-            return ErrorCode.DESTINATION_BUSY
-        if variant == 13:
-            return ErrorCode.TASK_NOT_FOUND
-        if variant == 14:
-            return ErrorCode.INVALID_STATE
-        if variant == 15:
-            return ErrorCode.INVALID_TASK_ID
-        if variant == 16:
-            return ErrorCode.INVALID_CONFIG
-        if variant == 17:
-            return ErrorCode.MISSING_OUTPUT
-        if variant == 18:
-            return ErrorCode.CONNECT_FAILED
-        if variant == 19:
-            return ErrorCode.TIMEOUT
-        if variant == 20:
-            return ErrorCode.HTTP_CLIENT_ERROR
-        if variant == 21:
-            return ErrorCode.NOT_FOUND
-        if variant == 22:
-            return ErrorCode.SERVER_ERROR
-        if variant == 23:
-            return ErrorCode.TOO_MANY_REQUESTS
-        if variant == 24:
-            return ErrorCode.TOO_MANY_REDIRECTS
-        if variant == 25:
-            return ErrorCode.REDIRECT_LOOP
-        if variant == 26:
-            return ErrorCode.RANGE_MISMATCH
-        if variant == 27:
-            return ErrorCode.CONTENT_CHANGED
-        if variant == 28:
-            return ErrorCode.TRUNCATED_BODY
-        if variant == 29:
-            return ErrorCode.TLS
-        if variant == 30:
-            return ErrorCode.NETWORK
-        if variant == 31:
-            return ErrorCode.UNSUPPORTED_ENCODING
-        if variant == 32:
-            return ErrorCode.ACCESS_DENIED
-        if variant == 33:
-            return ErrorCode.PROTOCOL_ERROR
-        if variant == 34:
-            return ErrorCode.DISK_FULL
-        if variant == 35:
-            return ErrorCode.STORAGE_IO
-        if variant == 36:
-            return ErrorCode.PERMISSION_DENIED
-        if variant == 37:
-            return ErrorCode.STATE_DIR_LOCKED
-        if variant == 38:
-            return ErrorCode.DATABASE
-        if variant == 39:
-            return ErrorCode.CHECKSUM_MISMATCH
-        if variant == 40:
-            return ErrorCode.SIZE_MISMATCH
-        if variant == 41:
-            return ErrorCode.MEMORY_LIMIT_EXCEEDED
-        if variant == 42:
-            return ErrorCode.CANCELLED
-        if variant == 43:
-            return ErrorCode.INTERRUPTED
-        if variant == 44:
-            return ErrorCode.SHUT_DOWN
-        if variant == 45:
-            return ErrorCode.SINK_REJECTED
-        if variant == 46:
-            return ErrorCode.INTERNAL
-        raise InternalError("Raw enum value doesn't match any cases")
+        return OsTaskInfo(
+            os_tag=_UniffiFfiConverterString.read(buf),
+            bytes_received=_UniffiFfiConverterUInt64.read(buf),
+        )
 
     @staticmethod
     def check_lower(value):
-        if value == ErrorCode.INVALID_URL:
-            return
-        if value == ErrorCode.UNSUPPORTED_SCHEME:
-            return
-        if value == ErrorCode.RELATIVE_DESTINATION:
-            return
-        if value == ErrorCode.DESTINATION_DIR_MISSING:
-            return
-        if value == ErrorCode.DESTINATION_EXISTS:
-            return
-        if value == ErrorCode.DESTINATION_NOT_WRITABLE:
-            return
-        if value == ErrorCode.INVALID_CONNECTIONS:
-            return
-        if value == ErrorCode.INVALID_HEADER:
-            return
-        if value == ErrorCode.CONFLICTING_OUTPUTS:
-            return
-        if value == ErrorCode.INVALID_CHECKSUM:
-            return
-        if value == ErrorCode.TASK_ID_CONFLICT:
-            return
-        if value == ErrorCode.DESTINATION_BUSY:
-            return
-        if value == ErrorCode.TASK_NOT_FOUND:
-            return
-        if value == ErrorCode.INVALID_STATE:
-            return
-        if value == ErrorCode.INVALID_TASK_ID:
-            return
-        if value == ErrorCode.INVALID_CONFIG:
-            return
-        if value == ErrorCode.MISSING_OUTPUT:
-            return
-        if value == ErrorCode.CONNECT_FAILED:
-            return
-        if value == ErrorCode.TIMEOUT:
-            return
-        if value == ErrorCode.HTTP_CLIENT_ERROR:
-            return
-        if value == ErrorCode.NOT_FOUND:
-            return
-        if value == ErrorCode.SERVER_ERROR:
-            return
-        if value == ErrorCode.TOO_MANY_REQUESTS:
-            return
-        if value == ErrorCode.TOO_MANY_REDIRECTS:
-            return
-        if value == ErrorCode.REDIRECT_LOOP:
-            return
-        if value == ErrorCode.RANGE_MISMATCH:
-            return
-        if value == ErrorCode.CONTENT_CHANGED:
-            return
-        if value == ErrorCode.TRUNCATED_BODY:
-            return
-        if value == ErrorCode.TLS:
-            return
-        if value == ErrorCode.NETWORK:
-            return
-        if value == ErrorCode.UNSUPPORTED_ENCODING:
-            return
-        if value == ErrorCode.ACCESS_DENIED:
-            return
-        if value == ErrorCode.PROTOCOL_ERROR:
-            return
-        if value == ErrorCode.DISK_FULL:
-            return
-        if value == ErrorCode.STORAGE_IO:
-            return
-        if value == ErrorCode.PERMISSION_DENIED:
-            return
-        if value == ErrorCode.STATE_DIR_LOCKED:
-            return
-        if value == ErrorCode.DATABASE:
-            return
-        if value == ErrorCode.CHECKSUM_MISMATCH:
-            return
-        if value == ErrorCode.SIZE_MISMATCH:
-            return
-        if value == ErrorCode.MEMORY_LIMIT_EXCEEDED:
-            return
-        if value == ErrorCode.CANCELLED:
-            return
-        if value == ErrorCode.INTERRUPTED:
-            return
-        if value == ErrorCode.SHUT_DOWN:
-            return
-        if value == ErrorCode.SINK_REJECTED:
-            return
-        if value == ErrorCode.INTERNAL:
-            return
-        raise ValueError(value)
+        _UniffiFfiConverterString.check_lower(value.os_tag)
+        _UniffiFfiConverterUInt64.check_lower(value.bytes_received)
 
     @staticmethod
     def write(value, buf):
-        if value == ErrorCode.INVALID_URL:
-            buf.write_i32(1)
-        if value == ErrorCode.UNSUPPORTED_SCHEME:
-            buf.write_i32(2)
-        if value == ErrorCode.RELATIVE_DESTINATION:
-            buf.write_i32(3)
-        if value == ErrorCode.DESTINATION_DIR_MISSING:
-            buf.write_i32(4)
-        if value == ErrorCode.DESTINATION_EXISTS:
-            buf.write_i32(5)
-        if value == ErrorCode.DESTINATION_NOT_WRITABLE:
-            buf.write_i32(6)
-        if value == ErrorCode.INVALID_CONNECTIONS:
-            buf.write_i32(7)
-        if value == ErrorCode.INVALID_HEADER:
-            buf.write_i32(8)
-        if value == ErrorCode.CONFLICTING_OUTPUTS:
-            buf.write_i32(9)
-        if value == ErrorCode.INVALID_CHECKSUM:
-            buf.write_i32(10)
-        if value == ErrorCode.TASK_ID_CONFLICT:
-            buf.write_i32(11)
-        if value == ErrorCode.DESTINATION_BUSY:
-            buf.write_i32(12)
-        if value == ErrorCode.TASK_NOT_FOUND:
-            buf.write_i32(13)
-        if value == ErrorCode.INVALID_STATE:
-            buf.write_i32(14)
-        if value == ErrorCode.INVALID_TASK_ID:
-            buf.write_i32(15)
-        if value == ErrorCode.INVALID_CONFIG:
-            buf.write_i32(16)
-        if value == ErrorCode.MISSING_OUTPUT:
-            buf.write_i32(17)
-        if value == ErrorCode.CONNECT_FAILED:
-            buf.write_i32(18)
-        if value == ErrorCode.TIMEOUT:
-            buf.write_i32(19)
-        if value == ErrorCode.HTTP_CLIENT_ERROR:
-            buf.write_i32(20)
-        if value == ErrorCode.NOT_FOUND:
-            buf.write_i32(21)
-        if value == ErrorCode.SERVER_ERROR:
-            buf.write_i32(22)
-        if value == ErrorCode.TOO_MANY_REQUESTS:
-            buf.write_i32(23)
-        if value == ErrorCode.TOO_MANY_REDIRECTS:
-            buf.write_i32(24)
-        if value == ErrorCode.REDIRECT_LOOP:
-            buf.write_i32(25)
-        if value == ErrorCode.RANGE_MISMATCH:
-            buf.write_i32(26)
-        if value == ErrorCode.CONTENT_CHANGED:
-            buf.write_i32(27)
-        if value == ErrorCode.TRUNCATED_BODY:
-            buf.write_i32(28)
-        if value == ErrorCode.TLS:
-            buf.write_i32(29)
-        if value == ErrorCode.NETWORK:
-            buf.write_i32(30)
-        if value == ErrorCode.UNSUPPORTED_ENCODING:
-            buf.write_i32(31)
-        if value == ErrorCode.ACCESS_DENIED:
-            buf.write_i32(32)
-        if value == ErrorCode.PROTOCOL_ERROR:
-            buf.write_i32(33)
-        if value == ErrorCode.DISK_FULL:
-            buf.write_i32(34)
-        if value == ErrorCode.STORAGE_IO:
-            buf.write_i32(35)
-        if value == ErrorCode.PERMISSION_DENIED:
-            buf.write_i32(36)
-        if value == ErrorCode.STATE_DIR_LOCKED:
-            buf.write_i32(37)
-        if value == ErrorCode.DATABASE:
-            buf.write_i32(38)
-        if value == ErrorCode.CHECKSUM_MISMATCH:
-            buf.write_i32(39)
-        if value == ErrorCode.SIZE_MISMATCH:
-            buf.write_i32(40)
-        if value == ErrorCode.MEMORY_LIMIT_EXCEEDED:
-            buf.write_i32(41)
-        if value == ErrorCode.CANCELLED:
-            buf.write_i32(42)
-        if value == ErrorCode.INTERRUPTED:
-            buf.write_i32(43)
-        if value == ErrorCode.SHUT_DOWN:
-            buf.write_i32(44)
-        if value == ErrorCode.SINK_REJECTED:
-            buf.write_i32(45)
-        if value == ErrorCode.INTERNAL:
-            buf.write_i32(46)
+        _UniffiFfiConverterString.write(value.os_tag, buf)
+        _UniffiFfiConverterUInt64.write(value.bytes_received, buf)
 
+@dataclass
+class ReconcilePlan:
+    """
+    What to do to bring the OS in line with the task table.
+"""
+    def __init__(self, *, cancel_os_tags:typing.List[str], duplicate_os_tags:typing.List[str], ingest_lease_ids:typing.List[str], export:typing.List[OsRangeRequest], run_in_process:typing.List[str]):
+        self.cancel_os_tags = cancel_os_tags
+        self.duplicate_os_tags = duplicate_os_tags
+        self.ingest_lease_ids = ingest_lease_ids
+        self.export = export
+        self.run_in_process = run_in_process
+        
+        
 
+    
+    def __str__(self):
+        return "ReconcilePlan(cancel_os_tags={}, duplicate_os_tags={}, ingest_lease_ids={}, export={}, run_in_process={})".format(self.cancel_os_tags, self.duplicate_os_tags, self.ingest_lease_ids, self.export, self.run_in_process)
+    def __eq__(self, other):
+        if self.cancel_os_tags != other.cancel_os_tags:
+            return False
+        if self.duplicate_os_tags != other.duplicate_os_tags:
+            return False
+        if self.ingest_lease_ids != other.ingest_lease_ids:
+            return False
+        if self.export != other.export:
+            return False
+        if self.run_in_process != other.run_in_process:
+            return False
+        return True
 
-class _UniffiFfiConverterUInt16(_UniffiConverterPrimitiveInt):
-    CLASS_NAME = "u16"
-    VALUE_MIN = 0
-    VALUE_MAX = 2**16
-
+class _UniffiFfiConverterTypeReconcilePlan(_UniffiConverterRustBuffer):
     @staticmethod
     def read(buf):
-        return buf.read_u16()
+        return ReconcilePlan(
+            cancel_os_tags=_UniffiFfiConverterSequenceString.read(buf),
+            duplicate_os_tags=_UniffiFfiConverterSequenceString.read(buf),
+            ingest_lease_ids=_UniffiFfiConverterSequenceString.read(buf),
+            export=_UniffiFfiConverterSequenceTypeOsRangeRequest.read(buf),
+            run_in_process=_UniffiFfiConverterSequenceString.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterSequenceString.check_lower(value.cancel_os_tags)
+        _UniffiFfiConverterSequenceString.check_lower(value.duplicate_os_tags)
+        _UniffiFfiConverterSequenceString.check_lower(value.ingest_lease_ids)
+        _UniffiFfiConverterSequenceTypeOsRangeRequest.check_lower(value.export)
+        _UniffiFfiConverterSequenceString.check_lower(value.run_in_process)
 
     @staticmethod
     def write(value, buf):
-        buf.write_u16(value)
+        _UniffiFfiConverterSequenceString.write(value.cancel_os_tags, buf)
+        _UniffiFfiConverterSequenceString.write(value.duplicate_os_tags, buf)
+        _UniffiFfiConverterSequenceString.write(value.ingest_lease_ids, buf)
+        _UniffiFfiConverterSequenceTypeOsRangeRequest.write(value.export, buf)
+        _UniffiFfiConverterSequenceString.write(value.run_in_process, buf)
 
 class _UniffiFfiConverterOptionalUInt16(_UniffiConverterRustBuffer):
     @classmethod
@@ -2358,6 +3101,359 @@ class _UniffiFfiConverterTypeTaskErrorInfo(_UniffiConverterRustBuffer):
         _UniffiFfiConverterTypeErrorCode.write(value.code, buf)
         _UniffiFfiConverterString.write(value.message, buf)
         _UniffiFfiConverterOptionalUInt16.write(value.http_status, buf)
+
+class _UniffiFfiConverterOptionalTypeTaskErrorInfo(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterTypeTaskErrorInfo.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterTypeTaskErrorInfo.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterTypeTaskErrorInfo.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
+
+
+
+
+
+class RunOutcome:
+    """
+    How a task ended its run.
+"""
+    def __init__(self):
+        raise RuntimeError("RunOutcome cannot be instantiated directly")
+
+    # Each enum variant is a nested class of the enum itself.
+    @dataclass
+    class COMPLETED:
+        """
+        Verified and in place: the work succeeded.
+"""
+        
+        def __init__(self, ):
+            pass
+
+    
+            
+            
+    
+        def __str__(self):
+            return "RunOutcome.COMPLETED()".format()
+        def __eq__(self, other):
+            if not isinstance(other, RunOutcome):
+                return NotImplemented
+            if not other.is_COMPLETED():
+                return False
+            return True
+
+    @dataclass
+    class FAILED:
+        """
+        Failed for good (a 404, a checksum mismatch, a full disk): the work failed.
+"""
+        
+        def __init__(self, error:TaskErrorInfo):
+            self.error = error
+            
+            """
+        Why.
+"""
+        
+            pass
+
+    
+            
+            
+    
+        def __str__(self):
+            return "RunOutcome.FAILED(error={})".format(self.error)
+        def __eq__(self, other):
+            if not isinstance(other, RunOutcome):
+                return NotImplemented
+            if not other.is_FAILED():
+                return False
+            if self.error != other.error:
+                return False
+            return True
+
+    @dataclass
+    class RETRY:
+        """
+        Not done yet: run again after about `delay_ms`.
+"""
+        
+        def __init__(self, error:typing.Optional[TaskErrorInfo], delay_ms:int, reason:str):
+            self.error = error
+            
+            """
+        The transient error, when one ended the run.
+"""
+        
+            self.delay_ms = delay_ms
+            
+            """
+        Suggested wait before the next run.
+"""
+        
+            self.reason = reason
+            
+            """
+        Why.
+"""
+        
+            pass
+
+    
+            
+            
+    
+        def __str__(self):
+            return "RunOutcome.RETRY(error={}, delay_ms={}, reason={})".format(self.error, self.delay_ms, self.reason)
+        def __eq__(self, other):
+            if not isinstance(other, RunOutcome):
+                return NotImplemented
+            if not other.is_RETRY():
+                return False
+            if self.error != other.error:
+                return False
+            if self.delay_ms != other.delay_ms:
+                return False
+            if self.reason != other.reason:
+                return False
+            return True
+
+    @dataclass
+    class PAUSED:
+        """
+        Paused by the user: nothing to run until it is resumed.
+"""
+        
+        def __init__(self, ):
+            pass
+
+    
+            
+            
+    
+        def __str__(self):
+            return "RunOutcome.PAUSED()".format()
+        def __eq__(self, other):
+            if not isinstance(other, RunOutcome):
+                return NotImplemented
+            if not other.is_PAUSED():
+                return False
+            return True
+
+    @dataclass
+    class CANCELLED:
+        """
+        Cancelled or removed.
+"""
+        
+        def __init__(self, ):
+            pass
+
+    
+            
+            
+    
+        def __str__(self):
+            return "RunOutcome.CANCELLED()".format()
+        def __eq__(self, other):
+            if not isinstance(other, RunOutcome):
+                return NotImplemented
+            if not other.is_CANCELLED():
+                return False
+            return True
+
+    @dataclass
+    class NOT_FOUND:
+        """
+        No such task.
+"""
+        
+        def __init__(self, ):
+            pass
+
+    
+            
+            
+    
+        def __str__(self):
+            return "RunOutcome.NOT_FOUND()".format()
+        def __eq__(self, other):
+            if not isinstance(other, RunOutcome):
+                return NotImplemented
+            if not other.is_NOT_FOUND():
+                return False
+            return True
+
+    
+
+    # For each variant, we have `is_NAME` and `is_name` methods for easily checking
+    # whether an instance is that variant.
+    def is_COMPLETED(self) -> bool:
+        return isinstance(self, RunOutcome.COMPLETED)
+    def is_completed(self) -> bool:
+        return isinstance(self, RunOutcome.COMPLETED)
+    def is_FAILED(self) -> bool:
+        return isinstance(self, RunOutcome.FAILED)
+    def is_failed(self) -> bool:
+        return isinstance(self, RunOutcome.FAILED)
+    def is_RETRY(self) -> bool:
+        return isinstance(self, RunOutcome.RETRY)
+    def is_retry(self) -> bool:
+        return isinstance(self, RunOutcome.RETRY)
+    def is_PAUSED(self) -> bool:
+        return isinstance(self, RunOutcome.PAUSED)
+    def is_paused(self) -> bool:
+        return isinstance(self, RunOutcome.PAUSED)
+    def is_CANCELLED(self) -> bool:
+        return isinstance(self, RunOutcome.CANCELLED)
+    def is_cancelled(self) -> bool:
+        return isinstance(self, RunOutcome.CANCELLED)
+    def is_NOT_FOUND(self) -> bool:
+        return isinstance(self, RunOutcome.NOT_FOUND)
+    def is_not_found(self) -> bool:
+        return isinstance(self, RunOutcome.NOT_FOUND)
+    
+
+# Now, a little trick - we make each nested variant class be a subclass of the main
+# enum class, so that method calls and instance checks etc will work intuitively.
+# We might be able to do this a little more neatly with a metaclass, but this'll do.
+RunOutcome.COMPLETED = type("RunOutcome.COMPLETED", (RunOutcome.COMPLETED, RunOutcome,), {})  # type: ignore
+RunOutcome.FAILED = type("RunOutcome.FAILED", (RunOutcome.FAILED, RunOutcome,), {})  # type: ignore
+RunOutcome.RETRY = type("RunOutcome.RETRY", (RunOutcome.RETRY, RunOutcome,), {})  # type: ignore
+RunOutcome.PAUSED = type("RunOutcome.PAUSED", (RunOutcome.PAUSED, RunOutcome,), {})  # type: ignore
+RunOutcome.CANCELLED = type("RunOutcome.CANCELLED", (RunOutcome.CANCELLED, RunOutcome,), {})  # type: ignore
+RunOutcome.NOT_FOUND = type("RunOutcome.NOT_FOUND", (RunOutcome.NOT_FOUND, RunOutcome,), {})  # type: ignore
+
+
+
+
+class _UniffiFfiConverterTypeRunOutcome(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        variant = buf.read_i32()
+        if variant == 1:
+            return RunOutcome.COMPLETED(
+            )
+        if variant == 2:
+            return RunOutcome.FAILED(
+                _UniffiFfiConverterTypeTaskErrorInfo.read(buf),
+            )
+        if variant == 3:
+            return RunOutcome.RETRY(
+                _UniffiFfiConverterOptionalTypeTaskErrorInfo.read(buf),
+                _UniffiFfiConverterUInt64.read(buf),
+                _UniffiFfiConverterString.read(buf),
+            )
+        if variant == 4:
+            return RunOutcome.PAUSED(
+            )
+        if variant == 5:
+            return RunOutcome.CANCELLED(
+            )
+        if variant == 6:
+            return RunOutcome.NOT_FOUND(
+            )
+        raise InternalError("Raw enum value doesn't match any cases")
+
+    @staticmethod
+    def check_lower(value):
+        if value.is_COMPLETED():
+            return
+        if value.is_FAILED():
+            _UniffiFfiConverterTypeTaskErrorInfo.check_lower(value.error)
+            return
+        if value.is_RETRY():
+            _UniffiFfiConverterOptionalTypeTaskErrorInfo.check_lower(value.error)
+            _UniffiFfiConverterUInt64.check_lower(value.delay_ms)
+            _UniffiFfiConverterString.check_lower(value.reason)
+            return
+        if value.is_PAUSED():
+            return
+        if value.is_CANCELLED():
+            return
+        if value.is_NOT_FOUND():
+            return
+        raise ValueError(value)
+
+    @staticmethod
+    def write(value, buf):
+        if value.is_COMPLETED():
+            buf.write_i32(1)
+        if value.is_FAILED():
+            buf.write_i32(2)
+            _UniffiFfiConverterTypeTaskErrorInfo.write(value.error, buf)
+        if value.is_RETRY():
+            buf.write_i32(3)
+            _UniffiFfiConverterOptionalTypeTaskErrorInfo.write(value.error, buf)
+            _UniffiFfiConverterUInt64.write(value.delay_ms, buf)
+            _UniffiFfiConverterString.write(value.reason, buf)
+        if value.is_PAUSED():
+            buf.write_i32(4)
+        if value.is_CANCELLED():
+            buf.write_i32(5)
+        if value.is_NOT_FOUND():
+            buf.write_i32(6)
+
+
+
+@dataclass
+class TaskRunOutcome:
+    """
+    One task's outcome.
+"""
+    def __init__(self, *, task_id:str, outcome:RunOutcome):
+        self.task_id = task_id
+        self.outcome = outcome
+        
+        
+
+    
+    def __str__(self):
+        return "TaskRunOutcome(task_id={}, outcome={})".format(self.task_id, self.outcome)
+    def __eq__(self, other):
+        if self.task_id != other.task_id:
+            return False
+        if self.outcome != other.outcome:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeTaskRunOutcome(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return TaskRunOutcome(
+            task_id=_UniffiFfiConverterString.read(buf),
+            outcome=_UniffiFfiConverterTypeRunOutcome.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterString.check_lower(value.task_id)
+        _UniffiFfiConverterTypeRunOutcome.check_lower(value.outcome)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterString.write(value.task_id, buf)
+        _UniffiFfiConverterTypeRunOutcome.write(value.outcome, buf)
 
 
 
@@ -2486,31 +3582,6 @@ class _UniffiFfiConverterOptionalFloat64(_UniffiConverterRustBuffer):
         else:
             raise InternalError("Unexpected flag byte for optional type")
 
-class _UniffiFfiConverterOptionalTypeTaskErrorInfo(_UniffiConverterRustBuffer):
-    @classmethod
-    def check_lower(cls, value):
-        if value is not None:
-            _UniffiFfiConverterTypeTaskErrorInfo.check_lower(value)
-
-    @classmethod
-    def write(cls, value, buf):
-        if value is None:
-            buf.write_u8(0)
-            return
-
-        buf.write_u8(1)
-        _UniffiFfiConverterTypeTaskErrorInfo.write(value, buf)
-
-    @classmethod
-    def read(cls, buf):
-        flag = buf.read_u8()
-        if flag == 0:
-            return None
-        elif flag == 1:
-            return _UniffiFfiConverterTypeTaskErrorInfo.read(buf)
-        else:
-            raise InternalError("Unexpected flag byte for optional type")
-
 class _UniffiFfiConverterInt64(_UniffiConverterPrimitiveInt):
     CLASS_NAME = "i64"
     VALUE_MIN = -2**63
@@ -2529,7 +3600,7 @@ class TaskStatus:
     """
     A task's status.
 """
-    def __init__(self, *, task_id:str, url:str, destination:typing.Optional[str], output:str, state:TaskState, progress:float, bytes:int, total:typing.Optional[int], speed:float, eta_seconds:typing.Optional[float], connections:int, error:typing.Optional[TaskErrorInfo], priority:int, created_ms:int, updated_ms:int):
+    def __init__(self, *, task_id:str, url:str, destination:typing.Optional[str], output:str, state:TaskState, progress:float, bytes:int, total:typing.Optional[int], speed:float, eta_seconds:typing.Optional[float], connections:int, error:typing.Optional[TaskErrorInfo], priority:int, created_ms:int, updated_ms:int, handed_off:bool):
         self.task_id = task_id
         self.url = url
         self.destination = destination
@@ -2545,12 +3616,13 @@ class TaskStatus:
         self.priority = priority
         self.created_ms = created_ms
         self.updated_ms = updated_ms
+        self.handed_off = handed_off
         
         
 
     
     def __str__(self):
-        return "TaskStatus(task_id={}, url={}, destination={}, output={}, state={}, progress={}, bytes={}, total={}, speed={}, eta_seconds={}, connections={}, error={}, priority={}, created_ms={}, updated_ms={})".format(self.task_id, self.url, self.destination, self.output, self.state, self.progress, self.bytes, self.total, self.speed, self.eta_seconds, self.connections, self.error, self.priority, self.created_ms, self.updated_ms)
+        return "TaskStatus(task_id={}, url={}, destination={}, output={}, state={}, progress={}, bytes={}, total={}, speed={}, eta_seconds={}, connections={}, error={}, priority={}, created_ms={}, updated_ms={}, handed_off={})".format(self.task_id, self.url, self.destination, self.output, self.state, self.progress, self.bytes, self.total, self.speed, self.eta_seconds, self.connections, self.error, self.priority, self.created_ms, self.updated_ms, self.handed_off)
     def __eq__(self, other):
         if self.task_id != other.task_id:
             return False
@@ -2582,6 +3654,8 @@ class TaskStatus:
             return False
         if self.updated_ms != other.updated_ms:
             return False
+        if self.handed_off != other.handed_off:
+            return False
         return True
 
 class _UniffiFfiConverterTypeTaskStatus(_UniffiConverterRustBuffer):
@@ -2603,6 +3677,7 @@ class _UniffiFfiConverterTypeTaskStatus(_UniffiConverterRustBuffer):
             priority=_UniffiFfiConverterInt32.read(buf),
             created_ms=_UniffiFfiConverterInt64.read(buf),
             updated_ms=_UniffiFfiConverterInt64.read(buf),
+            handed_off=_UniffiFfiConverterBoolean.read(buf),
         )
 
     @staticmethod
@@ -2622,6 +3697,7 @@ class _UniffiFfiConverterTypeTaskStatus(_UniffiConverterRustBuffer):
         _UniffiFfiConverterInt32.check_lower(value.priority)
         _UniffiFfiConverterInt64.check_lower(value.created_ms)
         _UniffiFfiConverterInt64.check_lower(value.updated_ms)
+        _UniffiFfiConverterBoolean.check_lower(value.handed_off)
 
     @staticmethod
     def write(value, buf):
@@ -2640,6 +3716,327 @@ class _UniffiFfiConverterTypeTaskStatus(_UniffiConverterRustBuffer):
         _UniffiFfiConverterInt32.write(value.priority, buf)
         _UniffiFfiConverterInt64.write(value.created_ms, buf)
         _UniffiFfiConverterInt64.write(value.updated_ms, buf)
+        _UniffiFfiConverterBoolean.write(value.handed_off, buf)
+
+
+
+
+
+
+class TestValidators(enum.Enum):
+    """
+    Which validators the test server sends.
+"""
+    
+    BOTH = 0
+    """
+    A strong ETag and Last-Modified.
+"""
+    
+    E_TAG_ONLY = 1
+    """
+    A strong ETag only.
+"""
+    
+    LAST_MODIFIED_ONLY = 2
+    """
+    Last-Modified only.
+"""
+    
+    WEAK_E_TAG = 3
+    """
+    A weak ETag only (no resume is safe).
+"""
+    
+    NONE = 4
+    """
+    None.
+"""
+    
+
+
+class _UniffiFfiConverterTypeTestValidators(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        variant = buf.read_i32()
+        if variant == 1:
+            return TestValidators.BOTH
+        if variant == 2:
+            return TestValidators.E_TAG_ONLY
+        if variant == 3:
+            return TestValidators.LAST_MODIFIED_ONLY
+        if variant == 4:
+            return TestValidators.WEAK_E_TAG
+        if variant == 5:
+            return TestValidators.NONE
+        raise InternalError("Raw enum value doesn't match any cases")
+
+    @staticmethod
+    def check_lower(value):
+        if value == TestValidators.BOTH:
+            return
+        if value == TestValidators.E_TAG_ONLY:
+            return
+        if value == TestValidators.LAST_MODIFIED_ONLY:
+            return
+        if value == TestValidators.WEAK_E_TAG:
+            return
+        if value == TestValidators.NONE:
+            return
+        raise ValueError(value)
+
+    @staticmethod
+    def write(value, buf):
+        if value == TestValidators.BOTH:
+            buf.write_i32(1)
+        if value == TestValidators.E_TAG_ONLY:
+            buf.write_i32(2)
+        if value == TestValidators.LAST_MODIFIED_ONLY:
+            buf.write_i32(3)
+        if value == TestValidators.WEAK_E_TAG:
+            buf.write_i32(4)
+        if value == TestValidators.NONE:
+            buf.write_i32(5)
+
+
+
+class _UniffiFfiConverterOptionalTypeTestValidators(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterTypeTestValidators.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterTypeTestValidators.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterTypeTestValidators.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
+@dataclass
+class TestServerConfig:
+    """
+    How the test server behaves. Counters ("the first n requests") count requests to the file.
+"""
+    def __init__(self, *, size:int = 1048576, seed:int = 1, ranges:bool = True, validators:typing.Optional[TestValidators] = _DEFAULT, rate:typing.Optional[int] = _DEFAULT, latency_ms:int = 0, change_every:typing.Optional[int] = _DEFAULT, drop_after:typing.Optional[int] = _DEFAULT, drop_requests:int = 0, stall_after:typing.Optional[int] = _DEFAULT, stall_requests:int = 0, stall_ms:int = 3600000, busy_status:int = 503, busy_requests:int = 0, retry_after_secs:int = 1, chunked:bool = False, short_by:int = 0, short_requests:int = 0):
+        self.size = size
+        self.seed = seed
+        self.ranges = ranges
+        if validators is _DEFAULT:
+            self.validators = None
+        else:
+            self.validators = validators
+        if rate is _DEFAULT:
+            self.rate = None
+        else:
+            self.rate = rate
+        self.latency_ms = latency_ms
+        if change_every is _DEFAULT:
+            self.change_every = None
+        else:
+            self.change_every = change_every
+        if drop_after is _DEFAULT:
+            self.drop_after = None
+        else:
+            self.drop_after = drop_after
+        self.drop_requests = drop_requests
+        if stall_after is _DEFAULT:
+            self.stall_after = None
+        else:
+            self.stall_after = stall_after
+        self.stall_requests = stall_requests
+        self.stall_ms = stall_ms
+        self.busy_status = busy_status
+        self.busy_requests = busy_requests
+        self.retry_after_secs = retry_after_secs
+        self.chunked = chunked
+        self.short_by = short_by
+        self.short_requests = short_requests
+        
+        
+
+    
+    def __str__(self):
+        return "TestServerConfig(size={}, seed={}, ranges={}, validators={}, rate={}, latency_ms={}, change_every={}, drop_after={}, drop_requests={}, stall_after={}, stall_requests={}, stall_ms={}, busy_status={}, busy_requests={}, retry_after_secs={}, chunked={}, short_by={}, short_requests={})".format(self.size, self.seed, self.ranges, self.validators, self.rate, self.latency_ms, self.change_every, self.drop_after, self.drop_requests, self.stall_after, self.stall_requests, self.stall_ms, self.busy_status, self.busy_requests, self.retry_after_secs, self.chunked, self.short_by, self.short_requests)
+    def __eq__(self, other):
+        if self.size != other.size:
+            return False
+        if self.seed != other.seed:
+            return False
+        if self.ranges != other.ranges:
+            return False
+        if self.validators != other.validators:
+            return False
+        if self.rate != other.rate:
+            return False
+        if self.latency_ms != other.latency_ms:
+            return False
+        if self.change_every != other.change_every:
+            return False
+        if self.drop_after != other.drop_after:
+            return False
+        if self.drop_requests != other.drop_requests:
+            return False
+        if self.stall_after != other.stall_after:
+            return False
+        if self.stall_requests != other.stall_requests:
+            return False
+        if self.stall_ms != other.stall_ms:
+            return False
+        if self.busy_status != other.busy_status:
+            return False
+        if self.busy_requests != other.busy_requests:
+            return False
+        if self.retry_after_secs != other.retry_after_secs:
+            return False
+        if self.chunked != other.chunked:
+            return False
+        if self.short_by != other.short_by:
+            return False
+        if self.short_requests != other.short_requests:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeTestServerConfig(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return TestServerConfig(
+            size=_UniffiFfiConverterUInt64.read(buf),
+            seed=_UniffiFfiConverterUInt64.read(buf),
+            ranges=_UniffiFfiConverterBoolean.read(buf),
+            validators=_UniffiFfiConverterOptionalTypeTestValidators.read(buf),
+            rate=_UniffiFfiConverterOptionalUInt64.read(buf),
+            latency_ms=_UniffiFfiConverterUInt64.read(buf),
+            change_every=_UniffiFfiConverterOptionalUInt64.read(buf),
+            drop_after=_UniffiFfiConverterOptionalUInt64.read(buf),
+            drop_requests=_UniffiFfiConverterUInt64.read(buf),
+            stall_after=_UniffiFfiConverterOptionalUInt64.read(buf),
+            stall_requests=_UniffiFfiConverterUInt64.read(buf),
+            stall_ms=_UniffiFfiConverterUInt64.read(buf),
+            busy_status=_UniffiFfiConverterUInt16.read(buf),
+            busy_requests=_UniffiFfiConverterUInt64.read(buf),
+            retry_after_secs=_UniffiFfiConverterUInt64.read(buf),
+            chunked=_UniffiFfiConverterBoolean.read(buf),
+            short_by=_UniffiFfiConverterUInt64.read(buf),
+            short_requests=_UniffiFfiConverterUInt64.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterUInt64.check_lower(value.size)
+        _UniffiFfiConverterUInt64.check_lower(value.seed)
+        _UniffiFfiConverterBoolean.check_lower(value.ranges)
+        _UniffiFfiConverterOptionalTypeTestValidators.check_lower(value.validators)
+        _UniffiFfiConverterOptionalUInt64.check_lower(value.rate)
+        _UniffiFfiConverterUInt64.check_lower(value.latency_ms)
+        _UniffiFfiConverterOptionalUInt64.check_lower(value.change_every)
+        _UniffiFfiConverterOptionalUInt64.check_lower(value.drop_after)
+        _UniffiFfiConverterUInt64.check_lower(value.drop_requests)
+        _UniffiFfiConverterOptionalUInt64.check_lower(value.stall_after)
+        _UniffiFfiConverterUInt64.check_lower(value.stall_requests)
+        _UniffiFfiConverterUInt64.check_lower(value.stall_ms)
+        _UniffiFfiConverterUInt16.check_lower(value.busy_status)
+        _UniffiFfiConverterUInt64.check_lower(value.busy_requests)
+        _UniffiFfiConverterUInt64.check_lower(value.retry_after_secs)
+        _UniffiFfiConverterBoolean.check_lower(value.chunked)
+        _UniffiFfiConverterUInt64.check_lower(value.short_by)
+        _UniffiFfiConverterUInt64.check_lower(value.short_requests)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterUInt64.write(value.size, buf)
+        _UniffiFfiConverterUInt64.write(value.seed, buf)
+        _UniffiFfiConverterBoolean.write(value.ranges, buf)
+        _UniffiFfiConverterOptionalTypeTestValidators.write(value.validators, buf)
+        _UniffiFfiConverterOptionalUInt64.write(value.rate, buf)
+        _UniffiFfiConverterUInt64.write(value.latency_ms, buf)
+        _UniffiFfiConverterOptionalUInt64.write(value.change_every, buf)
+        _UniffiFfiConverterOptionalUInt64.write(value.drop_after, buf)
+        _UniffiFfiConverterUInt64.write(value.drop_requests, buf)
+        _UniffiFfiConverterOptionalUInt64.write(value.stall_after, buf)
+        _UniffiFfiConverterUInt64.write(value.stall_requests, buf)
+        _UniffiFfiConverterUInt64.write(value.stall_ms, buf)
+        _UniffiFfiConverterUInt16.write(value.busy_status, buf)
+        _UniffiFfiConverterUInt64.write(value.busy_requests, buf)
+        _UniffiFfiConverterUInt64.write(value.retry_after_secs, buf)
+        _UniffiFfiConverterBoolean.write(value.chunked, buf)
+        _UniffiFfiConverterUInt64.write(value.short_by, buf)
+        _UniffiFfiConverterUInt64.write(value.short_requests, buf)
+
+@dataclass
+class TestServerStats:
+    """
+    What the test server has sent.
+"""
+    def __init__(self, *, requests:int, body_bytes:int, ranged_requests:int, if_range_requests:int, active:int, max_active:int):
+        self.requests = requests
+        self.body_bytes = body_bytes
+        self.ranged_requests = ranged_requests
+        self.if_range_requests = if_range_requests
+        self.active = active
+        self.max_active = max_active
+        
+        
+
+    
+    def __str__(self):
+        return "TestServerStats(requests={}, body_bytes={}, ranged_requests={}, if_range_requests={}, active={}, max_active={})".format(self.requests, self.body_bytes, self.ranged_requests, self.if_range_requests, self.active, self.max_active)
+    def __eq__(self, other):
+        if self.requests != other.requests:
+            return False
+        if self.body_bytes != other.body_bytes:
+            return False
+        if self.ranged_requests != other.ranged_requests:
+            return False
+        if self.if_range_requests != other.if_range_requests:
+            return False
+        if self.active != other.active:
+            return False
+        if self.max_active != other.max_active:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeTestServerStats(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return TestServerStats(
+            requests=_UniffiFfiConverterUInt64.read(buf),
+            body_bytes=_UniffiFfiConverterUInt64.read(buf),
+            ranged_requests=_UniffiFfiConverterUInt64.read(buf),
+            if_range_requests=_UniffiFfiConverterUInt64.read(buf),
+            active=_UniffiFfiConverterUInt64.read(buf),
+            max_active=_UniffiFfiConverterUInt64.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterUInt64.check_lower(value.requests)
+        _UniffiFfiConverterUInt64.check_lower(value.body_bytes)
+        _UniffiFfiConverterUInt64.check_lower(value.ranged_requests)
+        _UniffiFfiConverterUInt64.check_lower(value.if_range_requests)
+        _UniffiFfiConverterUInt64.check_lower(value.active)
+        _UniffiFfiConverterUInt64.check_lower(value.max_active)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterUInt64.write(value.requests, buf)
+        _UniffiFfiConverterUInt64.write(value.body_bytes, buf)
+        _UniffiFfiConverterUInt64.write(value.ranged_requests, buf)
+        _UniffiFfiConverterUInt64.write(value.if_range_requests, buf)
+        _UniffiFfiConverterUInt64.write(value.active, buf)
+        _UniffiFfiConverterUInt64.write(value.max_active, buf)
 
 
 
@@ -3299,6 +4696,467 @@ class _UniffiFfiConverterTypeDownloadEvent(_UniffiConverterRustBuffer):
             _UniffiFfiConverterOptionalTypeTaskState.write(value._from, buf)
             _UniffiFfiConverterTypeTaskState.write(value.to, buf)
             _UniffiFfiConverterOptionalTypeTaskErrorInfo.write(value.error, buf)
+
+
+
+
+
+
+
+
+class IngestOutcome:
+    """
+    What became of a chunk.
+"""
+    def __init__(self):
+        raise RuntimeError("IngestOutcome cannot be instantiated directly")
+
+    # Each enum variant is a nested class of the enum itself.
+    @dataclass
+    class COMMITTED:
+        """
+        Written, synced and journaled; `task_complete` when the file is now in place.
+"""
+        
+        def __init__(self, task_id:str, task_complete:bool):
+            self.task_id = task_id
+            
+            """
+        The task.
+"""
+        
+            self.task_complete = task_complete
+            
+            """
+        The file was published.
+"""
+        
+            pass
+
+    
+            
+            
+    
+        def __str__(self):
+            return "IngestOutcome.COMMITTED(task_id={}, task_complete={})".format(self.task_id, self.task_complete)
+        def __eq__(self, other):
+            if not isinstance(other, IngestOutcome):
+                return NotImplemented
+            if not other.is_COMMITTED():
+                return False
+            if self.task_id != other.task_id:
+                return False
+            if self.task_complete != other.task_complete:
+                return False
+            return True
+
+    @dataclass
+    class ALREADY_COMMITTED:
+        """
+        Ingested before; nothing written.
+"""
+        
+        def __init__(self, ):
+            pass
+
+    
+            
+            
+    
+        def __str__(self):
+            return "IngestOutcome.ALREADY_COMMITTED()".format()
+        def __eq__(self, other):
+            if not isinstance(other, IngestOutcome):
+                return NotImplemented
+            if not other.is_ALREADY_COMMITTED():
+                return False
+            return True
+
+    @dataclass
+    class RESTART:
+        """
+        The resource changed: the download starts over in the engine. Cancel the listed OS tasks.
+"""
+        
+        def __init__(self, task_id:str, reason:str, cancel_os_tags:typing.List[str]):
+            self.task_id = task_id
+            
+            """
+        The task.
+"""
+        
+            self.reason = reason
+            
+            """
+        Why.
+"""
+        
+            self.cancel_os_tags = cancel_os_tags
+            
+            """
+        OS tasks to cancel.
+"""
+        
+            pass
+
+    
+            
+            
+    
+        def __str__(self):
+            return "IngestOutcome.RESTART(task_id={}, reason={}, cancel_os_tags={})".format(self.task_id, self.reason, self.cancel_os_tags)
+        def __eq__(self, other):
+            if not isinstance(other, IngestOutcome):
+                return NotImplemented
+            if not other.is_RESTART():
+                return False
+            if self.task_id != other.task_id:
+                return False
+            if self.reason != other.reason:
+                return False
+            if self.cancel_os_tags != other.cancel_os_tags:
+                return False
+            return True
+
+    @dataclass
+    class REJECTED:
+        """
+        Not written; the lease ended and its range went back to the engine (or, when not
+        retryable, the task failed).
+"""
+        
+        def __init__(self, task_id:typing.Optional[str], code:ErrorCode, message:str, http_status:typing.Optional[int], retryable:bool, credentials:bool, cancel_os_tags:typing.List[str]):
+            self.task_id = task_id
+            
+            """
+        The task, when the lease was known.
+"""
+        
+            self.code = code
+            
+            """
+        Stable code.
+"""
+        
+            self.message = message
+            
+            """
+        Why.
+"""
+        
+            self.http_status = http_status
+            
+            """
+        HTTP status, when the server's answer was the reason.
+"""
+        
+            self.retryable = retryable
+            
+            """
+        Another try may succeed.
+"""
+        
+            self.credentials = credentials
+            
+            """
+        401 or 403: refresh the request's credentials.
+"""
+        
+            self.cancel_os_tags = cancel_os_tags
+            
+            """
+        OS tasks to cancel.
+"""
+        
+            pass
+
+    
+            
+            
+    
+        def __str__(self):
+            return "IngestOutcome.REJECTED(task_id={}, code={}, message={}, http_status={}, retryable={}, credentials={}, cancel_os_tags={})".format(self.task_id, self.code, self.message, self.http_status, self.retryable, self.credentials, self.cancel_os_tags)
+        def __eq__(self, other):
+            if not isinstance(other, IngestOutcome):
+                return NotImplemented
+            if not other.is_REJECTED():
+                return False
+            if self.task_id != other.task_id:
+                return False
+            if self.code != other.code:
+                return False
+            if self.message != other.message:
+                return False
+            if self.http_status != other.http_status:
+                return False
+            if self.retryable != other.retryable:
+                return False
+            if self.credentials != other.credentials:
+                return False
+            if self.cancel_os_tags != other.cancel_os_tags:
+                return False
+            return True
+
+    @dataclass
+    class NOTHING_STAGED:
+        """
+        Nothing is staged for the lease (ingested and deleted already, or never staged); a live
+        lease stays live.
+"""
+        
+        def __init__(self, ):
+            pass
+
+    
+            
+            
+    
+        def __str__(self):
+            return "IngestOutcome.NOTHING_STAGED()".format()
+        def __eq__(self, other):
+            if not isinstance(other, IngestOutcome):
+                return NotImplemented
+            if not other.is_NOTHING_STAGED():
+                return False
+            return True
+
+    @dataclass
+    class DEFERRED:
+        """
+        Storage trouble while writing: the chunk stays staged and the lease live; ingest again later.
+"""
+        
+        def __init__(self, code:ErrorCode, message:str):
+            self.code = code
+            
+            """
+        Stable code.
+"""
+        
+            self.message = message
+            
+            """
+        What went wrong.
+"""
+        
+            pass
+
+    
+            
+            
+    
+        def __str__(self):
+            return "IngestOutcome.DEFERRED(code={}, message={})".format(self.code, self.message)
+        def __eq__(self, other):
+            if not isinstance(other, IngestOutcome):
+                return NotImplemented
+            if not other.is_DEFERRED():
+                return False
+            if self.code != other.code:
+                return False
+            if self.message != other.message:
+                return False
+            return True
+
+    
+
+    # For each variant, we have `is_NAME` and `is_name` methods for easily checking
+    # whether an instance is that variant.
+    def is_COMMITTED(self) -> bool:
+        return isinstance(self, IngestOutcome.COMMITTED)
+    def is_committed(self) -> bool:
+        return isinstance(self, IngestOutcome.COMMITTED)
+    def is_ALREADY_COMMITTED(self) -> bool:
+        return isinstance(self, IngestOutcome.ALREADY_COMMITTED)
+    def is_already_committed(self) -> bool:
+        return isinstance(self, IngestOutcome.ALREADY_COMMITTED)
+    def is_RESTART(self) -> bool:
+        return isinstance(self, IngestOutcome.RESTART)
+    def is_restart(self) -> bool:
+        return isinstance(self, IngestOutcome.RESTART)
+    def is_REJECTED(self) -> bool:
+        return isinstance(self, IngestOutcome.REJECTED)
+    def is_rejected(self) -> bool:
+        return isinstance(self, IngestOutcome.REJECTED)
+    def is_NOTHING_STAGED(self) -> bool:
+        return isinstance(self, IngestOutcome.NOTHING_STAGED)
+    def is_nothing_staged(self) -> bool:
+        return isinstance(self, IngestOutcome.NOTHING_STAGED)
+    def is_DEFERRED(self) -> bool:
+        return isinstance(self, IngestOutcome.DEFERRED)
+    def is_deferred(self) -> bool:
+        return isinstance(self, IngestOutcome.DEFERRED)
+    
+
+# Now, a little trick - we make each nested variant class be a subclass of the main
+# enum class, so that method calls and instance checks etc will work intuitively.
+# We might be able to do this a little more neatly with a metaclass, but this'll do.
+IngestOutcome.COMMITTED = type("IngestOutcome.COMMITTED", (IngestOutcome.COMMITTED, IngestOutcome,), {})  # type: ignore
+IngestOutcome.ALREADY_COMMITTED = type("IngestOutcome.ALREADY_COMMITTED", (IngestOutcome.ALREADY_COMMITTED, IngestOutcome,), {})  # type: ignore
+IngestOutcome.RESTART = type("IngestOutcome.RESTART", (IngestOutcome.RESTART, IngestOutcome,), {})  # type: ignore
+IngestOutcome.REJECTED = type("IngestOutcome.REJECTED", (IngestOutcome.REJECTED, IngestOutcome,), {})  # type: ignore
+IngestOutcome.NOTHING_STAGED = type("IngestOutcome.NOTHING_STAGED", (IngestOutcome.NOTHING_STAGED, IngestOutcome,), {})  # type: ignore
+IngestOutcome.DEFERRED = type("IngestOutcome.DEFERRED", (IngestOutcome.DEFERRED, IngestOutcome,), {})  # type: ignore
+
+
+
+
+class _UniffiFfiConverterTypeIngestOutcome(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        variant = buf.read_i32()
+        if variant == 1:
+            return IngestOutcome.COMMITTED(
+                _UniffiFfiConverterString.read(buf),
+                _UniffiFfiConverterBoolean.read(buf),
+            )
+        if variant == 2:
+            return IngestOutcome.ALREADY_COMMITTED(
+            )
+        if variant == 3:
+            return IngestOutcome.RESTART(
+                _UniffiFfiConverterString.read(buf),
+                _UniffiFfiConverterString.read(buf),
+                _UniffiFfiConverterSequenceString.read(buf),
+            )
+        if variant == 4:
+            return IngestOutcome.REJECTED(
+                _UniffiFfiConverterOptionalString.read(buf),
+                _UniffiFfiConverterTypeErrorCode.read(buf),
+                _UniffiFfiConverterString.read(buf),
+                _UniffiFfiConverterOptionalUInt16.read(buf),
+                _UniffiFfiConverterBoolean.read(buf),
+                _UniffiFfiConverterBoolean.read(buf),
+                _UniffiFfiConverterSequenceString.read(buf),
+            )
+        if variant == 5:
+            return IngestOutcome.NOTHING_STAGED(
+            )
+        if variant == 6:
+            return IngestOutcome.DEFERRED(
+                _UniffiFfiConverterTypeErrorCode.read(buf),
+                _UniffiFfiConverterString.read(buf),
+            )
+        raise InternalError("Raw enum value doesn't match any cases")
+
+    @staticmethod
+    def check_lower(value):
+        if value.is_COMMITTED():
+            _UniffiFfiConverterString.check_lower(value.task_id)
+            _UniffiFfiConverterBoolean.check_lower(value.task_complete)
+            return
+        if value.is_ALREADY_COMMITTED():
+            return
+        if value.is_RESTART():
+            _UniffiFfiConverterString.check_lower(value.task_id)
+            _UniffiFfiConverterString.check_lower(value.reason)
+            _UniffiFfiConverterSequenceString.check_lower(value.cancel_os_tags)
+            return
+        if value.is_REJECTED():
+            _UniffiFfiConverterOptionalString.check_lower(value.task_id)
+            _UniffiFfiConverterTypeErrorCode.check_lower(value.code)
+            _UniffiFfiConverterString.check_lower(value.message)
+            _UniffiFfiConverterOptionalUInt16.check_lower(value.http_status)
+            _UniffiFfiConverterBoolean.check_lower(value.retryable)
+            _UniffiFfiConverterBoolean.check_lower(value.credentials)
+            _UniffiFfiConverterSequenceString.check_lower(value.cancel_os_tags)
+            return
+        if value.is_NOTHING_STAGED():
+            return
+        if value.is_DEFERRED():
+            _UniffiFfiConverterTypeErrorCode.check_lower(value.code)
+            _UniffiFfiConverterString.check_lower(value.message)
+            return
+        raise ValueError(value)
+
+    @staticmethod
+    def write(value, buf):
+        if value.is_COMMITTED():
+            buf.write_i32(1)
+            _UniffiFfiConverterString.write(value.task_id, buf)
+            _UniffiFfiConverterBoolean.write(value.task_complete, buf)
+        if value.is_ALREADY_COMMITTED():
+            buf.write_i32(2)
+        if value.is_RESTART():
+            buf.write_i32(3)
+            _UniffiFfiConverterString.write(value.task_id, buf)
+            _UniffiFfiConverterString.write(value.reason, buf)
+            _UniffiFfiConverterSequenceString.write(value.cancel_os_tags, buf)
+        if value.is_REJECTED():
+            buf.write_i32(4)
+            _UniffiFfiConverterOptionalString.write(value.task_id, buf)
+            _UniffiFfiConverterTypeErrorCode.write(value.code, buf)
+            _UniffiFfiConverterString.write(value.message, buf)
+            _UniffiFfiConverterOptionalUInt16.write(value.http_status, buf)
+            _UniffiFfiConverterBoolean.write(value.retryable, buf)
+            _UniffiFfiConverterBoolean.write(value.credentials, buf)
+            _UniffiFfiConverterSequenceString.write(value.cancel_os_tags, buf)
+        if value.is_NOTHING_STAGED():
+            buf.write_i32(5)
+        if value.is_DEFERRED():
+            buf.write_i32(6)
+            _UniffiFfiConverterTypeErrorCode.write(value.code, buf)
+            _UniffiFfiConverterString.write(value.message, buf)
+
+
+
+
+
+
+
+
+class StopCause(enum.Enum):
+    """
+    Why a run is asked to stop.
+"""
+    
+    STOPPED = 0
+    """
+    The system stopped the worker or job (its time, quota, standby bucket).
+"""
+    
+    NETWORK_LOST = 1
+    """
+    The network the job needed went away.
+"""
+    
+    APP = 2
+    """
+    The app asked.
+"""
+    
+
+
+class _UniffiFfiConverterTypeStopCause(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        variant = buf.read_i32()
+        if variant == 1:
+            return StopCause.STOPPED
+        if variant == 2:
+            return StopCause.NETWORK_LOST
+        if variant == 3:
+            return StopCause.APP
+        raise InternalError("Raw enum value doesn't match any cases")
+
+    @staticmethod
+    def check_lower(value):
+        if value == StopCause.STOPPED:
+            return
+        if value == StopCause.NETWORK_LOST:
+            return
+        if value == StopCause.APP:
+            return
+        raise ValueError(value)
+
+    @staticmethod
+    def write(value, buf):
+        if value == StopCause.STOPPED:
+            buf.write_i32(1)
+        if value == StopCause.NETWORK_LOST:
+            buf.write_i32(2)
+        if value == StopCause.APP:
+            buf.write_i32(3)
 
 
 
@@ -3968,6 +5826,56 @@ class _UniffiFfiConverterTypeEventStream:
     def write(cls, value: EventStream, buf: _UniffiRustBuffer):
         buf.write_u64(cls.lower(value))
 
+class _UniffiFfiConverterOptionalSequenceString(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterSequenceString.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterSequenceString.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterSequenceString.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
+class _UniffiFfiConverterOptionalTypeHandoffConfig(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterTypeHandoffConfig.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterTypeHandoffConfig.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterTypeHandoffConfig.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
 class _UniffiFfiConverterSequenceTypeTaskStatus(_UniffiConverterRustBuffer):
     @classmethod
     def check_lower(cls, value):
@@ -3991,11 +5899,67 @@ class _UniffiFfiConverterSequenceTypeTaskStatus(_UniffiConverterRustBuffer):
             _UniffiFfiConverterTypeTaskStatus.read(buf) for i in range(count)
         ]
 
+class _UniffiFfiConverterSequenceTypeOsTaskInfo(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        for item in value:
+            _UniffiFfiConverterTypeOsTaskInfo.check_lower(item)
+
+    @classmethod
+    def write(cls, value, buf):
+        items = len(value)
+        buf.write_i32(items)
+        for item in value:
+            _UniffiFfiConverterTypeOsTaskInfo.write(item, buf)
+
+    @classmethod
+    def read(cls, buf):
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+
+        return [
+            _UniffiFfiConverterTypeOsTaskInfo.read(buf) for i in range(count)
+        ]
+
+class _UniffiFfiConverterSequenceTypeTaskRunOutcome(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        for item in value:
+            _UniffiFfiConverterTypeTaskRunOutcome.check_lower(item)
+
+    @classmethod
+    def write(cls, value, buf):
+        items = len(value)
+        buf.write_i32(items)
+        for item in value:
+            _UniffiFfiConverterTypeTaskRunOutcome.write(item, buf)
+
+    @classmethod
+    def read(cls, buf):
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+
+        return [
+            _UniffiFfiConverterTypeTaskRunOutcome.read(buf) for i in range(count)
+        ]
+
 
 class DownloadManagerProtocol(typing.Protocol):
     """
     A download manager over one state directory (its persistent task table). Opening the same
     directory twice in one process gives the same underlying manager.
+
+    Several processes may have one state directory open at once (an app and its extension or
+    widget in an App Group container, an app and its worker process). Shared between them: the
+    task table (every process lists every task, with the progress its owner's journal records,
+    seen within a progress interval), destination claims and ids, the per-host connection cap, and
+    pause / cancel / remove (a task another process runs is paused, cancelled or removed by that
+    process within a progress interval). Not shared: each process runs only the tasks it enqueued
+    or resumed (or, with `resume_on_open`, took over from a process that died), events report
+    what this process sees, `max_running_tasks` is per process, and memory and stream outputs stay
+    in the process that asked for them.
 """
     
     def add_listener(self, listener: EventListener) -> ListenerRegistration:
@@ -4040,6 +6004,24 @@ class DownloadManagerProtocol(typing.Protocol):
         background): everything transferred so far then survives even a power loss.
 """
         raise NotImplementedError
+    async def hand_off(self, task_ids: typing.Union[object, typing.Optional[typing.List[str]]] = _DEFAULT,config: typing.Union[object, typing.Optional[HandoffConfig]] = _DEFAULT) -> HandoffResult:
+        """
+        Hands the given tasks (`None`: every queued or running file task) to the OS: their
+        transfers stop with everything synced, and every byte left is leased. Create one OS task
+        per request right away. The tasks stay `running` (`handed_off` in their status).
+"""
+        raise NotImplementedError
+    def ingest_chunk(self, lease_id: str,file_path: str,response: ChunkResponse) -> IngestOutcome:
+        """
+        Ingests `file_path`, the body the OS fetched for a lease, with its answer. The file is
+        deleted once its fate is decided (kept when the outcome is `Deferred`).
+"""
+        raise NotImplementedError
+    def ingest_staged(self, lease_id: str) -> IngestOutcome:
+        """
+        Ingests the staged chunk of a lease. Idempotent; blocking (it copies and syncs).
+"""
+        raise NotImplementedError
     def limits(self, ) -> Limits:
         """
         Current limits.
@@ -4048,6 +6030,16 @@ class DownloadManagerProtocol(typing.Protocol):
     def list(self, ) -> typing.List[TaskStatus]:
         """
         Every task, in enqueue order.
+"""
+        raise NotImplementedError
+    def live_leases(self, ) -> typing.List[OsRangeRequest]:
+        """
+        The live leases, as requests.
+"""
+        raise NotImplementedError
+    def note_os_progress(self, os_tag: str,bytes_received: int) -> None:
+        """
+        Progress the OS reports for a lease's task: shown in the task's status, never journaled.
 """
         raise NotImplementedError
     def pause(self, task_id: str) -> None:
@@ -4060,19 +6052,51 @@ class DownloadManagerProtocol(typing.Protocol):
         Pauses every queued or running task; returns how many.
 """
         raise NotImplementedError
+    def reconcile(self, live: typing.List[OsTaskInfo],foreground: bool,config: typing.Union[object, typing.Optional[HandoffConfig]] = _DEFAULT) -> ReconcilePlan:
+        """
+        After a launch or wake: what to cancel, ingest, give the OS again (cut by `config`), or
+        fetch in process.
+"""
+        raise NotImplementedError
+    def release_lease(self, lease_id: str) -> None:
+        """
+        The OS task of a lease failed or vanished: its range goes back to the engine.
+"""
+        raise NotImplementedError
     def remove(self, task_id: str,delete_file: bool = False) -> None:
         """
         Forgets a task; with `delete_file`, also deletes a completed file.
 """
         raise NotImplementedError
+    async def request_stop(self, task_ids: typing.Union[object, typing.Optional[typing.List[str]]] = _DEFAULT,cause: StopCause) -> int:
+        """
+        Stops the given tasks (`None`: every running or queued one) and holds them for the next
+        run; returns once their journals and part files are synced (at most about ten seconds).
+        Call it when the worker's coroutine is cancelled. Returns how many were stopped.
+"""
+        raise NotImplementedError
     def resume(self, task_id: str) -> None:
         """
-        Resumes a paused or failed task.
+        Resumes a paused or failed task here (a task another process runs is left to it).
 """
         raise NotImplementedError
     def resume_all(self, ) -> int:
         """
         Resumes every queued, paused or failed task; returns how many.
+"""
+        raise NotImplementedError
+    def revoked_os_tags(self, ) -> typing.List[str]:
+        """
+        OS tasks whose leases the engine ended (a pause, cancel, remove, restart or failure) since
+        the last call: cancel them.
+"""
+        raise NotImplementedError
+    async def run_budgeted(self, task_ids: typing.Union[object, typing.Optional[typing.List[str]]] = _DEFAULT,budget_ms: int) -> typing.List[TaskRunOutcome]:
+        """
+        Runs the given tasks (`None`: every queued task, and failed ones whose error was
+        transient) until each ends or `budget_ms` passes, then stops the rest with everything
+        synced and holds them for the next run. A task already running is joined, never started
+        twice. One outcome per task, in order.
 """
         raise NotImplementedError
     def set_limits(self, limits: Limits) -> None:
@@ -4091,6 +6115,14 @@ class DownloadManagerProtocol(typing.Protocol):
         until the directory is opened again.
 """
         raise NotImplementedError
+    def stage_chunk(self, lease_id: str,file_path: str,response: ChunkResponse) -> bool:
+        """
+        Moves the file the OS fetched for a lease into the state directory's staging folder, with
+        the answer's status and headers. Call it inside `didFinishDownloadingTo` (iOS deletes the
+        file when it returns); then `ingest_staged`, off that thread. Returns false when a chunk
+        was already staged for the lease: this body, a duplicate, is dropped.
+"""
+        raise NotImplementedError
     def state_dir(self, ) -> str:
         """
         The state directory.
@@ -4099,6 +6131,12 @@ class DownloadManagerProtocol(typing.Protocol):
     def status(self, task_id: str) -> TaskStatus:
         """
         A task's status.
+"""
+        raise NotImplementedError
+    def take_back(self, stale_after_ms: int = 20000) -> typing.List[str]:
+        """
+        Back in the foreground: leases with no OS progress for `stale_after_ms` go back to the
+        engine. Returns the OS tasks to cancel.
 """
         raise NotImplementedError
     def take_bytes(self, task_id: str) -> bytes:
@@ -4117,13 +6155,29 @@ class DownloadManager(DownloadManagerProtocol):
     """
     A download manager over one state directory (its persistent task table). Opening the same
     directory twice in one process gives the same underlying manager.
+
+    Several processes may have one state directory open at once (an app and its extension or
+    widget in an App Group container, an app and its worker process). Shared between them: the
+    task table (every process lists every task, with the progress its owner's journal records,
+    seen within a progress interval), destination claims and ids, the per-host connection cap, and
+    pause / cancel / remove (a task another process runs is paused, cancelled or removed by that
+    process within a progress interval). Not shared: each process runs only the tasks it enqueued
+    or resumed (or, with `resume_on_open`, took over from a process that died), events report
+    what this process sees, `max_running_tasks` is per process, and memory and stream outputs stay
+    in the process that asked for them.
 """
     
     _handle: ctypes.c_uint64
     @classmethod
     def open(cls, state_dir: str,config: typing.Union[object, typing.Optional[ManagerConfig]] = _DEFAULT) -> DownloadManager:
         """
-        Opens (creating if needed) the manager of `state_dir`.
+        Opens (creating if needed) the manager of `state_dir`, which other processes may have open
+        too. Errors: `LocksUnavailable` where the directory's file system has no working file locks
+        (processes could not tell who runs a task), `PermissionDenied` where it cannot be written,
+        `StateDirLocked` while an older version of Ferry (one process at a time) holds it.
+        `config.roots` names the directories whose paths may change between launches (an iOS app's
+        Documents and Caches, an App Group container): tasks under them follow them (see
+        `ManagerConfig.roots`); a bad root is `InvalidConfig`.
 """
         
         _UniffiFfiConverterString.check_lower(state_dir)
@@ -4317,6 +6371,78 @@ class DownloadManager(DownloadManagerProtocol):
             _uniffi_lift_return,
             _uniffi_error_converter,
         )
+    async def hand_off(self, task_ids: typing.Union[object, typing.Optional[typing.List[str]]] = _DEFAULT,config: typing.Union[object, typing.Optional[HandoffConfig]] = _DEFAULT) -> HandoffResult:
+        """
+        Hands the given tasks (`None`: every queued or running file task) to the OS: their
+        transfers stop with everything synced, and every byte left is leased. Create one OS task
+        per request right away. The tasks stay `running` (`handed_off` in their status).
+"""
+        
+        if task_ids is _DEFAULT:
+            task_ids = None
+        _UniffiFfiConverterOptionalSequenceString.check_lower(task_ids)
+
+        if config is _DEFAULT:
+            config = None
+        _UniffiFfiConverterOptionalTypeHandoffConfig.check_lower(config)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterOptionalSequenceString.lower(task_ids),
+            _UniffiFfiConverterOptionalTypeHandoffConfig.lower(config),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeHandoffResult.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeDownloadError
+        return await _uniffi_rust_call_async(
+            _UniffiLib.uniffi_ferry_fn_method_downloadmanager_hand_off(*_uniffi_lowered_args),
+            _UniffiLib.ffi_ferry_rust_future_poll_rust_buffer,
+            _UniffiLib.ffi_ferry_rust_future_complete_rust_buffer,
+            _UniffiLib.ffi_ferry_rust_future_free_rust_buffer,
+            _uniffi_lift_return,
+            _uniffi_error_converter,
+        )
+    def ingest_chunk(self, lease_id: str,file_path: str,response: ChunkResponse) -> IngestOutcome:
+        """
+        Ingests `file_path`, the body the OS fetched for a lease, with its answer. The file is
+        deleted once its fate is decided (kept when the outcome is `Deferred`).
+"""
+        
+        _UniffiFfiConverterString.check_lower(lease_id)
+
+        _UniffiFfiConverterString.check_lower(file_path)
+
+        _UniffiFfiConverterTypeChunkResponse.check_lower(response)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(lease_id),
+            _UniffiFfiConverterString.lower(file_path),
+            _UniffiFfiConverterTypeChunkResponse.lower(response),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeIngestOutcome.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_downloadmanager_ingest_chunk,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def ingest_staged(self, lease_id: str) -> IngestOutcome:
+        """
+        Ingests the staged chunk of a lease. Idempotent; blocking (it copies and syncs).
+"""
+        
+        _UniffiFfiConverterString.check_lower(lease_id)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(lease_id),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeIngestOutcome.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_downloadmanager_ingest_staged,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
     def limits(self, ) -> Limits:
         """
         Current limits.
@@ -4344,6 +6470,42 @@ class DownloadManager(DownloadManagerProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_ferry_fn_method_downloadmanager_list,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def live_leases(self, ) -> typing.List[OsRangeRequest]:
+        """
+        The live leases, as requests.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterSequenceTypeOsRangeRequest.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_downloadmanager_live_leases,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def note_os_progress(self, os_tag: str,bytes_received: int) -> None:
+        """
+        Progress the OS reports for a lease's task: shown in the task's status, never journaled.
+"""
+        
+        _UniffiFfiConverterString.check_lower(os_tag)
+
+        _UniffiFfiConverterUInt64.check_lower(bytes_received)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(os_tag),
+            _UniffiFfiConverterUInt64.lower(bytes_received),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_downloadmanager_note_os_progress,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
@@ -4380,6 +6542,51 @@ class DownloadManager(DownloadManagerProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    def reconcile(self, live: typing.List[OsTaskInfo],foreground: bool,config: typing.Union[object, typing.Optional[HandoffConfig]] = _DEFAULT) -> ReconcilePlan:
+        """
+        After a launch or wake: what to cancel, ingest, give the OS again (cut by `config`), or
+        fetch in process.
+"""
+        
+        _UniffiFfiConverterSequenceTypeOsTaskInfo.check_lower(live)
+
+        _UniffiFfiConverterBoolean.check_lower(foreground)
+
+        if config is _DEFAULT:
+            config = None
+        _UniffiFfiConverterOptionalTypeHandoffConfig.check_lower(config)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterSequenceTypeOsTaskInfo.lower(live),
+            _UniffiFfiConverterBoolean.lower(foreground),
+            _UniffiFfiConverterOptionalTypeHandoffConfig.lower(config),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeReconcilePlan.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeDownloadError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_downloadmanager_reconcile,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def release_lease(self, lease_id: str) -> None:
+        """
+        The OS task of a lease failed or vanished: its range goes back to the engine.
+"""
+        
+        _UniffiFfiConverterString.check_lower(lease_id)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(lease_id),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeDownloadError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_downloadmanager_release_lease,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
     def remove(self, task_id: str,delete_file: bool = False) -> None:
         """
         Forgets a task; with `delete_file`, also deletes a completed file.
@@ -4401,9 +6608,36 @@ class DownloadManager(DownloadManagerProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    async def request_stop(self, task_ids: typing.Union[object, typing.Optional[typing.List[str]]] = _DEFAULT,cause: StopCause) -> int:
+        """
+        Stops the given tasks (`None`: every running or queued one) and holds them for the next
+        run; returns once their journals and part files are synced (at most about ten seconds).
+        Call it when the worker's coroutine is cancelled. Returns how many were stopped.
+"""
+        
+        if task_ids is _DEFAULT:
+            task_ids = None
+        _UniffiFfiConverterOptionalSequenceString.check_lower(task_ids)
+
+        _UniffiFfiConverterTypeStopCause.check_lower(cause)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterOptionalSequenceString.lower(task_ids),
+            _UniffiFfiConverterTypeStopCause.lower(cause),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterUInt32.lift
+        _uniffi_error_converter = None
+        return await _uniffi_rust_call_async(
+            _UniffiLib.uniffi_ferry_fn_method_downloadmanager_request_stop(*_uniffi_lowered_args),
+            _UniffiLib.ffi_ferry_rust_future_poll_u32,
+            _UniffiLib.ffi_ferry_rust_future_complete_u32,
+            _UniffiLib.ffi_ferry_rust_future_free_u32,
+            _uniffi_lift_return,
+            _uniffi_error_converter,
+        )
     def resume(self, task_id: str) -> None:
         """
-        Resumes a paused or failed task.
+        Resumes a paused or failed task here (a task another process runs is left to it).
 """
         
         _UniffiFfiConverterString.check_lower(task_id)
@@ -4434,6 +6668,50 @@ class DownloadManager(DownloadManagerProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    def revoked_os_tags(self, ) -> typing.List[str]:
+        """
+        OS tasks whose leases the engine ended (a pause, cancel, remove, restart or failure) since
+        the last call: cancel them.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterSequenceString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_downloadmanager_revoked_os_tags,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    async def run_budgeted(self, task_ids: typing.Union[object, typing.Optional[typing.List[str]]] = _DEFAULT,budget_ms: int) -> typing.List[TaskRunOutcome]:
+        """
+        Runs the given tasks (`None`: every queued task, and failed ones whose error was
+        transient) until each ends or `budget_ms` passes, then stops the rest with everything
+        synced and holds them for the next run. A task already running is joined, never started
+        twice. One outcome per task, in order.
+"""
+        
+        if task_ids is _DEFAULT:
+            task_ids = None
+        _UniffiFfiConverterOptionalSequenceString.check_lower(task_ids)
+
+        _UniffiFfiConverterUInt64.check_lower(budget_ms)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterOptionalSequenceString.lower(task_ids),
+            _UniffiFfiConverterUInt64.lower(budget_ms),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterSequenceTypeTaskRunOutcome.lift
+        _uniffi_error_converter = None
+        return await _uniffi_rust_call_async(
+            _UniffiLib.uniffi_ferry_fn_method_downloadmanager_run_budgeted(*_uniffi_lowered_args),
+            _UniffiLib.ffi_ferry_rust_future_poll_rust_buffer,
+            _UniffiLib.ffi_ferry_rust_future_complete_rust_buffer,
+            _UniffiLib.ffi_ferry_rust_future_free_rust_buffer,
+            _uniffi_lift_return,
+            _uniffi_error_converter,
+        )
     def set_limits(self, limits: Limits) -> None:
         """
         Changes limits at run time.
@@ -4491,6 +6769,33 @@ class DownloadManager(DownloadManagerProtocol):
             _uniffi_lift_return,
             _uniffi_error_converter,
         )
+    def stage_chunk(self, lease_id: str,file_path: str,response: ChunkResponse) -> bool:
+        """
+        Moves the file the OS fetched for a lease into the state directory's staging folder, with
+        the answer's status and headers. Call it inside `didFinishDownloadingTo` (iOS deletes the
+        file when it returns); then `ingest_staged`, off that thread. Returns false when a chunk
+        was already staged for the lease: this body, a duplicate, is dropped.
+"""
+        
+        _UniffiFfiConverterString.check_lower(lease_id)
+
+        _UniffiFfiConverterString.check_lower(file_path)
+
+        _UniffiFfiConverterTypeChunkResponse.check_lower(response)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(lease_id),
+            _UniffiFfiConverterString.lower(file_path),
+            _UniffiFfiConverterTypeChunkResponse.lower(response),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterBoolean.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeDownloadError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_downloadmanager_stage_chunk,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
     def state_dir(self, ) -> str:
         """
         The state directory.
@@ -4521,6 +6826,25 @@ class DownloadManager(DownloadManagerProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_ferry_fn_method_downloadmanager_status,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def take_back(self, stale_after_ms: int = 20000) -> typing.List[str]:
+        """
+        Back in the foreground: leases with no OS progress for `stale_after_ms` go back to the
+        engine. Returns the OS tasks to cancel.
+"""
+        
+        _UniffiFfiConverterUInt64.check_lower(stale_after_ms)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterUInt64.lower(stale_after_ms),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterSequenceString.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeDownloadError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_downloadmanager_take_back,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
@@ -4593,6 +6917,326 @@ class _UniffiFfiConverterTypeDownloadManager:
     def write(cls, value: DownloadManager, buf: _UniffiRustBuffer):
         buf.write_u64(cls.lower(value))
 
+
+class TestServerProtocol(typing.Protocol):
+    """
+    An HTTP/1.1 server on 127.0.0.1 serving one generated file at `url()` (and at
+    `url_named(name)`), with switchable faults; also `status_url(code)` (an error page) and
+    `redirect_url(hops)`. It stops when dropped (or with `stop()`).
+"""
+    
+    def base(self, ) -> str:
+        """
+        `http://127.0.0.1:<port>`.
+"""
+        raise NotImplementedError
+    def content(self, ) -> bytes:
+        """
+        The file's bytes as the server serves them now.
+"""
+        raise NotImplementedError
+    def log(self, ) -> typing.List[str]:
+        """
+        One line per request for the file: its range, `If-Range`, and the status answered.
+"""
+        raise NotImplementedError
+    def redirect_url(self, hops: int) -> str:
+        """
+        A chain of `hops` redirects ending at the file.
+"""
+        raise NotImplementedError
+    def set_config(self, config: TestServerConfig) -> None:
+        """
+        Changes the server's behaviour from the next request on.
+"""
+        raise NotImplementedError
+    def sha256(self, ) -> str:
+        """
+        SHA-256 (lower-case hex) of the file as the server serves it now.
+"""
+        raise NotImplementedError
+    def size(self, ) -> int:
+        """
+        The file's current length.
+"""
+        raise NotImplementedError
+    def stats(self, ) -> TestServerStats:
+        """
+        What the server has sent so far.
+"""
+        raise NotImplementedError
+    def status_url(self, code: int) -> str:
+        """
+        A page answered with `code` (404, 503, ...).
+"""
+        raise NotImplementedError
+    def url(self, ) -> str:
+        """
+        The file's URL.
+"""
+        raise NotImplementedError
+    def url_named(self, name: str) -> str:
+        """
+        The file's URL, ending in `name` (the CLI and seed APIs name files after the URL).
+"""
+        raise NotImplementedError
+
+class TestServer(TestServerProtocol):
+    """
+    An HTTP/1.1 server on 127.0.0.1 serving one generated file at `url()` (and at
+    `url_named(name)`), with switchable faults; also `status_url(code)` (an error page) and
+    `redirect_url(hops)`. It stops when dropped (or with `stop()`).
+"""
+    
+    _handle: ctypes.c_uint64
+    @classmethod
+    def start(cls, config: typing.Union[object, typing.Optional[TestServerConfig]] = _DEFAULT) -> TestServer:
+        """
+        Starts a server on a free port of 127.0.0.1.
+"""
+        
+        if config is _DEFAULT:
+            config = None
+        _UniffiFfiConverterOptionalTypeTestServerConfig.check_lower(config)
+        _uniffi_lowered_args = (
+            _UniffiFfiConverterOptionalTypeTestServerConfig.lower(config),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeTestServer.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeDownloadError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_constructor_testserver_start,
+            *_uniffi_lowered_args,
+        )
+        return cls._uniffi_make_instance(_uniffi_ffi_result)
+    
+    def __init__(self, *args, **kwargs):
+        raise ValueError("This class has no default constructor")
+
+    def __del__(self):
+        # In case of partial initialization of instances.
+        handle = getattr(self, "_handle", None)
+        if handle is not None:
+            _uniffi_rust_call(_UniffiLib.uniffi_ferry_fn_free_testserver, handle)
+
+    def _uniffi_clone_handle(self):
+        return _uniffi_rust_call(_UniffiLib.uniffi_ferry_fn_clone_testserver, self._handle)
+
+    # Used by alternative constructors or any methods which return this type.
+    @classmethod
+    def _uniffi_make_instance(cls, handle):
+        # Lightly yucky way to bypass the usual __init__ logic
+        # and just create a new instance with the required handle.
+        inst = cls.__new__(cls)
+        inst._handle = handle
+        return inst
+    def base(self, ) -> str:
+        """
+        `http://127.0.0.1:<port>`.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_testserver_base,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def content(self, ) -> bytes:
+        """
+        The file's bytes as the server serves them now.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterBytes.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_testserver_content,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def log(self, ) -> typing.List[str]:
+        """
+        One line per request for the file: its range, `If-Range`, and the status answered.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterSequenceString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_testserver_log,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def redirect_url(self, hops: int) -> str:
+        """
+        A chain of `hops` redirects ending at the file.
+"""
+        
+        _UniffiFfiConverterUInt32.check_lower(hops)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterUInt32.lower(hops),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_testserver_redirect_url,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def set_config(self, config: TestServerConfig) -> None:
+        """
+        Changes the server's behaviour from the next request on.
+"""
+        
+        _UniffiFfiConverterTypeTestServerConfig.check_lower(config)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterTypeTestServerConfig.lower(config),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_testserver_set_config,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def sha256(self, ) -> str:
+        """
+        SHA-256 (lower-case hex) of the file as the server serves it now.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_testserver_sha256,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def size(self, ) -> int:
+        """
+        The file's current length.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterUInt64.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_testserver_size,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def stats(self, ) -> TestServerStats:
+        """
+        What the server has sent so far.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeTestServerStats.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_testserver_stats,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def status_url(self, code: int) -> str:
+        """
+        A page answered with `code` (404, 503, ...).
+"""
+        
+        _UniffiFfiConverterUInt16.check_lower(code)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterUInt16.lower(code),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_testserver_status_url,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def url(self, ) -> str:
+        """
+        The file's URL.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_testserver_url,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def url_named(self, name: str) -> str:
+        """
+        The file's URL, ending in `name` (the CLI and seed APIs name files after the URL).
+"""
+        
+        _UniffiFfiConverterString.check_lower(name)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(name),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_testserver_url_named,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+
+
+
+
+
+class _UniffiFfiConverterTypeTestServer:
+    @staticmethod
+    def lift(value: int) -> TestServer:
+        return TestServer._uniffi_make_instance(value)
+
+    @staticmethod
+    def check_lower(value: TestServer):
+        if not isinstance(value, TestServer):
+            raise TypeError("Expected TestServer instance, {} found".format(type(value).__name__))
+
+    @staticmethod
+    def lower(value: TestServer) -> ctypes.c_uint64:
+        return value._uniffi_clone_handle()
+
+    @classmethod
+    def read(cls, buf: _UniffiRustBuffer) -> TestServer:
+        ptr = buf.read_u64()
+        if ptr == 0:
+            raise InternalError("Raw handle value was null")
+        return cls.lift(ptr)
+
+    @classmethod
+    def write(cls, value: TestServer, buf: _UniffiRustBuffer):
+        buf.write_u64(cls.lower(value))
+
 class _UniffiFfiConverterOptionalTypeManagerConfig(_UniffiConverterRustBuffer):
     @classmethod
     def check_lower(cls, value):
@@ -4615,6 +7259,31 @@ class _UniffiFfiConverterOptionalTypeManagerConfig(_UniffiConverterRustBuffer):
             return None
         elif flag == 1:
             return _UniffiFfiConverterTypeManagerConfig.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
+class _UniffiFfiConverterOptionalTypeTestServerConfig(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterTypeTestServerConfig.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterTypeTestServerConfig.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterTypeTestServerConfig.read(buf)
         else:
             raise InternalError("Unexpected flag byte for optional type")
 def cancel(task_id: str) -> None:
@@ -4748,17 +7417,32 @@ def version() -> str:
 __all__ = [
     "InternalError",
     "ErrorCode",
+    "RunOutcome",
     "TaskState",
+    "TestValidators",
     "BatchItem",
     "CallbackError",
     "DownloadError",
     "DownloadEvent",
+    "IngestOutcome",
+    "StopCause",
     "HttpHeader",
+    "ChunkResponse",
     "DownloadRequest",
+    "HandoffConfig",
+    "OsRangeRequest",
+    "SkippedTask",
+    "HandoffResult",
     "Limits",
+    "PathRoot",
     "ManagerConfig",
+    "OsTaskInfo",
+    "ReconcilePlan",
     "TaskErrorInfo",
+    "TaskRunOutcome",
     "TaskStatus",
+    "TestServerConfig",
+    "TestServerStats",
     "cancel",
     "default_manager",
     "download",
@@ -4776,4 +7460,6 @@ __all__ = [
     "EventStreamProtocol",
     "DownloadManager",
     "DownloadManagerProtocol",
+    "TestServer",
+    "TestServerProtocol",
 ]

@@ -1,13 +1,14 @@
 """`Manager`: a Pythonic wrapper of the generated `DownloadManager`."""
 
 import asyncio
+import copy
 import os
-from typing import Any, Callable, List, Optional, Union
+from typing import Any, Callable, List, Mapping, Optional, Union
 
 from . import _ffi
 from ._ffi import (BatchItem, ChunkSink, DownloadError, DownloadEvent, DownloadManager, DownloadRequest,
-                   ErrorCode, EventListener, Limits, ListenerRegistration, ManagerConfig, TaskErrorInfo,
-                   TaskStatus)
+                   ErrorCode, EventListener, Limits, ListenerRegistration, ManagerConfig, PathRoot,
+                   TaskErrorInfo, TaskStatus)
 from .callbacks import CallbackListener, CallbackSink
 from .events import EventIterator
 from .request import check_request, check_task_id, make_request
@@ -35,9 +36,22 @@ class Manager:
     Other processes may have the same state directory open (see "Several processes" in
     python/README.md): every process lists every task; each runs the ones it enqueued or resumed.
     Opening raises `LOCKS_UNAVAILABLE` on a file system without working file locks.
+
+    `roots` names directories whose path may change (a data directory restored elsewhere, a
+    volume mounted at another place): `{"data": "/srv/app/data"}`. A destination under one is
+    stored relative to it and resolved against the roots of each open, so its task resumes from
+    its bytes and reports where its file is now. Declare the same names at every open (and in
+    every process sharing `state_dir`); a task under a name that is not declared is listed with
+    `ROOT_UNKNOWN` and not run. A bad root (a missing directory, a relative path) raises
+    `INVALID_CONFIG`. They are added to `config.roots`.
     """
 
-    def __init__(self, state_dir: "os.PathLike | str", config: Optional[ManagerConfig] = None):
+    def __init__(self, state_dir: "os.PathLike | str", config: Optional[ManagerConfig] = None,
+                 roots: Optional[Mapping[str, "os.PathLike | str"]] = None):
+        if roots:
+            config = copy.copy(config) if config is not None else ManagerConfig()
+            config.roots = list(config.roots) + [PathRoot(name=name, path=os.fspath(path))
+                                                 for name, path in roots.items()]
         self._attach(DownloadManager.open(os.fspath(state_dir), config), owned=True)
 
     @classmethod

@@ -31,6 +31,9 @@ impl DownloadManager {
     /// too. Errors: `LocksUnavailable` where the directory's file system has no working file locks
     /// (processes could not tell who runs a task), `PermissionDenied` where it cannot be written,
     /// `StateDirLocked` while an older version of Ferry (one process at a time) holds it.
+    /// `config.roots` names the directories whose paths may change between launches (an iOS app's
+    /// Documents and Caches, an App Group container): tasks under them follow them (see
+    /// `ManagerConfig.roots`); a bad root is `InvalidConfig`.
     #[uniffi::constructor(default(config = None))]
     pub fn open(state_dir: String, config: Option<ManagerConfig>) -> R<Arc<Self>> {
         let inner = engine::Manager::open(state_dir, config.unwrap_or_default().into())?;

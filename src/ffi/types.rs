@@ -116,7 +116,10 @@ pub struct TaskStatus {
     pub task_id: String,
     /// URL.
     pub url: String,
-    /// Destination file, for file outputs.
+    /// Destination file, for file outputs: the absolute path, resolved against the manager's roots
+    /// when it is stored relative to one (a completed task reports where its file is now). A task
+    /// stored under a root this manager does not declare shows the stored text (`@name/...`) and
+    /// the error `RootUnknown`.
     pub destination: Option<String>,
     /// "file", "memory" or "stream".
     pub output: String,
@@ -259,6 +262,16 @@ impl From<Limits> for engine::Limits {
     }
 }
 
+/// A named directory that destinations are stored relative to (see `ManagerConfig.roots`).
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct PathRoot {
+    /// A short name: 1–64 ASCII letters, digits, `_`, `-` or `.`. Stored in the task table, so it
+    /// must mean the same directory at every open (`documents`, `caches`, `group`).
+    pub name: String,
+    /// Absolute path of an existing directory, as it is at this open.
+    pub path: String,
+}
+
 /// Manager configuration. Every field has a default.
 #[derive(Clone, Debug, Default, uniffi::Record)]
 pub struct ManagerConfig {
@@ -304,6 +317,17 @@ pub struct ManagerConfig {
     /// comes from there too.
     #[uniffi(default)]
     pub no_proxy: Option<String>,
+    /// Directories whose path may change between launches (on iOS the app's container moves after
+    /// an update or a restore): a destination under one is stored relative to it (the deepest one
+    /// when they nest) and resolved against the roots of each open, part file included, so tasks
+    /// resume and completed ones report where their files are now. Destinations outside every root
+    /// are stored as absolute paths. A task stored under a root that an open does not declare is
+    /// listed (its destination as stored, `@name/...`, and the error `RootUnknown`), never run
+    /// nor taken over, and can only be removed (its files stay). Every process sharing a state
+    /// directory should declare the same roots. Invalid names, duplicate names, relative paths and
+    /// missing directories are `InvalidConfig`. Default: none.
+    #[uniffi(default)]
+    pub roots: Vec<PathRoot>,
 }
 
 impl From<ManagerConfig> for engine::Config {
@@ -327,6 +351,7 @@ impl From<ManagerConfig> for engine::Config {
             bundled_tls_roots: c.bundled_tls_roots.unwrap_or(d.bundled_tls_roots),
             proxy: c.proxy,
             no_proxy: c.no_proxy,
+            roots: c.roots.into_iter().map(|r| (r.name, PathBuf::from(r.path))).collect(),
             ..d
         }
     }

@@ -874,8 +874,92 @@ public func FfiConverterTypeChunkSink_lower(_ value: ChunkSink) -> UInt64 {
 /**
  * A download manager over one state directory (its persistent task table). Opening the same
  * directory twice in one process gives the same underlying manager.
+ *
+ * Several processes may have one state directory open at once (an app and its extension or
+ * widget in an App Group container, an app and its worker process). Shared between them: the
+ * task table (every process lists every task, with the progress its owner's journal records,
+ * seen within a progress interval), destination claims and ids, the per-host connection cap, and
+ * pause / cancel / remove (a task another process runs is paused, cancelled or removed by that
+ * process within a progress interval). Not shared: each process runs only the tasks it enqueued
+ * or resumed (or, with `resume_on_open`, took over from a process that died), events report
+ * what this process sees, `max_running_tasks` is per process, and memory and stream outputs stay
+ * in the process that asked for them.
  */
 public protocol DownloadManagerProtocol: AnyObject, Sendable {
+    
+    /**
+     * Stops the given tasks (`None`: every running or queued one) and holds them for the next
+     * run; returns once their journals and part files are synced (at most about ten seconds).
+     * Call it when the worker's coroutine is cancelled. Returns how many were stopped.
+     */
+    func requestStop(taskIds: [String]?, cause: StopCause) async  -> UInt32
+    
+    /**
+     * Runs the given tasks (`None`: every queued task, and failed ones whose error was
+     * transient) until each ends or `budget_ms` passes, then stops the rest with everything
+     * synced and holds them for the next run. A task already running is joined, never started
+     * twice. One outcome per task, in order.
+     */
+    func runBudgeted(taskIds: [String]?, budgetMs: UInt64) async  -> [TaskRunOutcome]
+    
+    /**
+     * Hands the given tasks (`None`: every queued or running file task) to the OS: their
+     * transfers stop with everything synced, and every byte left is leased. Create one OS task
+     * per request right away. The tasks stay `running` (`handed_off` in their status).
+     */
+    func handOff(taskIds: [String]?, config: HandoffConfig?) async throws  -> HandoffResult
+    
+    /**
+     * Ingests `file_path`, the body the OS fetched for a lease, with its answer. The file is
+     * deleted once its fate is decided (kept when the outcome is `Deferred`).
+     */
+    func ingestChunk(leaseId: String, filePath: String, response: ChunkResponse)  -> IngestOutcome
+    
+    /**
+     * Ingests the staged chunk of a lease. Idempotent; blocking (it copies and syncs).
+     */
+    func ingestStaged(leaseId: String)  -> IngestOutcome
+    
+    /**
+     * The live leases, as requests.
+     */
+    func liveLeases()  -> [OsRangeRequest]
+    
+    /**
+     * Progress the OS reports for a lease's task: shown in the task's status, never journaled.
+     */
+    func noteOsProgress(osTag: String, bytesReceived: UInt64) 
+    
+    /**
+     * After a launch or wake: what to cancel, ingest, give the OS again (cut by `config`), or
+     * fetch in process.
+     */
+    func reconcile(live: [OsTaskInfo], foreground: Bool, config: HandoffConfig?) throws  -> ReconcilePlan
+    
+    /**
+     * The OS task of a lease failed or vanished: its range goes back to the engine.
+     */
+    func releaseLease(leaseId: String) throws 
+    
+    /**
+     * OS tasks whose leases the engine ended (a pause, cancel, remove, restart or failure) since
+     * the last call: cancel them.
+     */
+    func revokedOsTags()  -> [String]
+    
+    /**
+     * Moves the file the OS fetched for a lease into the state directory's staging folder, with
+     * the answer's status and headers. Call it inside `didFinishDownloadingTo` (iOS deletes the
+     * file when it returns); then `ingest_staged`, off that thread. Returns false when a chunk
+     * was already staged for the lease: this body, a duplicate, is dropped.
+     */
+    func stageChunk(leaseId: String, filePath: String, response: ChunkResponse) throws  -> Bool
+    
+    /**
+     * Back in the foreground: leases with no OS progress for `stale_after_ms` go back to the
+     * engine. Returns the OS tasks to cancel.
+     */
+    func takeBack(staleAfterMs: UInt64) throws  -> [String]
     
     /**
      * Registers a listener; keep the registration alive as long as you want events.
@@ -945,7 +1029,7 @@ public protocol DownloadManagerProtocol: AnyObject, Sendable {
     func remove(taskId: String, deleteFile: Bool) throws 
     
     /**
-     * Resumes a paused or failed task.
+     * Resumes a paused or failed task here (a task another process runs is left to it).
      */
     func resume(taskId: String) throws 
     
@@ -995,6 +1079,16 @@ public protocol DownloadManagerProtocol: AnyObject, Sendable {
 /**
  * A download manager over one state directory (its persistent task table). Opening the same
  * directory twice in one process gives the same underlying manager.
+ *
+ * Several processes may have one state directory open at once (an app and its extension or
+ * widget in an App Group container, an app and its worker process). Shared between them: the
+ * task table (every process lists every task, with the progress its owner's journal records,
+ * seen within a progress interval), destination claims and ids, the per-host connection cap, and
+ * pause / cancel / remove (a task another process runs is paused, cancelled or removed by that
+ * process within a progress interval). Not shared: each process runs only the tasks it enqueued
+ * or resumed (or, with `resume_on_open`, took over from a process that died), events report
+ * what this process sees, `max_running_tasks` is per process, and memory and stream outputs stay
+ * in the process that asked for them.
  */
 open class DownloadManager: DownloadManagerProtocol, @unchecked Sendable {
     fileprivate let handle: UInt64
@@ -1048,7 +1142,13 @@ open class DownloadManager: DownloadManagerProtocol, @unchecked Sendable {
 
     
     /**
-     * Opens (creating if needed) the manager of `state_dir`.
+     * Opens (creating if needed) the manager of `state_dir`, which other processes may have open
+     * too. Errors: `LocksUnavailable` where the directory's file system has no working file locks
+     * (processes could not tell who runs a task), `PermissionDenied` where it cannot be written,
+     * `StateDirLocked` while an older version of Ferry (one process at a time) holds it.
+     * `config.roots` names the directories whose paths may change between launches (an iOS app's
+     * Documents and Caches, an App Group container): tasks under them follow them (see
+     * `ManagerConfig.roots`); a bad root is `InvalidConfig`.
      */
 public static func `open`(stateDir: String, config: ManagerConfig? = nil)throws  -> DownloadManager  {
     return try  FfiConverterTypeDownloadManager_lift(try rustCallWithError(FfiConverterTypeDownloadError_lift) {
@@ -1061,6 +1161,199 @@ public static func `open`(stateDir: String, config: ManagerConfig? = nil)throws 
 }
     
 
+    
+    /**
+     * Stops the given tasks (`None`: every running or queued one) and holds them for the next
+     * run; returns once their journals and part files are synced (at most about ten seconds).
+     * Call it when the worker's coroutine is cancelled. Returns how many were stopped.
+     */
+open func requestStop(taskIds: [String]? = nil, cause: StopCause)async  -> UInt32  {
+    return
+        try!  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_ferry_fn_method_downloadmanager_request_stop(
+                        self.uniffiCloneHandle(),FfiConverterOptionSequenceString.lower(taskIds),FfiConverterTypeStopCause_lower(cause)
+                )
+            },
+            pollFunc: ffi_ferry_rust_future_poll_u32,
+            completeFunc: ffi_ferry_rust_future_complete_u32,
+            freeFunc: ffi_ferry_rust_future_free_u32,
+            liftFunc: FfiConverterUInt32.lift,
+            errorHandler: nil
+            
+        )
+}
+    
+    /**
+     * Runs the given tasks (`None`: every queued task, and failed ones whose error was
+     * transient) until each ends or `budget_ms` passes, then stops the rest with everything
+     * synced and holds them for the next run. A task already running is joined, never started
+     * twice. One outcome per task, in order.
+     */
+open func runBudgeted(taskIds: [String]? = nil, budgetMs: UInt64)async  -> [TaskRunOutcome]  {
+    return
+        try!  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_ferry_fn_method_downloadmanager_run_budgeted(
+                        self.uniffiCloneHandle(),FfiConverterOptionSequenceString.lower(taskIds),FfiConverterUInt64.lower(budgetMs)
+                )
+            },
+            pollFunc: ffi_ferry_rust_future_poll_rust_buffer,
+            completeFunc: ffi_ferry_rust_future_complete_rust_buffer,
+            freeFunc: ffi_ferry_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterSequenceTypeTaskRunOutcome.lift,
+            errorHandler: nil
+            
+        )
+}
+    
+    /**
+     * Hands the given tasks (`None`: every queued or running file task) to the OS: their
+     * transfers stop with everything synced, and every byte left is leased. Create one OS task
+     * per request right away. The tasks stay `running` (`handed_off` in their status).
+     */
+open func handOff(taskIds: [String]? = nil, config: HandoffConfig? = nil)async throws  -> HandoffResult  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_ferry_fn_method_downloadmanager_hand_off(
+                        self.uniffiCloneHandle(),FfiConverterOptionSequenceString.lower(taskIds),FfiConverterOptionTypeHandoffConfig.lower(config)
+                )
+            },
+            pollFunc: ffi_ferry_rust_future_poll_rust_buffer,
+            completeFunc: ffi_ferry_rust_future_complete_rust_buffer,
+            freeFunc: ffi_ferry_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeHandoffResult_lift,
+            errorHandler: FfiConverterTypeDownloadError_lift
+        )
+}
+    
+    /**
+     * Ingests `file_path`, the body the OS fetched for a lease, with its answer. The file is
+     * deleted once its fate is decided (kept when the outcome is `Deferred`).
+     */
+open func ingestChunk(leaseId: String, filePath: String, response: ChunkResponse) -> IngestOutcome  {
+    return try!  FfiConverterTypeIngestOutcome_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_downloadmanager_ingest_chunk(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(leaseId),
+        FfiConverterString.lower(filePath),
+        FfiConverterTypeChunkResponse_lower(response),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Ingests the staged chunk of a lease. Idempotent; blocking (it copies and syncs).
+     */
+open func ingestStaged(leaseId: String) -> IngestOutcome  {
+    return try!  FfiConverterTypeIngestOutcome_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_downloadmanager_ingest_staged(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(leaseId),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The live leases, as requests.
+     */
+open func liveLeases() -> [OsRangeRequest]  {
+    return try!  FfiConverterSequenceTypeOsRangeRequest.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_downloadmanager_live_leases(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Progress the OS reports for a lease's task: shown in the task's status, never journaled.
+     */
+open func noteOsProgress(osTag: String, bytesReceived: UInt64)  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_downloadmanager_note_os_progress(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(osTag),
+        FfiConverterUInt64.lower(bytesReceived),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * After a launch or wake: what to cancel, ingest, give the OS again (cut by `config`), or
+     * fetch in process.
+     */
+open func reconcile(live: [OsTaskInfo], foreground: Bool, config: HandoffConfig? = nil)throws  -> ReconcilePlan  {
+    return try  FfiConverterTypeReconcilePlan_lift(try rustCallWithError(FfiConverterTypeDownloadError_lift) {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_downloadmanager_reconcile(
+            self.uniffiCloneHandle(),
+        FfiConverterSequenceTypeOsTaskInfo.lower(live),
+        FfiConverterBool.lower(foreground),
+        FfiConverterOptionTypeHandoffConfig.lower(config),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The OS task of a lease failed or vanished: its range goes back to the engine.
+     */
+open func releaseLease(leaseId: String)throws   {try rustCallWithError(FfiConverterTypeDownloadError_lift) {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_downloadmanager_release_lease(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(leaseId),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * OS tasks whose leases the engine ended (a pause, cancel, remove, restart or failure) since
+     * the last call: cancel them.
+     */
+open func revokedOsTags() -> [String]  {
+    return try!  FfiConverterSequenceString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_downloadmanager_revoked_os_tags(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Moves the file the OS fetched for a lease into the state directory's staging folder, with
+     * the answer's status and headers. Call it inside `didFinishDownloadingTo` (iOS deletes the
+     * file when it returns); then `ingest_staged`, off that thread. Returns false when a chunk
+     * was already staged for the lease: this body, a duplicate, is dropped.
+     */
+open func stageChunk(leaseId: String, filePath: String, response: ChunkResponse)throws  -> Bool  {
+    return try  FfiConverterBool.lift(try rustCallWithError(FfiConverterTypeDownloadError_lift) {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_downloadmanager_stage_chunk(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(leaseId),
+        FfiConverterString.lower(filePath),
+        FfiConverterTypeChunkResponse_lower(response),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Back in the foreground: leases with no OS progress for `stale_after_ms` go back to the
+     * engine. Returns the OS tasks to cancel.
+     */
+open func takeBack(staleAfterMs: UInt64 = UInt64(20000))throws  -> [String]  {
+    return try  FfiConverterSequenceString.lift(try rustCallWithError(FfiConverterTypeDownloadError_lift) {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_downloadmanager_take_back(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt64.lower(staleAfterMs),uniffiCallStatus
+    )
+})
+}
     
     /**
      * Registers a listener; keep the registration alive as long as you want events.
@@ -1242,7 +1535,7 @@ open func remove(taskId: String, deleteFile: Bool = false)throws   {try rustCall
 }
     
     /**
-     * Resumes a paused or failed task.
+     * Resumes a paused or failed task here (a task another process runs is left to it).
      */
 open func resume(taskId: String)throws   {try rustCallWithError(FfiConverterTypeDownloadError_lift) {
         uniffiCallStatus in
@@ -1997,6 +2290,393 @@ public func FfiConverterTypeListenerRegistration_lower(_ value: ListenerRegistra
 
 
 
+
+
+/**
+ * An HTTP/1.1 server on 127.0.0.1 serving one generated file at `url()` (and at
+ * `url_named(name)`), with switchable faults; also `status_url(code)` (an error page) and
+ * `redirect_url(hops)`. It stops when dropped (or with `stop()`).
+ */
+public protocol TestServerProtocol: AnyObject, Sendable {
+    
+    /**
+     * `http://127.0.0.1:<port>`.
+     */
+    func base()  -> String
+    
+    /**
+     * The file's bytes as the server serves them now.
+     */
+    func content()  -> Data
+    
+    /**
+     * One line per request for the file: its range, `If-Range`, and the status answered.
+     */
+    func log()  -> [String]
+    
+    /**
+     * A chain of `hops` redirects ending at the file.
+     */
+    func redirectUrl(hops: UInt32)  -> String
+    
+    /**
+     * Changes the server's behaviour from the next request on.
+     */
+    func setConfig(config: TestServerConfig) 
+    
+    /**
+     * SHA-256 (lower-case hex) of the file as the server serves it now.
+     */
+    func sha256()  -> String
+    
+    /**
+     * The file's current length.
+     */
+    func size()  -> UInt64
+    
+    /**
+     * What the server has sent so far.
+     */
+    func stats()  -> TestServerStats
+    
+    /**
+     * A page answered with `code` (404, 503, ...).
+     */
+    func statusUrl(code: UInt16)  -> String
+    
+    /**
+     * The file's URL.
+     */
+    func url()  -> String
+    
+    /**
+     * The file's URL, ending in `name` (the CLI and seed APIs name files after the URL).
+     */
+    func urlNamed(name: String)  -> String
+    
+}
+/**
+ * An HTTP/1.1 server on 127.0.0.1 serving one generated file at `url()` (and at
+ * `url_named(name)`), with switchable faults; also `status_url(code)` (an error page) and
+ * `redirect_url(hops)`. It stops when dropped (or with `stop()`).
+ */
+open class TestServer: TestServerProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_ferry_fn_clone_testserver(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_ferry_fn_free_testserver(handle, $0) }
+    }
+
+    
+    /**
+     * Starts a server on a free port of 127.0.0.1.
+     */
+public static func start(config: TestServerConfig? = nil)throws  -> TestServer  {
+    return try  FfiConverterTypeTestServer_lift(try rustCallWithError(FfiConverterTypeDownloadError_lift) {
+        uniffiCallStatus in
+    uniffi_ferry_fn_constructor_testserver_start(
+        FfiConverterOptionTypeTestServerConfig.lower(config),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+    /**
+     * `http://127.0.0.1:<port>`.
+     */
+open func base() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_testserver_base(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The file's bytes as the server serves them now.
+     */
+open func content() -> Data  {
+    return try!  FfiConverterData.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_testserver_content(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * One line per request for the file: its range, `If-Range`, and the status answered.
+     */
+open func log() -> [String]  {
+    return try!  FfiConverterSequenceString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_testserver_log(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * A chain of `hops` redirects ending at the file.
+     */
+open func redirectUrl(hops: UInt32) -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_testserver_redirect_url(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt32.lower(hops),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Changes the server's behaviour from the next request on.
+     */
+open func setConfig(config: TestServerConfig)  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_testserver_set_config(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeTestServerConfig_lower(config),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * SHA-256 (lower-case hex) of the file as the server serves it now.
+     */
+open func sha256() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_testserver_sha256(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The file's current length.
+     */
+open func size() -> UInt64  {
+    return try!  FfiConverterUInt64.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_testserver_size(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * What the server has sent so far.
+     */
+open func stats() -> TestServerStats  {
+    return try!  FfiConverterTypeTestServerStats_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_testserver_stats(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * A page answered with `code` (404, 503, ...).
+     */
+open func statusUrl(code: UInt16) -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_testserver_status_url(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt16.lower(code),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The file's URL.
+     */
+open func url() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_testserver_url(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The file's URL, ending in `name` (the CLI and seed APIs name files after the URL).
+     */
+open func urlNamed(name: String) -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_testserver_url_named(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(name),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeTestServer: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = TestServer
+
+    public static func lift(_ handle: UInt64) throws -> TestServer {
+        return TestServer(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: TestServer) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TestServer {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: TestServer, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTestServer_lift(_ handle: UInt64) throws -> TestServer {
+    return try FfiConverterTypeTestServer.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTestServer_lower(_ value: TestServer) -> UInt64 {
+    return FfiConverterTypeTestServer.lower(value)
+}
+
+
+
+
+/**
+ * The status and headers of the OS's answer for a chunk.
+ */
+public struct ChunkResponse: Equatable, Hashable {
+    /**
+     * HTTP status.
+     */
+    public let status: UInt16
+    /**
+     * Response headers, as the OS reports them.
+     */
+    public let headers: [HttpHeader]
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * HTTP status.
+         */status: UInt16, 
+        /**
+         * Response headers, as the OS reports them.
+         */headers: [HttpHeader]) {
+        self.status = status
+        self.headers = headers
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ChunkResponse: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeChunkResponse: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ChunkResponse {
+        return
+            try ChunkResponse(
+                status: FfiConverterUInt16.read(from: &buf), 
+                headers: FfiConverterSequenceTypeHttpHeader.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ChunkResponse, into buf: inout [UInt8]) {
+        FfiConverterUInt16.write(value.status, into: &buf)
+        FfiConverterSequenceTypeHttpHeader.write(value.headers, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeChunkResponse_lift(_ buf: RustBuffer) throws -> ChunkResponse {
+    return try FfiConverterTypeChunkResponse.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeChunkResponse_lower(_ value: ChunkResponse) -> RustBuffer {
+    return FfiConverterTypeChunkResponse.lower(value)
+}
+
+
 /**
  * A download request. Exactly one output: `destination` (a file) or `memory_limit` (bytes in memory);
  * stream outputs go through `enqueue_stream`.
@@ -2134,6 +2814,164 @@ public func FfiConverterTypeDownloadRequest_lift(_ buf: RustBuffer) throws -> Do
 #endif
 public func FfiConverterTypeDownloadRequest_lower(_ value: DownloadRequest) -> RustBuffer {
     return FfiConverterTypeDownloadRequest.lower(value)
+}
+
+
+/**
+ * How a hand-off cuts and bounds its leases.
+ */
+public struct HandoffConfig: Equatable, Hashable {
+    /**
+     * Largest lease in bytes (32 MiB: a killed app loses at most the chunks in flight).
+     */
+    public let chunkBytes: UInt64
+    /**
+     * Most live leases per task.
+     */
+    public let maxLeasesPerTask: UInt32
+    /**
+     * Most live leases in all; tasks past it are not handed off.
+     */
+    public let maxLeases: UInt32
+    /**
+     * How long running transfers may take to stop, in milliseconds.
+     */
+    public let stopTimeoutMs: UInt32
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Largest lease in bytes (32 MiB: a killed app loses at most the chunks in flight).
+         */chunkBytes: UInt64 = UInt64(33554432), 
+        /**
+         * Most live leases per task.
+         */maxLeasesPerTask: UInt32 = UInt32(64), 
+        /**
+         * Most live leases in all; tasks past it are not handed off.
+         */maxLeases: UInt32 = UInt32(512), 
+        /**
+         * How long running transfers may take to stop, in milliseconds.
+         */stopTimeoutMs: UInt32 = UInt32(5000)) {
+        self.chunkBytes = chunkBytes
+        self.maxLeasesPerTask = maxLeasesPerTask
+        self.maxLeases = maxLeases
+        self.stopTimeoutMs = stopTimeoutMs
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension HandoffConfig: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeHandoffConfig: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> HandoffConfig {
+        return
+            try HandoffConfig(
+                chunkBytes: FfiConverterUInt64.read(from: &buf), 
+                maxLeasesPerTask: FfiConverterUInt32.read(from: &buf), 
+                maxLeases: FfiConverterUInt32.read(from: &buf), 
+                stopTimeoutMs: FfiConverterUInt32.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: HandoffConfig, into buf: inout [UInt8]) {
+        FfiConverterUInt64.write(value.chunkBytes, into: &buf)
+        FfiConverterUInt32.write(value.maxLeasesPerTask, into: &buf)
+        FfiConverterUInt32.write(value.maxLeases, into: &buf)
+        FfiConverterUInt32.write(value.stopTimeoutMs, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeHandoffConfig_lift(_ buf: RustBuffer) throws -> HandoffConfig {
+    return try FfiConverterTypeHandoffConfig.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeHandoffConfig_lower(_ value: HandoffConfig) -> RustBuffer {
+    return FfiConverterTypeHandoffConfig.lower(value)
+}
+
+
+/**
+ * What a hand-off did.
+ */
+public struct HandoffResult: Equatable, Hashable {
+    /**
+     * Every new lease: create all their OS tasks now (iOS rate-limits tasks created on wakes).
+     */
+    public let requests: [OsRangeRequest]
+    /**
+     * Tasks not handed off.
+     */
+    public let skipped: [SkippedTask]
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Every new lease: create all their OS tasks now (iOS rate-limits tasks created on wakes).
+         */requests: [OsRangeRequest], 
+        /**
+         * Tasks not handed off.
+         */skipped: [SkippedTask]) {
+        self.requests = requests
+        self.skipped = skipped
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension HandoffResult: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeHandoffResult: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> HandoffResult {
+        return
+            try HandoffResult(
+                requests: FfiConverterSequenceTypeOsRangeRequest.read(from: &buf), 
+                skipped: FfiConverterSequenceTypeSkippedTask.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: HandoffResult, into buf: inout [UInt8]) {
+        FfiConverterSequenceTypeOsRangeRequest.write(value.requests, into: &buf)
+        FfiConverterSequenceTypeSkippedTask.write(value.skipped, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeHandoffResult_lift(_ buf: RustBuffer) throws -> HandoffResult {
+    return try FfiConverterTypeHandoffResult.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeHandoffResult_lower(_ value: HandoffResult) -> RustBuffer {
+    return FfiConverterTypeHandoffResult.lower(value)
 }
 
 
@@ -2331,18 +3169,17 @@ public struct ManagerConfig: Equatable, Hashable {
      */
     public let bundledTlsRoots: Bool?
     /**
-     * The proxy for every request: an `http://` URL (credentials in it are sent to the proxy), or
-     * `none` / `direct` for none. Unset, the engine reads `https_proxy`, `http_proxy` and
-     * `all_proxy` from the environment; the Swift and Kotlin facades fill it from the platform's
-     * proxy settings first.
+     * Directories whose path may change between launches (on iOS the app's container moves after
+     * an update or a restore): a destination under one is stored relative to it (the deepest one
+     * when they nest) and resolved against the roots of each open, part file included, so tasks
+     * resume and completed ones report where their files are now. Destinations outside every root
+     * are stored as absolute paths. A task stored under a root that an open does not declare is
+     * listed (its destination as stored, `@name/...`, and the error `RootUnknown`), never run
+     * nor taken over, and can only be removed (its files stay). Every process sharing a state
+     * directory should declare the same roots. Invalid names, duplicate names, relative paths and
+     * missing directories are `InvalidConfig`. Default: none.
      */
-    public let proxy: String?
-    /**
-     * Hosts that bypass the proxy, in `no_proxy` syntax (comma-separated domains, IP addresses
-     * and networks, optional `:port`, `*`). Unset: `no_proxy` from the environment when the proxy
-     * comes from there too.
-     */
-    public let noProxy: String?
+    public let roots: [PathRoot]
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2379,16 +3216,16 @@ public struct ManagerConfig: Equatable, Hashable {
          * Trust Mozilla's bundled roots instead of the platform verifier (default: on for Android only).
          */bundledTlsRoots: Bool? = nil, 
         /**
-         * The proxy for every request: an `http://` URL (credentials in it are sent to the proxy), or
-         * `none` / `direct` for none. Unset, the engine reads `https_proxy`, `http_proxy` and
-         * `all_proxy` from the environment; the Swift and Kotlin facades fill it from the platform's
-         * proxy settings first.
-         */proxy: String? = nil, 
-        /**
-         * Hosts that bypass the proxy, in `no_proxy` syntax (comma-separated domains, IP addresses
-         * and networks, optional `:port`, `*`). Unset: `no_proxy` from the environment when the proxy
-         * comes from there too.
-         */noProxy: String? = nil) {
+         * Directories whose path may change between launches (on iOS the app's container moves after
+         * an update or a restore): a destination under one is stored relative to it (the deepest one
+         * when they nest) and resolved against the roots of each open, part file included, so tasks
+         * resume and completed ones report where their files are now. Destinations outside every root
+         * are stored as absolute paths. A task stored under a root that an open does not declare is
+         * listed (its destination as stored, `@name/...`, and the error `RootUnknown`), never run
+         * nor taken over, and can only be removed (its files stay). Every process sharing a state
+         * directory should declare the same roots. Invalid names, duplicate names, relative paths and
+         * missing directories are `InvalidConfig`. Default: none.
+         */roots: [PathRoot] = []) {
         self.limits = limits
         self.connectTimeoutMs = connectTimeoutMs
         self.idleTimeoutMs = idleTimeoutMs
@@ -2399,8 +3236,7 @@ public struct ManagerConfig: Equatable, Hashable {
         self.userAgent = userAgent
         self.extraRootCertificatesPem = extraRootCertificatesPem
         self.bundledTlsRoots = bundledTlsRoots
-        self.proxy = proxy
-        self.noProxy = noProxy
+        self.roots = roots
     }
 
     
@@ -2429,8 +3265,7 @@ public struct FfiConverterTypeManagerConfig: FfiConverterRustBuffer {
                 userAgent: FfiConverterOptionString.read(from: &buf), 
                 extraRootCertificatesPem: FfiConverterSequenceString.read(from: &buf), 
                 bundledTlsRoots: FfiConverterOptionBool.read(from: &buf), 
-                proxy: FfiConverterOptionString.read(from: &buf), 
-                noProxy: FfiConverterOptionString.read(from: &buf)
+                roots: FfiConverterSequenceTypePathRoot.read(from: &buf)
         )
     }
 
@@ -2445,8 +3280,7 @@ public struct FfiConverterTypeManagerConfig: FfiConverterRustBuffer {
         FfiConverterOptionString.write(value.userAgent, into: &buf)
         FfiConverterSequenceString.write(value.extraRootCertificatesPem, into: &buf)
         FfiConverterOptionBool.write(value.bundledTlsRoots, into: &buf)
-        FfiConverterOptionString.write(value.proxy, into: &buf)
-        FfiConverterOptionString.write(value.noProxy, into: &buf)
+        FfiConverterSequenceTypePathRoot.write(value.roots, into: &buf)
     }
 }
 
@@ -2463,6 +3297,469 @@ public func FfiConverterTypeManagerConfig_lift(_ buf: RustBuffer) throws -> Mana
 #endif
 public func FfiConverterTypeManagerConfig_lower(_ value: ManagerConfig) -> RustBuffer {
     return FfiConverterTypeManagerConfig.lower(value)
+}
+
+
+/**
+ * One range for the OS to fetch: give it to a download task whose description is `os_tag`.
+ */
+public struct OsRangeRequest: Equatable, Hashable {
+    /**
+     * The lease (unique, never reused).
+     */
+    public let leaseId: String
+    /**
+     * The task it fetches for.
+     */
+    public let taskId: String
+    /**
+     * The OS task's tag: `taskDescription` on iOS, the job's extras on Android. Versioned; no
+     * secrets in it.
+     */
+    public let osTag: String
+    /**
+     * URL to fetch.
+     */
+    public let url: String
+    /**
+     * Every header to send (the caller's, `Accept-Encoding: identity`, and for a ranged lease
+     * `Range` and `If-Range`).
+     */
+    public let headers: [HttpHeader]
+    /**
+     * First byte.
+     */
+    public let start: UInt64
+    /**
+     * Last byte, inclusive; `None` for a whole-file lease of unknown length.
+     */
+    public let endInclusive: UInt64?
+    /**
+     * The resource's length, when known.
+     */
+    public let expectedTotal: UInt64?
+    /**
+     * The whole resource in one plain GET (no ranges or no strong validator): adopted only as a
+     * complete 200 of the expected length.
+     */
+    public let wholeFile: Bool
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The lease (unique, never reused).
+         */leaseId: String, 
+        /**
+         * The task it fetches for.
+         */taskId: String, 
+        /**
+         * The OS task's tag: `taskDescription` on iOS, the job's extras on Android. Versioned; no
+         * secrets in it.
+         */osTag: String, 
+        /**
+         * URL to fetch.
+         */url: String, 
+        /**
+         * Every header to send (the caller's, `Accept-Encoding: identity`, and for a ranged lease
+         * `Range` and `If-Range`).
+         */headers: [HttpHeader], 
+        /**
+         * First byte.
+         */start: UInt64, 
+        /**
+         * Last byte, inclusive; `None` for a whole-file lease of unknown length.
+         */endInclusive: UInt64?, 
+        /**
+         * The resource's length, when known.
+         */expectedTotal: UInt64?, 
+        /**
+         * The whole resource in one plain GET (no ranges or no strong validator): adopted only as a
+         * complete 200 of the expected length.
+         */wholeFile: Bool) {
+        self.leaseId = leaseId
+        self.taskId = taskId
+        self.osTag = osTag
+        self.url = url
+        self.headers = headers
+        self.start = start
+        self.endInclusive = endInclusive
+        self.expectedTotal = expectedTotal
+        self.wholeFile = wholeFile
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension OsRangeRequest: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeOsRangeRequest: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> OsRangeRequest {
+        return
+            try OsRangeRequest(
+                leaseId: FfiConverterString.read(from: &buf), 
+                taskId: FfiConverterString.read(from: &buf), 
+                osTag: FfiConverterString.read(from: &buf), 
+                url: FfiConverterString.read(from: &buf), 
+                headers: FfiConverterSequenceTypeHttpHeader.read(from: &buf), 
+                start: FfiConverterUInt64.read(from: &buf), 
+                endInclusive: FfiConverterOptionUInt64.read(from: &buf), 
+                expectedTotal: FfiConverterOptionUInt64.read(from: &buf), 
+                wholeFile: FfiConverterBool.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: OsRangeRequest, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.leaseId, into: &buf)
+        FfiConverterString.write(value.taskId, into: &buf)
+        FfiConverterString.write(value.osTag, into: &buf)
+        FfiConverterString.write(value.url, into: &buf)
+        FfiConverterSequenceTypeHttpHeader.write(value.headers, into: &buf)
+        FfiConverterUInt64.write(value.start, into: &buf)
+        FfiConverterOptionUInt64.write(value.endInclusive, into: &buf)
+        FfiConverterOptionUInt64.write(value.expectedTotal, into: &buf)
+        FfiConverterBool.write(value.wholeFile, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeOsRangeRequest_lift(_ buf: RustBuffer) throws -> OsRangeRequest {
+    return try FfiConverterTypeOsRangeRequest.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeOsRangeRequest_lower(_ value: OsRangeRequest) -> RustBuffer {
+    return FfiConverterTypeOsRangeRequest.lower(value)
+}
+
+
+/**
+ * An OS task the platform found.
+ */
+public struct OsTaskInfo: Equatable, Hashable {
+    /**
+     * Its tag.
+     */
+    public let osTag: String
+    /**
+     * Bytes received so far.
+     */
+    public let bytesReceived: UInt64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Its tag.
+         */osTag: String, 
+        /**
+         * Bytes received so far.
+         */bytesReceived: UInt64) {
+        self.osTag = osTag
+        self.bytesReceived = bytesReceived
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension OsTaskInfo: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeOsTaskInfo: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> OsTaskInfo {
+        return
+            try OsTaskInfo(
+                osTag: FfiConverterString.read(from: &buf), 
+                bytesReceived: FfiConverterUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: OsTaskInfo, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.osTag, into: &buf)
+        FfiConverterUInt64.write(value.bytesReceived, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeOsTaskInfo_lift(_ buf: RustBuffer) throws -> OsTaskInfo {
+    return try FfiConverterTypeOsTaskInfo.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeOsTaskInfo_lower(_ value: OsTaskInfo) -> RustBuffer {
+    return FfiConverterTypeOsTaskInfo.lower(value)
+}
+
+
+/**
+ * A named directory that destinations are stored relative to (see `ManagerConfig.roots`).
+ */
+public struct PathRoot: Equatable, Hashable {
+    /**
+     * A short name: 1–64 ASCII letters, digits, `_`, `-` or `.`. Stored in the task table, so it
+     * must mean the same directory at every open (`documents`, `caches`, `group`).
+     */
+    public let name: String
+    /**
+     * Absolute path of an existing directory, as it is at this open.
+     */
+    public let path: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * A short name: 1–64 ASCII letters, digits, `_`, `-` or `.`. Stored in the task table, so it
+         * must mean the same directory at every open (`documents`, `caches`, `group`).
+         */name: String, 
+        /**
+         * Absolute path of an existing directory, as it is at this open.
+         */path: String) {
+        self.name = name
+        self.path = path
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension PathRoot: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypePathRoot: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> PathRoot {
+        return
+            try PathRoot(
+                name: FfiConverterString.read(from: &buf), 
+                path: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: PathRoot, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.name, into: &buf)
+        FfiConverterString.write(value.path, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePathRoot_lift(_ buf: RustBuffer) throws -> PathRoot {
+    return try FfiConverterTypePathRoot.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePathRoot_lower(_ value: PathRoot) -> RustBuffer {
+    return FfiConverterTypePathRoot.lower(value)
+}
+
+
+/**
+ * What to do to bring the OS in line with the task table.
+ */
+public struct ReconcilePlan: Equatable, Hashable {
+    /**
+     * OS tasks to cancel.
+     */
+    public let cancelOsTags: [String]
+    /**
+     * Tags carried by more than one OS task: keep one task of each, cancel the others.
+     */
+    public let duplicateOsTags: [String]
+    /**
+     * Leases whose staged chunk waits: call `ingest_staged` for each.
+     */
+    public let ingestLeaseIds: [String]
+    /**
+     * New leases to give the OS.
+     */
+    public let export: [OsRangeRequest]
+    /**
+     * Tasks the engine now fetches itself.
+     */
+    public let runInProcess: [String]
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * OS tasks to cancel.
+         */cancelOsTags: [String], 
+        /**
+         * Tags carried by more than one OS task: keep one task of each, cancel the others.
+         */duplicateOsTags: [String], 
+        /**
+         * Leases whose staged chunk waits: call `ingest_staged` for each.
+         */ingestLeaseIds: [String], 
+        /**
+         * New leases to give the OS.
+         */export: [OsRangeRequest], 
+        /**
+         * Tasks the engine now fetches itself.
+         */runInProcess: [String]) {
+        self.cancelOsTags = cancelOsTags
+        self.duplicateOsTags = duplicateOsTags
+        self.ingestLeaseIds = ingestLeaseIds
+        self.export = export
+        self.runInProcess = runInProcess
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ReconcilePlan: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeReconcilePlan: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ReconcilePlan {
+        return
+            try ReconcilePlan(
+                cancelOsTags: FfiConverterSequenceString.read(from: &buf), 
+                duplicateOsTags: FfiConverterSequenceString.read(from: &buf), 
+                ingestLeaseIds: FfiConverterSequenceString.read(from: &buf), 
+                export: FfiConverterSequenceTypeOsRangeRequest.read(from: &buf), 
+                runInProcess: FfiConverterSequenceString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ReconcilePlan, into buf: inout [UInt8]) {
+        FfiConverterSequenceString.write(value.cancelOsTags, into: &buf)
+        FfiConverterSequenceString.write(value.duplicateOsTags, into: &buf)
+        FfiConverterSequenceString.write(value.ingestLeaseIds, into: &buf)
+        FfiConverterSequenceTypeOsRangeRequest.write(value.export, into: &buf)
+        FfiConverterSequenceString.write(value.runInProcess, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeReconcilePlan_lift(_ buf: RustBuffer) throws -> ReconcilePlan {
+    return try FfiConverterTypeReconcilePlan.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeReconcilePlan_lower(_ value: ReconcilePlan) -> RustBuffer {
+    return FfiConverterTypeReconcilePlan.lower(value)
+}
+
+
+/**
+ * A task a hand-off left alone, and why.
+ */
+public struct SkippedTask: Equatable, Hashable {
+    /**
+     * The task (empty when the id was not found).
+     */
+    public let taskId: String
+    /**
+     * Stable code.
+     */
+    public let code: ErrorCode
+    /**
+     * Why.
+     */
+    public let message: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The task (empty when the id was not found).
+         */taskId: String, 
+        /**
+         * Stable code.
+         */code: ErrorCode, 
+        /**
+         * Why.
+         */message: String) {
+        self.taskId = taskId
+        self.code = code
+        self.message = message
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension SkippedTask: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSkippedTask: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SkippedTask {
+        return
+            try SkippedTask(
+                taskId: FfiConverterString.read(from: &buf), 
+                code: FfiConverterTypeErrorCode.read(from: &buf), 
+                message: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: SkippedTask, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.taskId, into: &buf)
+        FfiConverterTypeErrorCode.write(value.code, into: &buf)
+        FfiConverterString.write(value.message, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSkippedTask_lift(_ buf: RustBuffer) throws -> SkippedTask {
+    return try FfiConverterTypeSkippedTask.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSkippedTask_lower(_ value: SkippedTask) -> RustBuffer {
+    return FfiConverterTypeSkippedTask.lower(value)
 }
 
 
@@ -2546,6 +3843,75 @@ public func FfiConverterTypeTaskErrorInfo_lower(_ value: TaskErrorInfo) -> RustB
 
 
 /**
+ * One task's outcome.
+ */
+public struct TaskRunOutcome: Equatable, Hashable {
+    /**
+     * The task.
+     */
+    public let taskId: String
+    /**
+     * How it ended its run.
+     */
+    public let outcome: RunOutcome
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The task.
+         */taskId: String, 
+        /**
+         * How it ended its run.
+         */outcome: RunOutcome) {
+        self.taskId = taskId
+        self.outcome = outcome
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension TaskRunOutcome: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeTaskRunOutcome: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TaskRunOutcome {
+        return
+            try TaskRunOutcome(
+                taskId: FfiConverterString.read(from: &buf), 
+                outcome: FfiConverterTypeRunOutcome.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: TaskRunOutcome, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.taskId, into: &buf)
+        FfiConverterTypeRunOutcome.write(value.outcome, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTaskRunOutcome_lift(_ buf: RustBuffer) throws -> TaskRunOutcome {
+    return try FfiConverterTypeTaskRunOutcome.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTaskRunOutcome_lower(_ value: TaskRunOutcome) -> RustBuffer {
+    return FfiConverterTypeTaskRunOutcome.lower(value)
+}
+
+
+/**
  * A task's status.
  */
 public struct TaskStatus: Equatable, Hashable {
@@ -2558,7 +3924,10 @@ public struct TaskStatus: Equatable, Hashable {
      */
     public let url: String
     /**
-     * Destination file, for file outputs.
+     * Destination file, for file outputs: the absolute path, resolved against the manager's roots
+     * when it is stored relative to one (a completed task reports where its file is now). A task
+     * stored under a root this manager does not declare shows the stored text (`@name/...`) and
+     * the error `RootUnknown`.
      */
     public let destination: String?
     /**
@@ -2609,6 +3978,10 @@ public struct TaskStatus: Equatable, Hashable {
      * Last change, ms since the epoch.
      */
     public let updatedMs: Int64
+    /**
+     * The OS fetches some of its ranges (handed off); `bytes` includes what the OS reports.
+     */
+    public let handedOff: Bool
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2620,7 +3993,10 @@ public struct TaskStatus: Equatable, Hashable {
          * URL.
          */url: String, 
         /**
-         * Destination file, for file outputs.
+         * Destination file, for file outputs: the absolute path, resolved against the manager's roots
+         * when it is stored relative to one (a completed task reports where its file is now). A task
+         * stored under a root this manager does not declare shows the stored text (`@name/...`) and
+         * the error `RootUnknown`.
          */destination: String?, 
         /**
          * "file", "memory" or "stream".
@@ -2657,7 +4033,10 @@ public struct TaskStatus: Equatable, Hashable {
          */createdMs: Int64, 
         /**
          * Last change, ms since the epoch.
-         */updatedMs: Int64) {
+         */updatedMs: Int64, 
+        /**
+         * The OS fetches some of its ranges (handed off); `bytes` includes what the OS reports.
+         */handedOff: Bool) {
         self.taskId = taskId
         self.url = url
         self.destination = destination
@@ -2673,6 +4052,7 @@ public struct TaskStatus: Equatable, Hashable {
         self.priority = priority
         self.createdMs = createdMs
         self.updatedMs = updatedMs
+        self.handedOff = handedOff
     }
 
     
@@ -2705,7 +4085,8 @@ public struct FfiConverterTypeTaskStatus: FfiConverterRustBuffer {
                 error: FfiConverterOptionTypeTaskErrorInfo.read(from: &buf), 
                 priority: FfiConverterInt32.read(from: &buf), 
                 createdMs: FfiConverterInt64.read(from: &buf), 
-                updatedMs: FfiConverterInt64.read(from: &buf)
+                updatedMs: FfiConverterInt64.read(from: &buf), 
+                handedOff: FfiConverterBool.read(from: &buf)
         )
     }
 
@@ -2725,6 +4106,7 @@ public struct FfiConverterTypeTaskStatus: FfiConverterRustBuffer {
         FfiConverterInt32.write(value.priority, into: &buf)
         FfiConverterInt64.write(value.createdMs, into: &buf)
         FfiConverterInt64.write(value.updatedMs, into: &buf)
+        FfiConverterBool.write(value.handedOff, into: &buf)
     }
 }
 
@@ -2741,6 +4123,346 @@ public func FfiConverterTypeTaskStatus_lift(_ buf: RustBuffer) throws -> TaskSta
 #endif
 public func FfiConverterTypeTaskStatus_lower(_ value: TaskStatus) -> RustBuffer {
     return FfiConverterTypeTaskStatus.lower(value)
+}
+
+
+/**
+ * How the test server behaves. Counters ("the first n requests") count requests to the file.
+ */
+public struct TestServerConfig: Equatable, Hashable {
+    /**
+     * Size of the served file.
+     */
+    public let size: UInt64
+    /**
+     * Content seed: another seed, other bytes (and validators).
+     */
+    public let seed: UInt64
+    /**
+     * Honour `Range` (else always a 200 with the whole body).
+     */
+    public let ranges: Bool
+    /**
+     * Which validators it sends (`None`: both a strong ETag and Last-Modified).
+     */
+    public let validators: TestValidators?
+    /**
+     * Per-connection rate cap, bytes per second.
+     */
+    public let rate: UInt64?
+    /**
+     * Extra latency before each response head, in milliseconds.
+     */
+    public let latencyMs: UInt64
+    /**
+     * The resource changes (content and validators) every n requests.
+     */
+    public let changeEvery: UInt64?
+    /**
+     * Drop the connection after this many body bytes, for the first `drop_requests` requests.
+     */
+    public let dropAfter: UInt64?
+    /**
+     * See `drop_after`.
+     */
+    public let dropRequests: UInt64
+    /**
+     * Stop sending (connection kept open) after this many body bytes, for the first
+     * `stall_requests` requests, for `stall_ms`.
+     */
+    public let stallAfter: UInt64?
+    /**
+     * See `stall_after`.
+     */
+    public let stallRequests: UInt64
+    /**
+     * See `stall_after`.
+     */
+    public let stallMs: UInt64
+    /**
+     * Answer the first `busy_requests` requests with this status (503 or 429) and `Retry-After`.
+     */
+    public let busyStatus: UInt16
+    /**
+     * See `busy_status`.
+     */
+    public let busyRequests: UInt64
+    /**
+     * `Retry-After` seconds sent with busy answers.
+     */
+    public let retryAfterSecs: UInt64
+    /**
+     * Send whole bodies chunked, without `Content-Length`.
+     */
+    public let chunked: Bool
+    /**
+     * Announce this many bytes more than the body has, for the first `short_requests` requests.
+     */
+    public let shortBy: UInt64
+    /**
+     * See `short_by`.
+     */
+    public let shortRequests: UInt64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Size of the served file.
+         */size: UInt64 = UInt64(1048576), 
+        /**
+         * Content seed: another seed, other bytes (and validators).
+         */seed: UInt64 = UInt64(1), 
+        /**
+         * Honour `Range` (else always a 200 with the whole body).
+         */ranges: Bool = true, 
+        /**
+         * Which validators it sends (`None`: both a strong ETag and Last-Modified).
+         */validators: TestValidators? = nil, 
+        /**
+         * Per-connection rate cap, bytes per second.
+         */rate: UInt64? = nil, 
+        /**
+         * Extra latency before each response head, in milliseconds.
+         */latencyMs: UInt64 = UInt64(0), 
+        /**
+         * The resource changes (content and validators) every n requests.
+         */changeEvery: UInt64? = nil, 
+        /**
+         * Drop the connection after this many body bytes, for the first `drop_requests` requests.
+         */dropAfter: UInt64? = nil, 
+        /**
+         * See `drop_after`.
+         */dropRequests: UInt64 = UInt64(0), 
+        /**
+         * Stop sending (connection kept open) after this many body bytes, for the first
+         * `stall_requests` requests, for `stall_ms`.
+         */stallAfter: UInt64? = nil, 
+        /**
+         * See `stall_after`.
+         */stallRequests: UInt64 = UInt64(0), 
+        /**
+         * See `stall_after`.
+         */stallMs: UInt64 = UInt64(3600000), 
+        /**
+         * Answer the first `busy_requests` requests with this status (503 or 429) and `Retry-After`.
+         */busyStatus: UInt16 = UInt16(503), 
+        /**
+         * See `busy_status`.
+         */busyRequests: UInt64 = UInt64(0), 
+        /**
+         * `Retry-After` seconds sent with busy answers.
+         */retryAfterSecs: UInt64 = UInt64(1), 
+        /**
+         * Send whole bodies chunked, without `Content-Length`.
+         */chunked: Bool = false, 
+        /**
+         * Announce this many bytes more than the body has, for the first `short_requests` requests.
+         */shortBy: UInt64 = UInt64(0), 
+        /**
+         * See `short_by`.
+         */shortRequests: UInt64 = UInt64(0)) {
+        self.size = size
+        self.seed = seed
+        self.ranges = ranges
+        self.validators = validators
+        self.rate = rate
+        self.latencyMs = latencyMs
+        self.changeEvery = changeEvery
+        self.dropAfter = dropAfter
+        self.dropRequests = dropRequests
+        self.stallAfter = stallAfter
+        self.stallRequests = stallRequests
+        self.stallMs = stallMs
+        self.busyStatus = busyStatus
+        self.busyRequests = busyRequests
+        self.retryAfterSecs = retryAfterSecs
+        self.chunked = chunked
+        self.shortBy = shortBy
+        self.shortRequests = shortRequests
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension TestServerConfig: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeTestServerConfig: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TestServerConfig {
+        return
+            try TestServerConfig(
+                size: FfiConverterUInt64.read(from: &buf), 
+                seed: FfiConverterUInt64.read(from: &buf), 
+                ranges: FfiConverterBool.read(from: &buf), 
+                validators: FfiConverterOptionTypeTestValidators.read(from: &buf), 
+                rate: FfiConverterOptionUInt64.read(from: &buf), 
+                latencyMs: FfiConverterUInt64.read(from: &buf), 
+                changeEvery: FfiConverterOptionUInt64.read(from: &buf), 
+                dropAfter: FfiConverterOptionUInt64.read(from: &buf), 
+                dropRequests: FfiConverterUInt64.read(from: &buf), 
+                stallAfter: FfiConverterOptionUInt64.read(from: &buf), 
+                stallRequests: FfiConverterUInt64.read(from: &buf), 
+                stallMs: FfiConverterUInt64.read(from: &buf), 
+                busyStatus: FfiConverterUInt16.read(from: &buf), 
+                busyRequests: FfiConverterUInt64.read(from: &buf), 
+                retryAfterSecs: FfiConverterUInt64.read(from: &buf), 
+                chunked: FfiConverterBool.read(from: &buf), 
+                shortBy: FfiConverterUInt64.read(from: &buf), 
+                shortRequests: FfiConverterUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: TestServerConfig, into buf: inout [UInt8]) {
+        FfiConverterUInt64.write(value.size, into: &buf)
+        FfiConverterUInt64.write(value.seed, into: &buf)
+        FfiConverterBool.write(value.ranges, into: &buf)
+        FfiConverterOptionTypeTestValidators.write(value.validators, into: &buf)
+        FfiConverterOptionUInt64.write(value.rate, into: &buf)
+        FfiConverterUInt64.write(value.latencyMs, into: &buf)
+        FfiConverterOptionUInt64.write(value.changeEvery, into: &buf)
+        FfiConverterOptionUInt64.write(value.dropAfter, into: &buf)
+        FfiConverterUInt64.write(value.dropRequests, into: &buf)
+        FfiConverterOptionUInt64.write(value.stallAfter, into: &buf)
+        FfiConverterUInt64.write(value.stallRequests, into: &buf)
+        FfiConverterUInt64.write(value.stallMs, into: &buf)
+        FfiConverterUInt16.write(value.busyStatus, into: &buf)
+        FfiConverterUInt64.write(value.busyRequests, into: &buf)
+        FfiConverterUInt64.write(value.retryAfterSecs, into: &buf)
+        FfiConverterBool.write(value.chunked, into: &buf)
+        FfiConverterUInt64.write(value.shortBy, into: &buf)
+        FfiConverterUInt64.write(value.shortRequests, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTestServerConfig_lift(_ buf: RustBuffer) throws -> TestServerConfig {
+    return try FfiConverterTypeTestServerConfig.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTestServerConfig_lower(_ value: TestServerConfig) -> RustBuffer {
+    return FfiConverterTypeTestServerConfig.lower(value)
+}
+
+
+/**
+ * What the test server has sent.
+ */
+public struct TestServerStats: Equatable, Hashable {
+    /**
+     * Requests for the file.
+     */
+    public let requests: UInt64
+    /**
+     * Body bytes of the file handed to the network.
+     */
+    public let bodyBytes: UInt64
+    /**
+     * Requests with `Range`.
+     */
+    public let rangedRequests: UInt64
+    /**
+     * Requests with `If-Range`.
+     */
+    public let ifRangeRequests: UInt64
+    /**
+     * Bodies being sent right now.
+     */
+    public let active: UInt64
+    /**
+     * Most bodies sent at once.
+     */
+    public let maxActive: UInt64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Requests for the file.
+         */requests: UInt64, 
+        /**
+         * Body bytes of the file handed to the network.
+         */bodyBytes: UInt64, 
+        /**
+         * Requests with `Range`.
+         */rangedRequests: UInt64, 
+        /**
+         * Requests with `If-Range`.
+         */ifRangeRequests: UInt64, 
+        /**
+         * Bodies being sent right now.
+         */active: UInt64, 
+        /**
+         * Most bodies sent at once.
+         */maxActive: UInt64) {
+        self.requests = requests
+        self.bodyBytes = bodyBytes
+        self.rangedRequests = rangedRequests
+        self.ifRangeRequests = ifRangeRequests
+        self.active = active
+        self.maxActive = maxActive
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension TestServerStats: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeTestServerStats: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TestServerStats {
+        return
+            try TestServerStats(
+                requests: FfiConverterUInt64.read(from: &buf), 
+                bodyBytes: FfiConverterUInt64.read(from: &buf), 
+                rangedRequests: FfiConverterUInt64.read(from: &buf), 
+                ifRangeRequests: FfiConverterUInt64.read(from: &buf), 
+                active: FfiConverterUInt64.read(from: &buf), 
+                maxActive: FfiConverterUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: TestServerStats, into buf: inout [UInt8]) {
+        FfiConverterUInt64.write(value.requests, into: &buf)
+        FfiConverterUInt64.write(value.bodyBytes, into: &buf)
+        FfiConverterUInt64.write(value.rangedRequests, into: &buf)
+        FfiConverterUInt64.write(value.ifRangeRequests, into: &buf)
+        FfiConverterUInt64.write(value.active, into: &buf)
+        FfiConverterUInt64.write(value.maxActive, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTestServerStats_lift(_ buf: RustBuffer) throws -> TestServerStats {
+    return try FfiConverterTypeTestServerStats.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTestServerStats_lower(_ value: TestServerStats) -> RustBuffer {
+    return FfiConverterTypeTestServerStats.lower(value)
 }
 
 
@@ -3262,6 +4984,8 @@ public enum ErrorCode: UInt16, Equatable, Hashable {
     case invalidTaskId = 1015
     case invalidConfig = 1016
     case missingOutput = 1017
+    case unknownLease = 1018
+    case rootUnknown = 1019
     case connectFailed = 2001
     case timeout = 2002
     case httpClientError = 2003
@@ -3277,12 +5001,12 @@ public enum ErrorCode: UInt16, Equatable, Hashable {
     case network = 2013
     case unsupportedEncoding = 2014
     case accessDenied = 2015
-    case protocolError = 2016
     case diskFull = 3001
     case storageIo = 3002
     case permissionDenied = 3003
     case stateDirLocked = 3004
     case database = 3005
+    case locksUnavailable = 3006
     case checksumMismatch = 4001
     case sizeMismatch = 4002
     case memoryLimitExceeded = 4003
@@ -3346,63 +5070,67 @@ public struct FfiConverterTypeErrorCode: FfiConverterRustBuffer {
         
         case 17: return .missingOutput
         
-        case 18: return .connectFailed
+        case 18: return .unknownLease
         
-        case 19: return .timeout
+        case 19: return .rootUnknown
         
-        case 20: return .httpClientError
+        case 20: return .connectFailed
         
-        case 21: return .notFound
+        case 21: return .timeout
         
-        case 22: return .serverError
+        case 22: return .httpClientError
         
-        case 23: return .tooManyRequests
+        case 23: return .notFound
         
-        case 24: return .tooManyRedirects
+        case 24: return .serverError
         
-        case 25: return .redirectLoop
+        case 25: return .tooManyRequests
         
-        case 26: return .rangeMismatch
+        case 26: return .tooManyRedirects
         
-        case 27: return .contentChanged
+        case 27: return .redirectLoop
         
-        case 28: return .truncatedBody
+        case 28: return .rangeMismatch
         
-        case 29: return .tls
+        case 29: return .contentChanged
         
-        case 30: return .network
+        case 30: return .truncatedBody
         
-        case 31: return .unsupportedEncoding
+        case 31: return .tls
         
-        case 32: return .accessDenied
+        case 32: return .network
         
-        case 33: return .protocolError
+        case 33: return .unsupportedEncoding
         
-        case 34: return .diskFull
+        case 34: return .accessDenied
         
-        case 35: return .storageIo
+        case 35: return .diskFull
         
-        case 36: return .permissionDenied
+        case 36: return .storageIo
         
-        case 37: return .stateDirLocked
+        case 37: return .permissionDenied
         
-        case 38: return .database
+        case 38: return .stateDirLocked
         
-        case 39: return .checksumMismatch
+        case 39: return .database
         
-        case 40: return .sizeMismatch
+        case 40: return .locksUnavailable
         
-        case 41: return .memoryLimitExceeded
+        case 41: return .checksumMismatch
         
-        case 42: return .cancelled
+        case 42: return .sizeMismatch
         
-        case 43: return .interrupted
+        case 43: return .memoryLimitExceeded
         
-        case 44: return .shutDown
+        case 44: return .cancelled
         
-        case 45: return .sinkRejected
+        case 45: return .interrupted
         
-        case 46: return .`internal`
+        case 46: return .shutDown
+        
+        case 47: return .sinkRejected
+        
+        case 48: return .`internal`
         
         default: throw UniffiInternalError.unexpectedEnumCase
         }
@@ -3480,120 +5208,128 @@ public struct FfiConverterTypeErrorCode: FfiConverterRustBuffer {
             writeInt(&buf, Int32(17))
         
         
-        case .connectFailed:
+        case .unknownLease:
             writeInt(&buf, Int32(18))
         
         
-        case .timeout:
+        case .rootUnknown:
             writeInt(&buf, Int32(19))
         
         
-        case .httpClientError:
+        case .connectFailed:
             writeInt(&buf, Int32(20))
         
         
-        case .notFound:
+        case .timeout:
             writeInt(&buf, Int32(21))
         
         
-        case .serverError:
+        case .httpClientError:
             writeInt(&buf, Int32(22))
         
         
-        case .tooManyRequests:
+        case .notFound:
             writeInt(&buf, Int32(23))
         
         
-        case .tooManyRedirects:
+        case .serverError:
             writeInt(&buf, Int32(24))
         
         
-        case .redirectLoop:
+        case .tooManyRequests:
             writeInt(&buf, Int32(25))
         
         
-        case .rangeMismatch:
+        case .tooManyRedirects:
             writeInt(&buf, Int32(26))
         
         
-        case .contentChanged:
+        case .redirectLoop:
             writeInt(&buf, Int32(27))
         
         
-        case .truncatedBody:
+        case .rangeMismatch:
             writeInt(&buf, Int32(28))
         
         
-        case .tls:
+        case .contentChanged:
             writeInt(&buf, Int32(29))
         
         
-        case .network:
+        case .truncatedBody:
             writeInt(&buf, Int32(30))
         
         
-        case .unsupportedEncoding:
+        case .tls:
             writeInt(&buf, Int32(31))
         
         
-        case .accessDenied:
+        case .network:
             writeInt(&buf, Int32(32))
         
         
-        case .protocolError:
+        case .unsupportedEncoding:
             writeInt(&buf, Int32(33))
         
         
-        case .diskFull:
+        case .accessDenied:
             writeInt(&buf, Int32(34))
         
         
-        case .storageIo:
+        case .diskFull:
             writeInt(&buf, Int32(35))
         
         
-        case .permissionDenied:
+        case .storageIo:
             writeInt(&buf, Int32(36))
         
         
-        case .stateDirLocked:
+        case .permissionDenied:
             writeInt(&buf, Int32(37))
         
         
-        case .database:
+        case .stateDirLocked:
             writeInt(&buf, Int32(38))
         
         
-        case .checksumMismatch:
+        case .database:
             writeInt(&buf, Int32(39))
         
         
-        case .sizeMismatch:
+        case .locksUnavailable:
             writeInt(&buf, Int32(40))
         
         
-        case .memoryLimitExceeded:
+        case .checksumMismatch:
             writeInt(&buf, Int32(41))
         
         
-        case .cancelled:
+        case .sizeMismatch:
             writeInt(&buf, Int32(42))
         
         
-        case .interrupted:
+        case .memoryLimitExceeded:
             writeInt(&buf, Int32(43))
         
         
-        case .shutDown:
+        case .cancelled:
             writeInt(&buf, Int32(44))
         
         
-        case .sinkRejected:
+        case .interrupted:
             writeInt(&buf, Int32(45))
         
         
-        case .`internal`:
+        case .shutDown:
             writeInt(&buf, Int32(46))
+        
+        
+        case .sinkRejected:
+            writeInt(&buf, Int32(47))
+        
+        
+        case .`internal`:
+            writeInt(&buf, Int32(48))
         
         }
     }
@@ -3612,6 +5348,407 @@ public func FfiConverterTypeErrorCode_lift(_ buf: RustBuffer) throws -> ErrorCod
 #endif
 public func FfiConverterTypeErrorCode_lower(_ value: ErrorCode) -> RustBuffer {
     return FfiConverterTypeErrorCode.lower(value)
+}
+
+
+
+/**
+ * What became of a chunk.
+ */
+
+public enum IngestOutcome: Equatable, Hashable {
+    
+    /**
+     * Written, synced and journaled; `task_complete` when the file is now in place.
+     */
+    case committed(
+        /**
+         * The task.
+         */taskId: String, 
+        /**
+         * The file was published.
+         */taskComplete: Bool
+    )
+    /**
+     * Ingested before; nothing written.
+     */
+    case alreadyCommitted
+    /**
+     * The resource changed: the download starts over in the engine. Cancel the listed OS tasks.
+     */
+    case restart(
+        /**
+         * The task.
+         */taskId: String, 
+        /**
+         * Why.
+         */reason: String, 
+        /**
+         * OS tasks to cancel.
+         */cancelOsTags: [String]
+    )
+    /**
+     * Not written; the lease ended and its range went back to the engine (or, when not
+     * retryable, the task failed).
+     */
+    case rejected(
+        /**
+         * The task, when the lease was known.
+         */taskId: String?, 
+        /**
+         * Stable code.
+         */code: ErrorCode, 
+        /**
+         * Why.
+         */message: String, 
+        /**
+         * HTTP status, when the server's answer was the reason.
+         */httpStatus: UInt16?, 
+        /**
+         * Another try may succeed.
+         */retryable: Bool, 
+        /**
+         * 401 or 403: refresh the request's credentials.
+         */credentials: Bool, 
+        /**
+         * OS tasks to cancel.
+         */cancelOsTags: [String]
+    )
+    /**
+     * Nothing is staged for the lease (ingested and deleted already, or never staged); a live
+     * lease stays live.
+     */
+    case nothingStaged
+    /**
+     * Storage trouble while writing: the chunk stays staged and the lease live; ingest again later.
+     */
+    case deferred(
+        /**
+         * Stable code.
+         */code: ErrorCode, 
+        /**
+         * What went wrong.
+         */message: String
+    )
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension IngestOutcome: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeIngestOutcome: FfiConverterRustBuffer {
+    typealias SwiftType = IngestOutcome
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> IngestOutcome {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .committed(taskId: try FfiConverterString.read(from: &buf), taskComplete: try FfiConverterBool.read(from: &buf)
+        )
+        
+        case 2: return .alreadyCommitted
+        
+        case 3: return .restart(taskId: try FfiConverterString.read(from: &buf), reason: try FfiConverterString.read(from: &buf), cancelOsTags: try FfiConverterSequenceString.read(from: &buf)
+        )
+        
+        case 4: return .rejected(taskId: try FfiConverterOptionString.read(from: &buf), code: try FfiConverterTypeErrorCode.read(from: &buf), message: try FfiConverterString.read(from: &buf), httpStatus: try FfiConverterOptionUInt16.read(from: &buf), retryable: try FfiConverterBool.read(from: &buf), credentials: try FfiConverterBool.read(from: &buf), cancelOsTags: try FfiConverterSequenceString.read(from: &buf)
+        )
+        
+        case 5: return .nothingStaged
+        
+        case 6: return .deferred(code: try FfiConverterTypeErrorCode.read(from: &buf), message: try FfiConverterString.read(from: &buf)
+        )
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: IngestOutcome, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case let .committed(taskId,taskComplete):
+            writeInt(&buf, Int32(1))
+            FfiConverterString.write(taskId, into: &buf)
+            FfiConverterBool.write(taskComplete, into: &buf)
+            
+        
+        case .alreadyCommitted:
+            writeInt(&buf, Int32(2))
+        
+        
+        case let .restart(taskId,reason,cancelOsTags):
+            writeInt(&buf, Int32(3))
+            FfiConverterString.write(taskId, into: &buf)
+            FfiConverterString.write(reason, into: &buf)
+            FfiConverterSequenceString.write(cancelOsTags, into: &buf)
+            
+        
+        case let .rejected(taskId,code,message,httpStatus,retryable,credentials,cancelOsTags):
+            writeInt(&buf, Int32(4))
+            FfiConverterOptionString.write(taskId, into: &buf)
+            FfiConverterTypeErrorCode.write(code, into: &buf)
+            FfiConverterString.write(message, into: &buf)
+            FfiConverterOptionUInt16.write(httpStatus, into: &buf)
+            FfiConverterBool.write(retryable, into: &buf)
+            FfiConverterBool.write(credentials, into: &buf)
+            FfiConverterSequenceString.write(cancelOsTags, into: &buf)
+            
+        
+        case .nothingStaged:
+            writeInt(&buf, Int32(5))
+        
+        
+        case let .deferred(code,message):
+            writeInt(&buf, Int32(6))
+            FfiConverterTypeErrorCode.write(code, into: &buf)
+            FfiConverterString.write(message, into: &buf)
+            
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeIngestOutcome_lift(_ buf: RustBuffer) throws -> IngestOutcome {
+    return try FfiConverterTypeIngestOutcome.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeIngestOutcome_lower(_ value: IngestOutcome) -> RustBuffer {
+    return FfiConverterTypeIngestOutcome.lower(value)
+}
+
+
+
+/**
+ * How a task ended its run.
+ */
+
+public enum RunOutcome: Equatable, Hashable {
+    
+    /**
+     * Verified and in place: the work succeeded.
+     */
+    case completed
+    /**
+     * Failed for good (a 404, a checksum mismatch, a full disk): the work failed.
+     */
+    case failed(
+        /**
+         * Why.
+         */error: TaskErrorInfo
+    )
+    /**
+     * Not done yet: run again after about `delay_ms`.
+     */
+    case retry(
+        /**
+         * The transient error, when one ended the run.
+         */error: TaskErrorInfo?, 
+        /**
+         * Suggested wait before the next run.
+         */delayMs: UInt64, 
+        /**
+         * Why.
+         */reason: String
+    )
+    /**
+     * Paused by the user: nothing to run until it is resumed.
+     */
+    case paused
+    /**
+     * Cancelled or removed.
+     */
+    case cancelled
+    /**
+     * No such task.
+     */
+    case notFound
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension RunOutcome: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeRunOutcome: FfiConverterRustBuffer {
+    typealias SwiftType = RunOutcome
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> RunOutcome {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .completed
+        
+        case 2: return .failed(error: try FfiConverterTypeTaskErrorInfo.read(from: &buf)
+        )
+        
+        case 3: return .retry(error: try FfiConverterOptionTypeTaskErrorInfo.read(from: &buf), delayMs: try FfiConverterUInt64.read(from: &buf), reason: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 4: return .paused
+        
+        case 5: return .cancelled
+        
+        case 6: return .notFound
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: RunOutcome, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .completed:
+            writeInt(&buf, Int32(1))
+        
+        
+        case let .failed(error):
+            writeInt(&buf, Int32(2))
+            FfiConverterTypeTaskErrorInfo.write(error, into: &buf)
+            
+        
+        case let .retry(error,delayMs,reason):
+            writeInt(&buf, Int32(3))
+            FfiConverterOptionTypeTaskErrorInfo.write(error, into: &buf)
+            FfiConverterUInt64.write(delayMs, into: &buf)
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case .paused:
+            writeInt(&buf, Int32(4))
+        
+        
+        case .cancelled:
+            writeInt(&buf, Int32(5))
+        
+        
+        case .notFound:
+            writeInt(&buf, Int32(6))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRunOutcome_lift(_ buf: RustBuffer) throws -> RunOutcome {
+    return try FfiConverterTypeRunOutcome.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRunOutcome_lower(_ value: RunOutcome) -> RustBuffer {
+    return FfiConverterTypeRunOutcome.lower(value)
+}
+
+
+
+/**
+ * Why a run is asked to stop.
+ */
+
+public enum StopCause: Equatable, Hashable {
+    
+    /**
+     * The system stopped the worker or job (its time, quota, standby bucket).
+     */
+    case stopped
+    /**
+     * The network the job needed went away.
+     */
+    case networkLost
+    /**
+     * The app asked.
+     */
+    case app
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension StopCause: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeStopCause: FfiConverterRustBuffer {
+    typealias SwiftType = StopCause
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> StopCause {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .stopped
+        
+        case 2: return .networkLost
+        
+        case 3: return .app
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: StopCause, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .stopped:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .networkLost:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .app:
+            writeInt(&buf, Int32(3))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeStopCause_lift(_ buf: RustBuffer) throws -> StopCause {
+    return try FfiConverterTypeStopCause.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeStopCause_lower(_ value: StopCause) -> RustBuffer {
+    return FfiConverterTypeStopCause.lower(value)
 }
 
 
@@ -3727,6 +5864,111 @@ public func FfiConverterTypeTaskState_lift(_ buf: RustBuffer) throws -> TaskStat
 #endif
 public func FfiConverterTypeTaskState_lower(_ value: TaskState) -> RustBuffer {
     return FfiConverterTypeTaskState.lower(value)
+}
+
+
+
+/**
+ * Which validators the test server sends.
+ */
+
+public enum TestValidators: Equatable, Hashable {
+    
+    /**
+     * A strong ETag and Last-Modified.
+     */
+    case both
+    /**
+     * A strong ETag only.
+     */
+    case eTagOnly
+    /**
+     * Last-Modified only.
+     */
+    case lastModifiedOnly
+    /**
+     * A weak ETag only (no resume is safe).
+     */
+    case weakETag
+    /**
+     * None.
+     */
+    case none
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension TestValidators: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeTestValidators: FfiConverterRustBuffer {
+    typealias SwiftType = TestValidators
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TestValidators {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .both
+        
+        case 2: return .eTagOnly
+        
+        case 3: return .lastModifiedOnly
+        
+        case 4: return .weakETag
+        
+        case 5: return .none
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: TestValidators, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .both:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .eTagOnly:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .lastModifiedOnly:
+            writeInt(&buf, Int32(3))
+        
+        
+        case .weakETag:
+            writeInt(&buf, Int32(4))
+        
+        
+        case .none:
+            writeInt(&buf, Int32(5))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTestValidators_lift(_ buf: RustBuffer) throws -> TestValidators {
+    return try FfiConverterTypeTestValidators.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTestValidators_lower(_ value: TestValidators) -> RustBuffer {
+    return FfiConverterTypeTestValidators.lower(value)
 }
 
 
@@ -3877,6 +6119,30 @@ fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeHandoffConfig: FfiConverterRustBuffer {
+    typealias SwiftType = HandoffConfig?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeHandoffConfig.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeHandoffConfig.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypeLimits: FfiConverterRustBuffer {
     typealias SwiftType = Limits?
 
@@ -3949,6 +6215,30 @@ fileprivate struct FfiConverterOptionTypeTaskErrorInfo: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeTestServerConfig: FfiConverterRustBuffer {
+    typealias SwiftType = TestServerConfig?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeTestServerConfig.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeTestServerConfig.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypeDownloadEvent: FfiConverterRustBuffer {
     typealias SwiftType = DownloadEvent?
 
@@ -3989,6 +6279,54 @@ fileprivate struct FfiConverterOptionTypeTaskState: FfiConverterRustBuffer {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterTypeTaskState.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeTestValidators: FfiConverterRustBuffer {
+    typealias SwiftType = TestValidators?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeTestValidators.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeTestValidators.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionSequenceString: FfiConverterRustBuffer {
+    typealias SwiftType = [String]?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterSequenceString.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterSequenceString.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -4064,6 +6402,131 @@ fileprivate struct FfiConverterSequenceTypeHttpHeader: FfiConverterRustBuffer {
         seq.reserveCapacity(Int(len))
         for _ in 0 ..< len {
             seq.append(try FfiConverterTypeHttpHeader.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeOsRangeRequest: FfiConverterRustBuffer {
+    typealias SwiftType = [OsRangeRequest]
+
+    public static func write(_ value: [OsRangeRequest], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeOsRangeRequest.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [OsRangeRequest] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [OsRangeRequest]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeOsRangeRequest.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeOsTaskInfo: FfiConverterRustBuffer {
+    typealias SwiftType = [OsTaskInfo]
+
+    public static func write(_ value: [OsTaskInfo], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeOsTaskInfo.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [OsTaskInfo] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [OsTaskInfo]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeOsTaskInfo.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypePathRoot: FfiConverterRustBuffer {
+    typealias SwiftType = [PathRoot]
+
+    public static func write(_ value: [PathRoot], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypePathRoot.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [PathRoot] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [PathRoot]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypePathRoot.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeSkippedTask: FfiConverterRustBuffer {
+    typealias SwiftType = [SkippedTask]
+
+    public static func write(_ value: [SkippedTask], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeSkippedTask.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [SkippedTask] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [SkippedTask]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeSkippedTask.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeTaskRunOutcome: FfiConverterRustBuffer {
+    typealias SwiftType = [TaskRunOutcome]
+
+    public static func write(_ value: [TaskRunOutcome], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeTaskRunOutcome.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [TaskRunOutcome] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [TaskRunOutcome]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeTaskRunOutcome.read(from: &buf))
         }
         return seq
     }
@@ -4311,6 +6774,42 @@ private let initializationResult: InitializationResult = {
     if (uniffi_ferry_checksum_method_listenerregistration_wait_ended() != 58787) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_ferry_checksum_method_downloadmanager_request_stop() != 49821) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_downloadmanager_run_budgeted() != 43733) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_downloadmanager_hand_off() != 367) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_downloadmanager_ingest_chunk() != 19351) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_downloadmanager_ingest_staged() != 18822) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_downloadmanager_live_leases() != 52627) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_downloadmanager_note_os_progress() != 28278) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_downloadmanager_reconcile() != 48770) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_downloadmanager_release_lease() != 13402) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_downloadmanager_revoked_os_tags() != 30798) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_downloadmanager_stage_chunk() != 21545) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_downloadmanager_take_back() != 56719) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_ferry_checksum_method_downloadmanager_add_listener() != 50433) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -4350,7 +6849,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_ferry_checksum_method_downloadmanager_remove() != 45614) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_ferry_checksum_method_downloadmanager_resume() != 23791) {
+    if (uniffi_ferry_checksum_method_downloadmanager_resume() != 65533) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_ferry_checksum_method_downloadmanager_resume_all() != 33057) {
@@ -4377,7 +6876,43 @@ private let initializationResult: InitializationResult = {
     if (uniffi_ferry_checksum_method_downloadmanager_wait() != 41379) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_ferry_checksum_constructor_downloadmanager_open() != 45135) {
+    if (uniffi_ferry_checksum_method_testserver_base() != 324) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_testserver_content() != 39565) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_testserver_log() != 21790) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_testserver_redirect_url() != 16020) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_testserver_set_config() != 6717) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_testserver_sha256() != 63053) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_testserver_size() != 20468) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_testserver_stats() != 438) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_testserver_status_url() != 526) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_testserver_url() != 51236) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_testserver_url_named() != 25089) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_constructor_downloadmanager_open() != 28704) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_constructor_testserver_start() != 10207) {
         return InitializationResult.apiChecksumMismatch
     }
 

@@ -24,6 +24,7 @@ final class ErrorCodeTests: FerryTestCase {
         (.invalidConfig, "invalid_config", 1016),
         (.missingOutput, "missing_output", 1017),
         (.unknownLease, "unknown_lease", 1018),
+        (.rootUnknown, "root_unknown", 1019),
         (.connectFailed, "connect_failed", 2001),
         (.timeout, "timeout", 2002),
         (.httpClientError, "http_client_error", 2003),

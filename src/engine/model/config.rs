@@ -78,6 +78,11 @@ pub struct Config {
     /// addresses and networks, optional `:port`, `*` for all). `None` reads `no_proxy` /
     /// `NO_PROXY` when the proxy comes from the environment, and means no exception otherwise.
     pub no_proxy: Option<String>,
+    /// Named roots (`name`, absolute path of an existing directory): a destination under one is
+    /// stored relative to it (`@name/...`) and resolved against the roots of each open, so tasks
+    /// follow a container that moves (iOS moves an app's container after an update or a restore).
+    /// Names are 1–64 ASCII letters, digits, `_`, `-` or `.`, unique. See [`super::roots`].
+    pub roots: Vec<(String, std::path::PathBuf)>,
 }
 
 impl Default for Config {
@@ -98,6 +103,7 @@ impl Default for Config {
             head_timeout: Duration::from_secs(10),
             proxy: None,
             no_proxy: None,
+            roots: Vec::new(),
         }
     }
 }

@@ -35,6 +35,7 @@ pub enum ErrorCode {
     InvalidConfig = 1016,
     MissingOutput = 1017,
     UnknownLease = 1018,
+    RootUnknown = 1019,
     // 2xxx: network, HTTP and the Range protocol.
     ConnectFailed = 2001,
     Timeout = 2002,
@@ -95,6 +96,7 @@ impl ErrorCode {
         Self::InvalidConfig,
         Self::MissingOutput,
         Self::UnknownLease,
+        Self::RootUnknown,
         Self::ConnectFailed,
         Self::Timeout,
         Self::HttpClientError,
@@ -159,6 +161,7 @@ impl ErrorCode {
             InvalidConfig => "invalid_config",
             MissingOutput => "missing_output",
             UnknownLease => "unknown_lease",
+            RootUnknown => "root_unknown",
             ConnectFailed => "connect_failed",
             Timeout => "timeout",
             HttpClientError => "http_client_error",

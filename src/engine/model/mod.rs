@@ -2,11 +2,12 @@
 //!
 //! Decides: task ids, specs and states, and the one transition function ([`task::next_state`]);
 //! what a caller may ask for ([`request`]: every input rule, each with its own code); errors and
-//! their stable codes ([`error`]); configuration and its limits ([`config`]); which failures are
-//! retried and how long to wait ([`retry`]); the events a caller sees ([`events`]).
+//! their stable codes ([`error`]); configuration and its limits ([`config`]); the named roots that
+//! destinations are stored relative to ([`roots`]); which failures are retried and how long to
+//! wait ([`retry`]); the events a caller sees ([`events`]).
 //!
-//! May not touch: the network, the task table, the file system beyond reading what a request
-//! names, or any other layer of the engine. Everything above builds on these types.
+//! May not touch: the network, the task table, the file system beyond reading what a request or
+//! the configuration names, or any other layer of the engine. Everything above builds on these types.
 
 pub mod config;
 pub mod error;
@@ -14,4 +15,5 @@ pub mod events;
 pub mod hash;
 pub mod request;
 pub mod retry;
+pub mod roots;
 pub mod task;

@@ -183,6 +183,10 @@ pub enum Output {
     },
     /// A chunk callback.
     Stream(Arc<dyn ChunkSink>),
+    /// A file whose stored destination is relative to a root this manager does not declare
+    /// (`@name/...`, see [`super::roots`]): listed with that text and the `root_unknown` error,
+    /// never read as a path, never run.
+    Unresolved(String),
 }
 
 impl fmt::Debug for Output {
@@ -191,6 +195,7 @@ impl fmt::Debug for Output {
             Output::File(p) => write!(f, "File({})", p.display()),
             Output::Memory { limit } => write!(f, "Memory({limit})"),
             Output::Stream(_) => f.write_str("Stream"),
+            Output::Unresolved(stored) => write!(f, "Unresolved({stored})"),
         }
     }
 }
@@ -204,10 +209,18 @@ impl Output {
         }
     }
 
+    /// The stored destination of a file whose root is not declared.
+    pub fn unresolved(&self) -> Option<&str> {
+        match self {
+            Output::Unresolved(stored) => Some(stored),
+            _ => None,
+        }
+    }
+
     /// Short kind name.
     pub fn kind(&self) -> &'static str {
         match self {
-            Output::File(_) => "file",
+            Output::File(_) | Output::Unresolved(_) => "file",
             Output::Memory { .. } => "memory",
             Output::Stream(_) => "stream",
         }

@@ -380,7 +380,10 @@ impl TaskEntry {
         TaskInfo {
             id: self.spec.id.clone(),
             url: self.shown_url.get_or_init(|| crate::engine::model::error::redact(&self.spec.url)).clone(),
-            destination: self.spec.output.path().cloned(),
+            destination: match &self.spec.output {
+                crate::engine::model::task::Output::Unresolved(stored) => Some(std::path::PathBuf::from(stored)),
+                output => output.path().cloned(),
+            },
             output_kind: self.spec.output.kind(),
             state: g.state,
             bytes,
@@ -388,7 +391,10 @@ impl TaskEntry {
             speed,
             eta_seconds,
             connections: if running { self.live.connections.load(Ordering::Relaxed) } else { 0 },
-            error: g.error.clone(),
+            error: match self.spec.output.unresolved() {
+                Some(stored) => Some((&crate::engine::model::roots::unknown_root(stored)).into()),
+                None => g.error.clone(),
+            },
             priority: g.priority,
             created_ms: self.created_ms,
             updated_ms: g.updated_ms,

@@ -82,7 +82,8 @@ impl Inner {
                 let tasks = self.tasks.read();
                 let mut all: Vec<Arc<TaskEntry>> = tasks
                     .values()
-                    .filter(|e| e.persisted && (e.state().is_active() || (e.state() == TaskState::Failed && transient(e))))
+                    .filter(|e| e.persisted && e.spec.output.unresolved().is_none())
+                    .filter(|e| e.state().is_active() || (e.state() == TaskState::Failed && transient(e)))
                     .cloned()
                     .collect();
                 all.sort_by_key(|e| e.seq);
@@ -100,7 +101,7 @@ impl Inner {
         let budget_spent = {
             let all_done = async {
                 for (_, e) in &chosen {
-                    if let Some(e) = e {
+                    if let Some(e) = e.as_ref().filter(|e| e.spec.output.unresolved().is_none()) {
                         let mut rx = e.state_tx.subscribe();
                         while rx.borrow_and_update().is_active() && !e.inner.lock().dormant {
                             if rx.changed().await.is_err() {
@@ -193,6 +194,9 @@ fn transient(e: &TaskEntry) -> bool {
 fn outcome_of(e: &TaskEntry, stopped: Option<&str>) -> RunOutcome {
     if e.removed.load(Ordering::Acquire) {
         return RunOutcome::Cancelled;
+    }
+    if let Some(stored) = e.spec.output.unresolved() {
+        return RunOutcome::Failed((&unknown_root(stored)).into());
     }
     let (state, error) = {
         let g = e.inner.lock();

@@ -144,6 +144,9 @@ impl Inner {
     pub(super) fn remove(self: &Arc<Self>, id: &str, delete_file: bool) -> Result<()> {
         let mut s = self.sched.lock();
         let e = self.entry(id)?;
+        if e.spec.output.unresolved().is_some() {
+            return self.forget_unresolved(&mut s, &e, delete_file);
+        }
         let control = if delete_file { Control::RemoveWithFile } else { Control::Remove };
         if !self.take_for_control(&mut s, &e, control)? {
             return Ok(());

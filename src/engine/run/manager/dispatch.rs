@@ -28,6 +28,9 @@ impl Inner {
                 break;
             };
             let Some(entry) = self.tasks.read().get(&id).cloned() else { continue };
+            if entry.spec.output.unresolved().is_some() {
+                continue;
+            }
             let Some(slot) = hosts.try_acquire(&host) else {
                 ready.push(id, host.clone(), entry.inner.lock().priority, entry.seq);
                 blocked.insert(host);

@@ -34,14 +34,18 @@ impl Inner {
         // Validate outside the lock; an id that already exists is checked for idempotency first,
         // because its destination may legitimately exist by now.
         let mut dirs = crate::engine::model::request::DirChecks::default();
+        let roots = self.env.store.roots();
         let prepared: Vec<Result<Prepared>> = requests
             .into_iter()
             .map(|r| {
                 if let Some(id) = r.task_id.as_deref() {
                     if let Some(existing) = self.find(id) {
+                        if let Some(stored) = existing.spec.output.unresolved() {
+                            return Err(unknown_root(stored));
+                        }
                         // The same request: URL, output, headers and checksum (as validation
                         // normalises them). Priority, connections and overwrite may differ.
-                        let same = r.as_given().is_ok_and(|given| existing.spec.same_request(&given));
+                        let same = r.as_given().is_ok_and(|given| existing.spec.same_request(&rooted(roots, given)));
                         return if same {
                             Ok(Prepared::Existing(existing.spec.id.clone()))
                         } else {
@@ -50,11 +54,11 @@ impl Inner {
                     }
                 }
                 match r.validate_with(&mut dirs) {
-                    Ok(spec) => Ok(Prepared::New(spec)),
+                    Ok(spec) => Ok(Prepared::New(rooted(roots, spec))),
                     // The destination (or its part file) exists: perhaps because a live task, here
                     // or in another process, is downloading into it. The claims tell (see `admit`).
-                    Err(e) if e.code() == ErrorCode::DestinationExists => match r.destination.clone() {
-                        Some(dest) => Ok(Prepared::Exists(e, dest)),
+                    Err(e) if e.code() == ErrorCode::DestinationExists => match r.destination.as_deref() {
+                        Some(dest) => Ok(Prepared::Exists(e, roots.normalize(dest).unwrap_or_else(|| dest.to_path_buf()))),
                         None => Err(e),
                     },
                     Err(e) => Err(e),
@@ -68,7 +72,7 @@ impl Inner {
         if !stored {
             // Memory and stream tasks live in this process only: nothing to write, or to lock.
             let mut admitted = self.admit(&s, prepared, None);
-            let (entries, _) = build(std::mem::take(&mut admitted.specs), s.next_seq);
+            let (entries, _) = build(std::mem::take(&mut admitted.specs), s.next_seq, &Roots::default());
             s.next_seq += entries.len() as i64;
             return self.record(s, admitted, entries, Vec::new());
         }
@@ -86,7 +90,7 @@ impl Inner {
             let a = admitted.insert(self.admit(&s, pending.take().unwrap_or_default(), Some(&st)));
             staged = Some(st);
             let first = tx::alloc_seq(t, a.specs.len())?;
-            let (entries, rows) = build(std::mem::take(&mut a.specs), first);
+            let (entries, rows) = build(std::mem::take(&mut a.specs), first, store.roots());
             for e in entries.iter().filter(|e| e.persisted) {
                 if !self.owners().try_own(e.seq)? {
                     return Err(Error::internal(format!("the lock of new task '{}' is held by another process", e.spec.id)));
@@ -161,6 +165,10 @@ impl Inner {
                 None => tasks.get(&spec.id),
             };
             if let Some(existing) = known {
+                if let Some(stored) = existing.spec.output.unresolved() {
+                    out.results.push(Err(unknown_root(stored)));
+                    continue;
+                }
                 out.results.push(if existing.spec.same_request(&spec) && !existing.removed.load(Ordering::Acquire) {
                     Ok(spec.id.clone())
                 } else {
@@ -234,8 +242,19 @@ struct Admitted {
     dests: Map<OsString, TaskId>,
 }
 
-/// Entries (and, for stored outputs, rows) for new tasks numbered from `first`.
-fn build(specs: Vec<TaskSpec>, first: i64) -> (Vec<Arc<TaskEntry>>, Vec<TaskRow>) {
+/// A spec whose destination is under a root, spelled as it will read once stored and resolved
+/// again (the root's declared path joined with the rest), so that claims and statuses agree
+/// however the caller spelled it. Other specs are returned as they are.
+fn rooted(roots: &Roots, mut spec: TaskSpec) -> TaskSpec {
+    if let Some(path) = spec.output.path().and_then(|dest| roots.normalize(dest)) {
+        spec.output = Output::File(path);
+    }
+    spec
+}
+
+/// Entries (and, for stored outputs, rows) for new tasks numbered from `first`; a destination
+/// under one of `roots` is stored relative to it.
+fn build(specs: Vec<TaskSpec>, first: i64, roots: &Roots) -> (Vec<Arc<TaskEntry>>, Vec<TaskRow>) {
     let now = now_ms();
     let mut entries = Vec::with_capacity(specs.len());
     let mut rows = Vec::with_capacity(specs.len());
@@ -247,7 +266,7 @@ fn build(specs: Vec<TaskSpec>, first: i64) -> (Vec<Arc<TaskEntry>>, Vec<TaskRow>
                 id: spec.id.as_str().to_string(),
                 seq,
                 url: spec.url.to_string(),
-                destination: spec.output.path().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default(),
+                destination: spec.output.path().map(|p| roots.to_stored(p)).unwrap_or_default(),
                 headers: spec.headers.clone(),
                 connections: spec.connections,
                 sha256: spec.sha256.clone(),

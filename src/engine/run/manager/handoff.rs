@@ -139,6 +139,10 @@ impl Inner {
                     report.skipped.push((e.spec.id.to_string(), Error::new(ErrorCode::InvalidState, format!("the task is {state}"))));
                     continue;
                 }
+                if let Some(stored) = e.spec.output.unresolved() {
+                    report.skipped.push((e.spec.id.to_string(), unknown_root(stored)));
+                    continue;
+                }
                 s.ready.remove(&e.spec.id);
                 let mut g = e.inner.lock();
                 g.handing_off = true;
@@ -305,6 +309,9 @@ impl Inner {
     /// ranges no live lease holds, or a queued one a hand-off took out of the queue and then did
     /// not lease. The runner fetches what is not leased, and leaves the rest to the OS.
     pub(super) fn requeue_if_idle(&self, e: &TaskEntry) {
+        if e.spec.output.unresolved().is_some() {
+            return;
+        }
         let (state, idle) = {
             let g = e.inner.lock();
             (g.state, g.run.is_none() && engine_work(&g) && !g.handing_off && !g.dormant)

@@ -121,6 +121,10 @@ impl Inner {
         let Some(e) = self.find(&row.task_id) else {
             return rejected_for(&row.task_id, Error::new(ErrorCode::TaskNotFound, format!("no task '{}'", row.task_id)), false);
         };
+        if let Some(stored) = e.spec.output.unresolved() {
+            // Kept staged, its lease live, for a manager that declares the root.
+            return IngestOutcome::Deferred { error: unknown_root(stored) };
+        }
         // One ingest per task at a time: the part file and the journal change together.
         let _one = e.ingest.lock();
         let (lease, resource) = {

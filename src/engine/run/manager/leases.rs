@@ -84,7 +84,7 @@ impl Manager {
         let now = Instant::now();
         let tasks: Vec<Arc<TaskEntry>> = self.inner.tasks.read().values().cloned().collect();
         let mut tags = Vec::new();
-        for e in tasks {
+        for e in tasks.into_iter().filter(|e| e.spec.output.unresolved().is_none()) {
             let stale: Vec<String> = {
                 let g = e.inner.lock();
                 g.leases.iter().filter(|l| now.saturating_duration_since(l.last_progress) >= stale_after).map(|l| l.id.clone()).collect()
@@ -149,6 +149,10 @@ impl Inner {
             }
         }
         for e in &tasks {
+            if e.spec.output.unresolved().is_some() {
+                // Its leases wait, live, for a manager that declares its root.
+                continue;
+            }
             let vanished: Vec<String> = {
                 let g = e.inner.lock();
                 g.leases.iter().filter(|l| !seen.contains(&l.id) && !staged.contains(&l.id)).map(|l| l.id.clone()).collect()

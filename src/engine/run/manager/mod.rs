@@ -22,6 +22,7 @@ use crate::engine::model::error::{Error, ErrorCode, Result};
 use crate::engine::model::events::{EventHub, ProgressEvent, StateEvent, Subscription};
 use crate::engine::model::hash::{path_key, Map, Set};
 use crate::engine::model::request::Request;
+use crate::engine::model::roots::{unknown_root, Roots};
 use crate::engine::model::task::{next_state, Output, TaskError, TaskId, TaskInfo, TaskSpec, TaskState, Transition};
 use crate::engine::ranges::map::SegmentRow;
 use crate::engine::storage::journal::Journal;
@@ -216,7 +217,9 @@ impl Manager {
         self.inner.cancel(id)
     }
 
-    /// Forgets a task. Its partial file is removed; with `delete_file`, a completed file too.
+    /// Forgets a task. Its partial file is removed; with `delete_file`, a completed file too. A task
+    /// stored under a root this manager does not declare is forgotten with its files left where
+    /// they are (with `delete_file`: `root_unknown`).
     pub fn remove(&self, id: &str, delete_file: bool) -> Result<()> {
         self.inner.remove(id, delete_file)
     }
@@ -228,6 +231,7 @@ impl Manager {
 
     /// Waits until the task is no longer queued or running (or the manager shuts down, or the task
     /// is queued but held because the directory was opened without resuming), and returns its status.
+    /// Returns at once for a task stored under a root this manager does not declare.
     pub async fn wait(&self, id: &str) -> Result<TaskInfo> {
         let entry = self.inner.entry(id)?;
         let mut rx = entry.state_tx.subscribe();
@@ -235,7 +239,9 @@ impl Manager {
             let state = *rx.borrow_and_update();
             let held = state == TaskState::Queued && entry.inner.lock().dormant;
             let gone = entry.removed.load(Ordering::Acquire);
-            if !state.is_active() || held || gone || self.inner.shutting_down.load(Ordering::Acquire) {
+            // A task this manager cannot resolve does not move here (see `open`).
+            let unresolved = entry.spec.output.unresolved().is_some();
+            if !state.is_active() || held || gone || unresolved || self.inner.shutting_down.load(Ordering::Acquire) {
                 break;
             }
             if rx.changed().await.is_err() {

@@ -14,8 +14,14 @@ impl Manager {
     /// whenever it finds one later. Fails with `locks_unavailable` where the file system cannot
     /// lock (processes could not tell who runs what), `permission_denied` for a directory it may
     /// not write, and `state_dir_locked` while an older version of Ferry holds the directory.
+    ///
+    /// Destinations under one of `config.roots` are stored relative to it and resolved against
+    /// the roots of each open, so tasks follow a directory tree that moved. A task stored relative
+    /// to a root this open does not declare is listed with its stored text and `root_unknown`, and
+    /// is neither run nor taken over (see [`crate::engine::model::roots`]).
     pub fn open(dir: impl AsRef<Path>, config: Config) -> Result<Manager> {
         config.validate()?;
+        let roots = Roots::new(&config.roots)?;
         let dir = std::path::absolute(dir.as_ref()).map_err(|e| Error::io("resolving the state directory", &e))?;
         // One directory, one manager, however it is spelled (symlinks, `..`): the registry and the
         // lock file must agree on what "the same directory" is.
@@ -27,7 +33,7 @@ impl Manager {
             inner.revive();
             return Ok(Manager { inner });
         }
-        let (store, stored, recovery) = Store::open(&dir)?;
+        let (store, stored, recovery) = Store::open_with(&dir, roots)?;
         let mut live_leases: Map<String, Vec<LiveLease>> = Map::default();
         let now = Instant::now();
         for l in store.leases()?.into_iter().filter(|l| l.state == LeaseState::Live) {
@@ -63,7 +69,7 @@ impl Manager {
         };
         let mut tasks = Map::with_capacity_and_hasher(stored.len(), Default::default());
         for t in stored {
-            let Some(entry) = entry_from_stored(t) else { continue };
+            let Some(entry) = entry_from_stored(t, store.roots()) else { continue };
             if let Some(leases) = live_leases.remove(entry.spec.id.as_str()) {
                 entry.inner.lock().leases = leases;
             }
@@ -72,7 +78,7 @@ impl Manager {
             if let (Output::File(dest), false) = (&entry.spec.output, matches!(state, TaskState::Completed | TaskState::Cancelled)) {
                 sched.claims.insert(path_key(dest).into_owned(), id.clone());
             }
-            if state.is_active() {
+            if state.is_active() && entry.spec.output.unresolved().is_none() {
                 // Queued or running in the table: a live process runs it, or nobody does (recovery
                 // queued the running ones whose process died). Taking its lock tells which. The
                 // row was read before the lock was taken: `catch_up_after_open` reads again those
@@ -119,10 +125,10 @@ impl Manager {
     }
 
     /// Reads the task list of a state directory without opening it for writing (another process
-    /// may own it).
+    /// may own it). Destinations stored relative to a root are listed as stored (`@name/...`).
     pub fn list_read_only(dir: impl AsRef<Path>) -> Result<Vec<TaskInfo>> {
         let (_store, stored) = Store::open_read_only(dir.as_ref())?;
-        Ok(stored.into_iter().filter_map(entry_from_stored).map(|e| e.info()).collect())
+        Ok(stored.into_iter().filter_map(|t| entry_from_stored(t, &Roots::default())).map(|e| e.info()).collect())
     }
 }
 
@@ -167,7 +173,13 @@ impl Inner {
         {
             let mut s = self.sched.lock();
             // The shutdown gave every task up; another process may have taken some since.
-            let tasks: Vec<Arc<TaskEntry>> = self.tasks.read().values().filter(|e| e.state() == TaskState::Queued).cloned().collect();
+            let tasks: Vec<Arc<TaskEntry>> = self
+                .tasks
+                .read()
+                .values()
+                .filter(|e| e.state() == TaskState::Queued && e.spec.output.unresolved().is_none())
+                .cloned()
+                .collect();
             for e in tasks {
                 let queued_here = s.ready.contains(&e.spec.id);
                 if !queued_here && !resume {
@@ -194,13 +206,19 @@ impl Inner {
 /// Where the per-host connection slots of all processes are counted (see `scheduler.rs`).
 const HOSTS_FILE: &str = "hosts";
 
-pub(super) fn entry_from_stored(t: StoredTask) -> Option<Arc<TaskEntry>> {
+/// The entry of a stored task, its destination resolved against `roots` (one whose root is not
+/// among them stays [`Output::Unresolved`]).
+pub(super) fn entry_from_stored(t: StoredTask, roots: &Roots) -> Option<Arc<TaskEntry>> {
     let StoredTask { row, ranges } = t;
     let url = url::Url::parse(&row.url).ok()?;
+    let output = match roots.resolve(&row.destination) {
+        Ok(path) => Output::File(path),
+        Err(_) => Output::Unresolved(row.destination.clone()),
+    };
     let spec = TaskSpec {
         id: TaskId::from_stored(row.id.clone()),
         url,
-        output: Output::File(PathBuf::from(&row.destination)),
+        output,
         headers: row.headers.clone(),
         connections: row.connections,
         sha256: row.sha256.clone(),

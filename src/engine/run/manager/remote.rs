@@ -35,6 +35,10 @@ impl Inner {
         if is_mine(s, e) {
             return Ok(true);
         }
+        if let Some(stored) = e.spec.output.unresolved() {
+            // Neither run nor acted on here until a manager declares its root.
+            return Err(unknown_root(stored));
+        }
         if !self.owners().try_own(e.seq)? {
             return Ok(false);
         }
@@ -235,6 +239,41 @@ impl Inner {
             Some(_) => Ok(true),
             None => Err(task_not_found(e.spec.id.as_str())),
         }
+    }
+
+    /// Removes a task stored under a root this process does not declare: its row goes, and its
+    /// files stay where they are (this process cannot tell where that is). With `delete_file`,
+    /// `root_unknown`. A task another process runs (it declares the root) is removed by it.
+    pub(super) fn forget_unresolved(&self, s: &mut Sched, e: &Arc<TaskEntry>, delete_file: bool) -> Result<()> {
+        let stored = e.spec.output.unresolved().unwrap_or_default();
+        if delete_file {
+            return Err(unknown_root(stored));
+        }
+        let id = e.spec.id.as_str();
+        if !self.owners().try_own(e.seq)? {
+            if self.env.store.request_control(id, Control::Remove)? {
+                return Ok(());
+            }
+            if !self.owners().own_within(e.seq, RELEASE_PATIENCE)? {
+                return Err(Error::new(ErrorCode::StateDirLocked, format!("task '{id}' is held by another process")));
+            }
+        }
+        let removed = e.release_leases(&self.env.store, None).and_then(|ended| {
+            self.env.revoke(ended);
+            self.env.store.delete_task(id)
+        });
+        self.owners().release(e.seq);
+        removed?;
+        e.removed.store(true, Ordering::Release);
+        s.forget_foreign(&e.spec.id);
+        {
+            let mut tasks = self.tasks.write();
+            if tasks.get(id).is_some_and(|t| Arc::ptr_eq(t, e)) {
+                tasks.remove(id);
+            }
+        }
+        e.state_tx.send_modify(|_| {});
+        Ok(())
     }
 
     /// A pause, cancel or remove of a task whose lock this process holds.

@@ -140,16 +140,20 @@ impl Inner {
             if let Some(old) = existing.filter(|e| e.seq != row.seq) {
                 release_claim(s, old);
             }
-            let key = path_key(Path::new(&row.destination)).into_owned();
-            let id = TaskId::from_stored(row.id.clone());
-            if live(row.state) {
-                s.claims.insert(key, id);
-            } else if s.claims.get(&key) == Some(&id) {
-                s.claims.remove(&key);
+            // Resolved against this process's roots; a destination under a root this process
+            // does not declare claims nothing here (all processes should declare the same roots).
+            if let Ok(dest) = self.env.store.roots().resolve(&row.destination) {
+                let key = path_key(&dest).into_owned();
+                let id = TaskId::from_stored(row.id.clone());
+                if live(row.state) {
+                    s.claims.insert(key, id);
+                } else if s.claims.get(&key) == Some(&id) {
+                    s.claims.remove(&key);
+                }
             }
             if existing.is_none_or(|e| e.seq != row.seq) {
                 let stored = StoredTask { row: row.clone(), ranges: Vec::new() };
-                if let Some(entry) = super::open::entry_from_stored(stored) {
+                if let Some(entry) = super::open::entry_from_stored(stored, self.env.store.roots()) {
                     s.next_seq = s.next_seq.max(row.seq + 1);
                     fresh.insert(entry.spec.id.clone(), entry);
                 }
@@ -224,7 +228,7 @@ impl Inner {
                 continue;
             }
             self.mirror(&e, &row, now);
-            if row.state.is_active() {
+            if row.state.is_active() && e.spec.output.unresolved().is_none() {
                 s.note_foreign(&e.spec.id);
             } else {
                 s.forget_foreign(&e.spec.id);

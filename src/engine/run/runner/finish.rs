@@ -116,6 +116,8 @@ impl Run {
                 Outcome::Completed { bytes: n, recorded: false }
             }
             Output::Stream(_) => Outcome::Completed { bytes: done.total, recorded: false },
+            // Never started (see `run`).
+            Output::Unresolved(stored) => self.fail(crate::engine::model::roots::unknown_root(stored)),
         }
     }
 

@@ -250,6 +250,8 @@ impl Run {
                 m
             }
             Output::Stream(s) => Arc::new(StreamSink::new(s.clone())),
+            // The manager never queues such a task; a path that cannot be resolved is never written.
+            Output::Unresolved(stored) => return Err(crate::engine::model::roots::unknown_root(stored)),
         };
         let bytes = resume.as_ref().map(|r| r.map.written_bytes()).unwrap_or(0);
         task.live.bytes.store(bytes, Ordering::Relaxed);

@@ -23,6 +23,7 @@
 use super::boot;
 use super::owners::Owners;
 use crate::engine::model::error::{Error, ErrorCode, Result};
+use crate::engine::model::roots::Roots;
 use crate::engine::model::task::{TaskError, TaskState};
 use crate::engine::ranges::map::SegmentRow;
 use parking_lot::{Mutex, MutexGuard};
@@ -56,7 +57,8 @@ pub struct TaskRow {
     pub seq: i64,
     /// URL.
     pub url: String,
-    /// Destination path.
+    /// Destination as stored: an absolute path, or `@name/<path>` relative to a root (see
+    /// [`Roots`]); [`Roots::resolve`] gives the path.
     pub destination: String,
     /// Request headers.
     pub headers: Vec<(String, String)>,
@@ -126,6 +128,8 @@ pub struct Store {
     data_version: AtomicI64,
     /// The table revision the tasks [`Store::open`] returned were read at.
     opened_at: i64,
+    /// The roots stored destinations are resolved against (see [`Roots`]).
+    roots: Roots,
 }
 
 impl std::fmt::Debug for Store {
@@ -149,6 +153,12 @@ impl Store {
     /// completions they did not record. Tasks a live process runs are left alone. The tasks are
     /// read at revision [`Store::opened_at`] (see [`Store::changes_since`]).
     pub fn open(dir: &Path) -> Result<(Store, Vec<StoredTask>, Recovery)> {
+        Self::open_with(dir, Roots::default())
+    }
+
+    /// [`Store::open`] with the roots that destinations stored relative to one (`@name/...`) are
+    /// resolved against; such a destination whose root is not among them is left alone.
+    pub fn open_with(dir: &Path, roots: Roots) -> Result<(Store, Vec<StoredTask>, Recovery)> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("creating the state directory", &e))?;
         let owners = std::sync::Arc::new(Owners::open(dir)?);
         let opening = owners.clone();
@@ -176,6 +186,7 @@ impl Store {
             device,
             data_version: AtomicI64::new(0),
             opened_at: 0,
+            roots,
         };
         let mut recovery = store.recover()?;
         recovery.published = store.reconcile_published()?;
@@ -214,6 +225,7 @@ impl Store {
             device: None,
             data_version: AtomicI64::new(0),
             opened_at: 0,
+            roots: Roots::default(),
         };
         let tasks = store.load_all()?;
         Ok((store, tasks))
@@ -222,6 +234,11 @@ impl Store {
     /// The state directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The roots stored destinations are resolved against.
+    pub fn roots(&self) -> &Roots {
+        &self.roots
     }
 
     /// Locks the connection (the journal and structural range changes run under this lock).

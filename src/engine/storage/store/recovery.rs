@@ -103,7 +103,7 @@ impl Store {
                 continue;
             }
             held.seqs.push(seq);
-            if settle_mark(&tx, &id, &destination, &mark)? {
+            if settle_mark(&tx, &self.roots, &id, &destination, &mark)? {
                 published += 1;
             }
         }
@@ -124,7 +124,7 @@ impl Store {
                 )
                 .optional()?;
             match marked {
-                Some((destination, mark)) => settle_mark(t, id, &destination, &mark),
+                Some((destination, mark)) => settle_mark(t, &self.roots, id, &destination, &mark),
                 None => Ok(false),
             }
         })
@@ -132,9 +132,11 @@ impl Store {
 }
 
 /// Completes task `id` if its destination is the file its publish mark names; otherwise turns the
-/// stale mark back into the part file's identity. True when completed.
-fn settle_mark(tx: &Transaction<'_>, id: &str, destination: &str, mark: &str) -> Result<bool> {
-    match crate::engine::storage::part_file::identity_of(Path::new(destination)) {
+/// stale mark back into the part file's identity. True when completed. A destination relative to a
+/// root that is not declared is left as it is, mark included, for an open that declares it.
+fn settle_mark(tx: &Transaction<'_>, roots: &Roots, id: &str, destination: &str, mark: &str) -> Result<bool> {
+    let Ok(destination) = roots.resolve(destination) else { return Ok(false) };
+    match crate::engine::storage::part_file::identity_of(&destination) {
         Some(found) if found.publish_mark() == mark => {
             tracing::info!("{id}: its file is in place; recording the completion the last process did not");
             tx::complete(tx, id, found.len)?;

@@ -325,3 +325,31 @@ fn an_older_version_holding_the_directory_keeps_this_one_out() {
     assert!(old.try_lock().is_err());
     drop(s);
 }
+
+#[test]
+fn a_publish_mark_under_a_moved_root_is_settled_there_and_left_alone_without_the_root() {
+    use crate::engine::storage::part_file::identity_of;
+    let base = tempfile::tempdir().unwrap();
+    let roots = |at: &Path| Roots::new(&[("docs".into(), at.join("docs"))]).unwrap();
+    let old = base.path().join("one");
+    std::fs::create_dir_all(old.join("docs")).unwrap();
+    std::fs::write(old.join("docs/f.bin"), b"hello").unwrap();
+    let mark = identity_of(&old.join("docs/f.bin")).unwrap().publish_mark();
+    {
+        // Killed between the rename and the recorded completion.
+        let (s, _, _) = Store::open_with(&old.join("state"), roots(&old)).unwrap();
+        s.insert_tasks(&[TaskRow { destination: "@docs/f.bin".into(), ..row("a", 1) }]).unwrap();
+        s.mark_publishing(&[("a", &mark)]).unwrap();
+    }
+    let new = base.path().join("two");
+    std::fs::rename(&old, &new).unwrap();
+    {
+        let (_, tasks, rec) = Store::open(&new.join("state")).unwrap();
+        assert_eq!(rec.published, 0);
+        assert_eq!(tasks[0].row.part_file.as_deref(), Some(mark.as_str()), "kept for an open that declares the root");
+    }
+    let (_, tasks, rec) = Store::open_with(&new.join("state"), roots(&new)).unwrap();
+    assert_eq!(rec.published, 1, "a rename keeps the file's identity");
+    assert_eq!(tasks[0].row.state, TaskState::Completed);
+    assert_eq!(tasks[0].row.destination, "@docs/f.bin");
+}

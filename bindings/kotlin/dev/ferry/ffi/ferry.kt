@@ -918,9 +918,9 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_ferry_fn_constructor_downloadmanager_open(`stateDir`: RustBuffer.ByValue,`config`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
-    external fun uniffi_ferry_fn_method_downloadmanager_request_stop(`ptr`: Long,`cause`: RustBuffer.ByValue,`taskIds`: RustBuffer.ByValue,
+    external fun uniffi_ferry_fn_method_downloadmanager_request_stop(`ptr`: Long,`taskIds`: RustBuffer.ByValue,`cause`: RustBuffer.ByValue,
     ): Long
-    external fun uniffi_ferry_fn_method_downloadmanager_run_budgeted(`ptr`: Long,`budgetMs`: Long,`taskIds`: RustBuffer.ByValue,
+    external fun uniffi_ferry_fn_method_downloadmanager_run_budgeted(`ptr`: Long,`taskIds`: RustBuffer.ByValue,`budgetMs`: Long,
     ): Long
     external fun uniffi_ferry_fn_method_downloadmanager_hand_off(`ptr`: Long,`taskIds`: RustBuffer.ByValue,`config`: RustBuffer.ByValue,
     ): Long
@@ -1195,10 +1195,10 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_ferry_checksum_method_listenerregistration_wait_ended() and 0xFFFF) != 58787) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_ferry_checksum_method_downloadmanager_request_stop() and 0xFFFF) != 28775) {
+    if ((lib.uniffi_ferry_checksum_method_downloadmanager_request_stop() and 0xFFFF) != 49821) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_ferry_checksum_method_downloadmanager_run_budgeted() and 0xFFFF) != 41868) {
+    if ((lib.uniffi_ferry_checksum_method_downloadmanager_run_budgeted() and 0xFFFF) != 43733) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_ferry_checksum_method_downloadmanager_hand_off() and 0xFFFF) != 367) {
@@ -1330,7 +1330,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_ferry_checksum_method_testserver_url_named() and 0xFFFF) != 25089) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_ferry_checksum_constructor_downloadmanager_open() and 0xFFFF) != 44864) {
+    if ((lib.uniffi_ferry_checksum_constructor_downloadmanager_open() and 0xFFFF) != 28704) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_ferry_checksum_constructor_testserver_start() and 0xFFFF) != 10207) {
@@ -2255,16 +2255,15 @@ public interface DownloadManagerInterface {
      * run; returns once their journals and part files are synced (at most about ten seconds).
      * Call it when the worker's coroutine is cancelled. Returns how many were stopped.
      */
-    suspend fun `requestStop`(`cause`: StopCause, `taskIds`: List<kotlin.String>? = null): kotlin.UInt
+    suspend fun `requestStop`(`taskIds`: List<kotlin.String>? = null, `cause`: StopCause): kotlin.UInt
     
     /**
      * Runs the given tasks (`None`: every queued task, and failed ones whose error was
-     * transient) until each ends or `budget_ms` passes (the optional argument comes last, as
-     * Python requires), then stops the rest with everything
+     * transient) until each ends or `budget_ms` passes, then stops the rest with everything
      * synced and holds them for the next run. A task already running is joined, never started
      * twice. One outcome per task, in order.
      */
-    suspend fun `runBudgeted`(`budgetMs`: kotlin.ULong, `taskIds`: List<kotlin.String>? = null): List<TaskRunOutcome>
+    suspend fun `runBudgeted`(`taskIds`: List<kotlin.String>? = null, `budgetMs`: kotlin.ULong): List<TaskRunOutcome>
     
     /**
      * Hands the given tasks (`None`: every queued or running file task) to the OS: their
@@ -2564,14 +2563,14 @@ open class DownloadManager: Disposable, AutoCloseable, DownloadManagerInterface
      * Call it when the worker's coroutine is cancelled. Returns how many were stopped.
      */
     @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
-    override suspend fun `requestStop`(`cause`: StopCause, `taskIds`: List<kotlin.String>?) : kotlin.UInt {
+    override suspend fun `requestStop`(`taskIds`: List<kotlin.String>?, `cause`: StopCause) : kotlin.UInt {
         return uniffiRustCallAsync(
         callWithHandle { uniffiHandle ->
             UniffiLib.uniffi_ferry_fn_method_downloadmanager_request_stop(
                 uniffiHandle,
                 
-        FfiConverterTypeStopCause.lower(`cause`),
         FfiConverterOptionalSequenceString.lower(`taskIds`),
+        FfiConverterTypeStopCause.lower(`cause`),
             )
         },
         { future, callback, continuation -> UniffiLib.ffi_ferry_rust_future_poll_u32(future, callback, continuation) },
@@ -2587,20 +2586,19 @@ open class DownloadManager: Disposable, AutoCloseable, DownloadManagerInterface
     
     /**
      * Runs the given tasks (`None`: every queued task, and failed ones whose error was
-     * transient) until each ends or `budget_ms` passes (the optional argument comes last, as
-     * Python requires), then stops the rest with everything
+     * transient) until each ends or `budget_ms` passes, then stops the rest with everything
      * synced and holds them for the next run. A task already running is joined, never started
      * twice. One outcome per task, in order.
      */
     @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
-    override suspend fun `runBudgeted`(`budgetMs`: kotlin.ULong, `taskIds`: List<kotlin.String>?) : List<TaskRunOutcome> {
+    override suspend fun `runBudgeted`(`taskIds`: List<kotlin.String>?, `budgetMs`: kotlin.ULong) : List<TaskRunOutcome> {
         return uniffiRustCallAsync(
         callWithHandle { uniffiHandle ->
             UniffiLib.uniffi_ferry_fn_method_downloadmanager_run_budgeted(
                 uniffiHandle,
                 
-        FfiConverterULong.lower(`budgetMs`),
         FfiConverterOptionalSequenceString.lower(`taskIds`),
+        FfiConverterULong.lower(`budgetMs`),
             )
         },
         { future, callback, continuation -> UniffiLib.ffi_ferry_rust_future_poll_rust_buffer(future, callback, continuation) },
@@ -3232,6 +3230,9 @@ open class DownloadManager: Disposable, AutoCloseable, DownloadManagerInterface
      * too. Errors: `LocksUnavailable` where the directory's file system has no working file locks
      * (processes could not tell who runs a task), `PermissionDenied` where it cannot be written,
      * `StateDirLocked` while an older version of Ferry (one process at a time) holds it.
+     * `config.roots` names the directories whose paths may change between launches (an iOS app's
+     * Documents and Caches, an App Group container): tasks under them follow them (see
+     * `ManagerConfig.roots`); a bad root is `InvalidConfig`.
      */
     @Throws(DownloadException::class) fun `open`(`stateDir`: kotlin.String, `config`: ManagerConfig? = null): DownloadManager {
             return FfiConverterTypeDownloadManager.lift(
@@ -5187,19 +5188,17 @@ data class ManagerConfig (
     var `bundledTlsRoots`: kotlin.Boolean? = null 
     , 
     /**
-     * The proxy for every request: an `http://` URL (credentials in it are sent to the proxy), or
-     * `none` / `direct` for none. Unset, the engine reads `https_proxy`, `http_proxy` and
-     * `all_proxy` from the environment; the Swift and Kotlin facades fill it from the platform's
-     * proxy settings first.
+     * Directories whose path may change between launches (on iOS the app's container moves after
+     * an update or a restore): a destination under one is stored relative to it (the deepest one
+     * when they nest) and resolved against the roots of each open, part file included, so tasks
+     * resume and completed ones report where their files are now. Destinations outside every root
+     * are stored as absolute paths. A task stored under a root that an open does not declare is
+     * listed (its destination as stored, `@name/...`, and the error `RootUnknown`), never run
+     * nor taken over, and can only be removed (its files stay). Every process sharing a state
+     * directory should declare the same roots. Invalid names, duplicate names, relative paths and
+     * missing directories are `InvalidConfig`. Default: none.
      */
-    var `proxy`: kotlin.String? = null 
-    , 
-    /**
-     * Hosts that bypass the proxy, in `no_proxy` syntax (comma-separated domains, IP addresses
-     * and networks, optional `:port`, `*`). Unset: `no_proxy` from the environment when the proxy
-     * comes from there too.
-     */
-    var `noProxy`: kotlin.String? = null 
+    var `roots`: List<PathRoot> = listOf() 
     
 ){
     
@@ -5226,8 +5225,7 @@ public object FfiConverterTypeManagerConfig: FfiConverterRustBuffer<ManagerConfi
             FfiConverterOptionalString.read(buf),
             FfiConverterSequenceString.read(buf),
             FfiConverterOptionalBoolean.read(buf),
-            FfiConverterOptionalString.read(buf),
-            FfiConverterOptionalString.read(buf),
+            FfiConverterSequenceTypePathRoot.read(buf),
         )
     }
 
@@ -5242,8 +5240,7 @@ public object FfiConverterTypeManagerConfig: FfiConverterRustBuffer<ManagerConfi
             FfiConverterOptionalString.allocationSize(value.`userAgent`) +
             FfiConverterSequenceString.allocationSize(value.`extraRootCertificatesPem`) +
             FfiConverterOptionalBoolean.allocationSize(value.`bundledTlsRoots`) +
-            FfiConverterOptionalString.allocationSize(value.`proxy`) +
-            FfiConverterOptionalString.allocationSize(value.`noProxy`)
+            FfiConverterSequenceTypePathRoot.allocationSize(value.`roots`)
     )
 
     override fun write(value: ManagerConfig, buf: ByteBuffer) {
@@ -5257,8 +5254,7 @@ public object FfiConverterTypeManagerConfig: FfiConverterRustBuffer<ManagerConfi
             FfiConverterOptionalString.write(value.`userAgent`, buf)
             FfiConverterSequenceString.write(value.`extraRootCertificatesPem`, buf)
             FfiConverterOptionalBoolean.write(value.`bundledTlsRoots`, buf)
-            FfiConverterOptionalString.write(value.`proxy`, buf)
-            FfiConverterOptionalString.write(value.`noProxy`, buf)
+            FfiConverterSequenceTypePathRoot.write(value.`roots`, buf)
     }
 }
 
@@ -5412,6 +5408,54 @@ public object FfiConverterTypeOsTaskInfo: FfiConverterRustBuffer<OsTaskInfo> {
     override fun write(value: OsTaskInfo, buf: ByteBuffer) {
             FfiConverterString.write(value.`osTag`, buf)
             FfiConverterULong.write(value.`bytesReceived`, buf)
+    }
+}
+
+
+
+/**
+ * A named directory that destinations are stored relative to (see `ManagerConfig.roots`).
+ */
+data class PathRoot (
+    /**
+     * A short name: 1–64 ASCII letters, digits, `_`, `-` or `.`. Stored in the task table, so it
+     * must mean the same directory at every open (`documents`, `caches`, `group`).
+     */
+    var `name`: kotlin.String
+    , 
+    /**
+     * Absolute path of an existing directory, as it is at this open.
+     */
+    var `path`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypePathRoot: FfiConverterRustBuffer<PathRoot> {
+    override fun read(buf: ByteBuffer): PathRoot {
+        return PathRoot(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: PathRoot) = (
+            FfiConverterString.allocationSize(value.`name`) +
+            FfiConverterString.allocationSize(value.`path`)
+    )
+
+    override fun write(value: PathRoot, buf: ByteBuffer) {
+            FfiConverterString.write(value.`name`, buf)
+            FfiConverterString.write(value.`path`, buf)
     }
 }
 
@@ -5660,7 +5704,10 @@ data class TaskStatus (
     var `url`: kotlin.String
     , 
     /**
-     * Destination file, for file outputs.
+     * Destination file, for file outputs: the absolute path, resolved against the manager's roots
+     * when it is stored relative to one (a completed task reports where its file is now). A task
+     * stored under a root this manager does not declare shows the stored text (`@name/...`) and
+     * the error `RootUnknown`.
      */
     var `destination`: kotlin.String?
     , 
@@ -6677,6 +6724,7 @@ enum class ErrorCode(val value: kotlin.UShort) {
     INVALID_CONFIG(1016u),
     MISSING_OUTPUT(1017u),
     UNKNOWN_LEASE(1018u),
+    ROOT_UNKNOWN(1019u),
     CONNECT_FAILED(2001u),
     TIMEOUT(2002u),
     HTTP_CLIENT_ERROR(2003u),
@@ -6692,7 +6740,6 @@ enum class ErrorCode(val value: kotlin.UShort) {
     NETWORK(2013u),
     UNSUPPORTED_ENCODING(2014u),
     ACCESS_DENIED(2015u),
-    PROTOCOL_ERROR(2016u),
     DISK_FULL(3001u),
     STORAGE_IO(3002u),
     PERMISSION_DENIED(3003u),
@@ -7955,6 +8002,34 @@ public object FfiConverterSequenceTypeOsTaskInfo: FfiConverterRustBuffer<List<Os
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterTypeOsTaskInfo.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypePathRoot: FfiConverterRustBuffer<List<PathRoot>> {
+    override fun read(buf: ByteBuffer): List<PathRoot> {
+        val len = buf.getInt()
+        return List<PathRoot>(len) {
+            FfiConverterTypePathRoot.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<PathRoot>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypePathRoot.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<PathRoot>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypePathRoot.write(it, buf)
         }
     }
 }

@@ -13,6 +13,7 @@ import dev.ferry.ffi.ErrorCode
 import dev.ferry.ffi.HttpHeader
 import dev.ferry.ffi.Limits
 import dev.ferry.ffi.ManagerConfig
+import dev.ferry.ffi.PathRoot
 import dev.ferry.ffi.TaskErrorInfo
 import dev.ferry.ffi.TaskStatus
 import dev.ferry.ffi.defaultManager
@@ -297,6 +298,15 @@ class Ferry private constructor(
          * locks, `PERMISSION_DENIED` for a directory that cannot be written.
          *
          * @param dispatcher where the suspend calls that write the task table run.
+         * @param roots named directories whose path may change (restoring an app's data onto
+         *   another device or user, moving it to other storage): a destination under one is stored
+         *   relative to it and resolved against the roots of each open, so its task resumes from
+         *   its bytes and reports where its file is now. For example
+         *   `mapOf("files" to context.filesDir, "cache" to context.cacheDir)`. Declare the same
+         *   names at every open (and in every process sharing [stateDir]); a task under a name
+         *   that is not declared is listed with `ROOT_UNKNOWN` and not run. Added to
+         *   [ManagerConfig.roots]; a bad root (a name used twice, a missing directory) is
+         *   `INVALID_CONFIG`.
          */
         @JvmStatic
         @JvmOverloads
@@ -304,9 +314,15 @@ class Ferry private constructor(
             stateDir: File,
             config: ManagerConfig = ManagerConfig(),
             dispatcher: CoroutineDispatcher = Dispatchers.IO,
+            roots: Map<String, File> = emptyMap(),
         ): Ferry {
+            val rooted = if (roots.isEmpty()) {
+                config
+            } else {
+                config.copy(roots = config.roots + roots.map { (name, dir) -> PathRoot(name, dir.absolutePath) })
+            }
             val manager = try {
-                DownloadManager.open(stateDir.absolutePath, config.withPlatformProxy())
+                DownloadManager.open(stateDir.absolutePath, rooted.withPlatformProxy())
             } catch (e: DownloadException) {
                 throw e.toFerryException()
             }

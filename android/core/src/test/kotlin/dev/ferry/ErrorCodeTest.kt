@@ -23,6 +23,7 @@ class ErrorCodeTest : FerryTestBase() {
             "conflicting_outputs" to 1009, "invalid_checksum" to 1010, "task_id_conflict" to 1011,
             "destination_busy" to 1012, "task_not_found" to 1013, "invalid_state" to 1014,
             "invalid_task_id" to 1015, "invalid_config" to 1016, "missing_output" to 1017, "unknown_lease" to 1018,
+            "root_unknown" to 1019,
             "connect_failed" to 2001, "timeout" to 2002, "http_client_error" to 2003, "not_found" to 2004,
             "server_error" to 2005, "too_many_requests" to 2006, "too_many_redirects" to 2007,
             "redirect_loop" to 2008, "range_mismatch" to 2009, "content_changed" to 2010,
