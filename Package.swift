@@ -32,6 +32,8 @@ let package = Package(
     platforms: [.iOS(.v15), .macOS(.v12)],
     products: [
         .library(name: "Ferry", targets: ["Ferry"]),
+        // The loopback test server with its faults, for apps' unit tests (test targets only).
+        .library(name: "FerryTesting", targets: ["FerryTesting"]),
     ],
     targets: [
         ffi,
@@ -40,7 +42,9 @@ let package = Package(
                 linkerSettings: appleSystemLibraries),
         .target(name: "Ferry", dependencies: ["FerryBindings"], path: "ios/Sources/Ferry",
                 swiftSettings: strictConcurrency),
-        .testTarget(name: "FerryTests", dependencies: ["Ferry", "FerryBindings"], path: "ios/Tests/FerryTests",
+        .target(name: "FerryTesting", dependencies: ["Ferry", "FerryBindings"], path: "ios/Sources/FerryTesting",
+                swiftSettings: strictConcurrency),
+        .testTarget(name: "FerryTests", dependencies: ["Ferry", "FerryBindings", "FerryTesting"], path: "ios/Tests/FerryTests",
                     swiftSettings: strictConcurrency),
     ],
     swiftLanguageVersions: [.v5]

@@ -2,6 +2,8 @@
 // (../bindings/kotlin) plus the idiomatic facade in core/src/main/kotlin and the decisions of the
 // Android background layer (dev.ferry.work), tested on a plain JVM against the host build of the
 // Rust library (`./gradlew :core:test`; android/test-jvm.sh does the same without Gradle).
+// `:testing` is the loopback test server for apps' unit tests (dev.ferry.testing, plain JVM; the
+// core tests use it too).
 // `:work` is the Android library of thin adapters (WorkManager, JobScheduler); it needs an Android
 // SDK, so it is included only when one is configured (ANDROID_HOME or local.properties), and
 // `:core` builds without one.
@@ -24,6 +26,7 @@ dependencyResolutionManagement {
 rootProject.name = "ferry-android"
 
 include(":core")
+include(":testing")
 
 val androidSdk = System.getenv("ANDROID_HOME") ?: System.getenv("ANDROID_SDK_ROOT")
 if (androidSdk != null || file("local.properties").exists()) {

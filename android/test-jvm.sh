@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Runs the Kotlin layer's JUnit 4 tests on a plain JVM: no Gradle, no Android SDK.
 #
-#   1. cargo build --lib --bin ferry          (debug: libferry for JNA, `ferry serve` for the tests)
+#   1. cargo build --lib --bin ferry          (debug: libferry for JNA, with the test server in it;
+#                                              the CLI, a second client in the multi-process tests)
 #   2. kotlinc: generated bindings + facade -> target/kotlin/ferry-kotlin.jar (reused while unchanged)
-#   3. kotlinc: tests -> target/kotlin/test-classes                           (reused while unchanged)
-#   4. java org.junit.runner.JUnitCore <every *Test class>, with -Djna.library.path=target/debug
+#   3. kotlinc: the testing artifact (dev.ferry.testing) -> target/kotlin/ferry-testing.jar  (same)
+#   4. kotlinc: tests -> target/kotlin/test-classes                           (reused while unchanged)
+#   5. java org.junit.runner.JUnitCore <every *Test class>, with -Djna.library.path=target/debug
+#
+# The tests' HTTP servers are dev.ferry.testing.TestServer, in the test JVM.
 #
 # Prints JUnit's summary ("OK (N tests)") and exits non-zero when anything fails.
 #
@@ -78,8 +82,21 @@ else
   echo "$main_sig" > "$out/ferry-kotlin.sig"
 fi
 
+testing_jar="$out/ferry-testing.jar"
+testing_sig="$( { echo "$main_sig"; signature android/testing/src/main/kotlin; } | cksum)"
+if [ -f "$testing_jar" ] && [ "$(cat "$out/ferry-testing.sig" 2>/dev/null)" = "$testing_sig" ]; then
+  echo "==> testing artifact unchanged: reusing target/kotlin/ferry-testing.jar"
+else
+  echo "==> kotlinc: testing artifact -> target/kotlin/ferry-testing.jar"
+  rm -f "$testing_jar" "$out/ferry-testing.sig"
+  # shellcheck disable=SC2046
+  "$KOTLINC" -classpath "$main_jar:$JNA_JAR:$COROUTINES_JAR" -d "$testing_jar" \
+    $(find android/testing/src/main/kotlin -name '*.kt' -type f | LC_ALL=C sort)
+  echo "$testing_sig" > "$out/ferry-testing.sig"
+fi
+
 test_classes="$out/test-classes"
-test_sig="$( { echo "$main_sig"; signature android/core/src/test/kotlin; } | cksum)"
+test_sig="$( { echo "$testing_sig"; signature android/core/src/test/kotlin; } | cksum)"
 if [ -d "$test_classes" ] && [ "$(cat "$out/test-classes.sig" 2>/dev/null)" = "$test_sig" ]; then
   echo "==> tests unchanged: reusing target/kotlin/test-classes"
 else
@@ -87,7 +104,7 @@ else
   rm -rf "$test_classes" "$out/test-classes.sig"
   # -Xfriend-paths lets the tests see the facade's `internal` members, as Gradle does.
   # shellcheck disable=SC2046
-  "$KOTLINC" -classpath "$main_jar:$JNA_JAR:$COROUTINES_JAR:$KOTLIN_TEST_JAR:$KOTLIN_TEST_JUNIT_JAR:$JUNIT_JAR:$HAMCREST_JAR" \
+  "$KOTLINC" -classpath "$main_jar:$testing_jar:$JNA_JAR:$COROUTINES_JAR:$KOTLIN_TEST_JAR:$KOTLIN_TEST_JUNIT_JAR:$JUNIT_JAR:$HAMCREST_JAR" \
     -Xfriend-paths="$main_jar" -d "$test_classes" \
     $(find android/core/src/test/kotlin -name '*.kt' -type f | LC_ALL=C sort)
   echo "$test_sig" > "$out/test-classes.sig"
@@ -104,7 +121,8 @@ if [ -z "$tests" ]; then
 fi
 
 echo "==> JUnit: $tests"
-classpath="$test_classes:$main_jar:$JNA_JAR:$COROUTINES_JAR:$KOTLIN_STDLIB_JAR:$KOTLIN_TEST_JAR:$KOTLIN_TEST_JUNIT_JAR:$JUNIT_JAR:$HAMCREST_JAR"
+classpath="$test_classes:$main_jar:$testing_jar:$JNA_JAR:$COROUTINES_JAR:$KOTLIN_STDLIB_JAR:$KOTLIN_TEST_JAR:$KOTLIN_TEST_JUNIT_JAR:$JUNIT_JAR:$HAMCREST_JAR"
+# `ferry get` and `ferry list`, run by the multi-process tests as other clients (not as servers).
 export FERRY_BIN="$lib_dir/ferry"
 # shellcheck disable=SC2086
 exec "$JAVA" -Djna.library.path="$lib_dir" -cp "$classpath" org.junit.runner.JUnitCore $tests

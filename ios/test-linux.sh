@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Rust static library and the `ferry` tool (debug), then runs the Swift package's tests
-# on Linux against the static library. Run from anywhere: `bash ios/test-linux.sh [swift test args]`.
+# on Linux against the static library. The tests' HTTP servers are FerryTesting's `TestServer`, in
+# the test process; the `ferry` tool is a second client in the test of two processes on one state
+# directory. Run from anywhere: `bash ios/test-linux.sh [swift test args]`.
 #
 # The static library is staged alone in target/swift-linux/, so the linker cannot pick
 # libferry.so and nothing is needed at run time. The extra -l flags are what the staticlib needs
@@ -20,7 +22,7 @@ rm -rf "$stage"
 mkdir -p "$stage"
 cp target/debug/libferry.a "$stage/"
 
-# The tests start `ferry serve` as their HTTP server.
+# `ferry get`, the other process of SharedDirectoryTests (a client, not a server).
 export FERRY_BIN="$root/target/debug/ferry"
 
 native_libs=(-lgcc_s -lutil -lrt -lpthread -lm -ldl -lc)

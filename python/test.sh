@@ -2,7 +2,9 @@
 # Installs the Python package the way a newcomer does, `pip install ./python` (setup.py builds the
 # Rust library with `cargo build --release --lib` into the shared target/ and packages it with the
 # checked-in bindings), into the virtual environment target/python-venv with pytest, and runs the
-# pytest suite in python/tests against that install and `ferry serve` loopback servers.
+# pytest suite in python/tests against that install. The tests' servers are `ferry.testing`'s, in
+# the test process; the `ferry` CLI is a second client in the test of two processes on one state
+# directory.
 #
 # The release build takes minutes the first time; after that cargo finds it up to date, and the
 # release dependencies it built are the ones `cargo run --release -- demo` uses. For a fast loop on
@@ -14,7 +16,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 cd "$root"
 
-# `ferry serve` for the tests: the debug CLI, which the Rust suite has already built.
+# `ferry get` for test_shared_dir.py: the debug CLI, which the Rust suite has already built.
 cargo build --bin ferry
 target="$(cargo metadata --format-version 1 --no-deps \
   | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"

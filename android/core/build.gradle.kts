@@ -32,11 +32,16 @@ dependencies {
     // The facade's API exposes Flow and suspend functions.
     api(libs.kotlinx.coroutines.core)
 
+    // The tests' HTTP servers: dev.ferry.testing, in the test JVM.
+    testImplementation(project(":testing"))
     testImplementation(libs.junit)
     testImplementation(kotlin("test-junit"))
 }
 
-/** Builds the host library for JNA and the `ferry serve` test server the tests start. */
+/**
+ * Builds the host library for JNA (with the test server in it) and the `ferry` CLI, which the
+ * multi-process tests run as a second client of a state directory.
+ */
 val cargoBuildHost by tasks.registering(Exec::class) {
     group = "build"
     description = "Builds libferry and the ferry CLI for the host (cargo build --lib --bin ferry)."

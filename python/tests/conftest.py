@@ -1,32 +1,29 @@
-"""Fixtures: `ferry serve` loopback servers, the default state directory, managers.
+"""Fixtures: loopback servers, the default state directory, managers.
 
-Tests talk only to servers they start. `$FERRY_BIN serve` prints one JSON line (url, base, size,
-sha256) and serves until its stdin closes; every server is stopped and reaped after its test.
+Tests talk only to servers they start: `ferry.testing.TestServer`, the product applications use for
+their own unit tests, in this process on 127.0.0.1. Every server is closed after its test.
 """
-
-import os
 
 import pytest
 
 import ferry
-from helpers import fast_config, start_server
+from ferry.testing import TestServer
+from helpers import fast_config
 
 
 @pytest.fixture
 def serve():
-    """`serve(size, rate=None, seed=None)` starts a server; all are stopped after the test."""
-    binary = os.environ.get("FERRY_BIN")
-    if not binary:
-        pytest.fail("FERRY_BIN is not set (run python/test.sh)")
+    """`serve(size, rate=None, seed=1, **faults)` starts a `TestServer` (two with the same size and
+    seed serve the same bytes); all are closed after the test."""
     servers = []
 
-    def start(size: int = 1 << 20, rate: int = None, seed: int = None):
-        servers.append(start_server(binary, size, rate, seed))
+    def start(size: int = 1 << 20, rate: int = None, seed: int = 1, **faults) -> TestServer:
+        servers.append(TestServer(size=size, rate=rate, seed=seed, **faults))
         return servers[-1]
 
     yield start
     for server in servers:
-        server.stop()
+        server.close()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Real downloads from a loopback `ferry serve`, verified by SHA-256."""
+"""Real downloads from a loopback `ferry.testing.TestServer`, verified by SHA-256."""
 
 from pathlib import Path
 

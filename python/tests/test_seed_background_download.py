@@ -2,8 +2,9 @@
 
 Why: that module's users should be able to switch by changing one import. The quick-start script
 and the AppUI example below are the seed's text with only `import background_download` changed to
-`from ferry import background_download`; the tests swap in a loopback URL for httpbin.org, point
-`~` at a temporary home, and give the AppUI example a stub `appui` (no UI here).
+`from ferry import background_download`; the tests swap in the URL of a `ferry.testing.TestServer`
+(some with faults) for httpbin.org, point `~` at a temporary home, and give the AppUI example a
+stub `appui` (no UI here).
 """
 
 import os
@@ -166,6 +167,14 @@ def test_quick_start_downloads_and_prints_the_path(server, home, capsys):
     assert sha256_of(dest) == server.sha256
     st = namespace["st"]
     assert st["bytes"] == st["total"] == server.size and st["error"] is None
+
+
+def test_quick_start_rides_out_a_dropped_connection(serve, home, capsys):
+    server = serve(2 << 20, drop_after=256 << 10, drop_requests=1)  # the first body stops at 256 KiB
+    namespace, lines = run_quick_start(server.url, capsys)
+    assert lines[-1] == f"已保存: {home / 'Documents' / 'httpbin.json'}"
+    assert sha256_of(home / "Documents" / "httpbin.json") == server.sha256
+    assert server.stats.requests >= 2, server.log
 
 
 def test_quick_start_reports_a_failed_task(server, home, capsys):

@@ -3,7 +3,8 @@
 Why: code written for MicroPythonOS should only need `from ferry.mpos import ...` instead of
 `from mpos import ...`. Each test follows one section of that documentation (quick start, file,
 progress, streaming, headers, ranges, timeouts, session helpers, errors) against loopback servers:
-`ferry serve`, and for headers and JSON a small stdlib server that records what it was sent.
+`ferry.testing.TestServer` (some with faults), and for headers and JSON a small stdlib server that
+records what it was sent.
 """
 
 import asyncio
@@ -81,6 +82,14 @@ def test_download_to_file(server, tmp_path):
     success = asyncio.run(DownloadManager.download_url(server.url, outfile=str(outfile)))
     assert success is True
     assert sha256_of(outfile) == server.sha256
+
+
+def test_download_to_file_after_a_503(serve, tmp_path):
+    server = serve(busy_requests=1)  # a 503 with Retry-After: 1, then the file
+    outfile = tmp_path / "app.mpk"
+    assert asyncio.run(DownloadManager.download_url(server.url, outfile=str(outfile))) is True
+    assert sha256_of(outfile) == server.sha256
+    assert server.stats.requests == 2
 
 
 def test_download_with_progress(serve, tmp_path):

@@ -8,7 +8,7 @@ final class FetchBytesTests: FerryTestCase {
         let server = try startServer(size: 256 << 10, seed: 3)
         let downloader = try makeDownloader()
         let data = try await within(30, "fetchBytes") { try await downloader.fetchBytes(from: server.url) }
-        XCTAssertEqual(data.count, server.size)
+        XCTAssertEqual(UInt64(data.count), server.size)
         XCTAssertEqual(SHA256.hex(data), server.sha256)
     }
 

@@ -12,7 +12,7 @@ final class SharedDirectoryTests: FerryTestCase {
         let stateDir = dir.appendingPathComponent("state").path
         let destination = dir.appendingPathComponent("cli.bin").path
         let cli = Process()
-        cli.executableURL = URL(fileURLWithPath: TestServer.ferryBinary)
+        cli.executableURL = URL(fileURLWithPath: FerryCLI.binary)
         cli.arguments = ["--state-dir", stateDir, "get", server.url, "-x", "2", "--quiet", "--id", "cli", "-o", destination]
         cli.standardInput = FileHandle.nullDevice
         try cli.run()

@@ -63,7 +63,15 @@ extension BackgroundDownloads {
     /// cancel by the OS or a force-quit), its range goes back to the engine.
     private func completed(tag: String, error: Error?) {
         let duplicate = state.withLock { s -> Bool in
-            guard error != nil, let n = s.duplicatesCancelled[tag], n > 0 else { return false }
+            guard error != nil else { return false }
+            if s.duplicatesCancelling.contains(tag) {
+                // Ended while the reconcile that cancels its duplicates is still counting them:
+                // taken as one of those (were it the survivor failing, the lease shows no
+                // progress, and the next reconcile or take-back hands its range to the engine).
+                s.earlyDuplicateEnds[tag, default: 0] += 1
+                return true
+            }
+            guard let n = s.duplicatesCancelled[tag], n > 0 else { return false }
             s.duplicatesCancelled[tag] = n > 1 ? n - 1 : nil
             return true
         }

@@ -103,6 +103,10 @@ public final class BackgroundDownloads: Sendable {
         /// Duplicate OS tasks cancelled by a reconcile, per tag: their cancellations are not the
         /// surviving task's end, and release nothing.
         var duplicatesCancelled: [String: Int] = [:]
+        /// Tags whose duplicates a reconcile is cancelling right now, and the cancellations that
+        /// arrived before it learnt how many it cancelled (the OS may report one at once).
+        var duplicatesCancelling: Set<String> = []
+        var earlyDuplicateEnds: [String: Int] = [:]
         /// The OS's completion handlers waiting for the ingests.
         var completions: [CallOnce] = []
         /// The OS said it delivered everything before it gave a completion handler.
@@ -163,9 +167,16 @@ public final class BackgroundDownloads: Sendable {
         let config = options.handoff
         let plan = try ferry { try manager.reconcile(live: live, foreground: foreground, config: config) }
         cancel(plan.cancelOsTags)
-        let duplicates = await transport.cancelDuplicates(tagged: plan.duplicateOsTags)
+        let tags = plan.duplicateOsTags
+        state.withLock { $0.duplicatesCancelling.formUnion(tags) }
+        let duplicates = await transport.cancelDuplicates(tagged: tags)
         state.withLock { s in
-            for (tag, n) in duplicates { s.duplicatesCancelled[tag, default: 0] += n }
+            for tag in tags {
+                s.duplicatesCancelling.remove(tag)
+                let early = s.earlyDuplicateEnds.removeValue(forKey: tag) ?? 0
+                let expected = (duplicates[tag] ?? 0) - early
+                if expected > 0 { s.duplicatesCancelled[tag, default: 0] += expected }
+            }
         }
         for leaseId in plan.ingestLeaseIds { queueIngest(leaseId) }
         start(plan.export)

@@ -50,7 +50,7 @@ final class RelaunchTests: FerryTestCase {
         first.ingests.resume()  // its queued ingest finds the coordinator gone
         XCTAssertTrue(first.gone(), "nothing of the first process is left")
         let requests = first.requests
-        let atRelaunch = try await ServerStats.of(first.run.server)
+        let atRelaunch = first.run.server.stats
 
         // While no process ran: one OS task vanished, another finished and waits to be delivered.
         os.vanish([requests[2].osTag])
@@ -93,7 +93,7 @@ final class RelaunchTests: FerryTestCase {
         let done = try await downloader.status(of: first.run.taskId)
         XCTAssertEqual(done.state, .completed, "\(done)")
         XCTAssertEqual(try sha256(ofFile: first.run.destination), first.run.server.sha256)
-        let after = try await ServerStats.of(first.run.server)
+        let after = first.run.server.stats
         XCTAssertEqual(after.requests, atRelaunch.requests, "the relaunched engine fetched nothing the OS had")
         XCTAssertEqual(staged(in: stateDirectory), [])
         XCTAssertEqual(log.failures, [])
@@ -113,18 +113,18 @@ final class RelaunchTests: FerryTestCase {
         let downloads = BackgroundDownloads(downloader: downloader, transport: os, options: testOptions(), observer: log.observer)
         let session = self.session
         let hooks = await MainActor.run { BackgroundHooks(downloads: downloads, sessionIdentifier: session) }
-        let before = try await ServerStats.of(first.run.server)
+        let before = first.run.server.stats
         await hooks.didFinishLaunching(inForeground: true).value  // the user opens the app again
 
         let done = try await finished(downloader, first.run.taskId)
         XCTAssertEqual(done.state, .completed, "\(done)")
         XCTAssertEqual(try sha256(ofFile: first.run.destination), first.run.server.sha256)
-        let after = try await ServerStats.of(first.run.server)
+        let after = first.run.server.stats
         let firstChunk = first.requests[0].endInclusive! - first.requests[0].start + 1
         let left = UInt64(8 * MiB) - first.bytesAtHandoff - firstChunk
-        XCTAssertGreaterThan(after.if_range_requests, before.if_range_requests, "resumed with If-Range")
-        XCTAssertGreaterThanOrEqual(after.body_bytes - before.body_bytes, left)
-        XCTAssertLessThanOrEqual(after.body_bytes - before.body_bytes, left + 4 * (16 << 10),
+        XCTAssertGreaterThan(after.ifRangeRequests, before.ifRangeRequests, "resumed with If-Range")
+        XCTAssertGreaterThanOrEqual(after.bodyBytes - before.bodyBytes, left)
+        XCTAssertLessThanOrEqual(after.bodyBytes - before.bodyBytes, left + 4 * (16 << 10),
                                  "only what the OS never delivered is fetched again")
         XCTAssertEqual(os.requests.count, first.requests.count, "nothing given to the OS again in the foreground")
         XCTAssertEqual(log.failures, [])

@@ -26,7 +26,7 @@ final class URLSessionTransportTests: FerryTestCase {
             DownloadRequest(url: server.url, destination: destination, connections: 4, sha256: server.sha256))
         try await eventually(30, "the engine to be under way") { try await downloader.status(of: id).bytes >= UInt64(MiB) }
         let result = try await within(30, "hand-off") { try await downloads.handOff() }
-        let atHandoff = try await ServerStats.of(server)
+        let atHandoff = server.stats
         let handedOff = try await downloader.status(of: id)
 
         XCTAssertEqual(result.skipped, [])
@@ -48,14 +48,14 @@ final class URLSessionTransportTests: FerryTestCase {
         XCTAssertEqual(staged(in: downloader.stateDirectory), [])
         XCTAssertEqual(log.failures, [])
 
-        let after = try await ServerStats.of(server)
+        let after = server.stats
         XCTAssertEqual(after.requests - atHandoff.requests, UInt64(result.requests.count), "one request per lease")
-        XCTAssertEqual(after.if_range_requests - atHandoff.if_range_requests, UInt64(result.requests.count))
-        XCTAssertGreaterThanOrEqual(after.body_bytes - atHandoff.body_bytes, leased)
-        XCTAssertLessThanOrEqual(after.body_bytes - atHandoff.body_bytes, leased + 4 * (16 << 10), "the leases' bytes, once")
+        XCTAssertEqual(after.ifRangeRequests - atHandoff.ifRangeRequests, UInt64(result.requests.count))
+        XCTAssertGreaterThanOrEqual(after.bodyBytes - atHandoff.bodyBytes, leased)
+        XCTAssertLessThanOrEqual(after.bodyBytes - atHandoff.bodyBytes, leased + 4 * (16 << 10), "the leases' bytes, once")
         // Everything sent: the engine's bytes, what its four connections had in flight when they
         // stopped, and the leases.
-        XCTAssertLessThanOrEqual(after.body_bytes, UInt64(size) + 4 * (256 << 10), "nothing fetched twice beyond what was in flight")
+        XCTAssertLessThanOrEqual(after.bodyBytes, UInt64(size) + 4 * (256 << 10), "nothing fetched twice beyond what was in flight")
     }
 
     #if !canImport(Darwin)

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import Ferry
+import FerryTesting
 
 /// Base class: makes temporary directories, servers and downloaders, and cleans all of them up
 /// in tearDown (servers stopped, downloaders shut down, directories removed).
@@ -18,9 +19,10 @@ class FerryTestCase: XCTestCase {
         return dir
     }
 
-    /// Starts `ferry serve`; stopped in tearDown.
-    func startServer(size: Int, rate: Int? = nil, seed: Int? = nil) throws -> TestServer {
-        let server = try TestServer(size: size, rate: rate, seed: seed)
+    /// Starts a loopback `TestServer` (FerryTesting) in this process; it stops when tearDown lets
+    /// go of it.
+    func startServer(_ config: TestServerConfig) throws -> TestServer {
+        let server = try TestServer(config)
         servers.append(server)
         return server
     }
@@ -38,8 +40,7 @@ class FerryTestCase: XCTestCase {
             _ = try? await within(10, "shutdown") { await downloader.shutdown() }
         }
         downloaders = []
-        for server in servers { server.stop() }
-        servers = []
+        servers = []  // the last reference: each server stops
         for dir in directories { try? FileManager.default.removeItem(at: dir) }
         directories = []
         try await super.tearDown()

@@ -4,10 +4,11 @@ import FoundationNetworking
 #endif
 import XCTest
 import Ferry
+import FerryTesting
 
 let MiB = 1 << 20
 
-/// The bytes and validators of a `ferry serve` resource, fetched once, to answer ranged requests
+/// The bytes and validators of a test server's file, fetched once, to answer ranged requests
 /// as a well-behaved server would (and to fake the misbehaving answers).
 struct Reference: Sendable {
     let body: Data
@@ -38,21 +39,6 @@ struct Reference: Sendable {
         headers.append(HttpHeader(name: "Content-Range", value: "bytes \(request.start)-\(end)/\(size)"))
         headers.append(HttpHeader(name: "Content-Length", value: String(slice.count)))
         return (slice, 206, headers)
-    }
-}
-
-/// `/stats` of a `ferry serve`.
-struct ServerStats: Decodable {
-    let requests: UInt64
-    let body_bytes: UInt64
-    let ranged_requests: UInt64
-    let if_range_requests: UInt64
-    let active: UInt64
-    let max_active: UInt64
-
-    static func of(_ server: TestServer) async throws -> ServerStats {
-        let (data, _) = try await HTTP.get(server.base + "/stats")
-        return try JSONDecoder().decode(ServerStats.self, from: data)
     }
 }
 
@@ -98,7 +84,7 @@ extension IngestOutcome {
     var isRejected: Bool { if case .rejected = self { return true } else { return false } }
 }
 
-/// A download running in the engine against a slow `ferry serve`, and a fast twin of that server
+/// A download running in the engine against a slow test server, and a fast twin of that server
 /// (same seed and size, so the same bytes and validators) that stands in for what the OS fetches.
 struct RunningDownload {
     let server: TestServer

@@ -1,6 +1,7 @@
 package dev.ferry
 
 import dev.ferry.ffi.ManagerConfig
+import dev.ferry.testing.TestServer
 import java.io.File
 import java.security.MessageDigest
 import kotlinx.coroutines.CoroutineScope
@@ -35,9 +36,14 @@ abstract class FerryTestBase {
         closeAfter.clear()
     }
 
-    /** A loopback server closed after the test. */
-    fun serve(size: Long, rate: Long? = null, seed: Long? = null): LoopbackServer =
-        LoopbackServer.start(size, rate, seed).also { closeAfter += it }
+    /**
+     * A loopback server (dev.ferry.testing, in this JVM) for a file of [size] bytes, at most [rate]
+     * bytes per second per connection, with content from [seed]; closed after the test.
+     */
+    fun serve(size: Long, rate: Long? = null, seed: Long = 1): TestServer = serve(TestServer.Config(size = size, seed = seed, rate = rate))
+
+    /** A loopback server with the faults of [config]; closed after the test. */
+    fun serve(config: TestServer.Config): TestServer = TestServer.start(config).also { closeAfter += it }
 
     /** A manager on a fresh state directory, closed after the test. */
     fun openFerry(config: ManagerConfig = ManagerConfig(), stateDir: File = tmp.newFolder()): Ferry =
@@ -77,6 +83,16 @@ abstract class FerryTestBase {
         fun sha256(bytes: ByteArray): String = hex(MessageDigest.getInstance("SHA-256").digest(bytes))
 
         private fun hex(bytes: ByteArray): String = bytes.joinToString("") { "%02x".format(it) }
+
+        /**
+         * The `ferry` command line tool, from `$FERRY_BIN` (set by android/test-jvm.sh and the Gradle
+         * build): the multi-process tests run it as another client of a state directory.
+         */
+        val ferryCli: File
+            get() = File(
+                System.getenv("FERRY_BIN")
+                    ?: error("FERRY_BIN is not set: run android/test-jvm.sh (or gradle :core:test)"),
+            )
 
         /** The partial file the engine writes next to [destination]. */
         fun partFile(destination: File): File = File(destination.path + ".part")

@@ -18,7 +18,7 @@ class SharedDirectoryTest : FerryTestBase() {
         val stateDir = tmp.newFolder("shared-state")
         val destination = tmp.root.resolve("cli.bin")
         val cli = ProcessBuilder(
-            LoopbackServer.binary.path, "--state-dir", stateDir.path, "get", server.url, "-x", "2", "--quiet",
+            ferryCli.path, "--state-dir", stateDir.path, "get", server.url, "-x", "2", "--quiet",
             "--id", "cli", "-o", destination.path,
         ).redirectError(ProcessBuilder.Redirect.INHERIT).start()
         try {

@@ -46,7 +46,7 @@ class BudgetRunTest : WorkTestBase() {
         val second = runWorker(WorkerInput(id), env.copy(budgets = RunBudgets(background = 60.seconds)))
         assertEquals(WorkerResult.Success, second)
         assertEquals(server.sha256, sha256(File(tmp.root, "budget.bin")), "byte-exact")
-        val sent = server.stats().bodyBytes
+        val sent = server.stats.bodyBytes
         println("BudgetRunTest: fetched twice across a budget stop: ${sent - size} bytes (stopped at ${held.bytes} of $size)")
         assertTrue(sent <= size + MiB, "almost nothing fetched twice: $sent bytes sent for $size")
     }

@@ -45,9 +45,9 @@ class CancellationTest : WorkTestBase() {
 
         val held = ferry.status(id)
         assertEquals(TaskState.QUEUED, held.state, "held for the next run, not failed")
-        val sentAtStop = server.stats().bodyBytes
+        val sentAtStop = server.stats.bodyBytes
         delay(1_000)
-        assertEquals(sentAtStop, server.stats().bodyBytes, "no byte sent after the stop")
+        assertEquals(sentAtStop, server.stats.bodyBytes, "no byte sent after the stop")
         assertEquals(held.bytes, ferry.status(id).bytes, "no byte written after the stop")
 
         val journaled = journaledBytes(stateDir).getValue(id)

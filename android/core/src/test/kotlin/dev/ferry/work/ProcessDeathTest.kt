@@ -44,14 +44,14 @@ class ProcessDeathTest : WorkTestBase() {
             reader.join(5_000)
         }
         assertEquals(137, child.exitValue(), "killed by SIGKILL (128 + 9)")
-        val sentBeforeKill = server.stats().bodyBytes
+        val sentBeforeKill = server.stats.bodyBytes
 
         // A new process (this one) opens the directory, and a new run finishes the download.
         val ferry = openFerry(stateDir = stateDir)
         val env = WorkerEnvironment({ ferry }, budgets = RunBudgets(background = 60.seconds))
         assertEquals(WorkerResult.Success, runWorker(WorkerInput("killed"), env))
         assertEquals(server.sha256, sha256(destination), "byte-exact")
-        val sent = server.stats().bodyBytes
+        val sent = server.stats.bodyBytes
         println(
             "ProcessDeathTest: fetched twice across a SIGKILL: ${sent - size} bytes " +
                 "(child reported $killedAt bytes, server had sent $sentBeforeKill when it died)",

@@ -103,7 +103,7 @@ class ReconcileTest : WorkTestBase() {
         val results = listOf(worker.await(), secondWorker.await())
         assertTrue(results.all { it == WorkerResult.Success }, "$results")
         assertEquals(server.sha256, sha256(File(tmp.root, "both.bin")))
-        val sent = server.stats().bodyBytes
+        val sent = server.stats.bodyBytes
         println("ReconcileTest: app + 2 workers on one task: $sent bytes sent for $size")
         assertTrue(sent <= size + MiB, "one download, not two or three: $sent bytes sent for $size")
     }

@@ -1,35 +1,17 @@
 package dev.ferry.work
 
 import dev.ferry.FerryTestBase
-import dev.ferry.LoopbackServer
+import dev.ferry.FerryTestBase.Companion.ferryCli
+import dev.ferry.testing.TestServer
 import java.io.File
-import java.net.HttpURLConnection
-import java.net.URI
 import java.util.concurrent.TimeUnit
-
-/** What `ferry serve` says it sent (`/stats`). */
-data class ServerStats(val requests: Long, val bodyBytes: Long)
-
-/** The server's counters. */
-fun LoopbackServer.stats(): ServerStats {
-    val conn = URI("$base/stats").toURL().openConnection() as HttpURLConnection
-    conn.connectTimeout = 5_000
-    conn.readTimeout = 5_000
-    val json = try {
-        conn.inputStream.bufferedReader().readText()
-    } finally {
-        conn.disconnect()
-    }
-    fun field(name: String) = Regex("\"$name\":(\\d+)").find(json)?.groupValues?.get(1)?.toLong() ?: error("no $name in $json")
-    return ServerStats(field("requests"), field("body_bytes"))
-}
 
 /**
  * The bytes the journal of [stateDir] vouches for, per task, read by another process (`ferry
  * list --json` opens the table read-only): what a process killed now would continue from.
  */
 fun journaledBytes(stateDir: File): Map<String, Long> {
-    val process = ProcessBuilder(LoopbackServer.binary.path, "--state-dir", stateDir.path, "list", "--json")
+    val process = ProcessBuilder(ferryCli.path, "--state-dir", stateDir.path, "list", "--json")
         .redirectError(ProcessBuilder.Redirect.INHERIT).start()
     try {
         val out = process.inputStream.bufferedReader().readText()
@@ -88,7 +70,7 @@ class FakeUidtScheduler(var answer: () -> Boolean = { true }) : UidtScheduler {
 /** Shared helpers of the work tests. */
 abstract class WorkTestBase : FerryTestBase() {
     /** A download request of [server]'s file into a fresh folder, with [connections] connections. */
-    fun request(server: LoopbackServer, name: String, taskId: String, connections: Int = 2, sha256: String? = null) =
+    fun request(server: TestServer, name: String, taskId: String, connections: Int = 2, sha256: String? = null) =
         dev.ferry.ffi.DownloadRequest(
             url = server.url,
             destination = File(tmp.root, name).path,
