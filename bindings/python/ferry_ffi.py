@@ -581,7 +581,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_remove() != 45614:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_ferry_checksum_method_downloadmanager_request_stop() != 49821:
+    if lib.uniffi_ferry_checksum_method_downloadmanager_request_stop() != 28775:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_resume() != 65533:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -589,7 +589,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_revoked_os_tags() != 30798:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_ferry_checksum_method_downloadmanager_run_budgeted() != 43733:
+    if lib.uniffi_ferry_checksum_method_downloadmanager_run_budgeted() != 41868:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_set_limits() != 16143:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -1056,8 +1056,8 @@ _UniffiLib.uniffi_ferry_fn_method_downloadmanager_revoked_os_tags.argtypes = (
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_revoked_os_tags.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_run_budgeted.argtypes = (
     ctypes.c_uint64,
-    _UniffiRustBuffer,
     ctypes.c_uint64,
+    _UniffiRustBuffer,
 )
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_run_budgeted.restype = ctypes.c_uint64
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_set_limits.argtypes = (
@@ -2217,6 +2217,8 @@ class ErrorCode(enum.Enum):
     
     ACCESS_DENIED = 2015
     
+    PROTOCOL_ERROR = 2016
+    
     DISK_FULL = 3001
     
     STORAGE_IO = 3002
@@ -2320,32 +2322,34 @@ class _UniffiFfiConverterTypeErrorCode(_UniffiConverterRustBuffer):
         if variant == 34:
             return ErrorCode.ACCESS_DENIED
         if variant == 35:
-            return ErrorCode.DISK_FULL
+            return ErrorCode.PROTOCOL_ERROR
         if variant == 36:
-            return ErrorCode.STORAGE_IO
+            return ErrorCode.DISK_FULL
         if variant == 37:
-            return ErrorCode.PERMISSION_DENIED
+            return ErrorCode.STORAGE_IO
         if variant == 38:
-            return ErrorCode.STATE_DIR_LOCKED
+            return ErrorCode.PERMISSION_DENIED
         if variant == 39:
-            return ErrorCode.DATABASE
+            return ErrorCode.STATE_DIR_LOCKED
         if variant == 40:
-            return ErrorCode.LOCKS_UNAVAILABLE
+            return ErrorCode.DATABASE
         if variant == 41:
-            return ErrorCode.CHECKSUM_MISMATCH
+            return ErrorCode.LOCKS_UNAVAILABLE
         if variant == 42:
-            return ErrorCode.SIZE_MISMATCH
+            return ErrorCode.CHECKSUM_MISMATCH
         if variant == 43:
-            return ErrorCode.MEMORY_LIMIT_EXCEEDED
+            return ErrorCode.SIZE_MISMATCH
         if variant == 44:
-            return ErrorCode.CANCELLED
+            return ErrorCode.MEMORY_LIMIT_EXCEEDED
         if variant == 45:
-            return ErrorCode.INTERRUPTED
+            return ErrorCode.CANCELLED
         if variant == 46:
-            return ErrorCode.SHUT_DOWN
+            return ErrorCode.INTERRUPTED
         if variant == 47:
-            return ErrorCode.SINK_REJECTED
+            return ErrorCode.SHUT_DOWN
         if variant == 48:
+            return ErrorCode.SINK_REJECTED
+        if variant == 49:
             return ErrorCode.INTERNAL
         raise InternalError("Raw enum value doesn't match any cases")
 
@@ -2418,6 +2422,8 @@ class _UniffiFfiConverterTypeErrorCode(_UniffiConverterRustBuffer):
         if value == ErrorCode.UNSUPPORTED_ENCODING:
             return
         if value == ErrorCode.ACCESS_DENIED:
+            return
+        if value == ErrorCode.PROTOCOL_ERROR:
             return
         if value == ErrorCode.DISK_FULL:
             return
@@ -2519,34 +2525,36 @@ class _UniffiFfiConverterTypeErrorCode(_UniffiConverterRustBuffer):
             buf.write_i32(33)
         if value == ErrorCode.ACCESS_DENIED:
             buf.write_i32(34)
-        if value == ErrorCode.DISK_FULL:
+        if value == ErrorCode.PROTOCOL_ERROR:
             buf.write_i32(35)
-        if value == ErrorCode.STORAGE_IO:
+        if value == ErrorCode.DISK_FULL:
             buf.write_i32(36)
-        if value == ErrorCode.PERMISSION_DENIED:
+        if value == ErrorCode.STORAGE_IO:
             buf.write_i32(37)
-        if value == ErrorCode.STATE_DIR_LOCKED:
+        if value == ErrorCode.PERMISSION_DENIED:
             buf.write_i32(38)
-        if value == ErrorCode.DATABASE:
+        if value == ErrorCode.STATE_DIR_LOCKED:
             buf.write_i32(39)
-        if value == ErrorCode.LOCKS_UNAVAILABLE:
+        if value == ErrorCode.DATABASE:
             buf.write_i32(40)
-        if value == ErrorCode.CHECKSUM_MISMATCH:
+        if value == ErrorCode.LOCKS_UNAVAILABLE:
             buf.write_i32(41)
-        if value == ErrorCode.SIZE_MISMATCH:
+        if value == ErrorCode.CHECKSUM_MISMATCH:
             buf.write_i32(42)
-        if value == ErrorCode.MEMORY_LIMIT_EXCEEDED:
+        if value == ErrorCode.SIZE_MISMATCH:
             buf.write_i32(43)
-        if value == ErrorCode.CANCELLED:
+        if value == ErrorCode.MEMORY_LIMIT_EXCEEDED:
             buf.write_i32(44)
-        if value == ErrorCode.INTERRUPTED:
+        if value == ErrorCode.CANCELLED:
             buf.write_i32(45)
-        if value == ErrorCode.SHUT_DOWN:
+        if value == ErrorCode.INTERRUPTED:
             buf.write_i32(46)
-        if value == ErrorCode.SINK_REJECTED:
+        if value == ErrorCode.SHUT_DOWN:
             buf.write_i32(47)
-        if value == ErrorCode.INTERNAL:
+        if value == ErrorCode.SINK_REJECTED:
             buf.write_i32(48)
+        if value == ErrorCode.INTERNAL:
+            buf.write_i32(49)
 
 
 
@@ -2842,7 +2850,7 @@ class ManagerConfig:
     """
     Manager configuration. Every field has a default.
 """
-    def __init__(self, *, limits:typing.Optional[Limits] = None, connect_timeout_ms:typing.Optional[int] = None, idle_timeout_ms:typing.Optional[int] = None, progress_interval_ms:typing.Optional[int] = None, retry_budget:typing.Optional[int] = None, retry_base_delay_ms:typing.Optional[int] = None, resume_on_open:typing.Optional[bool] = None, user_agent:typing.Optional[str] = None, extra_root_certificates_pem:typing.List[str] = _DEFAULT, bundled_tls_roots:typing.Optional[bool] = None, roots:typing.List[PathRoot] = _DEFAULT):
+    def __init__(self, *, limits:typing.Optional[Limits] = None, connect_timeout_ms:typing.Optional[int] = None, idle_timeout_ms:typing.Optional[int] = None, progress_interval_ms:typing.Optional[int] = None, retry_budget:typing.Optional[int] = None, retry_base_delay_ms:typing.Optional[int] = None, resume_on_open:typing.Optional[bool] = None, user_agent:typing.Optional[str] = None, extra_root_certificates_pem:typing.List[str] = _DEFAULT, bundled_tls_roots:typing.Optional[bool] = None, proxy:typing.Optional[str] = None, no_proxy:typing.Optional[str] = None, roots:typing.List[PathRoot] = _DEFAULT):
         self.limits = limits
         self.connect_timeout_ms = connect_timeout_ms
         self.idle_timeout_ms = idle_timeout_ms
@@ -2856,6 +2864,8 @@ class ManagerConfig:
         else:
             self.extra_root_certificates_pem = extra_root_certificates_pem
         self.bundled_tls_roots = bundled_tls_roots
+        self.proxy = proxy
+        self.no_proxy = no_proxy
         if roots is _DEFAULT:
             self.roots = []
         else:
@@ -2865,7 +2875,7 @@ class ManagerConfig:
 
     
     def __str__(self):
-        return "ManagerConfig(limits={}, connect_timeout_ms={}, idle_timeout_ms={}, progress_interval_ms={}, retry_budget={}, retry_base_delay_ms={}, resume_on_open={}, user_agent={}, extra_root_certificates_pem={}, bundled_tls_roots={}, roots={})".format(self.limits, self.connect_timeout_ms, self.idle_timeout_ms, self.progress_interval_ms, self.retry_budget, self.retry_base_delay_ms, self.resume_on_open, self.user_agent, self.extra_root_certificates_pem, self.bundled_tls_roots, self.roots)
+        return "ManagerConfig(limits={}, connect_timeout_ms={}, idle_timeout_ms={}, progress_interval_ms={}, retry_budget={}, retry_base_delay_ms={}, resume_on_open={}, user_agent={}, extra_root_certificates_pem={}, bundled_tls_roots={}, proxy={}, no_proxy={}, roots={})".format(self.limits, self.connect_timeout_ms, self.idle_timeout_ms, self.progress_interval_ms, self.retry_budget, self.retry_base_delay_ms, self.resume_on_open, self.user_agent, self.extra_root_certificates_pem, self.bundled_tls_roots, self.proxy, self.no_proxy, self.roots)
     def __eq__(self, other):
         if self.limits != other.limits:
             return False
@@ -2887,6 +2897,10 @@ class ManagerConfig:
             return False
         if self.bundled_tls_roots != other.bundled_tls_roots:
             return False
+        if self.proxy != other.proxy:
+            return False
+        if self.no_proxy != other.no_proxy:
+            return False
         if self.roots != other.roots:
             return False
         return True
@@ -2905,6 +2919,8 @@ class _UniffiFfiConverterTypeManagerConfig(_UniffiConverterRustBuffer):
             user_agent=_UniffiFfiConverterOptionalString.read(buf),
             extra_root_certificates_pem=_UniffiFfiConverterSequenceString.read(buf),
             bundled_tls_roots=_UniffiFfiConverterOptionalBoolean.read(buf),
+            proxy=_UniffiFfiConverterOptionalString.read(buf),
+            no_proxy=_UniffiFfiConverterOptionalString.read(buf),
             roots=_UniffiFfiConverterSequenceTypePathRoot.read(buf),
         )
 
@@ -2920,6 +2936,8 @@ class _UniffiFfiConverterTypeManagerConfig(_UniffiConverterRustBuffer):
         _UniffiFfiConverterOptionalString.check_lower(value.user_agent)
         _UniffiFfiConverterSequenceString.check_lower(value.extra_root_certificates_pem)
         _UniffiFfiConverterOptionalBoolean.check_lower(value.bundled_tls_roots)
+        _UniffiFfiConverterOptionalString.check_lower(value.proxy)
+        _UniffiFfiConverterOptionalString.check_lower(value.no_proxy)
         _UniffiFfiConverterSequenceTypePathRoot.check_lower(value.roots)
 
     @staticmethod
@@ -2934,6 +2952,8 @@ class _UniffiFfiConverterTypeManagerConfig(_UniffiConverterRustBuffer):
         _UniffiFfiConverterOptionalString.write(value.user_agent, buf)
         _UniffiFfiConverterSequenceString.write(value.extra_root_certificates_pem, buf)
         _UniffiFfiConverterOptionalBoolean.write(value.bundled_tls_roots, buf)
+        _UniffiFfiConverterOptionalString.write(value.proxy, buf)
+        _UniffiFfiConverterOptionalString.write(value.no_proxy, buf)
         _UniffiFfiConverterSequenceTypePathRoot.write(value.roots, buf)
 
 @dataclass
@@ -6068,7 +6088,7 @@ class DownloadManagerProtocol(typing.Protocol):
         Forgets a task; with `delete_file`, also deletes a completed file.
 """
         raise NotImplementedError
-    async def request_stop(self, task_ids: typing.Union[object, typing.Optional[typing.List[str]]] = _DEFAULT,cause: StopCause) -> int:
+    async def request_stop(self, cause: StopCause,task_ids: typing.Union[object, typing.Optional[typing.List[str]]] = _DEFAULT) -> int:
         """
         Stops the given tasks (`None`: every running or queued one) and holds them for the next
         run; returns once their journals and part files are synced (at most about ten seconds).
@@ -6091,10 +6111,11 @@ class DownloadManagerProtocol(typing.Protocol):
         the last call: cancel them.
 """
         raise NotImplementedError
-    async def run_budgeted(self, task_ids: typing.Union[object, typing.Optional[typing.List[str]]] = _DEFAULT,budget_ms: int) -> typing.List[TaskRunOutcome]:
+    async def run_budgeted(self, budget_ms: int,task_ids: typing.Union[object, typing.Optional[typing.List[str]]] = _DEFAULT) -> typing.List[TaskRunOutcome]:
         """
         Runs the given tasks (`None`: every queued task, and failed ones whose error was
-        transient) until each ends or `budget_ms` passes, then stops the rest with everything
+        transient) until each ends or `budget_ms` passes (the optional argument comes last, as
+        Python requires), then stops the rest with everything
         synced and holds them for the next run. A task already running is joined, never started
         twice. One outcome per task, in order.
 """
@@ -6608,22 +6629,22 @@ class DownloadManager(DownloadManagerProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
-    async def request_stop(self, task_ids: typing.Union[object, typing.Optional[typing.List[str]]] = _DEFAULT,cause: StopCause) -> int:
+    async def request_stop(self, cause: StopCause,task_ids: typing.Union[object, typing.Optional[typing.List[str]]] = _DEFAULT) -> int:
         """
         Stops the given tasks (`None`: every running or queued one) and holds them for the next
         run; returns once their journals and part files are synced (at most about ten seconds).
         Call it when the worker's coroutine is cancelled. Returns how many were stopped.
 """
         
+        _UniffiFfiConverterTypeStopCause.check_lower(cause)
+
         if task_ids is _DEFAULT:
             task_ids = None
         _UniffiFfiConverterOptionalSequenceString.check_lower(task_ids)
-
-        _UniffiFfiConverterTypeStopCause.check_lower(cause)
         _uniffi_lowered_args = (
             self._uniffi_clone_handle(),
-            _UniffiFfiConverterOptionalSequenceString.lower(task_ids),
             _UniffiFfiConverterTypeStopCause.lower(cause),
+            _UniffiFfiConverterOptionalSequenceString.lower(task_ids),
         )
         _uniffi_lift_return = _UniffiFfiConverterUInt32.lift
         _uniffi_error_converter = None
@@ -6684,23 +6705,24 @@ class DownloadManager(DownloadManagerProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
-    async def run_budgeted(self, task_ids: typing.Union[object, typing.Optional[typing.List[str]]] = _DEFAULT,budget_ms: int) -> typing.List[TaskRunOutcome]:
+    async def run_budgeted(self, budget_ms: int,task_ids: typing.Union[object, typing.Optional[typing.List[str]]] = _DEFAULT) -> typing.List[TaskRunOutcome]:
         """
         Runs the given tasks (`None`: every queued task, and failed ones whose error was
-        transient) until each ends or `budget_ms` passes, then stops the rest with everything
+        transient) until each ends or `budget_ms` passes (the optional argument comes last, as
+        Python requires), then stops the rest with everything
         synced and holds them for the next run. A task already running is joined, never started
         twice. One outcome per task, in order.
 """
         
+        _UniffiFfiConverterUInt64.check_lower(budget_ms)
+
         if task_ids is _DEFAULT:
             task_ids = None
         _UniffiFfiConverterOptionalSequenceString.check_lower(task_ids)
-
-        _UniffiFfiConverterUInt64.check_lower(budget_ms)
         _uniffi_lowered_args = (
             self._uniffi_clone_handle(),
-            _UniffiFfiConverterOptionalSequenceString.lower(task_ids),
             _UniffiFfiConverterUInt64.lower(budget_ms),
+            _UniffiFfiConverterOptionalSequenceString.lower(task_ids),
         )
         _uniffi_lift_return = _UniffiFfiConverterSequenceTypeTaskRunOutcome.lift
         _uniffi_error_converter = None

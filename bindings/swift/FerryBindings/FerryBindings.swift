@@ -892,15 +892,16 @@ public protocol DownloadManagerProtocol: AnyObject, Sendable {
      * run; returns once their journals and part files are synced (at most about ten seconds).
      * Call it when the worker's coroutine is cancelled. Returns how many were stopped.
      */
-    func requestStop(taskIds: [String]?, cause: StopCause) async  -> UInt32
+    func requestStop(cause: StopCause, taskIds: [String]?) async  -> UInt32
     
     /**
      * Runs the given tasks (`None`: every queued task, and failed ones whose error was
-     * transient) until each ends or `budget_ms` passes, then stops the rest with everything
+     * transient) until each ends or `budget_ms` passes (the optional argument comes last, as
+     * Python requires), then stops the rest with everything
      * synced and holds them for the next run. A task already running is joined, never started
      * twice. One outcome per task, in order.
      */
-    func runBudgeted(taskIds: [String]?, budgetMs: UInt64) async  -> [TaskRunOutcome]
+    func runBudgeted(budgetMs: UInt64, taskIds: [String]?) async  -> [TaskRunOutcome]
     
     /**
      * Hands the given tasks (`None`: every queued or running file task) to the OS: their
@@ -1167,12 +1168,12 @@ public static func `open`(stateDir: String, config: ManagerConfig? = nil)throws 
      * run; returns once their journals and part files are synced (at most about ten seconds).
      * Call it when the worker's coroutine is cancelled. Returns how many were stopped.
      */
-open func requestStop(taskIds: [String]? = nil, cause: StopCause)async  -> UInt32  {
+open func requestStop(cause: StopCause, taskIds: [String]? = nil)async  -> UInt32  {
     return
         try!  await uniffiRustCallAsync(
             rustFutureFunc: {
                 uniffi_ferry_fn_method_downloadmanager_request_stop(
-                        self.uniffiCloneHandle(),FfiConverterOptionSequenceString.lower(taskIds),FfiConverterTypeStopCause_lower(cause)
+                        self.uniffiCloneHandle(),FfiConverterTypeStopCause_lower(cause),FfiConverterOptionSequenceString.lower(taskIds)
                 )
             },
             pollFunc: ffi_ferry_rust_future_poll_u32,
@@ -1186,16 +1187,17 @@ open func requestStop(taskIds: [String]? = nil, cause: StopCause)async  -> UInt3
     
     /**
      * Runs the given tasks (`None`: every queued task, and failed ones whose error was
-     * transient) until each ends or `budget_ms` passes, then stops the rest with everything
+     * transient) until each ends or `budget_ms` passes (the optional argument comes last, as
+     * Python requires), then stops the rest with everything
      * synced and holds them for the next run. A task already running is joined, never started
      * twice. One outcome per task, in order.
      */
-open func runBudgeted(taskIds: [String]? = nil, budgetMs: UInt64)async  -> [TaskRunOutcome]  {
+open func runBudgeted(budgetMs: UInt64, taskIds: [String]? = nil)async  -> [TaskRunOutcome]  {
     return
         try!  await uniffiRustCallAsync(
             rustFutureFunc: {
                 uniffi_ferry_fn_method_downloadmanager_run_budgeted(
-                        self.uniffiCloneHandle(),FfiConverterOptionSequenceString.lower(taskIds),FfiConverterUInt64.lower(budgetMs)
+                        self.uniffiCloneHandle(),FfiConverterUInt64.lower(budgetMs),FfiConverterOptionSequenceString.lower(taskIds)
                 )
             },
             pollFunc: ffi_ferry_rust_future_poll_rust_buffer,
@@ -3169,6 +3171,19 @@ public struct ManagerConfig: Equatable, Hashable {
      */
     public let bundledTlsRoots: Bool?
     /**
+     * The proxy for every request: an `http://` URL (credentials in it are sent to the proxy), or
+     * `none` / `direct` for none. Unset, the engine reads `https_proxy`, `http_proxy` and
+     * `all_proxy` from the environment; the Swift and Kotlin facades fill it from the platform's
+     * proxy settings first.
+     */
+    public let proxy: String?
+    /**
+     * Hosts that bypass the proxy, in `no_proxy` syntax (comma-separated domains, IP addresses
+     * and networks, optional `:port`, `*`). Unset: `no_proxy` from the environment when the proxy
+     * comes from there too.
+     */
+    public let noProxy: String?
+    /**
      * Directories whose path may change between launches (on iOS the app's container moves after
      * an update or a restore): a destination under one is stored relative to it (the deepest one
      * when they nest) and resolved against the roots of each open, part file included, so tasks
@@ -3216,6 +3231,17 @@ public struct ManagerConfig: Equatable, Hashable {
          * Trust Mozilla's bundled roots instead of the platform verifier (default: on for Android only).
          */bundledTlsRoots: Bool? = nil, 
         /**
+         * The proxy for every request: an `http://` URL (credentials in it are sent to the proxy), or
+         * `none` / `direct` for none. Unset, the engine reads `https_proxy`, `http_proxy` and
+         * `all_proxy` from the environment; the Swift and Kotlin facades fill it from the platform's
+         * proxy settings first.
+         */proxy: String? = nil, 
+        /**
+         * Hosts that bypass the proxy, in `no_proxy` syntax (comma-separated domains, IP addresses
+         * and networks, optional `:port`, `*`). Unset: `no_proxy` from the environment when the proxy
+         * comes from there too.
+         */noProxy: String? = nil, 
+        /**
          * Directories whose path may change between launches (on iOS the app's container moves after
          * an update or a restore): a destination under one is stored relative to it (the deepest one
          * when they nest) and resolved against the roots of each open, part file included, so tasks
@@ -3236,6 +3262,8 @@ public struct ManagerConfig: Equatable, Hashable {
         self.userAgent = userAgent
         self.extraRootCertificatesPem = extraRootCertificatesPem
         self.bundledTlsRoots = bundledTlsRoots
+        self.proxy = proxy
+        self.noProxy = noProxy
         self.roots = roots
     }
 
@@ -3265,6 +3293,8 @@ public struct FfiConverterTypeManagerConfig: FfiConverterRustBuffer {
                 userAgent: FfiConverterOptionString.read(from: &buf), 
                 extraRootCertificatesPem: FfiConverterSequenceString.read(from: &buf), 
                 bundledTlsRoots: FfiConverterOptionBool.read(from: &buf), 
+                proxy: FfiConverterOptionString.read(from: &buf), 
+                noProxy: FfiConverterOptionString.read(from: &buf), 
                 roots: FfiConverterSequenceTypePathRoot.read(from: &buf)
         )
     }
@@ -3280,6 +3310,8 @@ public struct FfiConverterTypeManagerConfig: FfiConverterRustBuffer {
         FfiConverterOptionString.write(value.userAgent, into: &buf)
         FfiConverterSequenceString.write(value.extraRootCertificatesPem, into: &buf)
         FfiConverterOptionBool.write(value.bundledTlsRoots, into: &buf)
+        FfiConverterOptionString.write(value.proxy, into: &buf)
+        FfiConverterOptionString.write(value.noProxy, into: &buf)
         FfiConverterSequenceTypePathRoot.write(value.roots, into: &buf)
     }
 }
@@ -5001,6 +5033,7 @@ public enum ErrorCode: UInt16, Equatable, Hashable {
     case network = 2013
     case unsupportedEncoding = 2014
     case accessDenied = 2015
+    case protocolError = 2016
     case diskFull = 3001
     case storageIo = 3002
     case permissionDenied = 3003
@@ -5104,33 +5137,35 @@ public struct FfiConverterTypeErrorCode: FfiConverterRustBuffer {
         
         case 34: return .accessDenied
         
-        case 35: return .diskFull
+        case 35: return .protocolError
         
-        case 36: return .storageIo
+        case 36: return .diskFull
         
-        case 37: return .permissionDenied
+        case 37: return .storageIo
         
-        case 38: return .stateDirLocked
+        case 38: return .permissionDenied
         
-        case 39: return .database
+        case 39: return .stateDirLocked
         
-        case 40: return .locksUnavailable
+        case 40: return .database
         
-        case 41: return .checksumMismatch
+        case 41: return .locksUnavailable
         
-        case 42: return .sizeMismatch
+        case 42: return .checksumMismatch
         
-        case 43: return .memoryLimitExceeded
+        case 43: return .sizeMismatch
         
-        case 44: return .cancelled
+        case 44: return .memoryLimitExceeded
         
-        case 45: return .interrupted
+        case 45: return .cancelled
         
-        case 46: return .shutDown
+        case 46: return .interrupted
         
-        case 47: return .sinkRejected
+        case 47: return .shutDown
         
-        case 48: return .`internal`
+        case 48: return .sinkRejected
+        
+        case 49: return .`internal`
         
         default: throw UniffiInternalError.unexpectedEnumCase
         }
@@ -5276,60 +5311,64 @@ public struct FfiConverterTypeErrorCode: FfiConverterRustBuffer {
             writeInt(&buf, Int32(34))
         
         
-        case .diskFull:
+        case .protocolError:
             writeInt(&buf, Int32(35))
         
         
-        case .storageIo:
+        case .diskFull:
             writeInt(&buf, Int32(36))
         
         
-        case .permissionDenied:
+        case .storageIo:
             writeInt(&buf, Int32(37))
         
         
-        case .stateDirLocked:
+        case .permissionDenied:
             writeInt(&buf, Int32(38))
         
         
-        case .database:
+        case .stateDirLocked:
             writeInt(&buf, Int32(39))
         
         
-        case .locksUnavailable:
+        case .database:
             writeInt(&buf, Int32(40))
         
         
-        case .checksumMismatch:
+        case .locksUnavailable:
             writeInt(&buf, Int32(41))
         
         
-        case .sizeMismatch:
+        case .checksumMismatch:
             writeInt(&buf, Int32(42))
         
         
-        case .memoryLimitExceeded:
+        case .sizeMismatch:
             writeInt(&buf, Int32(43))
         
         
-        case .cancelled:
+        case .memoryLimitExceeded:
             writeInt(&buf, Int32(44))
         
         
-        case .interrupted:
+        case .cancelled:
             writeInt(&buf, Int32(45))
         
         
-        case .shutDown:
+        case .interrupted:
             writeInt(&buf, Int32(46))
         
         
-        case .sinkRejected:
+        case .shutDown:
             writeInt(&buf, Int32(47))
         
         
-        case .`internal`:
+        case .sinkRejected:
             writeInt(&buf, Int32(48))
+        
+        
+        case .`internal`:
+            writeInt(&buf, Int32(49))
         
         }
     }
@@ -6774,10 +6813,10 @@ private let initializationResult: InitializationResult = {
     if (uniffi_ferry_checksum_method_listenerregistration_wait_ended() != 58787) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_ferry_checksum_method_downloadmanager_request_stop() != 49821) {
+    if (uniffi_ferry_checksum_method_downloadmanager_request_stop() != 28775) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_ferry_checksum_method_downloadmanager_run_budgeted() != 43733) {
+    if (uniffi_ferry_checksum_method_downloadmanager_run_budgeted() != 41868) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_ferry_checksum_method_downloadmanager_hand_off() != 367) {

@@ -918,9 +918,9 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_ferry_fn_constructor_downloadmanager_open(`stateDir`: RustBuffer.ByValue,`config`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
-    external fun uniffi_ferry_fn_method_downloadmanager_request_stop(`ptr`: Long,`taskIds`: RustBuffer.ByValue,`cause`: RustBuffer.ByValue,
+    external fun uniffi_ferry_fn_method_downloadmanager_request_stop(`ptr`: Long,`cause`: RustBuffer.ByValue,`taskIds`: RustBuffer.ByValue,
     ): Long
-    external fun uniffi_ferry_fn_method_downloadmanager_run_budgeted(`ptr`: Long,`taskIds`: RustBuffer.ByValue,`budgetMs`: Long,
+    external fun uniffi_ferry_fn_method_downloadmanager_run_budgeted(`ptr`: Long,`budgetMs`: Long,`taskIds`: RustBuffer.ByValue,
     ): Long
     external fun uniffi_ferry_fn_method_downloadmanager_hand_off(`ptr`: Long,`taskIds`: RustBuffer.ByValue,`config`: RustBuffer.ByValue,
     ): Long
@@ -1195,10 +1195,10 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_ferry_checksum_method_listenerregistration_wait_ended() and 0xFFFF) != 58787) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_ferry_checksum_method_downloadmanager_request_stop() and 0xFFFF) != 49821) {
+    if ((lib.uniffi_ferry_checksum_method_downloadmanager_request_stop() and 0xFFFF) != 28775) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_ferry_checksum_method_downloadmanager_run_budgeted() and 0xFFFF) != 43733) {
+    if ((lib.uniffi_ferry_checksum_method_downloadmanager_run_budgeted() and 0xFFFF) != 41868) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_ferry_checksum_method_downloadmanager_hand_off() and 0xFFFF) != 367) {
@@ -2255,15 +2255,16 @@ public interface DownloadManagerInterface {
      * run; returns once their journals and part files are synced (at most about ten seconds).
      * Call it when the worker's coroutine is cancelled. Returns how many were stopped.
      */
-    suspend fun `requestStop`(`taskIds`: List<kotlin.String>? = null, `cause`: StopCause): kotlin.UInt
+    suspend fun `requestStop`(`cause`: StopCause, `taskIds`: List<kotlin.String>? = null): kotlin.UInt
     
     /**
      * Runs the given tasks (`None`: every queued task, and failed ones whose error was
-     * transient) until each ends or `budget_ms` passes, then stops the rest with everything
+     * transient) until each ends or `budget_ms` passes (the optional argument comes last, as
+     * Python requires), then stops the rest with everything
      * synced and holds them for the next run. A task already running is joined, never started
      * twice. One outcome per task, in order.
      */
-    suspend fun `runBudgeted`(`taskIds`: List<kotlin.String>? = null, `budgetMs`: kotlin.ULong): List<TaskRunOutcome>
+    suspend fun `runBudgeted`(`budgetMs`: kotlin.ULong, `taskIds`: List<kotlin.String>? = null): List<TaskRunOutcome>
     
     /**
      * Hands the given tasks (`None`: every queued or running file task) to the OS: their
@@ -2563,14 +2564,14 @@ open class DownloadManager: Disposable, AutoCloseable, DownloadManagerInterface
      * Call it when the worker's coroutine is cancelled. Returns how many were stopped.
      */
     @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
-    override suspend fun `requestStop`(`taskIds`: List<kotlin.String>?, `cause`: StopCause) : kotlin.UInt {
+    override suspend fun `requestStop`(`cause`: StopCause, `taskIds`: List<kotlin.String>?) : kotlin.UInt {
         return uniffiRustCallAsync(
         callWithHandle { uniffiHandle ->
             UniffiLib.uniffi_ferry_fn_method_downloadmanager_request_stop(
                 uniffiHandle,
                 
-        FfiConverterOptionalSequenceString.lower(`taskIds`),
         FfiConverterTypeStopCause.lower(`cause`),
+        FfiConverterOptionalSequenceString.lower(`taskIds`),
             )
         },
         { future, callback, continuation -> UniffiLib.ffi_ferry_rust_future_poll_u32(future, callback, continuation) },
@@ -2586,19 +2587,20 @@ open class DownloadManager: Disposable, AutoCloseable, DownloadManagerInterface
     
     /**
      * Runs the given tasks (`None`: every queued task, and failed ones whose error was
-     * transient) until each ends or `budget_ms` passes, then stops the rest with everything
+     * transient) until each ends or `budget_ms` passes (the optional argument comes last, as
+     * Python requires), then stops the rest with everything
      * synced and holds them for the next run. A task already running is joined, never started
      * twice. One outcome per task, in order.
      */
     @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
-    override suspend fun `runBudgeted`(`taskIds`: List<kotlin.String>?, `budgetMs`: kotlin.ULong) : List<TaskRunOutcome> {
+    override suspend fun `runBudgeted`(`budgetMs`: kotlin.ULong, `taskIds`: List<kotlin.String>?) : List<TaskRunOutcome> {
         return uniffiRustCallAsync(
         callWithHandle { uniffiHandle ->
             UniffiLib.uniffi_ferry_fn_method_downloadmanager_run_budgeted(
                 uniffiHandle,
                 
-        FfiConverterOptionalSequenceString.lower(`taskIds`),
         FfiConverterULong.lower(`budgetMs`),
+        FfiConverterOptionalSequenceString.lower(`taskIds`),
             )
         },
         { future, callback, continuation -> UniffiLib.ffi_ferry_rust_future_poll_rust_buffer(future, callback, continuation) },
@@ -5188,6 +5190,21 @@ data class ManagerConfig (
     var `bundledTlsRoots`: kotlin.Boolean? = null 
     , 
     /**
+     * The proxy for every request: an `http://` URL (credentials in it are sent to the proxy), or
+     * `none` / `direct` for none. Unset, the engine reads `https_proxy`, `http_proxy` and
+     * `all_proxy` from the environment; the Swift and Kotlin facades fill it from the platform's
+     * proxy settings first.
+     */
+    var `proxy`: kotlin.String? = null 
+    , 
+    /**
+     * Hosts that bypass the proxy, in `no_proxy` syntax (comma-separated domains, IP addresses
+     * and networks, optional `:port`, `*`). Unset: `no_proxy` from the environment when the proxy
+     * comes from there too.
+     */
+    var `noProxy`: kotlin.String? = null 
+    , 
+    /**
      * Directories whose path may change between launches (on iOS the app's container moves after
      * an update or a restore): a destination under one is stored relative to it (the deepest one
      * when they nest) and resolved against the roots of each open, part file included, so tasks
@@ -5225,6 +5242,8 @@ public object FfiConverterTypeManagerConfig: FfiConverterRustBuffer<ManagerConfi
             FfiConverterOptionalString.read(buf),
             FfiConverterSequenceString.read(buf),
             FfiConverterOptionalBoolean.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterOptionalString.read(buf),
             FfiConverterSequenceTypePathRoot.read(buf),
         )
     }
@@ -5240,6 +5259,8 @@ public object FfiConverterTypeManagerConfig: FfiConverterRustBuffer<ManagerConfi
             FfiConverterOptionalString.allocationSize(value.`userAgent`) +
             FfiConverterSequenceString.allocationSize(value.`extraRootCertificatesPem`) +
             FfiConverterOptionalBoolean.allocationSize(value.`bundledTlsRoots`) +
+            FfiConverterOptionalString.allocationSize(value.`proxy`) +
+            FfiConverterOptionalString.allocationSize(value.`noProxy`) +
             FfiConverterSequenceTypePathRoot.allocationSize(value.`roots`)
     )
 
@@ -5254,6 +5275,8 @@ public object FfiConverterTypeManagerConfig: FfiConverterRustBuffer<ManagerConfi
             FfiConverterOptionalString.write(value.`userAgent`, buf)
             FfiConverterSequenceString.write(value.`extraRootCertificatesPem`, buf)
             FfiConverterOptionalBoolean.write(value.`bundledTlsRoots`, buf)
+            FfiConverterOptionalString.write(value.`proxy`, buf)
+            FfiConverterOptionalString.write(value.`noProxy`, buf)
             FfiConverterSequenceTypePathRoot.write(value.`roots`, buf)
     }
 }
@@ -6740,6 +6763,7 @@ enum class ErrorCode(val value: kotlin.UShort) {
     NETWORK(2013u),
     UNSUPPORTED_ENCODING(2014u),
     ACCESS_DENIED(2015u),
+    PROTOCOL_ERROR(2016u),
     DISK_FULL(3001u),
     STORAGE_IO(3002u),
     PERMISSION_DENIED(3003u),
