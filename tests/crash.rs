@@ -119,5 +119,11 @@ fn sigkill_at_several_points_then_resume_loses_almost_nothing() {
     );
     assert_eq!(sha256_file(&out), content::sha256(99, size), "wrong bytes after resume");
     assert!(!ferry::engine::part_path(&out).exists());
-    assert!(twice <= 8 * MIB, "{:.2} MiB were downloaded twice", twice as f64 / MIB as f64);
+    // The server counts as sent what it wrote into its socket: with 16 connections, what its send
+    // buffers and the client's receive buffers hold at a kill is lost to any client, and those
+    // fill further when the machine is loaded and the client reads late (2 MiB per connection
+    // caught that way in nginx's log; 30 MiB over three kills seen with both cores busy). What the
+    // bound guards is the journal: a client that kept only what it had synced would lose hundreds
+    // of MiB here (aria2 loses about 380).
+    assert!(twice <= 3 * 16 * MIB, "{:.2} MiB were downloaded twice", twice as f64 / MIB as f64);
 }
