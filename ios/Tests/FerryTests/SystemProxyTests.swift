@@ -17,6 +17,25 @@ final class SystemProxyTests: XCTestCase {
         XCTAssertEqual(config.userAgent, "app/1")
     }
 
+    /// The record is immutable, so the facade copies it: no field may be lost on the way (the
+    /// roots were, once). Every field here differs from its default.
+    func testEveryOtherFieldSurvivesTheCopy() {
+        let full = ManagerConfig(
+            limits: Limits(maxRunningTasks: 2, maxConnectionsPerHost: 3, maxConnectionsPerTask: 4),
+            connectTimeoutMs: 1, idleTimeoutMs: 2, progressIntervalMs: 3, retryBudget: 4, retryBaseDelayMs: 5,
+            resumeOnOpen: false, userAgent: "app/1", extraRootCertificatesPem: ["PEM"], bundledTlsRoots: true,
+            proxy: nil, noProxy: "a.example", roots: [PathRoot(name: "docs", path: "/tmp")]
+        )
+        let copied = full.withProxySettings(["HTTPSEnable": 1, "HTTPSProxy": "p", "HTTPSPort": 1])
+        XCTAssertEqual(copied.proxy, "http://p:1")
+        let expected = ManagerConfig(
+            limits: full.limits, connectTimeoutMs: 1, idleTimeoutMs: 2, progressIntervalMs: 3, retryBudget: 4, retryBaseDelayMs: 5,
+            resumeOnOpen: false, userAgent: "app/1", extraRootCertificatesPem: ["PEM"], bundledTlsRoots: true,
+            proxy: "http://p:1", noProxy: "a.example", roots: full.roots
+        )
+        XCTAssertEqual(copied, expected)
+    }
+
     func testADisabledOrMissingProxyOrAnExplicitOneLeavesTheConfigurationAlone() {
         XCTAssertNil(ManagerConfig().withProxySettings(["HTTPSEnable": 0, "HTTPSProxy": "p"]).proxy)
         XCTAssertNil(ManagerConfig().withProxySettings([:]).proxy)
