@@ -268,6 +268,8 @@ mod tests {
                 let (cap, c) = (cap.clone(), c.clone());
                 tokio::spawn(async move {
                     loop {
+                        // A read in between, as a connection does.
+                        tokio::task::yield_now().await;
                         cap.pass(4_000).await;
                         c.fetch_add(4_000, Ordering::Relaxed);
                     }
