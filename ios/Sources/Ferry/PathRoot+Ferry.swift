@@ -73,8 +73,15 @@ extension Downloader {
     /// - Throws: `FerryError` `.invalidConfig` for a bad root (a name declared twice, a path that
     ///   is not an existing directory), and what `init(stateDirectory:config:)` throws.
     public convenience init(stateDirectory: String, roots: [PathRoot], config: ManagerConfig? = nil) throws {
-        var config = config ?? ManagerConfig()
-        config.roots += roots
+        // The generated records are immutable: a copy with the roots added.
+        let c = config ?? ManagerConfig()
+        let config = ManagerConfig(
+            limits: c.limits, connectTimeoutMs: c.connectTimeoutMs, idleTimeoutMs: c.idleTimeoutMs,
+            progressIntervalMs: c.progressIntervalMs, retryBudget: c.retryBudget, retryBaseDelayMs: c.retryBaseDelayMs,
+            resumeOnOpen: c.resumeOnOpen, userAgent: c.userAgent, extraRootCertificatesPem: c.extraRootCertificatesPem,
+            bundledTlsRoots: c.bundledTlsRoots, proxy: c.proxy, noProxy: c.noProxy, roots: c.roots + roots,
+            rateLimit: c.rateLimit
+        )
         try self.init(stateDirectory: stateDirectory, config: config)
     }
 }

@@ -44,7 +44,7 @@ extension ManagerConfig {
             limits: limits, connectTimeoutMs: connectTimeoutMs, idleTimeoutMs: idleTimeoutMs,
             progressIntervalMs: progressIntervalMs, retryBudget: retryBudget, retryBaseDelayMs: retryBaseDelayMs,
             resumeOnOpen: resumeOnOpen, userAgent: userAgent, extraRootCertificatesPem: extraRootCertificatesPem,
-            bundledTlsRoots: bundledTlsRoots, proxy: url, noProxy: exceptions
+            bundledTlsRoots: bundledTlsRoots, proxy: url, noProxy: exceptions, roots: roots, rateLimit: rateLimit
         )
     }
 }
