@@ -575,6 +575,8 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_pause_all() != 5087:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_downloadmanager_rate_limit() != 50408:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_reconcile() != 48770:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_release_lease() != 13402:
@@ -595,6 +597,10 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_set_priority() != 43511:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_downloadmanager_set_rate_limit() != 35823:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_downloadmanager_set_task_rate_limit() != 27235:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_shutdown() != 52633:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_stage_chunk() != 21545:
@@ -606,6 +612,8 @@ def _uniffi_check_api_checksums(lib):
     if lib.uniffi_ferry_checksum_method_downloadmanager_take_back() != 56719:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_take_bytes() != 41082:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_downloadmanager_task_rate_limit() != 29273:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_wait() != 41379:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -755,6 +763,9 @@ _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_pause.restype = ctypes.c
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_pause_all.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_pause_all.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_rate_limit.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_rate_limit.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_reconcile.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_reconcile.restype = ctypes.c_uint16
@@ -785,6 +796,12 @@ _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_set_limits.restype = cty
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_set_priority.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_set_priority.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_set_rate_limit.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_set_rate_limit.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_set_task_rate_limit.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_set_task_rate_limit.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_shutdown.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_shutdown.restype = ctypes.c_uint16
@@ -803,6 +820,9 @@ _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_take_back.restype = ctyp
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_take_bytes.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_take_bytes.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_task_rate_limit.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_task_rate_limit.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_wait.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_wait.restype = ctypes.c_uint16
@@ -1011,6 +1031,11 @@ _UniffiLib.uniffi_ferry_fn_method_downloadmanager_pause_all.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_pause_all.restype = ctypes.c_uint32
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_rate_limit.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_rate_limit.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_reconcile.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -1073,6 +1098,19 @@ _UniffiLib.uniffi_ferry_fn_method_downloadmanager_set_priority.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_set_priority.restype = None
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_set_rate_limit.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_set_rate_limit.restype = None
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_set_task_rate_limit.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_set_task_rate_limit.restype = None
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_shutdown.argtypes = (
     ctypes.c_uint64,
 )
@@ -1108,6 +1146,12 @@ _UniffiLib.uniffi_ferry_fn_method_downloadmanager_take_bytes.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_take_bytes.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_task_rate_limit.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_task_rate_limit.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_wait.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -1905,7 +1949,7 @@ class DownloadRequest:
     A download request. Exactly one output: `destination` (a file) or `memory_limit` (bytes in memory);
     stream outputs go through `enqueue_stream`.
 """
-    def __init__(self, *, url:str, destination:typing.Optional[str] = None, task_id:typing.Optional[str] = None, headers:typing.List[HttpHeader] = _DEFAULT, connections:typing.Optional[int] = None, sha256:typing.Optional[str] = None, priority:int = 0, overwrite:bool = False, memory_limit:typing.Optional[int] = None):
+    def __init__(self, *, url:str, destination:typing.Optional[str] = None, task_id:typing.Optional[str] = None, headers:typing.List[HttpHeader] = _DEFAULT, connections:typing.Optional[int] = None, sha256:typing.Optional[str] = None, priority:int = 0, overwrite:bool = False, memory_limit:typing.Optional[int] = None, rate_limit:typing.Optional[int] = None):
         self.url = url
         self.destination = destination
         self.task_id = task_id
@@ -1918,12 +1962,13 @@ class DownloadRequest:
         self.priority = priority
         self.overwrite = overwrite
         self.memory_limit = memory_limit
+        self.rate_limit = rate_limit
         
         
 
     
     def __str__(self):
-        return "DownloadRequest(url={}, destination={}, task_id={}, headers={}, connections={}, sha256={}, priority={}, overwrite={}, memory_limit={})".format(self.url, self.destination, self.task_id, self.headers, self.connections, self.sha256, self.priority, self.overwrite, self.memory_limit)
+        return "DownloadRequest(url={}, destination={}, task_id={}, headers={}, connections={}, sha256={}, priority={}, overwrite={}, memory_limit={}, rate_limit={})".format(self.url, self.destination, self.task_id, self.headers, self.connections, self.sha256, self.priority, self.overwrite, self.memory_limit, self.rate_limit)
     def __eq__(self, other):
         if self.url != other.url:
             return False
@@ -1943,6 +1988,8 @@ class DownloadRequest:
             return False
         if self.memory_limit != other.memory_limit:
             return False
+        if self.rate_limit != other.rate_limit:
+            return False
         return True
 
 class _UniffiFfiConverterTypeDownloadRequest(_UniffiConverterRustBuffer):
@@ -1958,6 +2005,7 @@ class _UniffiFfiConverterTypeDownloadRequest(_UniffiConverterRustBuffer):
             priority=_UniffiFfiConverterInt32.read(buf),
             overwrite=_UniffiFfiConverterBoolean.read(buf),
             memory_limit=_UniffiFfiConverterOptionalUInt64.read(buf),
+            rate_limit=_UniffiFfiConverterOptionalUInt64.read(buf),
         )
 
     @staticmethod
@@ -1971,6 +2019,7 @@ class _UniffiFfiConverterTypeDownloadRequest(_UniffiConverterRustBuffer):
         _UniffiFfiConverterInt32.check_lower(value.priority)
         _UniffiFfiConverterBoolean.check_lower(value.overwrite)
         _UniffiFfiConverterOptionalUInt64.check_lower(value.memory_limit)
+        _UniffiFfiConverterOptionalUInt64.check_lower(value.rate_limit)
 
     @staticmethod
     def write(value, buf):
@@ -1983,6 +2032,7 @@ class _UniffiFfiConverterTypeDownloadRequest(_UniffiConverterRustBuffer):
         _UniffiFfiConverterInt32.write(value.priority, buf)
         _UniffiFfiConverterBoolean.write(value.overwrite, buf)
         _UniffiFfiConverterOptionalUInt64.write(value.memory_limit, buf)
+        _UniffiFfiConverterOptionalUInt64.write(value.rate_limit, buf)
 
 @dataclass
 class HandoffConfig:
@@ -2850,7 +2900,7 @@ class ManagerConfig:
     """
     Manager configuration. Every field has a default.
 """
-    def __init__(self, *, limits:typing.Optional[Limits] = None, connect_timeout_ms:typing.Optional[int] = None, idle_timeout_ms:typing.Optional[int] = None, progress_interval_ms:typing.Optional[int] = None, retry_budget:typing.Optional[int] = None, retry_base_delay_ms:typing.Optional[int] = None, resume_on_open:typing.Optional[bool] = None, user_agent:typing.Optional[str] = None, extra_root_certificates_pem:typing.List[str] = _DEFAULT, bundled_tls_roots:typing.Optional[bool] = None, proxy:typing.Optional[str] = None, no_proxy:typing.Optional[str] = None, roots:typing.List[PathRoot] = _DEFAULT):
+    def __init__(self, *, limits:typing.Optional[Limits] = None, connect_timeout_ms:typing.Optional[int] = None, idle_timeout_ms:typing.Optional[int] = None, progress_interval_ms:typing.Optional[int] = None, retry_budget:typing.Optional[int] = None, retry_base_delay_ms:typing.Optional[int] = None, resume_on_open:typing.Optional[bool] = None, user_agent:typing.Optional[str] = None, extra_root_certificates_pem:typing.List[str] = _DEFAULT, bundled_tls_roots:typing.Optional[bool] = None, proxy:typing.Optional[str] = None, no_proxy:typing.Optional[str] = None, roots:typing.List[PathRoot] = _DEFAULT, rate_limit:typing.Optional[int] = None):
         self.limits = limits
         self.connect_timeout_ms = connect_timeout_ms
         self.idle_timeout_ms = idle_timeout_ms
@@ -2870,12 +2920,13 @@ class ManagerConfig:
             self.roots = []
         else:
             self.roots = roots
+        self.rate_limit = rate_limit
         
         
 
     
     def __str__(self):
-        return "ManagerConfig(limits={}, connect_timeout_ms={}, idle_timeout_ms={}, progress_interval_ms={}, retry_budget={}, retry_base_delay_ms={}, resume_on_open={}, user_agent={}, extra_root_certificates_pem={}, bundled_tls_roots={}, proxy={}, no_proxy={}, roots={})".format(self.limits, self.connect_timeout_ms, self.idle_timeout_ms, self.progress_interval_ms, self.retry_budget, self.retry_base_delay_ms, self.resume_on_open, self.user_agent, self.extra_root_certificates_pem, self.bundled_tls_roots, self.proxy, self.no_proxy, self.roots)
+        return "ManagerConfig(limits={}, connect_timeout_ms={}, idle_timeout_ms={}, progress_interval_ms={}, retry_budget={}, retry_base_delay_ms={}, resume_on_open={}, user_agent={}, extra_root_certificates_pem={}, bundled_tls_roots={}, proxy={}, no_proxy={}, roots={}, rate_limit={})".format(self.limits, self.connect_timeout_ms, self.idle_timeout_ms, self.progress_interval_ms, self.retry_budget, self.retry_base_delay_ms, self.resume_on_open, self.user_agent, self.extra_root_certificates_pem, self.bundled_tls_roots, self.proxy, self.no_proxy, self.roots, self.rate_limit)
     def __eq__(self, other):
         if self.limits != other.limits:
             return False
@@ -2903,6 +2954,8 @@ class ManagerConfig:
             return False
         if self.roots != other.roots:
             return False
+        if self.rate_limit != other.rate_limit:
+            return False
         return True
 
 class _UniffiFfiConverterTypeManagerConfig(_UniffiConverterRustBuffer):
@@ -2922,6 +2975,7 @@ class _UniffiFfiConverterTypeManagerConfig(_UniffiConverterRustBuffer):
             proxy=_UniffiFfiConverterOptionalString.read(buf),
             no_proxy=_UniffiFfiConverterOptionalString.read(buf),
             roots=_UniffiFfiConverterSequenceTypePathRoot.read(buf),
+            rate_limit=_UniffiFfiConverterOptionalUInt64.read(buf),
         )
 
     @staticmethod
@@ -2939,6 +2993,7 @@ class _UniffiFfiConverterTypeManagerConfig(_UniffiConverterRustBuffer):
         _UniffiFfiConverterOptionalString.check_lower(value.proxy)
         _UniffiFfiConverterOptionalString.check_lower(value.no_proxy)
         _UniffiFfiConverterSequenceTypePathRoot.check_lower(value.roots)
+        _UniffiFfiConverterOptionalUInt64.check_lower(value.rate_limit)
 
     @staticmethod
     def write(value, buf):
@@ -2955,6 +3010,7 @@ class _UniffiFfiConverterTypeManagerConfig(_UniffiConverterRustBuffer):
         _UniffiFfiConverterOptionalString.write(value.proxy, buf)
         _UniffiFfiConverterOptionalString.write(value.no_proxy, buf)
         _UniffiFfiConverterSequenceTypePathRoot.write(value.roots, buf)
+        _UniffiFfiConverterOptionalUInt64.write(value.rate_limit, buf)
 
 @dataclass
 class OsTaskInfo:
@@ -6072,6 +6128,11 @@ class DownloadManagerProtocol(typing.Protocol):
         Pauses every queued or running task; returns how many.
 """
         raise NotImplementedError
+    def rate_limit(self, ) -> typing.Optional[int]:
+        """
+        The cap on all downloads together, in bytes per second (absent: none).
+"""
+        raise NotImplementedError
     def reconcile(self, live: typing.List[OsTaskInfo],foreground: bool,config: typing.Union[object, typing.Optional[HandoffConfig]] = _DEFAULT) -> ReconcilePlan:
         """
         After a launch or wake: what to cancel, ingest, give the OS again (cut by `config`), or
@@ -6130,6 +6191,18 @@ class DownloadManagerProtocol(typing.Protocol):
         Changes a task's priority (higher runs first).
 """
         raise NotImplementedError
+    def set_rate_limit(self, bytes_per_sec: typing.Optional[int]) -> None:
+        """
+        Caps all downloads together at `bytes_per_sec` (absent or 0 lifts the cap), at once for
+        running downloads too.
+"""
+        raise NotImplementedError
+    def set_task_rate_limit(self, task_id: str,bytes_per_sec: typing.Optional[int]) -> None:
+        """
+        Caps one task over all its connections (absent or 0 lifts the cap), on top of the global
+        cap, at once if it runs. Held by this process only: set it again after reopening.
+"""
+        raise NotImplementedError
     async def shutdown(self, ) -> None:
         """
         Stops all transfers (journals synced; they resume on the next open) and accepts no new work
@@ -6163,6 +6236,11 @@ class DownloadManagerProtocol(typing.Protocol):
     def take_bytes(self, task_id: str) -> bytes:
         """
         Takes the bytes of a completed memory task.
+"""
+        raise NotImplementedError
+    def task_rate_limit(self, task_id: str) -> typing.Optional[int]:
+        """
+        A task's own cap, in bytes per second (absent: none).
 """
         raise NotImplementedError
     async def wait(self, task_id: str) -> TaskStatus:
@@ -6563,6 +6641,21 @@ class DownloadManager(DownloadManagerProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    def rate_limit(self, ) -> typing.Optional[int]:
+        """
+        The cap on all downloads together, in bytes per second (absent: none).
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterOptionalUInt64.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_downloadmanager_rate_limit,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
     def reconcile(self, live: typing.List[OsTaskInfo],foreground: bool,config: typing.Union[object, typing.Optional[HandoffConfig]] = _DEFAULT) -> ReconcilePlan:
         """
         After a launch or wake: what to cancel, ingest, give the OS again (cut by `config`), or
@@ -6773,6 +6866,47 @@ class DownloadManager(DownloadManagerProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    def set_rate_limit(self, bytes_per_sec: typing.Optional[int]) -> None:
+        """
+        Caps all downloads together at `bytes_per_sec` (absent or 0 lifts the cap), at once for
+        running downloads too.
+"""
+        
+        _UniffiFfiConverterOptionalUInt64.check_lower(bytes_per_sec)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterOptionalUInt64.lower(bytes_per_sec),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_downloadmanager_set_rate_limit,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def set_task_rate_limit(self, task_id: str,bytes_per_sec: typing.Optional[int]) -> None:
+        """
+        Caps one task over all its connections (absent or 0 lifts the cap), on top of the global
+        cap, at once if it runs. Held by this process only: set it again after reopening.
+"""
+        
+        _UniffiFfiConverterString.check_lower(task_id)
+
+        _UniffiFfiConverterOptionalUInt64.check_lower(bytes_per_sec)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(task_id),
+            _UniffiFfiConverterOptionalUInt64.lower(bytes_per_sec),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeDownloadError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_downloadmanager_set_task_rate_limit,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
     async def shutdown(self, ) -> None:
         """
         Stops all transfers (journals synced; they resume on the next open) and accepts no new work
@@ -6885,6 +7019,24 @@ class DownloadManager(DownloadManagerProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_ferry_fn_method_downloadmanager_take_bytes,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def task_rate_limit(self, task_id: str) -> typing.Optional[int]:
+        """
+        A task's own cap, in bytes per second (absent: none).
+"""
+        
+        _UniffiFfiConverterString.check_lower(task_id)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(task_id),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterOptionalUInt64.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeDownloadError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_downloadmanager_task_rate_limit,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)

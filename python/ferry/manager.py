@@ -17,6 +17,13 @@ from .sync import run_sync
 SHUTDOWN_TIMEOUT = 30.0
 
 
+def _rate(bytes_per_sec: Optional[int]) -> Optional[int]:
+    """A rate for the FFI: a negative one is a caller's mistake, said in Python's terms."""
+    if bytes_per_sec is not None and bytes_per_sec < 0:
+        raise ValueError("a rate limit must not be negative")
+    return bytes_per_sec
+
+
 class _Closed:
     """Stands in for the engine manager of a closed `Manager`: every use raises `SHUT_DOWN`."""
 
@@ -86,7 +93,7 @@ class Manager:
         """Enqueues a download of `url` to the absolute path `destination`; returns the task id.
 
         Keyword arguments are `DownloadRequest` fields (`task_id`, `headers` as a dict,
-        `connections`, `sha256`, `priority`, `overwrite`).
+        `connections`, `sha256`, `priority`, `overwrite`, `rate_limit` in bytes per second).
         """
         return self.enqueue(make_request(url, destination, **fields))
 
@@ -170,6 +177,33 @@ class Manager:
     @limits.setter
     def limits(self, limits: Limits) -> None:
         self.ffi.set_limits(limits)
+
+    @property
+    def rate_limit(self) -> Optional[int]:
+        """Cap on all downloads together, in bytes per second (`None`: none).
+
+        Assign to change it at once, running downloads included (`None` or 0 lifts it); set it at
+        open with `ManagerConfig(rate_limit=...)`.
+        """
+        return self.ffi.rate_limit()
+
+    @rate_limit.setter
+    def rate_limit(self, bytes_per_sec: Optional[int]) -> None:
+        self.ffi.set_rate_limit(_rate(bytes_per_sec))
+
+    def task_rate_limit(self, task_id: str) -> Optional[int]:
+        """A task's own cap, in bytes per second (`None`: none)."""
+        check_task_id(task_id)
+        return self.ffi.task_rate_limit(task_id)
+
+    def set_task_rate_limit(self, task_id: str, bytes_per_sec: Optional[int]) -> None:
+        """Caps one task over all its connections (`None` or 0 lifts it), at once if it runs.
+
+        The cap lives in this process only: set it again after the directory is reopened. Give
+        one at enqueue with `download(..., rate_limit=...)`.
+        """
+        check_task_id(task_id)
+        self.ffi.set_task_rate_limit(task_id, _rate(bytes_per_sec))
 
     # Waiting ----------------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ def make_request(url: str, destination: "Optional[os.PathLike | str]" = None, *,
     """A `DownloadRequest`; `destination` may be any path-like, `headers` a dict or pairs.
 
     Other keyword arguments are the record's fields (`task_id`, `connections`, `sha256`, `priority`,
-    `overwrite`, `memory_limit`). Paths are passed on as given: the engine wants absolute ones.
+    `overwrite`, `memory_limit`, `rate_limit`). Paths are passed on as given: the engine wants absolute ones.
     """
     dest = None if destination is None else os.fspath(destination)
     return DownloadRequest(url=url, destination=dest, headers=headers_list(headers), **fields)

@@ -143,6 +143,28 @@ impl DownloadManager {
         Ok(self.inner.set_limits(limits.into())?)
     }
 
+    /// The cap on all downloads together, in bytes per second (absent: none).
+    pub fn rate_limit(&self) -> Option<u64> {
+        self.inner.rate_limit()
+    }
+
+    /// Caps all downloads together at `bytes_per_sec` (absent or 0 lifts the cap), at once for
+    /// running downloads too.
+    pub fn set_rate_limit(&self, bytes_per_sec: Option<u64>) {
+        self.inner.set_rate_limit(bytes_per_sec);
+    }
+
+    /// A task's own cap, in bytes per second (absent: none).
+    pub fn task_rate_limit(&self, task_id: String) -> R<Option<u64>> {
+        Ok(self.inner.task_rate_limit(&task_id)?)
+    }
+
+    /// Caps one task over all its connections (absent or 0 lifts the cap), on top of the global
+    /// cap, at once if it runs. Held by this process only: set it again after reopening.
+    pub fn set_task_rate_limit(&self, task_id: String, bytes_per_sec: Option<u64>) -> R<()> {
+        Ok(self.inner.set_task_rate_limit(&task_id, bytes_per_sec)?)
+    }
+
     /// Registers a listener; keep the registration alive as long as you want events.
     pub fn add_listener(&self, listener: Arc<dyn EventListener>) -> Arc<ListenerRegistration> {
         ListenerRegistration::start(self.inner.subscribe(), listener)

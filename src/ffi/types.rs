@@ -43,6 +43,10 @@ pub struct DownloadRequest {
     /// Keep the body in memory, up to this many bytes (instead of a file).
     #[uniffi(default)]
     pub memory_limit: Option<u64>,
+    /// Cap on this task's bytes per second over all its connections; absent or 0 = none. Held by
+    /// this process only (set it again after reopening); change it with `set_task_rate_limit`.
+    #[uniffi(default)]
+    pub rate_limit: Option<u64>,
 }
 
 impl DownloadRequest {
@@ -58,6 +62,7 @@ impl DownloadRequest {
             overwrite: self.overwrite,
             memory_limit: self.memory_limit,
             stream,
+            rate_limit: self.rate_limit,
         }
     }
 }
@@ -328,6 +333,10 @@ pub struct ManagerConfig {
     /// missing directories are `InvalidConfig`. Default: none.
     #[uniffi(default)]
     pub roots: Vec<PathRoot>,
+    /// Cap on the bytes per second of all downloads together; absent or 0 = none. Change it while
+    /// downloads run with `set_rate_limit`.
+    #[uniffi(default)]
+    pub rate_limit: Option<u64>,
 }
 
 impl From<ManagerConfig> for engine::Config {
@@ -352,6 +361,7 @@ impl From<ManagerConfig> for engine::Config {
             proxy: c.proxy,
             no_proxy: c.no_proxy,
             roots: c.roots.into_iter().map(|r| (r.name, PathBuf::from(r.path))).collect(),
+            rate_limit: c.rate_limit,
             ..d
         }
     }

@@ -1025,6 +1025,11 @@ public protocol DownloadManagerProtocol: AnyObject, Sendable {
     func pauseAll()  -> UInt32
     
     /**
+     * The cap on all downloads together, in bytes per second (absent: none).
+     */
+    func rateLimit()  -> UInt64?
+    
+    /**
      * Forgets a task; with `delete_file`, also deletes a completed file.
      */
     func remove(taskId: String, deleteFile: Bool) throws 
@@ -1050,6 +1055,18 @@ public protocol DownloadManagerProtocol: AnyObject, Sendable {
     func setPriority(taskId: String, priority: Int32) throws 
     
     /**
+     * Caps all downloads together at `bytes_per_sec` (absent or 0 lifts the cap), at once for
+     * running downloads too.
+     */
+    func setRateLimit(bytesPerSec: UInt64?) 
+    
+    /**
+     * Caps one task over all its connections (absent or 0 lifts the cap), on top of the global
+     * cap, at once if it runs. Held by this process only: set it again after reopening.
+     */
+    func setTaskRateLimit(taskId: String, bytesPerSec: UInt64?) throws 
+    
+    /**
      * Stops all transfers (journals synced; they resume on the next open) and accepts no new work
      * until the directory is opened again.
      */
@@ -1069,6 +1086,11 @@ public protocol DownloadManagerProtocol: AnyObject, Sendable {
      * Takes the bytes of a completed memory task.
      */
     func takeBytes(taskId: String) throws  -> Data
+    
+    /**
+     * A task's own cap, in bytes per second (absent: none).
+     */
+    func taskRateLimit(taskId: String) throws  -> UInt64?
     
     /**
      * Waits until the task is no longer queued or running (or the manager shuts down).
@@ -1524,6 +1546,18 @@ open func pauseAll() -> UInt32  {
 }
     
     /**
+     * The cap on all downloads together, in bytes per second (absent: none).
+     */
+open func rateLimit() -> UInt64?  {
+    return try!  FfiConverterOptionUInt64.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_downloadmanager_rate_limit(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
      * Forgets a task; with `delete_file`, also deletes a completed file.
      */
 open func remove(taskId: String, deleteFile: Bool = false)throws   {try rustCallWithError(FfiConverterTypeDownloadError_lift) {
@@ -1586,6 +1620,33 @@ open func setPriority(taskId: String, priority: Int32)throws   {try rustCallWith
 }
     
     /**
+     * Caps all downloads together at `bytes_per_sec` (absent or 0 lifts the cap), at once for
+     * running downloads too.
+     */
+open func setRateLimit(bytesPerSec: UInt64?)  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_downloadmanager_set_rate_limit(
+            self.uniffiCloneHandle(),
+        FfiConverterOptionUInt64.lower(bytesPerSec),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Caps one task over all its connections (absent or 0 lifts the cap), on top of the global
+     * cap, at once if it runs. Held by this process only: set it again after reopening.
+     */
+open func setTaskRateLimit(taskId: String, bytesPerSec: UInt64?)throws   {try rustCallWithError(FfiConverterTypeDownloadError_lift) {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_downloadmanager_set_task_rate_limit(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(taskId),
+        FfiConverterOptionUInt64.lower(bytesPerSec),uniffiCallStatus
+    )
+}
+}
+    
+    /**
      * Stops all transfers (journals synced; they resume on the next open) and accepts no new work
      * until the directory is opened again.
      */
@@ -1638,6 +1699,19 @@ open func takeBytes(taskId: String)throws  -> Data  {
     return try  FfiConverterData.lift(try rustCallWithError(FfiConverterTypeDownloadError_lift) {
         uniffiCallStatus in
     uniffi_ferry_fn_method_downloadmanager_take_bytes(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(taskId),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * A task's own cap, in bytes per second (absent: none).
+     */
+open func taskRateLimit(taskId: String)throws  -> UInt64?  {
+    return try  FfiConverterOptionUInt64.lift(try rustCallWithError(FfiConverterTypeDownloadError_lift) {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_downloadmanager_task_rate_limit(
             self.uniffiCloneHandle(),
         FfiConverterString.lower(taskId),uniffiCallStatus
     )
@@ -2720,6 +2794,11 @@ public struct DownloadRequest: Equatable, Hashable {
      * Keep the body in memory, up to this many bytes (instead of a file).
      */
     public let memoryLimit: UInt64?
+    /**
+     * Cap on this task's bytes per second over all its connections; absent or 0 = none. Held by
+     * this process only (set it again after reopening); change it with `set_task_rate_limit`.
+     */
+    public let rateLimit: UInt64?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2750,7 +2829,11 @@ public struct DownloadRequest: Equatable, Hashable {
          */overwrite: Bool = false, 
         /**
          * Keep the body in memory, up to this many bytes (instead of a file).
-         */memoryLimit: UInt64? = nil) {
+         */memoryLimit: UInt64? = nil, 
+        /**
+         * Cap on this task's bytes per second over all its connections; absent or 0 = none. Held by
+         * this process only (set it again after reopening); change it with `set_task_rate_limit`.
+         */rateLimit: UInt64? = nil) {
         self.url = url
         self.destination = destination
         self.taskId = taskId
@@ -2760,6 +2843,7 @@ public struct DownloadRequest: Equatable, Hashable {
         self.priority = priority
         self.overwrite = overwrite
         self.memoryLimit = memoryLimit
+        self.rateLimit = rateLimit
     }
 
     
@@ -2786,7 +2870,8 @@ public struct FfiConverterTypeDownloadRequest: FfiConverterRustBuffer {
                 sha256: FfiConverterOptionString.read(from: &buf), 
                 priority: FfiConverterInt32.read(from: &buf), 
                 overwrite: FfiConverterBool.read(from: &buf), 
-                memoryLimit: FfiConverterOptionUInt64.read(from: &buf)
+                memoryLimit: FfiConverterOptionUInt64.read(from: &buf), 
+                rateLimit: FfiConverterOptionUInt64.read(from: &buf)
         )
     }
 
@@ -2800,6 +2885,7 @@ public struct FfiConverterTypeDownloadRequest: FfiConverterRustBuffer {
         FfiConverterInt32.write(value.priority, into: &buf)
         FfiConverterBool.write(value.overwrite, into: &buf)
         FfiConverterOptionUInt64.write(value.memoryLimit, into: &buf)
+        FfiConverterOptionUInt64.write(value.rateLimit, into: &buf)
     }
 }
 
@@ -3195,6 +3281,11 @@ public struct ManagerConfig: Equatable, Hashable {
      * missing directories are `InvalidConfig`. Default: none.
      */
     public let roots: [PathRoot]
+    /**
+     * Cap on the bytes per second of all downloads together; absent or 0 = none. Change it while
+     * downloads run with `set_rate_limit`.
+     */
+    public let rateLimit: UInt64?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -3251,7 +3342,11 @@ public struct ManagerConfig: Equatable, Hashable {
          * nor taken over, and can only be removed (its files stay). Every process sharing a state
          * directory should declare the same roots. Invalid names, duplicate names, relative paths and
          * missing directories are `InvalidConfig`. Default: none.
-         */roots: [PathRoot] = []) {
+         */roots: [PathRoot] = [], 
+        /**
+         * Cap on the bytes per second of all downloads together; absent or 0 = none. Change it while
+         * downloads run with `set_rate_limit`.
+         */rateLimit: UInt64? = nil) {
         self.limits = limits
         self.connectTimeoutMs = connectTimeoutMs
         self.idleTimeoutMs = idleTimeoutMs
@@ -3265,6 +3360,7 @@ public struct ManagerConfig: Equatable, Hashable {
         self.proxy = proxy
         self.noProxy = noProxy
         self.roots = roots
+        self.rateLimit = rateLimit
     }
 
     
@@ -3295,7 +3391,8 @@ public struct FfiConverterTypeManagerConfig: FfiConverterRustBuffer {
                 bundledTlsRoots: FfiConverterOptionBool.read(from: &buf), 
                 proxy: FfiConverterOptionString.read(from: &buf), 
                 noProxy: FfiConverterOptionString.read(from: &buf), 
-                roots: FfiConverterSequenceTypePathRoot.read(from: &buf)
+                roots: FfiConverterSequenceTypePathRoot.read(from: &buf), 
+                rateLimit: FfiConverterOptionUInt64.read(from: &buf)
         )
     }
 
@@ -3313,6 +3410,7 @@ public struct FfiConverterTypeManagerConfig: FfiConverterRustBuffer {
         FfiConverterOptionString.write(value.proxy, into: &buf)
         FfiConverterOptionString.write(value.noProxy, into: &buf)
         FfiConverterSequenceTypePathRoot.write(value.roots, into: &buf)
+        FfiConverterOptionUInt64.write(value.rateLimit, into: &buf)
     }
 }
 
@@ -6885,6 +6983,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_ferry_checksum_method_downloadmanager_pause_all() != 5087) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_ferry_checksum_method_downloadmanager_rate_limit() != 50408) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_ferry_checksum_method_downloadmanager_remove() != 45614) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -6900,6 +7001,12 @@ private let initializationResult: InitializationResult = {
     if (uniffi_ferry_checksum_method_downloadmanager_set_priority() != 43511) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_ferry_checksum_method_downloadmanager_set_rate_limit() != 35823) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_downloadmanager_set_task_rate_limit() != 27235) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_ferry_checksum_method_downloadmanager_shutdown() != 52633) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -6910,6 +7017,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_ferry_checksum_method_downloadmanager_take_bytes() != 41082) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_downloadmanager_task_rate_limit() != 29273) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_ferry_checksum_method_downloadmanager_wait() != 41379) {

@@ -505,6 +505,11 @@ void uniffi_ferry_fn_method_downloadmanager_pause(uint64_t ptr, RustBuffer task_
 uint32_t uniffi_ferry_fn_method_downloadmanager_pause_all(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_RATE_LIMIT
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_RATE_LIMIT
+RustBuffer uniffi_ferry_fn_method_downloadmanager_rate_limit(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_REMOVE
 #define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_REMOVE
 void uniffi_ferry_fn_method_downloadmanager_remove(uint64_t ptr, RustBuffer task_id, int8_t delete_file, RustCallStatus *_Nonnull out_status
@@ -530,6 +535,16 @@ void uniffi_ferry_fn_method_downloadmanager_set_limits(uint64_t ptr, RustBuffer 
 void uniffi_ferry_fn_method_downloadmanager_set_priority(uint64_t ptr, RustBuffer task_id, int32_t priority, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_SET_RATE_LIMIT
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_SET_RATE_LIMIT
+void uniffi_ferry_fn_method_downloadmanager_set_rate_limit(uint64_t ptr, RustBuffer bytes_per_sec, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_SET_TASK_RATE_LIMIT
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_SET_TASK_RATE_LIMIT
+void uniffi_ferry_fn_method_downloadmanager_set_task_rate_limit(uint64_t ptr, RustBuffer task_id, RustBuffer bytes_per_sec, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_SHUTDOWN
 #define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_SHUTDOWN
 uint64_t uniffi_ferry_fn_method_downloadmanager_shutdown(uint64_t ptr
@@ -548,6 +563,11 @@ RustBuffer uniffi_ferry_fn_method_downloadmanager_status(uint64_t ptr, RustBuffe
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_TAKE_BYTES
 #define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_TAKE_BYTES
 RustBuffer uniffi_ferry_fn_method_downloadmanager_take_bytes(uint64_t ptr, RustBuffer task_id, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_TASK_RATE_LIMIT
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_TASK_RATE_LIMIT
+RustBuffer uniffi_ferry_fn_method_downloadmanager_task_rate_limit(uint64_t ptr, RustBuffer task_id, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_WAIT
@@ -1162,6 +1182,12 @@ uint16_t uniffi_ferry_checksum_method_downloadmanager_pause_all(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_RATE_LIMIT
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_RATE_LIMIT
+uint16_t uniffi_ferry_checksum_method_downloadmanager_rate_limit(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_REMOVE
 #define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_REMOVE
 uint16_t uniffi_ferry_checksum_method_downloadmanager_remove(void
@@ -1192,6 +1218,18 @@ uint16_t uniffi_ferry_checksum_method_downloadmanager_set_priority(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_SET_RATE_LIMIT
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_SET_RATE_LIMIT
+uint16_t uniffi_ferry_checksum_method_downloadmanager_set_rate_limit(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_SET_TASK_RATE_LIMIT
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_SET_TASK_RATE_LIMIT
+uint16_t uniffi_ferry_checksum_method_downloadmanager_set_task_rate_limit(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_SHUTDOWN
 #define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_SHUTDOWN
 uint16_t uniffi_ferry_checksum_method_downloadmanager_shutdown(void
@@ -1213,6 +1251,12 @@ uint16_t uniffi_ferry_checksum_method_downloadmanager_status(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_TAKE_BYTES
 #define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_TAKE_BYTES
 uint16_t uniffi_ferry_checksum_method_downloadmanager_take_bytes(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_TASK_RATE_LIMIT
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_TASK_RATE_LIMIT
+uint16_t uniffi_ferry_checksum_method_downloadmanager_task_rate_limit(void
     
 );
 #endif

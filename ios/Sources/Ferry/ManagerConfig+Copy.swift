@@ -13,7 +13,7 @@ extension ManagerConfig {
             progressIntervalMs: progressIntervalMs, retryBudget: retryBudget, retryBaseDelayMs: retryBaseDelayMs,
             resumeOnOpen: resumeOnOpen, userAgent: userAgent, extraRootCertificatesPem: extraRootCertificatesPem,
             bundledTlsRoots: bundledTlsRoots, proxy: proxy ?? self.proxy, noProxy: noProxy ?? self.noProxy,
-            roots: roots ?? self.roots
+            roots: roots ?? self.roots, rateLimit: rateLimit
         )
     }
 }

@@ -8,6 +8,7 @@ mod demo;
 mod list;
 mod names;
 mod progress;
+mod rate;
 mod serve;
 
 use clap::{Args, Parser, Subcommand};
@@ -81,6 +82,10 @@ struct GetArgs {
     /// Task id (default: derived from the URL and output, so re-running the same command resumes it).
     #[arg(long)]
     id: Option<String>,
+    /// Cap the download at this many bytes per second over all its connections, as curl spells
+    /// it: `500K`, `2M`, `1G` (powers of 1024); 0 for none.
+    #[arg(long, value_name = "RATE", value_parser = rate::parse_rate)]
+    limit_rate: Option<u64>,
     /// Hide the progress display.
     #[arg(long, short)]
     quiet: bool,
@@ -103,6 +108,10 @@ struct BatchArgs {
     /// Replace existing files.
     #[arg(long)]
     overwrite: bool,
+    /// Cap the whole batch (all downloads together) at this many bytes per second: `500K`, `2M`,
+    /// `1G` (powers of 1024); 0 for none.
+    #[arg(long, value_name = "RATE", value_parser = rate::parse_rate)]
+    limit_rate: Option<u64>,
     /// Hide the progress display.
     #[arg(long, short)]
     quiet: bool,
@@ -207,7 +216,7 @@ async fn get(dir: &Path, a: GetArgs, base: Config) -> Result<u8, Failure> {
     if let Some(x) = a.connections {
         limits.max_connections_per_host = limits.max_connections_per_host.max(x);
     }
-    let manager = Manager::open(dir, Config { limits, ..base })?;
+    let manager = Manager::open(dir, Config { limits, rate_limit: a.limit_rate, ..base })?;
     let id = a.id.clone().unwrap_or_else(|| default_id(&a.url, &dest));
     if let Ok(existing) = manager.status(&id) {
         match existing.state {
@@ -256,7 +265,7 @@ async fn batch(dir: &Path, a: BatchArgs, base: Config) -> Result<u8, Failure> {
     let out_dir = absolute(&a.dir);
     let jobs = a.jobs.max(1);
     let limits = Limits { max_running_tasks: jobs, max_connections_per_host: jobs.max(16), ..Limits::default() };
-    let manager = Manager::open(dir, Config { limits, ..base })?;
+    let manager = Manager::open(dir, Config { limits, rate_limit: a.limit_rate, ..base })?;
     let mut requests = Vec::new();
     let mut bad = 0;
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {

@@ -83,6 +83,9 @@ pub struct Config {
     /// follow a container that moves (iOS moves an app's container after an update or a restore).
     /// Names are 1–64 ASCII letters, digits, `_`, `-` or `.`, unique. See [`super::roots`].
     pub roots: Vec<(String, std::path::PathBuf)>,
+    /// Cap on the bytes per second of all downloads together (`None` or 0: none). Change it while
+    /// downloads run with `Manager::set_rate_limit`.
+    pub rate_limit: Option<u64>,
 }
 
 impl Default for Config {
@@ -104,6 +107,7 @@ impl Default for Config {
             proxy: None,
             no_proxy: None,
             roots: Vec::new(),
+            rate_limit: None,
         }
     }
 }

@@ -34,6 +34,9 @@ pub struct Request {
     pub memory_limit: Option<u64>,
     /// Stream output.
     pub stream: Option<Arc<dyn ChunkSink>>,
+    /// Cap on this task's bytes per second over all its connections (`None` or 0: none); held by
+    /// this process only, not stored in the task table.
+    pub rate_limit: Option<u64>,
 }
 
 impl std::fmt::Debug for Request {
@@ -97,7 +100,8 @@ impl Request {
         };
         let headers = validate_headers(&self.headers)?;
         let sha256 = self.sha256.as_deref().map(validate_sha256).transpose()?;
-        Ok(TaskSpec { id, url, output, headers, connections, sha256, priority: self.priority, overwrite: self.overwrite })
+        let (priority, overwrite, rate_limit) = (self.priority, self.overwrite, self.rate_limit.filter(|&r| r > 0));
+        Ok(TaskSpec { id, url, output, headers, connections, sha256, priority, overwrite, rate_limit })
     }
 }
 

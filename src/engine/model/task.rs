@@ -263,6 +263,8 @@ pub struct TaskSpec {
     pub priority: i32,
     /// Replace an existing destination file.
     pub overwrite: bool,
+    /// Bandwidth cap the request asked for (bytes per second); not stored in the task table.
+    pub rate_limit: Option<u64>,
 }
 
 impl TaskSpec {

@@ -1,6 +1,7 @@
 //! The in-memory side of the task table: one entry per task, mirroring its persisted row, plus the
 //! live counters a running download updates without locks.
 
+use super::rate::RateLimit;
 use crate::engine::http::verdict::Validator;
 use crate::engine::model::task::{TaskError, TaskInfo, TaskSpec, TaskState};
 use crate::engine::ranges::map::SegmentRow;
@@ -252,6 +253,8 @@ pub struct TaskEntry {
     pub no_part_yet: AtomicBool,
     /// Held while a chunk the OS fetched is ingested: one at a time per task.
     pub ingest: Mutex<()>,
+    /// The task's bandwidth cap (in this process only).
+    pub rate: Arc<RateLimit>,
     /// The URL as statuses show it, redacted once on first use (a status is asked for far more
     /// often than a task is created, and redacting parses the URL).
     shown_url: std::sync::OnceLock<String>,
@@ -283,6 +286,7 @@ impl TaskEntry {
     /// A table entry.
     pub fn new(spec: TaskSpec, seq: i64, created_ms: i64, persisted: bool, live: LiveProgress, inner: EntryInner) -> Arc<Self> {
         let (state_tx, _) = watch::channel(inner.state);
+        let rate = RateLimit::new(spec.rate_limit);
         Arc::new(TaskEntry {
             spec,
             seq,
@@ -295,6 +299,7 @@ impl TaskEntry {
             delete_file: AtomicBool::new(false),
             no_part_yet: AtomicBool::new(false),
             ingest: Mutex::new(()),
+            rate,
             shown_url: std::sync::OnceLock::new(),
         })
     }

@@ -5,6 +5,7 @@
 //! Retries: transient failures (network, timeouts, 5xx, truncated bodies) on the connection's own
 //! budget of fruitless attempts; a protocol violation once, on a fresh connection, then final.
 
+use super::rate::Throttle;
 use super::scheduler::Slot;
 use super::sink::Sink;
 use super::table::TaskEntry;
@@ -134,6 +135,8 @@ pub struct ConnContext {
     pub budget: Arc<RetryBudget>,
     /// Cancelled when the run stops.
     pub stop: CancellationToken,
+    /// The bandwidth caps the connection answers to.
+    pub throttle: Throttle,
 }
 
 /// How a connection ended.

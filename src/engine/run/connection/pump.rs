@@ -104,12 +104,15 @@ pub(super) async fn pump(ctx: &ConnContext, segment: u64, body_start: u64, mut r
         let streaming = u64::from(ctx.task.live.connections.load(Ordering::Relaxed).max(1));
         let flush_at = (FLUSH_BUDGET / streaming).clamp(MIN_FLUSH_BYTES, FLUSH_BYTES);
         // A read may fill two write batches: the connections' read buffers share the budget too.
-        resp.limit_reads(2 * flush_at as usize);
+        let reads = 2 * flush_at as usize;
+        resp.limit_reads(ctx.throttle.read_size().map_or(reads, |capped| capped.min(reads)));
         let ended = match resp.chunk().await {
             Ok(Some(chunk)) => {
                 if chunk.is_empty() {
                     continue;
                 }
+                // Nothing is reserved yet: a run stopped during the wait just drops the chunk.
+                ctx.throttle.pass(chunk.len() as u64).await;
                 w.pending += chunk.len() as u64;
                 w.bufs.push(chunk);
                 let now = Instant::now();

@@ -42,6 +42,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 mod budget;
+mod caps;
 mod control;
 mod dispatch;
 mod enqueue;

@@ -101,7 +101,15 @@ impl Manager {
             }
             tasks.insert(id, entry);
         }
-        let env = Arc::new(Env { transport, store, journal, hosts, config: RwLock::new(config), revoked: Default::default() });
+        let env = Arc::new(Env {
+            transport,
+            store,
+            journal,
+            hosts,
+            revoked: Default::default(),
+            rate: crate::engine::run::rate::RateLimit::new(config.rate_limit),
+            config: RwLock::new(config),
+        });
         let inner = Arc::new(Inner {
             env,
             dir: dir.clone(),
@@ -224,6 +232,7 @@ pub(super) fn entry_from_stored(t: StoredTask, roots: &Roots) -> Option<Arc<Task
         sha256: row.sha256.clone(),
         priority: row.priority,
         overwrite: row.overwrite,
+        rate_limit: None,
     };
     let validator = Validator::from_columns(row.etag.clone(), row.last_modified.clone());
     let bytes = if ranges.is_empty() {

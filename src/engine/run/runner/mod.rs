@@ -14,6 +14,7 @@
 //!    part file synced and the durable offsets advanced.
 
 use super::connection::{self, ConnContext, RunShared, WorkerExit, WorkerResult};
+use super::rate::{RateLimit, Throttle};
 use super::scheduler::{HostSlots, Slot};
 use super::sink::{FileSink, MemorySink, Sink, StreamSink};
 use super::table::{FlushSignal, Resource, StopReason, TaskEntry, UNKNOWN};
@@ -56,9 +57,16 @@ pub struct Env {
     /// Leases ended by the engine (pause, cancel, a restart) whose OS tasks the platform must
     /// cancel: drained by `Manager::revoked`.
     pub revoked: parking_lot::Mutex<Vec<String>>,
+    /// The cap over all tasks.
+    pub rate: Arc<RateLimit>,
 }
 
 impl Env {
+    /// The caps a connection of `task` answers to.
+    pub fn throttle(&self, task: &TaskEntry) -> Throttle {
+        Throttle { task: task.rate.clone(), global: self.rate.clone() }
+    }
+
     /// Queues ended leases for the platform to cancel their OS tasks.
     pub fn revoke(&self, lease_ids: Vec<String>) {
         if !lease_ids.is_empty() {

@@ -92,7 +92,11 @@ impl Run {
         let mut plain = Plain { unhashed: hashed.as_ref().map(|_| Unhashed::new(0)), ..Plain::default() };
         let task = self.task.clone();
         let _streaming = task.live.gauge();
+        let throttle = self.env.throttle(&task);
         loop {
+            if let Some(size) = throttle.read_size() {
+                resp.limit_reads(size);
+            }
             let next = tokio::select! {
                 c = resp.chunk() => c,
                 _ = self.stop.cancelled() => return Err(Step::Stopped),
@@ -108,6 +112,10 @@ impl Run {
                 }
             };
             if let Some(c) = chunk {
+                tokio::select! {
+                    _ = throttle.pass(c.len() as u64) => {}
+                    _ = self.stop.cancelled() => return Err(Step::Stopped),
+                }
                 plain.pending += c.len() as u64;
                 plain.bufs.push(c);
             }

@@ -49,6 +49,7 @@ impl Run {
             policy: self.config.retry,
             budget: self.budget.clone(),
             stop: self.stop.clone(),
+            throttle: self.env.throttle(&self.task),
         });
         let mut sync_tick = tokio::time::interval_at(tokio::time::Instant::now() + self.config.sync_interval, self.config.sync_interval);
         sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -806,6 +806,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_ferry_checksum_method_downloadmanager_pause_all(
     ): Int
+    external fun uniffi_ferry_checksum_method_downloadmanager_rate_limit(
+    ): Int
     external fun uniffi_ferry_checksum_method_downloadmanager_remove(
     ): Int
     external fun uniffi_ferry_checksum_method_downloadmanager_resume(
@@ -816,6 +818,10 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_ferry_checksum_method_downloadmanager_set_priority(
     ): Int
+    external fun uniffi_ferry_checksum_method_downloadmanager_set_rate_limit(
+    ): Int
+    external fun uniffi_ferry_checksum_method_downloadmanager_set_task_rate_limit(
+    ): Int
     external fun uniffi_ferry_checksum_method_downloadmanager_shutdown(
     ): Int
     external fun uniffi_ferry_checksum_method_downloadmanager_state_dir(
@@ -823,6 +829,8 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_ferry_checksum_method_downloadmanager_status(
     ): Int
     external fun uniffi_ferry_checksum_method_downloadmanager_take_bytes(
+    ): Int
+    external fun uniffi_ferry_checksum_method_downloadmanager_task_rate_limit(
     ): Int
     external fun uniffi_ferry_checksum_method_downloadmanager_wait(
     ): Int
@@ -966,6 +974,8 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_ferry_fn_method_downloadmanager_pause_all(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Int
+    external fun uniffi_ferry_fn_method_downloadmanager_rate_limit(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_ferry_fn_method_downloadmanager_remove(`ptr`: Long,`taskId`: RustBuffer.ByValue,`deleteFile`: Byte,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_ferry_fn_method_downloadmanager_resume(`ptr`: Long,`taskId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -976,6 +986,10 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_ferry_fn_method_downloadmanager_set_priority(`ptr`: Long,`taskId`: RustBuffer.ByValue,`priority`: Int,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_ferry_fn_method_downloadmanager_set_rate_limit(`ptr`: Long,`bytesPerSec`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_ferry_fn_method_downloadmanager_set_task_rate_limit(`ptr`: Long,`taskId`: RustBuffer.ByValue,`bytesPerSec`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_ferry_fn_method_downloadmanager_shutdown(`ptr`: Long,
     ): Long
     external fun uniffi_ferry_fn_method_downloadmanager_state_dir(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -983,6 +997,8 @@ internal object UniffiLib {
     external fun uniffi_ferry_fn_method_downloadmanager_status(`ptr`: Long,`taskId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_ferry_fn_method_downloadmanager_take_bytes(`ptr`: Long,`taskId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_ferry_fn_method_downloadmanager_task_rate_limit(`ptr`: Long,`taskId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_ferry_fn_method_downloadmanager_wait(`ptr`: Long,`taskId`: RustBuffer.ByValue,
     ): Long
@@ -1267,6 +1283,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_ferry_checksum_method_downloadmanager_pause_all() and 0xFFFF) != 5087) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_ferry_checksum_method_downloadmanager_rate_limit() and 0xFFFF) != 50408) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_ferry_checksum_method_downloadmanager_remove() and 0xFFFF) != 45614) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1282,6 +1301,12 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_ferry_checksum_method_downloadmanager_set_priority() and 0xFFFF) != 43511) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_ferry_checksum_method_downloadmanager_set_rate_limit() and 0xFFFF) != 35823) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_ferry_checksum_method_downloadmanager_set_task_rate_limit() and 0xFFFF) != 27235) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_ferry_checksum_method_downloadmanager_shutdown() and 0xFFFF) != 52633) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1292,6 +1317,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_ferry_checksum_method_downloadmanager_take_bytes() and 0xFFFF) != 41082) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_ferry_checksum_method_downloadmanager_task_rate_limit() and 0xFFFF) != 29273) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_ferry_checksum_method_downloadmanager_wait() and 0xFFFF) != 41379) {
@@ -2388,6 +2416,11 @@ public interface DownloadManagerInterface {
     fun `pauseAll`(): kotlin.UInt
     
     /**
+     * The cap on all downloads together, in bytes per second (absent: none).
+     */
+    fun `rateLimit`(): kotlin.ULong?
+    
+    /**
      * Forgets a task; with `delete_file`, also deletes a completed file.
      */
     fun `remove`(`taskId`: kotlin.String, `deleteFile`: kotlin.Boolean = false)
@@ -2413,6 +2446,18 @@ public interface DownloadManagerInterface {
     fun `setPriority`(`taskId`: kotlin.String, `priority`: kotlin.Int)
     
     /**
+     * Caps all downloads together at `bytes_per_sec` (absent or 0 lifts the cap), at once for
+     * running downloads too.
+     */
+    fun `setRateLimit`(`bytesPerSec`: kotlin.ULong?)
+    
+    /**
+     * Caps one task over all its connections (absent or 0 lifts the cap), on top of the global
+     * cap, at once if it runs. Held by this process only: set it again after reopening.
+     */
+    fun `setTaskRateLimit`(`taskId`: kotlin.String, `bytesPerSec`: kotlin.ULong?)
+    
+    /**
      * Stops all transfers (journals synced; they resume on the next open) and accepts no new work
      * until the directory is opened again.
      */
@@ -2432,6 +2477,11 @@ public interface DownloadManagerInterface {
      * Takes the bytes of a completed memory task.
      */
     fun `takeBytes`(`taskId`: kotlin.String): kotlin.ByteArray
+    
+    /**
+     * A task's own cap, in bytes per second (absent: none).
+     */
+    fun `taskRateLimit`(`taskId`: kotlin.String): kotlin.ULong?
     
     /**
      * Waits until the task is no longer queued or running (or the manager shuts down).
@@ -3032,6 +3082,22 @@ open class DownloadManager: Disposable, AutoCloseable, DownloadManagerInterface
 
     
     /**
+     * The cap on all downloads together, in bytes per second (absent: none).
+     */override fun `rateLimit`(): kotlin.ULong? {
+            return FfiConverterOptionalULong.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_ferry_fn_method_downloadmanager_rate_limit(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
      * Forgets a task; with `delete_file`, also deletes a completed file.
      */
     @Throws(DownloadException::class)override fun `remove`(`taskId`: kotlin.String, `deleteFile`: kotlin.Boolean)
@@ -3118,6 +3184,42 @@ open class DownloadManager: Disposable, AutoCloseable, DownloadManagerInterface
 
     
     /**
+     * Caps all downloads together at `bytes_per_sec` (absent or 0 lifts the cap), at once for
+     * running downloads too.
+     */override fun `setRateLimit`(`bytesPerSec`: kotlin.ULong?)
+        = 
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_ferry_fn_method_downloadmanager_set_rate_limit(
+        it,
+        
+        FfiConverterOptionalULong.lower(`bytesPerSec`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Caps one task over all its connections (absent or 0 lifts the cap), on top of the global
+     * cap, at once if it runs. Held by this process only: set it again after reopening.
+     */
+    @Throws(DownloadException::class)override fun `setTaskRateLimit`(`taskId`: kotlin.String, `bytesPerSec`: kotlin.ULong?)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(DownloadException) { _status ->
+    UniffiLib.uniffi_ferry_fn_method_downloadmanager_set_task_rate_limit(
+        it,
+        
+        FfiConverterString.lower(`taskId`),
+        FfiConverterOptionalULong.lower(`bytesPerSec`),_status)
+}
+    }
+    
+    
+
+    
+    /**
      * Stops all transfers (journals synced; they resume on the next open) and accepts no new work
      * until the directory is opened again.
      */
@@ -3184,6 +3286,24 @@ open class DownloadManager: Disposable, AutoCloseable, DownloadManagerInterface
     callWithHandle {
     uniffiRustCallWithError(DownloadException) { _status ->
     UniffiLib.uniffi_ferry_fn_method_downloadmanager_take_bytes(
+        it,
+        
+        FfiConverterString.lower(`taskId`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * A task's own cap, in bytes per second (absent: none).
+     */
+    @Throws(DownloadException::class)override fun `taskRateLimit`(`taskId`: kotlin.String): kotlin.ULong? {
+            return FfiConverterOptionalULong.lift(
+    callWithHandle {
+    uniffiRustCallWithError(DownloadException) { _status ->
+    UniffiLib.uniffi_ferry_fn_method_downloadmanager_task_rate_limit(
         it,
         
         FfiConverterString.lower(`taskId`),_status)
@@ -4867,6 +4987,12 @@ data class DownloadRequest (
      * Keep the body in memory, up to this many bytes (instead of a file).
      */
     var `memoryLimit`: kotlin.ULong? = null 
+    , 
+    /**
+     * Cap on this task's bytes per second over all its connections; absent or 0 = none. Held by
+     * this process only (set it again after reopening); change it with `set_task_rate_limit`.
+     */
+    var `rateLimit`: kotlin.ULong? = null 
     
 ){
     
@@ -4892,6 +5018,7 @@ public object FfiConverterTypeDownloadRequest: FfiConverterRustBuffer<DownloadRe
             FfiConverterInt.read(buf),
             FfiConverterBoolean.read(buf),
             FfiConverterOptionalULong.read(buf),
+            FfiConverterOptionalULong.read(buf),
         )
     }
 
@@ -4904,7 +5031,8 @@ public object FfiConverterTypeDownloadRequest: FfiConverterRustBuffer<DownloadRe
             FfiConverterOptionalString.allocationSize(value.`sha256`) +
             FfiConverterInt.allocationSize(value.`priority`) +
             FfiConverterBoolean.allocationSize(value.`overwrite`) +
-            FfiConverterOptionalULong.allocationSize(value.`memoryLimit`)
+            FfiConverterOptionalULong.allocationSize(value.`memoryLimit`) +
+            FfiConverterOptionalULong.allocationSize(value.`rateLimit`)
     )
 
     override fun write(value: DownloadRequest, buf: ByteBuffer) {
@@ -4917,6 +5045,7 @@ public object FfiConverterTypeDownloadRequest: FfiConverterRustBuffer<DownloadRe
             FfiConverterInt.write(value.`priority`, buf)
             FfiConverterBoolean.write(value.`overwrite`, buf)
             FfiConverterOptionalULong.write(value.`memoryLimit`, buf)
+            FfiConverterOptionalULong.write(value.`rateLimit`, buf)
     }
 }
 
@@ -5216,6 +5345,12 @@ data class ManagerConfig (
      * missing directories are `InvalidConfig`. Default: none.
      */
     var `roots`: List<PathRoot> = listOf() 
+    , 
+    /**
+     * Cap on the bytes per second of all downloads together; absent or 0 = none. Change it while
+     * downloads run with `set_rate_limit`.
+     */
+    var `rateLimit`: kotlin.ULong? = null 
     
 ){
     
@@ -5245,6 +5380,7 @@ public object FfiConverterTypeManagerConfig: FfiConverterRustBuffer<ManagerConfi
             FfiConverterOptionalString.read(buf),
             FfiConverterOptionalString.read(buf),
             FfiConverterSequenceTypePathRoot.read(buf),
+            FfiConverterOptionalULong.read(buf),
         )
     }
 
@@ -5261,7 +5397,8 @@ public object FfiConverterTypeManagerConfig: FfiConverterRustBuffer<ManagerConfi
             FfiConverterOptionalBoolean.allocationSize(value.`bundledTlsRoots`) +
             FfiConverterOptionalString.allocationSize(value.`proxy`) +
             FfiConverterOptionalString.allocationSize(value.`noProxy`) +
-            FfiConverterSequenceTypePathRoot.allocationSize(value.`roots`)
+            FfiConverterSequenceTypePathRoot.allocationSize(value.`roots`) +
+            FfiConverterOptionalULong.allocationSize(value.`rateLimit`)
     )
 
     override fun write(value: ManagerConfig, buf: ByteBuffer) {
@@ -5278,6 +5415,7 @@ public object FfiConverterTypeManagerConfig: FfiConverterRustBuffer<ManagerConfi
             FfiConverterOptionalString.write(value.`proxy`, buf)
             FfiConverterOptionalString.write(value.`noProxy`, buf)
             FfiConverterSequenceTypePathRoot.write(value.`roots`, buf)
+            FfiConverterOptionalULong.write(value.`rateLimit`, buf)
     }
 }
 

@@ -12,6 +12,8 @@ import java.io.File
  * @param taskId your id for the task (a UUID when absent).
  * @param sha256 expected SHA-256 (hex); the file only appears when it matches.
  * @param overwrite replace an existing file at [destination].
+ * @param rateLimit cap on the task's bytes per second over all its connections (null: none); held
+ *   by this process only, change it with [Ferry.setRateLimit].
  */
 fun downloadRequest(
     url: String,
@@ -19,10 +21,12 @@ fun downloadRequest(
     taskId: String? = null,
     sha256: String? = null,
     overwrite: Boolean = false,
+    rateLimit: Long? = null,
 ): DownloadRequest = DownloadRequest(
     url = url,
     destination = destination.path,
     taskId = taskId,
     sha256 = sha256,
     overwrite = overwrite,
+    rateLimit = rateLimit?.also { require(it >= 0) { "a rate limit must not be negative" } }?.toULong(),
 )

@@ -220,6 +220,32 @@ class Ferry private constructor(
     suspend fun setLimits(limits: Limits): Unit = io { it.setLimits(limits) }
 
     /**
+     * The cap on all downloads together in bytes per second, or null for none. Set it at open with
+     * `ManagerConfig(rateLimit = ...)`; setting it here applies at once, running downloads included
+     * (null or 0 lifts it).
+     */
+    var rateLimit: Long?
+        get() = call { it.rateLimit()?.toLong() }
+        set(bytesPerSecond) {
+            val rate = bytesPerSecond?.let { rate(it) }
+            call { it.setRateLimit(rate) }
+        }
+
+    /** A task's own cap in bytes per second, or null for none. */
+    fun rateLimit(taskId: String): Long? = checkTaskId(taskId).let { call { it.taskRateLimit(taskId)?.toLong() } }
+
+    /**
+     * Caps one task over all its connections at [bytesPerSecond] (null or 0 lifts the cap), on top
+     * of [rateLimit], at once if it runs. The cap lives in this process only: set it again after the
+     * directory is reopened.
+     */
+    suspend fun setRateLimit(taskId: String, bytesPerSecond: Long?) {
+        checkTaskId(taskId)
+        val rate = bytesPerSecond?.let { rate(it) }
+        io { it.setTaskRateLimit(taskId, rate) }
+    }
+
+    /**
      * Every engine event, in order, while collected. Collecting registers a listener; cancelling the
      * collection (or closing this [Ferry]) removes it. The flow ends when the manager shuts down,
      * through this [Ferry] or any other handle of the same state directory. Progress events are coalesced by the engine
@@ -281,6 +307,11 @@ class Ferry private constructor(
     }
 
     private suspend fun <T> io(block: (DownloadManager) -> T): T = withContext(io) { call(block) }
+
+    private fun rate(bytesPerSecond: Long): ULong {
+        require(bytesPerSecond >= 0) { "a rate limit must not be negative" }
+        return bytesPerSecond.toULong()
+    }
 
     /** Opening managers, the process-wide default manager, and the library version. */
     companion object {

@@ -1,0 +1,33 @@
+//! Bandwidth caps changed while downloads run: the global cap lives in the runner environment, a
+//! task's in its table entry, and every connection reads both on each chunk (see `run::rate`), so
+//! a change reaches running transfers without restarting anything.
+
+use super::*;
+
+impl Manager {
+    /// The cap on all downloads together, in bytes per second (`None`: none).
+    pub fn rate_limit(&self) -> Option<u64> {
+        self.inner.env.rate.get()
+    }
+
+    /// Caps all downloads together at `bytes_per_sec` (`None` or 0 lifts the cap). Running
+    /// connections follow within a read.
+    pub fn set_rate_limit(&self, bytes_per_sec: Option<u64>) {
+        let rate = bytes_per_sec.filter(|&r| r > 0);
+        self.inner.env.config.write().rate_limit = rate;
+        self.inner.env.rate.set(rate);
+    }
+
+    /// A task's own cap, in bytes per second (`None`: none).
+    pub fn task_rate_limit(&self, id: &str) -> Result<Option<u64>> {
+        Ok(self.inner.entry(id)?.rate.get())
+    }
+
+    /// Caps one task at `bytes_per_sec` over all its connections (`None` or 0 lifts the cap), on
+    /// top of the global cap. Held by this process only: it applies while this process runs the
+    /// task and is not stored in the task table, so set it again after a reopen.
+    pub fn set_task_rate_limit(&self, id: &str, bytes_per_sec: Option<u64>) -> Result<()> {
+        self.inner.entry(id)?.rate.set(bytes_per_sec.filter(|&r| r > 0));
+        Ok(())
+    }
+}
