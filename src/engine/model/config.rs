@@ -83,6 +83,12 @@ pub struct Config {
     /// follow a container that moves (iOS moves an app's container after an update or a restore).
     /// Names are 1–64 ASCII letters, digits, `_`, `-` or `.`, unique. See [`super::roots`].
     pub roots: Vec<(String, std::path::PathBuf)>,
+    /// How long the host's credential refresh may take (see [`super::credentials`]) before the
+    /// task fails with `credentials_refresh_failed`.
+    pub refresh_timeout: Duration,
+    /// Ask the host's credential source for fresh credentials before every run that resumes a
+    /// task with bytes (after a pause, a relaunch, a take-back), not only after a 401 or 403.
+    pub refresh_before_resume: bool,
 }
 
 impl Default for Config {
@@ -104,6 +110,8 @@ impl Default for Config {
             proxy: None,
             no_proxy: None,
             roots: Vec::new(),
+            refresh_timeout: Duration::from_secs(30),
+            refresh_before_resume: false,
         }
     }
 }
@@ -118,6 +126,7 @@ impl Config {
             || zero(self.head_timeout)
             || zero(self.progress_interval)
             || zero(self.sync_interval)
+            || zero(self.refresh_timeout)
         {
             return Err(Error::new(ErrorCode::InvalidConfig, "timeouts and intervals must be positive"));
         }

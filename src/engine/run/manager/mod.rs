@@ -43,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 
 mod budget;
 mod control;
+mod credentials;
 mod dispatch;
 mod enqueue;
 mod handoff;

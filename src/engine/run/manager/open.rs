@@ -101,7 +101,15 @@ impl Manager {
             }
             tasks.insert(id, entry);
         }
-        let env = Arc::new(Env { transport, store, journal, hosts, config: RwLock::new(config), revoked: Default::default() });
+        let env = Arc::new(Env {
+            transport,
+            store,
+            journal,
+            hosts,
+            config: RwLock::new(config),
+            revoked: Default::default(),
+            credentials: Default::default(),
+        });
         let inner = Arc::new(Inner {
             env,
             dir: dir.clone(),
