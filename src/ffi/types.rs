@@ -328,6 +328,14 @@ pub struct ManagerConfig {
     /// missing directories are `InvalidConfig`. Default: none.
     #[uniffi(default)]
     pub roots: Vec<PathRoot>,
+    /// How long the credential refresher may take before the task fails with
+    /// `CredentialsRefreshFailed`, milliseconds (default 30000).
+    #[uniffi(default)]
+    pub refresh_timeout_ms: Option<u64>,
+    /// Ask the credential refresher before every run that resumes a task with bytes (status 0),
+    /// not only after a 401 or 403 (default false).
+    #[uniffi(default)]
+    pub refresh_before_resume: Option<bool>,
 }
 
 impl From<ManagerConfig> for engine::Config {
@@ -352,6 +360,8 @@ impl From<ManagerConfig> for engine::Config {
             proxy: c.proxy,
             no_proxy: c.no_proxy,
             roots: c.roots.into_iter().map(|r| (r.name, PathBuf::from(r.path))).collect(),
+            refresh_timeout: ms(c.refresh_timeout_ms, d.refresh_timeout),
+            refresh_before_resume: c.refresh_before_resume.unwrap_or(d.refresh_before_resume),
             ..d
         }
     }
