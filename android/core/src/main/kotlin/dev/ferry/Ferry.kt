@@ -220,6 +220,26 @@ class Ferry private constructor(
     suspend fun setLimits(limits: Limits): Unit = io { it.setLimits(limits) }
 
     /**
+     * Sets the function Ferry calls when a server answers 401 or 403 (`status`), and, with
+     * [ManagerConfig.refreshBeforeResume], before a run resumes a task with bytes (`status` 0).
+     * Return [freshCredentials] and the download goes on from its bytes; return `null` to give up
+     * (the task fails with `ACCESS_DENIED`); throw, or take longer than
+     * [ManagerConfig.refreshTimeoutMs], and it fails with `CREDENTIALS_REFRESH_FAILED`. Called on a
+     * Ferry thread, never the main one: it may block on a token request. `null` removes it.
+     */
+    fun onCredentialsExpired(refresh: ((taskId: String, status: Int) -> FreshCredentials?)?): Unit =
+        call { it.setCredentialRefresher(refresh?.let(::FunctionRefresher)) }
+
+    /**
+     * Replaces a task's URL or headers (stored with the task, used from its next request on). A
+     * task that failed with `ACCESS_DENIED` is then resumed with [resume]. The server's validators
+     * still decide whether the new URL serves the same bytes: a changed resource restarts cleanly.
+     * Throws `INVALID_STATE` for a completed or cancelled task.
+     */
+    suspend fun updateCredentials(taskId: String, credentials: FreshCredentials): Unit =
+        checkTaskId(taskId).let { io { it.updateCredentials(taskId, credentials) } }
+
+    /**
      * Every engine event, in order, while collected. Collecting registers a listener; cancelling the
      * collection (or closing this [Ferry]) removes it. The flow ends when the manager shuts down,
      * through this [Ferry] or any other handle of the same state directory. Progress events are coalesced by the engine
