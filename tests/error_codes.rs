@@ -39,6 +39,7 @@ const PINNED: &[(&str, u16)] = &[
     ("unsupported_encoding", 2014),
     ("access_denied", 2015),
     ("protocol_error", 2016),
+    ("credentials_refresh_failed", 2017),
     ("disk_full", 3001),
     ("storage_io", 3002),
     ("permission_denied", 3003),

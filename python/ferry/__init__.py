@@ -27,8 +27,10 @@ from ._ffi import (
     DownloadManager,
     DownloadRequest,
     ErrorCode,
+    CredentialRefresher,
     EventListener,
     EventStream,
+    FreshCredentials,
     HttpHeader,
     InternalError,
     Limits,
@@ -44,7 +46,7 @@ from ._ffi import (
     uniffi_set_event_loop,
     version,
 )
-from .callbacks import CallbackListener, CallbackSink
+from .callbacks import CallbackListener, CallbackRefresher, CallbackSink, fresh_credentials
 from .errors import error_from_info, raise_for_status
 from .events import EventIterator
 from .manager import Manager
@@ -64,7 +66,8 @@ EXIT_CALLBACK_TIMEOUT_MS = 1000
 atexit.register(stop_callbacks, EXIT_CALLBACK_TIMEOUT_MS)
 
 __all__ = [
-    "BatchItem", "CallbackError", "CallbackListener", "CallbackSink", "ChunkSink", "DownloadError",
+    "BatchItem", "CallbackError", "CallbackListener", "CallbackRefresher", "CallbackSink", "ChunkSink",
+    "CredentialRefresher", "DownloadError", "FreshCredentials", "fresh_credentials",
     "DownloadEvent", "DownloadManager", "DownloadRequest", "ErrorCode", "EventIterator", "EventListener",
     "EventStream", "HttpHeader", "InternalError", "Limits", "ListenerRegistration", "Manager",
     "ManagerConfig", "PathRoot", "TaskErrorInfo", "TaskState", "TaskStatus", "background_download", "cancel",

@@ -11,7 +11,7 @@ import inspect
 import logging
 from typing import Any, Callable, Optional
 
-from ._ffi import CallbackError, ChunkSink, DownloadEvent, EventListener
+from ._ffi import CallbackError, ChunkSink, CredentialRefresher, DownloadEvent, EventListener, FreshCredentials, HttpHeader
 
 log = logging.getLogger("ferry")
 
@@ -69,3 +69,25 @@ class CallbackSink(ChunkSink):
         except Exception as exc:
             raise _failed("chunk callback", self.fn, exc) from exc
         self.delivered = offset + len(data)
+
+
+def fresh_credentials(url: Optional[str] = None, headers: Optional[dict] = None) -> FreshCredentials:
+    """A new `url` for the same resource, new `headers` (a dict), or both; `None` keeps the current."""
+    pairs = None if headers is None else [HttpHeader(name=k, value=v) for k, v in headers.items()]
+    return FreshCredentials(url=url, headers=pairs)
+
+
+class CallbackRefresher(CredentialRefresher):
+    """A `CredentialRefresher` calling `fn(task_id, status)`, which returns `FreshCredentials`, a
+    new URL as a `str`, or `None` to give up. What it raises fails the task with
+    `CREDENTIALS_REFRESH_FAILED`."""
+
+    def __init__(self, fn: Callable[[str, int], Any]):
+        self.fn = fn
+
+    def refresh(self, task_id: str, status: int) -> Optional[FreshCredentials]:
+        try:
+            fresh = self.fn(task_id, status)
+        except Exception as exc:
+            raise _failed("credential refresher", self.fn, exc) from exc
+        return fresh_credentials(url=fresh) if isinstance(fresh, str) else fresh

@@ -9,7 +9,7 @@ from . import _ffi
 from ._ffi import (BatchItem, ChunkSink, DownloadError, DownloadEvent, DownloadManager, DownloadRequest,
                    ErrorCode, EventListener, Limits, ListenerRegistration, ManagerConfig, PathRoot,
                    TaskErrorInfo, TaskStatus)
-from .callbacks import CallbackListener, CallbackSink
+from .callbacks import CallbackListener, CallbackRefresher, CallbackSink, fresh_credentials
 from .events import EventIterator
 from .request import check_request, check_task_id, make_request
 from .sync import run_sync
@@ -160,6 +160,21 @@ class Manager:
         """The body of a completed memory task (once)."""
         check_task_id(task_id)
         return self.ffi.take_bytes(task_id)
+
+    def on_credentials_expired(self, fn: Optional[Callable[[str, int], Any]]) -> None:
+        """Sets `fn(task_id, status)`, called on a Ferry thread when a server answers 401 or 403
+        (`status`), and before a resume with `ManagerConfig(refresh_before_resume=True)` (status 0).
+        It returns `fresh_credentials(url=..., headers=...)` (or a new URL as a `str`) and the
+        download goes on from its bytes; `None` gives up (`ACCESS_DENIED`); raising, or taking longer
+        than `refresh_timeout_ms`, fails the task with `CREDENTIALS_REFRESH_FAILED`. `None` removes it."""
+        self.ffi.set_credential_refresher(None if fn is None else CallbackRefresher(fn))
+
+    def update_credentials(self, task_id: str, url: Optional[str] = None, headers: Optional[dict] = None) -> None:
+        """Replaces a task's URL or headers (stored with it, used from its next request on); resume a
+        task that failed with `ACCESS_DENIED` afterwards. The server's validators still decide whether
+        the new URL serves the same bytes. `INVALID_STATE` for a completed or cancelled task."""
+        check_task_id(task_id)
+        self.ffi.update_credentials(task_id, fresh_credentials(url=url, headers=headers))
 
     def pause_all(self) -> int:
         """Pauses every queued or running task; returns how many."""

@@ -72,6 +72,11 @@ class TestServer:
         """A chain of `hops` redirects that ends at the file."""
         return self._live().redirect_url(hops)
 
+    def signed_url(self, valid_ms: int) -> str:
+        """The file's URL signed to expire `valid_ms` milliseconds from now: after that it answers
+        403, as a CDN's signed URLs do (for code that refreshes credentials)."""
+        return self._live().signed_url(valid_ms)
+
     @property
     def size(self) -> int:
         """The file's length now."""

@@ -23,6 +23,7 @@ PINNED = [
     ("redirect_loop", 2008), ("range_mismatch", 2009), ("content_changed", 2010), ("truncated_body", 2011),
     ("tls", 2012), ("network", 2013), ("unsupported_encoding", 2014), ("access_denied", 2015),
     ("protocol_error", 2016),
+    ("credentials_refresh_failed", 2017),
     ("disk_full", 3001), ("storage_io", 3002), ("permission_denied", 3003), ("state_dir_locked", 3004),
     ("database", 3005), ("locks_unavailable", 3006), ("checksum_mismatch", 4001), ("size_mismatch", 4002),
     ("memory_limit_exceeded", 4003), ("cancelled", 5001), ("interrupted", 5002), ("shut_down", 5003),

@@ -40,6 +40,7 @@ pub mod storage;
 pub use handoff::judge::ChunkMeta;
 pub use handoff::request::OsRequest;
 pub use model::config::{Config, Limits};
+pub use model::credentials::{CredentialSource, Credentials, RefreshCause};
 pub use model::error::redact_url;
 pub use model::error::{Error, ErrorCode, Result};
 pub use model::events::{Event, ProgressEvent, StateEvent, Subscription};

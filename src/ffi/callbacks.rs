@@ -50,6 +50,11 @@ impl Drop for InCallback {
     }
 }
 
+/// Enters foreign code through the gate; `None` once the host is exiting.
+pub(super) fn enter_foreign() -> Option<impl Sized> {
+    GATE.enter()
+}
+
 /// Stops every call from Ferry into foreign code (event listeners, chunk sinks) for the rest of the
 /// process, then waits up to `timeout_ms` for the calls in progress to return; true when none is
 /// left. For hosts that are exiting: the Python package calls it at interpreter exit, because a

@@ -5,6 +5,7 @@
 //! - [`handoff`]: leases to the OS (iOS background sessions, Android jobs) and ingesting their chunks.
 //! - [`seed`]: `download` / `status` / `cancel` on a default manager.
 //! - [`callbacks`]: event listeners, stream sinks, the pull-style event stream.
+//! - [`credentials`]: the host's refresh of expiring credentials, and replacing a task's URL or headers.
 //! - [`testing`]: the loopback test server with its faults, for unit tests of app code.
 //! - [`types`] and [`error`]: records, enums and the error with its stable codes.
 //!
@@ -13,6 +14,7 @@
 
 pub mod budget;
 pub mod callbacks;
+pub mod credentials;
 pub mod error;
 pub mod handoff;
 pub mod manager;

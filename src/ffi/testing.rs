@@ -224,6 +224,18 @@ impl TestServer {
         format!("{}/file/{}", self.base(), name)
     }
 
+    /// The file's URL signed to expire `valid_ms` milliseconds from now: after that the server
+    /// answers it with 403, as a CDN's signed URLs do (for credential refresh tests).
+    pub fn signed_url(&self, valid_ms: u64) -> String {
+        #[cfg(feature = "testing")]
+        return format!("{}/file?{}", self.base(), crate::loopback::signed_query(std::time::Duration::from_millis(valid_ms)));
+        #[cfg(not(feature = "testing"))]
+        {
+            let _ = valid_ms;
+            String::new()
+        }
+    }
+
     /// A page answered with `code` (404, 503, ...).
     pub fn status_url(&self, code: u16) -> String {
         format!("{}/status/{code}", self.base())

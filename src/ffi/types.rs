@@ -337,6 +337,14 @@ pub struct ManagerConfig {
     /// downloads run with `set_rate_limit`.
     #[uniffi(default)]
     pub rate_limit: Option<u64>,
+    /// How long the credential refresher may take before the task fails with
+    /// `CredentialsRefreshFailed`, milliseconds (default 30000).
+    #[uniffi(default)]
+    pub refresh_timeout_ms: Option<u64>,
+    /// Ask the credential refresher before every run that resumes a task with bytes (status 0),
+    /// not only after a 401 or 403 (default false).
+    #[uniffi(default)]
+    pub refresh_before_resume: Option<bool>,
 }
 
 impl From<ManagerConfig> for engine::Config {
@@ -362,6 +370,8 @@ impl From<ManagerConfig> for engine::Config {
             no_proxy: c.no_proxy,
             roots: c.roots.into_iter().map(|r| (r.name, PathBuf::from(r.path))).collect(),
             rate_limit: c.rate_limit,
+            refresh_timeout: ms(c.refresh_timeout_ms, d.refresh_timeout),
+            refresh_before_resume: c.refresh_before_resume.unwrap_or(d.refresh_before_resume),
             ..d
         }
     }

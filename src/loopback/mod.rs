@@ -225,6 +225,12 @@ impl LoopbackServer {
         format!("{}/file", self.base())
     }
 
+    /// The file's URL signed to expire `valid_for` from now: after that it answers 403, as a CDN's
+    /// signed URLs and expiring tokens do.
+    pub fn signed_url(&self, valid_for: Duration) -> String {
+        format!("{}/file?{}", self.base(), signed_query(valid_for))
+    }
+
     /// The address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
@@ -261,4 +267,14 @@ impl LoopbackServer {
         let f = self.faults();
         content::bytes(f.seed.wrapping_add(v), f.size)
     }
+}
+
+/// Milliseconds since the Unix epoch.
+fn unix_ms() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis())
+}
+
+/// The query of a URL that expires `valid_for` from now.
+pub fn signed_query(valid_for: Duration) -> String {
+    format!("expires={}", unix_ms() + valid_for.as_millis())
 }

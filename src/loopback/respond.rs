@@ -66,6 +66,9 @@ pub(super) async fn route(req: Request<hyper::body::Incoming>, state: Arc<State>
     let path = req.uri().path().to_string();
     // `/file/<any name>` serves the same file, so that tests can pick the URL's file name.
     if path == "/file" || path.starts_with("/file/") {
+        if signature_expired(req.uri().query()) {
+            return full(StatusCode::FORBIDDEN, "the signature has expired");
+        }
         return serve_file(req, state).await;
     }
     if let Some(n) = path.strip_prefix("/redirect/") {
@@ -98,6 +101,13 @@ pub(super) async fn route(req: Request<hyper::body::Incoming>, state: Arc<State>
         return full(code, "status page");
     }
     full(StatusCode::NOT_FOUND, "not found")
+}
+
+/// A URL signed like a CDN's: `expires=<unix milliseconds>` in its query makes it answer 403 after
+/// that moment (see [`super::signed_query`]).
+fn signature_expired(query: Option<&str>) -> bool {
+    let Some(at) = query.into_iter().flat_map(|q| q.split('&')).find_map(|kv| kv.strip_prefix("expires=")) else { return false };
+    at.parse::<u128>().map_or(true, |at| super::unix_ms() >= at)
 }
 
 pub(super) fn parse_range(v: &str, size: u64) -> Option<(u64, u64)> {

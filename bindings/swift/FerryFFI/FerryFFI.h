@@ -257,6 +257,13 @@ typedef void (*UniffiCallbackInterfaceEventListenerMethod0)(uint64_t, RustBuffer
     );
 
 #endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_CREDENTIAL_REFRESHER_METHOD0
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_CREDENTIAL_REFRESHER_METHOD0
+typedef void (*UniffiCallbackInterfaceCredentialRefresherMethod0)(uint64_t, RustBuffer, uint16_t, RustBuffer* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
 #ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_CHUNK_SINK
 #define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_CHUNK_SINK
 typedef struct UniffiVTableCallbackInterfaceChunkSink {
@@ -273,6 +280,15 @@ typedef struct UniffiVTableCallbackInterfaceEventListener {
     UniffiCallbackInterfaceClone _Nonnull uniffiClone;
     UniffiCallbackInterfaceEventListenerMethod0 _Nonnull onEvent;
 } UniffiVTableCallbackInterfaceEventListener;
+
+#endif
+#ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_CREDENTIAL_REFRESHER
+#define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_CREDENTIAL_REFRESHER
+typedef struct UniffiVTableCallbackInterfaceCredentialRefresher {
+    UniffiCallbackInterfaceFree _Nonnull uniffiFree;
+    UniffiCallbackInterfaceClone _Nonnull uniffiClone;
+    UniffiCallbackInterfaceCredentialRefresherMethod0 _Nonnull refresh;
+} UniffiVTableCallbackInterfaceCredentialRefresher;
 
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_CLONE_CHUNKSINK
@@ -370,6 +386,26 @@ int8_t uniffi_ferry_fn_method_listenerregistration_is_cancelled(uint64_t ptr, Ru
 uint64_t uniffi_ferry_fn_method_listenerregistration_wait_ended(uint64_t ptr
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_CLONE_CREDENTIALREFRESHER
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_CLONE_CREDENTIALREFRESHER
+uint64_t uniffi_ferry_fn_clone_credentialrefresher(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_FREE_CREDENTIALREFRESHER
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_FREE_CREDENTIALREFRESHER
+void uniffi_ferry_fn_free_credentialrefresher(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_INIT_CALLBACK_VTABLE_CREDENTIALREFRESHER
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_INIT_CALLBACK_VTABLE_CREDENTIALREFRESHER
+void uniffi_ferry_fn_init_callback_vtable_credentialrefresher(const UniffiVTableCallbackInterfaceCredentialRefresher* _Nonnull vtable
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_CREDENTIALREFRESHER_REFRESH
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_CREDENTIALREFRESHER_REFRESH
+RustBuffer uniffi_ferry_fn_method_credentialrefresher_refresh(uint64_t ptr, RustBuffer task_id, uint16_t status, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_CLONE_DOWNLOADMANAGER
 #define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_CLONE_DOWNLOADMANAGER
 uint64_t uniffi_ferry_fn_clone_downloadmanager(uint64_t handle, RustCallStatus *_Nonnull out_status
@@ -393,6 +429,16 @@ uint64_t uniffi_ferry_fn_method_downloadmanager_request_stop(uint64_t ptr, RustB
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_RUN_BUDGETED
 #define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_RUN_BUDGETED
 uint64_t uniffi_ferry_fn_method_downloadmanager_run_budgeted(uint64_t ptr, uint64_t budget_ms, RustBuffer task_ids
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_SET_CREDENTIAL_REFRESHER
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_SET_CREDENTIAL_REFRESHER
+void uniffi_ferry_fn_method_downloadmanager_set_credential_refresher(uint64_t ptr, RustBuffer refresher, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_UPDATE_CREDENTIALS
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_UPDATE_CREDENTIALS
+void uniffi_ferry_fn_method_downloadmanager_update_credentials(uint64_t ptr, RustBuffer task_id, RustBuffer credentials, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_HAND_OFF
@@ -618,6 +664,11 @@ void uniffi_ferry_fn_method_testserver_set_config(uint64_t ptr, RustBuffer confi
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_TESTSERVER_SHA256
 #define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_TESTSERVER_SHA256
 RustBuffer uniffi_ferry_fn_method_testserver_sha256(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_TESTSERVER_SIGNED_URL
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_TESTSERVER_SIGNED_URL
+RustBuffer uniffi_ferry_fn_method_testserver_signed_url(uint64_t ptr, uint64_t valid_ms, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_TESTSERVER_SIZE
@@ -1038,6 +1089,12 @@ uint16_t uniffi_ferry_checksum_method_listenerregistration_wait_ended(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_CREDENTIALREFRESHER_REFRESH
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_CREDENTIALREFRESHER_REFRESH
+uint16_t uniffi_ferry_checksum_method_credentialrefresher_refresh(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_REQUEST_STOP
 #define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_REQUEST_STOP
 uint16_t uniffi_ferry_checksum_method_downloadmanager_request_stop(void
@@ -1047,6 +1104,18 @@ uint16_t uniffi_ferry_checksum_method_downloadmanager_request_stop(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_RUN_BUDGETED
 #define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_RUN_BUDGETED
 uint16_t uniffi_ferry_checksum_method_downloadmanager_run_budgeted(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_SET_CREDENTIAL_REFRESHER
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_SET_CREDENTIAL_REFRESHER
+uint16_t uniffi_ferry_checksum_method_downloadmanager_set_credential_refresher(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_UPDATE_CREDENTIALS
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_UPDATE_CREDENTIALS
+uint16_t uniffi_ferry_checksum_method_downloadmanager_update_credentials(void
     
 );
 #endif
@@ -1299,6 +1368,12 @@ uint16_t uniffi_ferry_checksum_method_testserver_set_config(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_TESTSERVER_SHA256
 #define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_TESTSERVER_SHA256
 uint16_t uniffi_ferry_checksum_method_testserver_sha256(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_TESTSERVER_SIGNED_URL
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_TESTSERVER_SIGNED_URL
+uint16_t uniffi_ferry_checksum_method_testserver_signed_url(void
     
 );
 #endif

@@ -13,7 +13,8 @@ extension ManagerConfig {
             progressIntervalMs: progressIntervalMs, retryBudget: retryBudget, retryBaseDelayMs: retryBaseDelayMs,
             resumeOnOpen: resumeOnOpen, userAgent: userAgent, extraRootCertificatesPem: extraRootCertificatesPem,
             bundledTlsRoots: bundledTlsRoots, proxy: proxy ?? self.proxy, noProxy: noProxy ?? self.noProxy,
-            roots: roots ?? self.roots, rateLimit: rateLimit
+            roots: roots ?? self.roots, rateLimit: rateLimit, refreshTimeoutMs: refreshTimeoutMs,
+            refreshBeforeResume: refreshBeforeResume
         )
     }
 }

@@ -78,6 +78,10 @@ public final class TestServer: Sendable {
     /// A chain of `hops` redirects that ends at the file.
     public func redirectURL(hops: UInt32) -> String { server.redirectUrl(hops: hops) }
 
+    /// The file's URL signed to expire `milliseconds` from now: after that it answers 403, as a
+    /// CDN's signed URLs do (for code that refreshes credentials).
+    public func signedURL(validFor milliseconds: UInt64) -> String { server.signedUrl(validMs: milliseconds) }
+
     /// The file's length now.
     public var size: UInt64 { server.size() }
 

@@ -41,6 +41,7 @@ final class ErrorCodeTests: FerryTestCase {
         (.unsupportedEncoding, "unsupported_encoding", 2014),
         (.accessDenied, "access_denied", 2015),
         (.protocolError, "protocol_error", 2016),
+        (.credentialsRefreshFailed, "credentials_refresh_failed", 2017),
         (.diskFull, "disk_full", 3001),
         (.storageIo, "storage_io", 3002),
         (.permissionDenied, "permission_denied", 3003),

@@ -86,6 +86,12 @@ pub struct Config {
     /// Cap on the bytes per second of all downloads together (`None` or 0: none). Change it while
     /// downloads run with `Manager::set_rate_limit`.
     pub rate_limit: Option<u64>,
+    /// How long the host's credential refresh may take (see [`super::credentials`]) before the
+    /// task fails with `credentials_refresh_failed`.
+    pub refresh_timeout: Duration,
+    /// Ask the host's credential source for fresh credentials before every run that resumes a
+    /// task with bytes (after a pause, a relaunch, a take-back), not only after a 401 or 403.
+    pub refresh_before_resume: bool,
 }
 
 impl Default for Config {
@@ -108,6 +114,8 @@ impl Default for Config {
             no_proxy: None,
             roots: Vec::new(),
             rate_limit: None,
+            refresh_timeout: Duration::from_secs(30),
+            refresh_before_resume: false,
         }
     }
 }
@@ -122,6 +130,7 @@ impl Config {
             || zero(self.head_timeout)
             || zero(self.progress_interval)
             || zero(self.sync_interval)
+            || zero(self.refresh_timeout)
         {
             return Err(Error::new(ErrorCode::InvalidConfig, "timeouts and intervals must be positive"));
         }

@@ -55,6 +55,9 @@ pub enum ErrorCode {
     /// The server broke HTTP/1.1 itself: a malformed or self-contradicting head, a transfer coding
     /// it was not asked for, broken chunked framing. Retried once on a fresh connection, then final.
     ProtocolError = 2016,
+    /// The host's credential refresh (called after a 401 or 403) threw, gave up or did not
+    /// answer in time. Final.
+    CredentialsRefreshFailed = 2017,
     // 3xxx: local storage.
     DiskFull = 3001,
     StorageIo = 3002,
@@ -113,6 +116,7 @@ impl ErrorCode {
         Self::UnsupportedEncoding,
         Self::AccessDenied,
         Self::ProtocolError,
+        Self::CredentialsRefreshFailed,
         Self::DiskFull,
         Self::StorageIo,
         Self::PermissionDenied,
@@ -178,6 +182,7 @@ impl ErrorCode {
             UnsupportedEncoding => "unsupported_encoding",
             AccessDenied => "access_denied",
             ProtocolError => "protocol_error",
+            CredentialsRefreshFailed => "credentials_refresh_failed",
             DiskFull => "disk_full",
             StorageIo => "storage_io",
             PermissionDenied => "permission_denied",

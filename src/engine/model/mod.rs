@@ -10,6 +10,7 @@
 //! the configuration names, or any other layer of the engine. Everything above builds on these types.
 
 pub mod config;
+pub mod credentials;
 pub mod error;
 pub mod events;
 pub mod hash;

@@ -3,6 +3,7 @@
 
 use super::rate::RateLimit;
 use crate::engine::http::verdict::Validator;
+use crate::engine::model::credentials::Access;
 use crate::engine::model::task::{TaskError, TaskInfo, TaskSpec, TaskState};
 use crate::engine::ranges::map::SegmentRow;
 use parking_lot::Mutex;
@@ -201,6 +202,8 @@ pub struct EntryInner {
     /// A hand-off is stopping its runner to lease what is left: the runner's exit must not requeue
     /// it.
     pub handing_off: bool,
+    /// The URL and headers that fresh credentials put in place of the spec's, this process.
+    pub access: Option<Arc<Access>>,
 }
 
 /// A range the OS is fetching for a task (see `handoff`).
@@ -278,11 +281,26 @@ impl EntryInner {
             last_reported: None,
             leases: Vec::new(),
             handing_off: false,
+            access: None,
         }
     }
 }
 
 impl TaskEntry {
+    /// The URL and headers the task is asked for with now: `None` for the spec's own (see
+    /// [`Self::target`]).
+    pub fn access(&self) -> Option<Arc<Access>> {
+        self.inner.lock().access.clone()
+    }
+
+    /// The URL and headers of `access` (from [`Self::access`]), else the spec's.
+    pub fn target<'a>(&'a self, access: &'a Option<Arc<Access>>) -> (&'a url::Url, &'a [(String, String)]) {
+        match access {
+            Some(a) => (&a.url, &a.headers),
+            None => (&self.spec.url, &self.spec.headers),
+        }
+    }
+
     /// A table entry.
     pub fn new(spec: TaskSpec, seq: i64, created_ms: i64, persisted: bool, live: LiveProgress, inner: EntryInner) -> Arc<Self> {
         let (state_tx, _) = watch::channel(inner.state);

@@ -197,9 +197,11 @@ async fn work(ctx: &ConnContext, segment: u64, mut first: Option<Response>) -> W
         let resp = match first.take() {
             Some(r) => r,
             None => {
+                let access = ctx.task.access();
+                let (url, headers) = ctx.task.target(&access);
                 let get = Get {
-                    url: &ctx.task.spec.url,
-                    headers: &ctx.task.spec.headers,
+                    url,
+                    headers,
                     range: Some((cursor, Some(end))),
                     if_range: ctx.validator.as_ref().map(Validator::if_range),
                     fresh: std::mem::take(&mut attempts.fresh),

@@ -65,7 +65,7 @@ impl Manager {
         for e in tasks {
             let g = e.inner.lock();
             for l in &g.leases {
-                out.push(request_for(&e, &g.resource, l.id.clone(), l.start, l.end, l.whole));
+                out.push(request_for(&e, &g, l.id.clone(), l.start, l.end, l.whole));
             }
         }
         out
@@ -73,17 +73,15 @@ impl Manager {
 }
 
 /// The request for one lease of a task.
-pub(super) fn request_for(e: &TaskEntry, resource: &Resource, lease_id: String, start: u64, end: u64, whole: bool) -> OsRequest {
-    let headers = if whole {
-        headers_for(&e.spec.headers, None, None)
-    } else {
-        headers_for(&e.spec.headers, Some((start, end)), resource.validator.as_ref())
-    };
+pub(super) fn request_for(e: &TaskEntry, g: &EntryInner, lease_id: String, start: u64, end: u64, whole: bool) -> OsRequest {
+    let resource = &g.resource;
+    let (url, own) = e.target(&g.access);
+    let headers = if whole { headers_for(own, None, None) } else { headers_for(own, Some((start, end)), resource.validator.as_ref()) };
     OsRequest {
         os_tag: os_tag(&lease_id),
         lease_id,
         task_id: e.spec.id.as_str().to_string(),
-        url: e.spec.url.to_string(),
+        url: url.to_string(),
         headers,
         start,
         end,
@@ -295,7 +293,7 @@ impl Inner {
         }
         e.live.bytes.store(written, Ordering::Relaxed);
         self.leased.store(true, Ordering::Release);
-        let requests = pieces.into_iter().map(|((a, b), lease)| request_for(e, &g.resource, lease, a, b, whole)).collect();
+        let requests = pieces.into_iter().map(|((a, b), lease)| request_for(e, &g, lease, a, b, whole)).collect();
         let queued = g.state == TaskState::Queued;
         g.dormant = false;
         drop(g);

@@ -44,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 mod budget;
 mod caps;
 mod control;
+mod credentials;
 mod dispatch;
 mod enqueue;
 mod handoff;

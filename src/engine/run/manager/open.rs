@@ -109,6 +109,7 @@ impl Manager {
             revoked: Default::default(),
             rate: crate::engine::run::rate::RateLimit::new(config.rate_limit),
             config: RwLock::new(config),
+            credentials: Default::default(),
         });
         let inner = Arc::new(Inner {
             env,

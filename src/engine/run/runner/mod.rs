@@ -21,6 +21,7 @@ use super::table::{FlushSignal, Resource, StopReason, TaskEntry, UNKNOWN};
 use crate::engine::http::transport::{Get, Response, Transport};
 use crate::engine::http::verdict::{judge_probe, Identity, Probe, Validator};
 use crate::engine::model::config::Config;
+use crate::engine::model::credentials::CredentialSource;
 use crate::engine::model::error::{Error, ErrorCode, Result};
 use crate::engine::model::retry::RetryBudget;
 use crate::engine::model::task::Output;
@@ -41,6 +42,9 @@ use tokio_util::sync::CancellationToken;
 mod finish;
 mod probe;
 mod ranged;
+mod refresh;
+
+pub use refresh::apply_credentials;
 
 /// Engine services a runner uses.
 pub struct Env {
@@ -59,6 +63,8 @@ pub struct Env {
     pub revoked: parking_lot::Mutex<Vec<String>>,
     /// The cap over all tasks.
     pub rate: Arc<RateLimit>,
+    /// The host's source of fresh credentials (see `model::credentials`), if it gave one.
+    pub credentials: RwLock<Option<Arc<dyn CredentialSource>>>,
 }
 
 impl Env {
@@ -169,6 +175,10 @@ struct Run {
     plain_only: bool,
     /// A protocol violation was retried already (once per run, on a new connection).
     protocol_retried: bool,
+    /// Credential refreshes since the run last made progress (see `refresh`).
+    refreshes: u32,
+    /// The task's bytes at the last refresh.
+    refresh_mark: u64,
     /// The next request opens a new connection.
     fresh_next: bool,
     /// Most bytes any plain stream of this run delivered. A plain stream restarts from zero, so
@@ -283,6 +293,8 @@ impl Run {
             restarts: 0,
             plain_only: false,
             protocol_retried: false,
+            refreshes: 0,
+            refresh_mark: 0,
             fresh_next: false,
             plain_high_water: 0,
             resume,
@@ -300,6 +312,11 @@ impl Run {
         // The transfer futures are boxed where they are awaited: nested in place, they made this
         // future 23 KB, and each level of nesting copied it again when it started (memcpy was 5 %
         // of the instructions of a batch of small files).
+        match self.refresh_before_resume().await {
+            Ok(()) => {}
+            Err(Step::Fail(e)) => return self.fail(e),
+            Err(_) => return Outcome::Stopped,
+        }
         loop {
             let step = match self.resume.take() {
                 Some(r) => Box::pin(self.transfer_ranged(r, None)).await,
@@ -309,6 +326,12 @@ impl Run {
                 Ok(done) => return self.finish(done).await,
                 Err(Step::Stopped) => return Outcome::Stopped,
                 Err(Step::HandedOff) => return Outcome::HandedOff,
+                Err(Step::Fail(e)) if e.code() == ErrorCode::AccessDenied => match self.refresh_after(e).await {
+                    Ok(()) if self.resume_after_refresh() => continue,
+                    Ok(()) => None,
+                    Err(Step::Fail(e)) => return self.fail(e),
+                    Err(_) => return Outcome::Stopped,
+                },
                 Err(Step::Fail(e)) => return self.fail(e),
                 Err(Step::Retry(e)) => match self.backoff(e).await {
                     Ok(()) => None,

@@ -8,13 +8,10 @@ impl Run {
     pub(super) async fn fresh(&mut self) -> Result<Done, Step> {
         loop {
             let asked_range = !self.plain_only;
-            let get = Get {
-                url: &self.task.spec.url,
-                headers: &self.task.spec.headers,
-                range: asked_range.then_some((0, None)),
-                if_range: None,
-                fresh: std::mem::take(&mut self.fresh_next),
-            };
+            let access = self.task.access();
+            let (url, headers) = self.task.target(&access);
+            let get =
+                Get { url, headers, range: asked_range.then_some((0, None)), if_range: None, fresh: std::mem::take(&mut self.fresh_next) };
             let asked_at = Instant::now();
             let resp = match self.get(get).await {
                 Ok(r) => r,

@@ -86,6 +86,11 @@ impl Store {
         self.write(|t| tx::set_priority(t, id, priority))
     }
 
+    /// Replaces a task's URL and request headers (fresh credentials).
+    pub fn set_access(&self, id: &str, url: &str, headers: &[(String, String)]) -> Result<()> {
+        self.write(|t| tx::set_access(t, id, url, headers))
+    }
+
     /// Deletes a task and its journal.
     pub fn delete_task(&self, id: &str) -> Result<()> {
         self.write(|t| tx::delete_task(t, id))

@@ -89,6 +89,14 @@ pub fn set_priority(tx: &Transaction<'_>, id: &str, priority: i32) -> Result<()>
     touch(tx)
 }
 
+/// Replaces a task's URL and request headers.
+pub fn set_access(tx: &Transaction<'_>, id: &str, url: &str, headers: &[(String, String)]) -> Result<()> {
+    let headers = serde_json::to_string(headers).unwrap_or_else(|_| "[]".into());
+    tx.prepare_cached(&format!("UPDATE tasks SET url = ?2, headers = ?3, updated_ms = ?4, rev = {NEXT_REV} WHERE id = ?1"))?
+        .execute(params![id, url, headers, now_ms()])?;
+    touch(tx)
+}
+
 /// Sets (only on a queued or running task; returns whether it was one) or clears a control request.
 pub fn set_control(tx: &Transaction<'_>, id: &str, control: Option<Control>) -> Result<bool> {
     let changed = match control {

@@ -10,6 +10,7 @@ import dev.ferry.ffi.DownloadException
 import dev.ferry.ffi.DownloadManager
 import dev.ferry.ffi.DownloadRequest
 import dev.ferry.ffi.ErrorCode
+import dev.ferry.ffi.FreshCredentials
 import dev.ferry.ffi.HttpHeader
 import dev.ferry.ffi.Limits
 import dev.ferry.ffi.ManagerConfig
@@ -244,6 +245,24 @@ class Ferry private constructor(
         val rate = bytesPerSecond?.let { rate(it) }
         io { it.setTaskRateLimit(taskId, rate) }
     }
+     * Sets the function Ferry calls when a server answers 401 or 403 (`status`), and, with
+     * [ManagerConfig.refreshBeforeResume], before a run resumes a task with bytes (`status` 0).
+     * Return [freshCredentials] and the download goes on from its bytes; return `null` to give up
+     * (the task fails with `ACCESS_DENIED`); throw, or take longer than
+     * [ManagerConfig.refreshTimeoutMs], and it fails with `CREDENTIALS_REFRESH_FAILED`. Called on a
+     * Ferry thread, never the main one: it may block on a token request. `null` removes it.
+     */
+    fun onCredentialsExpired(refresh: ((taskId: String, status: Int) -> FreshCredentials?)?): Unit =
+        call { it.setCredentialRefresher(refresh?.let(::FunctionRefresher)) }
+
+    /**
+     * Replaces a task's URL or headers (stored with the task, used from its next request on). A
+     * task that failed with `ACCESS_DENIED` is then resumed with [resume]. The server's validators
+     * still decide whether the new URL serves the same bytes: a changed resource restarts cleanly.
+     * Throws `INVALID_STATE` for a completed or cancelled task.
+     */
+    suspend fun updateCredentials(taskId: String, credentials: FreshCredentials): Unit =
+        checkTaskId(taskId).let { io { it.updateCredentials(taskId, credentials) } }
 
     /**
      * Every engine event, in order, while collected. Collecting registers a listener; cancelling the

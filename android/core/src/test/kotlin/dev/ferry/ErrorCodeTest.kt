@@ -28,7 +28,7 @@ class ErrorCodeTest : FerryTestBase() {
             "server_error" to 2005, "too_many_requests" to 2006, "too_many_redirects" to 2007,
             "redirect_loop" to 2008, "range_mismatch" to 2009, "content_changed" to 2010,
             "truncated_body" to 2011, "tls" to 2012, "network" to 2013, "unsupported_encoding" to 2014,
-            "access_denied" to 2015, "protocol_error" to 2016,
+            "access_denied" to 2015, "protocol_error" to 2016, "credentials_refresh_failed" to 2017,
             "disk_full" to 3001, "storage_io" to 3002, "permission_denied" to 3003,
             "state_dir_locked" to 3004, "database" to 3005, "locks_unavailable" to 3006,
             "checksum_mismatch" to 4001, "size_mismatch" to 4002, "memory_limit_exceeded" to 4003,

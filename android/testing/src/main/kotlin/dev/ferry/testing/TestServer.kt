@@ -50,6 +50,10 @@ class TestServer private constructor(private val server: FfiTestServer, config: 
     /** A chain of [hops] redirects that ends at the file. */
     fun redirectUrl(hops: Int): String = server.redirectUrl(hops.toUInt())
 
+    /** The file's URL signed to expire [validMs] milliseconds from now: after that it answers 403,
+     *  as a CDN's signed URLs do (for code that refreshes credentials). */
+    fun signedUrl(validMs: Long): String = server.signedUrl(validMs.toULong())
+
     /** The file's length now. */
     val size: Long get() = server.size().toLong()
 
