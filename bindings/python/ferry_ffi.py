@@ -541,6 +541,8 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_chunksink_on_chunk() != 65227:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_credentialrefresher_refresh() != 11516:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_add_listener() != 50433:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_cancel() != 10394:
@@ -593,6 +595,8 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_run_budgeted() != 41868:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_downloadmanager_set_credential_refresher() != 34588:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_set_limits() != 16143:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_set_priority() != 43511:
@@ -614,6 +618,8 @@ def _uniffi_check_api_checksums(lib):
     if lib.uniffi_ferry_checksum_method_downloadmanager_take_bytes() != 41082:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_task_rate_limit() != 29273:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_downloadmanager_update_credentials() != 30347:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_wait() != 41379:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -646,6 +652,8 @@ def _uniffi_check_api_checksums(lib):
     if lib.uniffi_ferry_checksum_method_testserver_set_config() != 6717:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_testserver_sha256() != 63053:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_testserver_signed_url() != 2866:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_testserver_size() != 20468:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -712,6 +720,9 @@ _UniffiLib.uniffi_ferry_checksum_func_version.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_checksum_method_chunksink_on_chunk.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_chunksink_on_chunk.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_credentialrefresher_refresh.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_credentialrefresher_refresh.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_add_listener.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_add_listener.restype = ctypes.c_uint16
@@ -790,6 +801,9 @@ _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_revoked_os_tags.restype 
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_run_budgeted.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_run_budgeted.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_set_credential_refresher.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_set_credential_refresher.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_set_limits.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_set_limits.restype = ctypes.c_uint16
@@ -823,6 +837,9 @@ _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_take_bytes.restype = cty
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_task_rate_limit.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_task_rate_limit.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_update_credentials.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_update_credentials.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_wait.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_wait.restype = ctypes.c_uint16
@@ -871,6 +888,9 @@ _UniffiLib.uniffi_ferry_checksum_method_testserver_set_config.restype = ctypes.c
 _UniffiLib.uniffi_ferry_checksum_method_testserver_sha256.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_testserver_sha256.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_testserver_signed_url.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_testserver_signed_url.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_checksum_method_testserver_size.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_testserver_size.restype = ctypes.c_uint16
@@ -931,6 +951,13 @@ _UniffiLib.uniffi_ferry_fn_method_chunksink_on_chunk.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_ferry_fn_method_chunksink_on_chunk.restype = None
+_UniffiLib.uniffi_ferry_fn_method_credentialrefresher_refresh.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.c_uint16,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_credentialrefresher_refresh.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_add_listener.argtypes = (
     ctypes.c_uint64,
     ctypes.c_uint64,
@@ -1085,6 +1112,12 @@ _UniffiLib.uniffi_ferry_fn_method_downloadmanager_run_budgeted.argtypes = (
     _UniffiRustBuffer,
 )
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_run_budgeted.restype = ctypes.c_uint64
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_set_credential_refresher.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_set_credential_refresher.restype = None
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_set_limits.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -1152,6 +1185,13 @@ _UniffiLib.uniffi_ferry_fn_method_downloadmanager_task_rate_limit.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_task_rate_limit.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_update_credentials.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_update_credentials.restype = None
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_wait.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -1235,6 +1275,12 @@ _UniffiLib.uniffi_ferry_fn_method_testserver_sha256.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_ferry_fn_method_testserver_sha256.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_ferry_fn_method_testserver_signed_url.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_testserver_signed_url.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_ferry_fn_method_testserver_size.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -1277,6 +1323,16 @@ _UniffiLib.uniffi_ferry_fn_free_chunksink.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_ferry_fn_free_chunksink.restype = None
+_UniffiLib.uniffi_ferry_fn_clone_credentialrefresher.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_clone_credentialrefresher.restype = ctypes.c_uint64
+_UniffiLib.uniffi_ferry_fn_free_credentialrefresher.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_free_credentialrefresher.restype = None
 _UniffiLib.uniffi_ferry_fn_clone_downloadmanager.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -1344,6 +1400,23 @@ _UniffiLib.uniffi_ferry_fn_init_callback_vtable_chunksink.argtypes = (
     ctypes.POINTER(_UniffiVTableCallbackInterfaceFerryChunkSink),
 )
 _UniffiLib.uniffi_ferry_fn_init_callback_vtable_chunksink.restype = None
+_UNIFFI_CALLBACK_INTERFACE_FERRY_CREDENTIAL_REFRESHER_METHOD0 = ctypes.CFUNCTYPE(None,ctypes.c_uint64,_UniffiRustBuffer,ctypes.c_uint16,ctypes.POINTER(_UniffiRustBuffer),
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UNIFFI_CALLBACK_INTERFACE_CLONE_FERRY_CREDENTIAL_REFRESHER = ctypes.CFUNCTYPE(ctypes.c_uint64,ctypes.c_uint64,
+)
+_UNIFFI_CALLBACK_INTERFACE_FREE_FERRY_CREDENTIAL_REFRESHER = ctypes.CFUNCTYPE(None,ctypes.c_uint64,
+)
+class _UniffiVTableCallbackInterfaceFerryCredentialRefresher(ctypes.Structure):
+    _fields_ = [
+        ("uniffi_free", _UNIFFI_CALLBACK_INTERFACE_FREE_FERRY_CREDENTIAL_REFRESHER),
+        ("uniffi_clone", _UNIFFI_CALLBACK_INTERFACE_CLONE_FERRY_CREDENTIAL_REFRESHER),
+        ("refresh", _UNIFFI_CALLBACK_INTERFACE_FERRY_CREDENTIAL_REFRESHER_METHOD0),
+    ]
+_UniffiLib.uniffi_ferry_fn_init_callback_vtable_credentialrefresher.argtypes = (
+    ctypes.POINTER(_UniffiVTableCallbackInterfaceFerryCredentialRefresher),
+)
+_UniffiLib.uniffi_ferry_fn_init_callback_vtable_credentialrefresher.restype = None
 _UNIFFI_CALLBACK_INTERFACE_FERRY_EVENT_LISTENER_METHOD0 = ctypes.CFUNCTYPE(None,ctypes.c_uint64,_UniffiRustBuffer,ctypes.c_void_p,
     ctypes.POINTER(_UniffiRustCallStatus),
 )
@@ -2034,6 +2107,71 @@ class _UniffiFfiConverterTypeDownloadRequest(_UniffiConverterRustBuffer):
         _UniffiFfiConverterOptionalUInt64.write(value.memory_limit, buf)
         _UniffiFfiConverterOptionalUInt64.write(value.rate_limit, buf)
 
+class _UniffiFfiConverterOptionalSequenceTypeHttpHeader(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterSequenceTypeHttpHeader.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterSequenceTypeHttpHeader.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterSequenceTypeHttpHeader.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
+@dataclass
+class FreshCredentials:
+    """
+    A new URL for the same resource (a newly signed one), new request headers (a new token), or
+    both. An unset field keeps the task's current one; headers replace the task's extra headers.
+"""
+    def __init__(self, *, url:typing.Optional[str] = None, headers:typing.Optional[typing.List[HttpHeader]] = None):
+        self.url = url
+        self.headers = headers
+        
+        
+
+    
+    def __str__(self):
+        return "FreshCredentials(url={}, headers={})".format(self.url, self.headers)
+    def __eq__(self, other):
+        if self.url != other.url:
+            return False
+        if self.headers != other.headers:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeFreshCredentials(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return FreshCredentials(
+            url=_UniffiFfiConverterOptionalString.read(buf),
+            headers=_UniffiFfiConverterOptionalSequenceTypeHttpHeader.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterOptionalString.check_lower(value.url)
+        _UniffiFfiConverterOptionalSequenceTypeHttpHeader.check_lower(value.headers)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterOptionalString.write(value.url, buf)
+        _UniffiFfiConverterOptionalSequenceTypeHttpHeader.write(value.headers, buf)
+
 @dataclass
 class HandoffConfig:
     """
@@ -2269,6 +2407,8 @@ class ErrorCode(enum.Enum):
     
     PROTOCOL_ERROR = 2016
     
+    CREDENTIALS_REFRESH_FAILED = 2017
+    
     DISK_FULL = 3001
     
     STORAGE_IO = 3002
@@ -2374,32 +2514,34 @@ class _UniffiFfiConverterTypeErrorCode(_UniffiConverterRustBuffer):
         if variant == 35:
             return ErrorCode.PROTOCOL_ERROR
         if variant == 36:
-            return ErrorCode.DISK_FULL
+            return ErrorCode.CREDENTIALS_REFRESH_FAILED
         if variant == 37:
-            return ErrorCode.STORAGE_IO
+            return ErrorCode.DISK_FULL
         if variant == 38:
-            return ErrorCode.PERMISSION_DENIED
+            return ErrorCode.STORAGE_IO
         if variant == 39:
-            return ErrorCode.STATE_DIR_LOCKED
+            return ErrorCode.PERMISSION_DENIED
         if variant == 40:
-            return ErrorCode.DATABASE
+            return ErrorCode.STATE_DIR_LOCKED
         if variant == 41:
-            return ErrorCode.LOCKS_UNAVAILABLE
+            return ErrorCode.DATABASE
         if variant == 42:
-            return ErrorCode.CHECKSUM_MISMATCH
+            return ErrorCode.LOCKS_UNAVAILABLE
         if variant == 43:
-            return ErrorCode.SIZE_MISMATCH
+            return ErrorCode.CHECKSUM_MISMATCH
         if variant == 44:
-            return ErrorCode.MEMORY_LIMIT_EXCEEDED
+            return ErrorCode.SIZE_MISMATCH
         if variant == 45:
-            return ErrorCode.CANCELLED
+            return ErrorCode.MEMORY_LIMIT_EXCEEDED
         if variant == 46:
-            return ErrorCode.INTERRUPTED
+            return ErrorCode.CANCELLED
         if variant == 47:
-            return ErrorCode.SHUT_DOWN
+            return ErrorCode.INTERRUPTED
         if variant == 48:
-            return ErrorCode.SINK_REJECTED
+            return ErrorCode.SHUT_DOWN
         if variant == 49:
+            return ErrorCode.SINK_REJECTED
+        if variant == 50:
             return ErrorCode.INTERNAL
         raise InternalError("Raw enum value doesn't match any cases")
 
@@ -2474,6 +2616,8 @@ class _UniffiFfiConverterTypeErrorCode(_UniffiConverterRustBuffer):
         if value == ErrorCode.ACCESS_DENIED:
             return
         if value == ErrorCode.PROTOCOL_ERROR:
+            return
+        if value == ErrorCode.CREDENTIALS_REFRESH_FAILED:
             return
         if value == ErrorCode.DISK_FULL:
             return
@@ -2577,34 +2721,36 @@ class _UniffiFfiConverterTypeErrorCode(_UniffiConverterRustBuffer):
             buf.write_i32(34)
         if value == ErrorCode.PROTOCOL_ERROR:
             buf.write_i32(35)
-        if value == ErrorCode.DISK_FULL:
+        if value == ErrorCode.CREDENTIALS_REFRESH_FAILED:
             buf.write_i32(36)
-        if value == ErrorCode.STORAGE_IO:
+        if value == ErrorCode.DISK_FULL:
             buf.write_i32(37)
-        if value == ErrorCode.PERMISSION_DENIED:
+        if value == ErrorCode.STORAGE_IO:
             buf.write_i32(38)
-        if value == ErrorCode.STATE_DIR_LOCKED:
+        if value == ErrorCode.PERMISSION_DENIED:
             buf.write_i32(39)
-        if value == ErrorCode.DATABASE:
+        if value == ErrorCode.STATE_DIR_LOCKED:
             buf.write_i32(40)
-        if value == ErrorCode.LOCKS_UNAVAILABLE:
+        if value == ErrorCode.DATABASE:
             buf.write_i32(41)
-        if value == ErrorCode.CHECKSUM_MISMATCH:
+        if value == ErrorCode.LOCKS_UNAVAILABLE:
             buf.write_i32(42)
-        if value == ErrorCode.SIZE_MISMATCH:
+        if value == ErrorCode.CHECKSUM_MISMATCH:
             buf.write_i32(43)
-        if value == ErrorCode.MEMORY_LIMIT_EXCEEDED:
+        if value == ErrorCode.SIZE_MISMATCH:
             buf.write_i32(44)
-        if value == ErrorCode.CANCELLED:
+        if value == ErrorCode.MEMORY_LIMIT_EXCEEDED:
             buf.write_i32(45)
-        if value == ErrorCode.INTERRUPTED:
+        if value == ErrorCode.CANCELLED:
             buf.write_i32(46)
-        if value == ErrorCode.SHUT_DOWN:
+        if value == ErrorCode.INTERRUPTED:
             buf.write_i32(47)
-        if value == ErrorCode.SINK_REJECTED:
+        if value == ErrorCode.SHUT_DOWN:
             buf.write_i32(48)
-        if value == ErrorCode.INTERNAL:
+        if value == ErrorCode.SINK_REJECTED:
             buf.write_i32(49)
+        if value == ErrorCode.INTERNAL:
+            buf.write_i32(50)
 
 
 
@@ -2900,7 +3046,7 @@ class ManagerConfig:
     """
     Manager configuration. Every field has a default.
 """
-    def __init__(self, *, limits:typing.Optional[Limits] = None, connect_timeout_ms:typing.Optional[int] = None, idle_timeout_ms:typing.Optional[int] = None, progress_interval_ms:typing.Optional[int] = None, retry_budget:typing.Optional[int] = None, retry_base_delay_ms:typing.Optional[int] = None, resume_on_open:typing.Optional[bool] = None, user_agent:typing.Optional[str] = None, extra_root_certificates_pem:typing.List[str] = _DEFAULT, bundled_tls_roots:typing.Optional[bool] = None, proxy:typing.Optional[str] = None, no_proxy:typing.Optional[str] = None, roots:typing.List[PathRoot] = _DEFAULT, rate_limit:typing.Optional[int] = None):
+    def __init__(self, *, limits:typing.Optional[Limits] = None, connect_timeout_ms:typing.Optional[int] = None, idle_timeout_ms:typing.Optional[int] = None, progress_interval_ms:typing.Optional[int] = None, retry_budget:typing.Optional[int] = None, retry_base_delay_ms:typing.Optional[int] = None, resume_on_open:typing.Optional[bool] = None, user_agent:typing.Optional[str] = None, extra_root_certificates_pem:typing.List[str] = _DEFAULT, bundled_tls_roots:typing.Optional[bool] = None, proxy:typing.Optional[str] = None, no_proxy:typing.Optional[str] = None, roots:typing.List[PathRoot] = _DEFAULT, rate_limit:typing.Optional[int] = None, refresh_timeout_ms:typing.Optional[int] = None, refresh_before_resume:typing.Optional[bool] = None):
         self.limits = limits
         self.connect_timeout_ms = connect_timeout_ms
         self.idle_timeout_ms = idle_timeout_ms
@@ -2921,12 +3067,14 @@ class ManagerConfig:
         else:
             self.roots = roots
         self.rate_limit = rate_limit
+        self.refresh_timeout_ms = refresh_timeout_ms
+        self.refresh_before_resume = refresh_before_resume
         
         
 
     
     def __str__(self):
-        return "ManagerConfig(limits={}, connect_timeout_ms={}, idle_timeout_ms={}, progress_interval_ms={}, retry_budget={}, retry_base_delay_ms={}, resume_on_open={}, user_agent={}, extra_root_certificates_pem={}, bundled_tls_roots={}, proxy={}, no_proxy={}, roots={}, rate_limit={})".format(self.limits, self.connect_timeout_ms, self.idle_timeout_ms, self.progress_interval_ms, self.retry_budget, self.retry_base_delay_ms, self.resume_on_open, self.user_agent, self.extra_root_certificates_pem, self.bundled_tls_roots, self.proxy, self.no_proxy, self.roots, self.rate_limit)
+        return "ManagerConfig(limits={}, connect_timeout_ms={}, idle_timeout_ms={}, progress_interval_ms={}, retry_budget={}, retry_base_delay_ms={}, resume_on_open={}, user_agent={}, extra_root_certificates_pem={}, bundled_tls_roots={}, proxy={}, no_proxy={}, roots={}, rate_limit={}, refresh_timeout_ms={}, refresh_before_resume={})".format(self.limits, self.connect_timeout_ms, self.idle_timeout_ms, self.progress_interval_ms, self.retry_budget, self.retry_base_delay_ms, self.resume_on_open, self.user_agent, self.extra_root_certificates_pem, self.bundled_tls_roots, self.proxy, self.no_proxy, self.roots, self.rate_limit, self.refresh_timeout_ms, self.refresh_before_resume)
     def __eq__(self, other):
         if self.limits != other.limits:
             return False
@@ -2956,6 +3104,10 @@ class ManagerConfig:
             return False
         if self.rate_limit != other.rate_limit:
             return False
+        if self.refresh_timeout_ms != other.refresh_timeout_ms:
+            return False
+        if self.refresh_before_resume != other.refresh_before_resume:
+            return False
         return True
 
 class _UniffiFfiConverterTypeManagerConfig(_UniffiConverterRustBuffer):
@@ -2976,6 +3128,8 @@ class _UniffiFfiConverterTypeManagerConfig(_UniffiConverterRustBuffer):
             no_proxy=_UniffiFfiConverterOptionalString.read(buf),
             roots=_UniffiFfiConverterSequenceTypePathRoot.read(buf),
             rate_limit=_UniffiFfiConverterOptionalUInt64.read(buf),
+            refresh_timeout_ms=_UniffiFfiConverterOptionalUInt64.read(buf),
+            refresh_before_resume=_UniffiFfiConverterOptionalBoolean.read(buf),
         )
 
     @staticmethod
@@ -2994,6 +3148,8 @@ class _UniffiFfiConverterTypeManagerConfig(_UniffiConverterRustBuffer):
         _UniffiFfiConverterOptionalString.check_lower(value.no_proxy)
         _UniffiFfiConverterSequenceTypePathRoot.check_lower(value.roots)
         _UniffiFfiConverterOptionalUInt64.check_lower(value.rate_limit)
+        _UniffiFfiConverterOptionalUInt64.check_lower(value.refresh_timeout_ms)
+        _UniffiFfiConverterOptionalBoolean.check_lower(value.refresh_before_resume)
 
     @staticmethod
     def write(value, buf):
@@ -3011,6 +3167,8 @@ class _UniffiFfiConverterTypeManagerConfig(_UniffiConverterRustBuffer):
         _UniffiFfiConverterOptionalString.write(value.no_proxy, buf)
         _UniffiFfiConverterSequenceTypePathRoot.write(value.roots, buf)
         _UniffiFfiConverterOptionalUInt64.write(value.rate_limit, buf)
+        _UniffiFfiConverterOptionalUInt64.write(value.refresh_timeout_ms, buf)
+        _UniffiFfiConverterOptionalBoolean.write(value.refresh_before_resume, buf)
 
 @dataclass
 class OsTaskInfo:
@@ -5404,6 +5562,184 @@ class _UniffiFfiConverterTypeChunkSink:
     def write(cls, value: ChunkSink, buf: _UniffiRustBuffer):
         buf.write_u64(cls.lower(value))
 
+class _UniffiFfiConverterOptionalTypeFreshCredentials(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterTypeFreshCredentials.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterTypeFreshCredentials.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterTypeFreshCredentials.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
+
+class CredentialRefresher():
+    """
+    The host's source of fresh credentials (implemented in Swift, Kotlin or Python).
+"""
+    
+    def refresh(self, task_id: str,status: int) -> typing.Optional[FreshCredentials]:
+        """
+        Fresh credentials for `task_id`, whose server answered `status` (401 or 403; 0 before a
+        resume). Return nothing to give up (the task fails with `AccessDenied`); throw to fail it
+        with `CredentialsRefreshFailed`. Called on a Ferry thread; it may block (to ask a token
+        service) up to `ManagerConfig.refresh_timeout_ms`.
+"""
+        raise NotImplementedError
+
+class CredentialRefresherImpl(CredentialRefresher):
+    """
+    The host's source of fresh credentials (implemented in Swift, Kotlin or Python).
+"""
+    
+    _handle: ctypes.c_uint64
+    
+    def __init__(self, *args, **kwargs):
+        raise ValueError("This class has no default constructor")
+
+    def __del__(self):
+        # In case of partial initialization of instances.
+        handle = getattr(self, "_handle", None)
+        if handle is not None:
+            _uniffi_rust_call(_UniffiLib.uniffi_ferry_fn_free_credentialrefresher, handle)
+
+    def _uniffi_clone_handle(self):
+        return _uniffi_rust_call(_UniffiLib.uniffi_ferry_fn_clone_credentialrefresher, self._handle)
+
+    # Used by alternative constructors or any methods which return this type.
+    @classmethod
+    def _uniffi_make_instance(cls, handle):
+        # Lightly yucky way to bypass the usual __init__ logic
+        # and just create a new instance with the required handle.
+        inst = cls.__new__(cls)
+        inst._handle = handle
+        return inst
+    def refresh(self, task_id: str,status: int) -> typing.Optional[FreshCredentials]:
+        """
+        Fresh credentials for `task_id`, whose server answered `status` (401 or 403; 0 before a
+        resume). Return nothing to give up (the task fails with `AccessDenied`); throw to fail it
+        with `CredentialsRefreshFailed`. Called on a Ferry thread; it may block (to ask a token
+        service) up to `ManagerConfig.refresh_timeout_ms`.
+"""
+        
+        _UniffiFfiConverterString.check_lower(task_id)
+
+        _UniffiFfiConverterUInt16.check_lower(status)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(task_id),
+            _UniffiFfiConverterUInt16.lower(status),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterOptionalTypeFreshCredentials.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeCallbackError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_credentialrefresher_refresh,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+
+
+
+
+# Put all the bits inside a class to keep the top-level namespace clean
+class _UniffiTraitImplCredentialRefresherImpl:
+    # For each method, generate a callback function to pass to Rust
+
+    @_UNIFFI_CALLBACK_INTERFACE_FERRY_CREDENTIAL_REFRESHER_METHOD0
+    def refresh(
+            uniffi_handle,
+            task_id,
+            status,
+            uniffi_out_return,
+            uniffi_call_status_ptr,
+        ):
+        uniffi_obj = _UniffiFfiConverterTypeCredentialRefresher._handle_map.get(uniffi_handle)
+        def make_call():
+            uniffi_args = (_UniffiFfiConverterString.lift(task_id), _UniffiFfiConverterUInt16.lift(status), )
+            uniffi_method = uniffi_obj.refresh
+            return uniffi_method(*uniffi_args)
+        def write_return_value(v):
+            uniffi_out_return[0] = _UniffiFfiConverterOptionalTypeFreshCredentials.lower(v)
+        _uniffi_trait_interface_call_with_error(
+                uniffi_call_status_ptr.contents,
+                make_call,
+                write_return_value,
+                CallbackError,
+                _UniffiFfiConverterTypeCallbackError.lower,
+        )
+
+    @_UNIFFI_CALLBACK_INTERFACE_FREE_FERRY_CREDENTIAL_REFRESHER
+    def _uniffi_free(uniffi_handle):
+        _UniffiFfiConverterTypeCredentialRefresher._handle_map.remove(uniffi_handle)
+
+    @_UNIFFI_CALLBACK_INTERFACE_CLONE_FERRY_CREDENTIAL_REFRESHER
+    def _uniffi_clone(uniffi_handle):
+        return _UniffiFfiConverterTypeCredentialRefresher._handle_map.clone(uniffi_handle)
+
+    # Generate the FFI VTable.  This has a field for each callback interface method.
+    _uniffi_vtable = _UniffiVTableCallbackInterfaceFerryCredentialRefresher(
+        _uniffi_free,
+        _uniffi_clone,
+        refresh,
+    )
+    # Send Rust a pointer to the VTable.  Note: this means we need to keep the struct alive forever,
+    # or else bad things will happen when Rust tries to access it.
+    _UniffiLib.uniffi_ferry_fn_init_callback_vtable_credentialrefresher(ctypes.byref(_uniffi_vtable))
+
+class _UniffiFfiConverterTypeCredentialRefresher:
+    _handle_map = _UniffiHandleMap()
+
+    @staticmethod
+    def lift(value: int):
+        if (value & 1) == 0:
+            # Rust-generated handle, construct a new class that uses the handle to implement the
+            # interface
+            return CredentialRefresherImpl._uniffi_make_instance(value)
+        else:
+            # Python-generated handle, get the object from the handle map
+            return _UniffiFfiConverterTypeCredentialRefresher._handle_map.remove(value)
+
+    @staticmethod
+    def check_lower(value: CredentialRefresher):
+        if not isinstance(value, CredentialRefresher):
+            raise TypeError("Expected CredentialRefresher subclass, {} found".format(type(value).__name__))
+
+    @staticmethod
+    def lower(value: CredentialRefresher):
+         if isinstance(value, CredentialRefresherImpl):
+            # Rust-implementated object.  Clone the handle and return it
+            return value._uniffi_clone_handle()
+         else:
+            # Python-implementated object, generate a new vtable handle and return that.
+            return _UniffiFfiConverterTypeCredentialRefresher._handle_map.insert(value)
+
+    @classmethod
+    def read(cls, buf: _UniffiRustBuffer):
+        ptr = buf.read_u64()
+        if ptr == 0:
+            raise InternalError("Raw handle value was null")
+        return cls.lift(ptr)
+
+    @classmethod
+    def write(cls, value: CredentialRefresher, buf: _UniffiRustBuffer):
+        buf.write_u64(cls.lower(value))
+
 
 class EventListener():
     """
@@ -6021,6 +6357,31 @@ class _UniffiFfiConverterSequenceTypeTaskRunOutcome(_UniffiConverterRustBuffer):
             _UniffiFfiConverterTypeTaskRunOutcome.read(buf) for i in range(count)
         ]
 
+class _UniffiFfiConverterOptionalTypeCredentialRefresher(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterTypeCredentialRefresher.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterTypeCredentialRefresher.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterTypeCredentialRefresher.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
 
 class DownloadManagerProtocol(typing.Protocol):
     """
@@ -6181,6 +6542,12 @@ class DownloadManagerProtocol(typing.Protocol):
         twice. One outcome per task, in order.
 """
         raise NotImplementedError
+    def set_credential_refresher(self, refresher: typing.Optional[CredentialRefresher]) -> None:
+        """
+        Sets the refresher the engine asks for fresh credentials (`None` removes it). Without
+        one, a 401 or 403 fails the task with `AccessDenied`.
+"""
+        raise NotImplementedError
     def set_limits(self, limits: Limits) -> None:
         """
         Changes limits at run time.
@@ -6241,6 +6608,14 @@ class DownloadManagerProtocol(typing.Protocol):
     def task_rate_limit(self, task_id: str) -> typing.Optional[int]:
         """
         A task's own cap, in bytes per second (absent: none).
+"""
+        raise NotImplementedError
+    def update_credentials(self, task_id: str,credentials: FreshCredentials) -> None:
+        """
+        Replaces a task's URL or headers, stored with the task and used from its next request on;
+        the validators still decide whether the new URL serves the same bytes. A task that failed
+        with `AccessDenied` is then resumed with `resume`. `InvalidState` for a completed or
+        cancelled task.
 """
         raise NotImplementedError
     async def wait(self, task_id: str) -> TaskStatus:
@@ -6827,6 +7202,25 @@ class DownloadManager(DownloadManagerProtocol):
             _uniffi_lift_return,
             _uniffi_error_converter,
         )
+    def set_credential_refresher(self, refresher: typing.Optional[CredentialRefresher]) -> None:
+        """
+        Sets the refresher the engine asks for fresh credentials (`None` removes it). Without
+        one, a 401 or 403 fails the task with `AccessDenied`.
+"""
+        
+        _UniffiFfiConverterOptionalTypeCredentialRefresher.check_lower(refresher)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterOptionalTypeCredentialRefresher.lower(refresher),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_downloadmanager_set_credential_refresher,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
     def set_limits(self, limits: Limits) -> None:
         """
         Changes limits at run time.
@@ -7040,6 +7434,30 @@ class DownloadManager(DownloadManagerProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    def update_credentials(self, task_id: str,credentials: FreshCredentials) -> None:
+        """
+        Replaces a task's URL or headers, stored with the task and used from its next request on;
+        the validators still decide whether the new URL serves the same bytes. A task that failed
+        with `AccessDenied` is then resumed with `resume`. `InvalidState` for a completed or
+        cancelled task.
+"""
+        
+        _UniffiFfiConverterString.check_lower(task_id)
+
+        _UniffiFfiConverterTypeFreshCredentials.check_lower(credentials)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(task_id),
+            _UniffiFfiConverterTypeFreshCredentials.lower(credentials),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeDownloadError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_downloadmanager_update_credentials,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
     async def wait(self, task_id: str) -> TaskStatus:
         """
         Waits until the task is no longer queued or running (or the manager shuts down).
@@ -7127,6 +7545,12 @@ class TestServerProtocol(typing.Protocol):
     def sha256(self, ) -> str:
         """
         SHA-256 (lower-case hex) of the file as the server serves it now.
+"""
+        raise NotImplementedError
+    def signed_url(self, valid_ms: int) -> str:
+        """
+        The file's URL signed to expire `valid_ms` milliseconds from now: after that the server
+        answers it with 403, as a CDN's signed URLs do (for credential refresh tests).
 """
         raise NotImplementedError
     def size(self, ) -> int:
@@ -7297,6 +7721,25 @@ class TestServer(TestServerProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_ferry_fn_method_testserver_sha256,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def signed_url(self, valid_ms: int) -> str:
+        """
+        The file's URL signed to expire `valid_ms` milliseconds from now: after that the server
+        answers it with 403, as a CDN's signed URLs do (for credential refresh tests).
+"""
+        
+        _UniffiFfiConverterUInt64.check_lower(valid_ms)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterUInt64.lower(valid_ms),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterString.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_testserver_signed_url,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
@@ -7603,6 +8046,7 @@ __all__ = [
     "HttpHeader",
     "ChunkResponse",
     "DownloadRequest",
+    "FreshCredentials",
     "HandoffConfig",
     "OsRangeRequest",
     "SkippedTask",
@@ -7626,6 +8070,8 @@ __all__ = [
     "version",
     "ChunkSinkImpl",
     "ChunkSink",
+    "CredentialRefresherImpl",
+    "CredentialRefresher",
     "EventListenerImpl",
     "EventListener",
     "ListenerRegistration",

@@ -872,6 +872,227 @@ public func FfiConverterTypeChunkSink_lower(_ value: ChunkSink) -> UInt64 {
 
 
 /**
+ * The host's source of fresh credentials (implemented in Swift, Kotlin or Python).
+ */
+public protocol CredentialRefresher: AnyObject, Sendable {
+    
+    /**
+     * Fresh credentials for `task_id`, whose server answered `status` (401 or 403; 0 before a
+     * resume). Return nothing to give up (the task fails with `AccessDenied`); throw to fail it
+     * with `CredentialsRefreshFailed`. Called on a Ferry thread; it may block (to ask a token
+     * service) up to `ManagerConfig.refresh_timeout_ms`.
+     */
+    func refresh(taskId: String, status: UInt16) throws  -> FreshCredentials?
+    
+}
+/**
+ * The host's source of fresh credentials (implemented in Swift, Kotlin or Python).
+ */
+open class CredentialRefresherImpl: CredentialRefresher, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_ferry_fn_clone_credentialrefresher(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_ferry_fn_free_credentialrefresher(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * Fresh credentials for `task_id`, whose server answered `status` (401 or 403; 0 before a
+     * resume). Return nothing to give up (the task fails with `AccessDenied`); throw to fail it
+     * with `CredentialsRefreshFailed`. Called on a Ferry thread; it may block (to ask a token
+     * service) up to `ManagerConfig.refresh_timeout_ms`.
+     */
+open func refresh(taskId: String, status: UInt16)throws  -> FreshCredentials?  {
+    return try  FfiConverterOptionTypeFreshCredentials.lift(try rustCallWithError(FfiConverterTypeCallbackError_lift) {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_credentialrefresher_refresh(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(taskId),
+        FfiConverterUInt16.lower(status),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+}
+
+
+
+// Put the implementation in a struct so we don't pollute the top-level namespace
+fileprivate struct UniffiCallbackInterfaceCredentialRefresher {
+
+    // Create the VTable using a series of closures.
+    // Swift automatically converts these into C callback functions.
+    //
+    // Store the vtable directly.
+    static let vtable: UniffiVTableCallbackInterfaceCredentialRefresher = UniffiVTableCallbackInterfaceCredentialRefresher(
+        uniffiFree: { (uniffiHandle: UInt64) -> () in
+            do {
+                try FfiConverterTypeCredentialRefresher.handleMap.remove(handle: uniffiHandle)
+            } catch {
+                print("Uniffi callback interface CredentialRefresher: handle missing in uniffiFree")
+            }
+        },
+        uniffiClone: { (uniffiHandle: UInt64) -> UInt64 in
+            do {
+                return try FfiConverterTypeCredentialRefresher.handleMap.clone(handle: uniffiHandle)
+            } catch {
+                fatalError("Uniffi callback interface CredentialRefresher: handle missing in uniffiClone")
+            }
+        },
+        refresh: { (
+            uniffiHandle: UInt64,
+            taskId: RustBuffer,
+            status: UInt16,
+            uniffiOutReturn: UnsafeMutablePointer<RustBuffer>,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> FreshCredentials? in
+                guard let uniffiObj = try? FfiConverterTypeCredentialRefresher.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return try uniffiObj.refresh(
+                     taskId: try FfiConverterString.lift(taskId),
+                     status: try FfiConverterUInt16.lift(status)
+                )
+            }
+
+            
+            let writeReturn = { uniffiOutReturn.pointee = FfiConverterOptionTypeFreshCredentials.lower($0) }
+            uniffiTraitInterfaceCallWithError(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn,
+                lowerError: FfiConverterTypeCallbackError_lower
+            )
+        }
+    )
+
+    // Rust stores this pointer for future callback invocations, so it must live
+    // for the process lifetime (not just for the init function call).
+    //
+    // `nonisolated(unsafe)` is needed under Swift 6 strict concurrency.
+    // This is safe because the pointee is initialized once during static init
+    // and never mutated by either side of the FFI.  Its fields are C function pointers.
+    nonisolated(unsafe) static let vtablePtr: UnsafePointer<UniffiVTableCallbackInterfaceCredentialRefresher> = {
+        let ptr = UnsafeMutablePointer<UniffiVTableCallbackInterfaceCredentialRefresher>.allocate(capacity: 1)
+        ptr.initialize(to: vtable)
+        return UnsafePointer(ptr)
+    }()
+}
+
+private func uniffiCallbackInitCredentialRefresher() {
+    uniffi_ferry_fn_init_callback_vtable_credentialrefresher(UniffiCallbackInterfaceCredentialRefresher.vtablePtr)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeCredentialRefresher: FfiConverter {
+    fileprivate static let handleMap = UniffiHandleMap<CredentialRefresher>()
+
+    typealias FfiType = UInt64
+    typealias SwiftType = CredentialRefresher
+
+    public static func lift(_ handle: UInt64) throws -> CredentialRefresher {
+        if ((handle & 1) == 0) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return CredentialRefresherImpl(unsafeFromHandle: handle)
+        } else {
+            // Swift-generated handle, get the object from the handle map
+            return try handleMap.remove(handle: handle)
+        }
+    }
+
+    public static func lower(_ value: CredentialRefresher) -> UInt64 {
+         if let rustImpl = value as? CredentialRefresherImpl {
+             // Rust-implemented object.  Clone the handle and return it
+            return rustImpl.uniffiCloneHandle()
+         } else {
+            // Swift object, generate a new vtable handle and return that.
+            return handleMap.insert(obj: value)
+         }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> CredentialRefresher {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: CredentialRefresher, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCredentialRefresher_lift(_ handle: UInt64) throws -> CredentialRefresher {
+    return try FfiConverterTypeCredentialRefresher.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCredentialRefresher_lower(_ value: CredentialRefresher) -> UInt64 {
+    return FfiConverterTypeCredentialRefresher.lower(value)
+}
+
+
+
+
+
+
+/**
  * A download manager over one state directory (its persistent task table). Opening the same
  * directory twice in one process gives the same underlying manager.
  *
@@ -902,6 +1123,20 @@ public protocol DownloadManagerProtocol: AnyObject, Sendable {
      * twice. One outcome per task, in order.
      */
     func runBudgeted(budgetMs: UInt64, taskIds: [String]?) async  -> [TaskRunOutcome]
+    
+    /**
+     * Sets the refresher the engine asks for fresh credentials (`None` removes it). Without
+     * one, a 401 or 403 fails the task with `AccessDenied`.
+     */
+    func setCredentialRefresher(refresher: CredentialRefresher?) 
+    
+    /**
+     * Replaces a task's URL or headers, stored with the task and used from its next request on;
+     * the validators still decide whether the new URL serves the same bytes. A task that failed
+     * with `AccessDenied` is then resumed with `resume`. `InvalidState` for a completed or
+     * cancelled task.
+     */
+    func updateCredentials(taskId: String, credentials: FreshCredentials) throws 
     
     /**
      * Hands the given tasks (`None`: every queued or running file task) to the OS: their
@@ -1229,6 +1464,35 @@ open func runBudgeted(budgetMs: UInt64, taskIds: [String]? = nil)async  -> [Task
             errorHandler: nil
             
         )
+}
+    
+    /**
+     * Sets the refresher the engine asks for fresh credentials (`None` removes it). Without
+     * one, a 401 or 403 fails the task with `AccessDenied`.
+     */
+open func setCredentialRefresher(refresher: CredentialRefresher?)  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_downloadmanager_set_credential_refresher(
+            self.uniffiCloneHandle(),
+        FfiConverterOptionTypeCredentialRefresher.lower(refresher),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Replaces a task's URL or headers, stored with the task and used from its next request on;
+     * the validators still decide whether the new URL serves the same bytes. A task that failed
+     * with `AccessDenied` is then resumed with `resume`. `InvalidState` for a completed or
+     * cancelled task.
+     */
+open func updateCredentials(taskId: String, credentials: FreshCredentials)throws   {try rustCallWithError(FfiConverterTypeDownloadError_lift) {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_downloadmanager_update_credentials(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(taskId),
+        FfiConverterTypeFreshCredentials_lower(credentials),uniffiCallStatus
+    )
+}
 }
     
     /**
@@ -2406,6 +2670,12 @@ public protocol TestServerProtocol: AnyObject, Sendable {
     func sha256()  -> String
     
     /**
+     * The file's URL signed to expire `valid_ms` milliseconds from now: after that the server
+     * answers it with 403, as a CDN's signed URLs do (for credential refresh tests).
+     */
+    func signedUrl(validMs: UInt64)  -> String
+    
+    /**
      * The file's current length.
      */
     func size()  -> UInt64
@@ -2570,6 +2840,20 @@ open func sha256() -> String  {
         uniffiCallStatus in
     uniffi_ferry_fn_method_testserver_sha256(
             self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The file's URL signed to expire `valid_ms` milliseconds from now: after that the server
+     * answers it with 403, as a CDN's signed URLs do (for credential refresh tests).
+     */
+open func signedUrl(validMs: UInt64) -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_testserver_signed_url(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt64.lower(validMs),uniffiCallStatus
     )
 })
 }
@@ -2902,6 +3186,76 @@ public func FfiConverterTypeDownloadRequest_lift(_ buf: RustBuffer) throws -> Do
 #endif
 public func FfiConverterTypeDownloadRequest_lower(_ value: DownloadRequest) -> RustBuffer {
     return FfiConverterTypeDownloadRequest.lower(value)
+}
+
+
+/**
+ * A new URL for the same resource (a newly signed one), new request headers (a new token), or
+ * both. An unset field keeps the task's current one; headers replace the task's extra headers.
+ */
+public struct FreshCredentials: Equatable, Hashable {
+    /**
+     * The new http(s) URL.
+     */
+    public let url: String?
+    /**
+     * The task's request headers from now on.
+     */
+    public let headers: [HttpHeader]?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The new http(s) URL.
+         */url: String? = nil, 
+        /**
+         * The task's request headers from now on.
+         */headers: [HttpHeader]? = nil) {
+        self.url = url
+        self.headers = headers
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension FreshCredentials: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeFreshCredentials: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> FreshCredentials {
+        return
+            try FreshCredentials(
+                url: FfiConverterOptionString.read(from: &buf), 
+                headers: FfiConverterOptionSequenceTypeHttpHeader.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: FreshCredentials, into buf: inout [UInt8]) {
+        FfiConverterOptionString.write(value.url, into: &buf)
+        FfiConverterOptionSequenceTypeHttpHeader.write(value.headers, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeFreshCredentials_lift(_ buf: RustBuffer) throws -> FreshCredentials {
+    return try FfiConverterTypeFreshCredentials.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeFreshCredentials_lower(_ value: FreshCredentials) -> RustBuffer {
+    return FfiConverterTypeFreshCredentials.lower(value)
 }
 
 
@@ -3286,6 +3640,16 @@ public struct ManagerConfig: Equatable, Hashable {
      * downloads run with `set_rate_limit`.
      */
     public let rateLimit: UInt64?
+    /**
+     * How long the credential refresher may take before the task fails with
+     * `CredentialsRefreshFailed`, milliseconds (default 30000).
+     */
+    public let refreshTimeoutMs: UInt64?
+    /**
+     * Ask the credential refresher before every run that resumes a task with bytes (status 0),
+     * not only after a 401 or 403 (default false).
+     */
+    public let refreshBeforeResume: Bool?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -3346,7 +3710,15 @@ public struct ManagerConfig: Equatable, Hashable {
         /**
          * Cap on the bytes per second of all downloads together; absent or 0 = none. Change it while
          * downloads run with `set_rate_limit`.
-         */rateLimit: UInt64? = nil) {
+         */rateLimit: UInt64? = nil, 
+        /**
+         * How long the credential refresher may take before the task fails with
+         * `CredentialsRefreshFailed`, milliseconds (default 30000).
+         */refreshTimeoutMs: UInt64? = nil, 
+        /**
+         * Ask the credential refresher before every run that resumes a task with bytes (status 0),
+         * not only after a 401 or 403 (default false).
+         */refreshBeforeResume: Bool? = nil) {
         self.limits = limits
         self.connectTimeoutMs = connectTimeoutMs
         self.idleTimeoutMs = idleTimeoutMs
@@ -3361,6 +3733,8 @@ public struct ManagerConfig: Equatable, Hashable {
         self.noProxy = noProxy
         self.roots = roots
         self.rateLimit = rateLimit
+        self.refreshTimeoutMs = refreshTimeoutMs
+        self.refreshBeforeResume = refreshBeforeResume
     }
 
     
@@ -3392,7 +3766,9 @@ public struct FfiConverterTypeManagerConfig: FfiConverterRustBuffer {
                 proxy: FfiConverterOptionString.read(from: &buf), 
                 noProxy: FfiConverterOptionString.read(from: &buf), 
                 roots: FfiConverterSequenceTypePathRoot.read(from: &buf), 
-                rateLimit: FfiConverterOptionUInt64.read(from: &buf)
+                rateLimit: FfiConverterOptionUInt64.read(from: &buf), 
+                refreshTimeoutMs: FfiConverterOptionUInt64.read(from: &buf), 
+                refreshBeforeResume: FfiConverterOptionBool.read(from: &buf)
         )
     }
 
@@ -3411,6 +3787,8 @@ public struct FfiConverterTypeManagerConfig: FfiConverterRustBuffer {
         FfiConverterOptionString.write(value.noProxy, into: &buf)
         FfiConverterSequenceTypePathRoot.write(value.roots, into: &buf)
         FfiConverterOptionUInt64.write(value.rateLimit, into: &buf)
+        FfiConverterOptionUInt64.write(value.refreshTimeoutMs, into: &buf)
+        FfiConverterOptionBool.write(value.refreshBeforeResume, into: &buf)
     }
 }
 
@@ -5132,6 +5510,7 @@ public enum ErrorCode: UInt16, Equatable, Hashable {
     case unsupportedEncoding = 2014
     case accessDenied = 2015
     case protocolError = 2016
+    case credentialsRefreshFailed = 2017
     case diskFull = 3001
     case storageIo = 3002
     case permissionDenied = 3003
@@ -5237,33 +5616,35 @@ public struct FfiConverterTypeErrorCode: FfiConverterRustBuffer {
         
         case 35: return .protocolError
         
-        case 36: return .diskFull
+        case 36: return .credentialsRefreshFailed
         
-        case 37: return .storageIo
+        case 37: return .diskFull
         
-        case 38: return .permissionDenied
+        case 38: return .storageIo
         
-        case 39: return .stateDirLocked
+        case 39: return .permissionDenied
         
-        case 40: return .database
+        case 40: return .stateDirLocked
         
-        case 41: return .locksUnavailable
+        case 41: return .database
         
-        case 42: return .checksumMismatch
+        case 42: return .locksUnavailable
         
-        case 43: return .sizeMismatch
+        case 43: return .checksumMismatch
         
-        case 44: return .memoryLimitExceeded
+        case 44: return .sizeMismatch
         
-        case 45: return .cancelled
+        case 45: return .memoryLimitExceeded
         
-        case 46: return .interrupted
+        case 46: return .cancelled
         
-        case 47: return .shutDown
+        case 47: return .interrupted
         
-        case 48: return .sinkRejected
+        case 48: return .shutDown
         
-        case 49: return .`internal`
+        case 49: return .sinkRejected
+        
+        case 50: return .`internal`
         
         default: throw UniffiInternalError.unexpectedEnumCase
         }
@@ -5413,60 +5794,64 @@ public struct FfiConverterTypeErrorCode: FfiConverterRustBuffer {
             writeInt(&buf, Int32(35))
         
         
-        case .diskFull:
+        case .credentialsRefreshFailed:
             writeInt(&buf, Int32(36))
         
         
-        case .storageIo:
+        case .diskFull:
             writeInt(&buf, Int32(37))
         
         
-        case .permissionDenied:
+        case .storageIo:
             writeInt(&buf, Int32(38))
         
         
-        case .stateDirLocked:
+        case .permissionDenied:
             writeInt(&buf, Int32(39))
         
         
-        case .database:
+        case .stateDirLocked:
             writeInt(&buf, Int32(40))
         
         
-        case .locksUnavailable:
+        case .database:
             writeInt(&buf, Int32(41))
         
         
-        case .checksumMismatch:
+        case .locksUnavailable:
             writeInt(&buf, Int32(42))
         
         
-        case .sizeMismatch:
+        case .checksumMismatch:
             writeInt(&buf, Int32(43))
         
         
-        case .memoryLimitExceeded:
+        case .sizeMismatch:
             writeInt(&buf, Int32(44))
         
         
-        case .cancelled:
+        case .memoryLimitExceeded:
             writeInt(&buf, Int32(45))
         
         
-        case .interrupted:
+        case .cancelled:
             writeInt(&buf, Int32(46))
         
         
-        case .shutDown:
+        case .interrupted:
             writeInt(&buf, Int32(47))
         
         
-        case .sinkRejected:
+        case .shutDown:
             writeInt(&buf, Int32(48))
         
         
-        case .`internal`:
+        case .sinkRejected:
             writeInt(&buf, Int32(49))
+        
+        
+        case .`internal`:
+            writeInt(&buf, Int32(50))
         
         }
     }
@@ -6256,6 +6641,54 @@ fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeCredentialRefresher: FfiConverterRustBuffer {
+    typealias SwiftType = CredentialRefresher?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeCredentialRefresher.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeCredentialRefresher.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeFreshCredentials: FfiConverterRustBuffer {
+    typealias SwiftType = FreshCredentials?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeFreshCredentials.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeFreshCredentials.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypeHandoffConfig: FfiConverterRustBuffer {
     typealias SwiftType = HandoffConfig?
 
@@ -6464,6 +6897,30 @@ fileprivate struct FfiConverterOptionSequenceString: FfiConverterRustBuffer {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterSequenceString.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionSequenceTypeHttpHeader: FfiConverterRustBuffer {
+    typealias SwiftType = [HttpHeader]?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterSequenceTypeHttpHeader.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterSequenceTypeHttpHeader.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -6911,10 +7368,19 @@ private let initializationResult: InitializationResult = {
     if (uniffi_ferry_checksum_method_listenerregistration_wait_ended() != 58787) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_ferry_checksum_method_credentialrefresher_refresh() != 11516) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_ferry_checksum_method_downloadmanager_request_stop() != 28775) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_ferry_checksum_method_downloadmanager_run_budgeted() != 41868) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_downloadmanager_set_credential_refresher() != 34588) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_downloadmanager_update_credentials() != 30347) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_ferry_checksum_method_downloadmanager_hand_off() != 367) {
@@ -7043,6 +7509,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_ferry_checksum_method_testserver_sha256() != 63053) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_ferry_checksum_method_testserver_signed_url() != 2866) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_ferry_checksum_method_testserver_size() != 20468) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -7066,6 +7535,7 @@ private let initializationResult: InitializationResult = {
     }
 
     uniffiCallbackInitChunkSink()
+    uniffiCallbackInitCredentialRefresher()
     uniffiCallbackInitEventListener()
     return InitializationResult.ok
 }()

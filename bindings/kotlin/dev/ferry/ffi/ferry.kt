@@ -663,6 +663,9 @@ internal interface UniffiCallbackInterfaceChunkSinkMethod0 : com.sun.jna.Callbac
 internal interface UniffiCallbackInterfaceEventListenerMethod0 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`event`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
 }
+internal interface UniffiCallbackInterfaceCredentialRefresherMethod0 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`taskId`: RustBuffer.ByValue,`status`: Short,`uniffiOutReturn`: RustBuffer,uniffiCallStatus: UniffiRustCallStatus,)
+}
 @Structure.FieldOrder("uniffiFree", "uniffiClone", "onChunk")
 internal open class UniffiVTableCallbackInterfaceChunkSink(
     @JvmField internal var `uniffiFree`: UniffiCallbackInterfaceFree? = null,
@@ -698,6 +701,25 @@ internal open class UniffiVTableCallbackInterfaceEventListener(
         `uniffiFree` = other.`uniffiFree`
         `uniffiClone` = other.`uniffiClone`
         `onEvent` = other.`onEvent`
+    }
+
+}
+@Structure.FieldOrder("uniffiFree", "uniffiClone", "refresh")
+internal open class UniffiVTableCallbackInterfaceCredentialRefresher(
+    @JvmField internal var `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+    @JvmField internal var `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+    @JvmField internal var `refresh`: UniffiCallbackInterfaceCredentialRefresherMethod0? = null,
+) : Structure() {
+    class UniffiByValue(
+        `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+        `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+        `refresh`: UniffiCallbackInterfaceCredentialRefresherMethod0? = null,
+    ): UniffiVTableCallbackInterfaceCredentialRefresher(`uniffiFree`,`uniffiClone`,`refresh`,), Structure.ByValue
+
+   internal fun uniffiSetValue(other: UniffiVTableCallbackInterfaceCredentialRefresher) {
+        `uniffiFree` = other.`uniffiFree`
+        `uniffiClone` = other.`uniffiClone`
+        `refresh` = other.`refresh`
     }
 
 }
@@ -758,9 +780,15 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_ferry_checksum_method_listenerregistration_wait_ended(
     ): Int
+    external fun uniffi_ferry_checksum_method_credentialrefresher_refresh(
+    ): Int
     external fun uniffi_ferry_checksum_method_downloadmanager_request_stop(
     ): Int
     external fun uniffi_ferry_checksum_method_downloadmanager_run_budgeted(
+    ): Int
+    external fun uniffi_ferry_checksum_method_downloadmanager_set_credential_refresher(
+    ): Int
+    external fun uniffi_ferry_checksum_method_downloadmanager_update_credentials(
     ): Int
     external fun uniffi_ferry_checksum_method_downloadmanager_hand_off(
     ): Int
@@ -846,6 +874,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_ferry_checksum_method_testserver_sha256(
     ): Int
+    external fun uniffi_ferry_checksum_method_testserver_signed_url(
+    ): Int
     external fun uniffi_ferry_checksum_method_testserver_size(
     ): Int
     external fun uniffi_ferry_checksum_method_testserver_stats(
@@ -877,6 +907,7 @@ internal object UniffiLib {
     init {
         Native.register(UniffiLib::class.java, findLibraryName(componentName = "ferry"))
         uniffiCallbackInterfaceChunkSink.register(this)
+        uniffiCallbackInterfaceCredentialRefresher.register(this)
         uniffiCallbackInterfaceEventListener.register(this)
         
     }
@@ -920,6 +951,14 @@ internal object UniffiLib {
     ): Byte
     external fun uniffi_ferry_fn_method_listenerregistration_wait_ended(`ptr`: Long,
     ): Long
+    external fun uniffi_ferry_fn_clone_credentialrefresher(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_ferry_fn_free_credentialrefresher(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_ferry_fn_init_callback_vtable_credentialrefresher(`vtable`: UniffiVTableCallbackInterfaceCredentialRefresher,
+    ): Unit
+    external fun uniffi_ferry_fn_method_credentialrefresher_refresh(`ptr`: Long,`taskId`: RustBuffer.ByValue,`status`: Short,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_ferry_fn_clone_downloadmanager(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_ferry_fn_free_downloadmanager(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -930,6 +969,10 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_ferry_fn_method_downloadmanager_run_budgeted(`ptr`: Long,`budgetMs`: Long,`taskIds`: RustBuffer.ByValue,
     ): Long
+    external fun uniffi_ferry_fn_method_downloadmanager_set_credential_refresher(`ptr`: Long,`refresher`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_ferry_fn_method_downloadmanager_update_credentials(`ptr`: Long,`taskId`: RustBuffer.ByValue,`credentials`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_ferry_fn_method_downloadmanager_hand_off(`ptr`: Long,`taskIds`: RustBuffer.ByValue,`config`: RustBuffer.ByValue,
     ): Long
     external fun uniffi_ferry_fn_method_downloadmanager_ingest_chunk(`ptr`: Long,`leaseId`: RustBuffer.ByValue,`filePath`: RustBuffer.ByValue,`response`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -1019,6 +1062,8 @@ internal object UniffiLib {
     external fun uniffi_ferry_fn_method_testserver_set_config(`ptr`: Long,`config`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_ferry_fn_method_testserver_sha256(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_ferry_fn_method_testserver_signed_url(`ptr`: Long,`validMs`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_ferry_fn_method_testserver_size(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
@@ -1211,10 +1256,19 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_ferry_checksum_method_listenerregistration_wait_ended() and 0xFFFF) != 58787) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_ferry_checksum_method_credentialrefresher_refresh() and 0xFFFF) != 11516) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_ferry_checksum_method_downloadmanager_request_stop() and 0xFFFF) != 28775) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_ferry_checksum_method_downloadmanager_run_budgeted() and 0xFFFF) != 41868) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_ferry_checksum_method_downloadmanager_set_credential_refresher() and 0xFFFF) != 34588) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_ferry_checksum_method_downloadmanager_update_credentials() and 0xFFFF) != 30347) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_ferry_checksum_method_downloadmanager_hand_off() and 0xFFFF) != 367) {
@@ -1341,6 +1395,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_ferry_checksum_method_testserver_sha256() and 0xFFFF) != 63053) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_ferry_checksum_method_testserver_signed_url() and 0xFFFF) != 2866) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_ferry_checksum_method_testserver_size() and 0xFFFF) != 20468) {
@@ -2263,6 +2320,344 @@ public object FfiConverterTypeChunkSink: FfiConverter<ChunkSink, Long> {
 
 
 /**
+ * The host's source of fresh credentials (implemented in Swift, Kotlin or Python).
+ */
+public interface CredentialRefresher {
+    
+    /**
+     * Fresh credentials for `task_id`, whose server answered `status` (401 or 403; 0 before a
+     * resume). Return nothing to give up (the task fails with `AccessDenied`); throw to fail it
+     * with `CredentialsRefreshFailed`. Called on a Ferry thread; it may block (to ask a token
+     * service) up to `ManagerConfig.refresh_timeout_ms`.
+     */
+    fun `refresh`(`taskId`: kotlin.String, `status`: kotlin.UShort): FreshCredentials?
+    
+    companion object
+}
+
+/**
+ * The host's source of fresh credentials (implemented in Swift, Kotlin or Python).
+ */
+open class CredentialRefresherImpl: Disposable, AutoCloseable, CredentialRefresher
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_ferry_fn_free_credentialrefresher(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_ferry_fn_clone_credentialrefresher(handle, status)
+        }
+    }
+
+    
+    /**
+     * Fresh credentials for `task_id`, whose server answered `status` (401 or 403; 0 before a
+     * resume). Return nothing to give up (the task fails with `AccessDenied`); throw to fail it
+     * with `CredentialsRefreshFailed`. Called on a Ferry thread; it may block (to ask a token
+     * service) up to `ManagerConfig.refresh_timeout_ms`.
+     */
+    @Throws(CallbackException::class)override fun `refresh`(`taskId`: kotlin.String, `status`: kotlin.UShort): FreshCredentials? {
+            return FfiConverterOptionalTypeFreshCredentials.lift(
+    callWithHandle {
+    uniffiRustCallWithError(CallbackException) { _status ->
+    UniffiLib.uniffi_ferry_fn_method_credentialrefresher_refresh(
+        it,
+        
+        FfiConverterString.lower(`taskId`),
+        FfiConverterUShort.lower(`status`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+
+// Put the implementation in an object so we don't pollute the top-level namespace
+internal object uniffiCallbackInterfaceCredentialRefresher {
+    internal object `refresh`: UniffiCallbackInterfaceCredentialRefresherMethod0 {
+        override fun callback(`uniffiHandle`: Long,`taskId`: RustBuffer.ByValue,`status`: Short,`uniffiOutReturn`: RustBuffer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeCredentialRefresher.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`refresh`(
+                    FfiConverterString.lift(`taskId`),
+                    FfiConverterUShort.lift(`status`),
+                )
+            }
+            val writeReturn = { value: FreshCredentials? -> uniffiOutReturn.setValue(FfiConverterOptionalTypeFreshCredentials.lower(value)) }
+            uniffiTraitInterfaceCallWithError(
+                uniffiCallStatus,
+                makeCall,
+                writeReturn,
+                { e: CallbackException -> FfiConverterTypeCallbackError.lower(e) }
+            )
+        }
+    }
+
+    internal object uniffiFree: UniffiCallbackInterfaceFree {
+        override fun callback(handle: Long) {
+            FfiConverterTypeCredentialRefresher.handleMap.remove(handle)
+        }
+    }
+
+    internal object uniffiClone: UniffiCallbackInterfaceClone {
+        override fun callback(handle: Long): Long {
+            return FfiConverterTypeCredentialRefresher.handleMap.clone(handle)
+        }
+    }
+
+    internal var vtable = UniffiVTableCallbackInterfaceCredentialRefresher.UniffiByValue(
+        uniffiFree,
+        uniffiClone,
+        `refresh`,
+    )
+
+    // Registers the foreign callback with the Rust side.
+    // This method is generated for each callback interface.
+    internal fun register(lib: UniffiLib) {
+        lib.uniffi_ferry_fn_init_callback_vtable_credentialrefresher(vtable)
+    }
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeCredentialRefresher: FfiConverter<CredentialRefresher, Long> {
+    internal val handleMap = UniffiHandleMap<CredentialRefresher>()
+
+    override fun lower(value: CredentialRefresher): Long {
+        if (value is CredentialRefresherImpl) {
+             // Rust-implemented object.  Clone the handle and return it
+            return value.uniffiCloneHandle()
+         } else {
+            // Kotlin object, generate a new vtable handle and return that.
+            return handleMap.insert(value)
+         }
+    }
+
+    override fun lift(value: Long): CredentialRefresher {
+        if ((value and 1.toLong()) == 0.toLong()) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return CredentialRefresherImpl(UniffiWithHandle, value)
+        } else {
+            // Kotlin-generated handle, get the object from the handle map
+            return handleMap.remove(value)
+        }
+    }
+
+    override fun read(buf: ByteBuffer): CredentialRefresher {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: CredentialRefresher) = 8UL
+
+    override fun write(value: CredentialRefresher, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
  * A download manager over one state directory (its persistent task table). Opening the same
  * directory twice in one process gives the same underlying manager.
  *
@@ -2293,6 +2688,20 @@ public interface DownloadManagerInterface {
      * twice. One outcome per task, in order.
      */
     suspend fun `runBudgeted`(`budgetMs`: kotlin.ULong, `taskIds`: List<kotlin.String>? = null): List<TaskRunOutcome>
+    
+    /**
+     * Sets the refresher the engine asks for fresh credentials (`None` removes it). Without
+     * one, a 401 or 403 fails the task with `AccessDenied`.
+     */
+    fun `setCredentialRefresher`(`refresher`: CredentialRefresher?)
+    
+    /**
+     * Replaces a task's URL or headers, stored with the task and used from its next request on;
+     * the validators still decide whether the new URL serves the same bytes. A task that failed
+     * with `AccessDenied` is then resumed with `resume`. `InvalidState` for a completed or
+     * cancelled task.
+     */
+    fun `updateCredentials`(`taskId`: kotlin.String, `credentials`: FreshCredentials)
     
     /**
      * Hands the given tasks (`None`: every queued or running file task) to the OS: their
@@ -2662,6 +3071,44 @@ open class DownloadManager: Disposable, AutoCloseable, DownloadManagerInterface
         UniffiNullRustCallStatusErrorHandler,
     )
     }
+
+    
+    /**
+     * Sets the refresher the engine asks for fresh credentials (`None` removes it). Without
+     * one, a 401 or 403 fails the task with `AccessDenied`.
+     */override fun `setCredentialRefresher`(`refresher`: CredentialRefresher?)
+        = 
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_ferry_fn_method_downloadmanager_set_credential_refresher(
+        it,
+        
+        FfiConverterOptionalTypeCredentialRefresher.lower(`refresher`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Replaces a task's URL or headers, stored with the task and used from its next request on;
+     * the validators still decide whether the new URL serves the same bytes. A task that failed
+     * with `AccessDenied` is then resumed with `resume`. `InvalidState` for a completed or
+     * cancelled task.
+     */
+    @Throws(DownloadException::class)override fun `updateCredentials`(`taskId`: kotlin.String, `credentials`: FreshCredentials)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(DownloadException) { _status ->
+    UniffiLib.uniffi_ferry_fn_method_downloadmanager_update_credentials(
+        it,
+        
+        FfiConverterString.lower(`taskId`),
+        FfiConverterTypeFreshCredentials.lower(`credentials`),_status)
+}
+    }
+    
+    
 
     
     /**
@@ -4525,6 +4972,12 @@ public interface TestServerInterface {
     fun `sha256`(): kotlin.String
     
     /**
+     * The file's URL signed to expire `valid_ms` milliseconds from now: after that the server
+     * answers it with 403, as a CDN's signed URLs do (for credential refresh tests).
+     */
+    fun `signedUrl`(`validMs`: kotlin.ULong): kotlin.String
+    
+    /**
      * The file's current length.
      */
     fun `size`(): kotlin.ULong
@@ -4749,6 +5202,24 @@ open class TestServer: Disposable, AutoCloseable, TestServerInterface
     UniffiLib.uniffi_ferry_fn_method_testserver_sha256(
         it,
         _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The file's URL signed to expire `valid_ms` milliseconds from now: after that the server
+     * answers it with 403, as a CDN's signed URLs do (for credential refresh tests).
+     */override fun `signedUrl`(`validMs`: kotlin.ULong): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_ferry_fn_method_testserver_signed_url(
+        it,
+        
+        FfiConverterULong.lower(`validMs`),_status)
 }
     }
     )
@@ -5046,6 +5517,54 @@ public object FfiConverterTypeDownloadRequest: FfiConverterRustBuffer<DownloadRe
             FfiConverterBoolean.write(value.`overwrite`, buf)
             FfiConverterOptionalULong.write(value.`memoryLimit`, buf)
             FfiConverterOptionalULong.write(value.`rateLimit`, buf)
+    }
+}
+
+
+
+/**
+ * A new URL for the same resource (a newly signed one), new request headers (a new token), or
+ * both. An unset field keeps the task's current one; headers replace the task's extra headers.
+ */
+data class FreshCredentials (
+    /**
+     * The new http(s) URL.
+     */
+    var `url`: kotlin.String? = null 
+    , 
+    /**
+     * The task's request headers from now on.
+     */
+    var `headers`: List<HttpHeader>? = null 
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeFreshCredentials: FfiConverterRustBuffer<FreshCredentials> {
+    override fun read(buf: ByteBuffer): FreshCredentials {
+        return FreshCredentials(
+            FfiConverterOptionalString.read(buf),
+            FfiConverterOptionalSequenceTypeHttpHeader.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: FreshCredentials) = (
+            FfiConverterOptionalString.allocationSize(value.`url`) +
+            FfiConverterOptionalSequenceTypeHttpHeader.allocationSize(value.`headers`)
+    )
+
+    override fun write(value: FreshCredentials, buf: ByteBuffer) {
+            FfiConverterOptionalString.write(value.`url`, buf)
+            FfiConverterOptionalSequenceTypeHttpHeader.write(value.`headers`, buf)
     }
 }
 
@@ -5351,6 +5870,18 @@ data class ManagerConfig (
      * downloads run with `set_rate_limit`.
      */
     var `rateLimit`: kotlin.ULong? = null 
+    , 
+    /**
+     * How long the credential refresher may take before the task fails with
+     * `CredentialsRefreshFailed`, milliseconds (default 30000).
+     */
+    var `refreshTimeoutMs`: kotlin.ULong? = null 
+    , 
+    /**
+     * Ask the credential refresher before every run that resumes a task with bytes (status 0),
+     * not only after a 401 or 403 (default false).
+     */
+    var `refreshBeforeResume`: kotlin.Boolean? = null 
     
 ){
     
@@ -5381,6 +5912,8 @@ public object FfiConverterTypeManagerConfig: FfiConverterRustBuffer<ManagerConfi
             FfiConverterOptionalString.read(buf),
             FfiConverterSequenceTypePathRoot.read(buf),
             FfiConverterOptionalULong.read(buf),
+            FfiConverterOptionalULong.read(buf),
+            FfiConverterOptionalBoolean.read(buf),
         )
     }
 
@@ -5398,7 +5931,9 @@ public object FfiConverterTypeManagerConfig: FfiConverterRustBuffer<ManagerConfi
             FfiConverterOptionalString.allocationSize(value.`proxy`) +
             FfiConverterOptionalString.allocationSize(value.`noProxy`) +
             FfiConverterSequenceTypePathRoot.allocationSize(value.`roots`) +
-            FfiConverterOptionalULong.allocationSize(value.`rateLimit`)
+            FfiConverterOptionalULong.allocationSize(value.`rateLimit`) +
+            FfiConverterOptionalULong.allocationSize(value.`refreshTimeoutMs`) +
+            FfiConverterOptionalBoolean.allocationSize(value.`refreshBeforeResume`)
     )
 
     override fun write(value: ManagerConfig, buf: ByteBuffer) {
@@ -5416,6 +5951,8 @@ public object FfiConverterTypeManagerConfig: FfiConverterRustBuffer<ManagerConfi
             FfiConverterOptionalString.write(value.`noProxy`, buf)
             FfiConverterSequenceTypePathRoot.write(value.`roots`, buf)
             FfiConverterOptionalULong.write(value.`rateLimit`, buf)
+            FfiConverterOptionalULong.write(value.`refreshTimeoutMs`, buf)
+            FfiConverterOptionalBoolean.write(value.`refreshBeforeResume`, buf)
     }
 }
 
@@ -6902,6 +7439,7 @@ enum class ErrorCode(val value: kotlin.UShort) {
     UNSUPPORTED_ENCODING(2014u),
     ACCESS_DENIED(2015u),
     PROTOCOL_ERROR(2016u),
+    CREDENTIALS_REFRESH_FAILED(2017u),
     DISK_FULL(3001u),
     STORAGE_IO(3002u),
     PERMISSION_DENIED(3003u),
@@ -7746,6 +8284,70 @@ public object FfiConverterOptionalString: FfiConverterRustBuffer<kotlin.String?>
 /**
  * @suppress
  */
+public object FfiConverterOptionalTypeCredentialRefresher: FfiConverterRustBuffer<CredentialRefresher?> {
+    override fun read(buf: ByteBuffer): CredentialRefresher? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeCredentialRefresher.read(buf)
+    }
+
+    override fun allocationSize(value: CredentialRefresher?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeCredentialRefresher.allocationSize(value)
+        }
+    }
+
+    override fun write(value: CredentialRefresher?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeCredentialRefresher.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeFreshCredentials: FfiConverterRustBuffer<FreshCredentials?> {
+    override fun read(buf: ByteBuffer): FreshCredentials? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeFreshCredentials.read(buf)
+    }
+
+    override fun allocationSize(value: FreshCredentials?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeFreshCredentials.allocationSize(value)
+        }
+    }
+
+    override fun write(value: FreshCredentials?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeFreshCredentials.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterOptionalTypeHandoffConfig: FfiConverterRustBuffer<HandoffConfig?> {
     override fun read(buf: ByteBuffer): HandoffConfig? {
         if (buf.get().toInt() == 0) {
@@ -8024,6 +8626,38 @@ public object FfiConverterOptionalSequenceString: FfiConverterRustBuffer<List<ko
         } else {
             buf.put(1)
             FfiConverterSequenceString.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalSequenceTypeHttpHeader: FfiConverterRustBuffer<List<HttpHeader>?> {
+    override fun read(buf: ByteBuffer): List<HttpHeader>? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterSequenceTypeHttpHeader.read(buf)
+    }
+
+    override fun allocationSize(value: List<HttpHeader>?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterSequenceTypeHttpHeader.allocationSize(value)
+        }
+    }
+
+    override fun write(value: List<HttpHeader>?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterSequenceTypeHttpHeader.write(value, buf)
         }
     }
 }
