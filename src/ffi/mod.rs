@@ -3,6 +3,7 @@
 //! - [`manager::DownloadManager`]: the object over one state directory.
 //! - [`budget`]: runs bounded in time, for Android workers and jobs, and the stop they request.
 //! - [`handoff`]: leases to the OS (iOS background sessions, Android jobs) and ingesting their chunks.
+//! - [`network`]: the network the host reports, task network policies, why a task waits.
 //! - [`seed`]: `download` / `status` / `cancel` on a default manager.
 //! - [`callbacks`]: event listeners, stream sinks, the pull-style event stream.
 //! - [`testing`]: the loopback test server with its faults, for unit tests of app code.
@@ -16,6 +17,7 @@ pub mod callbacks;
 pub mod error;
 pub mod handoff;
 pub mod manager;
+pub mod network;
 pub mod seed;
 pub mod testing;
 pub mod types;

@@ -61,6 +61,7 @@ pub fn download(url: String, destination: String, task_id: Option<String>) -> Re
         priority: 0,
         overwrite: false,
         memory_limit: None,
+        network_policy: None,
     })
 }
 

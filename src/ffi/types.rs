@@ -1,6 +1,7 @@
 //! Records and enums that cross the FFI, mirroring engine types, with their conversions.
 
 use super::error::ErrorCode;
+use super::network::{NetworkPolicy, WaitReason};
 use crate::engine;
 use std::path::PathBuf;
 
@@ -43,6 +44,9 @@ pub struct DownloadRequest {
     /// Keep the body in memory, up to this many bytes (instead of a file).
     #[uniffi(default)]
     pub memory_limit: Option<u64>,
+    /// Which networks the task may use; absent = any.
+    #[uniffi(default)]
+    pub network_policy: Option<NetworkPolicy>,
 }
 
 impl DownloadRequest {
@@ -58,6 +62,7 @@ impl DownloadRequest {
             overwrite: self.overwrite,
             memory_limit: self.memory_limit,
             stream,
+            network_policy: self.network_policy.map(Into::into).unwrap_or_default(),
         }
     }
 }
@@ -147,6 +152,11 @@ pub struct TaskStatus {
     pub updated_ms: i64,
     /// The OS fetches some of its ranges (handed off); `bytes` includes what the OS reports.
     pub handed_off: bool,
+    /// Which networks it may use.
+    pub network_policy: NetworkPolicy,
+    /// Why a queued task waits instead of running (no network, or one its policy refuses); absent
+    /// when it runs or only waits its turn.
+    pub waiting: Option<WaitReason>,
 }
 
 impl From<engine::TaskInfo> for TaskStatus {
@@ -168,6 +178,8 @@ impl From<engine::TaskInfo> for TaskStatus {
             created_ms: t.created_ms,
             updated_ms: t.updated_ms,
             handed_off: t.handed_off,
+            network_policy: t.network_policy.into(),
+            waiting: t.waiting.map(Into::into),
         }
     }
 }
@@ -328,6 +340,12 @@ pub struct ManagerConfig {
     /// missing directories are `InvalidConfig`. Default: none.
     #[uniffi(default)]
     pub roots: Vec<PathRoot>,
+    /// While no network is reported (`set_network`), a task that could not connect at all through
+    /// its retries, while no other task had a connection, waits (`NetworkUnreachable`) and tries
+    /// again after a growing backoff instead of failing (default false: a dead server looks the
+    /// same).
+    #[uniffi(default)]
+    pub wait_when_unreachable: Option<bool>,
 }
 
 impl From<ManagerConfig> for engine::Config {
@@ -352,6 +370,7 @@ impl From<ManagerConfig> for engine::Config {
             proxy: c.proxy,
             no_proxy: c.no_proxy,
             roots: c.roots.into_iter().map(|r| (r.name, PathBuf::from(r.path))).collect(),
+            wait_when_unreachable: c.wait_when_unreachable.unwrap_or(d.wait_when_unreachable),
             ..d
         }
     }

@@ -83,6 +83,11 @@ pub struct Config {
     /// follow a container that moves (iOS moves an app's container after an update or a restore).
     /// Names are 1–64 ASCII letters, digits, `_`, `-` or `.`, unique. See [`super::roots`].
     pub roots: Vec<(String, std::path::PathBuf)>,
+    /// While no host reports the network (see [`super::network`]), a run that could not connect
+    /// at all through its whole retry budget, while no other task had a connection, waits
+    /// (`network_unreachable`) and tries again after a growing backoff instead of failing. Off by
+    /// default: from here a dead server looks the same as no network.
+    pub wait_when_unreachable: bool,
 }
 
 impl Default for Config {
@@ -104,6 +109,7 @@ impl Default for Config {
             proxy: None,
             no_proxy: None,
             roots: Vec::new(),
+            wait_when_unreachable: false,
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct Request {
     pub memory_limit: Option<u64>,
     /// Stream output.
     pub stream: Option<Arc<dyn ChunkSink>>,
+    /// Which networks the task may use (see [`super::network`]).
+    pub network_policy: super::network::NetworkPolicy,
 }
 
 impl std::fmt::Debug for Request {
@@ -97,7 +99,8 @@ impl Request {
         };
         let headers = validate_headers(&self.headers)?;
         let sha256 = self.sha256.as_deref().map(validate_sha256).transpose()?;
-        Ok(TaskSpec { id, url, output, headers, connections, sha256, priority: self.priority, overwrite: self.overwrite })
+        let (priority, overwrite, network_policy) = (self.priority, self.overwrite, self.network_policy);
+        Ok(TaskSpec { id, url, output, headers, connections, sha256, priority, overwrite, network_policy })
     }
 }
 

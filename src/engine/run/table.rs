@@ -2,6 +2,7 @@
 //! live counters a running download updates without locks.
 
 use crate::engine::http::verdict::Validator;
+use crate::engine::model::network::{NetworkPolicy, WaitReason};
 use crate::engine::model::task::{TaskError, TaskInfo, TaskSpec, TaskState};
 use crate::engine::ranges::map::SegmentRow;
 use parking_lot::Mutex;
@@ -87,6 +88,9 @@ pub enum StopReason {
     /// A budgeted run is over (its time is spent, or a stop was requested): the task waits, held,
     /// for the next run.
     Budget,
+    /// The network the host reports is gone, or the task's policy refuses it: the task waits,
+    /// queued, with its reason, and resumes from its bytes when the network allows.
+    Network,
 }
 
 /// Controls a live runner.
@@ -200,6 +204,12 @@ pub struct EntryInner {
     /// A hand-off is stopping its runner to lease what is left: the runner's exit must not requeue
     /// it.
     pub handing_off: bool,
+    /// Which networks it may use.
+    pub network_policy: NetworkPolicy,
+    /// Why it waits, queued, instead of running (see `model::network`).
+    pub waiting: Option<WaitReason>,
+    /// Engine-judged network waits in a row (see `Config::wait_when_unreachable`).
+    pub unreachable_streak: u32,
 }
 
 /// A range the OS is fetching for a task (see `handoff`).
@@ -275,6 +285,9 @@ impl EntryInner {
             last_reported: None,
             leases: Vec::new(),
             handing_off: false,
+            network_policy: NetworkPolicy::Any,
+            waiting: None,
+            unreachable_streak: 0,
         }
     }
 }
@@ -399,6 +412,8 @@ impl TaskEntry {
             created_ms: self.created_ms,
             updated_ms: g.updated_ms,
             handed_off,
+            network_policy: g.network_policy,
+            waiting: g.waiting.filter(|_| g.state == TaskState::Queued),
         }
     }
 }
