@@ -3,6 +3,7 @@
 package dev.ferry
 
 import dev.ferry.ffi.DownloadRequest
+import dev.ferry.ffi.NetworkPolicy
 import java.io.File
 
 /**
@@ -12,6 +13,7 @@ import java.io.File
  * @param taskId your id for the task (a UUID when absent).
  * @param sha256 expected SHA-256 (hex); the file only appears when it matches.
  * @param overwrite replace an existing file at [destination].
+ * @param networkPolicy which networks it may use (any when absent); see [Ferry.setNetwork].
  */
 fun downloadRequest(
     url: String,
@@ -19,10 +21,12 @@ fun downloadRequest(
     taskId: String? = null,
     sha256: String? = null,
     overwrite: Boolean = false,
+    networkPolicy: NetworkPolicy? = null,
 ): DownloadRequest = DownloadRequest(
     url = url,
     destination = destination.path,
     taskId = taskId,
     sha256 = sha256,
     overwrite = overwrite,
+    networkPolicy = networkPolicy,
 )
