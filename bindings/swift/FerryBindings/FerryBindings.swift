@@ -1076,6 +1076,24 @@ public protocol DownloadManagerProtocol: AnyObject, Sendable {
      */
     func wait(taskId: String) async throws  -> TaskStatus
     
+    /**
+     * The network as last reported.
+     */
+    func network()  -> NetworkState
+    
+    /**
+     * Tells the engine the network's state; call it on every change your path monitor reports.
+     * Tasks the network refuses stop (their bytes kept) and wait, queued, with `waiting` in their
+     * status, spending no retries; they resume on their own when a report allows them. Until the
+     * first report the network counts as available, unmetered and unconstrained.
+     */
+    func setNetwork(network: NetworkState) 
+    
+    /**
+     * Changes which networks a task may use; applies at once.
+     */
+    func setNetworkPolicy(taskId: String, policy: NetworkPolicy) throws 
+    
 }
 /**
  * A download manager over one state directory (its persistent task table). Opening the same
@@ -1662,6 +1680,46 @@ open func wait(taskId: String)async throws  -> TaskStatus  {
             liftFunc: FfiConverterTypeTaskStatus_lift,
             errorHandler: FfiConverterTypeDownloadError_lift
         )
+}
+    
+    /**
+     * The network as last reported.
+     */
+open func network() -> NetworkState  {
+    return try!  FfiConverterTypeNetworkState_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_downloadmanager_network(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Tells the engine the network's state; call it on every change your path monitor reports.
+     * Tasks the network refuses stop (their bytes kept) and wait, queued, with `waiting` in their
+     * status, spending no retries; they resume on their own when a report allows them. Until the
+     * first report the network counts as available, unmetered and unconstrained.
+     */
+open func setNetwork(network: NetworkState)  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_downloadmanager_set_network(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeNetworkState_lower(network),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Changes which networks a task may use; applies at once.
+     */
+open func setNetworkPolicy(taskId: String, policy: NetworkPolicy)throws   {try rustCallWithError(FfiConverterTypeDownloadError_lift) {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_downloadmanager_set_network_policy(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(taskId),
+        FfiConverterTypeNetworkPolicy_lower(policy),uniffiCallStatus
+    )
+}
 }
     
 
@@ -2720,6 +2778,10 @@ public struct DownloadRequest: Equatable, Hashable {
      * Keep the body in memory, up to this many bytes (instead of a file).
      */
     public let memoryLimit: UInt64?
+    /**
+     * Which networks the task may use; absent = any.
+     */
+    public let networkPolicy: NetworkPolicy?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2750,7 +2812,10 @@ public struct DownloadRequest: Equatable, Hashable {
          */overwrite: Bool = false, 
         /**
          * Keep the body in memory, up to this many bytes (instead of a file).
-         */memoryLimit: UInt64? = nil) {
+         */memoryLimit: UInt64? = nil, 
+        /**
+         * Which networks the task may use; absent = any.
+         */networkPolicy: NetworkPolicy? = nil) {
         self.url = url
         self.destination = destination
         self.taskId = taskId
@@ -2760,6 +2825,7 @@ public struct DownloadRequest: Equatable, Hashable {
         self.priority = priority
         self.overwrite = overwrite
         self.memoryLimit = memoryLimit
+        self.networkPolicy = networkPolicy
     }
 
     
@@ -2786,7 +2852,8 @@ public struct FfiConverterTypeDownloadRequest: FfiConverterRustBuffer {
                 sha256: FfiConverterOptionString.read(from: &buf), 
                 priority: FfiConverterInt32.read(from: &buf), 
                 overwrite: FfiConverterBool.read(from: &buf), 
-                memoryLimit: FfiConverterOptionUInt64.read(from: &buf)
+                memoryLimit: FfiConverterOptionUInt64.read(from: &buf), 
+                networkPolicy: FfiConverterOptionTypeNetworkPolicy.read(from: &buf)
         )
     }
 
@@ -2800,6 +2867,7 @@ public struct FfiConverterTypeDownloadRequest: FfiConverterRustBuffer {
         FfiConverterInt32.write(value.priority, into: &buf)
         FfiConverterBool.write(value.overwrite, into: &buf)
         FfiConverterOptionUInt64.write(value.memoryLimit, into: &buf)
+        FfiConverterOptionTypeNetworkPolicy.write(value.networkPolicy, into: &buf)
     }
 }
 
@@ -3195,6 +3263,13 @@ public struct ManagerConfig: Equatable, Hashable {
      * missing directories are `InvalidConfig`. Default: none.
      */
     public let roots: [PathRoot]
+    /**
+     * While no network is reported (`set_network`), a task that could not connect at all through
+     * its retries, while no other task had a connection, waits (`NetworkUnreachable`) and tries
+     * again after a growing backoff instead of failing (default false: a dead server looks the
+     * same).
+     */
+    public let waitWhenUnreachable: Bool?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -3251,7 +3326,13 @@ public struct ManagerConfig: Equatable, Hashable {
          * nor taken over, and can only be removed (its files stay). Every process sharing a state
          * directory should declare the same roots. Invalid names, duplicate names, relative paths and
          * missing directories are `InvalidConfig`. Default: none.
-         */roots: [PathRoot] = []) {
+         */roots: [PathRoot] = [], 
+        /**
+         * While no network is reported (`set_network`), a task that could not connect at all through
+         * its retries, while no other task had a connection, waits (`NetworkUnreachable`) and tries
+         * again after a growing backoff instead of failing (default false: a dead server looks the
+         * same).
+         */waitWhenUnreachable: Bool? = nil) {
         self.limits = limits
         self.connectTimeoutMs = connectTimeoutMs
         self.idleTimeoutMs = idleTimeoutMs
@@ -3265,6 +3346,7 @@ public struct ManagerConfig: Equatable, Hashable {
         self.proxy = proxy
         self.noProxy = noProxy
         self.roots = roots
+        self.waitWhenUnreachable = waitWhenUnreachable
     }
 
     
@@ -3295,7 +3377,8 @@ public struct FfiConverterTypeManagerConfig: FfiConverterRustBuffer {
                 bundledTlsRoots: FfiConverterOptionBool.read(from: &buf), 
                 proxy: FfiConverterOptionString.read(from: &buf), 
                 noProxy: FfiConverterOptionString.read(from: &buf), 
-                roots: FfiConverterSequenceTypePathRoot.read(from: &buf)
+                roots: FfiConverterSequenceTypePathRoot.read(from: &buf), 
+                waitWhenUnreachable: FfiConverterOptionBool.read(from: &buf)
         )
     }
 
@@ -3313,6 +3396,7 @@ public struct FfiConverterTypeManagerConfig: FfiConverterRustBuffer {
         FfiConverterOptionString.write(value.proxy, into: &buf)
         FfiConverterOptionString.write(value.noProxy, into: &buf)
         FfiConverterSequenceTypePathRoot.write(value.roots, into: &buf)
+        FfiConverterOptionBool.write(value.waitWhenUnreachable, into: &buf)
     }
 }
 
@@ -3329,6 +3413,87 @@ public func FfiConverterTypeManagerConfig_lift(_ buf: RustBuffer) throws -> Mana
 #endif
 public func FfiConverterTypeManagerConfig_lower(_ value: ManagerConfig) -> RustBuffer {
     return FfiConverterTypeManagerConfig.lower(value)
+}
+
+
+/**
+ * The network as the host sees it: on iOS from `NWPathMonitor` (`status == .satisfied`,
+ * `isExpensive`, `isConstrained`), on Android from `ConnectivityManager` (a default network with
+ * `NET_CAPABILITY_VALIDATED`, `isActiveNetworkMetered`, Data Saver).
+ */
+public struct NetworkState: Equatable, Hashable {
+    /**
+     * Some path to the internet exists.
+     */
+    public let available: Bool
+    /**
+     * It costs money: cellular, a hotspot, a metered Wi-Fi.
+     */
+    public let expensive: Bool
+    /**
+     * The user asked to save data: Low Data Mode, Data Saver.
+     */
+    public let constrained: Bool
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Some path to the internet exists.
+         */available: Bool, 
+        /**
+         * It costs money: cellular, a hotspot, a metered Wi-Fi.
+         */expensive: Bool = false, 
+        /**
+         * The user asked to save data: Low Data Mode, Data Saver.
+         */constrained: Bool = false) {
+        self.available = available
+        self.expensive = expensive
+        self.constrained = constrained
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension NetworkState: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeNetworkState: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> NetworkState {
+        return
+            try NetworkState(
+                available: FfiConverterBool.read(from: &buf), 
+                expensive: FfiConverterBool.read(from: &buf), 
+                constrained: FfiConverterBool.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: NetworkState, into buf: inout [UInt8]) {
+        FfiConverterBool.write(value.available, into: &buf)
+        FfiConverterBool.write(value.expensive, into: &buf)
+        FfiConverterBool.write(value.constrained, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeNetworkState_lift(_ buf: RustBuffer) throws -> NetworkState {
+    return try FfiConverterTypeNetworkState.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeNetworkState_lower(_ value: NetworkState) -> RustBuffer {
+    return FfiConverterTypeNetworkState.lower(value)
 }
 
 
@@ -4014,6 +4179,15 @@ public struct TaskStatus: Equatable, Hashable {
      * The OS fetches some of its ranges (handed off); `bytes` includes what the OS reports.
      */
     public let handedOff: Bool
+    /**
+     * Which networks it may use.
+     */
+    public let networkPolicy: NetworkPolicy
+    /**
+     * Why a queued task waits instead of running (no network, or one its policy refuses); absent
+     * when it runs or only waits its turn.
+     */
+    public let waiting: WaitReason?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -4068,7 +4242,14 @@ public struct TaskStatus: Equatable, Hashable {
          */updatedMs: Int64, 
         /**
          * The OS fetches some of its ranges (handed off); `bytes` includes what the OS reports.
-         */handedOff: Bool) {
+         */handedOff: Bool, 
+        /**
+         * Which networks it may use.
+         */networkPolicy: NetworkPolicy, 
+        /**
+         * Why a queued task waits instead of running (no network, or one its policy refuses); absent
+         * when it runs or only waits its turn.
+         */waiting: WaitReason?) {
         self.taskId = taskId
         self.url = url
         self.destination = destination
@@ -4085,6 +4266,8 @@ public struct TaskStatus: Equatable, Hashable {
         self.createdMs = createdMs
         self.updatedMs = updatedMs
         self.handedOff = handedOff
+        self.networkPolicy = networkPolicy
+        self.waiting = waiting
     }
 
     
@@ -4118,7 +4301,9 @@ public struct FfiConverterTypeTaskStatus: FfiConverterRustBuffer {
                 priority: FfiConverterInt32.read(from: &buf), 
                 createdMs: FfiConverterInt64.read(from: &buf), 
                 updatedMs: FfiConverterInt64.read(from: &buf), 
-                handedOff: FfiConverterBool.read(from: &buf)
+                handedOff: FfiConverterBool.read(from: &buf), 
+                networkPolicy: FfiConverterTypeNetworkPolicy.read(from: &buf), 
+                waiting: FfiConverterOptionTypeWaitReason.read(from: &buf)
         )
     }
 
@@ -4139,6 +4324,8 @@ public struct FfiConverterTypeTaskStatus: FfiConverterRustBuffer {
         FfiConverterInt64.write(value.createdMs, into: &buf)
         FfiConverterInt64.write(value.updatedMs, into: &buf)
         FfiConverterBool.write(value.handedOff, into: &buf)
+        FfiConverterTypeNetworkPolicy.write(value.networkPolicy, into: &buf)
+        FfiConverterOptionTypeWaitReason.write(value.waiting, into: &buf)
     }
 }
 
@@ -5573,6 +5760,91 @@ public func FfiConverterTypeIngestOutcome_lower(_ value: IngestOutcome) -> RustB
 
 
 /**
+ * Which networks a task may use.
+ */
+
+public enum NetworkPolicy: Equatable, Hashable {
+    
+    /**
+     * Any available network (the default).
+     */
+    case any
+    /**
+     * Neither an expensive nor a constrained one: large downloads that can wait for Wi-Fi.
+     */
+    case notExpensive
+    /**
+     * Any but a constrained one (Low Data Mode, Data Saver).
+     */
+    case notConstrained
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension NetworkPolicy: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeNetworkPolicy: FfiConverterRustBuffer {
+    typealias SwiftType = NetworkPolicy
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> NetworkPolicy {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .any
+        
+        case 2: return .notExpensive
+        
+        case 3: return .notConstrained
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: NetworkPolicy, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .any:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .notExpensive:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .notConstrained:
+            writeInt(&buf, Int32(3))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeNetworkPolicy_lift(_ buf: RustBuffer) throws -> NetworkPolicy {
+    return try FfiConverterTypeNetworkPolicy.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeNetworkPolicy_lower(_ value: NetworkPolicy) -> RustBuffer {
+    return FfiConverterTypeNetworkPolicy.lower(value)
+}
+
+
+
+/**
  * How a task ended its run.
  */
 
@@ -6011,6 +6283,102 @@ public func FfiConverterTypeTestValidators_lower(_ value: TestValidators) -> Rus
 }
 
 
+
+/**
+ * Why a queued task waits instead of running.
+ */
+
+public enum WaitReason: Equatable, Hashable {
+    
+    /**
+     * No network: it resumes, from its bytes, when one comes back.
+     */
+    case networkUnavailable
+    /**
+     * The network is expensive and the task's policy refuses that.
+     */
+    case networkExpensive
+    /**
+     * The network is constrained and the task's policy refuses that.
+     */
+    case networkConstrained
+    /**
+     * No host reports the network and nothing could be reached: it tries again after a backoff
+     * (only with `ManagerConfig.wait_when_unreachable`).
+     */
+    case networkUnreachable
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension WaitReason: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeWaitReason: FfiConverterRustBuffer {
+    typealias SwiftType = WaitReason
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> WaitReason {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .networkUnavailable
+        
+        case 2: return .networkExpensive
+        
+        case 3: return .networkConstrained
+        
+        case 4: return .networkUnreachable
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: WaitReason, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .networkUnavailable:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .networkExpensive:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .networkConstrained:
+            writeInt(&buf, Int32(3))
+        
+        
+        case .networkUnreachable:
+            writeInt(&buf, Int32(4))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeWaitReason_lift(_ buf: RustBuffer) throws -> WaitReason {
+    return try FfiConverterTypeWaitReason.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeWaitReason_lower(_ value: WaitReason) -> RustBuffer {
+    return FfiConverterTypeWaitReason.lower(value)
+}
+
+
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
@@ -6302,6 +6670,30 @@ fileprivate struct FfiConverterOptionTypeDownloadEvent: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeNetworkPolicy: FfiConverterRustBuffer {
+    typealias SwiftType = NetworkPolicy?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeNetworkPolicy.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeNetworkPolicy.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypeTaskState: FfiConverterRustBuffer {
     typealias SwiftType = TaskState?
 
@@ -6342,6 +6734,30 @@ fileprivate struct FfiConverterOptionTypeTestValidators: FfiConverterRustBuffer 
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterTypeTestValidators.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeWaitReason: FfiConverterRustBuffer {
+    typealias SwiftType = WaitReason?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeWaitReason.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeWaitReason.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -6913,6 +7329,15 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_ferry_checksum_method_downloadmanager_wait() != 41379) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_downloadmanager_network() != 11720) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_downloadmanager_set_network() != 18362) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_downloadmanager_set_network_policy() != 54714) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_ferry_checksum_method_testserver_base() != 324) {
