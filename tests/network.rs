@@ -4,7 +4,9 @@
 
 mod support;
 
-use ferry::engine::{Config, ErrorCode, Event, Limits, Manager, NetworkPolicy, NetworkState, Request, RetryPolicy, TaskInfo, TaskState, WaitReason};
+use ferry::engine::{
+    Config, ErrorCode, Event, Limits, Manager, NetworkPolicy, NetworkState, Request, RetryPolicy, TaskInfo, TaskState, WaitReason,
+};
 use ferry::loopback::{Faults, LoopbackServer};
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
@@ -127,7 +129,10 @@ fn a_not_expensive_task_waits_on_cellular_with_its_reason_and_runs_on_wifi() {
     // A task allowed on cellular runs meanwhile; the other never reaches its server.
     assert_eq!(wait(m, runs.as_str(), 60).state, TaskState::Completed);
     let s = status(m, waits.as_str());
-    assert_eq!((s.state, s.waiting, s.network_policy), (TaskState::Queued, Some(WaitReason::NetworkExpensive), NetworkPolicy::NotExpensive));
+    assert_eq!(
+        (s.state, s.waiting, s.network_policy),
+        (TaskState::Queued, Some(WaitReason::NetworkExpensive), NetworkPolicy::NotExpensive)
+    );
     assert_eq!(big.stats().requests.load(SeqCst), 0);
 
     // Low Data Mode on Wi-Fi holds it too, with that reason.

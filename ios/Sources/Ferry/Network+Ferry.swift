@@ -17,9 +17,9 @@ public typealias WaitReason = FerryBindings.WaitReason
 
 extension NetworkState {
     /// No network.
-    public static let offline = NetworkState(available: false, expensive: false, constrained: false)
+    public static var offline: NetworkState { NetworkState(available: false, expensive: false, constrained: false) }
     /// An available network that is neither expensive nor constrained (Wi-Fi, Ethernet).
-    public static let unrestricted = NetworkState(available: true, expensive: false, constrained: false)
+    public static var unrestricted: NetworkState { NetworkState(available: true, expensive: false, constrained: false) }
 }
 
 extension TaskStatus {

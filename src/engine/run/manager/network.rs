@@ -44,7 +44,6 @@ impl Manager {
                 self.inner.env.store.set_network_policy(id, policy)?;
             }
             e.inner.lock().network_policy = policy;
-            s.ready.unpark(&e.spec.id);
             self.inner.rejudge(&mut s);
         }
         self.inner.dispatch();
