@@ -284,6 +284,10 @@ impl Store {
     }
 }
 
+/// How many columns [`row_columns`] names: a statement that selects more after them reads those
+/// from this index on.
+pub(super) const ROW_COLUMNS: usize = 21;
+
 /// The columns [`read_row`] reads, in its order, from a table of schema `version`.
 pub(super) fn row_columns(version: i64) -> String {
     // A reader may look at a table of schema 1 (written by an older process that owns it).
