@@ -73,8 +73,7 @@ extension Downloader {
     /// - Throws: `FerryError` `.invalidConfig` for a bad root (a name declared twice, a path that
     ///   is not an existing directory), and what `init(stateDirectory:config:)` throws.
     public convenience init(stateDirectory: String, roots: [PathRoot], config: ManagerConfig? = nil) throws {
-        var config = config ?? ManagerConfig()
-        config.roots += roots
-        try self.init(stateDirectory: stateDirectory, config: config)
+        let config = config ?? ManagerConfig()
+        try self.init(stateDirectory: stateDirectory, config: config.copy(proxy: config.proxy, noProxy: config.noProxy, roots: config.roots + roots))
     }
 }

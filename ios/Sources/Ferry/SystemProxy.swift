@@ -39,12 +39,6 @@ extension ManagerConfig {
         if exceptions == nil, let list = settings["ExceptionsList"] as? [String], !list.isEmpty {
             exceptions = list.joined(separator: ",")
         }
-        // The generated record is immutable: every field is copied (keep in step with it).
-        return ManagerConfig(
-            limits: limits, connectTimeoutMs: connectTimeoutMs, idleTimeoutMs: idleTimeoutMs,
-            progressIntervalMs: progressIntervalMs, retryBudget: retryBudget, retryBaseDelayMs: retryBaseDelayMs,
-            resumeOnOpen: resumeOnOpen, userAgent: userAgent, extraRootCertificatesPem: extraRootCertificatesPem,
-            bundledTlsRoots: bundledTlsRoots, proxy: url, noProxy: exceptions
-        )
+        return copy(proxy: url, noProxy: exceptions, roots: roots)
     }
 }
