@@ -59,7 +59,8 @@ final class RootsTests: FerryTestCase {
 
         // Without the root, the task is listed as stored, with `.rootUnknown`, and not run.
         try await withDownloader(new.state, []) { downloader in
-            let done = try XCTUnwrap(await downloader.tasks().first)
+            let listed = await downloader.tasks()
+            let done = try XCTUnwrap(listed.first)
             XCTAssertEqual(done.destination, "@documents/done.bin")
             XCTAssertEqual(done.error?.code, .rootUnknown)
             do {
