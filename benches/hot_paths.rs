@@ -51,6 +51,7 @@ fn journal_commit(c: &mut Criterion) {
         created_ms: 0,
         updated_ms: 0,
         part_file: None,
+        network_policy: Default::default(),
     };
     store.insert_tasks(&[row]).unwrap();
     let mut rows: Vec<SegmentRow> =

@@ -14,7 +14,10 @@ survive an iOS app's suspension.
 * `status(task_id) -> dict`: `state` ("queued", "running", "paused", "completed", "failed",
   "cancelled"; "unknown" for an id no task has), `progress` (0.0-1.0, 1.0 once completed), `path`,
   `bytes`, `total` (None while unknown), `speed` (bytes/s), `task_id`, and `error`: None, or
-  `{"code": 2004, "name": "NOT_FOUND", "message": ...}` with Ferry's stable numeric code.
+  `{"code": 2004, "name": "NOT_FOUND", "message": ...}` with Ferry's stable numeric code, and
+  `waiting`: None, or why a queued task waits ("network_unavailable", "network_expensive",
+  "network_constrained", "network_unreachable") once the app reports the network
+  (`ferry.Manager.default().network = ferry.NetworkState(...)`).
 * `cancel(task_id)`: cancels the task and deletes its partial file.
 * `BackgroundDownloadError`: raised by the three calls; `.code` (int), `.name`, `.message`.
 """
@@ -63,6 +66,7 @@ def _status_dict(st: TaskStatus) -> Dict[str, Any]:
         "total": st.total,
         "speed": st.speed,
         "error": _error_dict(st.error),
+        "waiting": None if st.waiting is None else st.waiting.name.lower(),
     }
 
 
@@ -85,7 +89,7 @@ def status(task_id: str) -> Dict[str, Any]:
             raise BackgroundDownloadError.from_error(exc) from exc
         error = {"code": exc.code.value, "name": exc.code.name, "message": exc.message}
         return {"task_id": task_id, "state": "unknown", "progress": 0.0, "path": None, "bytes": 0,
-                "total": None, "speed": 0.0, "error": error}
+                "total": None, "speed": 0.0, "error": error, "waiting": None}
 
 
 def cancel(task_id: str) -> None:

@@ -7,8 +7,8 @@ from typing import Any, Callable, List, Mapping, Optional, Union
 
 from . import _ffi
 from ._ffi import (BatchItem, ChunkSink, DownloadError, DownloadEvent, DownloadManager, DownloadRequest,
-                   ErrorCode, EventListener, Limits, ListenerRegistration, ManagerConfig, PathRoot,
-                   TaskErrorInfo, TaskStatus)
+                   ErrorCode, EventListener, Limits, ListenerRegistration, ManagerConfig, NetworkPolicy,
+                   NetworkState, PathRoot, TaskErrorInfo, TaskStatus)
 from .callbacks import CallbackListener, CallbackRefresher, CallbackSink, fresh_credentials
 from .events import EventIterator
 from .request import check_request, check_task_id, make_request
@@ -93,7 +93,7 @@ class Manager:
         """Enqueues a download of `url` to the absolute path `destination`; returns the task id.
 
         Keyword arguments are `DownloadRequest` fields (`task_id`, `headers` as a dict,
-        `connections`, `sha256`, `priority`, `overwrite`, `rate_limit` in bytes per second).
+        `connections`, `sha256`, `priority`, `overwrite`, `rate_limit` in bytes per second, `network_policy`).
         """
         return self.enqueue(make_request(url, destination, **fields))
 
@@ -219,6 +219,30 @@ class Manager:
         """
         check_task_id(task_id)
         self.ffi.set_task_rate_limit(task_id, _rate(bytes_per_sec))
+
+    # Network ----------------------------------------------------------------------------------
+
+    @property
+    def network(self) -> NetworkState:
+        """The network as last reported (available and unrestricted until the first report).
+
+        Assign a `NetworkState` on every change the platform reports: tasks the network refuses
+        stop with their bytes kept and wait (`QUEUED`, `status.waiting` says why) without spending
+        retries, and resume on their own when a report allows them.
+        """
+        return self.ffi.network()
+
+    @network.setter
+    def network(self, network: NetworkState) -> None:
+        self.ffi.set_network(network)
+
+    def set_network_policy(self, task_id: str, policy: "NetworkPolicy | str") -> None:
+        """Changes which networks a task may use (`NetworkPolicy` or its name: "any",
+        "not_expensive", "not_constrained"); applies at once."""
+        check_task_id(task_id)
+        if isinstance(policy, str):
+            policy = NetworkPolicy[policy.upper()]
+        self.ffi.set_network_policy(task_id, policy)
 
     # Waiting ----------------------------------------------------------------------------------
 

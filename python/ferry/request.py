@@ -4,7 +4,7 @@ engine's typed errors) strings that cannot cross the FFI."""
 import os
 from typing import Iterable, Mapping, Optional, Tuple, Union
 
-from ._ffi import DownloadError, DownloadRequest, ErrorCode, HttpHeader
+from ._ffi import DownloadError, DownloadRequest, ErrorCode, HttpHeader, NetworkPolicy
 
 Headers = Union[Mapping[str, str], Iterable[Tuple[str, str]], Iterable[HttpHeader], None]
 
@@ -22,9 +22,11 @@ def make_request(url: str, destination: "Optional[os.PathLike | str]" = None, *,
     """A `DownloadRequest`; `destination` may be any path-like, `headers` a dict or pairs.
 
     Other keyword arguments are the record's fields (`task_id`, `connections`, `sha256`, `priority`,
-    `overwrite`, `memory_limit`, `rate_limit`). Paths are passed on as given: the engine wants absolute ones.
+    `overwrite`, `memory_limit`, `rate_limit`, `network_policy`: a `NetworkPolicy` or its name). Paths are passed on as given: the engine wants absolute ones.
     """
     dest = None if destination is None else os.fspath(destination)
+    if isinstance(fields.get("network_policy"), str):
+        fields["network_policy"] = NetworkPolicy[fields["network_policy"].upper()]
     return DownloadRequest(url=url, destination=dest, headers=headers_list(headers), **fields)
 
 

@@ -44,6 +44,7 @@ pub use model::credentials::{CredentialSource, Credentials, RefreshCause};
 pub use model::error::redact_url;
 pub use model::error::{Error, ErrorCode, Result};
 pub use model::events::{Event, ProgressEvent, StateEvent, Subscription};
+pub use model::network::{NetworkPolicy, NetworkState, WaitReason};
 pub use model::request::Request;
 pub use model::retry::RetryPolicy;
 pub use model::task::{part_path, ChunkSink, TaskError, TaskId, TaskInfo, TaskState};

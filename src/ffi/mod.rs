@@ -3,6 +3,7 @@
 //! - [`manager::DownloadManager`]: the object over one state directory.
 //! - [`budget`]: runs bounded in time, for Android workers and jobs, and the stop they request.
 //! - [`handoff`]: leases to the OS (iOS background sessions, Android jobs) and ingesting their chunks.
+//! - [`network`]: the network the host reports, task network policies, why a task waits.
 //! - [`seed`]: `download` / `status` / `cancel` on a default manager.
 //! - [`callbacks`]: event listeners, stream sinks, the pull-style event stream.
 //! - [`credentials`]: the host's refresh of expiring credentials, and replacing a task's URL or headers.
@@ -18,6 +19,7 @@ pub mod credentials;
 pub mod error;
 pub mod handoff;
 pub mod manager;
+pub mod network;
 pub mod seed;
 pub mod testing;
 pub mod types;

@@ -62,6 +62,7 @@ pub fn download(url: String, destination: String, task_id: Option<String>) -> Re
         overwrite: false,
         memory_limit: None,
         rate_limit: None,
+        network_policy: None,
     })
 }
 

@@ -1,6 +1,7 @@
 //! Records and enums that cross the FFI, mirroring engine types, with their conversions.
 
 use super::error::ErrorCode;
+use super::network::{NetworkPolicy, WaitReason};
 use crate::engine;
 use std::path::PathBuf;
 
@@ -47,6 +48,9 @@ pub struct DownloadRequest {
     /// this process only (set it again after reopening); change it with `set_task_rate_limit`.
     #[uniffi(default)]
     pub rate_limit: Option<u64>,
+    /// Which networks the task may use; absent = any.
+    #[uniffi(default)]
+    pub network_policy: Option<NetworkPolicy>,
 }
 
 impl DownloadRequest {
@@ -63,6 +67,7 @@ impl DownloadRequest {
             memory_limit: self.memory_limit,
             stream,
             rate_limit: self.rate_limit,
+            network_policy: self.network_policy.map(Into::into).unwrap_or_default(),
         }
     }
 }
@@ -152,6 +157,11 @@ pub struct TaskStatus {
     pub updated_ms: i64,
     /// The OS fetches some of its ranges (handed off); `bytes` includes what the OS reports.
     pub handed_off: bool,
+    /// Which networks it may use.
+    pub network_policy: NetworkPolicy,
+    /// Why a queued task waits instead of running (no network, or one its policy refuses); absent
+    /// when it runs or only waits its turn.
+    pub waiting: Option<WaitReason>,
 }
 
 impl From<engine::TaskInfo> for TaskStatus {
@@ -173,6 +183,8 @@ impl From<engine::TaskInfo> for TaskStatus {
             created_ms: t.created_ms,
             updated_ms: t.updated_ms,
             handed_off: t.handed_off,
+            network_policy: t.network_policy.into(),
+            waiting: t.waiting.map(Into::into),
         }
     }
 }
@@ -345,6 +357,12 @@ pub struct ManagerConfig {
     /// not only after a 401 or 403 (default false).
     #[uniffi(default)]
     pub refresh_before_resume: Option<bool>,
+    /// While no network is reported (`set_network`), a task that could not connect at all through
+    /// its retries, while no other task had a connection, waits (`NetworkUnreachable`) and tries
+    /// again after a growing backoff instead of failing (default false: a dead server looks the
+    /// same).
+    #[uniffi(default)]
+    pub wait_when_unreachable: Option<bool>,
 }
 
 impl From<ManagerConfig> for engine::Config {
@@ -372,6 +390,7 @@ impl From<ManagerConfig> for engine::Config {
             rate_limit: c.rate_limit,
             refresh_timeout: ms(c.refresh_timeout_ms, d.refresh_timeout),
             refresh_before_resume: c.refresh_before_resume.unwrap_or(d.refresh_before_resume),
+            wait_when_unreachable: c.wait_when_unreachable.unwrap_or(d.wait_when_unreachable),
             ..d
         }
     }

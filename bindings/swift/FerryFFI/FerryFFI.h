@@ -621,6 +621,21 @@ RustBuffer uniffi_ferry_fn_method_downloadmanager_task_rate_limit(uint64_t ptr, 
 uint64_t uniffi_ferry_fn_method_downloadmanager_wait(uint64_t ptr, RustBuffer task_id
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_NETWORK
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_NETWORK
+RustBuffer uniffi_ferry_fn_method_downloadmanager_network(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_SET_NETWORK
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_SET_NETWORK
+void uniffi_ferry_fn_method_downloadmanager_set_network(uint64_t ptr, RustBuffer network, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_SET_NETWORK_POLICY
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_SET_NETWORK_POLICY
+void uniffi_ferry_fn_method_downloadmanager_set_network_policy(uint64_t ptr, RustBuffer task_id, RustBuffer policy, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_CLONE_TESTSERVER
 #define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_CLONE_TESTSERVER
 uint64_t uniffi_ferry_fn_clone_testserver(uint64_t handle, RustCallStatus *_Nonnull out_status
@@ -1332,6 +1347,24 @@ uint16_t uniffi_ferry_checksum_method_downloadmanager_task_rate_limit(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_WAIT
 #define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_WAIT
 uint16_t uniffi_ferry_checksum_method_downloadmanager_wait(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_NETWORK
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_NETWORK
+uint16_t uniffi_ferry_checksum_method_downloadmanager_network(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_SET_NETWORK
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_SET_NETWORK
+uint16_t uniffi_ferry_checksum_method_downloadmanager_set_network(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_SET_NETWORK_POLICY
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_SET_NETWORK_POLICY
+uint16_t uniffi_ferry_checksum_method_downloadmanager_set_network_policy(void
     
 );
 #endif

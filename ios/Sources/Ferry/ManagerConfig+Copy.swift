@@ -1,7 +1,7 @@
 // The generated `ManagerConfig` is immutable (its fields are `let`, so it is `Sendable`): the
 // facade's adjustments (the system proxy, named roots) build a copy here, the one place that
-// lists every field. Keep it in step with the record; `ManagerConfigCopyTests` fails when a field
-// is dropped.
+// lists every field. Keep it in step with the record; `SystemProxyTests.testEveryOtherFieldSurvivesTheCopy`
+// fails when a field is dropped.
 
 import FerryBindings
 
@@ -14,7 +14,7 @@ extension ManagerConfig {
             resumeOnOpen: resumeOnOpen, userAgent: userAgent, extraRootCertificatesPem: extraRootCertificatesPem,
             bundledTlsRoots: bundledTlsRoots, proxy: proxy ?? self.proxy, noProxy: noProxy ?? self.noProxy,
             roots: roots ?? self.roots, rateLimit: rateLimit, refreshTimeoutMs: refreshTimeoutMs,
-            refreshBeforeResume: refreshBeforeResume
+            refreshBeforeResume: refreshBeforeResume, waitWhenUnreachable: waitWhenUnreachable
         )
     }
 }

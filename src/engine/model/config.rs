@@ -92,6 +92,11 @@ pub struct Config {
     /// Ask the host's credential source for fresh credentials before every run that resumes a
     /// task with bytes (after a pause, a relaunch, a take-back), not only after a 401 or 403.
     pub refresh_before_resume: bool,
+    /// While no host reports the network (see [`super::network`]), a run that could not connect
+    /// at all through its whole retry budget, while no other task had a connection, waits
+    /// (`network_unreachable`) and tries again after a growing backoff instead of failing. Off by
+    /// default: from here a dead server looks the same as no network.
+    pub wait_when_unreachable: bool,
 }
 
 impl Default for Config {
@@ -116,6 +121,7 @@ impl Default for Config {
             rate_limit: None,
             refresh_timeout: Duration::from_secs(30),
             refresh_before_resume: false,
+            wait_when_unreachable: false,
         }
     }
 }

@@ -4,7 +4,8 @@
 //! what a caller may ask for ([`request`]: every input rule, each with its own code); errors and
 //! their stable codes ([`error`]); configuration and its limits ([`config`]); the named roots that
 //! destinations are stored relative to ([`roots`]); which failures are retried and how long to
-//! wait ([`retry`]); the events a caller sees ([`events`]).
+//! wait ([`retry`]); the events a caller sees ([`events`]); which networks a task may use and why it
+//! waits ([`network`]).
 //!
 //! May not touch: the network, the task table, the file system beyond reading what a request or
 //! the configuration names, or any other layer of the engine. Everything above builds on these types.
@@ -14,6 +15,7 @@ pub mod credentials;
 pub mod error;
 pub mod events;
 pub mod hash;
+pub mod network;
 pub mod request;
 pub mod retry;
 pub mod roots;

@@ -51,6 +51,15 @@ impl RetryPolicy {
     }
 }
 
+impl RetryPolicy {
+    /// The wait before a task that could not connect at all tries again (see
+    /// `Config::wait_when_unreachable`): the longest backoff, doubled with each such wait in a
+    /// row (`streak`, from 1), up to sixteen times it.
+    pub fn unreachable_delay(&self, streak: u32) -> Duration {
+        self.max_delay.saturating_mul(1 << streak.saturating_sub(1).min(4))
+    }
+}
+
 /// A run's budget of fruitless attempts at its first request (the probe), refilled by any
 /// connection's progress. Connections count their own (see `connection.rs`).
 #[derive(Debug)]
@@ -130,6 +139,13 @@ mod tests {
         let earlier = httpdate::fmt_http_date(now - Duration::from_secs(30));
         assert_eq!(parse_retry_after(&earlier, now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn unreachable_waits_double_up_to_a_ceiling() {
+        let p = RetryPolicy { budget: 2, base_delay: Duration::from_millis(10), max_delay: Duration::from_secs(3) };
+        let waits: Vec<u64> = (1..8).map(|n| p.unreachable_delay(n).as_secs()).collect();
+        assert_eq!(waits, [3, 6, 12, 24, 48, 48, 48]);
     }
 
     #[test]

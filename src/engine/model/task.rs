@@ -265,6 +265,8 @@ pub struct TaskSpec {
     pub overwrite: bool,
     /// Bandwidth cap the request asked for (bytes per second); not stored in the task table.
     pub rate_limit: Option<u64>,
+    /// Which networks it may use, as enqueued (changeable later, like the priority).
+    pub network_policy: super::network::NetworkPolicy,
 }
 
 impl TaskSpec {
@@ -346,6 +348,11 @@ pub struct TaskInfo {
     /// The OS is fetching some of its ranges (handed off to an iOS background session or an
     /// Android job); `bytes` counts what the OS reports, and only what was ingested is written.
     pub handed_off: bool,
+    /// Which networks it may use.
+    pub network_policy: super::network::NetworkPolicy,
+    /// Why a queued task waits instead of running (the network is down, or its policy refuses the
+    /// network there is); `None` for a task that runs or only waits its turn.
+    pub waiting: Option<super::network::WaitReason>,
 }
 
 impl TaskInfo {

@@ -2,7 +2,8 @@
 //! connections shared by every task on that host.
 //!
 //! Picking the next task costs O(hosts), not O(queued tasks), so 10,000 queued tasks cost nothing
-//! per dispatch. A task needs one connection slot of its host to start; it may borrow more slots
+//! per dispatch. A queued task that may not run on the current network is parked: still queued
+//! here (and so still this process's to run), but out of the picking until the network changes. A task needs one connection slot of its host to start; it may borrow more slots
 //! for extra connections while the host has spare ones, and gives them back as connections end.
 //!
 //! The per-host cap counts the connections of every process of the state directory: a slot is
@@ -13,7 +14,7 @@
 //! gives its slots back with its locks. Two hosts whose hashes collide share a cap (rare, and only
 //! ever fewer connections).
 
-use crate::engine::model::hash::Map;
+use crate::engine::model::hash::{Map, Set};
 use crate::engine::model::task::TaskId;
 use crate::engine::storage::locks::LockFile;
 use parking_lot::Mutex;
@@ -28,10 +29,12 @@ type Key = (Reverse<i32>, i64, TaskId);
 pub struct ReadyQueue {
     by_host: Map<String, BTreeSet<Key>>,
     index: Map<TaskId, (String, Key)>,
+    /// Queued tasks the network keeps from running: in `index`, not in `by_host`.
+    parked: Set<TaskId>,
 }
 
 impl ReadyQueue {
-    /// Adds (or re-prioritises) a task.
+    /// Adds (or re-prioritises) a task; a parked one is unparked.
     pub fn push(&mut self, id: TaskId, host: String, priority: i32, seq: i64) {
         self.remove(&id);
         let key = (Reverse(priority), seq, id.clone());
@@ -39,9 +42,42 @@ impl ReadyQueue {
         self.index.insert(id, (host, key));
     }
 
+    /// Queues a task parked: it counts as queued, but [`ReadyQueue::pop_best`] skips it until it
+    /// is unparked.
+    pub fn park(&mut self, id: TaskId, host: String, priority: i32, seq: i64) {
+        self.remove(&id);
+        let key = (Reverse(priority), seq, id.clone());
+        self.parked.insert(id.clone());
+        self.index.insert(id, (host, key));
+    }
+
+    /// Makes a parked task eligible again; false when it was not parked.
+    pub fn unpark(&mut self, id: &TaskId) -> bool {
+        if !self.parked.remove(id) {
+            return false;
+        }
+        if let Some((host, key)) = self.index.get(id) {
+            self.by_host.entry(host.clone()).or_default().insert(key.clone());
+        }
+        true
+    }
+
+    /// The parked tasks.
+    pub fn parked(&self) -> Vec<TaskId> {
+        self.parked.iter().cloned().collect()
+    }
+
+    /// Whether some queued task is not parked.
+    pub fn has_eligible(&self) -> bool {
+        self.index.len() > self.parked.len()
+    }
+
     /// Removes a task; true if it was queued.
     pub fn remove(&mut self, id: &TaskId) -> bool {
         let Some((host, key)) = self.index.remove(id) else { return false };
+        if self.parked.remove(id) {
+            return true;
+        }
         if let Some(set) = self.by_host.get_mut(&host) {
             set.remove(&key);
             if set.is_empty() {
@@ -250,6 +286,21 @@ mod tests {
         assert!(q.pop_best(|h| h != "busy", |_| false).is_none());
         assert_eq!(q.len(), 1);
         assert!(q.pop_best(|_| true, |t| t.as_str() == "a").is_none());
+    }
+
+    #[test]
+    fn parked_tasks_stay_queued_but_are_not_picked() {
+        let mut q = ReadyQueue::default();
+        q.park(id("big"), "h".into(), 9, 1);
+        q.push(id("small"), "h".into(), 0, 2);
+        assert!(q.contains(&id("big")) && q.has_eligible());
+        assert_eq!(q.pop_best(|_| true, |_| false).unwrap().0.as_str(), "small");
+        assert!(q.pop_best(|_| true, |_| false).is_none() && !q.has_eligible());
+        assert_eq!(q.parked(), [id("big")]);
+        assert!(q.unpark(&id("big")) && !q.unpark(&id("big")));
+        assert_eq!(q.pop_best(|_| true, |_| false).unwrap().0.as_str(), "big");
+        q.park(id("gone"), "h".into(), 0, 3);
+        assert!(q.remove(&id("gone")) && q.is_empty() && q.parked().is_empty());
     }
 
     #[test]

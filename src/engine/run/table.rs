@@ -4,6 +4,7 @@
 use super::rate::RateLimit;
 use crate::engine::http::verdict::Validator;
 use crate::engine::model::credentials::Access;
+use crate::engine::model::network::{NetworkPolicy, WaitReason};
 use crate::engine::model::task::{TaskError, TaskInfo, TaskSpec, TaskState};
 use crate::engine::ranges::map::SegmentRow;
 use parking_lot::Mutex;
@@ -89,6 +90,9 @@ pub enum StopReason {
     /// A budgeted run is over (its time is spent, or a stop was requested): the task waits, held,
     /// for the next run.
     Budget,
+    /// The network the host reports is gone, or the task's policy refuses it: the task waits,
+    /// queued, with its reason, and resumes from its bytes when the network allows.
+    Network,
 }
 
 /// Controls a live runner.
@@ -204,6 +208,12 @@ pub struct EntryInner {
     pub handing_off: bool,
     /// The URL and headers that fresh credentials put in place of the spec's, this process.
     pub access: Option<Arc<Access>>,
+    /// Which networks it may use.
+    pub network_policy: NetworkPolicy,
+    /// Why it waits, queued, instead of running (see `model::network`).
+    pub waiting: Option<WaitReason>,
+    /// Engine-judged network waits in a row (see `Config::wait_when_unreachable`).
+    pub unreachable_streak: u32,
 }
 
 /// A range the OS is fetching for a task (see `handoff`).
@@ -282,6 +292,9 @@ impl EntryInner {
             leases: Vec::new(),
             handing_off: false,
             access: None,
+            network_policy: NetworkPolicy::Any,
+            waiting: None,
+            unreachable_streak: 0,
         }
     }
 }
@@ -422,6 +435,8 @@ impl TaskEntry {
             created_ms: self.created_ms,
             updated_ms: g.updated_ms,
             handed_off,
+            network_policy: g.network_policy,
+            waiting: g.waiting.filter(|_| g.state == TaskState::Queued),
         }
     }
 }

@@ -103,7 +103,7 @@ impl Inner {
                 for (_, e) in &chosen {
                     if let Some(e) = e.as_ref().filter(|e| e.spec.output.unresolved().is_none()) {
                         let mut rx = e.state_tx.subscribe();
-                        while rx.borrow_and_update().is_active() && !e.inner.lock().dormant {
+                        while rx.borrow_and_update().is_active() && !held_or_waiting(e) {
                             if rx.changed().await.is_err() {
                                 break;
                             }
@@ -186,6 +186,13 @@ impl Inner {
     }
 }
 
+/// Whether a queued task waits for something other than its turn: held for the next run, or
+/// parked until the network allows it (the run ends for it; the platform schedules the next).
+fn held_or_waiting(e: &TaskEntry) -> bool {
+    let g = e.inner.lock();
+    g.dormant || (g.state == TaskState::Queued && g.waiting.is_some())
+}
+
 /// Whether a failed task's error is one a later run may get past.
 fn transient(e: &TaskEntry) -> bool {
     e.inner.lock().error.as_ref().is_some_and(|err| err.code.is_transient())
@@ -216,6 +223,11 @@ fn outcome_of(e: &TaskEntry, stopped: Option<&str>) -> RunOutcome {
             None => {
                 RunOutcome::Failed(TaskError { code: ErrorCode::Internal, message: "failed without an error".into(), http_status: None })
             }
+        },
+        TaskState::Queued if e.inner.lock().waiting.is_some() => RunOutcome::Retry {
+            error: None,
+            delay: Duration::ZERO,
+            reason: format!("waiting: {}", e.inner.lock().waiting.map_or("", |w| w.name())),
         },
         TaskState::Queued | TaskState::Running => {
             RunOutcome::Retry { error: None, delay: Duration::ZERO, reason: stopped.unwrap_or("a stop was requested").to_string() }

@@ -11,6 +11,7 @@ impl Inner {
         // Hosts whose slots other processes hold right now: their tasks wait for the next tick.
         let mut blocked: Set<String> = Set::default();
         s.starved = false;
+        let network = s.network;
         loop {
             if s.running.len() - s.publishing.len()
                 >= (s.limits.max_running_tasks as usize).min(crate::engine::storage::fd_table::running_cap())
@@ -28,7 +29,7 @@ impl Inner {
                 break;
             };
             let Some(entry) = self.tasks.read().get(&id).cloned() else { continue };
-            if entry.spec.output.unresolved().is_some() {
+            if entry.spec.output.unresolved().is_some() || self.park_if_refused(ready, network, &entry, &host) {
                 continue;
             }
             let Some(slot) = hosts.try_acquire(&host) else {
@@ -47,6 +48,7 @@ impl Inner {
                 let mut g = entry.inner.lock();
                 g.run = Some(RunControl { stop: stop.clone(), reason: None, flush, flushed, ranges: None });
                 g.dormant = false;
+                g.waiting = None;
             }
             let inner = self.clone();
             let weak = Arc::downgrade(self);
@@ -72,7 +74,7 @@ impl Inner {
             });
             s.running.insert(id, handle);
         }
-        if s.ready.is_empty() && s.running.is_empty() {
+        if !s.ready.has_eligible() && s.running.is_empty() {
             self.idle.notify_waiters();
         }
     }
@@ -90,6 +92,7 @@ impl Inner {
             let id = entry.spec.id.as_str();
             match outcome {
                 Outcome::Completed { bytes, recorded } => {
+                    entry.inner.lock().unreachable_streak = 0;
                     entry.live.bytes.store(bytes, Ordering::Relaxed);
                     entry.live.total.store(bytes, Ordering::Relaxed);
                     self.events.progress(ProgressEvent {
@@ -122,9 +125,18 @@ impl Inner {
                 }
                 Outcome::Failed(e) => {
                     if state == TaskState::Running {
-                        // The OS's chunks of a task that failed for good would only be dropped.
-                        self.revoke_leases(entry);
-                        let _ = self.transition(entry, Transition::Fail, Some((&e).into()));
+                        match self.network_wait(&s, entry, &e) {
+                            // Its connections failed because the network went: it waits, queued.
+                            Some(wait) if self.transition(entry, Transition::Recover, None).is_ok() => {
+                                entry.inner.lock().error = Some((&e).into());
+                                self.park_for_network(&mut s, entry, wait);
+                            }
+                            _ => {
+                                // The OS's chunks of a task that failed for good would only be dropped.
+                                self.revoke_leases(entry);
+                                let _ = self.transition(entry, Transition::Fail, Some((&e).into()));
+                            }
+                        }
                     }
                 }
                 Outcome::Stopped | Outcome::HandedOff => {
@@ -148,6 +160,8 @@ impl Inner {
                             }
                             false
                         }
+                        // Parked by the next dispatch while the network still refuses it.
+                        Some(StopReason::Network) => true,
                         Some(_) => false,
                         // Only leased ranges were left, but a lease ended meanwhile.
                         None => work,

@@ -281,9 +281,10 @@ fn build(specs: Vec<TaskSpec>, first: i64, roots: &Roots) -> (Vec<Arc<TaskEntry>
                 created_ms: now,
                 updated_ms: now,
                 part_file: None,
+                network_policy: spec.network_policy,
             });
         }
-        let inner = EntryInner::new(TaskState::Queued, spec.priority, now);
+        let inner = EntryInner { network_policy: spec.network_policy, ..EntryInner::new(TaskState::Queued, spec.priority, now) };
         let entry = TaskEntry::new(spec, seq, now, persisted, LiveProgress::new(0, None), inner);
         // validate_destination refused an existing part file unless overwriting.
         entry.no_part_yet.store(!entry.spec.overwrite, Ordering::Relaxed);

@@ -50,6 +50,7 @@ mod enqueue;
 mod handoff;
 mod ingest;
 mod leases;
+mod network;
 mod open;
 mod remote;
 mod shared;
@@ -95,6 +96,8 @@ struct Sched {
     rev: i64,
     /// A dispatch found a host's connection slots held by other processes: try again next tick.
     starved: bool,
+    /// The network as the host last reported it; `None` until it does (see `network.rs`).
+    network: Option<crate::engine::model::network::NetworkState>,
 }
 
 struct Inner {
@@ -316,10 +319,10 @@ impl Manager {
     }
 
     /// Whether any task is queued to run or running (held tasks of a directory opened without
-    /// resuming do not count). Cheap: one lock, no allocation.
+    /// resuming, and tasks waiting for the network, do not count). Cheap: one lock, no allocation.
     pub fn is_busy(&self) -> bool {
         let s = self.inner.sched.lock();
-        !s.ready.is_empty() || !s.running.is_empty()
+        s.ready.has_eligible() || !s.running.is_empty()
     }
 
     /// Returns once no task is queued to run or running ([`Manager::is_busy`] is false), or the

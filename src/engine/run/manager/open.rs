@@ -66,6 +66,7 @@ impl Manager {
             foreign_order: Default::default(),
             rev,
             starved: false,
+            network: None,
         };
         let mut tasks = Map::with_capacity_and_hasher(stored.len(), Default::default());
         for t in stored {
@@ -234,6 +235,7 @@ pub(super) fn entry_from_stored(t: StoredTask, roots: &Roots) -> Option<Arc<Task
         priority: row.priority,
         overwrite: row.overwrite,
         rate_limit: None,
+        network_policy: row.network_policy,
     };
     let validator = Validator::from_columns(row.etag.clone(), row.last_modified.clone());
     let bytes = if ranges.is_empty() {
@@ -251,6 +253,7 @@ pub(super) fn entry_from_stored(t: StoredTask, roots: &Roots) -> Option<Arc<Task
         journal: ranges,
         // The identity, also out of a publish mark that the open found stale.
         part_file: row.part_file.as_deref().map(|p| crate::engine::storage::part_file::Identity::file_part(p).to_string()),
+        network_policy: row.network_policy,
         ..EntryInner::new(row.state, row.priority, row.updated_ms)
     };
     Some(TaskEntry::new(spec, row.seq, row.created_ms, true, LiveProgress::new(bytes, row.total), inner))

@@ -222,6 +222,10 @@ impl Inner {
                         s.ready.push(e.spec.id.clone(), e.spec.host_key(), row.priority, e.seq);
                     }
                 }
+                if std::mem::replace(&mut e.inner.lock().network_policy, row.network_policy) != row.network_policy {
+                    // Judged again against this process's network at the next dispatch.
+                    s.ready.unpark(&e.spec.id);
+                }
                 if let Some(c) = control {
                     controls.push((e, c));
                 }
@@ -246,6 +250,7 @@ impl Inner {
             g.state = row.state;
             g.error = row.error.clone();
             g.priority = row.priority;
+            g.network_policy = row.network_policy;
             g.updated_ms = row.updated_ms;
             g.resource.total = row.total;
             g.dormant = false;

@@ -21,6 +21,11 @@ impl Inner {
                 Transition::Start | Transition::Resume | Transition::Complete | Transition::Cancel => g.error = None,
                 _ => {}
             }
+            // A wait for the network is set by whoever requeues the task for it; any other
+            // change ends it.
+            if t != Transition::Recover {
+                g.waiting = None;
+            }
             g.updated_ms = now_ms();
             if !to.is_active() {
                 g.speed.reset();

@@ -23,6 +23,7 @@
 use super::boot;
 use super::owners::Owners;
 use crate::engine::model::error::{Error, ErrorCode, Result};
+use crate::engine::model::network::NetworkPolicy;
 use crate::engine::model::roots::Roots;
 use crate::engine::model::task::{TaskError, TaskState};
 use crate::engine::ranges::map::SegmentRow;
@@ -45,7 +46,7 @@ pub use leases::{lease_tx, LeaseRow, LeaseState};
 pub use schema::CRASH_CREATED;
 use schema::{create_if_absent, device_of, migrate};
 pub use shared::{Changes, Control};
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 const DB_FILE: &str = "tasks.sqlite3";
 
 /// A persisted file task.
@@ -92,6 +93,8 @@ pub struct TaskRow {
     /// into place it becomes the publish mark `<identity>@<len>:<mtime>`, so that the next open
     /// recognises a rename whose completion a killed process did not record. Cleared on completion.
     pub part_file: Option<String>,
+    /// Which networks the task may use.
+    pub network_policy: NetworkPolicy,
 }
 
 /// A task row with its journal.
@@ -281,13 +284,19 @@ impl Store {
     }
 }
 
+/// How many columns [`row_columns`] names: a statement that selects more after them reads those
+/// from this index on.
+pub(super) const ROW_COLUMNS: usize = 21;
+
 /// The columns [`read_row`] reads, in its order, from a table of schema `version`.
 pub(super) fn row_columns(version: i64) -> String {
     // A reader may look at a table of schema 1 (written by an older process that owns it).
     let part_file = if version >= 2 { "part_file" } else { "NULL" };
+    let network_policy = if version >= 4 { "network_policy" } else { "0" };
     format!(
         "id, seq, url, destination, headers, connections, sha256, priority, overwrite, state, total, etag,
-         last_modified, bytes, error_code, error_message, created_ms, updated_ms, error_http_status, {part_file}"
+         last_modified, bytes, error_code, error_message, created_ms, updated_ms, error_http_status, {part_file},
+         {network_policy}"
     )
 }
 
@@ -319,6 +328,7 @@ pub(super) fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRow> {
         created_ms: r.get(16)?,
         updated_ms: r.get(17)?,
         part_file: r.get(19)?,
+        network_policy: NetworkPolicy::from_i64(r.get(20)?),
     })
 }
 

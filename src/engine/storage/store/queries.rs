@@ -81,6 +81,11 @@ impl Store {
         self.device
     }
 
+    /// Changes a task's network policy.
+    pub fn set_network_policy(&self, id: &str, policy: NetworkPolicy) -> Result<()> {
+        self.write(|t| tx::set_network_policy(t, id, policy))
+    }
+
     /// Changes a task's priority.
     pub fn set_priority(&self, id: &str, priority: i32) -> Result<()> {
         self.write(|t| tx::set_priority(t, id, priority))

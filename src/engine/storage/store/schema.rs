@@ -133,6 +133,15 @@ pub(super) fn migrate(conn: &Connection) -> Result<()> {
              COMMIT;",
         )?;
     }
+    if version < 4 {
+        // Which networks a task may use (`model::network`); older rows may use any.
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE tasks ADD COLUMN network_policy INTEGER NOT NULL DEFAULT 0;
+             PRAGMA user_version = 4;
+             COMMIT;",
+        )?;
+    }
     // Tables made before 2026-11-30 carry an index on the destination that no query uses; each
     // insert paid for it (a string b-tree insert, a few thousand instructions per task). Dropping
     // it changes nothing an older version relies on, so the schema version stays.

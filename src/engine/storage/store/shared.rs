@@ -69,7 +69,7 @@ pub fn changes(conn: &Connection, since: i64) -> Result<Changes> {
     out.full = since < floor;
     let filter = if out.full { "" } else { "WHERE rev > ?1" };
     let mut stmt = conn.prepare_cached(&format!("SELECT {}, control FROM tasks {filter}", row_columns(SCHEMA_VERSION)))?;
-    let map = |r: &rusqlite::Row<'_>| Ok((read_row(r)?, r.get::<_, Option<i64>>(20)?.and_then(Control::from_i64)));
+    let map = |r: &rusqlite::Row<'_>| Ok((read_row(r)?, r.get::<_, Option<i64>>(ROW_COLUMNS)?.and_then(Control::from_i64)));
     out.rows = if out.full { stmt.query_map([], map)? } else { stmt.query_map([since], map)? }.collect::<rusqlite::Result<_>>()?;
     if !out.full {
         let mut stmt = conn.prepare_cached("SELECT id, seq FROM gone WHERE rev > ?1 ORDER BY rev")?;
@@ -110,7 +110,7 @@ impl Store {
         let t = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
         let found = t
             .query_row(&format!("SELECT {}, control FROM tasks WHERE id = ?1", row_columns(SCHEMA_VERSION)), [id], |r| {
-                Ok((read_row(r)?, r.get::<_, Option<i64>>(20)?.and_then(Control::from_i64)))
+                Ok((read_row(r)?, r.get::<_, Option<i64>>(ROW_COLUMNS)?.and_then(Control::from_i64)))
             })
             .optional()?;
         let Some((row, control)) = found else { return Ok(None) };

@@ -23,6 +23,7 @@ fn row(id: &str, seq: i64) -> TaskRow {
         created_ms: 1,
         updated_ms: 1,
         part_file: None,
+        network_policy: NetworkPolicy::Any,
     }
 }
 
@@ -242,8 +243,11 @@ fn a_schema_1_table_is_migrated_and_keeps_its_rows() {
     assert_eq!(v, SCHEMA_VERSION);
 }
 
-/// Turns a table of schema 3 back into one of schema 2 (what versions before several processes wrote).
-const SCHEMA_2: &str = "DROP INDEX tasks_rev; ALTER TABLE tasks DROP COLUMN rev; ALTER TABLE tasks DROP COLUMN control;
+/// Turns a table of schema 4 back into one of schema 3 (what versions before network policies wrote).
+const SCHEMA_3: &str = "ALTER TABLE tasks DROP COLUMN network_policy; PRAGMA user_version = 3;";
+
+/// Turns a table of schema 4 back into one of schema 2 (what versions before several processes wrote).
+const SCHEMA_2: &str = "ALTER TABLE tasks DROP COLUMN network_policy; DROP INDEX tasks_rev; ALTER TABLE tasks DROP COLUMN rev; ALTER TABLE tasks DROP COLUMN control;
                         DROP TABLE clock; DROP TABLE gone; PRAGMA user_version = 2;";
 
 #[test]
@@ -259,6 +263,24 @@ fn a_schema_2_table_is_migrated_and_numbers_new_tasks_after_its_own() {
     let first = s.write(|t| tx::alloc_seq(t, 3)).unwrap();
     assert_eq!(first, 8, "sequence numbers are never handed out twice");
     assert_eq!(s.write(|t| tx::alloc_seq(t, 1)).unwrap(), 11);
+}
+
+#[test]
+fn network_policies_persist_and_a_schema_3_table_gets_any() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (s, _, _) = Store::open(dir.path()).unwrap();
+        s.insert_tasks(&[row("old", 1)]).unwrap();
+        s.lock().execute_batch(SCHEMA_3).unwrap();
+    }
+    let (s, tasks, _) = Store::open(dir.path()).unwrap();
+    assert_eq!(tasks[0].row.network_policy, NetworkPolicy::Any, "tasks made before policies may use any network");
+    s.insert_tasks(&[TaskRow { network_policy: NetworkPolicy::NotExpensive, ..row("new", 2) }]).unwrap();
+    s.set_network_policy("old", NetworkPolicy::NotConstrained).unwrap();
+    drop(s);
+    let (_s, tasks, _) = Store::open(dir.path()).unwrap();
+    let policies: Vec<(&str, NetworkPolicy)> = tasks.iter().map(|t| (t.row.id.as_str(), t.row.network_policy)).collect();
+    assert_eq!(policies, [("old", NetworkPolicy::NotConstrained), ("new", NetworkPolicy::NotExpensive)]);
 }
 
 /// Per-process locks cannot be told apart within one process: these tests need open file

@@ -25,8 +25,8 @@ pub fn insert_tasks(tx: &Transaction<'_>, rows: &[TaskRow]) -> Result<()> {
     let mut stmt = tx.prepare_cached(&format!(
         "INSERT INTO tasks (id, seq, url, destination, headers, connections, sha256, priority, overwrite, state,
                             total, etag, last_modified, bytes, error_code, error_message, created_ms, updated_ms,
-                            error_http_status, rev)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, {NEXT_REV})"
+                            error_http_status, network_policy, rev)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, {NEXT_REV})"
     ))?;
     for t in rows {
         stmt.execute(params![
@@ -49,6 +49,7 @@ pub fn insert_tasks(tx: &Transaction<'_>, rows: &[TaskRow]) -> Result<()> {
             t.created_ms,
             t.updated_ms,
             t.error.as_ref().and_then(|e| e.http_status).map(i64::from),
+            t.network_policy.as_i64(),
         ])?;
     }
     touch(tx)
@@ -76,6 +77,13 @@ pub fn set_state(tx: &Transaction<'_>, id: &str, state: TaskState, error: Option
 pub fn requeue(tx: &Transaction<'_>, id: &str) -> Result<()> {
     tx.prepare_cached(&format!("UPDATE tasks SET state = ?2, updated_ms = ?3, rev = {NEXT_REV} WHERE id = ?1 AND state = ?4"))?
         .execute(params![id, TaskState::Queued.as_i64(), now_ms(), TaskState::Running.as_i64()])?;
+    touch(tx)
+}
+
+/// Changes a task's network policy.
+pub fn set_network_policy(tx: &Transaction<'_>, id: &str, policy: NetworkPolicy) -> Result<()> {
+    tx.prepare_cached(&format!("UPDATE tasks SET network_policy = ?2, updated_ms = ?3, rev = {NEXT_REV} WHERE id = ?1"))?
+        .execute(params![id, policy.as_i64(), now_ms()])?;
     touch(tx)
 }
 

@@ -3,6 +3,7 @@
 package dev.ferry
 
 import dev.ferry.ffi.DownloadRequest
+import dev.ferry.ffi.NetworkPolicy
 import java.io.File
 
 /**
@@ -14,6 +15,7 @@ import java.io.File
  * @param overwrite replace an existing file at [destination].
  * @param rateLimit cap on the task's bytes per second over all its connections (null: none); held
  *   by this process only, change it with [Ferry.setRateLimit].
+ * @param networkPolicy which networks it may use (any when absent); see [Ferry.setNetwork].
  */
 fun downloadRequest(
     url: String,
@@ -22,6 +24,7 @@ fun downloadRequest(
     sha256: String? = null,
     overwrite: Boolean = false,
     rateLimit: Long? = null,
+    networkPolicy: NetworkPolicy? = null,
 ): DownloadRequest = DownloadRequest(
     url = url,
     destination = destination.path,
@@ -29,4 +32,5 @@ fun downloadRequest(
     sha256 = sha256,
     overwrite = overwrite,
     rateLimit = rateLimit?.also { require(it >= 0) { "a rate limit must not be negative" } }?.toULong(),
+    networkPolicy = networkPolicy,
 )

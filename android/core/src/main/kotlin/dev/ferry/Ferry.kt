@@ -14,6 +14,8 @@ import dev.ferry.ffi.FreshCredentials
 import dev.ferry.ffi.HttpHeader
 import dev.ferry.ffi.Limits
 import dev.ferry.ffi.ManagerConfig
+import dev.ferry.ffi.NetworkPolicy
+import dev.ferry.ffi.NetworkState
 import dev.ferry.ffi.PathRoot
 import dev.ferry.ffi.TaskErrorInfo
 import dev.ferry.ffi.TaskStatus
@@ -219,6 +221,21 @@ class Ferry private constructor(
 
     /** Changes the concurrency limits at run time. */
     suspend fun setLimits(limits: Limits): Unit = io { it.setLimits(limits) }
+
+    /** The network as last reported with [setNetwork] (available and unrestricted until then). */
+    val network: NetworkState get() = call { it.network() }
+
+    /**
+     * Tells the engine the network's state; call it on every change (see [NetworkStates] and
+     * `dev.ferry.work.android.NetworkReporter`). Tasks the network refuses stop with their bytes
+     * kept and wait, [dev.ferry.ffi.TaskState.QUEUED] with [TaskStatus.waiting] set, spending no
+     * retries; they resume on their own when a report allows them. Cheap: no I/O.
+     */
+    fun setNetwork(network: NetworkState): Unit = call { it.setNetwork(network) }
+
+    /** Changes which networks a task may use; applies at once. */
+    suspend fun setNetworkPolicy(taskId: String, policy: NetworkPolicy): Unit =
+        checkTaskId(taskId).let { io { it.setNetworkPolicy(taskId, policy) } }
 
     /**
      * The cap on all downloads together in bytes per second, or null for none. Set it at open with

@@ -20,6 +20,12 @@ val TaskState.isFinal: Boolean get() = this == TaskState.COMPLETED || this == Ta
 /** Queued or running. */
 val TaskStatus.isActive: Boolean get() = state.isActive
 
+/**
+ * Queued and held back by the network (none, or one its policy refuses): [TaskStatus.waiting]
+ * says why. It resumes from its bytes on its own once a reported network allows it.
+ */
+val TaskStatus.isWaitingForNetwork: Boolean get() = state == TaskState.QUEUED && waiting != null
+
 /** Done and verified. */
 val TaskStatus.isCompleted: Boolean get() = state == TaskState.COMPLETED
 

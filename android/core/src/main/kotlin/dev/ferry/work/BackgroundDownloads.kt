@@ -43,12 +43,13 @@ class BackgroundDownloads(
      * Enqueues [request] and schedules a run for it; returns the task id. Repeating it for the same
      * task id (after a restart, say) changes nothing that is already scheduled.
      *
-     * @param network which networks the download may use (the engine has no per-task policy yet).
+     * @param network which networks the download may use: the work's constraint, and the task's
+     *   engine policy ([NetworkPolicy.enginePolicy]) unless [request] names one.
      * @param userInitiated the user asked for it now (a tap): a user-initiated job on Android 14+,
      *   expedited work otherwise. False for downloads the app starts on its own.
      */
     suspend fun enqueue(request: DownloadRequest, network: NetworkPolicy = NetworkPolicy.ANY, userInitiated: Boolean = true): String {
-        val taskId = ferry.enqueue(request)
+        val taskId = ferry.enqueue(request.copy(networkPolicy = request.networkPolicy ?: network.enginePolicy))
         schedule(taskId, network, userInitiated)
         return taskId
     }

@@ -9,9 +9,10 @@ import kotlin.time.Duration
 import kotlin.time.Duration.Companion.seconds
 
 /**
- * Which networks a download may use. The engine has no per-task network policy yet, so the app
- * passes it when it schedules (default [ANY]); the work carries it as a tag so that a run can
- * schedule its own continuation with the same constraint.
+ * Which networks a download's work may run on (default [ANY]): the WorkManager or JobScheduler
+ * constraint. The work carries it as a tag so that a run can schedule its own continuation with
+ * the same constraint; [BackgroundDownloads.enqueue] also gives the task the matching engine
+ * policy ([enginePolicy]), so that the engine itself holds it back on a network it refuses.
  */
 enum class NetworkPolicy {
     /** Any connected network. */
@@ -30,6 +31,16 @@ enum class NetworkPolicy {
             ANY -> WorkNetworkType.CONNECTED
             UNMETERED -> WorkNetworkType.UNMETERED
             NOT_ROAMING -> WorkNetworkType.NOT_ROAMING
+        }
+
+    /**
+     * The engine's per-task policy: [UNMETERED] is the engine's `NOT_EXPENSIVE`; the engine knows
+     * nothing of roaming, so [NOT_ROAMING] is left to the platform's constraint.
+     */
+    val enginePolicy: dev.ferry.ffi.NetworkPolicy
+        get() = when (this) {
+            UNMETERED -> dev.ferry.ffi.NetworkPolicy.NOT_EXPENSIVE
+            ANY, NOT_ROAMING -> dev.ferry.ffi.NetworkPolicy.ANY
         }
 
     /** `JobInfo.NETWORK_TYPE_*` for a user-initiated job (which must name a network). */

@@ -24,6 +24,7 @@ class ReconcileTest : WorkTestBase() {
         taskId = id, url = "http://127.0.0.1/file", destination = "/d/$id", output = output, state = state,
         progress = 0.0, bytes = 0u, total = null, speed = 0.0, etaSeconds = null, connections = 0u,
         error = error?.let { TaskErrorInfo(it, "e", null) }, priority = 0, createdMs = 0, updatedMs = 0, handedOff = false,
+        networkPolicy = dev.ferry.ffi.NetworkPolicy.ANY, waiting = null,
     )
 
     @Test
