@@ -571,6 +571,8 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_live_leases() != 52627:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_downloadmanager_network() != 11720:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_note_os_progress() != 28278:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_pause() != 46533:
@@ -598,6 +600,10 @@ def _uniffi_check_api_checksums(lib):
     if lib.uniffi_ferry_checksum_method_downloadmanager_set_credential_refresher() != 34588:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_set_limits() != 16143:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_downloadmanager_set_network() != 18362:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_downloadmanager_set_network_policy() != 54714:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_set_priority() != 43511:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -765,6 +771,9 @@ _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_list.restype = ctypes.c_
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_live_leases.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_live_leases.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_network.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_network.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_note_os_progress.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_note_os_progress.restype = ctypes.c_uint16
@@ -807,6 +816,12 @@ _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_set_credential_refresher
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_set_limits.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_set_limits.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_set_network.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_set_network.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_set_network_policy.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_set_network_policy.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_set_priority.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_set_priority.restype = ctypes.c_uint16
@@ -1040,6 +1055,11 @@ _UniffiLib.uniffi_ferry_fn_method_downloadmanager_live_leases.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_live_leases.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_network.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_network.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_note_os_progress.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -1124,6 +1144,19 @@ _UniffiLib.uniffi_ferry_fn_method_downloadmanager_set_limits.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_set_limits.restype = None
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_set_network.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_set_network.restype = None
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_set_network_policy.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_set_network_policy.restype = None
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_set_priority.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -2016,13 +2049,98 @@ class _UniffiFfiConverterOptionalUInt64(_UniffiConverterRustBuffer):
         else:
             raise InternalError("Unexpected flag byte for optional type")
 
+
+
+
+
+
+class NetworkPolicy(enum.Enum):
+    """
+    Which networks a task may use.
+"""
+    
+    ANY = 0
+    """
+    Any available network (the default).
+"""
+    
+    NOT_EXPENSIVE = 1
+    """
+    Neither an expensive nor a constrained one: large downloads that can wait for Wi-Fi.
+"""
+    
+    NOT_CONSTRAINED = 2
+    """
+    Any but a constrained one (Low Data Mode, Data Saver).
+"""
+    
+
+
+class _UniffiFfiConverterTypeNetworkPolicy(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        variant = buf.read_i32()
+        if variant == 1:
+            return NetworkPolicy.ANY
+        if variant == 2:
+            return NetworkPolicy.NOT_EXPENSIVE
+        if variant == 3:
+            return NetworkPolicy.NOT_CONSTRAINED
+        raise InternalError("Raw enum value doesn't match any cases")
+
+    @staticmethod
+    def check_lower(value):
+        if value == NetworkPolicy.ANY:
+            return
+        if value == NetworkPolicy.NOT_EXPENSIVE:
+            return
+        if value == NetworkPolicy.NOT_CONSTRAINED:
+            return
+        raise ValueError(value)
+
+    @staticmethod
+    def write(value, buf):
+        if value == NetworkPolicy.ANY:
+            buf.write_i32(1)
+        if value == NetworkPolicy.NOT_EXPENSIVE:
+            buf.write_i32(2)
+        if value == NetworkPolicy.NOT_CONSTRAINED:
+            buf.write_i32(3)
+
+
+
+class _UniffiFfiConverterOptionalTypeNetworkPolicy(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterTypeNetworkPolicy.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterTypeNetworkPolicy.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterTypeNetworkPolicy.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
 @dataclass
 class DownloadRequest:
     """
     A download request. Exactly one output: `destination` (a file) or `memory_limit` (bytes in memory);
     stream outputs go through `enqueue_stream`.
 """
-    def __init__(self, *, url:str, destination:typing.Optional[str] = None, task_id:typing.Optional[str] = None, headers:typing.List[HttpHeader] = _DEFAULT, connections:typing.Optional[int] = None, sha256:typing.Optional[str] = None, priority:int = 0, overwrite:bool = False, memory_limit:typing.Optional[int] = None, rate_limit:typing.Optional[int] = None):
+    def __init__(self, *, url:str, destination:typing.Optional[str] = None, task_id:typing.Optional[str] = None, headers:typing.List[HttpHeader] = _DEFAULT, connections:typing.Optional[int] = None, sha256:typing.Optional[str] = None, priority:int = 0, overwrite:bool = False, memory_limit:typing.Optional[int] = None, rate_limit:typing.Optional[int] = None, network_policy:typing.Optional[NetworkPolicy] = None):
         self.url = url
         self.destination = destination
         self.task_id = task_id
@@ -2036,12 +2154,13 @@ class DownloadRequest:
         self.overwrite = overwrite
         self.memory_limit = memory_limit
         self.rate_limit = rate_limit
+        self.network_policy = network_policy
         
         
 
     
     def __str__(self):
-        return "DownloadRequest(url={}, destination={}, task_id={}, headers={}, connections={}, sha256={}, priority={}, overwrite={}, memory_limit={}, rate_limit={})".format(self.url, self.destination, self.task_id, self.headers, self.connections, self.sha256, self.priority, self.overwrite, self.memory_limit, self.rate_limit)
+        return "DownloadRequest(url={}, destination={}, task_id={}, headers={}, connections={}, sha256={}, priority={}, overwrite={}, memory_limit={}, rate_limit={}, network_policy={})".format(self.url, self.destination, self.task_id, self.headers, self.connections, self.sha256, self.priority, self.overwrite, self.memory_limit, self.rate_limit, self.network_policy)
     def __eq__(self, other):
         if self.url != other.url:
             return False
@@ -2063,6 +2182,8 @@ class DownloadRequest:
             return False
         if self.rate_limit != other.rate_limit:
             return False
+        if self.network_policy != other.network_policy:
+            return False
         return True
 
 class _UniffiFfiConverterTypeDownloadRequest(_UniffiConverterRustBuffer):
@@ -2079,6 +2200,7 @@ class _UniffiFfiConverterTypeDownloadRequest(_UniffiConverterRustBuffer):
             overwrite=_UniffiFfiConverterBoolean.read(buf),
             memory_limit=_UniffiFfiConverterOptionalUInt64.read(buf),
             rate_limit=_UniffiFfiConverterOptionalUInt64.read(buf),
+            network_policy=_UniffiFfiConverterOptionalTypeNetworkPolicy.read(buf),
         )
 
     @staticmethod
@@ -2093,6 +2215,7 @@ class _UniffiFfiConverterTypeDownloadRequest(_UniffiConverterRustBuffer):
         _UniffiFfiConverterBoolean.check_lower(value.overwrite)
         _UniffiFfiConverterOptionalUInt64.check_lower(value.memory_limit)
         _UniffiFfiConverterOptionalUInt64.check_lower(value.rate_limit)
+        _UniffiFfiConverterOptionalTypeNetworkPolicy.check_lower(value.network_policy)
 
     @staticmethod
     def write(value, buf):
@@ -2106,6 +2229,7 @@ class _UniffiFfiConverterTypeDownloadRequest(_UniffiConverterRustBuffer):
         _UniffiFfiConverterBoolean.write(value.overwrite, buf)
         _UniffiFfiConverterOptionalUInt64.write(value.memory_limit, buf)
         _UniffiFfiConverterOptionalUInt64.write(value.rate_limit, buf)
+        _UniffiFfiConverterOptionalTypeNetworkPolicy.write(value.network_policy, buf)
 
 class _UniffiFfiConverterOptionalSequenceTypeHttpHeader(_UniffiConverterRustBuffer):
     @classmethod
@@ -3046,7 +3170,7 @@ class ManagerConfig:
     """
     Manager configuration. Every field has a default.
 """
-    def __init__(self, *, limits:typing.Optional[Limits] = None, connect_timeout_ms:typing.Optional[int] = None, idle_timeout_ms:typing.Optional[int] = None, progress_interval_ms:typing.Optional[int] = None, retry_budget:typing.Optional[int] = None, retry_base_delay_ms:typing.Optional[int] = None, resume_on_open:typing.Optional[bool] = None, user_agent:typing.Optional[str] = None, extra_root_certificates_pem:typing.List[str] = _DEFAULT, bundled_tls_roots:typing.Optional[bool] = None, proxy:typing.Optional[str] = None, no_proxy:typing.Optional[str] = None, roots:typing.List[PathRoot] = _DEFAULT, rate_limit:typing.Optional[int] = None, refresh_timeout_ms:typing.Optional[int] = None, refresh_before_resume:typing.Optional[bool] = None):
+    def __init__(self, *, limits:typing.Optional[Limits] = None, connect_timeout_ms:typing.Optional[int] = None, idle_timeout_ms:typing.Optional[int] = None, progress_interval_ms:typing.Optional[int] = None, retry_budget:typing.Optional[int] = None, retry_base_delay_ms:typing.Optional[int] = None, resume_on_open:typing.Optional[bool] = None, user_agent:typing.Optional[str] = None, extra_root_certificates_pem:typing.List[str] = _DEFAULT, bundled_tls_roots:typing.Optional[bool] = None, proxy:typing.Optional[str] = None, no_proxy:typing.Optional[str] = None, roots:typing.List[PathRoot] = _DEFAULT, rate_limit:typing.Optional[int] = None, refresh_timeout_ms:typing.Optional[int] = None, refresh_before_resume:typing.Optional[bool] = None, wait_when_unreachable:typing.Optional[bool] = None):
         self.limits = limits
         self.connect_timeout_ms = connect_timeout_ms
         self.idle_timeout_ms = idle_timeout_ms
@@ -3069,12 +3193,13 @@ class ManagerConfig:
         self.rate_limit = rate_limit
         self.refresh_timeout_ms = refresh_timeout_ms
         self.refresh_before_resume = refresh_before_resume
+        self.wait_when_unreachable = wait_when_unreachable
         
         
 
     
     def __str__(self):
-        return "ManagerConfig(limits={}, connect_timeout_ms={}, idle_timeout_ms={}, progress_interval_ms={}, retry_budget={}, retry_base_delay_ms={}, resume_on_open={}, user_agent={}, extra_root_certificates_pem={}, bundled_tls_roots={}, proxy={}, no_proxy={}, roots={}, rate_limit={}, refresh_timeout_ms={}, refresh_before_resume={})".format(self.limits, self.connect_timeout_ms, self.idle_timeout_ms, self.progress_interval_ms, self.retry_budget, self.retry_base_delay_ms, self.resume_on_open, self.user_agent, self.extra_root_certificates_pem, self.bundled_tls_roots, self.proxy, self.no_proxy, self.roots, self.rate_limit, self.refresh_timeout_ms, self.refresh_before_resume)
+        return "ManagerConfig(limits={}, connect_timeout_ms={}, idle_timeout_ms={}, progress_interval_ms={}, retry_budget={}, retry_base_delay_ms={}, resume_on_open={}, user_agent={}, extra_root_certificates_pem={}, bundled_tls_roots={}, proxy={}, no_proxy={}, roots={}, rate_limit={}, refresh_timeout_ms={}, refresh_before_resume={}, wait_when_unreachable={})".format(self.limits, self.connect_timeout_ms, self.idle_timeout_ms, self.progress_interval_ms, self.retry_budget, self.retry_base_delay_ms, self.resume_on_open, self.user_agent, self.extra_root_certificates_pem, self.bundled_tls_roots, self.proxy, self.no_proxy, self.roots, self.rate_limit, self.refresh_timeout_ms, self.refresh_before_resume, self.wait_when_unreachable)
     def __eq__(self, other):
         if self.limits != other.limits:
             return False
@@ -3108,6 +3233,8 @@ class ManagerConfig:
             return False
         if self.refresh_before_resume != other.refresh_before_resume:
             return False
+        if self.wait_when_unreachable != other.wait_when_unreachable:
+            return False
         return True
 
 class _UniffiFfiConverterTypeManagerConfig(_UniffiConverterRustBuffer):
@@ -3130,6 +3257,7 @@ class _UniffiFfiConverterTypeManagerConfig(_UniffiConverterRustBuffer):
             rate_limit=_UniffiFfiConverterOptionalUInt64.read(buf),
             refresh_timeout_ms=_UniffiFfiConverterOptionalUInt64.read(buf),
             refresh_before_resume=_UniffiFfiConverterOptionalBoolean.read(buf),
+            wait_when_unreachable=_UniffiFfiConverterOptionalBoolean.read(buf),
         )
 
     @staticmethod
@@ -3150,6 +3278,7 @@ class _UniffiFfiConverterTypeManagerConfig(_UniffiConverterRustBuffer):
         _UniffiFfiConverterOptionalUInt64.check_lower(value.rate_limit)
         _UniffiFfiConverterOptionalUInt64.check_lower(value.refresh_timeout_ms)
         _UniffiFfiConverterOptionalBoolean.check_lower(value.refresh_before_resume)
+        _UniffiFfiConverterOptionalBoolean.check_lower(value.wait_when_unreachable)
 
     @staticmethod
     def write(value, buf):
@@ -3169,6 +3298,54 @@ class _UniffiFfiConverterTypeManagerConfig(_UniffiConverterRustBuffer):
         _UniffiFfiConverterOptionalUInt64.write(value.rate_limit, buf)
         _UniffiFfiConverterOptionalUInt64.write(value.refresh_timeout_ms, buf)
         _UniffiFfiConverterOptionalBoolean.write(value.refresh_before_resume, buf)
+        _UniffiFfiConverterOptionalBoolean.write(value.wait_when_unreachable, buf)
+
+@dataclass
+class NetworkState:
+    """
+    The network as the host sees it: on iOS from `NWPathMonitor` (`status == .satisfied`,
+    `isExpensive`, `isConstrained`), on Android from `ConnectivityManager` (a default network with
+    `NET_CAPABILITY_VALIDATED`, `isActiveNetworkMetered`, Data Saver).
+"""
+    def __init__(self, *, available:bool, expensive:bool = False, constrained:bool = False):
+        self.available = available
+        self.expensive = expensive
+        self.constrained = constrained
+        
+        
+
+    
+    def __str__(self):
+        return "NetworkState(available={}, expensive={}, constrained={})".format(self.available, self.expensive, self.constrained)
+    def __eq__(self, other):
+        if self.available != other.available:
+            return False
+        if self.expensive != other.expensive:
+            return False
+        if self.constrained != other.constrained:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeNetworkState(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return NetworkState(
+            available=_UniffiFfiConverterBoolean.read(buf),
+            expensive=_UniffiFfiConverterBoolean.read(buf),
+            constrained=_UniffiFfiConverterBoolean.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterBoolean.check_lower(value.available)
+        _UniffiFfiConverterBoolean.check_lower(value.expensive)
+        _UniffiFfiConverterBoolean.check_lower(value.constrained)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterBoolean.write(value.available, buf)
+        _UniffiFfiConverterBoolean.write(value.expensive, buf)
+        _UniffiFfiConverterBoolean.write(value.constrained, buf)
 
 @dataclass
 class OsTaskInfo:
@@ -3829,12 +4006,109 @@ class _UniffiFfiConverterInt64(_UniffiConverterPrimitiveInt):
     def write(value, buf):
         buf.write_i64(value)
 
+
+
+
+
+
+class WaitReason(enum.Enum):
+    """
+    Why a queued task waits instead of running.
+"""
+    
+    NETWORK_UNAVAILABLE = 0
+    """
+    No network: it resumes, from its bytes, when one comes back.
+"""
+    
+    NETWORK_EXPENSIVE = 1
+    """
+    The network is expensive and the task's policy refuses that.
+"""
+    
+    NETWORK_CONSTRAINED = 2
+    """
+    The network is constrained and the task's policy refuses that.
+"""
+    
+    NETWORK_UNREACHABLE = 3
+    """
+    No host reports the network and nothing could be reached: it tries again after a backoff
+    (only with `ManagerConfig.wait_when_unreachable`).
+"""
+    
+
+
+class _UniffiFfiConverterTypeWaitReason(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        variant = buf.read_i32()
+        if variant == 1:
+            return WaitReason.NETWORK_UNAVAILABLE
+        if variant == 2:
+            return WaitReason.NETWORK_EXPENSIVE
+        if variant == 3:
+            return WaitReason.NETWORK_CONSTRAINED
+        if variant == 4:
+            return WaitReason.NETWORK_UNREACHABLE
+        raise InternalError("Raw enum value doesn't match any cases")
+
+    @staticmethod
+    def check_lower(value):
+        if value == WaitReason.NETWORK_UNAVAILABLE:
+            return
+        if value == WaitReason.NETWORK_EXPENSIVE:
+            return
+        if value == WaitReason.NETWORK_CONSTRAINED:
+            return
+        if value == WaitReason.NETWORK_UNREACHABLE:
+            return
+        raise ValueError(value)
+
+    @staticmethod
+    def write(value, buf):
+        if value == WaitReason.NETWORK_UNAVAILABLE:
+            buf.write_i32(1)
+        if value == WaitReason.NETWORK_EXPENSIVE:
+            buf.write_i32(2)
+        if value == WaitReason.NETWORK_CONSTRAINED:
+            buf.write_i32(3)
+        if value == WaitReason.NETWORK_UNREACHABLE:
+            buf.write_i32(4)
+
+
+
+class _UniffiFfiConverterOptionalTypeWaitReason(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterTypeWaitReason.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterTypeWaitReason.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterTypeWaitReason.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
 @dataclass
 class TaskStatus:
     """
     A task's status.
 """
-    def __init__(self, *, task_id:str, url:str, destination:typing.Optional[str], output:str, state:TaskState, progress:float, bytes:int, total:typing.Optional[int], speed:float, eta_seconds:typing.Optional[float], connections:int, error:typing.Optional[TaskErrorInfo], priority:int, created_ms:int, updated_ms:int, handed_off:bool):
+    def __init__(self, *, task_id:str, url:str, destination:typing.Optional[str], output:str, state:TaskState, progress:float, bytes:int, total:typing.Optional[int], speed:float, eta_seconds:typing.Optional[float], connections:int, error:typing.Optional[TaskErrorInfo], priority:int, created_ms:int, updated_ms:int, handed_off:bool, network_policy:NetworkPolicy, waiting:typing.Optional[WaitReason]):
         self.task_id = task_id
         self.url = url
         self.destination = destination
@@ -3851,12 +4125,14 @@ class TaskStatus:
         self.created_ms = created_ms
         self.updated_ms = updated_ms
         self.handed_off = handed_off
+        self.network_policy = network_policy
+        self.waiting = waiting
         
         
 
     
     def __str__(self):
-        return "TaskStatus(task_id={}, url={}, destination={}, output={}, state={}, progress={}, bytes={}, total={}, speed={}, eta_seconds={}, connections={}, error={}, priority={}, created_ms={}, updated_ms={}, handed_off={})".format(self.task_id, self.url, self.destination, self.output, self.state, self.progress, self.bytes, self.total, self.speed, self.eta_seconds, self.connections, self.error, self.priority, self.created_ms, self.updated_ms, self.handed_off)
+        return "TaskStatus(task_id={}, url={}, destination={}, output={}, state={}, progress={}, bytes={}, total={}, speed={}, eta_seconds={}, connections={}, error={}, priority={}, created_ms={}, updated_ms={}, handed_off={}, network_policy={}, waiting={})".format(self.task_id, self.url, self.destination, self.output, self.state, self.progress, self.bytes, self.total, self.speed, self.eta_seconds, self.connections, self.error, self.priority, self.created_ms, self.updated_ms, self.handed_off, self.network_policy, self.waiting)
     def __eq__(self, other):
         if self.task_id != other.task_id:
             return False
@@ -3890,6 +4166,10 @@ class TaskStatus:
             return False
         if self.handed_off != other.handed_off:
             return False
+        if self.network_policy != other.network_policy:
+            return False
+        if self.waiting != other.waiting:
+            return False
         return True
 
 class _UniffiFfiConverterTypeTaskStatus(_UniffiConverterRustBuffer):
@@ -3912,6 +4192,8 @@ class _UniffiFfiConverterTypeTaskStatus(_UniffiConverterRustBuffer):
             created_ms=_UniffiFfiConverterInt64.read(buf),
             updated_ms=_UniffiFfiConverterInt64.read(buf),
             handed_off=_UniffiFfiConverterBoolean.read(buf),
+            network_policy=_UniffiFfiConverterTypeNetworkPolicy.read(buf),
+            waiting=_UniffiFfiConverterOptionalTypeWaitReason.read(buf),
         )
 
     @staticmethod
@@ -3932,6 +4214,8 @@ class _UniffiFfiConverterTypeTaskStatus(_UniffiConverterRustBuffer):
         _UniffiFfiConverterInt64.check_lower(value.created_ms)
         _UniffiFfiConverterInt64.check_lower(value.updated_ms)
         _UniffiFfiConverterBoolean.check_lower(value.handed_off)
+        _UniffiFfiConverterTypeNetworkPolicy.check_lower(value.network_policy)
+        _UniffiFfiConverterOptionalTypeWaitReason.check_lower(value.waiting)
 
     @staticmethod
     def write(value, buf):
@@ -3951,6 +4235,8 @@ class _UniffiFfiConverterTypeTaskStatus(_UniffiConverterRustBuffer):
         _UniffiFfiConverterInt64.write(value.created_ms, buf)
         _UniffiFfiConverterInt64.write(value.updated_ms, buf)
         _UniffiFfiConverterBoolean.write(value.handed_off, buf)
+        _UniffiFfiConverterTypeNetworkPolicy.write(value.network_policy, buf)
+        _UniffiFfiConverterOptionalTypeWaitReason.write(value.waiting, buf)
 
 
 
@@ -6474,6 +6760,11 @@ class DownloadManagerProtocol(typing.Protocol):
         The live leases, as requests.
 """
         raise NotImplementedError
+    def network(self, ) -> NetworkState:
+        """
+        The network as last reported.
+"""
+        raise NotImplementedError
     def note_os_progress(self, os_tag: str,bytes_received: int) -> None:
         """
         Progress the OS reports for a lease's task: shown in the task's status, never journaled.
@@ -6551,6 +6842,19 @@ class DownloadManagerProtocol(typing.Protocol):
     def set_limits(self, limits: Limits) -> None:
         """
         Changes limits at run time.
+"""
+        raise NotImplementedError
+    def set_network(self, network: NetworkState) -> None:
+        """
+        Tells the engine the network's state; call it on every change your path monitor reports.
+        Tasks the network refuses stop (their bytes kept) and wait, queued, with `waiting` in their
+        status, spending no retries; they resume on their own when a report allows them. Until the
+        first report the network counts as available, unmetered and unconstrained.
+"""
+        raise NotImplementedError
+    def set_network_policy(self, task_id: str,policy: NetworkPolicy) -> None:
+        """
+        Changes which networks a task may use; applies at once.
 """
         raise NotImplementedError
     def set_priority(self, task_id: str,priority: int) -> None:
@@ -6962,6 +7266,21 @@ class DownloadManager(DownloadManagerProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    def network(self, ) -> NetworkState:
+        """
+        The network as last reported.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeNetworkState.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_downloadmanager_network,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
     def note_os_progress(self, os_tag: str,bytes_received: int) -> None:
         """
         Progress the OS reports for a lease's task: shown in the task's status, never journaled.
@@ -7236,6 +7555,48 @@ class DownloadManager(DownloadManagerProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_ferry_fn_method_downloadmanager_set_limits,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def set_network(self, network: NetworkState) -> None:
+        """
+        Tells the engine the network's state; call it on every change your path monitor reports.
+        Tasks the network refuses stop (their bytes kept) and wait, queued, with `waiting` in their
+        status, spending no retries; they resume on their own when a report allows them. Until the
+        first report the network counts as available, unmetered and unconstrained.
+"""
+        
+        _UniffiFfiConverterTypeNetworkState.check_lower(network)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterTypeNetworkState.lower(network),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_downloadmanager_set_network,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def set_network_policy(self, task_id: str,policy: NetworkPolicy) -> None:
+        """
+        Changes which networks a task may use; applies at once.
+"""
+        
+        _UniffiFfiConverterString.check_lower(task_id)
+
+        _UniffiFfiConverterTypeNetworkPolicy.check_lower(policy)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(task_id),
+            _UniffiFfiConverterTypeNetworkPolicy.lower(policy),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeDownloadError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_downloadmanager_set_network_policy,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
@@ -8033,9 +8394,11 @@ def version() -> str:
 
 __all__ = [
     "InternalError",
+    "NetworkPolicy",
     "ErrorCode",
     "RunOutcome",
     "TaskState",
+    "WaitReason",
     "TestValidators",
     "BatchItem",
     "CallbackError",
@@ -8054,6 +8417,7 @@ __all__ = [
     "Limits",
     "PathRoot",
     "ManagerConfig",
+    "NetworkState",
     "OsTaskInfo",
     "ReconcilePlan",
     "TaskErrorInfo",

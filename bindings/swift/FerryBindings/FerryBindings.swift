@@ -1333,6 +1333,24 @@ public protocol DownloadManagerProtocol: AnyObject, Sendable {
      */
     func wait(taskId: String) async throws  -> TaskStatus
     
+    /**
+     * The network as last reported.
+     */
+    func network()  -> NetworkState
+    
+    /**
+     * Tells the engine the network's state; call it on every change your path monitor reports.
+     * Tasks the network refuses stop (their bytes kept) and wait, queued, with `waiting` in their
+     * status, spending no retries; they resume on their own when a report allows them. Until the
+     * first report the network counts as available, unmetered and unconstrained.
+     */
+    func setNetwork(network: NetworkState) 
+    
+    /**
+     * Changes which networks a task may use; applies at once.
+     */
+    func setNetworkPolicy(taskId: String, policy: NetworkPolicy) throws 
+    
 }
 /**
  * A download manager over one state directory (its persistent task table). Opening the same
@@ -2000,6 +2018,46 @@ open func wait(taskId: String)async throws  -> TaskStatus  {
             liftFunc: FfiConverterTypeTaskStatus_lift,
             errorHandler: FfiConverterTypeDownloadError_lift
         )
+}
+    
+    /**
+     * The network as last reported.
+     */
+open func network() -> NetworkState  {
+    return try!  FfiConverterTypeNetworkState_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_downloadmanager_network(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Tells the engine the network's state; call it on every change your path monitor reports.
+     * Tasks the network refuses stop (their bytes kept) and wait, queued, with `waiting` in their
+     * status, spending no retries; they resume on their own when a report allows them. Until the
+     * first report the network counts as available, unmetered and unconstrained.
+     */
+open func setNetwork(network: NetworkState)  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_downloadmanager_set_network(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeNetworkState_lower(network),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Changes which networks a task may use; applies at once.
+     */
+open func setNetworkPolicy(taskId: String, policy: NetworkPolicy)throws   {try rustCallWithError(FfiConverterTypeDownloadError_lift) {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_downloadmanager_set_network_policy(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(taskId),
+        FfiConverterTypeNetworkPolicy_lower(policy),uniffiCallStatus
+    )
+}
 }
     
 
@@ -3083,6 +3141,10 @@ public struct DownloadRequest: Equatable, Hashable {
      * this process only (set it again after reopening); change it with `set_task_rate_limit`.
      */
     public let rateLimit: UInt64?
+    /**
+     * Which networks the task may use; absent = any.
+     */
+    public let networkPolicy: NetworkPolicy?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -3117,7 +3179,10 @@ public struct DownloadRequest: Equatable, Hashable {
         /**
          * Cap on this task's bytes per second over all its connections; absent or 0 = none. Held by
          * this process only (set it again after reopening); change it with `set_task_rate_limit`.
-         */rateLimit: UInt64? = nil) {
+         */rateLimit: UInt64? = nil, 
+        /**
+         * Which networks the task may use; absent = any.
+         */networkPolicy: NetworkPolicy? = nil) {
         self.url = url
         self.destination = destination
         self.taskId = taskId
@@ -3128,6 +3193,7 @@ public struct DownloadRequest: Equatable, Hashable {
         self.overwrite = overwrite
         self.memoryLimit = memoryLimit
         self.rateLimit = rateLimit
+        self.networkPolicy = networkPolicy
     }
 
     
@@ -3155,7 +3221,8 @@ public struct FfiConverterTypeDownloadRequest: FfiConverterRustBuffer {
                 priority: FfiConverterInt32.read(from: &buf), 
                 overwrite: FfiConverterBool.read(from: &buf), 
                 memoryLimit: FfiConverterOptionUInt64.read(from: &buf), 
-                rateLimit: FfiConverterOptionUInt64.read(from: &buf)
+                rateLimit: FfiConverterOptionUInt64.read(from: &buf), 
+                networkPolicy: FfiConverterOptionTypeNetworkPolicy.read(from: &buf)
         )
     }
 
@@ -3170,6 +3237,7 @@ public struct FfiConverterTypeDownloadRequest: FfiConverterRustBuffer {
         FfiConverterBool.write(value.overwrite, into: &buf)
         FfiConverterOptionUInt64.write(value.memoryLimit, into: &buf)
         FfiConverterOptionUInt64.write(value.rateLimit, into: &buf)
+        FfiConverterOptionTypeNetworkPolicy.write(value.networkPolicy, into: &buf)
     }
 }
 
@@ -3650,6 +3718,13 @@ public struct ManagerConfig: Equatable, Hashable {
      * not only after a 401 or 403 (default false).
      */
     public let refreshBeforeResume: Bool?
+    /**
+     * While no network is reported (`set_network`), a task that could not connect at all through
+     * its retries, while no other task had a connection, waits (`NetworkUnreachable`) and tries
+     * again after a growing backoff instead of failing (default false: a dead server looks the
+     * same).
+     */
+    public let waitWhenUnreachable: Bool?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -3718,7 +3793,13 @@ public struct ManagerConfig: Equatable, Hashable {
         /**
          * Ask the credential refresher before every run that resumes a task with bytes (status 0),
          * not only after a 401 or 403 (default false).
-         */refreshBeforeResume: Bool? = nil) {
+         */refreshBeforeResume: Bool? = nil, 
+        /**
+         * While no network is reported (`set_network`), a task that could not connect at all through
+         * its retries, while no other task had a connection, waits (`NetworkUnreachable`) and tries
+         * again after a growing backoff instead of failing (default false: a dead server looks the
+         * same).
+         */waitWhenUnreachable: Bool? = nil) {
         self.limits = limits
         self.connectTimeoutMs = connectTimeoutMs
         self.idleTimeoutMs = idleTimeoutMs
@@ -3735,6 +3816,7 @@ public struct ManagerConfig: Equatable, Hashable {
         self.rateLimit = rateLimit
         self.refreshTimeoutMs = refreshTimeoutMs
         self.refreshBeforeResume = refreshBeforeResume
+        self.waitWhenUnreachable = waitWhenUnreachable
     }
 
     
@@ -3768,7 +3850,8 @@ public struct FfiConverterTypeManagerConfig: FfiConverterRustBuffer {
                 roots: FfiConverterSequenceTypePathRoot.read(from: &buf), 
                 rateLimit: FfiConverterOptionUInt64.read(from: &buf), 
                 refreshTimeoutMs: FfiConverterOptionUInt64.read(from: &buf), 
-                refreshBeforeResume: FfiConverterOptionBool.read(from: &buf)
+                refreshBeforeResume: FfiConverterOptionBool.read(from: &buf), 
+                waitWhenUnreachable: FfiConverterOptionBool.read(from: &buf)
         )
     }
 
@@ -3789,6 +3872,7 @@ public struct FfiConverterTypeManagerConfig: FfiConverterRustBuffer {
         FfiConverterOptionUInt64.write(value.rateLimit, into: &buf)
         FfiConverterOptionUInt64.write(value.refreshTimeoutMs, into: &buf)
         FfiConverterOptionBool.write(value.refreshBeforeResume, into: &buf)
+        FfiConverterOptionBool.write(value.waitWhenUnreachable, into: &buf)
     }
 }
 
@@ -3805,6 +3889,87 @@ public func FfiConverterTypeManagerConfig_lift(_ buf: RustBuffer) throws -> Mana
 #endif
 public func FfiConverterTypeManagerConfig_lower(_ value: ManagerConfig) -> RustBuffer {
     return FfiConverterTypeManagerConfig.lower(value)
+}
+
+
+/**
+ * The network as the host sees it: on iOS from `NWPathMonitor` (`status == .satisfied`,
+ * `isExpensive`, `isConstrained`), on Android from `ConnectivityManager` (a default network with
+ * `NET_CAPABILITY_VALIDATED`, `isActiveNetworkMetered`, Data Saver).
+ */
+public struct NetworkState: Equatable, Hashable {
+    /**
+     * Some path to the internet exists.
+     */
+    public let available: Bool
+    /**
+     * It costs money: cellular, a hotspot, a metered Wi-Fi.
+     */
+    public let expensive: Bool
+    /**
+     * The user asked to save data: Low Data Mode, Data Saver.
+     */
+    public let constrained: Bool
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Some path to the internet exists.
+         */available: Bool, 
+        /**
+         * It costs money: cellular, a hotspot, a metered Wi-Fi.
+         */expensive: Bool = false, 
+        /**
+         * The user asked to save data: Low Data Mode, Data Saver.
+         */constrained: Bool = false) {
+        self.available = available
+        self.expensive = expensive
+        self.constrained = constrained
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension NetworkState: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeNetworkState: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> NetworkState {
+        return
+            try NetworkState(
+                available: FfiConverterBool.read(from: &buf), 
+                expensive: FfiConverterBool.read(from: &buf), 
+                constrained: FfiConverterBool.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: NetworkState, into buf: inout [UInt8]) {
+        FfiConverterBool.write(value.available, into: &buf)
+        FfiConverterBool.write(value.expensive, into: &buf)
+        FfiConverterBool.write(value.constrained, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeNetworkState_lift(_ buf: RustBuffer) throws -> NetworkState {
+    return try FfiConverterTypeNetworkState.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeNetworkState_lower(_ value: NetworkState) -> RustBuffer {
+    return FfiConverterTypeNetworkState.lower(value)
 }
 
 
@@ -4490,6 +4655,15 @@ public struct TaskStatus: Equatable, Hashable {
      * The OS fetches some of its ranges (handed off); `bytes` includes what the OS reports.
      */
     public let handedOff: Bool
+    /**
+     * Which networks it may use.
+     */
+    public let networkPolicy: NetworkPolicy
+    /**
+     * Why a queued task waits instead of running (no network, or one its policy refuses); absent
+     * when it runs or only waits its turn.
+     */
+    public let waiting: WaitReason?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -4544,7 +4718,14 @@ public struct TaskStatus: Equatable, Hashable {
          */updatedMs: Int64, 
         /**
          * The OS fetches some of its ranges (handed off); `bytes` includes what the OS reports.
-         */handedOff: Bool) {
+         */handedOff: Bool, 
+        /**
+         * Which networks it may use.
+         */networkPolicy: NetworkPolicy, 
+        /**
+         * Why a queued task waits instead of running (no network, or one its policy refuses); absent
+         * when it runs or only waits its turn.
+         */waiting: WaitReason?) {
         self.taskId = taskId
         self.url = url
         self.destination = destination
@@ -4561,6 +4742,8 @@ public struct TaskStatus: Equatable, Hashable {
         self.createdMs = createdMs
         self.updatedMs = updatedMs
         self.handedOff = handedOff
+        self.networkPolicy = networkPolicy
+        self.waiting = waiting
     }
 
     
@@ -4594,7 +4777,9 @@ public struct FfiConverterTypeTaskStatus: FfiConverterRustBuffer {
                 priority: FfiConverterInt32.read(from: &buf), 
                 createdMs: FfiConverterInt64.read(from: &buf), 
                 updatedMs: FfiConverterInt64.read(from: &buf), 
-                handedOff: FfiConverterBool.read(from: &buf)
+                handedOff: FfiConverterBool.read(from: &buf), 
+                networkPolicy: FfiConverterTypeNetworkPolicy.read(from: &buf), 
+                waiting: FfiConverterOptionTypeWaitReason.read(from: &buf)
         )
     }
 
@@ -4615,6 +4800,8 @@ public struct FfiConverterTypeTaskStatus: FfiConverterRustBuffer {
         FfiConverterInt64.write(value.createdMs, into: &buf)
         FfiConverterInt64.write(value.updatedMs, into: &buf)
         FfiConverterBool.write(value.handedOff, into: &buf)
+        FfiConverterTypeNetworkPolicy.write(value.networkPolicy, into: &buf)
+        FfiConverterOptionTypeWaitReason.write(value.waiting, into: &buf)
     }
 }
 
@@ -6056,6 +6243,91 @@ public func FfiConverterTypeIngestOutcome_lower(_ value: IngestOutcome) -> RustB
 
 
 /**
+ * Which networks a task may use.
+ */
+
+public enum NetworkPolicy: Equatable, Hashable {
+    
+    /**
+     * Any available network (the default).
+     */
+    case any
+    /**
+     * Neither an expensive nor a constrained one: large downloads that can wait for Wi-Fi.
+     */
+    case notExpensive
+    /**
+     * Any but a constrained one (Low Data Mode, Data Saver).
+     */
+    case notConstrained
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension NetworkPolicy: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeNetworkPolicy: FfiConverterRustBuffer {
+    typealias SwiftType = NetworkPolicy
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> NetworkPolicy {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .any
+        
+        case 2: return .notExpensive
+        
+        case 3: return .notConstrained
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: NetworkPolicy, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .any:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .notExpensive:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .notConstrained:
+            writeInt(&buf, Int32(3))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeNetworkPolicy_lift(_ buf: RustBuffer) throws -> NetworkPolicy {
+    return try FfiConverterTypeNetworkPolicy.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeNetworkPolicy_lower(_ value: NetworkPolicy) -> RustBuffer {
+    return FfiConverterTypeNetworkPolicy.lower(value)
+}
+
+
+
+/**
  * How a task ended its run.
  */
 
@@ -6494,6 +6766,102 @@ public func FfiConverterTypeTestValidators_lower(_ value: TestValidators) -> Rus
 }
 
 
+
+/**
+ * Why a queued task waits instead of running.
+ */
+
+public enum WaitReason: Equatable, Hashable {
+    
+    /**
+     * No network: it resumes, from its bytes, when one comes back.
+     */
+    case networkUnavailable
+    /**
+     * The network is expensive and the task's policy refuses that.
+     */
+    case networkExpensive
+    /**
+     * The network is constrained and the task's policy refuses that.
+     */
+    case networkConstrained
+    /**
+     * No host reports the network and nothing could be reached: it tries again after a backoff
+     * (only with `ManagerConfig.wait_when_unreachable`).
+     */
+    case networkUnreachable
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension WaitReason: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeWaitReason: FfiConverterRustBuffer {
+    typealias SwiftType = WaitReason
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> WaitReason {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .networkUnavailable
+        
+        case 2: return .networkExpensive
+        
+        case 3: return .networkConstrained
+        
+        case 4: return .networkUnreachable
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: WaitReason, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .networkUnavailable:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .networkExpensive:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .networkConstrained:
+            writeInt(&buf, Int32(3))
+        
+        
+        case .networkUnreachable:
+            writeInt(&buf, Int32(4))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeWaitReason_lift(_ buf: RustBuffer) throws -> WaitReason {
+    return try FfiConverterTypeWaitReason.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeWaitReason_lower(_ value: WaitReason) -> RustBuffer {
+    return FfiConverterTypeWaitReason.lower(value)
+}
+
+
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
@@ -6833,6 +7201,30 @@ fileprivate struct FfiConverterOptionTypeDownloadEvent: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeNetworkPolicy: FfiConverterRustBuffer {
+    typealias SwiftType = NetworkPolicy?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeNetworkPolicy.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeNetworkPolicy.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypeTaskState: FfiConverterRustBuffer {
     typealias SwiftType = TaskState?
 
@@ -6873,6 +7265,30 @@ fileprivate struct FfiConverterOptionTypeTestValidators: FfiConverterRustBuffer 
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterTypeTestValidators.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeWaitReason: FfiConverterRustBuffer {
+    typealias SwiftType = WaitReason?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeWaitReason.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeWaitReason.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -7489,6 +7905,15 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_ferry_checksum_method_downloadmanager_wait() != 41379) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_downloadmanager_network() != 11720) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_downloadmanager_set_network() != 18362) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_downloadmanager_set_network_policy() != 54714) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_ferry_checksum_method_testserver_base() != 324) {

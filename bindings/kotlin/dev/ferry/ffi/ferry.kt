@@ -862,6 +862,12 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_ferry_checksum_method_downloadmanager_wait(
     ): Int
+    external fun uniffi_ferry_checksum_method_downloadmanager_network(
+    ): Int
+    external fun uniffi_ferry_checksum_method_downloadmanager_set_network(
+    ): Int
+    external fun uniffi_ferry_checksum_method_downloadmanager_set_network_policy(
+    ): Int
     external fun uniffi_ferry_checksum_method_testserver_base(
     ): Int
     external fun uniffi_ferry_checksum_method_testserver_content(
@@ -1045,6 +1051,12 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_ferry_fn_method_downloadmanager_wait(`ptr`: Long,`taskId`: RustBuffer.ByValue,
     ): Long
+    external fun uniffi_ferry_fn_method_downloadmanager_network(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_ferry_fn_method_downloadmanager_set_network(`ptr`: Long,`network`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_ferry_fn_method_downloadmanager_set_network_policy(`ptr`: Long,`taskId`: RustBuffer.ByValue,`policy`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_ferry_fn_clone_testserver(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_ferry_fn_free_testserver(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1377,6 +1389,15 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_ferry_checksum_method_downloadmanager_wait() and 0xFFFF) != 41379) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_ferry_checksum_method_downloadmanager_network() and 0xFFFF) != 11720) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_ferry_checksum_method_downloadmanager_set_network() and 0xFFFF) != 18362) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_ferry_checksum_method_downloadmanager_set_network_policy() and 0xFFFF) != 54714) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_ferry_checksum_method_testserver_base() and 0xFFFF) != 324) {
@@ -2898,6 +2919,24 @@ public interface DownloadManagerInterface {
      */
     suspend fun `wait`(`taskId`: kotlin.String): TaskStatus
     
+    /**
+     * The network as last reported.
+     */
+    fun `network`(): NetworkState
+    
+    /**
+     * Tells the engine the network's state; call it on every change your path monitor reports.
+     * Tasks the network refuses stop (their bytes kept) and wait, queued, with `waiting` in their
+     * status, spending no retries; they resume on their own when a report allows them. Until the
+     * first report the network counts as available, unmetered and unconstrained.
+     */
+    fun `setNetwork`(`network`: NetworkState)
+    
+    /**
+     * Changes which networks a task may use; applies at once.
+     */
+    fun `setNetworkPolicy`(`taskId`: kotlin.String, `policy`: NetworkPolicy)
+    
     companion object
 }
 
@@ -3785,6 +3824,59 @@ open class DownloadManager: Disposable, AutoCloseable, DownloadManagerInterface
         DownloadException.ErrorHandler,
     )
     }
+
+    
+    /**
+     * The network as last reported.
+     */override fun `network`(): NetworkState {
+            return FfiConverterTypeNetworkState.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_ferry_fn_method_downloadmanager_network(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Tells the engine the network's state; call it on every change your path monitor reports.
+     * Tasks the network refuses stop (their bytes kept) and wait, queued, with `waiting` in their
+     * status, spending no retries; they resume on their own when a report allows them. Until the
+     * first report the network counts as available, unmetered and unconstrained.
+     */override fun `setNetwork`(`network`: NetworkState)
+        = 
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_ferry_fn_method_downloadmanager_set_network(
+        it,
+        
+        FfiConverterTypeNetworkState.lower(`network`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Changes which networks a task may use; applies at once.
+     */
+    @Throws(DownloadException::class)override fun `setNetworkPolicy`(`taskId`: kotlin.String, `policy`: NetworkPolicy)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(DownloadException) { _status ->
+    UniffiLib.uniffi_ferry_fn_method_downloadmanager_set_network_policy(
+        it,
+        
+        FfiConverterString.lower(`taskId`),
+        FfiConverterTypeNetworkPolicy.lower(`policy`),_status)
+}
+    }
+    
+    
 
     
 
@@ -5464,6 +5556,11 @@ data class DownloadRequest (
      * this process only (set it again after reopening); change it with `set_task_rate_limit`.
      */
     var `rateLimit`: kotlin.ULong? = null 
+    , 
+    /**
+     * Which networks the task may use; absent = any.
+     */
+    var `networkPolicy`: NetworkPolicy? = null 
     
 ){
     
@@ -5490,6 +5587,7 @@ public object FfiConverterTypeDownloadRequest: FfiConverterRustBuffer<DownloadRe
             FfiConverterBoolean.read(buf),
             FfiConverterOptionalULong.read(buf),
             FfiConverterOptionalULong.read(buf),
+            FfiConverterOptionalTypeNetworkPolicy.read(buf),
         )
     }
 
@@ -5503,7 +5601,8 @@ public object FfiConverterTypeDownloadRequest: FfiConverterRustBuffer<DownloadRe
             FfiConverterInt.allocationSize(value.`priority`) +
             FfiConverterBoolean.allocationSize(value.`overwrite`) +
             FfiConverterOptionalULong.allocationSize(value.`memoryLimit`) +
-            FfiConverterOptionalULong.allocationSize(value.`rateLimit`)
+            FfiConverterOptionalULong.allocationSize(value.`rateLimit`) +
+            FfiConverterOptionalTypeNetworkPolicy.allocationSize(value.`networkPolicy`)
     )
 
     override fun write(value: DownloadRequest, buf: ByteBuffer) {
@@ -5517,6 +5616,7 @@ public object FfiConverterTypeDownloadRequest: FfiConverterRustBuffer<DownloadRe
             FfiConverterBoolean.write(value.`overwrite`, buf)
             FfiConverterOptionalULong.write(value.`memoryLimit`, buf)
             FfiConverterOptionalULong.write(value.`rateLimit`, buf)
+            FfiConverterOptionalTypeNetworkPolicy.write(value.`networkPolicy`, buf)
     }
 }
 
@@ -5882,6 +5982,14 @@ data class ManagerConfig (
      * not only after a 401 or 403 (default false).
      */
     var `refreshBeforeResume`: kotlin.Boolean? = null 
+    , 
+    /**
+     * While no network is reported (`set_network`), a task that could not connect at all through
+     * its retries, while no other task had a connection, waits (`NetworkUnreachable`) and tries
+     * again after a growing backoff instead of failing (default false: a dead server looks the
+     * same).
+     */
+    var `waitWhenUnreachable`: kotlin.Boolean? = null 
     
 ){
     
@@ -5914,6 +6022,7 @@ public object FfiConverterTypeManagerConfig: FfiConverterRustBuffer<ManagerConfi
             FfiConverterOptionalULong.read(buf),
             FfiConverterOptionalULong.read(buf),
             FfiConverterOptionalBoolean.read(buf),
+            FfiConverterOptionalBoolean.read(buf),
         )
     }
 
@@ -5933,7 +6042,8 @@ public object FfiConverterTypeManagerConfig: FfiConverterRustBuffer<ManagerConfi
             FfiConverterSequenceTypePathRoot.allocationSize(value.`roots`) +
             FfiConverterOptionalULong.allocationSize(value.`rateLimit`) +
             FfiConverterOptionalULong.allocationSize(value.`refreshTimeoutMs`) +
-            FfiConverterOptionalBoolean.allocationSize(value.`refreshBeforeResume`)
+            FfiConverterOptionalBoolean.allocationSize(value.`refreshBeforeResume`) +
+            FfiConverterOptionalBoolean.allocationSize(value.`waitWhenUnreachable`)
     )
 
     override fun write(value: ManagerConfig, buf: ByteBuffer) {
@@ -5953,6 +6063,64 @@ public object FfiConverterTypeManagerConfig: FfiConverterRustBuffer<ManagerConfi
             FfiConverterOptionalULong.write(value.`rateLimit`, buf)
             FfiConverterOptionalULong.write(value.`refreshTimeoutMs`, buf)
             FfiConverterOptionalBoolean.write(value.`refreshBeforeResume`, buf)
+            FfiConverterOptionalBoolean.write(value.`waitWhenUnreachable`, buf)
+    }
+}
+
+
+
+/**
+ * The network as the host sees it: on iOS from `NWPathMonitor` (`status == .satisfied`,
+ * `isExpensive`, `isConstrained`), on Android from `ConnectivityManager` (a default network with
+ * `NET_CAPABILITY_VALIDATED`, `isActiveNetworkMetered`, Data Saver).
+ */
+data class NetworkState (
+    /**
+     * Some path to the internet exists.
+     */
+    var `available`: kotlin.Boolean
+    , 
+    /**
+     * It costs money: cellular, a hotspot, a metered Wi-Fi.
+     */
+    var `expensive`: kotlin.Boolean = false 
+    , 
+    /**
+     * The user asked to save data: Low Data Mode, Data Saver.
+     */
+    var `constrained`: kotlin.Boolean = false 
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeNetworkState: FfiConverterRustBuffer<NetworkState> {
+    override fun read(buf: ByteBuffer): NetworkState {
+        return NetworkState(
+            FfiConverterBoolean.read(buf),
+            FfiConverterBoolean.read(buf),
+            FfiConverterBoolean.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: NetworkState) = (
+            FfiConverterBoolean.allocationSize(value.`available`) +
+            FfiConverterBoolean.allocationSize(value.`expensive`) +
+            FfiConverterBoolean.allocationSize(value.`constrained`)
+    )
+
+    override fun write(value: NetworkState, buf: ByteBuffer) {
+            FfiConverterBoolean.write(value.`available`, buf)
+            FfiConverterBoolean.write(value.`expensive`, buf)
+            FfiConverterBoolean.write(value.`constrained`, buf)
     }
 }
 
@@ -6473,6 +6641,17 @@ data class TaskStatus (
      * The OS fetches some of its ranges (handed off); `bytes` includes what the OS reports.
      */
     var `handedOff`: kotlin.Boolean
+    , 
+    /**
+     * Which networks it may use.
+     */
+    var `networkPolicy`: NetworkPolicy
+    , 
+    /**
+     * Why a queued task waits instead of running (no network, or one its policy refuses); absent
+     * when it runs or only waits its turn.
+     */
+    var `waiting`: WaitReason?
     
 ){
     
@@ -6505,6 +6684,8 @@ public object FfiConverterTypeTaskStatus: FfiConverterRustBuffer<TaskStatus> {
             FfiConverterLong.read(buf),
             FfiConverterLong.read(buf),
             FfiConverterBoolean.read(buf),
+            FfiConverterTypeNetworkPolicy.read(buf),
+            FfiConverterOptionalTypeWaitReason.read(buf),
         )
     }
 
@@ -6524,7 +6705,9 @@ public object FfiConverterTypeTaskStatus: FfiConverterRustBuffer<TaskStatus> {
             FfiConverterInt.allocationSize(value.`priority`) +
             FfiConverterLong.allocationSize(value.`createdMs`) +
             FfiConverterLong.allocationSize(value.`updatedMs`) +
-            FfiConverterBoolean.allocationSize(value.`handedOff`)
+            FfiConverterBoolean.allocationSize(value.`handedOff`) +
+            FfiConverterTypeNetworkPolicy.allocationSize(value.`networkPolicy`) +
+            FfiConverterOptionalTypeWaitReason.allocationSize(value.`waiting`)
     )
 
     override fun write(value: TaskStatus, buf: ByteBuffer) {
@@ -6544,6 +6727,8 @@ public object FfiConverterTypeTaskStatus: FfiConverterRustBuffer<TaskStatus> {
             FfiConverterLong.write(value.`createdMs`, buf)
             FfiConverterLong.write(value.`updatedMs`, buf)
             FfiConverterBoolean.write(value.`handedOff`, buf)
+            FfiConverterTypeNetworkPolicy.write(value.`networkPolicy`, buf)
+            FfiConverterOptionalTypeWaitReason.write(value.`waiting`, buf)
     }
 }
 
@@ -7748,6 +7933,53 @@ public object FfiConverterTypeIngestOutcome : FfiConverterRustBuffer<IngestOutco
 
 
 /**
+ * Which networks a task may use.
+ */
+
+enum class NetworkPolicy {
+    
+    /**
+     * Any available network (the default).
+     */
+    ANY,
+    /**
+     * Neither an expensive nor a constrained one: large downloads that can wait for Wi-Fi.
+     */
+    NOT_EXPENSIVE,
+    /**
+     * Any but a constrained one (Low Data Mode, Data Saver).
+     */
+    NOT_CONSTRAINED;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeNetworkPolicy: FfiConverterRustBuffer<NetworkPolicy> {
+    override fun read(buf: ByteBuffer) = try {
+        NetworkPolicy.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: NetworkPolicy) = 4UL
+
+    override fun write(value: NetworkPolicy, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
+
+
+
+/**
  * How a task ended its run.
  */
 sealed class RunOutcome {
@@ -8080,6 +8312,58 @@ public object FfiConverterTypeTestValidators: FfiConverterRustBuffer<TestValidat
     override fun allocationSize(value: TestValidators) = 4UL
 
     override fun write(value: TestValidators, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
+
+
+
+/**
+ * Why a queued task waits instead of running.
+ */
+
+enum class WaitReason {
+    
+    /**
+     * No network: it resumes, from its bytes, when one comes back.
+     */
+    NETWORK_UNAVAILABLE,
+    /**
+     * The network is expensive and the task's policy refuses that.
+     */
+    NETWORK_EXPENSIVE,
+    /**
+     * The network is constrained and the task's policy refuses that.
+     */
+    NETWORK_CONSTRAINED,
+    /**
+     * No host reports the network and nothing could be reached: it tries again after a backoff
+     * (only with `ManagerConfig.wait_when_unreachable`).
+     */
+    NETWORK_UNREACHABLE;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeWaitReason: FfiConverterRustBuffer<WaitReason> {
+    override fun read(buf: ByteBuffer) = try {
+        WaitReason.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: WaitReason) = 4UL
+
+    override fun write(value: WaitReason, buf: ByteBuffer) {
         buf.putInt(value.ordinal + 1)
     }
 }
@@ -8540,6 +8824,38 @@ public object FfiConverterOptionalTypeDownloadEvent: FfiConverterRustBuffer<Down
 /**
  * @suppress
  */
+public object FfiConverterOptionalTypeNetworkPolicy: FfiConverterRustBuffer<NetworkPolicy?> {
+    override fun read(buf: ByteBuffer): NetworkPolicy? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeNetworkPolicy.read(buf)
+    }
+
+    override fun allocationSize(value: NetworkPolicy?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeNetworkPolicy.allocationSize(value)
+        }
+    }
+
+    override fun write(value: NetworkPolicy?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeNetworkPolicy.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterOptionalTypeTaskState: FfiConverterRustBuffer<TaskState?> {
     override fun read(buf: ByteBuffer): TaskState? {
         if (buf.get().toInt() == 0) {
@@ -8594,6 +8910,38 @@ public object FfiConverterOptionalTypeTestValidators: FfiConverterRustBuffer<Tes
         } else {
             buf.put(1)
             FfiConverterTypeTestValidators.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeWaitReason: FfiConverterRustBuffer<WaitReason?> {
+    override fun read(buf: ByteBuffer): WaitReason? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeWaitReason.read(buf)
+    }
+
+    override fun allocationSize(value: WaitReason?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeWaitReason.allocationSize(value)
+        }
+    }
+
+    override fun write(value: WaitReason?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeWaitReason.write(value, buf)
         }
     }
 }
