@@ -35,7 +35,8 @@ final class CredentialsTests: FerryTestCase {
         let downloader = try makeDownloader()
         downloader.onCredentialsExpired { _, _ in throw TokenServiceDown() }
         let destination = try makeTemporaryDirectory().appendingPathComponent("denied.bin").path
-        let status = try await downloader.download(from: server.signedURL(validFor: 0), to: destination)
+        let taskId = try await downloader.enqueue(DownloadRequest(url: server.signedURL(validFor: 0), destination: destination))
+        let status = try await within(60, "the failure") { try await downloader.wait(for: taskId) }
         XCTAssertEqual(status.state, .failed)
         XCTAssertEqual(status.error?.code, .credentialsRefreshFailed)
         XCTAssertTrue(status.error?.message.contains("TokenServiceDown") ?? false, "\(String(describing: status.error))")
@@ -46,7 +47,8 @@ final class CredentialsTests: FerryTestCase {
         let server = try startServer(size: 1 << 20)
         let downloader = try makeDownloader()
         let destination = try makeTemporaryDirectory().appendingPathComponent("later.bin").path
-        let first = try await downloader.download(DownloadRequest(url: server.signedURL(validFor: 0), destination: destination, taskId: "later"))
+        _ = try await downloader.enqueue(DownloadRequest(url: server.signedURL(validFor: 0), destination: destination, taskId: "later"))
+        let first = try await within(60, "the denial") { try await downloader.wait(for: "later") }
         XCTAssertEqual(first.error?.code, .accessDenied)
         try downloader.updateCredentials("later", FreshCredentials(url: URL(string: server.signedURL(validFor: 300_000))))
         try await downloader.resume("later")
