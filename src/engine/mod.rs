@@ -39,6 +39,7 @@ pub mod storage;
 
 pub use handoff::judge::ChunkMeta;
 pub use handoff::request::OsRequest;
+pub use http::no_sigpipe::NoSigpipe;
 pub use model::config::{Config, Limits};
 pub use model::credentials::{CredentialSource, Credentials, RefreshCause};
 pub use model::error::redact_url;

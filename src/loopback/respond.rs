@@ -33,7 +33,9 @@ pub(super) async fn accept_loop(listener: TcpListener, state: Arc<State>, stop: 
                     Ok(r)
                 }
             });
-            let conn = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), svc);
+            let conn = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(crate::engine::NoSigpipe(stream)), svc);
             tokio::select! {
                 _ = conn => {}
                 _ = stop.cancelled() => {}

@@ -13,6 +13,7 @@
 pub mod body;
 pub mod client;
 pub mod head;
+pub mod no_sigpipe;
 pub mod proxy;
 pub mod redirect;
 pub mod tls;

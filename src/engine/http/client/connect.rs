@@ -4,6 +4,7 @@
 use super::stream::Stream;
 use super::*;
 use crate::engine::http::head::{holds_blank_line, parse_connect, MAX_HEAD};
+use crate::engine::http::no_sigpipe::NoSigpipe;
 use crate::engine::http::proxy::Proxy;
 use rustls_pki_types::ServerName;
 use tokio::time::Instant as Deadline;
@@ -49,7 +50,7 @@ impl Client {
         tcp: TcpStream,
         url: &url::Url,
         deadline: Deadline,
-    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Failure> {
+    ) -> Result<tokio_rustls::client::TlsStream<NoSigpipe<TcpStream>>, Failure> {
         let name = match url.host() {
             Some(url::Host::Ipv4(a)) => ServerName::IpAddress(std::net::IpAddr::from(a).into()),
             Some(url::Host::Ipv6(a)) => ServerName::IpAddress(std::net::IpAddr::from(a).into()),
@@ -58,7 +59,7 @@ impl Client {
             }
             None => return Err(Failure::Connect { timed_out: false, detail: "the URL names no host".into() }),
         };
-        match tokio::time::timeout_at(deadline, self.tls.connect(name, tcp)).await {
+        match tokio::time::timeout_at(deadline, self.tls.connect(name, NoSigpipe(tcp))).await {
             Err(_) => Err(Failure::Connect { timed_out: true, detail: "the TLS handshake took too long".into() }),
             Ok(Ok(s)) => Ok(s),
             Ok(Err(e)) => match tls_cause(&e) {

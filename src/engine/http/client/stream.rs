@@ -29,8 +29,9 @@ pub(crate) struct Tls {
 
 impl Stream {
     /// A TLS stream whose handshake tokio-rustls completed.
-    pub(crate) fn tls(done: tokio_rustls::client::TlsStream<TcpStream>) -> Stream {
+    pub(crate) fn tls(done: tokio_rustls::client::TlsStream<crate::engine::http::no_sigpipe::NoSigpipe<TcpStream>>) -> Stream {
         let (tcp, conn) = done.into_inner();
+        let tcp = tcp.into_inner();
         Stream::Tls(Box::new(Tls { tcp, conn, cipher: BytesMut::new(), eof: false }))
     }
 
