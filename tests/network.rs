@@ -185,9 +185,10 @@ fn the_policy_persists_and_can_be_changed() {
         until_waiting(&m, "kept", WaitReason::NetworkExpensive);
         m.shutdown_blocking();
     }
-    let m = Manager::open(dir.path().join("state"), config()).unwrap();
-    m.set_network(CELLULAR);
+    // The host passes the network it knows at open: the resumed task is judged before it starts.
+    let m = Manager::open(dir.path().join("state"), Config { network: Some(CELLULAR), ..config() }).unwrap();
     until_waiting(&m, "kept", WaitReason::NetworkExpensive);
+    assert_eq!(m.network(), CELLULAR);
     assert_eq!(status(&m, "kept").network_policy, NetworkPolicy::NotExpensive, "the policy came back from the task table");
     assert_eq!(server.stats().requests.load(SeqCst), 0);
 

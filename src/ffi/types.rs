@@ -1,7 +1,7 @@
 //! Records and enums that cross the FFI, mirroring engine types, with their conversions.
 
 use super::error::ErrorCode;
-use super::network::{NetworkPolicy, WaitReason};
+use super::network::{NetworkPolicy, NetworkState, WaitReason};
 use crate::engine;
 use std::path::PathBuf;
 
@@ -363,6 +363,12 @@ pub struct ManagerConfig {
     /// same).
     #[uniffi(default)]
     pub wait_when_unreachable: Option<bool>,
+    /// The network at open, as the host knows it then (`NWPathMonitor.currentPath`, the
+    /// `ConnectivityManager`'s default network): the tasks the open resumes are judged against it
+    /// before any starts, so a `NotExpensive` task does not begin on cellular before the first
+    /// `set_network`. Absent: unknown until then, counted as available and unrestricted.
+    #[uniffi(default)]
+    pub network: Option<NetworkState>,
 }
 
 impl From<ManagerConfig> for engine::Config {
@@ -391,6 +397,7 @@ impl From<ManagerConfig> for engine::Config {
             refresh_timeout: ms(c.refresh_timeout_ms, d.refresh_timeout),
             refresh_before_resume: c.refresh_before_resume.unwrap_or(d.refresh_before_resume),
             wait_when_unreachable: c.wait_when_unreachable.unwrap_or(d.wait_when_unreachable),
+            network: c.network.map(Into::into),
             ..d
         }
     }

@@ -14,7 +14,8 @@ extension ManagerConfig {
             resumeOnOpen: resumeOnOpen, userAgent: userAgent, extraRootCertificatesPem: extraRootCertificatesPem,
             bundledTlsRoots: bundledTlsRoots, proxy: proxy ?? self.proxy, noProxy: noProxy ?? self.noProxy,
             roots: roots ?? self.roots, rateLimit: rateLimit, refreshTimeoutMs: refreshTimeoutMs,
-            refreshBeforeResume: refreshBeforeResume, waitWhenUnreachable: waitWhenUnreachable
+            refreshBeforeResume: refreshBeforeResume, waitWhenUnreachable: waitWhenUnreachable,
+            network: network
         )
     }
 }

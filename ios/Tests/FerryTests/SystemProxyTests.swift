@@ -25,7 +25,8 @@ final class SystemProxyTests: XCTestCase {
             connectTimeoutMs: 1, idleTimeoutMs: 2, progressIntervalMs: 3, retryBudget: 4, retryBaseDelayMs: 5,
             resumeOnOpen: false, userAgent: "app/1", extraRootCertificatesPem: ["PEM"], bundledTlsRoots: true,
             proxy: nil, noProxy: "a.example", roots: [PathRoot(name: "docs", path: "/tmp")], rateLimit: 7,
-            refreshTimeoutMs: 8, refreshBeforeResume: true, waitWhenUnreachable: true
+            refreshTimeoutMs: 8, refreshBeforeResume: true, waitWhenUnreachable: true,
+            network: NetworkState(available: true, expensive: true, constrained: false)
         )
         let copied = full.withProxySettings(["HTTPSEnable": 1, "HTTPSProxy": "p", "HTTPSPort": 1])
         XCTAssertEqual(copied.proxy, "http://p:1")
@@ -33,7 +34,8 @@ final class SystemProxyTests: XCTestCase {
             limits: full.limits, connectTimeoutMs: 1, idleTimeoutMs: 2, progressIntervalMs: 3, retryBudget: 4, retryBaseDelayMs: 5,
             resumeOnOpen: false, userAgent: "app/1", extraRootCertificatesPem: ["PEM"], bundledTlsRoots: true,
             proxy: "http://p:1", noProxy: "a.example", roots: full.roots, rateLimit: 7,
-            refreshTimeoutMs: 8, refreshBeforeResume: true, waitWhenUnreachable: true
+            refreshTimeoutMs: 8, refreshBeforeResume: true, waitWhenUnreachable: true,
+            network: NetworkState(available: true, expensive: true, constrained: false)
         )
         XCTAssertEqual(copied, expected)
     }

@@ -97,6 +97,10 @@ pub struct Config {
     /// (`network_unreachable`) and tries again after a growing backoff instead of failing. Off by
     /// default: from here a dead server looks the same as no network.
     pub wait_when_unreachable: bool,
+    /// The network at open, as the host knows it then (see [`super::network`]): the tasks the
+    /// open resumes are judged against it before any of them starts. `None`: unknown until the
+    /// first `Manager::set_network`, and counted as available and unrestricted.
+    pub network: Option<super::network::NetworkState>,
 }
 
 impl Default for Config {
@@ -122,6 +126,7 @@ impl Default for Config {
             refresh_timeout: Duration::from_secs(30),
             refresh_before_resume: false,
             wait_when_unreachable: false,
+            network: None,
         }
     }
 }

@@ -66,7 +66,7 @@ impl Manager {
             foreign_order: Default::default(),
             rev,
             starved: false,
-            network: None,
+            network: config.network,
         };
         let mut tasks = Map::with_capacity_and_hasher(stored.len(), Default::default());
         for t in stored {
