@@ -3166,141 +3166,6 @@ class _UniffiFfiConverterSequenceTypePathRoot(_UniffiConverterRustBuffer):
         ]
 
 @dataclass
-class ManagerConfig:
-    """
-    Manager configuration. Every field has a default.
-"""
-    def __init__(self, *, limits:typing.Optional[Limits] = None, connect_timeout_ms:typing.Optional[int] = None, idle_timeout_ms:typing.Optional[int] = None, progress_interval_ms:typing.Optional[int] = None, retry_budget:typing.Optional[int] = None, retry_base_delay_ms:typing.Optional[int] = None, resume_on_open:typing.Optional[bool] = None, user_agent:typing.Optional[str] = None, extra_root_certificates_pem:typing.List[str] = _DEFAULT, bundled_tls_roots:typing.Optional[bool] = None, proxy:typing.Optional[str] = None, no_proxy:typing.Optional[str] = None, roots:typing.List[PathRoot] = _DEFAULT, rate_limit:typing.Optional[int] = None, refresh_timeout_ms:typing.Optional[int] = None, refresh_before_resume:typing.Optional[bool] = None, wait_when_unreachable:typing.Optional[bool] = None):
-        self.limits = limits
-        self.connect_timeout_ms = connect_timeout_ms
-        self.idle_timeout_ms = idle_timeout_ms
-        self.progress_interval_ms = progress_interval_ms
-        self.retry_budget = retry_budget
-        self.retry_base_delay_ms = retry_base_delay_ms
-        self.resume_on_open = resume_on_open
-        self.user_agent = user_agent
-        if extra_root_certificates_pem is _DEFAULT:
-            self.extra_root_certificates_pem = []
-        else:
-            self.extra_root_certificates_pem = extra_root_certificates_pem
-        self.bundled_tls_roots = bundled_tls_roots
-        self.proxy = proxy
-        self.no_proxy = no_proxy
-        if roots is _DEFAULT:
-            self.roots = []
-        else:
-            self.roots = roots
-        self.rate_limit = rate_limit
-        self.refresh_timeout_ms = refresh_timeout_ms
-        self.refresh_before_resume = refresh_before_resume
-        self.wait_when_unreachable = wait_when_unreachable
-        
-        
-
-    
-    def __str__(self):
-        return "ManagerConfig(limits={}, connect_timeout_ms={}, idle_timeout_ms={}, progress_interval_ms={}, retry_budget={}, retry_base_delay_ms={}, resume_on_open={}, user_agent={}, extra_root_certificates_pem={}, bundled_tls_roots={}, proxy={}, no_proxy={}, roots={}, rate_limit={}, refresh_timeout_ms={}, refresh_before_resume={}, wait_when_unreachable={})".format(self.limits, self.connect_timeout_ms, self.idle_timeout_ms, self.progress_interval_ms, self.retry_budget, self.retry_base_delay_ms, self.resume_on_open, self.user_agent, self.extra_root_certificates_pem, self.bundled_tls_roots, self.proxy, self.no_proxy, self.roots, self.rate_limit, self.refresh_timeout_ms, self.refresh_before_resume, self.wait_when_unreachable)
-    def __eq__(self, other):
-        if self.limits != other.limits:
-            return False
-        if self.connect_timeout_ms != other.connect_timeout_ms:
-            return False
-        if self.idle_timeout_ms != other.idle_timeout_ms:
-            return False
-        if self.progress_interval_ms != other.progress_interval_ms:
-            return False
-        if self.retry_budget != other.retry_budget:
-            return False
-        if self.retry_base_delay_ms != other.retry_base_delay_ms:
-            return False
-        if self.resume_on_open != other.resume_on_open:
-            return False
-        if self.user_agent != other.user_agent:
-            return False
-        if self.extra_root_certificates_pem != other.extra_root_certificates_pem:
-            return False
-        if self.bundled_tls_roots != other.bundled_tls_roots:
-            return False
-        if self.proxy != other.proxy:
-            return False
-        if self.no_proxy != other.no_proxy:
-            return False
-        if self.roots != other.roots:
-            return False
-        if self.rate_limit != other.rate_limit:
-            return False
-        if self.refresh_timeout_ms != other.refresh_timeout_ms:
-            return False
-        if self.refresh_before_resume != other.refresh_before_resume:
-            return False
-        if self.wait_when_unreachable != other.wait_when_unreachable:
-            return False
-        return True
-
-class _UniffiFfiConverterTypeManagerConfig(_UniffiConverterRustBuffer):
-    @staticmethod
-    def read(buf):
-        return ManagerConfig(
-            limits=_UniffiFfiConverterOptionalTypeLimits.read(buf),
-            connect_timeout_ms=_UniffiFfiConverterOptionalUInt64.read(buf),
-            idle_timeout_ms=_UniffiFfiConverterOptionalUInt64.read(buf),
-            progress_interval_ms=_UniffiFfiConverterOptionalUInt64.read(buf),
-            retry_budget=_UniffiFfiConverterOptionalUInt32.read(buf),
-            retry_base_delay_ms=_UniffiFfiConverterOptionalUInt64.read(buf),
-            resume_on_open=_UniffiFfiConverterOptionalBoolean.read(buf),
-            user_agent=_UniffiFfiConverterOptionalString.read(buf),
-            extra_root_certificates_pem=_UniffiFfiConverterSequenceString.read(buf),
-            bundled_tls_roots=_UniffiFfiConverterOptionalBoolean.read(buf),
-            proxy=_UniffiFfiConverterOptionalString.read(buf),
-            no_proxy=_UniffiFfiConverterOptionalString.read(buf),
-            roots=_UniffiFfiConverterSequenceTypePathRoot.read(buf),
-            rate_limit=_UniffiFfiConverterOptionalUInt64.read(buf),
-            refresh_timeout_ms=_UniffiFfiConverterOptionalUInt64.read(buf),
-            refresh_before_resume=_UniffiFfiConverterOptionalBoolean.read(buf),
-            wait_when_unreachable=_UniffiFfiConverterOptionalBoolean.read(buf),
-        )
-
-    @staticmethod
-    def check_lower(value):
-        _UniffiFfiConverterOptionalTypeLimits.check_lower(value.limits)
-        _UniffiFfiConverterOptionalUInt64.check_lower(value.connect_timeout_ms)
-        _UniffiFfiConverterOptionalUInt64.check_lower(value.idle_timeout_ms)
-        _UniffiFfiConverterOptionalUInt64.check_lower(value.progress_interval_ms)
-        _UniffiFfiConverterOptionalUInt32.check_lower(value.retry_budget)
-        _UniffiFfiConverterOptionalUInt64.check_lower(value.retry_base_delay_ms)
-        _UniffiFfiConverterOptionalBoolean.check_lower(value.resume_on_open)
-        _UniffiFfiConverterOptionalString.check_lower(value.user_agent)
-        _UniffiFfiConverterSequenceString.check_lower(value.extra_root_certificates_pem)
-        _UniffiFfiConverterOptionalBoolean.check_lower(value.bundled_tls_roots)
-        _UniffiFfiConverterOptionalString.check_lower(value.proxy)
-        _UniffiFfiConverterOptionalString.check_lower(value.no_proxy)
-        _UniffiFfiConverterSequenceTypePathRoot.check_lower(value.roots)
-        _UniffiFfiConverterOptionalUInt64.check_lower(value.rate_limit)
-        _UniffiFfiConverterOptionalUInt64.check_lower(value.refresh_timeout_ms)
-        _UniffiFfiConverterOptionalBoolean.check_lower(value.refresh_before_resume)
-        _UniffiFfiConverterOptionalBoolean.check_lower(value.wait_when_unreachable)
-
-    @staticmethod
-    def write(value, buf):
-        _UniffiFfiConverterOptionalTypeLimits.write(value.limits, buf)
-        _UniffiFfiConverterOptionalUInt64.write(value.connect_timeout_ms, buf)
-        _UniffiFfiConverterOptionalUInt64.write(value.idle_timeout_ms, buf)
-        _UniffiFfiConverterOptionalUInt64.write(value.progress_interval_ms, buf)
-        _UniffiFfiConverterOptionalUInt32.write(value.retry_budget, buf)
-        _UniffiFfiConverterOptionalUInt64.write(value.retry_base_delay_ms, buf)
-        _UniffiFfiConverterOptionalBoolean.write(value.resume_on_open, buf)
-        _UniffiFfiConverterOptionalString.write(value.user_agent, buf)
-        _UniffiFfiConverterSequenceString.write(value.extra_root_certificates_pem, buf)
-        _UniffiFfiConverterOptionalBoolean.write(value.bundled_tls_roots, buf)
-        _UniffiFfiConverterOptionalString.write(value.proxy, buf)
-        _UniffiFfiConverterOptionalString.write(value.no_proxy, buf)
-        _UniffiFfiConverterSequenceTypePathRoot.write(value.roots, buf)
-        _UniffiFfiConverterOptionalUInt64.write(value.rate_limit, buf)
-        _UniffiFfiConverterOptionalUInt64.write(value.refresh_timeout_ms, buf)
-        _UniffiFfiConverterOptionalBoolean.write(value.refresh_before_resume, buf)
-        _UniffiFfiConverterOptionalBoolean.write(value.wait_when_unreachable, buf)
-
-@dataclass
 class NetworkState:
     """
     The network as the host sees it: on iOS from `NWPathMonitor` (`status == .satisfied`,
@@ -3346,6 +3211,172 @@ class _UniffiFfiConverterTypeNetworkState(_UniffiConverterRustBuffer):
         _UniffiFfiConverterBoolean.write(value.available, buf)
         _UniffiFfiConverterBoolean.write(value.expensive, buf)
         _UniffiFfiConverterBoolean.write(value.constrained, buf)
+
+class _UniffiFfiConverterOptionalTypeNetworkState(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterTypeNetworkState.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterTypeNetworkState.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterTypeNetworkState.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
+@dataclass
+class ManagerConfig:
+    """
+    Manager configuration. Every field has a default.
+"""
+    def __init__(self, *, limits:typing.Optional[Limits] = None, connect_timeout_ms:typing.Optional[int] = None, idle_timeout_ms:typing.Optional[int] = None, progress_interval_ms:typing.Optional[int] = None, retry_budget:typing.Optional[int] = None, retry_base_delay_ms:typing.Optional[int] = None, resume_on_open:typing.Optional[bool] = None, user_agent:typing.Optional[str] = None, extra_root_certificates_pem:typing.List[str] = _DEFAULT, bundled_tls_roots:typing.Optional[bool] = None, proxy:typing.Optional[str] = None, no_proxy:typing.Optional[str] = None, roots:typing.List[PathRoot] = _DEFAULT, rate_limit:typing.Optional[int] = None, refresh_timeout_ms:typing.Optional[int] = None, refresh_before_resume:typing.Optional[bool] = None, wait_when_unreachable:typing.Optional[bool] = None, network:typing.Optional[NetworkState] = None):
+        self.limits = limits
+        self.connect_timeout_ms = connect_timeout_ms
+        self.idle_timeout_ms = idle_timeout_ms
+        self.progress_interval_ms = progress_interval_ms
+        self.retry_budget = retry_budget
+        self.retry_base_delay_ms = retry_base_delay_ms
+        self.resume_on_open = resume_on_open
+        self.user_agent = user_agent
+        if extra_root_certificates_pem is _DEFAULT:
+            self.extra_root_certificates_pem = []
+        else:
+            self.extra_root_certificates_pem = extra_root_certificates_pem
+        self.bundled_tls_roots = bundled_tls_roots
+        self.proxy = proxy
+        self.no_proxy = no_proxy
+        if roots is _DEFAULT:
+            self.roots = []
+        else:
+            self.roots = roots
+        self.rate_limit = rate_limit
+        self.refresh_timeout_ms = refresh_timeout_ms
+        self.refresh_before_resume = refresh_before_resume
+        self.wait_when_unreachable = wait_when_unreachable
+        self.network = network
+        
+        
+
+    
+    def __str__(self):
+        return "ManagerConfig(limits={}, connect_timeout_ms={}, idle_timeout_ms={}, progress_interval_ms={}, retry_budget={}, retry_base_delay_ms={}, resume_on_open={}, user_agent={}, extra_root_certificates_pem={}, bundled_tls_roots={}, proxy={}, no_proxy={}, roots={}, rate_limit={}, refresh_timeout_ms={}, refresh_before_resume={}, wait_when_unreachable={}, network={})".format(self.limits, self.connect_timeout_ms, self.idle_timeout_ms, self.progress_interval_ms, self.retry_budget, self.retry_base_delay_ms, self.resume_on_open, self.user_agent, self.extra_root_certificates_pem, self.bundled_tls_roots, self.proxy, self.no_proxy, self.roots, self.rate_limit, self.refresh_timeout_ms, self.refresh_before_resume, self.wait_when_unreachable, self.network)
+    def __eq__(self, other):
+        if self.limits != other.limits:
+            return False
+        if self.connect_timeout_ms != other.connect_timeout_ms:
+            return False
+        if self.idle_timeout_ms != other.idle_timeout_ms:
+            return False
+        if self.progress_interval_ms != other.progress_interval_ms:
+            return False
+        if self.retry_budget != other.retry_budget:
+            return False
+        if self.retry_base_delay_ms != other.retry_base_delay_ms:
+            return False
+        if self.resume_on_open != other.resume_on_open:
+            return False
+        if self.user_agent != other.user_agent:
+            return False
+        if self.extra_root_certificates_pem != other.extra_root_certificates_pem:
+            return False
+        if self.bundled_tls_roots != other.bundled_tls_roots:
+            return False
+        if self.proxy != other.proxy:
+            return False
+        if self.no_proxy != other.no_proxy:
+            return False
+        if self.roots != other.roots:
+            return False
+        if self.rate_limit != other.rate_limit:
+            return False
+        if self.refresh_timeout_ms != other.refresh_timeout_ms:
+            return False
+        if self.refresh_before_resume != other.refresh_before_resume:
+            return False
+        if self.wait_when_unreachable != other.wait_when_unreachable:
+            return False
+        if self.network != other.network:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeManagerConfig(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return ManagerConfig(
+            limits=_UniffiFfiConverterOptionalTypeLimits.read(buf),
+            connect_timeout_ms=_UniffiFfiConverterOptionalUInt64.read(buf),
+            idle_timeout_ms=_UniffiFfiConverterOptionalUInt64.read(buf),
+            progress_interval_ms=_UniffiFfiConverterOptionalUInt64.read(buf),
+            retry_budget=_UniffiFfiConverterOptionalUInt32.read(buf),
+            retry_base_delay_ms=_UniffiFfiConverterOptionalUInt64.read(buf),
+            resume_on_open=_UniffiFfiConverterOptionalBoolean.read(buf),
+            user_agent=_UniffiFfiConverterOptionalString.read(buf),
+            extra_root_certificates_pem=_UniffiFfiConverterSequenceString.read(buf),
+            bundled_tls_roots=_UniffiFfiConverterOptionalBoolean.read(buf),
+            proxy=_UniffiFfiConverterOptionalString.read(buf),
+            no_proxy=_UniffiFfiConverterOptionalString.read(buf),
+            roots=_UniffiFfiConverterSequenceTypePathRoot.read(buf),
+            rate_limit=_UniffiFfiConverterOptionalUInt64.read(buf),
+            refresh_timeout_ms=_UniffiFfiConverterOptionalUInt64.read(buf),
+            refresh_before_resume=_UniffiFfiConverterOptionalBoolean.read(buf),
+            wait_when_unreachable=_UniffiFfiConverterOptionalBoolean.read(buf),
+            network=_UniffiFfiConverterOptionalTypeNetworkState.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterOptionalTypeLimits.check_lower(value.limits)
+        _UniffiFfiConverterOptionalUInt64.check_lower(value.connect_timeout_ms)
+        _UniffiFfiConverterOptionalUInt64.check_lower(value.idle_timeout_ms)
+        _UniffiFfiConverterOptionalUInt64.check_lower(value.progress_interval_ms)
+        _UniffiFfiConverterOptionalUInt32.check_lower(value.retry_budget)
+        _UniffiFfiConverterOptionalUInt64.check_lower(value.retry_base_delay_ms)
+        _UniffiFfiConverterOptionalBoolean.check_lower(value.resume_on_open)
+        _UniffiFfiConverterOptionalString.check_lower(value.user_agent)
+        _UniffiFfiConverterSequenceString.check_lower(value.extra_root_certificates_pem)
+        _UniffiFfiConverterOptionalBoolean.check_lower(value.bundled_tls_roots)
+        _UniffiFfiConverterOptionalString.check_lower(value.proxy)
+        _UniffiFfiConverterOptionalString.check_lower(value.no_proxy)
+        _UniffiFfiConverterSequenceTypePathRoot.check_lower(value.roots)
+        _UniffiFfiConverterOptionalUInt64.check_lower(value.rate_limit)
+        _UniffiFfiConverterOptionalUInt64.check_lower(value.refresh_timeout_ms)
+        _UniffiFfiConverterOptionalBoolean.check_lower(value.refresh_before_resume)
+        _UniffiFfiConverterOptionalBoolean.check_lower(value.wait_when_unreachable)
+        _UniffiFfiConverterOptionalTypeNetworkState.check_lower(value.network)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterOptionalTypeLimits.write(value.limits, buf)
+        _UniffiFfiConverterOptionalUInt64.write(value.connect_timeout_ms, buf)
+        _UniffiFfiConverterOptionalUInt64.write(value.idle_timeout_ms, buf)
+        _UniffiFfiConverterOptionalUInt64.write(value.progress_interval_ms, buf)
+        _UniffiFfiConverterOptionalUInt32.write(value.retry_budget, buf)
+        _UniffiFfiConverterOptionalUInt64.write(value.retry_base_delay_ms, buf)
+        _UniffiFfiConverterOptionalBoolean.write(value.resume_on_open, buf)
+        _UniffiFfiConverterOptionalString.write(value.user_agent, buf)
+        _UniffiFfiConverterSequenceString.write(value.extra_root_certificates_pem, buf)
+        _UniffiFfiConverterOptionalBoolean.write(value.bundled_tls_roots, buf)
+        _UniffiFfiConverterOptionalString.write(value.proxy, buf)
+        _UniffiFfiConverterOptionalString.write(value.no_proxy, buf)
+        _UniffiFfiConverterSequenceTypePathRoot.write(value.roots, buf)
+        _UniffiFfiConverterOptionalUInt64.write(value.rate_limit, buf)
+        _UniffiFfiConverterOptionalUInt64.write(value.refresh_timeout_ms, buf)
+        _UniffiFfiConverterOptionalBoolean.write(value.refresh_before_resume, buf)
+        _UniffiFfiConverterOptionalBoolean.write(value.wait_when_unreachable, buf)
+        _UniffiFfiConverterOptionalTypeNetworkState.write(value.network, buf)
 
 @dataclass
 class OsTaskInfo:
@@ -8416,8 +8447,8 @@ __all__ = [
     "HandoffResult",
     "Limits",
     "PathRoot",
-    "ManagerConfig",
     "NetworkState",
+    "ManagerConfig",
     "OsTaskInfo",
     "ReconcilePlan",
     "TaskErrorInfo",

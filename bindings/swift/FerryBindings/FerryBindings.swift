@@ -3725,6 +3725,13 @@ public struct ManagerConfig: Equatable, Hashable {
      * same).
      */
     public let waitWhenUnreachable: Bool?
+    /**
+     * The network at open, as the host knows it then (`NWPathMonitor.currentPath`, the
+     * `ConnectivityManager`'s default network): the tasks the open resumes are judged against it
+     * before any starts, so a `NotExpensive` task does not begin on cellular before the first
+     * `set_network`. Absent: unknown until then, counted as available and unrestricted.
+     */
+    public let network: NetworkState?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -3799,7 +3806,13 @@ public struct ManagerConfig: Equatable, Hashable {
          * its retries, while no other task had a connection, waits (`NetworkUnreachable`) and tries
          * again after a growing backoff instead of failing (default false: a dead server looks the
          * same).
-         */waitWhenUnreachable: Bool? = nil) {
+         */waitWhenUnreachable: Bool? = nil, 
+        /**
+         * The network at open, as the host knows it then (`NWPathMonitor.currentPath`, the
+         * `ConnectivityManager`'s default network): the tasks the open resumes are judged against it
+         * before any starts, so a `NotExpensive` task does not begin on cellular before the first
+         * `set_network`. Absent: unknown until then, counted as available and unrestricted.
+         */network: NetworkState? = nil) {
         self.limits = limits
         self.connectTimeoutMs = connectTimeoutMs
         self.idleTimeoutMs = idleTimeoutMs
@@ -3817,6 +3830,7 @@ public struct ManagerConfig: Equatable, Hashable {
         self.refreshTimeoutMs = refreshTimeoutMs
         self.refreshBeforeResume = refreshBeforeResume
         self.waitWhenUnreachable = waitWhenUnreachable
+        self.network = network
     }
 
     
@@ -3851,7 +3865,8 @@ public struct FfiConverterTypeManagerConfig: FfiConverterRustBuffer {
                 rateLimit: FfiConverterOptionUInt64.read(from: &buf), 
                 refreshTimeoutMs: FfiConverterOptionUInt64.read(from: &buf), 
                 refreshBeforeResume: FfiConverterOptionBool.read(from: &buf), 
-                waitWhenUnreachable: FfiConverterOptionBool.read(from: &buf)
+                waitWhenUnreachable: FfiConverterOptionBool.read(from: &buf), 
+                network: FfiConverterOptionTypeNetworkState.read(from: &buf)
         )
     }
 
@@ -3873,6 +3888,7 @@ public struct FfiConverterTypeManagerConfig: FfiConverterRustBuffer {
         FfiConverterOptionUInt64.write(value.refreshTimeoutMs, into: &buf)
         FfiConverterOptionBool.write(value.refreshBeforeResume, into: &buf)
         FfiConverterOptionBool.write(value.waitWhenUnreachable, into: &buf)
+        FfiConverterOptionTypeNetworkState.write(value.network, into: &buf)
     }
 }
 
@@ -7121,6 +7137,30 @@ fileprivate struct FfiConverterOptionTypeManagerConfig: FfiConverterRustBuffer {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterTypeManagerConfig.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeNetworkState: FfiConverterRustBuffer {
+    typealias SwiftType = NetworkState?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeNetworkState.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeNetworkState.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }

@@ -5990,6 +5990,14 @@ data class ManagerConfig (
      * same).
      */
     var `waitWhenUnreachable`: kotlin.Boolean? = null 
+    , 
+    /**
+     * The network at open, as the host knows it then (`NWPathMonitor.currentPath`, the
+     * `ConnectivityManager`'s default network): the tasks the open resumes are judged against it
+     * before any starts, so a `NotExpensive` task does not begin on cellular before the first
+     * `set_network`. Absent: unknown until then, counted as available and unrestricted.
+     */
+    var `network`: NetworkState? = null 
     
 ){
     
@@ -6023,6 +6031,7 @@ public object FfiConverterTypeManagerConfig: FfiConverterRustBuffer<ManagerConfi
             FfiConverterOptionalULong.read(buf),
             FfiConverterOptionalBoolean.read(buf),
             FfiConverterOptionalBoolean.read(buf),
+            FfiConverterOptionalTypeNetworkState.read(buf),
         )
     }
 
@@ -6043,7 +6052,8 @@ public object FfiConverterTypeManagerConfig: FfiConverterRustBuffer<ManagerConfi
             FfiConverterOptionalULong.allocationSize(value.`rateLimit`) +
             FfiConverterOptionalULong.allocationSize(value.`refreshTimeoutMs`) +
             FfiConverterOptionalBoolean.allocationSize(value.`refreshBeforeResume`) +
-            FfiConverterOptionalBoolean.allocationSize(value.`waitWhenUnreachable`)
+            FfiConverterOptionalBoolean.allocationSize(value.`waitWhenUnreachable`) +
+            FfiConverterOptionalTypeNetworkState.allocationSize(value.`network`)
     )
 
     override fun write(value: ManagerConfig, buf: ByteBuffer) {
@@ -6064,6 +6074,7 @@ public object FfiConverterTypeManagerConfig: FfiConverterRustBuffer<ManagerConfi
             FfiConverterOptionalULong.write(value.`refreshTimeoutMs`, buf)
             FfiConverterOptionalBoolean.write(value.`refreshBeforeResume`, buf)
             FfiConverterOptionalBoolean.write(value.`waitWhenUnreachable`, buf)
+            FfiConverterOptionalTypeNetworkState.write(value.`network`, buf)
     }
 }
 
@@ -8718,6 +8729,38 @@ public object FfiConverterOptionalTypeManagerConfig: FfiConverterRustBuffer<Mana
         } else {
             buf.put(1)
             FfiConverterTypeManagerConfig.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeNetworkState: FfiConverterRustBuffer<NetworkState?> {
+    override fun read(buf: ByteBuffer): NetworkState? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeNetworkState.read(buf)
+    }
+
+    override fun allocationSize(value: NetworkState?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeNetworkState.allocationSize(value)
+        }
+    }
+
+    override fun write(value: NetworkState?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeNetworkState.write(value, buf)
         }
     }
 }
