@@ -262,6 +262,8 @@ class Ferry private constructor(
         val rate = bytesPerSecond?.let { rate(it) }
         io { it.setTaskRateLimit(taskId, rate) }
     }
+
+    /**
      * Sets the function Ferry calls when a server answers 401 or 403 (`status`), and, with
      * [ManagerConfig.refreshBeforeResume], before a run resumes a task with bytes (`status` 0).
      * Return [freshCredentials] and the download goes on from its bytes; return `null` to give up
