@@ -20,6 +20,10 @@ def test_pause_and_resume_a_throttled_download(serve, manager, tmp_path):
     manager.pause(task_id)
     paused = poll(lambda: (lambda st: st if st.state == ferry.TaskState.PAUSED else None)(manager.status(task_id)))
     assert 0 < paused.bytes < SIZE
+    # The state turns PAUSED at once; the stopping connections still write what they hold (one
+    # read's worth each) before the journal is synced. Once that is done, nothing moves.
+    time.sleep(0.3)
+    paused = manager.status(task_id)
     time.sleep(0.5)
     still = manager.status(task_id)
     assert still.state == ferry.TaskState.PAUSED

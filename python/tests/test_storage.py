@@ -16,4 +16,4 @@ def test_a_download_larger_than_the_free_space_fails_at_once_with_the_numbers(se
         assert st.error.code == ferry.ErrorCode.DISK_FULL
         assert str(PIB) in st.error.message, st.error.message
         assert not (tmp_path / "huge.bin").exists()
-        assert server.stats().body_bytes < 16 << 20, "failed at the start, not after gigabytes"
+        assert server.stats.body_bytes < 16 << 20, "failed at the start, not after gigabytes"
