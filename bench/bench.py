@@ -268,10 +268,13 @@ class Bench:
 
     def ferry_env(self, tls):
         """Ferry's environment: over TLS its platform verifier reads the bench CA from SSL_CERT_FILE
-        (the one root it trusts, as curl --cacert), and no proxy applies."""
+        (the one root it trusts, as curl --cacert), and no proxy applies. SSL_CERT_DIR is dropped:
+        where a machine sets it, the verifier would also parse every certificate in that directory
+        at start (curl and aria2 are given the one CA file only)."""
         env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
         if tls:
             env["SSL_CERT_FILE"] = self.ng.ca
+            env.pop("SSL_CERT_DIR", None)
         return env
 
     def curl_tls(self, tls):
