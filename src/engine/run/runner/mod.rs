@@ -17,7 +17,7 @@ use super::connection::{self, ConnContext, RunShared, WorkerExit, WorkerResult};
 use super::rate::{RateLimit, Throttle};
 use super::scheduler::{HostSlots, Slot};
 use super::sink::{FileSink, MemorySink, Sink, StreamSink};
-use super::table::{FlushSignal, Resource, StopReason, TaskEntry, UNKNOWN};
+use super::table::{FlushSignal, LiveLease, Resource, StopReason, TaskEntry, UNKNOWN};
 use crate::engine::http::transport::{Get, Response, Transport};
 use crate::engine::http::verdict::{judge_probe, Identity, Probe, Validator};
 use crate::engine::model::config::Config;
@@ -242,13 +242,12 @@ impl Run {
                         PartFile::create_fresh(&path, stale_possible).map_err(|e| missing_dir(e, dest))?
                     }
                 };
-                let leased: Vec<(String, u64, u64)> = task.inner.lock().leases.iter().map(|l| (l.id.clone(), l.start, l.end)).collect();
-                if !leased.is_empty() {
+                let leased = !task.inner.lock().leases.is_empty();
+                if leased {
                     // Chunks the OS fetched are written into the part file by its name.
                     file.ensure_named()?;
                     if let Some(r) = resume.as_mut() {
-                        let stale: Vec<String> =
-                            leased.into_iter().filter(|(id, a, b)| !r.map.set_external(*a, *b, id)).map(|(id, _, _)| id).collect();
+                        let stale = place_leases(&mut r.map, &task.inner.lock().leases);
                         if !stale.is_empty() {
                             tracing::warn!(task = %task.spec.id, "{} leases had no segment of their own; released", stale.len());
                             env.revoke(task.release_leases(&env.store, Some(&stale))?);
@@ -469,6 +468,12 @@ fn usable_journal(resource: &Resource, journal: &[SegmentRow]) -> Option<Ranged>
     let map = RangeMap::from_rows(total, journal)?;
     let seen = Identity::of_validator(resource.validator.as_ref());
     Some(Ranged { total, validator: resource.validator.clone(), map, saved: true, served_by: None, seen })
+}
+
+/// Marks each lease's segment as fetched by the OS; returns the ids of the leases that match no
+/// segment of their own (stale: the caller releases them).
+fn place_leases(map: &mut RangeMap, leases: &[LiveLease]) -> Vec<String> {
+    leases.iter().filter(|l| !map.set_external(l.start, l.end, &l.id)).map(|l| l.id.clone()).collect()
 }
 
 fn max_written(journal: &[SegmentRow]) -> u64 {

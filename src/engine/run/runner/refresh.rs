@@ -48,9 +48,8 @@ impl Run {
         }
         let g = self.task.inner.lock();
         let Some(mut r) = usable_journal(&g.resource, &g.journal) else { return false };
-        for l in &g.leases {
-            r.map.set_external(l.start, l.end, &l.id);
-        }
+        // The leases were placed when the run opened; one that no longer fits was released then.
+        place_leases(&mut r.map, &g.leases);
         self.resume = Some(r);
         true
     }
