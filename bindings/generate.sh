@@ -8,9 +8,12 @@ cd "$root"
 
 cargo build --quiet --lib
 cargo build --quiet --features bindgen --bin uniffi-bindgen
-lib="target/debug/libferry.so"
-[ -f "$lib" ] || lib="target/debug/libferry.dylib"
-bindgen="target/debug/uniffi-bindgen"
+# Where cargo put them (CARGO_TARGET_DIR or the build configuration may move target/).
+target="$(cargo metadata --format-version 1 --no-deps \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+lib="$target/debug/libferry.so"
+[ -f "$lib" ] || lib="$target/debug/libferry.dylib"
+bindgen="$target/debug/uniffi-bindgen"
 
 out="$root/bindings"
 tmp="$(mktemp -d)"

@@ -168,3 +168,50 @@ fn the_cli_takes_limit_rate_as_curl_spells_it() {
     assert_same(&read(&outdir.join("a.bin")), &server.expected());
     assert_same(&read(&outdir.join("b.bin")), &server.expected());
 }
+
+#[test]
+fn a_task_cap_is_stored_and_paces_the_download_after_a_reopen() {
+    let cap = MIB;
+    let w = world();
+    let id = start(&w, "r.bin", 3, Some(4 * MIB));
+    w.manager.set_task_rate_limit(&id, Some(cap)).unwrap();
+    w.manager.pause(&id).unwrap();
+    assert_eq!(wait(&w.manager, &id, 20).state, TaskState::Paused);
+    let state = w.dir.path().join("state");
+    w.manager.shutdown_blocking();
+    let m = Manager::open(&state, Config { rate_limit: None, ..test_config() }).unwrap();
+    assert_eq!(m.task_rate_limit(&id).unwrap(), Some(cap), "the cap set last, not the one enqueued");
+    m.resume(&id).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_near("task cap after a reopen", measure(&m, &[id.as_str()], WINDOW), cap);
+    m.cancel(&id).unwrap();
+    assert_eq!(wait(&m, &id, 20).state, TaskState::Cancelled);
+    m.shutdown_blocking();
+}
+
+#[test]
+fn a_task_cap_set_from_another_process_reaches_the_one_that_runs_it() {
+    let server = ferry::loopback::LoopbackServer::start(ferry::engine::runtime::handle(), 0, Faults::new(SIZE)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let out = dir.path().join("x.bin");
+    let owner = KillOnDrop(
+        support::procs::ferry(&state)
+            .args(["get", "--quiet", "-x", "2", "--limit-rate", "8M", "--id", "x", &server.url(), "-o"])
+            .arg(&out)
+            .spawn()
+            .unwrap(),
+    );
+    let m = Manager::open(&state, Config { resume_on_open: false, rate_limit: None, ..test_config() }).unwrap();
+    until(20, "the other process's download to show here", || m.status("x").is_ok_and(|t| t.bytes > 0));
+    assert!(!m.runs_here("x"));
+    m.set_task_rate_limit("x", Some(MIB / 2)).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    // Progress reaches this process every 250 ms: a window of four seconds tells 0.5 MiB/s from 8.
+    let got = measure(&m, &["x"], Duration::from_secs(4));
+    eprintln!("capped from another process: {:.2} MiB/s (its own cap 8 MiB/s)", got / MIB as f64);
+    assert!(got < 0.8 * MIB as f64, "{got:.0} B/s after a cap of 0.5 MiB/s");
+    assert!(got > 0.2 * MIB as f64, "{got:.0} B/s: the download still moves");
+    drop(owner);
+    m.shutdown_blocking();
+}

@@ -609,7 +609,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_set_rate_limit() != 35823:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_ferry_checksum_method_downloadmanager_set_task_rate_limit() != 27235:
+    if lib.uniffi_ferry_checksum_method_downloadmanager_set_task_rate_limit() != 9527:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_shutdown() != 52633:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -6902,7 +6902,8 @@ class DownloadManagerProtocol(typing.Protocol):
     def set_task_rate_limit(self, task_id: str,bytes_per_sec: typing.Optional[int]) -> None:
         """
         Caps one task over all its connections (absent or 0 lifts the cap), on top of the global
-        cap, at once if it runs. Held by this process only: set it again after reopening.
+        cap, at once if it runs. Stored with a file task: it holds after a reopen and reaches another
+        process that runs the task within its progress interval.
 """
         raise NotImplementedError
     async def shutdown(self, ) -> None:
@@ -7674,7 +7675,8 @@ class DownloadManager(DownloadManagerProtocol):
     def set_task_rate_limit(self, task_id: str,bytes_per_sec: typing.Optional[int]) -> None:
         """
         Caps one task over all its connections (absent or 0 lifts the cap), on top of the global
-        cap, at once if it runs. Held by this process only: set it again after reopening.
+        cap, at once if it runs. Stored with a file task: it holds after a reopen and reaches another
+        process that runs the task within its progress interval.
 """
         
         _UniffiFfiConverterString.check_lower(task_id)

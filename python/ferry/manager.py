@@ -214,8 +214,8 @@ class Manager:
     def set_task_rate_limit(self, task_id: str, bytes_per_sec: Optional[int]) -> None:
         """Caps one task over all its connections (`None` or 0 lifts it), at once if it runs.
 
-        The cap lives in this process only: set it again after the directory is reopened. Give
-        one at enqueue with `download(..., rate_limit=...)`.
+        A file task's cap is stored: it holds after the directory is reopened and reaches another
+        process that runs the task. Give one at enqueue with `download(..., rate_limit=...)`.
         """
         check_task_id(task_id)
         self.ffi.set_task_rate_limit(task_id, _rate(bytes_per_sec))

@@ -40,3 +40,22 @@ def test_the_global_cap_is_set_at_open_and_changed_at_run_time(tmp_path):
         assert m.rate_limit is None
         with pytest.raises(ValueError):
             m.rate_limit = -1
+
+
+def test_a_task_cap_is_stored_with_the_task_and_holds_after_a_reopen(serve, tmp_path):
+    server = serve(16 * MIB)
+    dest = tmp_path / "kept.bin"
+    with ferry.Manager(tmp_path / "state", fast_config()) as m:
+        task = m.download(server.url, dest, connections=2, rate_limit=2 * MIB)
+        m.set_task_rate_limit(task, 512 * 1024)
+        poll(lambda: m.status(task).bytes > 0)
+        m.pause(task)
+        poll(lambda: m.status(task).state == ferry.TaskState.PAUSED)
+    with ferry.Manager(tmp_path / "state", fast_config()) as m:
+        assert m.task_rate_limit(task) == 512 * 1024, "the cap set last, kept in the task table"
+        m.set_task_rate_limit(task, None)
+        m.resume(task)
+        assert m.wait(task, timeout=30.0).state == ferry.TaskState.COMPLETED
+        assert sha256_of(dest) == server.sha256
+    with ferry.Manager(tmp_path / "state", fast_config()) as m:
+        assert m.task_rate_limit(task) is None, "a lifted cap stays lifted"

@@ -160,7 +160,8 @@ impl DownloadManager {
     }
 
     /// Caps one task over all its connections (absent or 0 lifts the cap), on top of the global
-    /// cap, at once if it runs. Held by this process only: set it again after reopening.
+    /// cap, at once if it runs. Stored with a file task: it holds after a reopen and reaches another
+    /// process that runs the task within its progress interval.
     pub fn set_task_rate_limit(&self, task_id: String, bytes_per_sec: Option<u64>) -> R<()> {
         Ok(self.inner.set_task_rate_limit(&task_id, bytes_per_sec)?)
     }

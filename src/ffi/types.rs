@@ -44,8 +44,8 @@ pub struct DownloadRequest {
     /// Keep the body in memory, up to this many bytes (instead of a file).
     #[uniffi(default)]
     pub memory_limit: Option<u64>,
-    /// Cap on this task's bytes per second over all its connections; absent or 0 = none. Held by
-    /// this process only (set it again after reopening); change it with `set_task_rate_limit`.
+    /// Cap on this task's bytes per second over all its connections; absent or 0 = none. Stored
+    /// with a file task (it holds after a reopen); change it with `set_task_rate_limit`.
     #[uniffi(default)]
     pub rate_limit: Option<u64>,
     /// Which networks the task may use; absent = any.

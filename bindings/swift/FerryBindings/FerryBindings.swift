@@ -1297,7 +1297,8 @@ public protocol DownloadManagerProtocol: AnyObject, Sendable {
     
     /**
      * Caps one task over all its connections (absent or 0 lifts the cap), on top of the global
-     * cap, at once if it runs. Held by this process only: set it again after reopening.
+     * cap, at once if it runs. Stored with a file task: it holds after a reopen and reaches another
+     * process that runs the task within its progress interval.
      */
     func setTaskRateLimit(taskId: String, bytesPerSec: UInt64?) throws 
     
@@ -1916,7 +1917,8 @@ open func setRateLimit(bytesPerSec: UInt64?)  {try! rustCall() {
     
     /**
      * Caps one task over all its connections (absent or 0 lifts the cap), on top of the global
-     * cap, at once if it runs. Held by this process only: set it again after reopening.
+     * cap, at once if it runs. Stored with a file task: it holds after a reopen and reaches another
+     * process that runs the task within its progress interval.
      */
 open func setTaskRateLimit(taskId: String, bytesPerSec: UInt64?)throws   {try rustCallWithError(FfiConverterTypeDownloadError_lift) {
         uniffiCallStatus in
@@ -3137,8 +3139,8 @@ public struct DownloadRequest: Equatable, Hashable {
      */
     public let memoryLimit: UInt64?
     /**
-     * Cap on this task's bytes per second over all its connections; absent or 0 = none. Held by
-     * this process only (set it again after reopening); change it with `set_task_rate_limit`.
+     * Cap on this task's bytes per second over all its connections; absent or 0 = none. Stored
+     * with a file task (it holds after a reopen); change it with `set_task_rate_limit`.
      */
     public let rateLimit: UInt64?
     /**
@@ -3177,8 +3179,8 @@ public struct DownloadRequest: Equatable, Hashable {
          * Keep the body in memory, up to this many bytes (instead of a file).
          */memoryLimit: UInt64? = nil, 
         /**
-         * Cap on this task's bytes per second over all its connections; absent or 0 = none. Held by
-         * this process only (set it again after reopening); change it with `set_task_rate_limit`.
+         * Cap on this task's bytes per second over all its connections; absent or 0 = none. Stored
+         * with a file task (it holds after a reopen); change it with `set_task_rate_limit`.
          */rateLimit: UInt64? = nil, 
         /**
          * Which networks the task may use; absent = any.
@@ -7926,7 +7928,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_ferry_checksum_method_downloadmanager_set_rate_limit() != 35823) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_ferry_checksum_method_downloadmanager_set_task_rate_limit() != 27235) {
+    if (uniffi_ferry_checksum_method_downloadmanager_set_task_rate_limit() != 9527) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_ferry_checksum_method_downloadmanager_shutdown() != 52633) {

@@ -20,7 +20,8 @@ extension Downloader {
     }
 
     /// Caps one task over all its connections (`nil` or 0 lifts the cap), on top of the global
-    /// cap. The cap lives in this process only: set it again after the directory is reopened.
+    /// cap. A file task's cap is stored: it holds after a reopen and reaches another process that
+    /// runs the task.
     public func setRateLimit(_ bytesPerSecond: UInt64?, of taskId: String) async throws {
         try ferry { try manager.setTaskRateLimit(taskId: taskId, bytesPerSec: bytesPerSecond) }
     }

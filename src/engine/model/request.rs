@@ -34,8 +34,8 @@ pub struct Request {
     pub memory_limit: Option<u64>,
     /// Stream output.
     pub stream: Option<Arc<dyn ChunkSink>>,
-    /// Cap on this task's bytes per second over all its connections (`None` or 0: none); held by
-    /// this process only, not stored in the task table.
+    /// Cap on this task's bytes per second over all its connections (`None` or 0: none); stored
+    /// with a file task.
     pub rate_limit: Option<u64>,
     /// Which networks the task may use (see [`super::network`]).
     pub network_policy: super::network::NetworkPolicy,

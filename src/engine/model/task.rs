@@ -263,7 +263,7 @@ pub struct TaskSpec {
     pub priority: i32,
     /// Replace an existing destination file.
     pub overwrite: bool,
-    /// Bandwidth cap the request asked for (bytes per second); not stored in the task table.
+    /// Bandwidth cap (bytes per second), as enqueued or as stored; the live one is the table entry's.
     pub rate_limit: Option<u64>,
     /// Which networks it may use, as enqueued (changeable later, like the priority).
     pub network_policy: super::network::NetworkPolicy,

@@ -24,10 +24,15 @@ impl Manager {
     }
 
     /// Caps one task at `bytes_per_sec` over all its connections (`None` or 0 lifts the cap), on
-    /// top of the global cap. Held by this process only: it applies while this process runs the
-    /// task and is not stored in the task table, so set it again after a reopen.
+    /// top of the global cap. Stored with a file task, so it holds after a reopen and reaches
+    /// another process that runs the task when that process next reads the table.
     pub fn set_task_rate_limit(&self, id: &str, bytes_per_sec: Option<u64>) -> Result<()> {
-        self.inner.entry(id)?.rate.set(bytes_per_sec.filter(|&r| r > 0));
+        let rate = bytes_per_sec.filter(|&r| r > 0);
+        let e = self.inner.entry(id)?;
+        if e.persisted {
+            self.inner.env.store.set_rate_limit(id, rate)?;
+        }
+        e.rate.set(rate);
         Ok(())
     }
 }

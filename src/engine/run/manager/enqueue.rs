@@ -282,6 +282,7 @@ fn build(specs: Vec<TaskSpec>, first: i64, roots: &Roots) -> (Vec<Arc<TaskEntry>
                 updated_ms: now,
                 part_file: None,
                 network_policy: spec.network_policy,
+                rate_limit: spec.rate_limit,
             });
         }
         let inner = EntryInner { network_policy: spec.network_policy, ..EntryInner::new(TaskState::Queued, spec.priority, now) };

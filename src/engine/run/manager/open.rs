@@ -234,7 +234,7 @@ pub(super) fn entry_from_stored(t: StoredTask, roots: &Roots) -> Option<Arc<Task
         sha256: row.sha256.clone(),
         priority: row.priority,
         overwrite: row.overwrite,
-        rate_limit: None,
+        rate_limit: row.rate_limit,
         network_policy: row.network_policy,
     };
     let validator = Validator::from_columns(row.etag.clone(), row.last_modified.clone());

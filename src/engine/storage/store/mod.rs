@@ -46,7 +46,7 @@ pub use leases::{lease_tx, LeaseRow, LeaseState};
 pub use schema::CRASH_CREATED;
 use schema::{create_if_absent, device_of, migrate};
 pub use shared::{Changes, Control};
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 const DB_FILE: &str = "tasks.sqlite3";
 
 /// A persisted file task.
@@ -95,6 +95,8 @@ pub struct TaskRow {
     pub part_file: Option<String>,
     /// Which networks the task may use.
     pub network_policy: NetworkPolicy,
+    /// The task's own bandwidth cap, bytes per second.
+    pub rate_limit: Option<u64>,
 }
 
 /// A task row with its journal.
@@ -286,17 +288,18 @@ impl Store {
 
 /// How many columns [`row_columns`] names: a statement that selects more after them reads those
 /// from this index on.
-pub(super) const ROW_COLUMNS: usize = 21;
+pub(super) const ROW_COLUMNS: usize = 22;
 
 /// The columns [`read_row`] reads, in its order, from a table of schema `version`.
 pub(super) fn row_columns(version: i64) -> String {
     // A reader may look at a table of schema 1 (written by an older process that owns it).
     let part_file = if version >= 2 { "part_file" } else { "NULL" };
     let network_policy = if version >= 4 { "network_policy" } else { "0" };
+    let rate_limit = if version >= 5 { "rate_limit" } else { "NULL" };
     format!(
         "id, seq, url, destination, headers, connections, sha256, priority, overwrite, state, total, etag,
          last_modified, bytes, error_code, error_message, created_ms, updated_ms, error_http_status, {part_file},
-         {network_policy}"
+         {network_policy}, {rate_limit}"
     )
 }
 
@@ -329,6 +332,7 @@ pub(super) fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRow> {
         updated_ms: r.get(17)?,
         part_file: r.get(19)?,
         network_policy: NetworkPolicy::from_i64(r.get(20)?),
+        rate_limit: r.get::<_, Option<i64>>(21)?.filter(|&v| v > 0).map(u),
     })
 }
 

@@ -86,6 +86,11 @@ impl Store {
         self.write(|t| tx::set_network_policy(t, id, policy))
     }
 
+    /// Changes a task's own bandwidth cap.
+    pub fn set_rate_limit(&self, id: &str, bytes_per_sec: Option<u64>) -> Result<()> {
+        self.write(|t| tx::set_rate_limit(t, id, bytes_per_sec))
+    }
+
     /// Changes a task's priority.
     pub fn set_priority(&self, id: &str, priority: i32) -> Result<()> {
         self.write(|t| tx::set_priority(t, id, priority))

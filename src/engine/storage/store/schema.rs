@@ -142,6 +142,15 @@ pub(super) fn migrate(conn: &Connection) -> Result<()> {
              COMMIT;",
         )?;
     }
+    if version < 5 {
+        // A task's own bandwidth cap (bytes per second), kept across reopens; NULL: none.
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE tasks ADD COLUMN rate_limit INTEGER;
+             PRAGMA user_version = 5;
+             COMMIT;",
+        )?;
+    }
     // Tables made before 2026-11-30 carry an index on the destination that no query uses; each
     // insert paid for it (a string b-tree insert, a few thousand instructions per task). Dropping
     // it changes nothing an older version relies on, so the schema version stays.

@@ -24,6 +24,7 @@ fn row(id: &str, seq: i64) -> TaskRow {
         updated_ms: 1,
         part_file: None,
         network_policy: NetworkPolicy::Any,
+        rate_limit: None,
     }
 }
 
@@ -243,11 +244,15 @@ fn a_schema_1_table_is_migrated_and_keeps_its_rows() {
     assert_eq!(v, SCHEMA_VERSION);
 }
 
-/// Turns a table of schema 4 back into one of schema 3 (what versions before network policies wrote).
-const SCHEMA_3: &str = "ALTER TABLE tasks DROP COLUMN network_policy; PRAGMA user_version = 3;";
+/// Turns a table of schema 5 back into one of schema 4 (what versions before stored caps wrote).
+const SCHEMA_4: &str = "ALTER TABLE tasks DROP COLUMN rate_limit; PRAGMA user_version = 4;";
 
-/// Turns a table of schema 4 back into one of schema 2 (what versions before several processes wrote).
-const SCHEMA_2: &str = "ALTER TABLE tasks DROP COLUMN network_policy; DROP INDEX tasks_rev; ALTER TABLE tasks DROP COLUMN rev; ALTER TABLE tasks DROP COLUMN control;
+/// Turns a table of schema 5 back into one of schema 3 (what versions before network policies wrote).
+const SCHEMA_3: &str = "ALTER TABLE tasks DROP COLUMN rate_limit; ALTER TABLE tasks DROP COLUMN network_policy; PRAGMA user_version = 3;";
+
+/// Turns a table of schema 5 back into one of schema 2 (what versions before several processes wrote).
+const SCHEMA_2: &str = "ALTER TABLE tasks DROP COLUMN rate_limit; ALTER TABLE tasks DROP COLUMN network_policy; DROP INDEX tasks_rev;
+                        ALTER TABLE tasks DROP COLUMN rev; ALTER TABLE tasks DROP COLUMN control;
                         DROP TABLE clock; DROP TABLE gone; PRAGMA user_version = 2;";
 
 #[test]
@@ -281,6 +286,28 @@ fn network_policies_persist_and_a_schema_3_table_gets_any() {
     let (_s, tasks, _) = Store::open(dir.path()).unwrap();
     let policies: Vec<(&str, NetworkPolicy)> = tasks.iter().map(|t| (t.row.id.as_str(), t.row.network_policy)).collect();
     assert_eq!(policies, [("old", NetworkPolicy::NotConstrained), ("new", NetworkPolicy::NotExpensive)]);
+}
+
+#[test]
+fn task_caps_persist_and_a_schema_4_table_has_none() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (s, _, _) = Store::open(dir.path()).unwrap();
+        s.insert_tasks(&[row("old", 1)]).unwrap();
+        s.lock().execute_batch(SCHEMA_4).unwrap();
+    }
+    let (_r, tasks) = Store::open_read_only(dir.path()).unwrap();
+    assert_eq!(tasks[0].row.rate_limit, None, "a reader sees a schema 4 table");
+    let (s, tasks, _) = Store::open(dir.path()).unwrap();
+    assert_eq!(tasks[0].row.rate_limit, None, "tasks made before stored caps have none");
+    s.insert_tasks(&[TaskRow { rate_limit: Some(1 << 20), ..row("new", 2) }, TaskRow { rate_limit: Some(u64::MAX), ..row("huge", 3) }])
+        .unwrap();
+    s.set_rate_limit("old", Some(4096)).unwrap();
+    s.set_rate_limit("new", None).unwrap();
+    drop(s);
+    let (_s, tasks, _) = Store::open(dir.path()).unwrap();
+    let caps: Vec<(&str, Option<u64>)> = tasks.iter().map(|t| (t.row.id.as_str(), t.row.rate_limit)).collect();
+    assert_eq!(caps, [("old", Some(4096)), ("new", None), ("huge", Some(i64::MAX as u64))]);
 }
 
 /// Per-process locks cannot be told apart within one process: these tests need open file

@@ -25,8 +25,8 @@ pub fn insert_tasks(tx: &Transaction<'_>, rows: &[TaskRow]) -> Result<()> {
     let mut stmt = tx.prepare_cached(&format!(
         "INSERT INTO tasks (id, seq, url, destination, headers, connections, sha256, priority, overwrite, state,
                             total, etag, last_modified, bytes, error_code, error_message, created_ms, updated_ms,
-                            error_http_status, network_policy, rev)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, {NEXT_REV})"
+                            error_http_status, network_policy, rate_limit, rev)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, {NEXT_REV})"
     ))?;
     for t in rows {
         stmt.execute(params![
@@ -50,6 +50,7 @@ pub fn insert_tasks(tx: &Transaction<'_>, rows: &[TaskRow]) -> Result<()> {
             t.updated_ms,
             t.error.as_ref().and_then(|e| e.http_status).map(i64::from),
             t.network_policy.as_i64(),
+            t.rate_limit.map(cap_column),
         ])?;
     }
     touch(tx)
@@ -85,6 +86,22 @@ pub fn set_network_policy(tx: &Transaction<'_>, id: &str, policy: NetworkPolicy)
     tx.prepare_cached(&format!("UPDATE tasks SET network_policy = ?2, updated_ms = ?3, rev = {NEXT_REV} WHERE id = ?1"))?
         .execute(params![id, policy.as_i64(), now_ms()])?;
     touch(tx)
+}
+
+/// Changes a task's own bandwidth cap (`None`: none).
+pub fn set_rate_limit(tx: &Transaction<'_>, id: &str, bytes_per_sec: Option<u64>) -> Result<()> {
+    tx.prepare_cached(&format!("UPDATE tasks SET rate_limit = ?2, updated_ms = ?3, rev = {NEXT_REV} WHERE id = ?1"))?.execute(params![
+        id,
+        bytes_per_sec.map(cap_column),
+        now_ms()
+    ])?;
+    touch(tx)
+}
+
+/// A cap as SQLite stores it (a signed 64-bit integer): beyond `i64::MAX` bytes a second is no cap
+/// anyone can reach.
+fn cap_column(bytes_per_sec: u64) -> i64 {
+    i64::try_from(bytes_per_sec).unwrap_or(i64::MAX)
 }
 
 /// Changes a task's priority.

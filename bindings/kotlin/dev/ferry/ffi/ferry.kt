@@ -1370,7 +1370,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_ferry_checksum_method_downloadmanager_set_rate_limit() and 0xFFFF) != 35823) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_ferry_checksum_method_downloadmanager_set_task_rate_limit() and 0xFFFF) != 27235) {
+    if ((lib.uniffi_ferry_checksum_method_downloadmanager_set_task_rate_limit() and 0xFFFF) != 9527) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_ferry_checksum_method_downloadmanager_shutdown() and 0xFFFF) != 52633) {
@@ -2883,7 +2883,8 @@ public interface DownloadManagerInterface {
     
     /**
      * Caps one task over all its connections (absent or 0 lifts the cap), on top of the global
-     * cap, at once if it runs. Held by this process only: set it again after reopening.
+     * cap, at once if it runs. Stored with a file task: it holds after a reopen and reaches another
+     * process that runs the task within its progress interval.
      */
     fun `setTaskRateLimit`(`taskId`: kotlin.String, `bytesPerSec`: kotlin.ULong?)
     
@@ -3688,7 +3689,8 @@ open class DownloadManager: Disposable, AutoCloseable, DownloadManagerInterface
     
     /**
      * Caps one task over all its connections (absent or 0 lifts the cap), on top of the global
-     * cap, at once if it runs. Held by this process only: set it again after reopening.
+     * cap, at once if it runs. Stored with a file task: it holds after a reopen and reaches another
+     * process that runs the task within its progress interval.
      */
     @Throws(DownloadException::class)override fun `setTaskRateLimit`(`taskId`: kotlin.String, `bytesPerSec`: kotlin.ULong?)
         = 
@@ -5552,8 +5554,8 @@ data class DownloadRequest (
     var `memoryLimit`: kotlin.ULong? = null 
     , 
     /**
-     * Cap on this task's bytes per second over all its connections; absent or 0 = none. Held by
-     * this process only (set it again after reopening); change it with `set_task_rate_limit`.
+     * Cap on this task's bytes per second over all its connections; absent or 0 = none. Stored
+     * with a file task (it holds after a reopen); change it with `set_task_rate_limit`.
      */
     var `rateLimit`: kotlin.ULong? = null 
     , 

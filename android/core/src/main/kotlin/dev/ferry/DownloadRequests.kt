@@ -13,8 +13,8 @@ import java.io.File
  * @param taskId your id for the task (a UUID when absent).
  * @param sha256 expected SHA-256 (hex); the file only appears when it matches.
  * @param overwrite replace an existing file at [destination].
- * @param rateLimit cap on the task's bytes per second over all its connections (null: none); held
- *   by this process only, change it with [Ferry.setRateLimit].
+ * @param rateLimit cap on the task's bytes per second over all its connections (null: none); stored
+ *   with a file task, change it with [Ferry.setRateLimit].
  * @param networkPolicy which networks it may use (any when absent); see [Ferry.setNetwork].
  */
 fun downloadRequest(

@@ -254,8 +254,8 @@ class Ferry private constructor(
 
     /**
      * Caps one task over all its connections at [bytesPerSecond] (null or 0 lifts the cap), on top
-     * of [rateLimit], at once if it runs. The cap lives in this process only: set it again after the
-     * directory is reopened.
+     * of [rateLimit], at once if it runs. A file task's cap is stored: it holds after a reopen and
+     * reaches another process that runs the task.
      */
     suspend fun setRateLimit(taskId: String, bytesPerSecond: Long?) {
         checkTaskId(taskId)
