@@ -178,3 +178,35 @@ fn with_refresh_before_resume_the_source_is_asked_before_a_resumed_run() {
     assert_same(&read(&w.out("b.bin")), &w.server.expected());
     assert_eq!(s.calls.lock().clone(), vec![(id.clone(), RefreshCause::Resuming)], "asked before the resume, so never denied");
 }
+
+#[test]
+fn credentials_given_in_another_process_reach_the_process_that_runs_the_task() {
+    // The URL is valid for a second; the server cuts the first answer after 3 MiB (1.5 s at its
+    // rate), so the URL has expired by the retry.
+    let server = LoopbackServer::start(
+        ferry::engine::runtime::handle(),
+        0,
+        Faults { rate: Some(2 * MIB), drop_after: Some(3 * MIB), drop_requests: 1, ..Faults::new(6 * MIB) },
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let out = dir.path().join("x.bin");
+    let mut owner = KillOnDrop(
+        support::procs::ferry(&state)
+            .args(["get", "--quiet", "-x", "1", "--id", "x", &server.signed_url(Duration::from_secs(1)), "-o"])
+            .arg(&out)
+            .spawn()
+            .unwrap(),
+    );
+    let m = ferry::engine::Manager::open(&state, Config { resume_on_open: false, ..test_config() }).unwrap();
+    until(20, "the other process's task to show here", || m.status("x").is_ok());
+    // No credential source in the process that runs it: only the table can bring it fresh ones.
+    let fresh = Credentials { url: Some(server.signed_url(Duration::from_secs(300))), headers: None };
+    m.update_credentials("x", fresh).unwrap();
+    assert!(!m.runs_here("x"));
+    assert!(owner.wait(60).success(), "the download ended without its bytes");
+    assert_same(&read(&out), &server.expected());
+    assert!(server.stats().requests.load(Ordering::SeqCst) >= 2, "the first answer was cut: a second request went out");
+    m.shutdown_blocking();
+}

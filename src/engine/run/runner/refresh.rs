@@ -23,6 +23,11 @@ impl Run {
         if self.refreshes >= MAX_REFRESHES {
             return Err(Step::Fail(denied.context(&format!("still denied after {MAX_REFRESHES} credential refreshes"))));
         }
+        if self.adopt_stored_access() {
+            self.refreshes += 1;
+            self.fresh_next = true;
+            return Ok(());
+        }
         let status = denied.http_status().unwrap_or(403);
         if !self.ask(RefreshCause::Denied(status)).await? {
             return Err(Step::Fail(denied));
@@ -51,6 +56,26 @@ impl Run {
         // The leases were placed when the run opened; one that no longer fits was released then.
         place_leases(&mut r.map, &g.leases);
         self.resume = Some(r);
+        true
+    }
+
+    /// Takes the URL and headers the task table holds for this task when they differ from the ones
+    /// this run used: another process gave fresh credentials (`update_credentials` there) while
+    /// this one ran it. Whether it did.
+    fn adopt_stored_access(&self) -> bool {
+        if !self.task.persisted {
+            return false;
+        }
+        let Ok(Some((stored, _))) = self.env.store.read_task(self.task.spec.id.as_str()) else { return false };
+        let row = stored.row;
+        let current = self.task.access();
+        let (url, headers) = self.task.target(&current);
+        if row.seq != self.task.seq || (row.url == url.as_str() && row.headers == headers) {
+            return false;
+        }
+        let Ok(url) = url::Url::parse(&row.url) else { return false };
+        self.task.inner.lock().access = Some(Arc::new(Access { url, headers: row.headers }));
+        tracing::info!(task = %self.task.spec.id, "credentials another process stored are in place");
         true
     }
 
