@@ -44,13 +44,12 @@ pub fn claim_key(path: &std::path::Path) -> std::borrow::Cow<'_, std::ffi::OsStr
 fn resolved_dir(dir: &std::path::Path) -> Option<std::path::PathBuf> {
     static RESOLVED: std::sync::OnceLock<parking_lot::Mutex<Map<std::ffi::OsString, Option<std::path::PathBuf>>>> =
         std::sync::OnceLock::new();
-    let mut resolved = RESOLVED.get_or_init(Default::default).lock();
-    if let Some(known) = resolved.get(dir.as_os_str()) {
+    let resolved = RESOLVED.get_or_init(Default::default);
+    if let Some(known) = resolved.lock().get(dir.as_os_str()) {
         return known.clone();
     }
     let real = std::fs::canonicalize(dir).ok().filter(|real| real.as_path() != dir);
-    resolved.insert(dir.as_os_str().to_owned(), real.clone());
-    real
+    resolved.lock().entry(dir.as_os_str().to_owned()).or_insert(real).clone()
 }
 
 /// Whether `b` has a doubled or trailing separator or a `.` component after the first.
