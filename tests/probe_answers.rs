@@ -134,7 +134,8 @@ fn a_416_to_the_probe_that_names_no_empty_resource_falls_back_to_one_stream() {
     // A server without HEAD or ranges refusing `bytes=0-`: no Content-Range, or the real length.
     for range in [None, Some(format!("bytes */{SIZE}"))] {
         let s = server(move |_| {
-            let h: Vec<(&str, String)> = range.iter().map(|r| ("Content-Range", r.clone())).chain([("Content-Length", "0".into())]).collect();
+            let h: Vec<(&str, String)> =
+                range.iter().map(|r| ("Content-Range", r.clone())).chain([("Content-Length", "0".into())]).collect();
             bytes_of(reply(416, &h, b""))
         });
         falls_back_to_plain(&s);
@@ -143,6 +144,7 @@ fn a_416_to_the_probe_that_names_no_empty_resource_falls_back_to_one_stream() {
 
 #[test]
 fn a_206_with_an_empty_body_for_a_whole_range_falls_back_to_one_stream() {
-    let s = server(|_| bytes_of(reply(206, &[("Content-Range", format!("bytes 0-{}/{SIZE}", SIZE - 1)), ("Content-Length", "0".into())], b"")));
+    let s =
+        server(|_| bytes_of(reply(206, &[("Content-Range", format!("bytes 0-{}/{SIZE}", SIZE - 1)), ("Content-Length", "0".into())], b"")));
     falls_back_to_plain(&s);
 }

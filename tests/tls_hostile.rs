@@ -30,7 +30,8 @@ fn config() -> Config {
 fn ranged_head(req: &RawRequest) -> (Vec<u8>, u64, u64) {
     match req.range_in(SIZE) {
         Some((a, b)) => {
-            let h = [("Content-Range", format!("bytes {a}-{}/{SIZE}", b - 1)), ("Content-Length", (b - a).to_string()), ("ETag", ETAG.into())];
+            let h =
+                [("Content-Range", format!("bytes {a}-{}/{SIZE}", b - 1)), ("Content-Length", (b - a).to_string()), ("ETag", ETAG.into())];
             (head(206, &h), a, b)
         }
         None => (head(200, &[("Content-Length", SIZE.to_string()), ("ETag", ETAG.into())]), 0, SIZE),
