@@ -54,7 +54,13 @@ impl Inner {
                     }
                 }
                 match r.validate_with(&mut dirs) {
-                    Ok(spec) => Ok(Prepared::New(rooted(roots, spec))),
+                    Ok(spec) => match spec.output.path().filter(|dest| self.in_state_dir(dest)) {
+                        Some(dest) => Err(Error::new(
+                            ErrorCode::DestinationNotWritable,
+                            format!("'{}' is inside the state directory, whose files are the engine's", dest.display()),
+                        )),
+                        None => Ok(Prepared::New(rooted(roots, spec))),
+                    },
                     // The destination (or its part file) exists: perhaps because a live task, here
                     // or in another process, is downloading into it. The claims tell (see `admit`).
                     Err(e) if e.code() == ErrorCode::DestinationExists => match r.destination.as_deref() {
@@ -130,6 +136,12 @@ impl Inner {
                 }
             }
         }
+    }
+
+    /// Whether `dest` is one of the engine's own files (its table, locks, staged chunks), however
+    /// it is spelled.
+    fn in_state_dir(&self, dest: &Path) -> bool {
+        Path::new(&*claim_key(dest)).starts_with(&self.dir)
     }
 
     /// Decides each prepared request of a chunk against the tasks known (this process's, and the
