@@ -238,3 +238,23 @@ fn a_body_read_to_the_close_needs_close_notify_over_tls() {
         assert_eq!(s.count(), want, "{scheme:?}: over TLS the cut answer proves no end and is fetched again");
     }
 }
+
+#[test]
+fn an_empty_206_for_a_later_range_restarts_and_the_file_is_exact() {
+    for scheme in SCHEMES {
+        // The first request for a range past the probe's gets an empty 206 naming that range.
+        let s = RawServer::start_on(scheme, |req: &RawRequest| match req.range_in(SIZE) {
+            Some((a, b)) if a > 0 && req.n == 1 => {
+                let h = [("Content-Range", format!("bytes {a}-{}/{SIZE}", b - 1)), ("Content-Length", "0".into()), ("ETag", ETAG.into())];
+                reply(206, &h, b"")
+            }
+            _ => honest(req, SEED, SIZE, ETAG),
+        });
+        let l = Local::with_config(config());
+        let want = content(SEED, 0, SIZE);
+        let req = Request { connections: Some(3), sha256: Some(sha(&want)), ..Request::file(url(&s), l.out("f")) };
+        l.completes("f", req, &want);
+        let probes = s.requests().iter().filter(|r| r.range() == Some((0, None))).count();
+        assert_eq!(probes, 2, "{scheme:?}: restarted from a new probe: {:?}", s.requests());
+    }
+}

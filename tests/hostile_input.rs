@@ -246,3 +246,25 @@ fn a_batch_over_many_directories_refuses_the_same_destinations_as_single_request
         assert_eq!(std::fs::read(w.out(&format!("d{d:02}/theirs.part"))).unwrap(), b"a browser's partial");
     }
 }
+
+#[test]
+fn the_engines_own_files_are_never_a_destination() {
+    // The table, its WAL, the lock files: a download must never replace them with its bytes,
+    // however the path is spelled, and even with overwrite.
+    let w = World::new(Faults::new(100_000));
+    let state = w.dir.path().join("state");
+    std::fs::create_dir(w.out("sub")).unwrap();
+    std::os::unix::fs::symlink(&state, w.out("state-link")).unwrap();
+    let id = w.manager.enqueue(w.request("kept.bin")).unwrap();
+    for dest in
+        [state.join("tasks.sqlite3"), state.join("owners"), state.join("new.bin"), w.out("sub/../state/lock"), w.out("state-link/hosts")]
+    {
+        let req = Request { overwrite: true, ..Request::file(w.server.url(), &dest) };
+        assert_eq!(enqueue_code(&w, req), ErrorCode::DestinationNotWritable, "{}", dest.display());
+    }
+    assert!(!state.join("new.bin").exists());
+    assert_eq!(wait(&w.manager, id.as_str(), 30).state, TaskState::Completed);
+    w.manager.shutdown_blocking();
+    let reopened = ferry::engine::Manager::open(&state, test_config()).unwrap();
+    assert_eq!(reopened.status(id.as_str()).unwrap().state, TaskState::Completed, "the table still holds its tasks");
+}

@@ -330,3 +330,34 @@ fn opening_one_state_directory_through_another_path_gives_the_same_manager() {
     let dotted = Manager::open(w.dir.path().join("state").join("..").join("state"), test_config()).expect("with ..");
     assert!(dotted.status(id.as_str()).is_ok());
 }
+
+#[test]
+fn removing_a_completed_task_with_its_file_spares_a_newer_download_of_that_destination() {
+    // A file is downloaded again by a new task (overwrite); removing the old task with its file
+    // must not delete the new task's file, before or after a reopen. The old task's own file is
+    // still deleted.
+    let w = World::new(Faults::new(200_000));
+    let mut f = Faults::new(300_000);
+    f.seed = 99;
+    let newer = ferry::loopback::LoopbackServer::start(ferry::engine::runtime::handle(), 0, f).unwrap();
+    let state = w.dir.path().join("state");
+    let mut m = w.manager.clone();
+    for (round, reopen) in [(0, false), (1, true)] {
+        let dest = w.out(&format!("f{round}"));
+        let old = m.enqueue(Request::file(w.server.url(), &dest)).unwrap();
+        assert_eq!(wait(&m, old.as_str(), 30).state, TaskState::Completed);
+        let new = m.enqueue(Request { overwrite: true, ..Request::file(newer.url(), &dest) }).unwrap();
+        assert_eq!(wait(&m, new.as_str(), 30).state, TaskState::Completed);
+        let lone = m.enqueue(Request::file(w.server.url(), w.out(&format!("lone{round}")))).unwrap();
+        assert_eq!(wait(&m, lone.as_str(), 30).state, TaskState::Completed);
+        if reopen {
+            m.shutdown_blocking();
+            m = Manager::open(&state, test_config()).unwrap();
+        }
+        m.remove(old.as_str(), true).unwrap();
+        assert_same(&read(&dest), &newer.expected());
+        assert_eq!(m.status(new.as_str()).unwrap().state, TaskState::Completed);
+        m.remove(lone.as_str(), true).unwrap();
+        assert!(!w.out(&format!("lone{round}")).exists(), "round {round}: a task's own file is deleted with it");
+    }
+}

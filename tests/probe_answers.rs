@@ -128,3 +128,23 @@ fn a_gzip_coded_200_is_saved_as_sent() {
     l.completes("f", req, &body);
     assert_eq!(s.count(), 1, "{:?}", s.requests());
 }
+
+#[test]
+fn a_416_to_the_probe_that_names_no_empty_resource_falls_back_to_one_stream() {
+    // A server without HEAD or ranges refusing `bytes=0-`: no Content-Range, or the real length.
+    for range in [None, Some(format!("bytes */{SIZE}"))] {
+        let s = server(move |_| {
+            let h: Vec<(&str, String)> =
+                range.iter().map(|r| ("Content-Range", r.clone())).chain([("Content-Length", "0".into())]).collect();
+            bytes_of(reply(416, &h, b""))
+        });
+        falls_back_to_plain(&s);
+    }
+}
+
+#[test]
+fn a_206_with_an_empty_body_for_a_whole_range_falls_back_to_one_stream() {
+    let s =
+        server(|_| bytes_of(reply(206, &[("Content-Range", format!("bytes 0-{}/{SIZE}", SIZE - 1)), ("Content-Length", "0".into())], b"")));
+    falls_back_to_plain(&s);
+}

@@ -63,6 +63,8 @@ pub enum Part {
     Sleep(Duration),
     /// Keep the connection open, sending nothing, until the server is dropped.
     Hang,
+    /// Write these bytes straight to the TCP socket, around TLS (a truncated or forged record).
+    Raw(Vec<u8>),
     /// End the connection at once; over TLS without close_notify (a truncation an attacker or a
     /// broken middlebox could cause).
     Cut,
@@ -245,6 +247,14 @@ fn serve(
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 false
+            }
+            Part::Raw(b) => {
+                let _ = stream.flush();
+                let mut tcp = match &stream {
+                    Conn::Plain(s) => s,
+                    Conn::Tls(s) => &s.sock,
+                };
+                tcp.write_all(&b).is_ok()
             }
             Part::Cut => {
                 let _ = stream.flush();

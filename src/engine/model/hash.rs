@@ -27,6 +27,31 @@ pub fn path_key(path: &std::path::Path) -> std::borrow::Cow<'_, std::ffi::OsStr>
     }
 }
 
+/// A destination as a claim key: [`path_key`] of the path with its directory resolved (symlinks,
+/// `..`), so that `/d/f`, `/d/sub/../f` and `/link-to-d/f` are one key. Borrowed when the directory
+/// resolves to itself, or cannot be resolved.
+pub fn claim_key(path: &std::path::Path) -> std::borrow::Cow<'_, std::ffi::OsStr> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { return path_key(path) };
+    match resolved_dir(dir) {
+        Some(real) => std::borrow::Cow::Owned(path_key(&real.join(name)).into_owned()),
+        None => path_key(path),
+    }
+}
+
+/// `dir` resolved, when that differs from `dir`. Each directory is resolved once per process: a
+/// batch puts thousands of destinations in one, and a claim must be released under the key it was
+/// taken with even after its directory is gone.
+fn resolved_dir(dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    static RESOLVED: std::sync::OnceLock<parking_lot::Mutex<Map<std::ffi::OsString, Option<std::path::PathBuf>>>> =
+        std::sync::OnceLock::new();
+    let resolved = RESOLVED.get_or_init(Default::default);
+    if let Some(known) = resolved.lock().get(dir.as_os_str()) {
+        return known.clone();
+    }
+    let real = std::fs::canonicalize(dir).ok().filter(|real| real.as_path() != dir);
+    resolved.lock().entry(dir.as_os_str().to_owned()).or_insert(real).clone()
+}
+
 /// Whether `b` has a doubled or trailing separator or a `.` component after the first.
 fn spelled_oddly(b: &[u8]) -> bool {
     if b.len() > 1 && b[b.len() - 1] == b'/' {
@@ -47,8 +72,22 @@ fn spelled_oddly(b: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::path_key;
+    use super::{claim_key, path_key};
     use std::path::Path;
+
+    #[test]
+    fn every_spelling_of_one_file_is_one_claim() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir(real.join("sub")).unwrap();
+        std::os::unix::fs::symlink(&real, real.join("link")).unwrap();
+        let want = claim_key(&real.join("f.bin")).into_owned();
+        for alias in ["sub/../f.bin", "link/f.bin", "link/sub/../f.bin", "./f.bin"] {
+            assert_eq!(claim_key(&real.join(alias)), want.as_os_str(), "{alias}");
+        }
+        assert_ne!(claim_key(&real.join("sub/f.bin")), want.as_os_str());
+        assert_ne!(claim_key(&real.join("link")), claim_key(&real), "the last component is never followed");
+    }
 
     #[test]
     fn paths_that_compare_equal_make_one_key() {

@@ -163,7 +163,7 @@ impl Inner {
         s.ready.remove(&e.spec.id);
         let state = e.state();
         if delete_file && state == TaskState::Completed {
-            if let Some(dest) = e.spec.output.path() {
+            if let Some(dest) = e.spec.output.path().filter(|dest| !self.published_by_another(e, dest)) {
                 let _ = std::fs::remove_file(dest);
             }
         }
@@ -178,6 +178,18 @@ impl Inner {
             e.state_tx.send_modify(|_| {});
         }
         Ok(())
+    }
+
+    /// Whether the file at `dest` is one another task published there after `e` (asked to
+    /// overwrite): not `e`'s to delete. A file no task knows (a restored copy) is `e`'s.
+    fn published_by_another(&self, e: &TaskEntry, dest: &std::path::Path) -> bool {
+        let Some(found) = crate::engine::storage::part_file::identity_of(dest) else { return false };
+        let key = claim_key(dest);
+        self.tasks.read().values().any(|other| {
+            other.spec.id != e.spec.id
+                && other.inner.lock().part_file.as_deref() == Some(found.file.as_str())
+                && other.spec.output.path().is_some_and(|p| claim_key(p) == key)
+        })
     }
 
     pub(super) fn set_priority(self: &Arc<Self>, id: &str, priority: i32) -> Result<()> {

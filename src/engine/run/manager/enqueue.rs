@@ -54,7 +54,13 @@ impl Inner {
                     }
                 }
                 match r.validate_with(&mut dirs) {
-                    Ok(spec) => Ok(Prepared::New(rooted(roots, spec))),
+                    Ok(spec) => match spec.output.path().filter(|dest| self.in_state_dir(dest)) {
+                        Some(dest) => Err(Error::new(
+                            ErrorCode::DestinationNotWritable,
+                            format!("'{}' is inside the state directory, whose files are the engine's", dest.display()),
+                        )),
+                        None => Ok(Prepared::New(rooted(roots, spec))),
+                    },
                     // The destination (or its part file) exists: perhaps because a live task, here
                     // or in another process, is downloading into it. The claims tell (see `admit`).
                     Err(e) if e.code() == ErrorCode::DestinationExists => match r.destination.as_deref() {
@@ -132,6 +138,12 @@ impl Inner {
         }
     }
 
+    /// Whether `dest` is one of the engine's own files (its table, locks, staged chunks), however
+    /// it is spelled.
+    fn in_state_dir(&self, dest: &Path) -> bool {
+        Path::new(&*claim_key(dest)).starts_with(&self.dir)
+    }
+
     /// Decides each prepared request of a chunk against the tasks known (this process's, and the
     /// table's changes `staged` when given), the claims, and the chunk's own earlier requests.
     fn admit(&self, s: &Sched, prepared: Vec<Result<Prepared>>, staged: Option<&Staged>) -> Admitted {
@@ -154,7 +166,7 @@ impl Inner {
                     continue;
                 }
                 Ok(Prepared::Exists(e, dest)) => {
-                    let key = path_key(&dest);
+                    let key = claim_key(&dest);
                     out.results.push(Err(claim_conflict(&s.claims, &out.dests, &dest, &key).unwrap_or(e)));
                     continue;
                 }
@@ -186,7 +198,7 @@ impl Inner {
                 continue;
             }
             if let Output::File(dest) = &spec.output {
-                let key = path_key(dest);
+                let key = claim_key(dest);
                 if let Some(busy) = claim_conflict(&s.claims, &out.dests, dest, &key) {
                     out.results.push(Err(busy));
                     continue;
@@ -305,7 +317,7 @@ pub(super) enum Prepared {
 /// Why `dest` cannot be claimed: it is a live task's destination, a live task's part file
 /// (`<dest>` = `<other>.part`), or its own part file is a live task's destination. Either way two
 /// tasks would write one file.
-/// Whether `dest` (whose [`path_key`] is `key`) is taken: by another task, as the part file of
+/// Whether `dest` (whose [`claim_key`] is `key`) is taken: by another task, as the part file of
 /// another task's destination, or as the destination whose part file this would be.
 pub(super) fn claim_conflict(claims: &Map<OsString, TaskId>, batch: &Map<OsString, TaskId>, dest: &Path, key: &OsStr) -> Option<Error> {
     let owner = |key: &OsStr| claims.get(key).or_else(|| batch.get(key)).cloned();
@@ -313,7 +325,7 @@ pub(super) fn claim_conflict(claims: &Map<OsString, TaskId>, batch: &Map<OsStrin
         return Some(Error::new(ErrorCode::DestinationBusy, format!("'{}' is already the destination of task '{owner}'", dest.display())));
     }
     let part = part_path(dest);
-    if let Some(owner) = owner(&path_key(&part)) {
+    if let Some(owner) = owner(&claim_key(&part)) {
         return Some(Error::new(
             ErrorCode::DestinationBusy,
             format!("'{}' (where this download would be written) is the destination of task '{owner}'", part.display()),
@@ -322,14 +334,14 @@ pub(super) fn claim_conflict(claims: &Map<OsString, TaskId>, batch: &Map<OsStrin
     use std::os::unix::ffi::OsStrExt;
     let stem = dest.file_name()?.as_bytes().strip_suffix(b".part").filter(|s| !s.is_empty())?;
     let other = dest.with_file_name(std::ffi::OsStr::from_bytes(stem));
-    owner(&path_key(&other))
+    owner(&claim_key(&other))
         .map(|owner| Error::new(ErrorCode::DestinationBusy, format!("'{}' is the partial file of task '{owner}'", dest.display())))
 }
 
 pub(super) fn release_claim(s: &mut Sched, e: &TaskEntry) {
     if let Some(dest) = e.spec.output.path() {
         // One lookup in the common case; another task's claim (rare) is put back.
-        if let Some((path, owner)) = s.claims.remove_entry(&*path_key(dest)) {
+        if let Some((path, owner)) = s.claims.remove_entry(&*claim_key(dest)) {
             if owner != e.spec.id {
                 s.claims.insert(path, owner);
             }

@@ -20,7 +20,7 @@ use crate::engine::http::verdict::Validator;
 use crate::engine::model::config::{Config, Limits};
 use crate::engine::model::error::{Error, ErrorCode, Result};
 use crate::engine::model::events::{EventHub, ProgressEvent, StateEvent, Subscription};
-use crate::engine::model::hash::{path_key, Map, Set};
+use crate::engine::model::hash::{claim_key, Map, Set};
 use crate::engine::model::request::Request;
 use crate::engine::model::roots::{unknown_root, Roots};
 use crate::engine::model::task::{next_state, Output, TaskError, TaskId, TaskInfo, TaskSpec, TaskState, Transition};
@@ -82,7 +82,7 @@ struct Sched {
     running: Map<TaskId, tokio::task::JoinHandle<()>>,
     /// Runners whose transfer is over and who only publish now: they hold no network slot.
     publishing: Set<TaskId>,
-    /// Destinations of unfinished tasks (this process's and the others'), keyed by [`path_key`].
+    /// Destinations of unfinished tasks (this process's and the others'), keyed by [`claim_key`].
     claims: Map<OsString, TaskId>,
     next_seq: i64,
     limits: Limits,

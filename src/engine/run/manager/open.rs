@@ -77,7 +77,7 @@ impl Manager {
             let state = entry.state();
             let id = entry.spec.id.clone();
             if let (Output::File(dest), false) = (&entry.spec.output, matches!(state, TaskState::Completed | TaskState::Cancelled)) {
-                sched.claims.insert(path_key(dest).into_owned(), id.clone());
+                sched.claims.insert(claim_key(dest).into_owned(), id.clone());
             }
             if state.is_active() && entry.spec.output.unresolved().is_none() {
                 // Queued or running in the table: a live process runs it, or nobody does (recovery

@@ -158,7 +158,7 @@ impl Inner {
         e.live.bytes.store(bytes, Ordering::Relaxed);
         e.live.total.store(total.unwrap_or(super::super::table::UNKNOWN), Ordering::Relaxed);
         if let Some(dest) = e.spec.output.path() {
-            let key = path_key(dest).into_owned();
+            let key = claim_key(dest).into_owned();
             if live(state) {
                 s.claims.insert(key, e.spec.id.clone());
             } else if s.claims.get(&key) == Some(&e.spec.id) {

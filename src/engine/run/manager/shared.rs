@@ -143,7 +143,7 @@ impl Inner {
             // Resolved against this process's roots; a destination under a root this process
             // does not declare claims nothing here (all processes should declare the same roots).
             if let Ok(dest) = self.env.store.roots().resolve(&row.destination) {
-                let key = path_key(&dest).into_owned();
+                let key = claim_key(&dest).into_owned();
                 let id = TaskId::from_stored(row.id.clone());
                 if live(row.state) {
                     s.claims.insert(key, id);

@@ -213,6 +213,15 @@ impl PartFile {
             }
         }
         self.ensure_named()?;
+        // The rename moves whatever the name leads to: another writer (a manager of another state
+        // directory, asked to overwrite) may have put its own unfinished file there.
+        let here = identity_of(&self.path).map(|found| found.file);
+        if here != Some(self.identity()?.file) {
+            return Err(Error::new(
+                ErrorCode::StorageIo,
+                format!("'{}' is no longer this download's part file: another writer replaced it", self.path.display()),
+            ));
+        }
         rename_into_place(&self.path, destination, overwrite)?;
         Ok(first_name)
     }

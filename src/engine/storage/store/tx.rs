@@ -164,11 +164,12 @@ pub fn drop_journal(tx: &Transaction<'_>, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Records a completed task (size, no error, no part file); its journal is the caller's.
+/// Records a completed task (size, no error); its journal is the caller's. Its publish mark stays:
+/// it tells the file the task published from one a later download put at the same path.
 pub fn record_completed(tx: &Transaction<'_>, id: &str, bytes: u64) -> Result<()> {
     tx.prepare_cached(&format!(
         "UPDATE tasks SET state = ?2, error_code = NULL, error_message = NULL, error_http_status = NULL, bytes = ?3,
-                          total = ?3, part_file = NULL, updated_ms = ?4, control = NULL, rev = {NEXT_REV} WHERE id = ?1"
+                          total = ?3, updated_ms = ?4, control = NULL, rev = {NEXT_REV} WHERE id = ?1"
     ))?
     .execute(params![id, TaskState::Completed.as_i64(), bytes as i64, now_ms()])?;
     touch(tx)
