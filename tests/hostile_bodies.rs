@@ -166,3 +166,25 @@ fn duplicate_and_conflicting_content_lengths_fail_typed() {
     assert_eq!(info.state, ferry::engine::TaskState::Failed, "{info:?}");
     assert!(!l.out("f").exists() && !part_of(&l.out("f")).exists());
 }
+
+#[test]
+fn a_server_that_sends_a_few_bytes_per_answer_fails_typed_instead_of_being_retried_for_ever() {
+    // Every answer announces its whole range, sends 100 bytes of it, and closes: each attempt
+    // "progresses", but never enough to count.
+    let s = RawServer::start(|req| {
+        let (s, e) = req.range_in(SIZE).unwrap_or((0, SIZE));
+        let mut b = head(206, &[("Content-Range", format!("bytes {}-{}/{SIZE}", s, e - 1)), ("ETag", "\"e\"".into())]);
+        b.extend(content(SEED, s, (s + 100).min(e)));
+        vec![Part::Write(b)]
+    });
+    let l = Local::with_config(impatient());
+    let started = Instant::now();
+    let info = l.download(Request { connections: Some(1), ..Request::file(url(&s), l.out("f")) });
+    assert_eq!(info.state, ferry::engine::TaskState::Failed, "{info:?}");
+    assert_eq!(info.error.as_ref().map(|e| e.code), Some(ErrorCode::TruncatedBody), "{:?}", info.error);
+    assert!(!l.out("f").exists(), "a destination file appeared");
+    // The verified bytes stay for a later resume.
+    assert!(read(&part_of(&l.out("f"))).len() >= 100);
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    assert!(s.count() <= 12, "{} requests for a server that never sends more than 100 bytes", s.count());
+}

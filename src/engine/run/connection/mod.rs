@@ -175,6 +175,11 @@ pub async fn run(ctx: Arc<ConnContext>, segment: u64, first: Option<Response>, s
     WorkerExit { segment, slot, result }
 }
 
+/// Bytes an answer must deliver (or all that was left of its range) for its attempt to count as
+/// progress and give the connection its retry budget back: a server that sends a byte or two per
+/// answer and closes would otherwise be retried for ever.
+const FRUITFUL: u64 = 16 << 10;
+
 /// A connection's retries so far.
 #[derive(Debug, Default)]
 struct Attempts {
@@ -239,9 +244,9 @@ async fn work(ctx: &ConnContext, segment: u64, mut first: Option<Response>) -> W
             }
         };
         let (end_kind, wrote) = pump(ctx, segment, cursor, resp).await;
-        if wrote > 0 {
+        delivered |= wrote > 0;
+        if wrote >= FRUITFUL.min(end - cursor) {
             attempts.fruitless = 0;
-            delivered = true;
         }
         match end_kind {
             PumpEnd::SegmentFull => return WorkerResult::Done,
