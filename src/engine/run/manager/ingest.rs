@@ -171,6 +171,7 @@ impl Inner {
                     cancel_os_tags = ended.iter().map(|id| os_tag(id)).collect();
                     if e.state() == TaskState::Running {
                         let _ = self.transition(&e, Transition::Fail, Some((&error).into()));
+                        Self::stop_runner(&e, StopReason::Failed);
                     }
                     self.settle_ownership(&mut self.sched.lock(), &e);
                 }

@@ -1,0 +1,65 @@
+//! Chunks that arrive while the engine itself fetches released ranges of the same task: a chunk
+//! that fails the task ends that run too, and nothing is published for a failed task.
+
+mod support;
+
+use ferry::engine::{ChunkMeta, ErrorCode, HandoffOptions, IngestOutcome, Manager, OsRequest, Request, TaskState};
+use ferry::loopback::Faults;
+use std::path::PathBuf;
+use std::time::Duration;
+use support::os_fetch::fetch;
+use support::*;
+
+const MIB: u64 = 1 << 20;
+
+fn hand_off(m: &Manager) -> Vec<OsRequest> {
+    let m = m.clone();
+    let options = HandoffOptions { chunk_bytes: 4 * MIB, ..HandoffOptions::default() };
+    ferry::engine::runtime::handle().block_on(async move { m.hand_off(None, options).await }).expect("hand off").requests
+}
+
+/// A handed-off download of `size` bytes, every lease's chunk already fetched by the OS (not yet
+/// ingested), whose first lease was released: the engine fetches that range itself, slowly,
+/// beside the OS's live leases.
+fn runner_beside_leases(size: u64) -> (World, String, Vec<(OsRequest, PathBuf, ChunkMeta)>, tempfile::TempDir) {
+    let w = World::new(Faults { rate: Some(MIB), ..Faults::new(size) });
+    let id = w.manager.enqueue(Request { connections: Some(2), ..w.request("f.bin") }).unwrap().to_string();
+    until(30, "some bytes", || w.manager.status(&id).unwrap().bytes >= MIB / 2);
+    let reqs = hand_off(&w.manager);
+    assert!(reqs.len() >= 3, "{reqs:?}");
+    w.server.set(|f| f.rate = None);
+    let tmp = tempfile::tempdir().unwrap();
+    let chunks: Vec<(OsRequest, PathBuf, ChunkMeta)> = reqs
+        .into_iter()
+        .map(|r| {
+            let (file, meta) = fetch(&r, tmp.path());
+            (r, file, meta)
+        })
+        .collect();
+    w.server.set(|f| f.rate = Some(MIB / 2));
+    w.manager.release_lease(&chunks[0].0.lease_id).unwrap();
+    until(30, "the engine fetching the released range", || w.manager.status(&id).unwrap().connections > 0);
+    (w, id, chunks, tmp)
+}
+
+#[test]
+fn a_chunk_that_fails_the_task_ends_the_engines_run_beside_the_leases() {
+    let (w, id, chunks, tmp) = runner_beside_leases(16 * MIB);
+    std::fs::write(tmp.path().join("gone"), b"not found").unwrap();
+    let outcome = w.manager.ingest(&chunks[1].0.lease_id, &tmp.path().join("gone"), ChunkMeta { status: 404, headers: vec![] });
+    match &outcome {
+        IngestOutcome::Rejected { error, retryable: false, .. } => assert_eq!(error.code(), ErrorCode::NotFound),
+        other => panic!("{other:?}"),
+    }
+    w.server.set(|f| f.rate = None);
+    until(10, "the engine's run to end", || w.manager.running_count() == 0);
+    std::thread::sleep(Duration::from_millis(500));
+    let st = w.manager.status(&id).unwrap();
+    assert_eq!(st.state, TaskState::Failed, "the 404 failed the task for good: {st:?}");
+    assert_eq!(st.error.as_ref().map(|e| e.code), Some(ErrorCode::NotFound), "{st:?}");
+    assert!(!w.out("f.bin").exists(), "a failed task publishes nothing: {st:?}");
+    w.manager.resume(&id).unwrap();
+    let st = wait(&w.manager, &id, 60);
+    assert_eq!(st.state, TaskState::Completed, "resumed after the failure: {st:?}");
+    assert_same(&read(&w.out("f.bin")), &w.server.expected());
+}
