@@ -1,5 +1,6 @@
 //! Chunks that arrive while the engine itself fetches released ranges of the same task: a chunk
-//! that fails the task ends that run too, and nothing is published for a failed task.
+//! that says the resource changed, or that fails the task, ends that run too; one that fits is
+//! kept by it; and the file that appears holds only the resource's bytes.
 
 mod support;
 
@@ -7,7 +8,7 @@ use ferry::engine::{ChunkMeta, ErrorCode, HandoffOptions, IngestOutcome, Manager
 use ferry::loopback::Faults;
 use std::path::PathBuf;
 use std::time::Duration;
-use support::os_fetch::fetch;
+use support::os_fetch::{fetch, fetch_with};
 use support::*;
 
 const MIB: u64 = 1 << 20;
@@ -43,6 +44,26 @@ fn runner_beside_leases(size: u64) -> (World, String, Vec<(OsRequest, PathBuf, C
 }
 
 #[test]
+fn a_changed_resource_reported_by_a_chunk_ends_the_engines_run_beside_the_leases() {
+    let (w, id, chunks, tmp) = runner_beside_leases(16 * MIB);
+    w.server.set(|f| f.seed = 77);
+    let (file, meta) = fetch_with(&chunks[1].0, tmp.path(), &[("If-Range", "")]);
+    match w.manager.ingest(&chunks[1].0.lease_id, &file, meta) {
+        IngestOutcome::Restart { task_id, .. } => assert_eq!(task_id, id),
+        other => panic!("{other:?}"),
+    }
+    for (r, file, meta) in &chunks[2..] {
+        let outcome = w.manager.ingest(&r.lease_id, file, meta.clone());
+        assert!(matches!(outcome, IngestOutcome::Rejected { retryable: false, .. }), "a chunk of the old version: {outcome:?}");
+    }
+    w.server.set(|f| f.rate = None);
+    let st = wait(&w.manager, &id, 60);
+    assert_eq!(st.state, TaskState::Completed, "{st:?}");
+    assert_same(&read(&w.out("f.bin")), &w.server.expected());
+    assert!(!part_of(&w.out("f.bin")).exists());
+}
+
+#[test]
 fn a_chunk_that_fails_the_task_ends_the_engines_run_beside_the_leases() {
     let (w, id, chunks, tmp) = runner_beside_leases(16 * MIB);
     std::fs::write(tmp.path().join("gone"), b"not found").unwrap();
@@ -62,4 +83,20 @@ fn a_chunk_that_fails_the_task_ends_the_engines_run_beside_the_leases() {
     let st = wait(&w.manager, &id, 60);
     assert_eq!(st.state, TaskState::Completed, "resumed after the failure: {st:?}");
     assert_same(&read(&w.out("f.bin")), &w.server.expected());
+}
+
+#[test]
+fn a_chunk_ingested_while_the_engine_fetches_another_range_is_kept_and_the_file_is_exact() {
+    let (w, id, chunks, _tmp) = runner_beside_leases(16 * MIB);
+    for (r, file, meta) in &chunks[1..] {
+        let outcome = w.manager.ingest(&r.lease_id, file, meta.clone());
+        assert!(matches!(outcome, IngestOutcome::Committed { task_complete: false, .. }), "{outcome:?}");
+    }
+    assert_eq!(w.manager.status(&id).unwrap().state, TaskState::Running, "the engine's range is still under way");
+    w.server.set(|f| f.rate = None);
+    let st = wait(&w.manager, &id, 60);
+    assert_eq!(st.state, TaskState::Completed, "{st:?}");
+    assert_same(&read(&w.out("f.bin")), &w.server.expected());
+    let sent = w.server.stats().body_bytes.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(sent <= 16 * MIB + 5 * MIB, "only the released range fetched twice: {sent} bytes sent");
 }
