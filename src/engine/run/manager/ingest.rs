@@ -144,13 +144,13 @@ impl Inner {
                 }
             }
         };
-        let staged_len = match std::fs::metadata(file) {
-            Ok(m) => m.len(),
-            Err(err) => return rejected_for(&row.task_id, Error::io("reading the fetched chunk", &err), true),
-        };
         let terms =
             Terms { start: lease.start, end: lease.end, total: resource.total, whole: lease.whole, validator: resource.validator.as_ref() };
-        match judge(&terms, meta, staged_len) {
+        let (staged_len, verdict) = match std::fs::metadata(file) {
+            Ok(m) => (m.len(), judge(&terms, meta, m.len())),
+            Err(err) => (0, Verdict::Reject { error: Error::io("reading the fetched chunk", &err), retryable: true, credentials: false }),
+        };
+        match verdict {
             Verdict::Accept => match self.commit_chunk(&e, &lease, file, staged_len) {
                 Ok(Some(task_complete)) => IngestOutcome::Committed { task_id: row.task_id, task_complete },
                 Ok(None) => {
