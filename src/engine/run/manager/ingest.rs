@@ -146,12 +146,13 @@ impl Inner {
         };
         let terms =
             Terms { start: lease.start, end: lease.end, total: resource.total, whole: lease.whole, validator: resource.validator.as_ref() };
-        let (staged_len, verdict) = match std::fs::metadata(file) {
-            Ok(m) => (m.len(), judge(&terms, meta, m.len())),
-            Err(err) => (0, Verdict::Reject { error: Error::io("reading the fetched chunk", &err), retryable: true, credentials: false }),
+        // Judged and copied through one descriptor: what is judged is what is written.
+        let (chunk, verdict) = match open_chunk(file) {
+            Ok((chunk, staged_len)) => (Some((chunk, staged_len)), judge(&terms, meta, staged_len)),
+            Err(error) => (None, Verdict::Reject { error, retryable: true, credentials: false }),
         };
-        match verdict {
-            Verdict::Accept => match self.commit_chunk(&e, &lease, file, staged_len) {
+        match (verdict, chunk) {
+            (Verdict::Accept, Some((chunk, staged_len))) => match self.commit_chunk(&e, &lease, &chunk, staged_len) {
                 Ok(Some(task_complete)) => IngestOutcome::Committed { task_id: row.task_id, task_complete },
                 Ok(None) => {
                     rejected_for(&row.task_id, Error::new(ErrorCode::UnknownLease, "the lease ended while its chunk was written"), false)
@@ -159,8 +160,9 @@ impl Inner {
                 Err(Restarted(reason)) => self.restart(&e, reason),
                 Err(Storage(error)) => IngestOutcome::Deferred { error },
             },
-            Verdict::Restart { reason, .. } => self.restart(&e, reason),
-            Verdict::Reject { error, retryable, credentials } => {
+            (Verdict::Accept, None) => IngestOutcome::Deferred { error: Error::internal("a chunk was judged without its file") },
+            (Verdict::Restart { reason, .. }, _) => self.restart(&e, reason),
+            (Verdict::Reject { error, retryable, credentials }, _) => {
                 let mut cancel_os_tags = Vec::new();
                 let _ = e.release_leases(&self.env.store, Some(std::slice::from_ref(&lease.id)));
                 if retryable {
@@ -197,7 +199,13 @@ impl Inner {
 
     /// Copies the chunk into the part file at its offset, syncs it, and journals it. `Some(true)`
     /// when the file was then published, `None` when the lease ended meanwhile.
-    fn commit_chunk(&self, e: &Arc<TaskEntry>, lease: &LiveLease, file: &Path, len: u64) -> std::result::Result<Option<bool>, Failure> {
+    fn commit_chunk(
+        &self,
+        e: &Arc<TaskEntry>,
+        lease: &LiveLease,
+        from: &std::fs::File,
+        len: u64,
+    ) -> std::result::Result<Option<bool>, Failure> {
         let Output::File(dest) = &e.spec.output else { return Err(Restarted("not a file download".into())) };
         let path = part_path(dest);
         let (known, written) = {
@@ -219,8 +227,7 @@ impl Inner {
                 None => return Err(Restarted("the part file is gone".into())),
             }
         };
-        let from = std::fs::File::open(file).map_err(|err| Storage(Error::io("opening the fetched chunk", &err)))?;
-        copy_at(&from, part.file_descriptor(), lease.start, len)
+        copy_at(from, part.file_descriptor(), lease.start, len)
             .map_err(|err| Storage(Error::io("writing the chunk into the part file", &err)))?;
         part.sync_durably().map_err(Storage)?;
         let identity = part.identity().map_err(Storage)?.file;
@@ -325,6 +332,22 @@ impl Inner {
             }
         }
     }
+}
+
+/// Opens the fetched chunk: a regular file, never followed through a symlink nor waited for (a
+/// FIFO); returns it with its length.
+fn open_chunk(path: &Path) -> Result<(std::fs::File, u64)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|err| Error::io("opening the fetched chunk", &err))?;
+    let m = file.metadata().map_err(|err| Error::io("reading the fetched chunk", &err))?;
+    if !m.is_file() {
+        return Err(Error::new(ErrorCode::StorageIo, "the fetched chunk is not a regular file"));
+    }
+    Ok((file, m.len()))
 }
 
 /// Why a chunk could not be committed.
