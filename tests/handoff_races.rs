@@ -4,7 +4,9 @@
 
 mod support;
 
-use ferry::engine::{ChunkMeta, ErrorCode, HandoffOptions, IngestOutcome, Manager, OsRequest, Request, TaskState};
+use ferry::engine::{
+    ChunkMeta, ErrorCode, HandoffOptions, IngestOutcome, Manager, OsRequest, Request, RunBudget, RunOutcome, StopCause, TaskState,
+};
 use ferry::loopback::Faults;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -99,4 +101,44 @@ fn a_chunk_ingested_while_the_engine_fetches_another_range_is_kept_and_the_file_
     assert_same(&read(&w.out("f.bin")), &w.server.expected());
     let sent = w.server.stats().body_bytes.load(std::sync::atomic::Ordering::SeqCst);
     assert!(sent <= 16 * MIB + 5 * MIB, "only the released range fetched twice: {sent} bytes sent");
+}
+
+#[test]
+fn chunks_arriving_after_a_stop_of_the_engines_run_beside_the_leases_are_kept() {
+    let (w, id, chunks, _tmp) = runner_beside_leases(16 * MIB);
+    let m = w.manager.clone();
+    let stop = Some(vec![id.clone()]);
+    assert_eq!(ferry::engine::runtime::handle().block_on(async move { m.request_stop(stop, StopCause::Stopped).await }), 1);
+    assert_eq!(w.manager.running_count(), 0, "the engine's run stopped");
+    for (r, file, meta) in &chunks[1..] {
+        let outcome = w.manager.ingest(&r.lease_id, file, meta.clone());
+        assert!(matches!(outcome, IngestOutcome::Committed { task_complete: false, .. }), "the OS's chunk is good: {outcome:?}");
+    }
+    w.server.set(|f| f.rate = None);
+    let m = w.manager.clone();
+    let ids = Some(vec![id.clone()]);
+    let budget = RunBudget { time: Duration::from_secs(60) };
+    let outcome = ferry::engine::runtime::handle().block_on(async move { m.run_budgeted(ids, budget).await });
+    assert_eq!(outcome[0].1, RunOutcome::Completed, "the next run fetches the released range only");
+    assert_same(&read(&w.out("f.bin")), &w.server.expected());
+    let sent = w.server.stats().body_bytes.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(sent <= 16 * MIB + 5 * MIB, "the chunks ingested were not fetched again: {sent} bytes sent");
+}
+
+#[test]
+fn a_chunk_that_fails_a_held_task_fails_it_for_the_next_run_to_see() {
+    let (w, id, chunks, tmp) = runner_beside_leases(16 * MIB);
+    let m = w.manager.clone();
+    let stop = Some(vec![id.clone()]);
+    assert_eq!(ferry::engine::runtime::handle().block_on(async move { m.request_stop(stop, StopCause::Stopped).await }), 1);
+    std::fs::write(tmp.path().join("gone"), b"not found").unwrap();
+    let outcome = w.manager.ingest(&chunks[1].0.lease_id, &tmp.path().join("gone"), ChunkMeta { status: 404, headers: vec![] });
+    assert!(matches!(outcome, IngestOutcome::Rejected { retryable: false, .. }), "{outcome:?}");
+    let st = w.manager.status(&id).unwrap();
+    assert_eq!((st.state, st.error.map(|e| e.code)), (TaskState::Failed, Some(ErrorCode::NotFound)));
+    assert!(w.manager.live_leases().is_empty(), "every lease ended with the task");
+    let m = w.manager.clone();
+    let budget = RunBudget { time: Duration::from_secs(5) };
+    let outcome = ferry::engine::runtime::handle().block_on(async move { m.run_budgeted(None, budget).await });
+    assert!(outcome.is_empty(), "a task failed for good is not run again: {outcome:?}");
 }

@@ -130,7 +130,8 @@ impl Inner {
         let (lease, resource) = {
             let g = e.inner.lock();
             match g.leases.iter().find(|l| l.id == lease_id) {
-                Some(_) if g.state != TaskState::Running => {
+                // Queued too: an engine run beside the leases was stopped (a budget, the network).
+                Some(_) if !g.state.is_active() => {
                     let state = g.state;
                     return rejected_for(&row.task_id, Error::new(ErrorCode::InvalidState, format!("the task is {state}")), false);
                 }
@@ -171,6 +172,7 @@ impl Inner {
                 } else {
                     let ended = e.release_leases(&self.env.store, None).unwrap_or_default();
                     cancel_os_tags = ended.iter().map(|id| os_tag(id)).collect();
+                    self.take_from_queue(&e);
                     if e.state() == TaskState::Running {
                         let _ = self.transition(&e, Transition::Fail, Some((&error).into()));
                         Self::stop_runner(&e, StopReason::Failed);
@@ -288,6 +290,7 @@ impl Inner {
     /// into place, completion recorded. False when verification failed (the task failed).
     fn publish_ingested(&self, e: &Arc<TaskEntry>, part: PartFile) -> bool {
         let Output::File(dest) = &e.spec.output else { return false };
+        self.take_from_queue(e);
         let total = e.inner.lock().resource.total.unwrap_or(0);
         let publish = Publish {
             destination: dest,
@@ -330,6 +333,17 @@ impl Inner {
                 self.settle_ownership(&mut self.sched.lock(), e);
                 false
             }
+        }
+    }
+
+    /// A queued task (held, or waiting its turn) that an ingest ends runs from here on: out of the
+    /// ready queue, so no runner starts for it.
+    fn take_from_queue(&self, e: &Arc<TaskEntry>) {
+        let mut s = self.sched.lock();
+        if e.state() == TaskState::Queued {
+            s.ready.remove(&e.spec.id);
+            e.inner.lock().dormant = false;
+            let _ = self.transition_with(e, Transition::Start, None, false);
         }
     }
 }
