@@ -93,6 +93,9 @@ pub enum StopReason {
     /// The network the host reports is gone, or the task's policy refuses it: the task waits,
     /// queued, with its reason, and resumes from its bytes when the network allows.
     Network,
+    /// The task failed for good outside the runner (a chunk the OS fetched said so): the runner
+    /// keeps its bytes for a resume and publishes nothing.
+    Failed,
 }
 
 /// Controls a live runner.

@@ -102,11 +102,12 @@ impl Inner {
                         speed: 0.0,
                         eta_seconds: Some(0.0),
                     });
-                    // Paused (and perhaps resumed again) while publishing: the file is in place,
-                    // so the task is completed. The detour is not persisted: the table must go
-                    // straight to completed, whatever a pause wrote meanwhile.
+                    // Paused (and perhaps resumed again), or failed by a chunk the OS fetched,
+                    // while publishing: the file is in place, so the task is completed. The detour
+                    // is not persisted: the table must go straight to completed, whatever a pause
+                    // wrote meanwhile.
                     let detour = state != TaskState::Running;
-                    if state == TaskState::Paused {
+                    if matches!(state, TaskState::Paused | TaskState::Failed) {
                         let _ = self.transition_with(entry, Transition::Resume, None, false);
                     }
                     if matches!(entry.state(), TaskState::Queued) {

@@ -130,7 +130,8 @@ impl Inner {
         let (lease, resource) = {
             let g = e.inner.lock();
             match g.leases.iter().find(|l| l.id == lease_id) {
-                Some(_) if g.state != TaskState::Running => {
+                // Queued too: an engine run beside the leases was stopped (a budget, the network).
+                Some(_) if !g.state.is_active() => {
                     let state = g.state;
                     return rejected_for(&row.task_id, Error::new(ErrorCode::InvalidState, format!("the task is {state}")), false);
                 }
@@ -144,14 +145,15 @@ impl Inner {
                 }
             }
         };
-        let staged_len = match std::fs::metadata(file) {
-            Ok(m) => m.len(),
-            Err(err) => return rejected_for(&row.task_id, Error::io("reading the fetched chunk", &err), true),
-        };
         let terms =
             Terms { start: lease.start, end: lease.end, total: resource.total, whole: lease.whole, validator: resource.validator.as_ref() };
-        match judge(&terms, meta, staged_len) {
-            Verdict::Accept => match self.commit_chunk(&e, &lease, file, staged_len) {
+        // Judged and copied through one descriptor: what is judged is what is written.
+        let (chunk, verdict) = match open_chunk(file) {
+            Ok((chunk, staged_len)) => (Some((chunk, staged_len)), judge(&terms, meta, staged_len)),
+            Err(error) => (None, Verdict::Reject { error, retryable: true, credentials: false }),
+        };
+        match (verdict, chunk) {
+            (Verdict::Accept, Some((chunk, staged_len))) => match self.commit_chunk(&e, &lease, &chunk, staged_len) {
                 Ok(Some(task_complete)) => IngestOutcome::Committed { task_id: row.task_id, task_complete },
                 Ok(None) => {
                     rejected_for(&row.task_id, Error::new(ErrorCode::UnknownLease, "the lease ended while its chunk was written"), false)
@@ -159,8 +161,9 @@ impl Inner {
                 Err(Restarted(reason)) => self.restart(&e, reason),
                 Err(Storage(error)) => IngestOutcome::Deferred { error },
             },
-            Verdict::Restart { reason, .. } => self.restart(&e, reason),
-            Verdict::Reject { error, retryable, credentials } => {
+            (Verdict::Accept, None) => IngestOutcome::Deferred { error: Error::internal("a chunk was judged without its file") },
+            (Verdict::Restart { reason, .. }, _) => self.restart(&e, reason),
+            (Verdict::Reject { error, retryable, credentials }, _) => {
                 let mut cancel_os_tags = Vec::new();
                 let _ = e.release_leases(&self.env.store, Some(std::slice::from_ref(&lease.id)));
                 if retryable {
@@ -169,8 +172,10 @@ impl Inner {
                 } else {
                     let ended = e.release_leases(&self.env.store, None).unwrap_or_default();
                     cancel_os_tags = ended.iter().map(|id| os_tag(id)).collect();
+                    self.take_from_queue(&e);
                     if e.state() == TaskState::Running {
                         let _ = self.transition(&e, Transition::Fail, Some((&error).into()));
+                        Self::stop_runner(&e, StopReason::Failed);
                     }
                     self.settle_ownership(&mut self.sched.lock(), &e);
                 }
@@ -196,7 +201,13 @@ impl Inner {
 
     /// Copies the chunk into the part file at its offset, syncs it, and journals it. `Some(true)`
     /// when the file was then published, `None` when the lease ended meanwhile.
-    fn commit_chunk(&self, e: &Arc<TaskEntry>, lease: &LiveLease, file: &Path, len: u64) -> std::result::Result<Option<bool>, Failure> {
+    fn commit_chunk(
+        &self,
+        e: &Arc<TaskEntry>,
+        lease: &LiveLease,
+        from: &std::fs::File,
+        len: u64,
+    ) -> std::result::Result<Option<bool>, Failure> {
         let Output::File(dest) = &e.spec.output else { return Err(Restarted("not a file download".into())) };
         let path = part_path(dest);
         let (known, written) = {
@@ -218,8 +229,7 @@ impl Inner {
                 None => return Err(Restarted("the part file is gone".into())),
             }
         };
-        let from = std::fs::File::open(file).map_err(|err| Storage(Error::io("opening the fetched chunk", &err)))?;
-        copy_at(&from, part.file_descriptor(), lease.start, len)
+        copy_at(from, part.file_descriptor(), lease.start, len)
             .map_err(|err| Storage(Error::io("writing the chunk into the part file", &err)))?;
         part.sync_durably().map_err(Storage)?;
         let identity = part.identity().map_err(Storage)?.file;
@@ -280,6 +290,7 @@ impl Inner {
     /// into place, completion recorded. False when verification failed (the task failed).
     fn publish_ingested(&self, e: &Arc<TaskEntry>, part: PartFile) -> bool {
         let Output::File(dest) = &e.spec.output else { return false };
+        self.take_from_queue(e);
         let total = e.inner.lock().resource.total.unwrap_or(0);
         let publish = Publish {
             destination: dest,
@@ -324,6 +335,33 @@ impl Inner {
             }
         }
     }
+
+    /// A queued task (held, or waiting its turn) that an ingest ends runs from here on: out of the
+    /// ready queue, so no runner starts for it.
+    fn take_from_queue(&self, e: &Arc<TaskEntry>) {
+        let mut s = self.sched.lock();
+        if e.state() == TaskState::Queued {
+            s.ready.remove(&e.spec.id);
+            e.inner.lock().dormant = false;
+            let _ = self.transition_with(e, Transition::Start, None, false);
+        }
+    }
+}
+
+/// Opens the fetched chunk: a regular file, never followed through a symlink nor waited for (a
+/// FIFO); returns it with its length.
+fn open_chunk(path: &Path) -> Result<(std::fs::File, u64)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|err| Error::io("opening the fetched chunk", &err))?;
+    let m = file.metadata().map_err(|err| Error::io("reading the fetched chunk", &err))?;
+    if !m.is_file() {
+        return Err(Error::new(ErrorCode::StorageIo, "the fetched chunk is not a regular file"));
+    }
+    Ok((file, m.len()))
 }
 
 /// Why a chunk could not be committed.
