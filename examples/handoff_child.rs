@@ -1,7 +1,8 @@
-//! A process to kill in the middle of a hand-off, for `tests/handoff.rs`: it starts a download,
-//! hands it off, prints the leases (one JSON line each), then takes commands on stdin —
-//! `stage <lease> <file> <meta json>` stages a chunk the test fetched and prints `staged` — and
-//! waits to be killed. Usage: handoff_child STATE_DIR URL OUT CHUNK_BYTES.
+//! A process to kill in the middle of a hand-off, for `tests/handoff.rs` and
+//! `tests/handoff_crash.rs`: it starts a download, hands it off, prints the leases (one JSON line
+//! each), then takes commands on stdin — `stage <lease> <file> <meta json>` stages a chunk the test
+//! fetched and prints `staged`, `ingest <lease>` ingests a staged chunk and prints the outcome —
+//! and waits to be killed. Usage: handoff_child STATE_DIR URL OUT CHUNK_BYTES.
 
 use ferry::engine::{ChunkMeta, Config, HandoffOptions, Manager, Request};
 use std::io::BufRead;
@@ -34,6 +35,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let meta: ChunkMeta = serde_json::from_str(meta)?;
             assert!(m.stage_chunk(lease, std::path::Path::new(file), meta)?);
             println!("staged");
+        } else if let Some(lease) = line.strip_prefix("ingest ") {
+            println!("{:?}", m.ingest_staged(lease));
         }
     }
     Ok(())

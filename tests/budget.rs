@@ -157,3 +157,21 @@ fn a_stop_for_one_task_leaves_the_runs_of_others_alone() {
     assert_eq!(w.manager.status(&a).unwrap().state, TaskState::Queued);
     assert_same(&read(&w.out("b.bin")), &w.server.expected());
 }
+
+#[test]
+fn a_task_one_process_held_at_the_end_of_its_budget_is_finished_by_a_run_in_another() {
+    let w = World::new(Faults { rate: Some(4 * MIB), ..Faults::new(16 * MIB) });
+    let id = w.manager.enqueue(Request { connections: Some(2), ..w.request("h.bin") }).unwrap().to_string();
+    let first = run(&w.manager, Some(vec![id.clone()]), 1.0);
+    assert!(matches!(first[0].1, RunOutcome::Retry { .. }), "{first:?}");
+    assert_eq!(w.manager.status(&id).unwrap().state, TaskState::Queued);
+    w.server.set(|f| f.rate = None);
+    let other = Manager::open(w.manager.dir(), test_config()).unwrap();
+    let started = Instant::now();
+    let second = run(&other, Some(vec![id.clone()]), 30.0);
+    assert_eq!(second[0].1, RunOutcome::Completed, "after {:?}", started.elapsed());
+    assert_same(&read(&w.out("h.bin")), &w.server.expected());
+    let sent = w.server.stats().body_bytes.load(Ordering::SeqCst);
+    assert!(sent <= 16 * MIB + 2 * MIB, "the other process resumed from the journal: {sent} bytes sent");
+    other.shutdown_blocking();
+}

@@ -1,6 +1,7 @@
 //! Crash points: named places on the way to a completed file where a test can make the process
 //! die exactly as a `SIGKILL` would (no destructor, no flush), to prove that every step of
-//! publishing can be interrupted and recovered from (`tests/storage_faults.rs`).
+//! publishing (`tests/storage_faults.rs`) and of ingesting a chunk the OS fetched
+//! (`tests/handoff_crash.rs`) can be interrupted and recovered from.
 //!
 //! A point fires when the environment variable `FERRY_CRASH_AT` names it: `publish:renamed` the
 //! first time the process gets there, `publish:renamed#3` the third time (a later group of a

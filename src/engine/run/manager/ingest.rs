@@ -9,6 +9,7 @@ use super::*;
 use crate::engine::handoff::judge::{judge, ChunkMeta, Terms, Verdict};
 use crate::engine::handoff::request::{check_lease_id, os_tag};
 use crate::engine::handoff::splice::copy_at;
+use crate::engine::storage::crash;
 use crate::engine::storage::part_file::{self, PartFile, Publish};
 use crate::engine::storage::store::{lease_tx, tx};
 
@@ -232,6 +233,7 @@ impl Inner {
         copy_at(from, part.file_descriptor(), lease.start, len)
             .map_err(|err| Storage(Error::io("writing the chunk into the part file", &err)))?;
         part.sync_durably().map_err(Storage)?;
+        crash::point("ingest:synced");
         let identity = part.identity().map_err(Storage)?.file;
         let id = e.spec.id.as_str();
         let complete = {
@@ -254,6 +256,7 @@ impl Inner {
                 Ok::<(), Error>(())
             })();
             journal.map_err(Storage)?;
+            crash::point("ingest:journaled");
             drop(conn);
             let done = g.leases.remove(at);
             g.part_file = Some(identity);
