@@ -52,6 +52,7 @@ fn journal_commit(c: &mut Criterion) {
         updated_ms: 0,
         part_file: None,
         network_policy: Default::default(),
+        rate_limit: None,
     };
     store.insert_tasks(&[row]).unwrap();
     let mut rows: Vec<SegmentRow> =
