@@ -117,6 +117,32 @@ impl Staging {
         out
     }
 
+    /// Deletes the leftovers of staging that a killed process never finished (a body without its
+    /// meta, a copy under way, a meta not yet named) once they are older than `age`: staging
+    /// takes milliseconds, so such a file is no one's. Complete chunks are never touched here.
+    /// Returns how many were deleted.
+    pub fn sweep_leftovers(&self, age: std::time::Duration) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return 0 };
+        let now = std::time::SystemTime::now();
+        let mut swept = 0;
+        for entry in entries.filter_map(|e| e.ok()) {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let Some((lease, rest)) = name.split_once('.') else { continue };
+            let leftover = match rest {
+                "chunk" => !self.meta(lease).exists(),
+                "meta.tmp" => true,
+                _ => rest.starts_with("copying."),
+            };
+            let old =
+                entry.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| now.duration_since(t).ok()).is_some_and(|d| d >= age);
+            if leftover && old && std::fs::remove_file(entry.path()).is_ok() {
+                swept += 1;
+            }
+        }
+        swept
+    }
+
     /// Deletes whatever is staged for `lease` (meta first: a chunk without its meta is not staged).
     pub fn remove(&self, lease: &str) {
         if check_lease_id(lease).is_err() {
@@ -153,6 +179,31 @@ mod tests {
         assert!(s.staged().is_empty());
         s.remove("0a1b2c3d-1");
         assert!(!dir.path().join("staging/0a1b2c3d-1.chunk").exists());
+    }
+
+    #[test]
+    fn leftovers_of_a_killed_staging_are_swept_once_old_and_complete_chunks_never() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Staging::new(dir.path());
+        let tmp = dir.path().join("t");
+        std::fs::write(&tmp, b"whole").unwrap();
+        let meta = ChunkMeta { status: 206, headers: vec![("Content-Range".into(), "bytes 0-4/20".into())] };
+        assert!(s.stage("0a1b2c3d-1", &tmp, &meta).unwrap());
+        let staging = dir.path().join("staging");
+        let leftovers = ["0a1b2c3d-2.chunk", "0a1b2c3d-3.copying.4242", "0a1b2c3d-4.meta.tmp"];
+        for name in leftovers {
+            std::fs::write(staging.join(name), b"half").unwrap();
+        }
+        assert_eq!(s.sweep_leftovers(std::time::Duration::from_secs(3600)), 0, "young leftovers may be a staging under way");
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        for name in leftovers.iter().chain(&["0a1b2c3d-1.chunk", "0a1b2c3d-1.meta"]) {
+            std::fs::File::options().write(true).open(staging.join(name)).unwrap().set_modified(hour_ago).unwrap();
+        }
+        assert_eq!(s.sweep_leftovers(std::time::Duration::from_secs(3600)), 3);
+        for name in leftovers {
+            assert!(!staging.join(name).exists(), "{name}");
+        }
+        assert_eq!(s.load("0a1b2c3d-1").unwrap().unwrap().len, 5, "a complete chunk stays, however old");
     }
 
     #[test]

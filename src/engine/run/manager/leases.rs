@@ -120,6 +120,10 @@ impl Inner {
         options: super::handoff::HandoffOptions,
     ) -> Result<ReconcileReport> {
         let mut report = ReconcileReport::default();
+        let swept = self.staging.sweep_leftovers(STAGING_LEFTOVER_AGE);
+        if swept > 0 {
+            tracing::info!("{swept} leftovers of a killed staging deleted");
+        }
         let staged: Set<String> = self.staging.staged().into_iter().collect();
         let tasks: Vec<Arc<TaskEntry>> = self.tasks.read().values().cloned().collect();
         let owner: Map<String, Arc<TaskEntry>> =
@@ -205,3 +209,7 @@ impl Inner {
 
 /// How long a lease may show no progress before `take_back` releases it, by default.
 pub const STALE_LEASE: Duration = Duration::from_secs(20);
+
+/// How old a leftover of an unfinished staging must be before `reconcile` deletes it (staging
+/// itself takes milliseconds; see [`crate::engine::handoff::staging::Staging::sweep_leftovers`]).
+const STAGING_LEFTOVER_AGE: Duration = Duration::from_secs(3600);
