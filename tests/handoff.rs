@@ -410,19 +410,7 @@ impl Child {
             if line.trim() == "leased" {
                 return child;
             }
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-            let lease = v["lease"].as_str().unwrap().to_string();
-            child.leases.push(OsRequest {
-                os_tag: format!("ferry1:{lease}"),
-                lease_id: lease,
-                task_id: String::new(),
-                url: v["url"].as_str().unwrap().to_string(),
-                headers: serde_json::from_value(v["headers"].clone()).unwrap(),
-                start: v["start"].as_u64().unwrap(),
-                end: v["end"].as_u64().unwrap(),
-                total: Some(total),
-                whole: false,
-            });
+            child.leases.push(support::os_fetch::leased_line(&line, total));
         }
     }
 

@@ -64,3 +64,21 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
         b = &b[size + 2..];
     }
 }
+
+/// A lease as the hand-off child process prints it (one JSON line), for a resource of `total`
+/// bytes.
+pub fn leased_line(line: &str, total: u64) -> OsRequest {
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let lease = v["lease"].as_str().unwrap().to_string();
+    OsRequest {
+        os_tag: format!("ferry1:{lease}"),
+        lease_id: lease,
+        task_id: String::new(),
+        url: v["url"].as_str().unwrap().to_string(),
+        headers: serde_json::from_value(v["headers"].clone()).unwrap(),
+        start: v["start"].as_u64().unwrap(),
+        end: v["end"].as_u64().unwrap(),
+        total: Some(total),
+        whole: false,
+    }
+}

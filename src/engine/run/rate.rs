@@ -125,6 +125,13 @@ impl RateLimit {
         self.changed.notify_waiters();
     }
 
+    /// [`Self::set`], when `rate` differs from the cap in force (a set restarts the allowance line).
+    pub fn follow(&self, rate: Option<u64>) {
+        if self.get() != rate {
+            self.set(rate);
+        }
+    }
+
     /// Charges `n` bytes and waits until the cap allows them.
     pub async fn pass(&self, n: u64) {
         if self.rate.load(Ordering::Relaxed) == 0 {

@@ -222,10 +222,8 @@ impl Inner {
                         s.ready.push(e.spec.id.clone(), e.spec.host_key(), row.priority, e.seq);
                     }
                 }
-                if e.rate.get() != row.rate_limit {
-                    // A cap another process set: this one's connections follow it from their next read.
-                    e.rate.set(row.rate_limit);
-                }
+                // A cap another process set: this one's connections follow it from their next read.
+                e.rate.follow(row.rate_limit);
                 if std::mem::replace(&mut e.inner.lock().network_policy, row.network_policy) != row.network_policy {
                     // Judged again against this process's network at the next dispatch.
                     s.ready.unpark(&e.spec.id);
@@ -256,9 +254,7 @@ impl Inner {
             g.priority = row.priority;
             g.network_policy = row.network_policy;
             g.updated_ms = row.updated_ms;
-            if e.rate.get() != row.rate_limit {
-                e.rate.set(row.rate_limit);
-            }
+            e.rate.follow(row.rate_limit);
             g.resource.total = row.total;
             g.dormant = false;
             if !row.state.is_active() {
