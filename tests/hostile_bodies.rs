@@ -7,7 +7,8 @@ mod support;
 
 use ferry::engine::{Config, ErrorCode, Request, RetryPolicy};
 use std::time::{Duration, Instant};
-use support::raw::{content, head, honest, reply, Part, RawServer};
+use support::raw::{content, head, honest, reply, Part, RawServer, SCHEMES};
+use support::tls::trusting;
 use support::*;
 
 const SIZE: u64 = 400_000;
@@ -187,4 +188,47 @@ fn a_server_that_sends_a_few_bytes_per_answer_fails_typed_instead_of_being_retri
     assert!(read(&part_of(&l.out("f"))).len() >= 100);
     assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
     assert!(s.count() <= 12, "{} requests for a server that never sends more than 100 bytes", s.count());
+}
+
+#[test]
+fn a_body_trickled_below_the_minimum_speed_fails_typed_in_bounded_time() {
+    // 20 bytes a second: every byte is well within the idle timeout, so without a minimum speed
+    // this download would take six hours and hold its connection all along.
+    for scheme in SCHEMES {
+        let s = RawServer::start_on(scheme, |_| {
+            let mut parts = vec![Part::Write(head(200, &[("Content-Length", SIZE.to_string())]))];
+            parts.push(Part::Trickle(content(SEED, 0, SIZE), Duration::from_millis(50)));
+            parts
+        });
+        let config = trusting(Config {
+            idle_timeout: Duration::from_secs(2),
+            min_speed: 1024,
+            min_speed_window: Duration::from_millis(800),
+            ..impatient()
+        });
+        let l = Local::with_config(config);
+        let started = Instant::now();
+        let info = l.download(Request::file(url(&s), l.out("f")));
+        assert_eq!(info.state, ferry::engine::TaskState::Failed, "{scheme:?}: {info:?}");
+        let error = info.error.expect("an error");
+        assert_eq!(error.code, ErrorCode::Timeout, "{scheme:?}: {error:?}");
+        assert!(error.message.contains("below the minimum"), "{scheme:?}: {error:?}");
+        assert!(started.elapsed() < Duration::from_secs(15), "{scheme:?}: took {:?}", started.elapsed());
+        assert!(!l.out("f").exists(), "a destination file appeared");
+        assert!(s.count() <= 4, "{scheme:?}: {} requests", s.count());
+    }
+}
+
+#[test]
+fn a_download_the_engine_throttles_is_never_judged_slow() {
+    // The task's own cap (16 KiB/s) is far below the minimum speed (64 KiB/s): the time the
+    // engine spends holding back is not the server's.
+    let s = RawServer::start(|req| honest(req, SEED, 48 << 10, "\"e\""));
+    let config = Config { min_speed: 64 << 10, min_speed_window: Duration::from_millis(500), ..impatient() };
+    let l = Local::with_config(config);
+    let started = Instant::now();
+    let req = Request { connections: Some(1), rate_limit: Some(16 << 10), ..Request::file(url(&s), l.out("f")) };
+    l.completes("f", req, &content(SEED, 0, 48 << 10));
+    assert!(started.elapsed() >= Duration::from_millis(1500), "the cap held: {:?}", started.elapsed());
+    assert_eq!(s.count(), 1, "one request, never given up as slow");
 }

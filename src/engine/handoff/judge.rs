@@ -2,7 +2,7 @@
 //! answer that arrived as a file and a status line.
 //!
 //! A ranged lease is accepted only as a `206` whose `Content-Range` ends where the lease ends, in
-//! a resource of the same length, with the validator (when the answer names one) unchanged, no
+//! a resource of the same length, with the validator sent in `If-Range` named and unchanged, no
 //! content coding, and a staged file exactly as long as the lease. The `Content-Range` may start
 //! later than the lease: when the app was suspended mid-chunk, iOS re-asked for the rest, stitched
 //! both legs into one file and kept the second leg's `Content-Range` (measured by dictus-ios), so
@@ -156,6 +156,12 @@ fn judge_range(terms: &Terms<'_>, head: &ResponseHead, staged_len: u64) -> Verdi
     }
     if b != terms.end || a < terms.start {
         return restart(ErrorCode::RangeMismatch, format!("asked for bytes {}-{}, got {}-{}", terms.start, terms.end - 1, a, b - 1));
+    }
+    if terms.validator.is_some_and(|v| v.echoed_by(head).is_none()) {
+        // The engine's own rule (RFC 9110 §15.3.7): without the validator nothing shows that
+        // If-Range was evaluated. The bytes are not trusted, but the rest of the download is kept:
+        // the engine fetches the range itself, under that rule.
+        return reject(ErrorCode::RangeMismatch, "206 without the validator sent in If-Range", true);
     }
     let want = terms.end - terms.start;
     if staged_len != want {

@@ -28,6 +28,21 @@ pub struct Transport {
     user_agent: HeaderValue,
     connect_timeout: Duration,
     idle_timeout: Duration,
+    min_speed: MinSpeed,
+}
+
+/// The slowest a server may feed a connection (see `Config::min_speed`).
+#[derive(Clone, Copy, Debug)]
+struct MinSpeed {
+    bytes_per_second: u64,
+    window: Duration,
+}
+
+/// What a body delivered over the current judging window.
+#[derive(Debug, Default)]
+struct Pace {
+    waited: Duration,
+    bytes: u64,
 }
 
 /// A response whose head has been read.
@@ -39,6 +54,8 @@ pub struct Response {
     pub url: url::Url,
     body: client::Body,
     idle_timeout: Duration,
+    min_speed: MinSpeed,
+    pace: Pace,
 }
 
 /// A request to send.
@@ -75,6 +92,7 @@ impl Transport {
             user_agent,
             connect_timeout: config.connect_timeout,
             idle_timeout: config.idle_timeout,
+            min_speed: MinSpeed { bytes_per_second: config.min_speed, window: config.min_speed_window },
         })
     }
 
@@ -103,7 +121,14 @@ impl Transport {
                 Ok(Ok(r)) => r,
             };
             let Some(next) = redirect::redirect_target(resp.head.status, resp.location.as_deref(), &at) else {
-                return Ok(Response { head: resp.head, url: at, body: resp.body, idle_timeout: self.idle_timeout });
+                return Ok(Response {
+                    head: resp.head,
+                    url: at,
+                    body: resp.body,
+                    idle_timeout: self.idle_timeout,
+                    min_speed: self.min_speed,
+                    pace: Pace::default(),
+                });
             };
             if let Some(scheme) = unsupported_scheme(&next) {
                 return Err(redirected_to_scheme(req.url, &scheme, Some(resp.head.status)));
@@ -211,12 +236,48 @@ impl Response {
     /// The next body chunk; `None` at a clean end of body. Fails if nothing arrives within the idle
     /// timeout, if the body ends early (shorter than its `Content-Length`, a chunked body cut
     /// off), or if its framing breaks (`protocol_error`).
+    ///
+    /// Also fails (`timeout`) when the server feeds it slower than the configured minimum speed,
+    /// judged over the time spent waiting here only.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>> {
-        match tokio::time::timeout(self.idle_timeout, self.body.next_chunk()).await {
+        let asked = std::time::Instant::now();
+        let next = tokio::time::timeout(self.idle_timeout, self.body.next_chunk()).await;
+        if let Ok(Ok(Some(c))) = &next {
+            self.too_slow(asked.elapsed(), c.len() as u64)?;
+        }
+        match next {
             Err(_) => Err(Error::new(ErrorCode::Timeout, format!("no data for {}s", self.idle_timeout.as_secs_f32()))),
             Ok(Ok(c)) => Ok(c),
             Ok(Err(Violation::Truncated(e))) => Err(Error::new(ErrorCode::TruncatedBody, format!("body ended early: {e}"))),
             Ok(Err(Violation::Protocol(e))) => Err(protocol_error(&redact_url(self.url.as_str()), &e)),
         }
+    }
+
+    /// Counts a wait of `waited` that brought `bytes`; an error once a whole window of waiting
+    /// brought less than the minimum speed allows.
+    fn too_slow(&mut self, waited: Duration, bytes: u64) -> Result<()> {
+        let MinSpeed { bytes_per_second, window } = self.min_speed;
+        if bytes_per_second == 0 {
+            return Ok(());
+        }
+        self.pace.waited += waited;
+        self.pace.bytes += bytes;
+        if self.pace.waited < window {
+            return Ok(());
+        }
+        let waited = std::mem::take(&mut self.pace);
+        let floor = (bytes_per_second as f64 * waited.waited.as_secs_f64()) as u64;
+        if waited.bytes >= floor {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorCode::Timeout,
+            format!(
+                "{} sent {} bytes in {:.0} s, below the minimum of {bytes_per_second} bytes a second",
+                redact_url(self.url.as_str()),
+                waited.bytes,
+                waited.waited.as_secs_f64()
+            ),
+        ))
     }
 }

@@ -69,6 +69,17 @@ pub struct Config {
     /// this long, or the answer is a protocol error (a head trickled in a few bytes a second, or one
     /// that never ends). The wait for the first byte is bounded by the connect and idle timeouts.
     pub head_timeout: Duration,
+    /// A connection that the server feeds slower than this many bytes a second, over
+    /// `min_speed_window` of waiting for it, is given up (`timeout`), like a silent one: a server
+    /// that trickles a byte every few seconds never trips the idle timeout and would hold the
+    /// download for ever. Only the time spent waiting for the server counts, so a download the
+    /// engine itself throttles (a bandwidth cap) is never judged slow. The stalled attempt is
+    /// retried like a timeout: when it delivered no more than a trickle it spends the
+    /// connection's retry budget, so the task fails after the budget instead of never. 0: no
+    /// minimum.
+    pub min_speed: u64,
+    /// The stretch of waiting over which `min_speed` is judged.
+    pub min_speed_window: Duration,
     /// The proxy for every request: an `http://` URL (credentials become `Proxy-Authorization`),
     /// or `none` / `direct` for none at all. `None` reads the environment (`https_proxy`,
     /// `http_proxy`, `all_proxy`, upper case too). The platform's proxy settings are not read by
@@ -119,6 +130,8 @@ impl Default for Config {
             bundled_tls_roots: cfg!(target_os = "android"),
             restart_budget: 2,
             head_timeout: Duration::from_secs(10),
+            min_speed: 1024,
+            min_speed_window: Duration::from_secs(30),
             proxy: None,
             no_proxy: None,
             roots: Vec::new(),
@@ -139,6 +152,7 @@ impl Config {
         if zero(self.connect_timeout)
             || zero(self.idle_timeout)
             || zero(self.head_timeout)
+            || zero(self.min_speed_window)
             || zero(self.progress_interval)
             || zero(self.sync_interval)
             || zero(self.refresh_timeout)

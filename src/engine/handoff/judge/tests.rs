@@ -29,7 +29,12 @@ fn the_exact_range_of_the_same_version_is_accepted() {
     );
     assert_eq!(judge(&ranged(&v), &m, 32 * MIB), Verdict::Accept);
     let no_validator = meta(206, &[("Content-Range", &cr(32 * MIB, 64 * MIB - 1, 100 * MIB))]);
-    assert_eq!(judge(&ranged(&v), &no_validator, 32 * MIB), Verdict::Accept, "a validator that is not named is not contradicted");
+    assert!(
+        matches!(judge(&ranged(&v), &no_validator, 32 * MIB), Verdict::Reject { retryable: true, .. }),
+        "a 206 that does not name the validator sent in If-Range is not trusted, but the download is kept"
+    );
+    let unvalidated = Terms { validator: None, ..ranged(&v) };
+    assert_eq!(judge(&unvalidated, &no_validator, 32 * MIB), Verdict::Accept, "a lease sent without If-Range asks for no validator");
 }
 
 #[test]
