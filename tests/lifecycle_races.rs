@@ -203,6 +203,35 @@ fn remove_while_running_with_and_without_deleting() {
 }
 
 #[test]
+fn the_destination_of_a_task_cancelled_or_removed_while_running_can_be_enqueued_at_once() {
+    let w = World::new(slow(4 * MIB, 4_000_000));
+    for (round, remove) in [(0, true), (1, false), (2, true)] {
+        let id = w.manager.enqueue(Request { connections: Some(2), ..w.request("f") }).unwrap();
+        until(30, "progress", || w.manager.status(id.as_str()).unwrap().bytes > 0);
+        if remove {
+            w.manager.remove(id.as_str(), false).unwrap();
+        } else {
+            w.manager.cancel(id.as_str()).unwrap();
+        }
+        // The same destination, with the same id after a remove (ids are free again) and a new
+        // one after a cancel (the cancelled task keeps its id).
+        let again = if remove { id.to_string() } else { format!("again-{round}") };
+        let req = Request { task_id: Some(again.clone()), connections: Some(2), ..w.request("f") };
+        let id2 = w.manager.enqueue(req).unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(id2.as_str(), again);
+        if round < 2 {
+            // Stopped again while running, for the next round.
+            until(30, "progress", || w.manager.status(id2.as_str()).unwrap().bytes > 0);
+            w.manager.remove(id2.as_str(), false).unwrap();
+        } else {
+            let info = wait(&w.manager, id2.as_str(), 60);
+            assert_eq!(info.state, TaskState::Completed, "{:?}", info.error);
+            assert_same(&read(&w.out("f")), &content::bytes(1, 4 * MIB));
+        }
+    }
+}
+
+#[test]
 fn pause_right_after_enqueue_and_resume_twice() {
     let w = World::new(Faults::new(4 * MIB));
     let id = w.manager.enqueue(w.request("a")).unwrap();

@@ -4,6 +4,9 @@
 
 use super::*;
 
+/// The longest a cancel or remove waits for the task's runner to let go of its destination.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Inner {
     /// Removes a task's partial file and journal.
     pub(super) fn discard_partial(&self, entry: &TaskEntry) {
@@ -120,6 +123,8 @@ impl Inner {
         }
         let cancelled = self.cancel_locked(&mut s, &e);
         self.settle_ownership(&mut s, &e);
+        drop(s);
+        self.await_release(&e);
         cancelled
     }
 
@@ -153,7 +158,27 @@ impl Inner {
         }
         let removed = self.remove_locked(&mut s, &e, delete_file);
         self.settle_ownership(&mut s, &e);
+        drop(s);
+        self.await_release(&e);
         removed
+    }
+
+    /// After a cancel or a remove asked a live runner to stop: on a caller's own thread, waits
+    /// (at most [`RELEASE_WAIT`]) until the runner has let go of the destination, so that the same
+    /// destination can be enqueued again right away instead of `destination_busy`. On a thread of
+    /// the engine's runtime it does not wait: the runner may need that thread to finish.
+    pub(super) fn await_release(&self, e: &TaskEntry) {
+        let Some(dest) = e.spec.output.path() else { return };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return;
+        }
+        let key = claim_key(dest);
+        let deadline = std::time::Instant::now() + RELEASE_WAIT;
+        let mut pause = std::time::Duration::from_micros(100);
+        while self.sched.lock().claims.get(&*key) == Some(&e.spec.id) && std::time::Instant::now() < deadline {
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(std::time::Duration::from_millis(5));
+        }
     }
 
     /// Removes a task this process holds the lock of.
