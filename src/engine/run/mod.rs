@@ -9,6 +9,7 @@
 //!
 //! May import every other layer; nothing in the engine imports it.
 
+pub mod chunk_copy;
 pub mod connection;
 pub mod manager;
 pub mod rate;

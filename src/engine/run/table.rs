@@ -269,6 +269,8 @@ pub struct TaskEntry {
     pub no_part_yet: AtomicBool,
     /// Held while a chunk the OS fetched is ingested: one at a time per task.
     pub ingest: Mutex<()>,
+    /// The chunk being copied into the part file: its lease does not end meanwhile.
+    pub chunk_copy: super::chunk_copy::ChunkCopy,
     /// The task's bandwidth cap (in this process only).
     pub rate: Arc<RateLimit>,
     /// The URL as statuses show it, redacted once on first use (a status is asked for far more
@@ -333,6 +335,7 @@ impl TaskEntry {
             delete_file: AtomicBool::new(false),
             no_part_yet: AtomicBool::new(false),
             ingest: Mutex::new(()),
+            chunk_copy: Default::default(),
             rate,
             shown_url: std::sync::OnceLock::new(),
         })
@@ -344,7 +347,7 @@ impl TaskEntry {
     /// returned, so that their OS tasks can be cancelled.
     pub fn forget_resource(&self, store: &crate::engine::storage::store::Store) -> crate::engine::model::error::Result<Vec<String>> {
         let released = {
-            let mut g = self.inner.lock();
+            let mut g = self.chunk_copy.lock_between(&self.inner, None);
             g.journal.clear();
             g.resource = Resource::default();
             let released: Vec<String> = g.leases.drain(..).map(|l| l.id).collect();
@@ -369,7 +372,7 @@ impl TaskEntry {
         which: Option<&[String]>,
     ) -> crate::engine::model::error::Result<Vec<String>> {
         use crate::engine::storage::store::{lease_tx, LeaseState};
-        let mut g = self.inner.lock();
+        let mut g = self.chunk_copy.lock_between(&self.inner, which);
         let mut conn = store.lock();
         let ended: Vec<LiveLease> = {
             let (ended, kept): (Vec<LiveLease>, Vec<LiveLease>) =

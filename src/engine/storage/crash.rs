@@ -34,3 +34,23 @@ pub fn point(name: &str) {
     #[cfg(not(feature = "loopback"))]
     let _ = name;
 }
+
+/// Sleeps here for `FERRY_PAUSE_MS` milliseconds if `FERRY_PAUSE_AT` names this point: a test
+/// holds a step open to race another against it. Only in builds with the loopback test tooling.
+#[inline]
+pub fn pause(name: &str) {
+    #[cfg(feature = "loopback")]
+    {
+        static AT: once_cell::sync::Lazy<Option<(String, u64)>> = once_cell::sync::Lazy::new(|| {
+            let at = std::env::var("FERRY_PAUSE_AT").ok()?;
+            Some((at, std::env::var("FERRY_PAUSE_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(500)))
+        });
+        if let Some((point, ms)) = AT.as_ref() {
+            if point == name {
+                std::thread::sleep(std::time::Duration::from_millis(*ms));
+            }
+        }
+    }
+    #[cfg(not(feature = "loopback"))]
+    let _ = name;
+}

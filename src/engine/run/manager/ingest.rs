@@ -211,9 +211,12 @@ impl Inner {
     ) -> std::result::Result<Option<bool>, Failure> {
         let Output::File(dest) = &e.spec.output else { return Err(Restarted("not a file download".into())) };
         let path = part_path(dest);
-        let (known, written) = {
+        let (known, written, copying) = {
             let g = e.inner.lock();
-            (g.part_file.clone(), g.journal.iter().any(|r| r.written > r.start))
+            if !g.leases.iter().any(|l| l.id == lease.id) {
+                return Ok(None);
+            }
+            (g.part_file.clone(), g.journal.iter().any(|r| r.written > r.start), e.chunk_copy.begin(&lease.id))
         };
         let part = if lease.whole {
             PartFile::create(&path).map_err(Storage)?
@@ -232,7 +235,9 @@ impl Inner {
         };
         copy_at(from, part.file_descriptor(), lease.start, len)
             .map_err(|err| Storage(Error::io("writing the chunk into the part file", &err)))?;
+        crash::pause("ingest:copying");
         part.sync_durably().map_err(Storage)?;
+        drop(copying);
         crash::point("ingest:synced");
         let identity = part.identity().map_err(Storage)?.file;
         let id = e.spec.id.as_str();
