@@ -175,3 +175,33 @@ fn a_task_one_process_held_at_the_end_of_its_budget_is_finished_by_a_run_in_anot
     assert!(sent <= 16 * MIB + 2 * MIB, "the other process resumed from the journal: {sent} bytes sent");
     other.shutdown_blocking();
 }
+
+#[test]
+fn a_run_does_not_spend_its_budget_on_a_task_the_os_fetches_whole() {
+    use ferry::engine::{HandoffOptions, IngestOutcome};
+    let w = World::new(Faults { rate: Some(MIB), ..Faults::new(8 * MIB) });
+    let id = w.manager.enqueue(Request { connections: Some(2), ..w.request("os.bin") }).unwrap().to_string();
+    until(30, "some bytes", || w.manager.status(&id).unwrap().bytes > 0);
+    let m = w.manager.clone();
+    let options = HandoffOptions { chunk_bytes: 64 * MIB, ..HandoffOptions::default() };
+    let reqs = ferry::engine::runtime::handle().block_on(async move { m.hand_off(None, options).await }).unwrap().requests;
+    assert!(!reqs.is_empty());
+    let started = Instant::now();
+    let outcome = run(&w.manager, None, 60.0);
+    assert!(started.elapsed() < Duration::from_secs(10), "waited {:?} for chunks only the OS brings", started.elapsed());
+    match &outcome[..] {
+        [(got, RunOutcome::Retry { reason, .. })] if got == &id => assert!(reason.contains("OS"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    // The OS delivers; the task completes without another run.
+    w.server.set(|f| f.rate = None);
+    let tmp = tempfile::tempdir().unwrap();
+    for r in &reqs {
+        let (file, meta) = support::os_fetch::fetch(r, tmp.path());
+        let ingested = w.manager.ingest(&r.lease_id, &file, meta);
+        assert!(matches!(ingested, IngestOutcome::Committed { .. }), "{ingested:?}");
+    }
+    let st = wait(&w.manager, &id, 30);
+    assert_eq!(st.state, TaskState::Completed, "{st:?}");
+    assert_same(&read(&w.out("os.bin")), &w.server.expected());
+}

@@ -54,6 +54,8 @@ pub enum RunOutcome {
 const RETRY_LATER: Duration = Duration::from_secs(30);
 /// How long stopping may take before the run reports anyway.
 const STOP_WAIT: Duration = Duration::from_secs(10);
+/// How often a run looks again at a task whose state did not change.
+const RECHECK: Duration = Duration::from_millis(500);
 
 impl Manager {
     /// Runs the given tasks (`None`: every queued task, and failed ones whose error was transient)
@@ -103,9 +105,12 @@ impl Inner {
                 for (_, e) in &chosen {
                     if let Some(e) = e.as_ref().filter(|e| e.spec.output.unresolved().is_none()) {
                         let mut rx = e.state_tx.subscribe();
-                        while rx.borrow_and_update().is_active() && !held_or_waiting(e) {
-                            if rx.changed().await.is_err() {
-                                break;
+                        while rx.borrow_and_update().is_active() && !held_or_waiting(e) && !with_the_os(e) {
+                            // A hand-off leases ranges without a change of state: looked at again
+                            // now and then.
+                            tokio::select! {
+                                changed = rx.changed() => if changed.is_err() { break },
+                                _ = tokio::time::sleep(RECHECK) => {}
                             }
                         }
                     }
@@ -193,6 +198,14 @@ fn held_or_waiting(e: &TaskEntry) -> bool {
     g.dormant || (g.state == TaskState::Queued && g.waiting.is_some())
 }
 
+/// Whether everything left of a task is being fetched by the OS (leased, no runner, no range for
+/// the engine): a run has nothing to do for it, and must not spend its budget waiting for chunks
+/// that arrive with the OS's own wake-ups.
+fn with_the_os(e: &TaskEntry) -> bool {
+    let g = e.inner.lock();
+    g.state.is_active() && g.run.is_none() && !g.leases.is_empty() && !super::handoff::engine_work(&g)
+}
+
 /// Whether a failed task's error is one a later run may get past.
 fn transient(e: &TaskEntry) -> bool {
     e.inner.lock().error.as_ref().is_some_and(|err| err.code.is_transient())
@@ -228,6 +241,11 @@ fn outcome_of(e: &TaskEntry, stopped: Option<&str>) -> RunOutcome {
             error: None,
             delay: Duration::ZERO,
             reason: format!("waiting: {}", e.inner.lock().waiting.map_or("", |w| w.name())),
+        },
+        TaskState::Queued | TaskState::Running if with_the_os(e) => RunOutcome::Retry {
+            error: None,
+            delay: RETRY_LATER,
+            reason: "the OS is fetching every range left; its chunks arrive with its own wake-ups".into(),
         },
         TaskState::Queued | TaskState::Running => {
             RunOutcome::Retry { error: None, delay: Duration::ZERO, reason: stopped.unwrap_or("a stop was requested").to_string() }
