@@ -233,7 +233,9 @@ fn the_destination_of_a_task_cancelled_or_removed_while_running_can_be_enqueued_
 
 #[test]
 fn pause_right_after_enqueue_and_resume_twice() {
-    let w = World::new(Faults::new(4 * MIB));
+    // Slow enough that the pause lands before the file is published, however loaded the machine
+    // (a pause that loses the race with the publish ends completed, by contract).
+    let w = World::new(slow(4 * MIB, 8_000_000));
     let id = w.manager.enqueue(w.request("a")).unwrap();
     w.manager.pause(id.as_str()).unwrap();
     assert_eq!(w.manager.status(id.as_str()).unwrap().state, TaskState::Paused);
