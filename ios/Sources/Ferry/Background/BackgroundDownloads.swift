@@ -155,6 +155,19 @@ public final class BackgroundDownloads: Sendable {
         return result
     }
 
+    /// Hands off every queued or running file task except `excluded` (the downloads a continued
+    /// processing task keeps in the engine), in the order a hand-off of all of them would take
+    /// (priority, then enqueue order). With nothing excluded, this is `handOff()`.
+    @discardableResult
+    public func handOff(excluding excluded: Set<String>, config: HandoffConfig? = nil) async throws -> HandoffResult {
+        guard !excluded.isEmpty else { return try await handOff(config: config) }
+        let ids = await downloader.tasks().enumerated()
+            .filter { $0.element.state.isActive && $0.element.output == "file" && !excluded.contains($0.element.taskId) }
+            .sorted { ($0.element.priority, $1.offset) > ($1.element.priority, $0.offset) }
+            .map(\.element.taskId)
+        return try await handOff(taskIds: ids, config: config)
+    }
+
     /// Brings the engine and the OS in line, at launch or on a wake: OS tasks of ended leases are
     /// cancelled, chunks staged before a kill are ingested, and ranges whose OS task vanished (a
     /// force-quit) are fetched by the engine in the foreground, or given to the OS again in the
