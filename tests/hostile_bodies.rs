@@ -232,3 +232,35 @@ fn a_download_the_engine_throttles_is_never_judged_slow() {
     assert!(started.elapsed() >= Duration::from_millis(1500), "the cap held: {:?}", started.elapsed());
     assert_eq!(s.count(), 1, "one request, never given up as slow");
 }
+
+/// An honest answer whose body comes `piece` bytes at a time, `pause` apart.
+fn paced(req: &support::raw::RawRequest, size: u64, piece: usize, pause: Duration) -> Vec<Part> {
+    let (s, e) = req.range_in(size).unwrap_or((0, size));
+    let mut headers = vec![("Content-Length", (e - s).to_string()), ("ETag", "\"e\"".to_string())];
+    let status = if req.range().is_some() {
+        headers.push(("Content-Range", format!("bytes {}-{}/{size}", s, e - 1)));
+        206
+    } else {
+        200
+    };
+    let mut parts = vec![Part::Write(head(status, &headers))];
+    for piece in content(SEED, s, e).chunks(piece) {
+        parts.push(Part::Write(piece.to_vec()));
+        parts.push(Part::Sleep(pause));
+    }
+    parts
+}
+
+#[test]
+fn connections_that_share_a_link_fast_enough_are_not_judged_slow_one_by_one() {
+    // Eight connections on a link of 8 KiB/s, each fed its eighth (1 KiB/s): each one is below
+    // the minimum of 4 KiB/s, the link twice above it. Judged one by one, every connection failed
+    // as a trickle (a second of waiting brought 1 KiB, no progress) and the task failed.
+    const N: u64 = 8;
+    let size = N * 4096;
+    let s = RawServer::start(move |req| paced(req, size, 256, Duration::from_millis(250)));
+    let config = Config { min_speed: 4096, min_speed_window: Duration::from_secs(1), min_split_bytes: 4096, ..impatient() };
+    let l = Local::with_config(config);
+    let req = Request { connections: Some(N as u32), ..Request::file(url(&s), l.out("f")) };
+    l.completes("f", req, &content(SEED, 0, size));
+}

@@ -14,6 +14,7 @@ use crate::engine::model::config::Config;
 use crate::engine::model::error::{redact_url, Error, ErrorCode, Result};
 use bytes::Bytes;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +30,8 @@ pub struct Transport {
     connect_timeout: Duration,
     idle_timeout: Duration,
     min_speed: MinSpeed,
+    /// Bodies open through this transport (its clones share the count).
+    open_bodies: Arc<AtomicU64>,
 }
 
 /// The slowest a server may feed a connection (see `Config::min_speed`).
@@ -43,6 +46,30 @@ struct MinSpeed {
 struct Pace {
     waited: Duration,
     bytes: u64,
+    /// The most bodies open at once during the window: connections that share a link each get a
+    /// share of it, so each is held to that share of the minimum.
+    sharing: u64,
+}
+
+/// One open body, counted in [`Transport`]'s `open_bodies` while it lives.
+#[derive(Debug)]
+struct OpenBody(Arc<AtomicU64>);
+
+impl OpenBody {
+    fn new(count: &Arc<AtomicU64>) -> OpenBody {
+        count.fetch_add(1, Ordering::Relaxed);
+        OpenBody(count.clone())
+    }
+
+    fn count(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for OpenBody {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A response whose head has been read.
@@ -56,6 +83,7 @@ pub struct Response {
     idle_timeout: Duration,
     min_speed: MinSpeed,
     pace: Pace,
+    open: OpenBody,
 }
 
 /// A request to send.
@@ -93,6 +121,7 @@ impl Transport {
             connect_timeout: config.connect_timeout,
             idle_timeout: config.idle_timeout,
             min_speed: MinSpeed { bytes_per_second: config.min_speed, window: config.min_speed_window },
+            open_bodies: Arc::default(),
         })
     }
 
@@ -128,6 +157,7 @@ impl Transport {
                     idle_timeout: self.idle_timeout,
                     min_speed: self.min_speed,
                     pace: Pace::default(),
+                    open: OpenBody::new(&self.open_bodies),
                 });
             };
             if let Some(scheme) = unsupported_scheme(&next) {
@@ -238,7 +268,7 @@ impl Response {
     /// off), or if its framing breaks (`protocol_error`).
     ///
     /// Also fails (`timeout`) when the server feeds it slower than the configured minimum speed,
-    /// judged over the time spent waiting here only.
+    /// judged over the time spent waiting here only, and shared by the bodies open at once.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>> {
         let asked = std::time::Instant::now();
         let next = tokio::time::timeout(self.idle_timeout, self.body.next_chunk()).await;
@@ -262,18 +292,20 @@ impl Response {
         }
         self.pace.waited += waited;
         self.pace.bytes += bytes;
+        self.pace.sharing = self.pace.sharing.max(self.open.count());
         if self.pace.waited < window {
             return Ok(());
         }
         let waited = std::mem::take(&mut self.pace);
-        let floor = (bytes_per_second as f64 * waited.waited.as_secs_f64()) as u64;
+        let floor = (bytes_per_second as f64 * waited.waited.as_secs_f64() / waited.sharing.max(1) as f64) as u64;
         if waited.bytes >= floor {
             return Ok(());
         }
+        let shared = if waited.sharing > 1 { format!(" shared by {} connections", waited.sharing) } else { String::new() };
         Err(Error::new(
             ErrorCode::Timeout,
             format!(
-                "{} sent {} bytes in {:.0} s, below the minimum of {bytes_per_second} bytes a second",
+                "{} sent {} bytes in {:.0} s, below the minimum of {bytes_per_second} bytes a second{shared}",
                 redact_url(self.url.as_str()),
                 waited.bytes,
                 waited.waited.as_secs_f64()

@@ -73,7 +73,9 @@ pub struct Config {
     /// `min_speed_window` of waiting for it, is given up (`timeout`), like a silent one: a server
     /// that trickles a byte every few seconds never trips the idle timeout and would hold the
     /// download for ever. Only the time spent waiting for the server counts, so a download the
-    /// engine itself throttles (a bandwidth cap) is never judged slow. The stalled attempt is
+    /// engine itself throttles (a bandwidth cap) is never judged slow. Connections open at the
+    /// same time share the minimum (each is held to its share): a link fast enough as a whole is
+    /// never judged slow connection by connection however many share it. The stalled attempt is
     /// retried like a timeout: when it delivered no more than a trickle it spends the
     /// connection's retry budget, so the task fails after the budget instead of never. 0: no
     /// minimum.
