@@ -5,7 +5,7 @@
 use super::*;
 
 /// The longest a cancel or remove waits for the task's runner to let go of its destination.
-const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Inner {
     /// Removes a task's partial file and journal.
