@@ -342,11 +342,12 @@ class Bench:
         with open(aria_list, "w") as f:
             f.write("".join(f"{u}\n  out={n}\n" for u, n in zip(urls, names)))
         # Every run writes into a directory of its own, and all of them are deleted only after the
-        # case. On this machine's ext4 (no journal), creating a file right after 1000 were deleted
-        # scans past every recently freed inode under the directory lock: a tool's time then grew
+        # whole benchmark. On this machine's ext4 (no journal), creating a file within a minute
+        # or more of mass deletions scans past every recently freed inode: a tool's time then grew
         # with each earlier run (curl 0.64 s, 0.97 s, 1.09 s, 1.48 s in four rounds) and measured
-        # the deletions, not the tools.
-        runs = fresh(os.path.join(self.work, "many-runs"))
+        # the deletions, not the tools. Deleting a case's 60,000 files at its end made the next
+        # case (https after http) pay for them: 0.32 s a batch instead of about 0.12 s.
+        runs = fresh(os.path.join(self.work, "many-runs", key.replace(" ", "-")))
         tools = ["ferry batch", "curl --parallel", "curl --parallel + fdatasync", "aria2c -j16"] + (["ferry batch (before)"] if self.before else [])
         for rep in range(self.case3_rounds()):
             log(f"case {key}, round {rep + 1}/{self.case3_rounds()}")
@@ -375,7 +376,6 @@ class Bench:
                     continue
                 self.record(key, tool, wall=r.wall, mbps=size / r.wall / 1e6, cpu=r.cpu, cpu_per_gib=r.cpu / (size / (1 << 30)), rss=r.rss_kb / 1024, files_per_s=len(names) / r.wall, round=rep)
                 log(f"  {tool:<16} {r.wall:7.2f}s {len(names) / r.wall:8.0f} files/s cpu {r.cpu:5.2f}s rss {r.rss_kb / 1024:6.1f} MB")
-        shutil.rmtree(runs, ignore_errors=True)
 
     def case3_rounds(self):
         """Case 3 takes under a second a round, and its tools differ by a few milliseconds, well
@@ -480,6 +480,7 @@ class Bench:
                 self.case6()
         finally:
             self.ng.stop()
+            shutil.rmtree(os.path.join(self.work, "many-runs"), ignore_errors=True)
         return self.table()
 
     def table(self):
