@@ -3242,7 +3242,7 @@ class ManagerConfig:
     """
     Manager configuration. Every field has a default.
 """
-    def __init__(self, *, limits:typing.Optional[Limits] = None, connect_timeout_ms:typing.Optional[int] = None, idle_timeout_ms:typing.Optional[int] = None, progress_interval_ms:typing.Optional[int] = None, retry_budget:typing.Optional[int] = None, retry_base_delay_ms:typing.Optional[int] = None, resume_on_open:typing.Optional[bool] = None, user_agent:typing.Optional[str] = None, extra_root_certificates_pem:typing.List[str] = _DEFAULT, bundled_tls_roots:typing.Optional[bool] = None, proxy:typing.Optional[str] = None, no_proxy:typing.Optional[str] = None, roots:typing.List[PathRoot] = _DEFAULT, rate_limit:typing.Optional[int] = None, refresh_timeout_ms:typing.Optional[int] = None, refresh_before_resume:typing.Optional[bool] = None, wait_when_unreachable:typing.Optional[bool] = None, network:typing.Optional[NetworkState] = None):
+    def __init__(self, *, limits:typing.Optional[Limits] = None, connect_timeout_ms:typing.Optional[int] = None, idle_timeout_ms:typing.Optional[int] = None, progress_interval_ms:typing.Optional[int] = None, retry_budget:typing.Optional[int] = None, retry_base_delay_ms:typing.Optional[int] = None, resume_on_open:typing.Optional[bool] = None, user_agent:typing.Optional[str] = None, extra_root_certificates_pem:typing.List[str] = _DEFAULT, bundled_tls_roots:typing.Optional[bool] = None, proxy:typing.Optional[str] = None, no_proxy:typing.Optional[str] = None, roots:typing.List[PathRoot] = _DEFAULT, rate_limit:typing.Optional[int] = None, refresh_timeout_ms:typing.Optional[int] = None, refresh_before_resume:typing.Optional[bool] = None, wait_when_unreachable:typing.Optional[bool] = None, network:typing.Optional[NetworkState] = None, min_speed_bytes_per_second:typing.Optional[int] = None, min_speed_window_ms:typing.Optional[int] = None):
         self.limits = limits
         self.connect_timeout_ms = connect_timeout_ms
         self.idle_timeout_ms = idle_timeout_ms
@@ -3267,12 +3267,14 @@ class ManagerConfig:
         self.refresh_before_resume = refresh_before_resume
         self.wait_when_unreachable = wait_when_unreachable
         self.network = network
+        self.min_speed_bytes_per_second = min_speed_bytes_per_second
+        self.min_speed_window_ms = min_speed_window_ms
         
         
 
     
     def __str__(self):
-        return "ManagerConfig(limits={}, connect_timeout_ms={}, idle_timeout_ms={}, progress_interval_ms={}, retry_budget={}, retry_base_delay_ms={}, resume_on_open={}, user_agent={}, extra_root_certificates_pem={}, bundled_tls_roots={}, proxy={}, no_proxy={}, roots={}, rate_limit={}, refresh_timeout_ms={}, refresh_before_resume={}, wait_when_unreachable={}, network={})".format(self.limits, self.connect_timeout_ms, self.idle_timeout_ms, self.progress_interval_ms, self.retry_budget, self.retry_base_delay_ms, self.resume_on_open, self.user_agent, self.extra_root_certificates_pem, self.bundled_tls_roots, self.proxy, self.no_proxy, self.roots, self.rate_limit, self.refresh_timeout_ms, self.refresh_before_resume, self.wait_when_unreachable, self.network)
+        return "ManagerConfig(limits={}, connect_timeout_ms={}, idle_timeout_ms={}, progress_interval_ms={}, retry_budget={}, retry_base_delay_ms={}, resume_on_open={}, user_agent={}, extra_root_certificates_pem={}, bundled_tls_roots={}, proxy={}, no_proxy={}, roots={}, rate_limit={}, refresh_timeout_ms={}, refresh_before_resume={}, wait_when_unreachable={}, network={}, min_speed_bytes_per_second={}, min_speed_window_ms={})".format(self.limits, self.connect_timeout_ms, self.idle_timeout_ms, self.progress_interval_ms, self.retry_budget, self.retry_base_delay_ms, self.resume_on_open, self.user_agent, self.extra_root_certificates_pem, self.bundled_tls_roots, self.proxy, self.no_proxy, self.roots, self.rate_limit, self.refresh_timeout_ms, self.refresh_before_resume, self.wait_when_unreachable, self.network, self.min_speed_bytes_per_second, self.min_speed_window_ms)
     def __eq__(self, other):
         if self.limits != other.limits:
             return False
@@ -3310,6 +3312,10 @@ class ManagerConfig:
             return False
         if self.network != other.network:
             return False
+        if self.min_speed_bytes_per_second != other.min_speed_bytes_per_second:
+            return False
+        if self.min_speed_window_ms != other.min_speed_window_ms:
+            return False
         return True
 
 class _UniffiFfiConverterTypeManagerConfig(_UniffiConverterRustBuffer):
@@ -3334,6 +3340,8 @@ class _UniffiFfiConverterTypeManagerConfig(_UniffiConverterRustBuffer):
             refresh_before_resume=_UniffiFfiConverterOptionalBoolean.read(buf),
             wait_when_unreachable=_UniffiFfiConverterOptionalBoolean.read(buf),
             network=_UniffiFfiConverterOptionalTypeNetworkState.read(buf),
+            min_speed_bytes_per_second=_UniffiFfiConverterOptionalUInt64.read(buf),
+            min_speed_window_ms=_UniffiFfiConverterOptionalUInt64.read(buf),
         )
 
     @staticmethod
@@ -3356,6 +3364,8 @@ class _UniffiFfiConverterTypeManagerConfig(_UniffiConverterRustBuffer):
         _UniffiFfiConverterOptionalBoolean.check_lower(value.refresh_before_resume)
         _UniffiFfiConverterOptionalBoolean.check_lower(value.wait_when_unreachable)
         _UniffiFfiConverterOptionalTypeNetworkState.check_lower(value.network)
+        _UniffiFfiConverterOptionalUInt64.check_lower(value.min_speed_bytes_per_second)
+        _UniffiFfiConverterOptionalUInt64.check_lower(value.min_speed_window_ms)
 
     @staticmethod
     def write(value, buf):
@@ -3377,6 +3387,8 @@ class _UniffiFfiConverterTypeManagerConfig(_UniffiConverterRustBuffer):
         _UniffiFfiConverterOptionalBoolean.write(value.refresh_before_resume, buf)
         _UniffiFfiConverterOptionalBoolean.write(value.wait_when_unreachable, buf)
         _UniffiFfiConverterOptionalTypeNetworkState.write(value.network, buf)
+        _UniffiFfiConverterOptionalUInt64.write(value.min_speed_bytes_per_second, buf)
+        _UniffiFfiConverterOptionalUInt64.write(value.min_speed_window_ms, buf)
 
 @dataclass
 class OsTaskInfo:

@@ -406,3 +406,76 @@ def test_enqueue_batch_async_keeps_the_event_loop_running(serve, manager, tmp_pa
     assert all(i.is_enqueued() for i in items) and len(items) == 5_000
     assert ticks > 1, "the event loop ran while the batch was recorded"
     manager.pause_all()
+
+
+
+class TrickleServer:
+    """Answers every request on 127.0.0.1 with a 100 kB body sent one byte every 20 ms."""
+
+    def __init__(self):
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/slow.bin"
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        import socket
+
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            threading.Thread(target=self.answer, args=(conn,), daemon=True).start()
+
+    def answer(self, conn):
+        try:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+            for _ in range(100_000):
+                if self.stop.wait(0.02):
+                    break
+                conn.sendall(b"x")
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(5)
+        self.sock.close()
+
+
+def test_a_server_feeding_below_the_minimum_speed_fails_typed_and_the_minimum_can_be_lifted(tmp_path):
+    """50 bytes a second never trips the idle timeout; the minimum speed ends the task."""
+    server = TrickleServer()
+    try:
+        config = ferry.ManagerConfig(
+            retry_budget=1, retry_base_delay_ms=20, idle_timeout_ms=10_000,
+            min_speed_bytes_per_second=1024, min_speed_window_ms=500,
+        )
+        with ferry.Manager(tmp_path / "state", config) as m:
+            started = time.monotonic()
+            task = m.download(server.url, tmp_path / "slow.bin")
+            info = m.wait(task, timeout=WAIT)
+            assert info.state == State.FAILED, info
+            assert info.error.code == Code.TIMEOUT, info.error
+            assert "below the minimum" in info.error.message, info.error
+            assert time.monotonic() - started < 15
+            assert not (tmp_path / "slow.bin").exists()
+        # With no minimum the same server is waited for, slow as it is.
+        with ferry.Manager(tmp_path / "state2", ferry.ManagerConfig(min_speed_bytes_per_second=0, min_speed_window_ms=500)) as m:
+            task = m.download(server.url, tmp_path / "slow2.bin")
+            time.sleep(2.0)
+            info = m.status(task)
+            assert info.state == State.RUNNING and info.error is None, info
+            m.cancel(task)
+    finally:
+        server.close()

@@ -369,6 +369,15 @@ pub struct ManagerConfig {
     /// `set_network`. Absent: unknown until then, counted as available and unrestricted.
     #[uniffi(default)]
     pub network: Option<NetworkState>,
+    /// The slowest a server may feed the downloads, bytes per second (default 1024; 0: no
+    /// minimum), judged over `min_speed_window_ms` of waiting for it and shared by the connections
+    /// open at once. A slower connection fails its attempt as `Timeout` and is retried; a trickle
+    /// spends the retry budget, so the task fails instead of lasting for ever.
+    #[uniffi(default)]
+    pub min_speed_bytes_per_second: Option<u64>,
+    /// The stretch of waiting over which the minimum speed is judged, milliseconds (default 30000).
+    #[uniffi(default)]
+    pub min_speed_window_ms: Option<u64>,
 }
 
 impl From<ManagerConfig> for engine::Config {
@@ -398,6 +407,8 @@ impl From<ManagerConfig> for engine::Config {
             refresh_before_resume: c.refresh_before_resume.unwrap_or(d.refresh_before_resume),
             wait_when_unreachable: c.wait_when_unreachable.unwrap_or(d.wait_when_unreachable),
             network: c.network.map(Into::into),
+            min_speed: c.min_speed_bytes_per_second.unwrap_or(d.min_speed),
+            min_speed_window: ms(c.min_speed_window_ms, d.min_speed_window),
             ..d
         }
     }

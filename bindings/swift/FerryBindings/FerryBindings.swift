@@ -3734,6 +3734,17 @@ public struct ManagerConfig: Equatable, Hashable {
      * `set_network`. Absent: unknown until then, counted as available and unrestricted.
      */
     public let network: NetworkState?
+    /**
+     * The slowest a server may feed the downloads, bytes per second (default 1024; 0: no
+     * minimum), judged over `min_speed_window_ms` of waiting for it and shared by the connections
+     * open at once. A slower connection fails its attempt as `Timeout` and is retried; a trickle
+     * spends the retry budget, so the task fails instead of lasting for ever.
+     */
+    public let minSpeedBytesPerSecond: UInt64?
+    /**
+     * The stretch of waiting over which the minimum speed is judged, milliseconds (default 30000).
+     */
+    public let minSpeedWindowMs: UInt64?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -3814,7 +3825,16 @@ public struct ManagerConfig: Equatable, Hashable {
          * `ConnectivityManager`'s default network): the tasks the open resumes are judged against it
          * before any starts, so a `NotExpensive` task does not begin on cellular before the first
          * `set_network`. Absent: unknown until then, counted as available and unrestricted.
-         */network: NetworkState? = nil) {
+         */network: NetworkState? = nil, 
+        /**
+         * The slowest a server may feed the downloads, bytes per second (default 1024; 0: no
+         * minimum), judged over `min_speed_window_ms` of waiting for it and shared by the connections
+         * open at once. A slower connection fails its attempt as `Timeout` and is retried; a trickle
+         * spends the retry budget, so the task fails instead of lasting for ever.
+         */minSpeedBytesPerSecond: UInt64? = nil, 
+        /**
+         * The stretch of waiting over which the minimum speed is judged, milliseconds (default 30000).
+         */minSpeedWindowMs: UInt64? = nil) {
         self.limits = limits
         self.connectTimeoutMs = connectTimeoutMs
         self.idleTimeoutMs = idleTimeoutMs
@@ -3833,6 +3853,8 @@ public struct ManagerConfig: Equatable, Hashable {
         self.refreshBeforeResume = refreshBeforeResume
         self.waitWhenUnreachable = waitWhenUnreachable
         self.network = network
+        self.minSpeedBytesPerSecond = minSpeedBytesPerSecond
+        self.minSpeedWindowMs = minSpeedWindowMs
     }
 
     
@@ -3868,7 +3890,9 @@ public struct FfiConverterTypeManagerConfig: FfiConverterRustBuffer {
                 refreshTimeoutMs: FfiConverterOptionUInt64.read(from: &buf), 
                 refreshBeforeResume: FfiConverterOptionBool.read(from: &buf), 
                 waitWhenUnreachable: FfiConverterOptionBool.read(from: &buf), 
-                network: FfiConverterOptionTypeNetworkState.read(from: &buf)
+                network: FfiConverterOptionTypeNetworkState.read(from: &buf), 
+                minSpeedBytesPerSecond: FfiConverterOptionUInt64.read(from: &buf), 
+                minSpeedWindowMs: FfiConverterOptionUInt64.read(from: &buf)
         )
     }
 
@@ -3891,6 +3915,8 @@ public struct FfiConverterTypeManagerConfig: FfiConverterRustBuffer {
         FfiConverterOptionBool.write(value.refreshBeforeResume, into: &buf)
         FfiConverterOptionBool.write(value.waitWhenUnreachable, into: &buf)
         FfiConverterOptionTypeNetworkState.write(value.network, into: &buf)
+        FfiConverterOptionUInt64.write(value.minSpeedBytesPerSecond, into: &buf)
+        FfiConverterOptionUInt64.write(value.minSpeedWindowMs, into: &buf)
     }
 }
 

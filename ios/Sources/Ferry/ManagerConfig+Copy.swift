@@ -15,7 +15,7 @@ extension ManagerConfig {
             bundledTlsRoots: bundledTlsRoots, proxy: proxy ?? self.proxy, noProxy: noProxy ?? self.noProxy,
             roots: roots ?? self.roots, rateLimit: rateLimit, refreshTimeoutMs: refreshTimeoutMs,
             refreshBeforeResume: refreshBeforeResume, waitWhenUnreachable: waitWhenUnreachable,
-            network: network
+            network: network, minSpeedBytesPerSecond: minSpeedBytesPerSecond, minSpeedWindowMs: minSpeedWindowMs
         )
     }
 }

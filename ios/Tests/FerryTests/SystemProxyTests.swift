@@ -26,7 +26,8 @@ final class SystemProxyTests: XCTestCase {
             resumeOnOpen: false, userAgent: "app/1", extraRootCertificatesPem: ["PEM"], bundledTlsRoots: true,
             proxy: nil, noProxy: "a.example", roots: [PathRoot(name: "docs", path: "/tmp")], rateLimit: 7,
             refreshTimeoutMs: 8, refreshBeforeResume: true, waitWhenUnreachable: true,
-            network: NetworkState(available: true, expensive: true, constrained: false)
+            network: NetworkState(available: true, expensive: true, constrained: false),
+            minSpeedBytesPerSecond: 9, minSpeedWindowMs: 10
         )
         let copied = full.withProxySettings(["HTTPSEnable": 1, "HTTPSProxy": "p", "HTTPSPort": 1])
         XCTAssertEqual(copied.proxy, "http://p:1")
@@ -35,7 +36,8 @@ final class SystemProxyTests: XCTestCase {
             resumeOnOpen: false, userAgent: "app/1", extraRootCertificatesPem: ["PEM"], bundledTlsRoots: true,
             proxy: "http://p:1", noProxy: "a.example", roots: full.roots, rateLimit: 7,
             refreshTimeoutMs: 8, refreshBeforeResume: true, waitWhenUnreachable: true,
-            network: NetworkState(available: true, expensive: true, constrained: false)
+            network: NetworkState(available: true, expensive: true, constrained: false),
+            minSpeedBytesPerSecond: 9, minSpeedWindowMs: 10
         )
         XCTAssertEqual(copied, expected)
     }

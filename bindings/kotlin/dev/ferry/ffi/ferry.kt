@@ -6000,6 +6000,19 @@ data class ManagerConfig (
      * `set_network`. Absent: unknown until then, counted as available and unrestricted.
      */
     var `network`: NetworkState? = null 
+    , 
+    /**
+     * The slowest a server may feed the downloads, bytes per second (default 1024; 0: no
+     * minimum), judged over `min_speed_window_ms` of waiting for it and shared by the connections
+     * open at once. A slower connection fails its attempt as `Timeout` and is retried; a trickle
+     * spends the retry budget, so the task fails instead of lasting for ever.
+     */
+    var `minSpeedBytesPerSecond`: kotlin.ULong? = null 
+    , 
+    /**
+     * The stretch of waiting over which the minimum speed is judged, milliseconds (default 30000).
+     */
+    var `minSpeedWindowMs`: kotlin.ULong? = null 
     
 ){
     
@@ -6034,6 +6047,8 @@ public object FfiConverterTypeManagerConfig: FfiConverterRustBuffer<ManagerConfi
             FfiConverterOptionalBoolean.read(buf),
             FfiConverterOptionalBoolean.read(buf),
             FfiConverterOptionalTypeNetworkState.read(buf),
+            FfiConverterOptionalULong.read(buf),
+            FfiConverterOptionalULong.read(buf),
         )
     }
 
@@ -6055,7 +6070,9 @@ public object FfiConverterTypeManagerConfig: FfiConverterRustBuffer<ManagerConfi
             FfiConverterOptionalULong.allocationSize(value.`refreshTimeoutMs`) +
             FfiConverterOptionalBoolean.allocationSize(value.`refreshBeforeResume`) +
             FfiConverterOptionalBoolean.allocationSize(value.`waitWhenUnreachable`) +
-            FfiConverterOptionalTypeNetworkState.allocationSize(value.`network`)
+            FfiConverterOptionalTypeNetworkState.allocationSize(value.`network`) +
+            FfiConverterOptionalULong.allocationSize(value.`minSpeedBytesPerSecond`) +
+            FfiConverterOptionalULong.allocationSize(value.`minSpeedWindowMs`)
     )
 
     override fun write(value: ManagerConfig, buf: ByteBuffer) {
@@ -6077,6 +6094,8 @@ public object FfiConverterTypeManagerConfig: FfiConverterRustBuffer<ManagerConfi
             FfiConverterOptionalBoolean.write(value.`refreshBeforeResume`, buf)
             FfiConverterOptionalBoolean.write(value.`waitWhenUnreachable`, buf)
             FfiConverterOptionalTypeNetworkState.write(value.`network`, buf)
+            FfiConverterOptionalULong.write(value.`minSpeedBytesPerSecond`, buf)
+            FfiConverterOptionalULong.write(value.`minSpeedWindowMs`, buf)
     }
 }
 
