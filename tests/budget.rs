@@ -178,13 +178,11 @@ fn a_task_one_process_held_at_the_end_of_its_budget_is_finished_by_a_run_in_anot
 
 #[test]
 fn a_run_does_not_spend_its_budget_on_a_task_the_os_fetches_whole() {
-    use ferry::engine::{HandoffOptions, IngestOutcome};
+    use ferry::engine::IngestOutcome;
     let w = World::new(Faults { rate: Some(MIB), ..Faults::new(8 * MIB) });
     let id = w.manager.enqueue(Request { connections: Some(2), ..w.request("os.bin") }).unwrap().to_string();
     until(30, "some bytes", || w.manager.status(&id).unwrap().bytes > 0);
-    let m = w.manager.clone();
-    let options = HandoffOptions { chunk_bytes: 64 * MIB, ..HandoffOptions::default() };
-    let reqs = ferry::engine::runtime::handle().block_on(async move { m.hand_off(None, options).await }).unwrap().requests;
+    let reqs = support::os_fetch::hand_off_in_chunks(&w.manager, 64 * MIB);
     assert!(!reqs.is_empty());
     let started = Instant::now();
     let outcome = run(&w.manager, None, 60.0);

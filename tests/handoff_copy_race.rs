@@ -5,20 +5,14 @@
 
 mod support;
 
-use ferry::engine::{ErrorCode, HandoffOptions, IngestOutcome, Manager, OsRequest, Request, TaskState};
+use ferry::engine::{ErrorCode, IngestOutcome, Request, TaskState};
 use ferry::loopback::Faults;
 use std::time::{Duration, Instant};
-use support::os_fetch::fetch;
+use support::os_fetch::{fetch, hand_off_in_chunks};
 use support::*;
 
 const MIB: u64 = 1 << 20;
 const PAUSE_MS: u64 = 700;
-
-fn hand_off(m: &Manager) -> Vec<OsRequest> {
-    let m = m.clone();
-    let options = HandoffOptions { chunk_bytes: 4 * MIB, ..HandoffOptions::default() };
-    ferry::engine::runtime::handle().block_on(async move { m.hand_off(None, options).await }).expect("hand off").requests
-}
 
 #[test]
 fn a_lease_released_during_its_chunks_copy_ends_after_the_copy_and_the_file_is_exact() {
@@ -27,7 +21,7 @@ fn a_lease_released_during_its_chunks_copy_ends_after_the_copy_and_the_file_is_e
     let w = World::new(Faults { rate: Some(MIB), ..Faults::new(16 * MIB) });
     let id = w.manager.enqueue(Request { connections: Some(2), ..w.request("f.bin") }).unwrap().to_string();
     until(30, "some bytes", || w.manager.status(&id).unwrap().bytes >= MIB / 2);
-    let reqs = hand_off(&w.manager);
+    let reqs = hand_off_in_chunks(&w.manager, 4 * MIB);
     assert!(reqs.len() >= 2, "{reqs:?}");
     w.server.set(|f| f.rate = None);
     let tmp = tempfile::tempdir().unwrap();

@@ -4,21 +4,20 @@
 
 mod support;
 
-use ferry::engine::{
-    ChunkMeta, ErrorCode, HandoffOptions, IngestOutcome, Manager, OsRequest, Request, RunBudget, RunOutcome, StopCause, TaskState,
-};
+use ferry::engine::{ChunkMeta, ErrorCode, IngestOutcome, Manager, OsRequest, Request, RunBudget, RunOutcome, StopCause, TaskState};
 use ferry::loopback::Faults;
 use std::path::PathBuf;
 use std::time::Duration;
-use support::os_fetch::{fetch, fetch_with};
+use support::os_fetch::{fetch, fetch_with, hand_off_in_chunks};
 use support::*;
 
 const MIB: u64 = 1 << 20;
 
-fn hand_off(m: &Manager) -> Vec<OsRequest> {
+/// Stops the task's engine run as the system stops a worker, and holds it for the next run.
+fn hold(m: &Manager, id: &str) {
     let m = m.clone();
-    let options = HandoffOptions { chunk_bytes: 4 * MIB, ..HandoffOptions::default() };
-    ferry::engine::runtime::handle().block_on(async move { m.hand_off(None, options).await }).expect("hand off").requests
+    let stop = Some(vec![id.to_string()]);
+    assert_eq!(ferry::engine::runtime::handle().block_on(async move { m.request_stop(stop, StopCause::Stopped).await }), 1);
 }
 
 /// A handed-off download of `size` bytes, every lease's chunk already fetched by the OS (not yet
@@ -28,7 +27,7 @@ fn runner_beside_leases(size: u64) -> (World, String, Vec<(OsRequest, PathBuf, C
     let w = World::new(Faults { rate: Some(MIB), ..Faults::new(size) });
     let id = w.manager.enqueue(Request { connections: Some(2), ..w.request("f.bin") }).unwrap().to_string();
     until(30, "some bytes", || w.manager.status(&id).unwrap().bytes >= MIB / 2);
-    let reqs = hand_off(&w.manager);
+    let reqs = hand_off_in_chunks(&w.manager, 4 * MIB);
     assert!(reqs.len() >= 3, "{reqs:?}");
     w.server.set(|f| f.rate = None);
     let tmp = tempfile::tempdir().unwrap();
@@ -106,9 +105,7 @@ fn a_chunk_ingested_while_the_engine_fetches_another_range_is_kept_and_the_file_
 #[test]
 fn chunks_arriving_after_a_stop_of_the_engines_run_beside_the_leases_are_kept() {
     let (w, id, chunks, _tmp) = runner_beside_leases(16 * MIB);
-    let m = w.manager.clone();
-    let stop = Some(vec![id.clone()]);
-    assert_eq!(ferry::engine::runtime::handle().block_on(async move { m.request_stop(stop, StopCause::Stopped).await }), 1);
+    hold(&w.manager, &id);
     assert_eq!(w.manager.running_count(), 0, "the engine's run stopped");
     for (r, file, meta) in &chunks[1..] {
         let outcome = w.manager.ingest(&r.lease_id, file, meta.clone());
@@ -128,9 +125,7 @@ fn chunks_arriving_after_a_stop_of_the_engines_run_beside_the_leases_are_kept() 
 #[test]
 fn a_chunk_that_fails_a_held_task_fails_it_for_the_next_run_to_see() {
     let (w, id, chunks, tmp) = runner_beside_leases(16 * MIB);
-    let m = w.manager.clone();
-    let stop = Some(vec![id.clone()]);
-    assert_eq!(ferry::engine::runtime::handle().block_on(async move { m.request_stop(stop, StopCause::Stopped).await }), 1);
+    hold(&w.manager, &id);
     std::fs::write(tmp.path().join("gone"), b"not found").unwrap();
     let outcome = w.manager.ingest(&chunks[1].0.lease_id, &tmp.path().join("gone"), ChunkMeta { status: 404, headers: vec![] });
     assert!(matches!(outcome, IngestOutcome::Rejected { retryable: false, .. }), "{outcome:?}");

@@ -2,11 +2,19 @@
 //! exactly the headers the lease asks for, the body written to a file as iOS would hand it over,
 //! and the status and headers as the platform layer would report them.
 
-use ferry::engine::{ChunkMeta, OsRequest};
+use ferry::engine::{ChunkMeta, HandoffOptions, Manager, OsRequest};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// Hands every running download of `m` off in chunks of at most `chunk_bytes`; returns the
+/// requests the OS would be given.
+pub fn hand_off_in_chunks(m: &Manager, chunk_bytes: u64) -> Vec<OsRequest> {
+    let m = m.clone();
+    let options = HandoffOptions { chunk_bytes, ..HandoffOptions::default() };
+    ferry::engine::runtime::handle().block_on(async move { m.hand_off(None, options).await }).expect("hand off").requests
+}
 
 /// Fetches `req` into `dir/<lease>.tmp`; returns the file and the answer's meta.
 pub fn fetch(req: &OsRequest, dir: &Path) -> (PathBuf, ChunkMeta) {
