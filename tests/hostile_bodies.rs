@@ -264,3 +264,60 @@ fn connections_that_share_a_link_fast_enough_are_not_judged_slow_one_by_one() {
     let req = Request { connections: Some(N as u32), ..Request::file(url(&s), l.out("f")) };
     l.completes("f", req, &content(SEED, 0, size));
 }
+
+#[test]
+fn a_trickle_that_brings_a_little_each_attempt_still_fails_typed() {
+    // Each connection is fed 8 KiB/s, the task's minimum is 12 KiB/s a connection, judged over
+    // 2.5 s: each attempt brings 20 KiB, more than the 16 KiB that counts as progress, before it is
+    // judged slow. Every retry used to start the budget afresh, and the download reconnected for
+    // ever (8 MiB at this pace: over four minutes on four connections).
+    let size = 8u64 << 20;
+    for connections in [1u64, 4] {
+        let s = RawServer::start(move |req| paced(req, size, 1024, Duration::from_millis(125)));
+        let config = Config { min_speed: connections * (12 << 10), min_speed_window: Duration::from_millis(2500), ..impatient() };
+        let l = Local::with_config(config);
+        let started = Instant::now();
+        let info = l.download(Request { connections: Some(connections as u32), ..Request::file(url(&s), l.out("f")) });
+        assert_eq!(info.state, ferry::engine::TaskState::Failed, "{connections} connections: {info:?}");
+        let error = info.error.expect("an error");
+        assert_eq!(error.code, ErrorCode::Timeout, "{error:?}");
+        assert!(error.message.contains("below the minimum"), "{error:?}");
+        assert!(started.elapsed() < Duration::from_secs(30), "{connections} connections: took {:?}", started.elapsed());
+        assert!(!l.out("f").exists(), "a destination file appeared");
+    }
+}
+
+#[test]
+fn a_download_that_dips_below_the_minimum_once_in_a_while_is_not_given_up() {
+    // Fast, then one window below the minimum, again and again: each attempt brought far more
+    // than a window's worth at the minimum before it was judged slow, so each is progress, and
+    // the download completes across more dips than the retry budget.
+    let size = 2u64 << 20;
+    let dips = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counted = dips.clone();
+    let s = RawServer::start(move |req| {
+        let (from, to) = req.range_in(size).unwrap_or((0, size));
+        let mut headers = vec![("Content-Length", (to - from).to_string()), ("ETag", "\"e\"".to_string())];
+        let status = if req.range().is_some() {
+            headers.push(("Content-Range", format!("bytes {}-{}/{size}", from, to - 1)));
+            206
+        } else {
+            200
+        };
+        let mut parts = vec![Part::Write(head(status, &headers))];
+        // 400 KiB at once, then a stall that the minimum speed ends.
+        let fast = (to - from).min(400 << 10);
+        parts.push(Part::Write(content(SEED, from, from + fast)));
+        if from + fast < to {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            parts.push(Part::Sleep(Duration::from_secs(5)));
+        }
+        parts
+    });
+    let config =
+        Config { min_speed: 32 << 10, min_speed_window: Duration::from_millis(600), idle_timeout: Duration::from_secs(10), ..impatient() };
+    let l = Local::with_config(config);
+    let req = Request { connections: Some(1), ..Request::file(url(&s), l.out("f")) };
+    l.completes("f", req, &content(SEED, 0, size));
+    assert!(dips.load(std::sync::atomic::Ordering::Relaxed) > 2, "more dips than the retry budget of 2");
+}

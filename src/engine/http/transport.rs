@@ -125,6 +125,12 @@ impl Transport {
         })
     }
 
+    /// The bytes a whole window at the minimum speed brings (0 without a minimum). An attempt judged
+    /// slow that delivered less than this was slow all along: its bytes are no sign of health.
+    pub fn min_speed_window_bytes(&self) -> u64 {
+        (self.min_speed.bytes_per_second as f64 * self.min_speed.window.as_secs_f64()) as u64
+    }
+
     /// Sends a GET and waits for the final response head, following redirects: at most
     /// [`MAX_REDIRECTS`], no loops, only to `http:` and `https:`, credentials kept to their origin,
     /// a `Referer` on each hop. The whole chain is bounded by the connect and idle timeouts
@@ -302,14 +308,11 @@ impl Response {
             return Ok(());
         }
         let shared = if waited.sharing > 1 { format!(" shared by {} connections", waited.sharing) } else { String::new() };
-        Err(Error::new(
-            ErrorCode::Timeout,
-            format!(
-                "{} sent {} bytes in {:.0} s, below the minimum of {bytes_per_second} bytes a second{shared}",
-                redact_url(self.url.as_str()),
-                waited.bytes,
-                waited.waited.as_secs_f64()
-            ),
-        ))
+        Err(Error::too_slow(format!(
+            "{} sent {} bytes in {:.0} s, below the minimum of {bytes_per_second} bytes a second{shared}",
+            redact_url(self.url.as_str()),
+            waited.bytes,
+            waited.waited.as_secs_f64()
+        )))
     }
 }

@@ -220,6 +220,7 @@ pub struct Error {
     message: String,
     http_status: Option<u16>,
     retry_after: Option<Duration>,
+    too_slow: bool,
 }
 
 /// Engine result alias.
@@ -228,12 +229,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// An error with a code and a message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Error { code, message: message.into(), http_status: None, retry_after: None }
+        Error { code, message: message.into(), http_status: None, retry_after: None, too_slow: false }
     }
 
     /// An error with a code, a message and the HTTP status involved.
     pub fn with_status(code: ErrorCode, message: impl Into<String>, http_status: Option<u16>) -> Self {
-        Error { code, message: message.into(), http_status, retry_after: None }
+        Error { code, message: message.into(), http_status, retry_after: None, too_slow: false }
     }
 
     /// An error for an HTTP status the engine does not accept.
@@ -246,7 +247,17 @@ impl Error {
             500..=599 => ErrorCode::ServerError,
             _ => ErrorCode::HttpClientError,
         };
-        Error { code, message: format!("server answered HTTP {status}"), http_status: Some(status), retry_after }
+        Error { code, message: format!("server answered HTTP {status}"), http_status: Some(status), retry_after, too_slow: false }
+    }
+
+    /// A `timeout`: the server sent slower than the minimum speed over a whole window.
+    pub fn too_slow(message: impl Into<String>) -> Self {
+        Error { too_slow: true, ..Self::new(ErrorCode::Timeout, message) }
+    }
+
+    /// Whether this is a [`Error::too_slow`] timeout.
+    pub fn is_too_slow(&self) -> bool {
+        self.too_slow
     }
 
     /// An internal error (a bug).

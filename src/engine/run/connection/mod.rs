@@ -245,7 +245,7 @@ async fn work(ctx: &ConnContext, segment: u64, mut first: Option<Response>) -> W
         };
         let (end_kind, wrote) = pump(ctx, segment, cursor, resp).await;
         delivered |= wrote > 0;
-        if wrote >= FRUITFUL.min(end - cursor) {
+        if fruitful(ctx, wrote, end - cursor, &end_kind) {
             attempts.fruitless = 0;
         }
         match end_kind {
@@ -268,6 +268,15 @@ async fn work(ctx: &ConnContext, segment: u64, mut first: Option<Response>) -> W
             PumpEnd::Restart(e) => return WorkerResult::Restart { code: e.code(), reason: e.message().to_string() },
         }
     }
+}
+
+/// Whether an attempt that wrote `wrote` of the `left` bytes of its range was progress: enough
+/// bytes, and, when it ended judged slower than the minimum speed, more than a whole window at that
+/// speed (a trickle that brings 16 KiB an attempt would otherwise be reconnected for ever, where a
+/// fast download that stalls once in a while starts its budget afresh after each stall).
+fn fruitful(ctx: &ConnContext, wrote: u64, left: u64, end: &PumpEnd) -> bool {
+    let slow = matches!(end, PumpEnd::Failed(e) if e.is_too_slow());
+    wrote >= FRUITFUL.min(left) && (!slow || wrote > ctx.transport.min_speed_window_bytes())
 }
 
 /// Whether `e` is a server turning away one connection more than it allows a client. Retrying
