@@ -257,3 +257,36 @@ fn a_listing_read_only_in_part_ends_quietly() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn speed_limit_and_speed_time_set_the_minimum_speed() {
+    // A byte every 100 ms: below a 64 KiB/s minimum judged over one second, the connection is
+    // given up and asked again; with no minimum it is kept.
+    let server = support::raw::RawServer::start(|req| {
+        let mut parts = vec![support::raw::Part::Write(support::raw::head(200, &[("Content-Length", MIB.to_string())]))];
+        parts.push(support::raw::Part::Trickle(support::raw::content(3, 0, MIB), Duration::from_millis(100)));
+        parts
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("{}/t.bin", server.base());
+    for (limit, asked_again) in [("64K", true), ("0", false)] {
+        let before = server.count();
+        let mut child = ferry(&dir.path().join(format!("state-{limit}")))
+            .args(["--speed-limit", limit, "--speed-time", "1", "get", &url, "-x", "1", "--quiet", "-o"])
+            .arg(dir.path().join(format!("t-{limit}.bin")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(4);
+        while Instant::now() < deadline && server.count() < before + 2 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let again = server.count() >= before + 2;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(again, asked_again, "--speed-limit {limit}: {} requests", server.count() - before);
+    }
+    let bad = run(ferry(&dir.path().join("state")).args(["--speed-time", "0", "get", &url]));
+    assert_eq!(bad.status.code(), Some(2), "a window of 0 s is refused");
+}

@@ -32,6 +32,14 @@ struct Cli {
     /// environment's https_proxy, http_proxy, all_proxy and no_proxy.
     #[arg(long, global = true, value_name = "URL")]
     proxy: Option<String>,
+    /// Give up a connection the server feeds slower than this many bytes a second over
+    /// `--speed-time` (it is retried, and a steady trickle fails as `timeout`), as curl spells it:
+    /// `1K`, `50K`; 0 for no minimum. Default: 1K.
+    #[arg(long, global = true, value_name = "RATE", value_parser = rate::parse_rate)]
+    speed_limit: Option<u64>,
+    /// The seconds of waiting over which `--speed-limit` is judged. Default: 30.
+    #[arg(long, global = true, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    speed_time: Option<u64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -179,7 +187,15 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         let pem = std::fs::read_to_string(path).map_err(|e| Failure { code: 2, message: format!("--ca-cert {}: {e}", path.display()) })?;
         roots.push(pem);
     }
-    let base = Config { extra_root_certificates_pem: roots, proxy: cli.proxy, resume_on_open: false, ..Config::default() };
+    let defaults = Config::default();
+    let base = Config {
+        extra_root_certificates_pem: roots,
+        proxy: cli.proxy,
+        resume_on_open: false,
+        min_speed: cli.speed_limit.unwrap_or(defaults.min_speed),
+        min_speed_window: cli.speed_time.map_or(defaults.min_speed_window, Duration::from_secs),
+        ..defaults
+    };
     match cli.command {
         Command::Get(a) => get(&dir, a, base).await,
         Command::Batch(a) => batch(&dir, a, base).await,
