@@ -262,7 +262,7 @@ fn a_listing_read_only_in_part_ends_quietly() {
 fn speed_limit_and_speed_time_set_the_minimum_speed() {
     // A byte every 100 ms: below a 64 KiB/s minimum judged over one second, the connection is
     // given up and asked again; with no minimum it is kept.
-    let server = support::raw::RawServer::start(|req| {
+    let server = support::raw::RawServer::start(|_| {
         let mut parts = vec![support::raw::Part::Write(support::raw::head(200, &[("Content-Length", MIB.to_string())]))];
         parts.push(support::raw::Part::Trickle(support::raw::content(3, 0, MIB), Duration::from_millis(100)));
         parts
