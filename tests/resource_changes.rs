@@ -1,7 +1,8 @@
 //! The resource changes under the download: it shrinks (416 on a resumed range), its length
 //! changes between the probe and the other connections, its validator disappears from later
-//! answers, its Last-Modified date moves, `If-Range` is answered with the new version. The file
-//! must always be exactly one version: the one served last.
+//! answers, its Last-Modified date moves, `If-Range` is answered with the new version, it has no
+//! validator and changes with every answer. The file must always be exactly one version: the one
+//! served last, or with no validator the one answer it came from.
 
 mod support;
 
@@ -108,7 +109,14 @@ fn a_last_modified_date_that_moves_restarts_the_download() {
         };
         reply(
             status,
-            &[("Content-Range", format!("bytes {a}-{}/{SIZE}", e - 1)), ("Content-Length", (e - a).to_string()), ("Last-Modified", lm)],
+            &[
+                ("Content-Range", format!("bytes {a}-{}/{SIZE}", e - 1)),
+                ("Content-Length", (e - a).to_string()),
+                ("Last-Modified", lm),
+                // A date makes Last-Modified a validator (rule 3): without one, the download is a
+                // single answer and never sees the date move.
+                ("Date", httpdate::fmt_http_date(std::time::SystemTime::now())),
+            ],
             &content(v, a, e),
         )
     });
@@ -170,4 +178,28 @@ fn a_last_modified_in_the_second_it_was_served_is_not_a_validator_across_runs() 
     let info = wait(&l.manager, id.as_str(), 60);
     assert_eq!(info.state, TaskState::Completed, "{:?}", info.error);
     assert_same(&read(&l.out("f")), &content(2, 0, SIZE));
+}
+
+#[test]
+fn without_a_validator_the_file_is_one_answer_whole() {
+    // No ETag, no Last-Modified, and new bytes in every answer: ranges of several answers could
+    // only be stitched blindly (the file used to be pieced together from up to eight versions).
+    let s = RawServer::start(|req: &RawRequest| honest(req, 10 + req.n, SIZE, ""));
+    let l = Local::new();
+    l.completes("f", Request { connections: Some(8), ..Request::file(format!("{}/f", s.base()), l.out("f")) }, &content(10, 0, SIZE));
+    assert_eq!(s.count(), 1, "one answer");
+
+    // The answer breaks off half-way: the retry starts over and keeps none of the first version.
+    let s = RawServer::start(|req: &RawRequest| {
+        if req.n == 0 {
+            let headers = [("Content-Range", format!("bytes 0-{}/{SIZE}", SIZE - 1)), ("Content-Length", SIZE.to_string())];
+            vec![Part::Write(head(206, &headers)), Part::Write(content(1, 0, SIZE / 2))]
+        } else {
+            honest(req, 2, SIZE, "")
+        }
+    });
+    l.completes("g", Request { connections: Some(8), ..Request::file(format!("{}/f", s.base()), l.out("g")) }, &content(2, 0, SIZE));
+    for r in s.requests().iter().skip(1) {
+        assert!(r.range().is_none_or(|(from, _)| from == 0), "no request resumed mid-way: {r:?}");
+    }
 }

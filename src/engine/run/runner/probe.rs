@@ -39,6 +39,18 @@ impl Run {
                     self.task.live.total.store(0, Ordering::Relaxed);
                     return Ok(Done { total: 0, hashed: None });
                 }
+                // Without a validator nothing proves that two answers carry the same bytes: a
+                // server whose content changes between requests would have its versions stitched
+                // together. One answer, start to end, is the only copy known to be whole.
+                Probe::Ranged { total, body_end, validator: None } => {
+                    if body_end < total {
+                        self.plain_only = true;
+                        continue;
+                    }
+                    self.check_memory_limit(Some(total))?;
+                    self.record_resource(Some(total), None, None);
+                    return Box::pin(self.transfer_whole(resp, Some(total))).await;
+                }
                 Probe::Ranged { total, body_end, validator } => {
                     self.check_memory_limit(Some(total))?;
                     let pieces = if body_end < total {
