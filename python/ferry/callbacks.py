@@ -7,13 +7,32 @@ handed to the engine as `CallbackError.Failed`: a listener is kept, a sink stops
 """
 
 import asyncio
+import contextlib
 import inspect
 import logging
+import threading
 from typing import Any, Callable, Optional
 
 from ._ffi import CallbackError, ChunkSink, CredentialRefresher, DownloadEvent, EventListener, FreshCredentials, HttpHeader
 
 log = logging.getLogger("ferry")
+
+_calling = threading.local()
+
+
+def in_callback() -> bool:
+    """Whether this thread is running one of this module's adapters (a listener, sink or refresher
+    call from the engine)."""
+    return getattr(_calling, "depth", 0) > 0
+
+
+@contextlib.contextmanager
+def _calling_back():
+    _calling.depth = getattr(_calling, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _calling.depth -= 1
 
 
 def _failed(what: str, fn: Callable, exc: BaseException) -> CallbackError:
@@ -42,7 +61,8 @@ class CallbackListener(EventListener):
 
     def on_event(self, event: DownloadEvent) -> None:
         try:
-            self.fn(event)
+            with _calling_back():
+                self.fn(event)
         except Exception as exc:
             raise _failed("event listener", self.fn, exc) from exc
 
@@ -65,7 +85,8 @@ class CallbackSink(ChunkSink):
         if offset == 0 and self.delivered:
             self.restarts += 1
         try:
-            call_maybe_async(self.fn, data, self.loop)
+            with _calling_back():
+                call_maybe_async(self.fn, data, self.loop)
         except Exception as exc:
             raise _failed("chunk callback", self.fn, exc) from exc
         self.delivered = offset + len(data)
@@ -87,7 +108,8 @@ class CallbackRefresher(CredentialRefresher):
 
     def refresh(self, task_id: str, status: int) -> Optional[FreshCredentials]:
         try:
-            fresh = self.fn(task_id, status)
+            with _calling_back():
+                fresh = self.fn(task_id, status)
         except Exception as exc:
             raise _failed("credential refresher", self.fn, exc) from exc
         return fresh_credentials(url=fresh) if isinstance(fresh, str) else fresh

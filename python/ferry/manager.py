@@ -3,13 +3,14 @@
 import asyncio
 import copy
 import os
+import threading
 from typing import Any, Callable, List, Mapping, Optional, Union
 
 from . import _ffi
 from ._ffi import (BatchItem, ChunkSink, DownloadError, DownloadEvent, DownloadManager, DownloadRequest,
                    ErrorCode, EventListener, Limits, ListenerRegistration, ManagerConfig, NetworkPolicy,
                    NetworkState, PathRoot, TaskErrorInfo, TaskStatus)
-from .callbacks import CallbackListener, CallbackRefresher, CallbackSink, fresh_credentials
+from .callbacks import CallbackListener, CallbackRefresher, CallbackSink, fresh_credentials, in_callback
 from .events import EventIterator
 from .request import check_request, check_task_id, make_request
 from .sync import run_sync
@@ -294,11 +295,18 @@ class Manager:
         self._listeners.clear()
 
     def close(self) -> None:
-        """Removes this wrapper's listeners and shuts the manager down (waits up to 30 s)."""
+        """Removes this wrapper's listeners and shuts the manager down (waits up to 30 s).
+
+        Called from a listener, sink or refresher of this package, it starts the shutdown and
+        returns at once: waiting would wait for the very call it is made from.
+        """
         self._drop_listeners()
         if self._owned:
             self._owned = False
-            run_sync(self.ffi.shutdown, SHUTDOWN_TIMEOUT)
+            if in_callback():
+                threading.Thread(target=run_sync, args=(self.ffi.shutdown, SHUTDOWN_TIMEOUT), name="ferry-close", daemon=True).start()
+            else:
+                run_sync(self.ffi.shutdown, SHUTDOWN_TIMEOUT)
             self._release()
 
     async def aclose(self) -> None:

@@ -2,6 +2,7 @@
 //! it requests when the system stops it (uniffi cannot cancel a Rust future from Kotlin).
 //! Conversions only; the rules are `engine::run::manager::budget`'s.
 
+use super::gate::gated;
 use super::manager::DownloadManager;
 use super::types::TaskErrorInfo;
 use crate::engine::{self, runtime};
@@ -91,7 +92,7 @@ impl DownloadManager {
     pub async fn run_budgeted(&self, budget_ms: u64, task_ids: Option<Vec<String>>) -> Vec<TaskRunOutcome> {
         let m = self.inner.clone();
         let budget = engine::RunBudget { time: Duration::from_millis(budget_ms) };
-        let outcomes = runtime::handle().spawn(async move { m.run_budgeted(task_ids, budget).await }).await.unwrap_or_default();
+        let outcomes = gated(runtime::handle().spawn(async move { m.run_budgeted(task_ids, budget).await })).await.unwrap_or_default();
         outcomes.into_iter().map(|(task_id, o)| TaskRunOutcome { task_id, outcome: o.into() }).collect()
     }
 
@@ -101,6 +102,6 @@ impl DownloadManager {
     #[uniffi::method(default(task_ids = None))]
     pub async fn request_stop(&self, cause: StopCause, task_ids: Option<Vec<String>>) -> u32 {
         let m = self.inner.clone();
-        runtime::handle().spawn(async move { m.request_stop(task_ids, cause.into()).await }).await.unwrap_or(0) as u32
+        gated(runtime::handle().spawn(async move { m.request_stop(task_ids, cause.into()).await })).await.unwrap_or(0) as u32
     }
 }

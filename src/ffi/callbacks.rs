@@ -10,6 +10,7 @@
 //! that forced unwind through Rust frames aborts the whole process.
 
 use super::error::CallbackError;
+use super::gate::{gated, Foreign};
 use super::types::DownloadEvent;
 use crate::engine;
 use parking_lot::{Condvar, Mutex};
@@ -89,12 +90,12 @@ pub trait ChunkSink: Send + Sync {
     fn on_chunk(&self, offset: u64, data: Vec<u8>) -> Result<(), CallbackError>;
 }
 
-pub(crate) struct SinkAdapter(pub Arc<dyn ChunkSink>);
+pub(crate) struct SinkAdapter(pub Foreign<dyn ChunkSink>);
 
 impl engine::ChunkSink for SinkAdapter {
     fn on_chunk(&self, offset: u64, data: &[u8]) -> Result<(), String> {
         let Some(_call) = GATE.enter() else { return Err("the host process is exiting".into()) };
-        self.0.on_chunk(offset, data.to_vec()).map_err(|e| e.to_string())
+        self.0.get().on_chunk(offset, data.to_vec()).map_err(|e| e.to_string())
     }
 }
 
@@ -121,6 +122,7 @@ impl ListenerRegistration {
         let flag = stop.clone();
         let ended = tokio::sync::watch::Sender::new(false);
         let marker = Ended(ended.clone());
+        let listener = Foreign::new(listener);
         let spawned = std::thread::Builder::new().name("ferry-listener".into()).spawn(move || {
             let _ended = marker;
             while !flag.load(Ordering::Acquire) {
@@ -134,8 +136,8 @@ impl ListenerRegistration {
                     return;
                 }
                 let Some(_call) = GATE.enter() else { return };
-                let l = listener.clone();
-                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || l.on_event(ev.into()))) {
+                let l = &listener;
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || l.get().on_event(ev.into()))) {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => tracing::warn!("event listener failed: {e}"),
                     Err(_) => tracing::warn!("event listener panicked"),
@@ -167,7 +169,10 @@ impl ListenerRegistration {
     /// to finish their stream. Abandoning the wait leaves nothing behind.
     pub async fn wait_ended(&self) {
         let mut ended = self.ended.subscribe();
-        let _ = ended.wait_for(|done| *done).await;
+        gated(async move {
+            let _ = ended.wait_for(|done| *done).await;
+        })
+        .await
     }
 }
 
@@ -194,7 +199,7 @@ impl EventStream {
     /// The next event; `None` once the manager shut down. Cancelling the wait loses no event: an
     /// event is taken from the queue only when this call returns it.
     pub async fn next(&self) -> Option<DownloadEvent> {
-        self.sub.next().await.map(Into::into)
+        gated(self.sub.next()).await.map(Into::into)
     }
 
     /// The next event if one is waiting.

@@ -5,6 +5,7 @@
 
 use super::callbacks::enter_foreign;
 use super::error::{CallbackError, DownloadError};
+use super::gate::Foreign;
 use super::manager::DownloadManager;
 use super::types::HttpHeader;
 use crate::engine;
@@ -38,12 +39,12 @@ pub trait CredentialRefresher: Send + Sync {
     fn refresh(&self, task_id: String, status: u16) -> Result<Option<FreshCredentials>, CallbackError>;
 }
 
-struct Refresher(Arc<dyn CredentialRefresher>);
+struct Refresher(Foreign<dyn CredentialRefresher>);
 
 impl engine::CredentialSource for Refresher {
     fn refresh(&self, task_id: &str, cause: engine::RefreshCause) -> Result<Option<engine::Credentials>, String> {
         let Some(_call) = enter_foreign() else { return Err("the host process is exiting".into()) };
-        let call = std::panic::AssertUnwindSafe(|| self.0.refresh(task_id.to_string(), cause.status()));
+        let call = std::panic::AssertUnwindSafe(|| self.0.get().refresh(task_id.to_string(), cause.status()));
         match std::panic::catch_unwind(call) {
             Ok(Ok(fresh)) => Ok(fresh.map(Into::into)),
             Ok(Err(e)) => Err(e.to_string()),
@@ -57,7 +58,7 @@ impl DownloadManager {
     /// Sets the refresher the engine asks for fresh credentials (`None` removes it). Without
     /// one, a 401 or 403 fails the task with `AccessDenied`.
     pub fn set_credential_refresher(&self, refresher: Option<Arc<dyn CredentialRefresher>>) {
-        self.inner.set_credential_source(refresher.map(|r| Arc::new(Refresher(r)) as Arc<dyn engine::CredentialSource>));
+        self.inner.set_credential_source(refresher.map(|r| Arc::new(Refresher(Foreign::new(r))) as Arc<dyn engine::CredentialSource>));
     }
 
     /// Replaces a task's URL or headers, stored with the task and used from its next request on;

@@ -3,6 +3,7 @@
 //! (`engine::handoff`, `engine::run::manager`).
 
 use super::error::{DownloadError, ErrorCode};
+use super::gate::gated;
 use super::manager::DownloadManager;
 use super::types::HttpHeader;
 use crate::engine::{self, runtime};
@@ -239,8 +240,7 @@ impl DownloadManager {
     pub async fn hand_off(&self, task_ids: Option<Vec<String>>, config: Option<HandoffConfig>) -> R<HandoffResult> {
         let m = self.inner.clone();
         let options: engine::HandoffOptions = config.unwrap_or_default().into();
-        let report = runtime::handle()
-            .spawn(async move { m.hand_off(task_ids, options).await })
+        let report = gated(runtime::handle().spawn(async move { m.hand_off(task_ids, options).await }))
             .await
             .map_err(|_| engine::Error::internal("the hand-off stopped"))??;
         Ok(HandoffResult {

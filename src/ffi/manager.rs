@@ -2,6 +2,7 @@
 
 use super::callbacks::{ChunkSink, EventListener, EventStream, ListenerRegistration, SinkAdapter};
 use super::error::DownloadError;
+use super::gate::{gated, Foreign};
 use super::types::{BatchItem, DownloadRequest, HttpHeader, Limits, ManagerConfig, TaskStatus};
 use crate::engine::{self, runtime};
 use std::sync::Arc;
@@ -65,7 +66,7 @@ impl DownloadManager {
 
     /// Enqueues a download whose bytes go to `sink` (the request must not name a destination).
     pub fn enqueue_stream(&self, request: DownloadRequest, sink: Arc<dyn ChunkSink>) -> R<String> {
-        let sink: Arc<dyn engine::ChunkSink> = Arc::new(SinkAdapter(sink));
+        let sink: Arc<dyn engine::ChunkSink> = Arc::new(SinkAdapter(Foreign::new(sink)));
         Ok(self.inner.enqueue(request.into_engine(Some(sink)))?.as_str().to_string())
     }
 
@@ -118,14 +119,14 @@ impl DownloadManager {
     /// Waits until the task is no longer queued or running (or the manager shuts down).
     /// Abandoning the wait leaves nothing behind.
     pub async fn wait(&self, task_id: String) -> R<TaskStatus> {
-        Ok(self.inner.wait(&task_id).await?.into())
+        Ok(gated(self.inner.wait(&task_id)).await?.into())
     }
 
     /// Fetches a small resource into memory (up to `limit` bytes). Abandoning the call forgets the
     /// fetch.
     pub async fn fetch_bytes(&self, url: String, headers: Vec<HttpHeader>, limit: u64) -> R<Vec<u8>> {
         let headers = headers.into_iter().map(|h| (h.name, h.value)).collect();
-        Ok(self.inner.fetch_bytes(&url, headers, limit).await?)
+        Ok(gated(self.inner.fetch_bytes(&url, headers, limit)).await?)
     }
 
     /// Takes the bytes of a completed memory task.
@@ -180,13 +181,13 @@ impl DownloadManager {
     /// background): everything transferred so far then survives even a power loss.
     pub async fn flush(&self) {
         let m = self.inner.clone();
-        let _ = runtime::handle().spawn(async move { m.flush().await }).await;
+        let _ = gated(runtime::handle().spawn(async move { m.flush().await })).await;
     }
 
     /// Stops all transfers (journals synced; they resume on the next open) and accepts no new work
     /// until the directory is opened again.
     pub async fn shutdown(&self) {
         let m = self.inner.clone();
-        let _ = runtime::handle().spawn(async move { m.shutdown().await }).await;
+        let _ = gated(runtime::handle().spawn(async move { m.shutdown().await })).await;
     }
 }

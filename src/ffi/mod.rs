@@ -17,6 +17,7 @@ pub mod budget;
 pub mod callbacks;
 pub mod credentials;
 pub mod error;
+mod gate;
 pub mod handoff;
 pub mod manager;
 pub mod network;
