@@ -151,9 +151,8 @@ const LIST_AFTER: u32 = 16;
 const LIST_AT_MOST: u64 = 256 << 10;
 
 impl Dir {
-    /// Whether `path`, a name in this directory, is a directory, something else, or nothing (see
-    /// [`entry_is_dir`]).
-    fn entry_is_dir(&mut self, dir: &Path, path: &Path) -> Option<bool> {
+    /// What `path`, a name in this directory, is (see [`entry_kind`]).
+    fn entry_kind(&mut self, dir: &Path, path: &Path) -> Option<libc::mode_t> {
         use std::os::unix::ffi::OsStrExt;
         self.lookups += 1;
         if self.lookups == LIST_AFTER && self.listing.is_none() {
@@ -164,7 +163,7 @@ impl Dir {
                 return None;
             }
         }
-        entry_is_dir(self.handle.as_ref().map(std::os::fd::AsFd::as_fd), path)
+        entry_kind(self.handle.as_ref().map(std::os::fd::AsFd::as_fd), path)
     }
 }
 
@@ -227,9 +226,15 @@ fn validate_destination_with(dest: &Path, overwrite: bool, dirs: &mut DirChecks)
         return Err(Error::internal("a directory check went missing"));
     };
     checks.checked.clone()?;
-    match checks.entry_is_dir(dir, dest) {
-        Some(true) => Err(Error::new(ErrorCode::DestinationNotWritable, format!("'{}' is a directory", dest.display()))),
-        Some(false) if !overwrite => {
+    match checks.entry_kind(dir, dest) {
+        Some(libc::S_IFDIR) => Err(Error::new(ErrorCode::DestinationNotWritable, format!("'{}' is a directory", dest.display()))),
+        // A device, FIFO or socket is never replaced by a file, even when asked to overwrite (as
+        // root, `-o /dev/null --overwrite` would have replaced the system's /dev/null).
+        Some(kind) if kind != libc::S_IFREG && kind != libc::S_IFLNK => Err(Error::new(
+            ErrorCode::DestinationNotWritable,
+            format!("'{}' is not a regular file (a device, FIFO or socket)", dest.display()),
+        )),
+        Some(_) if !overwrite => {
             Err(Error::new(ErrorCode::DestinationExists, format!("'{}' already exists (ask for overwrite to replace it)", dest.display())))
         }
         _ => {
@@ -237,7 +242,7 @@ fn validate_destination_with(dest: &Path, overwrite: bool, dirs: &mut DirChecks)
             // task such a file is not the engine's (its own partials belong to tasks in the table),
             // so it is somebody's data: refuse rather than truncate it, unless asked to overwrite.
             let part = super::task::part_path(dest);
-            if !overwrite && checks.entry_is_dir(dir, &part).is_some() {
+            if !overwrite && checks.entry_kind(dir, &part).is_some() {
                 return Err(Error::new(
                     ErrorCode::DestinationExists,
                     format!(
@@ -262,10 +267,9 @@ fn open_dir(dir: &Path) -> Option<std::os::fd::OwnedFd> {
     std::fs::OpenOptions::new().read(true).custom_flags(flags).open(dir).ok().map(std::os::fd::OwnedFd::from)
 }
 
-/// Whether `path` names a directory (`Some(true)`), something else (`Some(false)`) or nothing that
-/// can be looked at (`None`), without following a symlink. Looked up in `dir`, the handle on
-/// `path`'s parent, when there is one.
-fn entry_is_dir(dir: Option<std::os::fd::BorrowedFd<'_>>, path: &Path) -> Option<bool> {
+/// The type bits (`S_IFMT`) of what `path` names, without following a symlink; `None` for nothing
+/// that can be looked at. Looked up in `dir`, the handle on `path`'s parent, when there is one.
+fn entry_kind(dir: Option<std::os::fd::BorrowedFd<'_>>, path: &Path) -> Option<libc::mode_t> {
     use std::os::fd::AsRawFd;
     use std::os::unix::ffi::OsStrExt;
     if let (Some(dir), Some(name)) = (dir, path.file_name()) {
@@ -275,9 +279,9 @@ fn entry_is_dir(dir: Option<std::os::fd::BorrowedFd<'_>>, path: &Path) -> Option
         // it is read.
         let found = unsafe { libc::fstatat(dir.as_raw_fd(), name.as_ptr(), st.as_mut_ptr(), libc::AT_SYMLINK_NOFOLLOW) } == 0;
         // SAFETY: filled by the successful call above.
-        return found.then(|| (unsafe { st.assume_init() }.st_mode & libc::S_IFMT) == libc::S_IFDIR);
+        return found.then(|| unsafe { st.assume_init() }.st_mode & libc::S_IFMT);
     }
-    std::fs::symlink_metadata(path).ok().map(|m| m.is_dir())
+    std::fs::symlink_metadata(path).ok().map(|m| std::os::unix::fs::MetadataExt::mode(&m) as libc::mode_t & libc::S_IFMT)
 }
 
 /// Longest file name the engine accepts: the name plus `.part` must fit the 255 bytes every

@@ -96,3 +96,25 @@ fn unwritable_directory_is_refused() {
     let r = Request::file("http://h/x", ro.join("f"));
     assert_eq!(code(r.validate()), ErrorCode::DestinationNotWritable);
 }
+
+#[test]
+fn a_device_fifo_or_socket_is_never_replaced_even_when_asked_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let socket = dir.path().join("socket");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    for special in [&fifo, &socket, &std::path::PathBuf::from("/dev/null")] {
+        for overwrite in [false, true] {
+            let r = Request { overwrite, ..Request::file("http://h/x", special) };
+            assert_eq!(code(r.validate()), ErrorCode::DestinationNotWritable, "{special:?}, overwrite {overwrite}");
+        }
+    }
+    // A symlink is a name like any other: replaced (not written through) when asked to overwrite.
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink("/dev/null", &link).unwrap();
+    assert_eq!(code(Request::file("http://h/x", &link).validate()), ErrorCode::DestinationExists);
+    assert!(Request { overwrite: true, ..Request::file("http://h/x", &link) }.validate().is_ok());
+}
