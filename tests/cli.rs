@@ -290,3 +290,36 @@ fn speed_limit_and_speed_time_set_the_minimum_speed() {
     let bad = run(ferry(&dir.path().join("state")).args(["--speed-time", "0", "get", &url]));
     assert_eq!(bad.status.code(), Some(2), "a window of 0 s is refused");
 }
+
+#[test]
+fn a_rerun_says_already_downloaded_only_while_the_file_is_still_the_download() {
+    let server = LoopbackServer::start(runtime::handle(), 0, Faults::new(MIB)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let out = dir.path().join("f.bin");
+    let get = |extra: &[&str]| {
+        let o = run(ferry(&state).args(["get", &server.url(), "--quiet"]).args(extra).arg("-o").arg(&out));
+        (o.status.code(), String::from_utf8_lossy(&o.stderr).to_string())
+    };
+    assert_eq!(get(&[]).0, Some(0));
+    let sum = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(server.expected()));
+    assert_eq!(get(&["--sha256", &sum]).0, Some(0), "still the download");
+
+    // Same length, other bytes: only the checksum tells.
+    std::fs::write(&out, vec![0u8; MIB as usize]).unwrap();
+    let (code, err) = get(&["--sha256", &sum]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("destination_exists"), "{err}");
+    // Another length, or a directory in its place, is not the download either.
+    std::fs::write(&out, b"garbage").unwrap();
+    assert_eq!(get(&[]).0, Some(3));
+    std::fs::remove_file(&out).unwrap();
+    std::fs::create_dir(&out).unwrap();
+    let (code, err) = get(&[]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("destination_not_writable"), "{err}");
+    std::fs::remove_dir(&out).unwrap();
+    std::fs::write(&out, b"garbage").unwrap();
+    assert_eq!(get(&["--overwrite"]).0, Some(0));
+    assert_same(&read(&out), &server.expected());
+}

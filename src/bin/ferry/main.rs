@@ -236,7 +236,7 @@ async fn get(dir: &Path, a: GetArgs, base: Config) -> Result<u8, Failure> {
     let id = a.id.clone().unwrap_or_else(|| default_id(&a.url, &dest));
     if let Ok(existing) = manager.status(&id) {
         match existing.state {
-            TaskState::Completed if dest.exists() && !a.overwrite => {
+            TaskState::Completed if !a.overwrite && still_published(&dest, existing.bytes, a.sha256.as_deref()) => {
                 if !a.quiet {
                     eprintln!("already downloaded: {}", dest.display());
                 }
@@ -270,6 +270,28 @@ async fn get(dir: &Path, a: GetArgs, base: Config) -> Result<u8, Failure> {
         outcome = progress::follow(&manager, std::slice::from_ref(&id), a.quiet).await;
     }
     finish(manager, outcome, &[id]).await
+}
+
+/// Whether `dest` still looks like the download that completed there: a regular file of its
+/// length (and its SHA-256, when one was given). Anything else (the file removed, replaced, a
+/// directory or symlink in its place) is downloaded again, or refused like any existing file.
+fn still_published(dest: &Path, bytes: u64, sha256: Option<&str>) -> bool {
+    let Ok(meta) = std::fs::symlink_metadata(dest) else { return false };
+    if !meta.is_file() || meta.len() != bytes {
+        return false;
+    }
+    let Some(want) = sha256 else { return true };
+    let Ok(mut file) = std::fs::File::open(dest) else { return false };
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match std::io::Read::read(&mut file, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(_) => return false,
+        }
+    }
+    hex::encode(hasher.finalize()).eq_ignore_ascii_case(want)
 }
 
 async fn batch(dir: &Path, a: BatchArgs, base: Config) -> Result<u8, Failure> {
