@@ -17,7 +17,9 @@ const CREDENTIALS: [&str; 5] = ["authorization", "cookie", "cookie2", "proxy-aut
 
 /// Adjusts the headers for the next hop of a redirect: credentials stay with their origin (scheme,
 /// host and port), and the hop names where it came from, without credentials or fragment, and not
-/// at all from `https:` to `http:` (RFC 9110 §10.1.3).
+/// at all from `https:` to `http:` (RFC 9110 §10.1.3). To another origin it names only the origin
+/// (as browsers do by default, `strict-origin-when-cross-origin`): a signed URL's path and query
+/// are a credential too.
 pub fn prepare_redirect(headers: &mut HeaderMap, from: &url::Url, next: &url::Url) {
     let cross_origin = next.host_str() != from.host_str()
         || next.port_or_known_default() != from.port_or_known_default()
@@ -35,6 +37,10 @@ pub fn prepare_redirect(headers: &mut HeaderMap, from: &url::Url, next: &url::Ur
     let _ = referer.set_username("");
     let _ = referer.set_password(None);
     referer.set_fragment(None);
+    if cross_origin {
+        referer.set_path("/");
+        referer.set_query(None);
+    }
     if let Ok(v) = HeaderValue::from_str(referer.as_str()) {
         headers.insert(header::REFERER, v);
     }
@@ -73,6 +79,7 @@ mod tests {
             let mut h2 = h.clone();
             prepare_redirect(&mut h2, &from, &url(other));
             assert!(!h2.contains_key(header::AUTHORIZATION) && !h2.contains_key(header::COOKIE), "{other}");
+            assert_eq!(h2.get(header::REFERER).unwrap(), "http://h:8080/", "only the origin to {other}");
         }
         let mut h3 = h.clone();
         prepare_redirect(&mut h3, &url("https://h/a"), &url("http://h/b"));
