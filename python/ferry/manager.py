@@ -20,8 +20,8 @@ SHUTDOWN_TIMEOUT = 30.0
 
 def _rate(bytes_per_sec: Optional[int]) -> Optional[int]:
     """A rate for the FFI: a negative one is a caller's mistake, said in Python's terms."""
-    if bytes_per_sec is not None and bytes_per_sec < 0:
-        raise ValueError("a rate limit must not be negative")
+    if bytes_per_sec is not None and not 0 <= bytes_per_sec < 1 << 64:
+        raise ValueError(f"a rate limit must be between 0 and 2**64 - 1 bytes a second, got {bytes_per_sec}")
     return bytes_per_sec
 
 

@@ -59,6 +59,15 @@ def check_request(request: DownloadRequest) -> None:
     for value, code, what in fields:
         if _unencodable(value):
             raise DownloadError.InvalidInput(code, f"{what} is not valid Unicode (it holds lone surrogates)")
+    # Numbers the FFI cannot carry: the connection count gets the engine's code for its other
+    # mistakes (0, too many), the rest a ValueError that names the field (not the FFI's type).
+    connections = request.connections
+    if isinstance(connections, int) and not 0 <= connections < 1 << 32:
+        raise DownloadError.InvalidInput(ErrorCode.INVALID_CONNECTIONS, f"connections must be between 1 and 64, got {connections}")
+    for name, low, high in (("priority", -(1 << 31), 1 << 31), ("memory_limit", 0, 1 << 64), ("rate_limit", 0, 1 << 64)):
+        value = getattr(request, name)
+        if isinstance(value, int) and not low <= value < high:
+            raise ValueError(f"{name} must be between {low} and {high - 1}, got {value}")
 
 
 def check_task_id(task_id) -> None:

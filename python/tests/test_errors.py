@@ -107,3 +107,16 @@ def test_checksum_mismatch_keeps_the_file_away(server, manager, tmp_path):
     assert not dest.exists()
     with pytest.raises(ferry.DownloadError.Integrity):
         ferry.raise_for_status(status)
+
+
+def test_numbers_the_ffi_cannot_carry_name_their_field(server, manager, tmp_path):
+    for connections in (-1, 1 << 32):
+        with pytest.raises(ferry.DownloadError.InvalidInput) as info:
+            manager.download(server.url, tmp_path / "c.bin", connections=connections)
+        assert info.value.code == ferry.ErrorCode.INVALID_CONNECTIONS
+    for field, value in (("priority", 1 << 40), ("rate_limit", -5), ("memory_limit", 1 << 64)):
+        with pytest.raises(ValueError, match=field):
+            manager.download(server.url, tmp_path / f"{field}.bin", **{field: value})
+    with pytest.raises(ValueError, match="rate limit"):
+        manager.rate_limit = 1 << 64
+    assert not list(tmp_path.glob("*.bin*"))
