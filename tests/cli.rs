@@ -323,3 +323,21 @@ fn a_rerun_says_already_downloaded_only_while_the_file_is_still_the_download() {
     assert_eq!(get(&["--overwrite"]).0, Some(0));
     assert_same(&read(&out), &server.expected());
 }
+
+#[test]
+fn list_shows_a_task_whose_process_was_killed_as_queued_not_running() {
+    let server = slow_server(8 * MIB);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let out = dir.path().join("big.bin");
+    let mut child = ferry(&state).args(["get", &server.url(), "-x", "2", "--quiet", "-o"]).arg(&out).spawn().unwrap();
+    until(30, "listed running", || list_json(&state).first().is_some_and(|t| t["state"] == "running"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let tasks = list_json(&state);
+    assert_eq!(tasks[0]["state"], "queued", "{tasks:?}");
+    assert!(tasks[0]["bytes"].as_u64().unwrap() > 0);
+    let resumed = run(ferry(&state).args(["resume", "--quiet"]));
+    assert_eq!(resumed.status.code(), Some(0), "{}", String::from_utf8_lossy(&resumed.stderr));
+    assert_same(&read(&out), &server.expected());
+}

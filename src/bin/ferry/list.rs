@@ -1,6 +1,7 @@
 //! `ferry list`: every task of the state directory with its progress, read without opening the
 //! directory for writing (no lock taken: it works beside any number of running processes, and on
-//! a directory it may not write). Progress is what the owners' journals last recorded.
+//! a directory it may not write). Progress is what the owners' journals last recorded; a task
+//! whose process died mid-download shows as queued (`ferry resume` continues it).
 
 use super::Failure;
 use ferry::engine::{ErrorCode, Manager};

@@ -93,6 +93,17 @@ impl LockFile {
             .truncate(false)
             .open(path)
             .map_err(|e| Error::io(&format!("opening '{}'", path.display()), &e))?;
+        Self::with(file, path)
+    }
+
+    /// An existing lock file opened for reading only: enough to ask whether a lock is held
+    /// ([`LockFile::held_elsewhere`]), never to take one.
+    pub fn open_to_look(path: &Path) -> Result<LockFile> {
+        let file = File::open(path).map_err(|e| Error::io(&format!("opening '{}'", path.display()), &e))?;
+        Self::with(file, path)
+    }
+
+    fn with(file: File, path: &Path) -> Result<LockFile> {
         let mut lf = LockFile { file, kind: Kind::Process, path: path.to_path_buf() };
         if forced() == Some("unsupported") {
             return Err(unavailable(path, "FERRY_LOCKS=unsupported"));

@@ -103,6 +103,12 @@ impl Owners {
         Ok(Owners { file, _dir_lock: dir_lock })
     }
 
+    /// Looks at the ownership locks of `dir` without joining (for a reader: `ferry list`); `None`
+    /// when the directory has no owners file or it cannot be read.
+    pub fn look(dir: &Path) -> Option<LookingAtOwners> {
+        LockFile::open_to_look(&dir.join(OWNERS_FILE)).ok().map(LookingAtOwners)
+    }
+
     /// Waits (a few seconds at most) until no other process is opening the directory, and keeps
     /// the others out until the guard drops.
     pub fn init(&self) -> Result<InitGuard<'_>> {
@@ -145,5 +151,16 @@ impl Owners {
     /// The kind of lock in use (see [`locks::Kind`]).
     pub fn kind(&self) -> locks::Kind {
         self.file.kind()
+    }
+}
+
+/// The ownership locks of a state directory seen from a process that has not joined it.
+#[derive(Debug)]
+pub struct LookingAtOwners(LockFile);
+
+impl LookingAtOwners {
+    /// Whether a live process owns the task with `seq`.
+    pub fn owned(&self, seq: i64) -> Result<bool> {
+        self.0.held_elsewhere(Owners::offset(seq))
     }
 }
