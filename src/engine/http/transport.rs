@@ -83,6 +83,8 @@ pub struct Response {
     idle_timeout: Duration,
     min_speed: MinSpeed,
     pace: Pace,
+    /// A judged window of this answer met the minimum speed.
+    met_min_speed: bool,
     open: OpenBody,
 }
 
@@ -125,12 +127,6 @@ impl Transport {
         })
     }
 
-    /// The bytes a whole window at the minimum speed brings (0 without a minimum). An attempt judged
-    /// slow that delivered less than this was slow all along: its bytes are no sign of health.
-    pub fn min_speed_window_bytes(&self) -> u64 {
-        (self.min_speed.bytes_per_second as f64 * self.min_speed.window.as_secs_f64()) as u64
-    }
-
     /// Sends a GET and waits for the final response head, following redirects: at most
     /// [`MAX_REDIRECTS`], no loops, only to `http:` and `https:`, credentials kept to their origin,
     /// a `Referer` on each hop. The whole chain is bounded by the connect and idle timeouts
@@ -163,6 +159,7 @@ impl Transport {
                     idle_timeout: self.idle_timeout,
                     min_speed: self.min_speed,
                     pace: Pace::default(),
+                    met_min_speed: false,
                     open: OpenBody::new(&self.open_bodies),
                 });
             };
@@ -305,14 +302,18 @@ impl Response {
         let waited = std::mem::take(&mut self.pace);
         let floor = (bytes_per_second as f64 * waited.waited.as_secs_f64() / waited.sharing.max(1) as f64) as u64;
         if waited.bytes >= floor {
+            self.met_min_speed = true;
             return Ok(());
         }
         let shared = if waited.sharing > 1 { format!(" shared by {} connections", waited.sharing) } else { String::new() };
-        Err(Error::too_slow(format!(
-            "{} sent {} bytes in {:.0} s, below the minimum of {bytes_per_second} bytes a second{shared}",
-            redact_url(self.url.as_str()),
-            waited.bytes,
-            waited.waited.as_secs_f64()
-        )))
+        Err(Error::too_slow(
+            format!(
+                "{} sent {} bytes in {:.0} s, below the minimum of {bytes_per_second} bytes a second{shared}",
+                redact_url(self.url.as_str()),
+                waited.bytes,
+                waited.waited.as_secs_f64()
+            ),
+            self.met_min_speed,
+        ))
     }
 }

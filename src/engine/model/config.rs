@@ -76,10 +76,10 @@ pub struct Config {
     /// engine itself throttles (a bandwidth cap) is never judged slow. Connections open at the
     /// same time share the minimum (each is held to its share): a link fast enough as a whole is
     /// never judged slow connection by connection however many share it. The stalled attempt is
-    /// retried like a timeout. An attempt judged slow that brought less than a whole window at the
-    /// minimum speed spends the connection's retry budget, however many bytes it brought, so a
-    /// steady trickle fails after the budget instead of reconnecting for ever; one that was fast
-    /// before it stalled is progress, and starts the budget afresh. 0: no minimum.
+    /// retried like a timeout. An answer judged slow before any of its windows met the minimum
+    /// spends the connection's retry budget, however many bytes it brought, so a steady trickle
+    /// fails after the budget instead of reconnecting for ever; one that met the minimum before it
+    /// slowed down is progress, and starts the budget afresh. 0: no minimum.
     pub min_speed: u64,
     /// The stretch of waiting over which `min_speed` is judged.
     pub min_speed_window: Duration,

@@ -220,7 +220,8 @@ pub struct Error {
     message: String,
     http_status: Option<u16>,
     retry_after: Option<Duration>,
-    too_slow: bool,
+    /// For a `too_slow` timeout: whether an earlier window of the same answer met the minimum.
+    too_slow: Option<bool>,
 }
 
 /// Engine result alias.
@@ -229,12 +230,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// An error with a code and a message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Error { code, message: message.into(), http_status: None, retry_after: None, too_slow: false }
+        Error { code, message: message.into(), http_status: None, retry_after: None, too_slow: None }
     }
 
     /// An error with a code, a message and the HTTP status involved.
     pub fn with_status(code: ErrorCode, message: impl Into<String>, http_status: Option<u16>) -> Self {
-        Error { code, message: message.into(), http_status, retry_after: None, too_slow: false }
+        Error { code, message: message.into(), http_status, retry_after: None, too_slow: None }
     }
 
     /// An error for an HTTP status the engine does not accept.
@@ -247,17 +248,19 @@ impl Error {
             500..=599 => ErrorCode::ServerError,
             _ => ErrorCode::HttpClientError,
         };
-        Error { code, message: format!("server answered HTTP {status}"), http_status: Some(status), retry_after, too_slow: false }
+        Error { code, message: format!("server answered HTTP {status}"), http_status: Some(status), retry_after, too_slow: None }
     }
 
-    /// A `timeout`: the server sent slower than the minimum speed over a whole window.
-    pub fn too_slow(message: impl Into<String>) -> Self {
-        Error { too_slow: true, ..Self::new(ErrorCode::Timeout, message) }
+    /// A `timeout`: the server sent slower than the minimum speed over a whole window;
+    /// `fast_before` when an earlier window of the same answer met the minimum (a stall, not a
+    /// trickle).
+    pub fn too_slow(message: impl Into<String>, fast_before: bool) -> Self {
+        Error { too_slow: Some(fast_before), ..Self::new(ErrorCode::Timeout, message) }
     }
 
-    /// Whether this is a [`Error::too_slow`] timeout.
-    pub fn is_too_slow(&self) -> bool {
-        self.too_slow
+    /// Whether this is a [`Error::too_slow`] timeout of an answer that was slow all along.
+    pub fn is_a_trickle(&self) -> bool {
+        self.too_slow == Some(false)
     }
 
     /// An internal error (a bug).

@@ -245,7 +245,7 @@ async fn work(ctx: &ConnContext, segment: u64, mut first: Option<Response>) -> W
         };
         let (end_kind, wrote) = pump(ctx, segment, cursor, resp).await;
         delivered |= wrote > 0;
-        if fruitful(ctx, wrote, end - cursor, &end_kind) {
+        if fruitful(wrote, end - cursor, &end_kind) {
             attempts.fruitless = 0;
         }
         match end_kind {
@@ -271,12 +271,12 @@ async fn work(ctx: &ConnContext, segment: u64, mut first: Option<Response>) -> W
 }
 
 /// Whether an attempt that wrote `wrote` of the `left` bytes of its range was progress: enough
-/// bytes, and, when it ended judged slower than the minimum speed, more than a whole window at that
-/// speed (a trickle that brings 16 KiB an attempt would otherwise be reconnected for ever, where a
-/// fast download that stalls once in a while starts its budget afresh after each stall).
-fn fruitful(ctx: &ConnContext, wrote: u64, left: u64, end: &PumpEnd) -> bool {
-    let slow = matches!(end, PumpEnd::Failed(e) if e.is_too_slow());
-    wrote >= FRUITFUL.min(left) && (!slow || wrote > ctx.transport.min_speed_window_bytes())
+/// bytes, and, when it ended judged slower than the minimum speed, some earlier window of it met
+/// the minimum (a trickle that brings 16 KiB an attempt would otherwise be reconnected for ever,
+/// where a download that stalls once in a while after running fast starts its budget afresh).
+fn fruitful(wrote: u64, left: u64, end: &PumpEnd) -> bool {
+    let trickle = matches!(end, PumpEnd::Failed(e) if e.is_a_trickle());
+    wrote >= FRUITFUL.min(left) && !trickle
 }
 
 /// Whether `e` is a server turning away one connection more than it allows a client. Retrying
