@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::Path;
 
 pub fn run(dir: &Path, json: bool) -> Result<u8, Failure> {
-    let tasks = match Manager::list_read_only(dir) {
+    let tasks = match Manager::list_from_outside(dir) {
         Ok(t) => t,
         Err(e) if e.code() == ErrorCode::TaskNotFound => Vec::new(),
         Err(e) => return Err(e.into()),

@@ -135,15 +135,22 @@ impl Manager {
     }
 
     /// Reads the task list of a state directory without opening it for writing (another process
-    /// may own it). Destinations stored relative to a root are listed as stored (`@name/...`). A
-    /// task recorded as running by a process that is gone is listed as queued.
+    /// may own it). Destinations stored relative to a root are listed as stored (`@name/...`).
     pub fn list_read_only(dir: impl AsRef<Path>) -> Result<Vec<TaskInfo>> {
+        let (_store, stored) = Store::open_read_only(dir.as_ref())?;
+        Ok(stored.into_iter().filter_map(|t| entry_from_stored(t, &Roots::default())).map(|e| e.info()).collect())
+    }
+
+    /// [`Manager::list_read_only`] for a process that does not have `dir` open: a task recorded
+    /// as running by a process that is gone (killed mid-download) is listed as queued, which is
+    /// what the next open makes of it. Not for a process with a manager on `dir`: a lock query
+    /// never sees the asker's own locks, and where the locks are POSIX ones (not Linux), closing
+    /// the file it opens to look would drop them.
+    pub fn list_from_outside(dir: impl AsRef<Path>) -> Result<Vec<TaskInfo>> {
         let (_store, stored) = Store::open_read_only(dir.as_ref())?;
         let owners = crate::engine::storage::owners::Owners::look(dir.as_ref());
         let listed = stored.into_iter().filter_map(|t| entry_from_stored(t, &Roots::default())).map(|e| {
             let mut info = e.info();
-            // Recorded as running by a process that is gone (killed mid-download): it waits, and
-            // runs again when a process opens the directory.
             if info.state == TaskState::Running && owners.as_ref().is_some_and(|o| o.owned(e.seq).ok() == Some(false)) {
                 info.state = TaskState::Queued;
             }
