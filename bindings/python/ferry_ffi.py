@@ -613,6 +613,8 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_shutdown() != 52633:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_downloadmanager_shutdown_blocking() != 28841:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_stage_chunk() != 21545:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_state_dir() != 13545:
@@ -628,6 +630,8 @@ def _uniffi_check_api_checksums(lib):
     if lib.uniffi_ferry_checksum_method_downloadmanager_update_credentials() != 30347:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_method_downloadmanager_wait() != 41379:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_ferry_checksum_method_downloadmanager_wait_blocking() != 3611:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_ferry_checksum_constructor_downloadmanager_open() != 28704:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -834,6 +838,9 @@ _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_set_task_rate_limit.rest
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_shutdown.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_shutdown.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_shutdown_blocking.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_shutdown_blocking.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_stage_chunk.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_stage_chunk.restype = ctypes.c_uint16
@@ -858,6 +865,9 @@ _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_update_credentials.resty
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_wait.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_method_downloadmanager_wait.restype = ctypes.c_uint16
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_wait_blocking.argtypes = (
+)
+_UniffiLib.uniffi_ferry_checksum_method_downloadmanager_wait_blocking.restype = ctypes.c_uint16
 _UniffiLib.uniffi_ferry_checksum_constructor_downloadmanager_open.argtypes = (
 )
 _UniffiLib.uniffi_ferry_checksum_constructor_downloadmanager_open.restype = ctypes.c_uint16
@@ -1181,6 +1191,12 @@ _UniffiLib.uniffi_ferry_fn_method_downloadmanager_shutdown.argtypes = (
     ctypes.c_uint64,
 )
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_shutdown.restype = ctypes.c_uint64
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_shutdown_blocking.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_shutdown_blocking.restype = ctypes.c_int8
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_stage_chunk.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -1230,6 +1246,13 @@ _UniffiLib.uniffi_ferry_fn_method_downloadmanager_wait.argtypes = (
     _UniffiRustBuffer,
 )
 _UniffiLib.uniffi_ferry_fn_method_downloadmanager_wait.restype = ctypes.c_uint64
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_wait_blocking.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_ferry_fn_method_downloadmanager_wait_blocking.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_ferry_fn_constructor_downloadmanager_open.argtypes = (
     _UniffiRustBuffer,
     _UniffiRustBuffer,
@@ -6711,6 +6734,31 @@ class _UniffiFfiConverterOptionalTypeCredentialRefresher(_UniffiConverterRustBuf
         else:
             raise InternalError("Unexpected flag byte for optional type")
 
+class _UniffiFfiConverterOptionalTypeTaskStatus(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterTypeTaskStatus.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterTypeTaskStatus.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterTypeTaskStatus.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
 
 class DownloadManagerProtocol(typing.Protocol):
     """
@@ -6924,6 +6972,12 @@ class DownloadManagerProtocol(typing.Protocol):
         until the directory is opened again.
 """
         raise NotImplementedError
+    def shutdown_blocking(self, timeout_ms: int) -> bool:
+        """
+        `shutdown` on the caller's thread (see `wait_blocking`), waiting up to `timeout_ms`; false
+        if it had not finished by then (it goes on).
+"""
+        raise NotImplementedError
     def stage_chunk(self, lease_id: str,file_path: str,response: ChunkResponse) -> bool:
         """
         Moves the file the OS fetched for a lease into the state directory's staging folder, with
@@ -6970,6 +7024,13 @@ class DownloadManagerProtocol(typing.Protocol):
         """
         Waits until the task is no longer queued or running (or the manager shuts down).
         Abandoning the wait leaves nothing behind.
+"""
+        raise NotImplementedError
+    def wait_blocking(self, task_id: str,timeout_ms: typing.Optional[int]) -> typing.Optional[TaskStatus]:
+        """
+        `wait` on the caller's thread, for hosts that wait synchronously: blocks (not for a UI
+        thread) up to `timeout_ms` (`None`: no limit) and returns `None` on timeout. Nothing calls
+        back into the host, so it works to the end of a host's exit (Python's `Manager.wait`).
 """
         raise NotImplementedError
 
@@ -7725,6 +7786,25 @@ class DownloadManager(DownloadManagerProtocol):
             _uniffi_lift_return,
             _uniffi_error_converter,
         )
+    def shutdown_blocking(self, timeout_ms: int) -> bool:
+        """
+        `shutdown` on the caller's thread (see `wait_blocking`), waiting up to `timeout_ms`; false
+        if it had not finished by then (it goes on).
+"""
+        
+        _UniffiFfiConverterUInt64.check_lower(timeout_ms)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterUInt64.lower(timeout_ms),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterBoolean.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_downloadmanager_shutdown_blocking,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
     def stage_chunk(self, lease_id: str,file_path: str,response: ChunkResponse) -> bool:
         """
         Moves the file the OS fetched for a lease into the state directory's staging folder, with
@@ -7885,6 +7965,29 @@ class DownloadManager(DownloadManagerProtocol):
             _uniffi_lift_return,
             _uniffi_error_converter,
         )
+    def wait_blocking(self, task_id: str,timeout_ms: typing.Optional[int]) -> typing.Optional[TaskStatus]:
+        """
+        `wait` on the caller's thread, for hosts that wait synchronously: blocks (not for a UI
+        thread) up to `timeout_ms` (`None`: no limit) and returns `None` on timeout. Nothing calls
+        back into the host, so it works to the end of a host's exit (Python's `Manager.wait`).
+"""
+        
+        _UniffiFfiConverterString.check_lower(task_id)
+
+        _UniffiFfiConverterOptionalUInt64.check_lower(timeout_ms)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(task_id),
+            _UniffiFfiConverterOptionalUInt64.lower(timeout_ms),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterOptionalTypeTaskStatus.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeDownloadError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_ferry_fn_method_downloadmanager_wait_blocking,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
 
 
 

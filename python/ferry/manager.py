@@ -13,7 +13,6 @@ from ._ffi import (BatchItem, ChunkSink, DownloadError, DownloadEvent, DownloadM
 from .callbacks import CallbackListener, CallbackRefresher, CallbackSink, fresh_credentials, in_callback
 from .events import EventIterator
 from .request import check_request, check_task_id, make_request
-from .sync import run_sync
 
 SHUTDOWN_TIMEOUT = 30.0
 
@@ -254,7 +253,12 @@ class Manager:
         an exception here: look at `status.state` / `status.error`, or call `raise_for_status`.
         """
         check_task_id(task_id)
-        return run_sync(lambda: self.ffi.wait(task_id), timeout)
+        # Blocking in the engine, not awaiting a wake-up from it: a wait in an atexit handler
+        # that runs after Ferry's own (which stops every call back into Python) still ends.
+        status = self.ffi.wait_blocking(task_id, None if timeout is None else max(0, round(timeout * 1000)))
+        if status is None:
+            raise TimeoutError(f"task {task_id} still running after {timeout} s")
+        return status
 
     async def wait_async(self, task_id: str, timeout: Optional[float] = None) -> TaskStatus:
         """`wait` for asyncio: awaits the engine's `DownloadManager.wait` coroutine.
@@ -303,11 +307,15 @@ class Manager:
         self._drop_listeners()
         if self._owned:
             self._owned = False
+            timeout_ms = round(SHUTDOWN_TIMEOUT * 1000)
             if in_callback():
-                threading.Thread(target=run_sync, args=(self.ffi.shutdown, SHUTDOWN_TIMEOUT), name="ferry-close", daemon=True).start()
+                threading.Thread(target=self.ffi.shutdown_blocking, args=(timeout_ms,), name="ferry-close", daemon=True).start()
+                self._release()
             else:
-                run_sync(self.ffi.shutdown, SHUTDOWN_TIMEOUT)
-            self._release()
+                finished = self.ffi.shutdown_blocking(timeout_ms)
+                self._release()
+                if not finished:
+                    raise TimeoutError(f"the manager did not shut down within {SHUTDOWN_TIMEOUT} s")
 
     async def aclose(self) -> None:
         """`close` for asyncio."""

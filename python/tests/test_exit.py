@@ -76,3 +76,34 @@ def test_close_from_a_chunk_callback_returns_at_once(serve, tmp_path):
     assert closed.wait(20), "the callback never returned"
     assert took["s"] < 1, took
     assert repr(m) == "Manager(closed)"
+
+
+def test_wait_and_close_still_work_in_an_atexit_handler_that_runs_after_ferrys(serve, tmp_path):
+    # atexit runs handlers last-registered first: one registered before `import ferry` runs after
+    # Ferry's own, which stops every call back into Python. A wait or close there used to await a
+    # wake-up that never came (wait hung, close timed out after 30 s).
+    import time
+
+    server = serve(1 << 20, rate=1 << 20)
+    script = textwrap.dedent(f"""
+        import atexit, time
+        held = {{}}
+
+        def late():
+            started = time.monotonic()
+            status = held["m"].wait(held["task"], 20)
+            held["m"].close()
+            print("late", status.state, round(time.monotonic() - started, 1), flush=True)
+
+        atexit.register(late)
+        import ferry
+        held["m"] = ferry.Manager({str(tmp_path / 'state')!r})
+        held["task"] = held["m"].download({server.url!r}, {str(tmp_path / 'f.bin')!r})
+        print("done", flush=True)
+    """)
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert b"late TaskState.COMPLETED" in result.stdout, (result.stdout, result.stderr.decode()[-2000:])
+    assert time.monotonic() - started < 15
+    assert (tmp_path / "f.bin").stat().st_size == 1 << 20

@@ -122,6 +122,15 @@ impl DownloadManager {
         Ok(gated(self.inner.wait(&task_id)).await?.into())
     }
 
+    /// `wait` on the caller's thread, for hosts that wait synchronously: blocks (not for a UI
+    /// thread) up to `timeout_ms` (`None`: no limit) and returns `None` on timeout. Nothing calls
+    /// back into the host, so it works to the end of a host's exit (Python's `Manager.wait`).
+    pub fn wait_blocking(&self, task_id: String, timeout_ms: Option<u64>) -> R<Option<TaskStatus>> {
+        let m = self.inner.clone();
+        let Some(waited) = blocking(async move { m.wait(&task_id).await }, timeout_ms) else { return Ok(None) };
+        Ok(Some(waited?.into()))
+    }
+
     /// Fetches a small resource into memory (up to `limit` bytes). Abandoning the call forgets the
     /// fetch.
     pub async fn fetch_bytes(&self, url: String, headers: Vec<HttpHeader>, limit: u64) -> R<Vec<u8>> {
@@ -190,4 +199,28 @@ impl DownloadManager {
         let m = self.inner.clone();
         let _ = gated(runtime::handle().spawn(async move { m.shutdown().await })).await;
     }
+
+    /// `shutdown` on the caller's thread (see `wait_blocking`), waiting up to `timeout_ms`; false
+    /// if it had not finished by then (it goes on).
+    pub fn shutdown_blocking(&self, timeout_ms: u64) -> bool {
+        let m = self.inner.clone();
+        blocking(async move { m.shutdown().await }, Some(timeout_ms)).is_some()
+    }
+}
+
+/// Runs `work` on the engine's runtime and waits for it on this thread, at most `timeout_ms`
+/// (`None`: no limit); `None` on timeout, and the work is then abandoned.
+fn blocking<T: Send + 'static>(work: impl std::future::Future<Output = T> + Send + 'static, timeout_ms: Option<u64>) -> Option<T> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let task = runtime::handle().spawn(async move {
+        let _ = tx.send(work.await);
+    });
+    let got = match timeout_ms {
+        Some(ms) => rx.recv_timeout(std::time::Duration::from_millis(ms)).ok(),
+        None => rx.recv().ok(),
+    };
+    if got.is_none() {
+        task.abort();
+    }
+    got
 }

@@ -1309,6 +1309,12 @@ public protocol DownloadManagerProtocol: AnyObject, Sendable {
     func shutdown() async 
     
     /**
+     * `shutdown` on the caller's thread (see `wait_blocking`), waiting up to `timeout_ms`; false
+     * if it had not finished by then (it goes on).
+     */
+    func shutdownBlocking(timeoutMs: UInt64)  -> Bool
+    
+    /**
      * The state directory.
      */
     func stateDir()  -> String
@@ -1333,6 +1339,13 @@ public protocol DownloadManagerProtocol: AnyObject, Sendable {
      * Abandoning the wait leaves nothing behind.
      */
     func wait(taskId: String) async throws  -> TaskStatus
+    
+    /**
+     * `wait` on the caller's thread, for hosts that wait synchronously: blocks (not for a UI
+     * thread) up to `timeout_ms` (`None`: no limit) and returns `None` on timeout. Nothing calls
+     * back into the host, so it works to the end of a host's exit (Python's `Manager.wait`).
+     */
+    func waitBlocking(taskId: String, timeoutMs: UInt64?) throws  -> TaskStatus?
     
     /**
      * The network as last reported.
@@ -1952,6 +1965,20 @@ open func shutdown()async   {
 }
     
     /**
+     * `shutdown` on the caller's thread (see `wait_blocking`), waiting up to `timeout_ms`; false
+     * if it had not finished by then (it goes on).
+     */
+open func shutdownBlocking(timeoutMs: UInt64) -> Bool  {
+    return try!  FfiConverterBool.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_downloadmanager_shutdown_blocking(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt64.lower(timeoutMs),uniffiCallStatus
+    )
+})
+}
+    
+    /**
      * The state directory.
      */
 open func stateDir() -> String  {
@@ -2020,6 +2047,22 @@ open func wait(taskId: String)async throws  -> TaskStatus  {
             liftFunc: FfiConverterTypeTaskStatus_lift,
             errorHandler: FfiConverterTypeDownloadError_lift
         )
+}
+    
+    /**
+     * `wait` on the caller's thread, for hosts that wait synchronously: blocks (not for a UI
+     * thread) up to `timeout_ms` (`None`: no limit) and returns `None` on timeout. Nothing calls
+     * back into the host, so it works to the end of a host's exit (Python's `Manager.wait`).
+     */
+open func waitBlocking(taskId: String, timeoutMs: UInt64?)throws  -> TaskStatus?  {
+    return try  FfiConverterOptionTypeTaskStatus.lift(try rustCallWithError(FfiConverterTypeDownloadError_lift) {
+        uniffiCallStatus in
+    uniffi_ferry_fn_method_downloadmanager_wait_blocking(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(taskId),
+        FfiConverterOptionUInt64.lower(timeoutMs),uniffiCallStatus
+    )
+})
 }
     
     /**
@@ -7221,6 +7264,30 @@ fileprivate struct FfiConverterOptionTypeTaskErrorInfo: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeTaskStatus: FfiConverterRustBuffer {
+    typealias SwiftType = TaskStatus?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeTaskStatus.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeTaskStatus.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypeTestServerConfig: FfiConverterRustBuffer {
     typealias SwiftType = TestServerConfig?
 
@@ -7960,6 +8027,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_ferry_checksum_method_downloadmanager_shutdown() != 52633) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_ferry_checksum_method_downloadmanager_shutdown_blocking() != 28841) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_ferry_checksum_method_downloadmanager_state_dir() != 13545) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -7973,6 +8043,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_ferry_checksum_method_downloadmanager_wait() != 41379) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_ferry_checksum_method_downloadmanager_wait_blocking() != 3611) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_ferry_checksum_method_downloadmanager_network() != 11720) {

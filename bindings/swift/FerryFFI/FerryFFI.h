@@ -596,6 +596,11 @@ void uniffi_ferry_fn_method_downloadmanager_set_task_rate_limit(uint64_t ptr, Ru
 uint64_t uniffi_ferry_fn_method_downloadmanager_shutdown(uint64_t ptr
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_SHUTDOWN_BLOCKING
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_SHUTDOWN_BLOCKING
+int8_t uniffi_ferry_fn_method_downloadmanager_shutdown_blocking(uint64_t ptr, uint64_t timeout_ms, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_STATE_DIR
 #define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_STATE_DIR
 RustBuffer uniffi_ferry_fn_method_downloadmanager_state_dir(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -619,6 +624,11 @@ RustBuffer uniffi_ferry_fn_method_downloadmanager_task_rate_limit(uint64_t ptr, 
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_WAIT
 #define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_WAIT
 uint64_t uniffi_ferry_fn_method_downloadmanager_wait(uint64_t ptr, RustBuffer task_id
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_WAIT_BLOCKING
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_WAIT_BLOCKING
+RustBuffer uniffi_ferry_fn_method_downloadmanager_wait_blocking(uint64_t ptr, RustBuffer task_id, RustBuffer timeout_ms, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_FN_METHOD_DOWNLOADMANAGER_NETWORK
@@ -1320,6 +1330,12 @@ uint16_t uniffi_ferry_checksum_method_downloadmanager_shutdown(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_SHUTDOWN_BLOCKING
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_SHUTDOWN_BLOCKING
+uint16_t uniffi_ferry_checksum_method_downloadmanager_shutdown_blocking(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_STATE_DIR
 #define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_STATE_DIR
 uint16_t uniffi_ferry_checksum_method_downloadmanager_state_dir(void
@@ -1347,6 +1363,12 @@ uint16_t uniffi_ferry_checksum_method_downloadmanager_task_rate_limit(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_WAIT
 #define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_WAIT
 uint16_t uniffi_ferry_checksum_method_downloadmanager_wait(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_WAIT_BLOCKING
+#define UNIFFI_FFIDEF_UNIFFI_FERRY_CHECKSUM_METHOD_DOWNLOADMANAGER_WAIT_BLOCKING
+uint16_t uniffi_ferry_checksum_method_downloadmanager_wait_blocking(void
     
 );
 #endif

@@ -852,6 +852,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_ferry_checksum_method_downloadmanager_shutdown(
     ): Int
+    external fun uniffi_ferry_checksum_method_downloadmanager_shutdown_blocking(
+    ): Int
     external fun uniffi_ferry_checksum_method_downloadmanager_state_dir(
     ): Int
     external fun uniffi_ferry_checksum_method_downloadmanager_status(
@@ -861,6 +863,8 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_ferry_checksum_method_downloadmanager_task_rate_limit(
     ): Int
     external fun uniffi_ferry_checksum_method_downloadmanager_wait(
+    ): Int
+    external fun uniffi_ferry_checksum_method_downloadmanager_wait_blocking(
     ): Int
     external fun uniffi_ferry_checksum_method_downloadmanager_network(
     ): Int
@@ -1041,6 +1045,8 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_ferry_fn_method_downloadmanager_shutdown(`ptr`: Long,
     ): Long
+    external fun uniffi_ferry_fn_method_downloadmanager_shutdown_blocking(`ptr`: Long,`timeoutMs`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
     external fun uniffi_ferry_fn_method_downloadmanager_state_dir(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_ferry_fn_method_downloadmanager_status(`ptr`: Long,`taskId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -1051,6 +1057,8 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_ferry_fn_method_downloadmanager_wait(`ptr`: Long,`taskId`: RustBuffer.ByValue,
     ): Long
+    external fun uniffi_ferry_fn_method_downloadmanager_wait_blocking(`ptr`: Long,`taskId`: RustBuffer.ByValue,`timeoutMs`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_ferry_fn_method_downloadmanager_network(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_ferry_fn_method_downloadmanager_set_network(`ptr`: Long,`network`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -1376,6 +1384,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_ferry_checksum_method_downloadmanager_shutdown() and 0xFFFF) != 52633) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_ferry_checksum_method_downloadmanager_shutdown_blocking() and 0xFFFF) != 28841) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_ferry_checksum_method_downloadmanager_state_dir() and 0xFFFF) != 13545) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1389,6 +1400,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_ferry_checksum_method_downloadmanager_wait() and 0xFFFF) != 41379) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_ferry_checksum_method_downloadmanager_wait_blocking() and 0xFFFF) != 3611) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_ferry_checksum_method_downloadmanager_network() and 0xFFFF) != 11720) {
@@ -2895,6 +2909,12 @@ public interface DownloadManagerInterface {
     suspend fun `shutdown`()
     
     /**
+     * `shutdown` on the caller's thread (see `wait_blocking`), waiting up to `timeout_ms`; false
+     * if it had not finished by then (it goes on).
+     */
+    fun `shutdownBlocking`(`timeoutMs`: kotlin.ULong): kotlin.Boolean
+    
+    /**
      * The state directory.
      */
     fun `stateDir`(): kotlin.String
@@ -2919,6 +2939,13 @@ public interface DownloadManagerInterface {
      * Abandoning the wait leaves nothing behind.
      */
     suspend fun `wait`(`taskId`: kotlin.String): TaskStatus
+    
+    /**
+     * `wait` on the caller's thread, for hosts that wait synchronously: blocks (not for a UI
+     * thread) up to `timeout_ms` (`None`: no limit) and returns `None` on timeout. Nothing calls
+     * back into the host, so it works to the end of a host's exit (Python's `Manager.wait`).
+     */
+    fun `waitBlocking`(`taskId`: kotlin.String, `timeoutMs`: kotlin.ULong?): TaskStatus?
     
     /**
      * The network as last reported.
@@ -3733,6 +3760,24 @@ open class DownloadManager: Disposable, AutoCloseable, DownloadManagerInterface
 
     
     /**
+     * `shutdown` on the caller's thread (see `wait_blocking`), waiting up to `timeout_ms`; false
+     * if it had not finished by then (it goes on).
+     */override fun `shutdownBlocking`(`timeoutMs`: kotlin.ULong): kotlin.Boolean {
+            return FfiConverterBoolean.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_ferry_fn_method_downloadmanager_shutdown_blocking(
+        it,
+        
+        FfiConverterULong.lower(`timeoutMs`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
      * The state directory.
      */override fun `stateDir`(): kotlin.String {
             return FfiConverterString.lift(
@@ -3826,6 +3871,27 @@ open class DownloadManager: Disposable, AutoCloseable, DownloadManagerInterface
         DownloadException.ErrorHandler,
     )
     }
+
+    
+    /**
+     * `wait` on the caller's thread, for hosts that wait synchronously: blocks (not for a UI
+     * thread) up to `timeout_ms` (`None`: no limit) and returns `None` on timeout. Nothing calls
+     * back into the host, so it works to the end of a host's exit (Python's `Manager.wait`).
+     */
+    @Throws(DownloadException::class)override fun `waitBlocking`(`taskId`: kotlin.String, `timeoutMs`: kotlin.ULong?): TaskStatus? {
+            return FfiConverterOptionalTypeTaskStatus.lift(
+    callWithHandle {
+    uniffiRustCallWithError(DownloadException) { _status ->
+    UniffiLib.uniffi_ferry_fn_method_downloadmanager_wait_blocking(
+        it,
+        
+        FfiConverterString.lower(`taskId`),
+        FfiConverterOptionalULong.lower(`timeoutMs`),_status)
+}
+    }
+    )
+    }
+    
 
     
     /**
@@ -8814,6 +8880,38 @@ public object FfiConverterOptionalTypeTaskErrorInfo: FfiConverterRustBuffer<Task
         } else {
             buf.put(1)
             FfiConverterTypeTaskErrorInfo.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeTaskStatus: FfiConverterRustBuffer<TaskStatus?> {
+    override fun read(buf: ByteBuffer): TaskStatus? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeTaskStatus.read(buf)
+    }
+
+    override fun allocationSize(value: TaskStatus?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeTaskStatus.allocationSize(value)
+        }
+    }
+
+    override fun write(value: TaskStatus?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeTaskStatus.write(value, buf)
         }
     }
 }
