@@ -8,6 +8,7 @@ handed to the engine as `CallbackError.Failed`: a listener is kept, a sink stops
 
 import asyncio
 import contextlib
+import contextvars
 import inspect
 import logging
 import threading
@@ -18,12 +19,14 @@ from ._ffi import CallbackError, ChunkSink, CredentialRefresher, DownloadEvent, 
 log = logging.getLogger("ferry")
 
 _calling = threading.local()
+# For an async sink: its coroutine runs on the event loop's thread while the engine's thread waits.
+_calling_async = contextvars.ContextVar("ferry_calling_async", default=False)
 
 
 def in_callback() -> bool:
-    """Whether this thread is running one of this module's adapters (a listener, sink or refresher
-    call from the engine)."""
-    return getattr(_calling, "depth", 0) > 0
+    """Whether this code runs inside one of this module's adapters (a listener, sink or refresher
+    call from the engine), or in the coroutine of an async sink."""
+    return getattr(_calling, "depth", 0) > 0 or _calling_async.get()
 
 
 @contextlib.contextmanager
@@ -48,9 +51,18 @@ def call_maybe_async(fn: Callable, arg: Any, loop: Optional[asyncio.AbstractEven
             raise TypeError("async callbacks need an event loop: use the *_async function")
 
         async def run():
+            _calling_async.set(True)
             await result
 
-        asyncio.run_coroutine_threadsafe(run(), loop).result()
+        runner = run()
+        try:
+            scheduled = asyncio.run_coroutine_threadsafe(runner, loop)
+        except RuntimeError:
+            # The loop is closed: nothing will ever run them.
+            runner.close()
+            result.close()
+            raise
+        scheduled.result()
 
 
 class CallbackListener(EventListener):

@@ -318,7 +318,10 @@ class Manager:
                     raise TimeoutError(f"the manager did not shut down within {SHUTDOWN_TIMEOUT} s")
 
     async def aclose(self) -> None:
-        """`close` for asyncio."""
+        """`close` for asyncio (from a callback, it too starts the shutdown and returns)."""
+        if in_callback():
+            self.close()
+            return
         self._drop_listeners()
         if self._owned:
             self._owned = False

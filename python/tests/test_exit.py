@@ -107,3 +107,33 @@ def test_wait_and_close_still_work_in_an_atexit_handler_that_runs_after_ferrys(s
     assert b"late TaskState.COMPLETED" in result.stdout, (result.stdout, result.stderr.decode()[-2000:])
     assert time.monotonic() - started < 15
     assert (tmp_path / "f.bin").stat().st_size == 1 << 20
+
+
+def test_aclose_from_an_async_chunk_callback_returns_at_once(serve, tmp_path):
+    # An async sink's coroutine runs on the event loop while the engine's thread waits for it:
+    # awaiting the shutdown there waited for itself.
+    import asyncio
+    import time
+    import ferry
+
+    server = serve(8 << 20, rate=1 << 20)
+
+    async def main():
+        m = ferry.Manager(tmp_path / "state")
+        took = {}
+        closed = asyncio.Event()
+
+        async def sink(chunk):
+            if not took:
+                started = time.monotonic()
+                took["s"] = None
+                await m.aclose()
+                took["s"] = time.monotonic() - started
+                closed.set()
+
+        m.enqueue_stream(ferry.make_request(server.url, None), ferry.CallbackSink(sink, asyncio.get_running_loop()))
+        await asyncio.wait_for(closed.wait(), 20)
+        assert took["s"] < 1, took
+        assert repr(m) == "Manager(closed)"
+
+    asyncio.run(main())
