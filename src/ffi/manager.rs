@@ -127,7 +127,7 @@ impl DownloadManager {
     /// back into the host, so it works to the end of a host's exit (Python's `Manager.wait`).
     pub fn wait_blocking(&self, task_id: String, timeout_ms: Option<u64>) -> R<Option<TaskStatus>> {
         let m = self.inner.clone();
-        let Some(waited) = blocking(async move { m.wait(&task_id).await }, timeout_ms) else { return Ok(None) };
+        let Some(waited) = blocking(async move { m.wait(&task_id).await }, timeout_ms, Abandon::Stop) else { return Ok(None) };
         Ok(Some(waited?.into()))
     }
 
@@ -204,13 +204,25 @@ impl DownloadManager {
     /// if it had not finished by then (it goes on).
     pub fn shutdown_blocking(&self, timeout_ms: u64) -> bool {
         let m = self.inner.clone();
-        blocking(async move { m.shutdown().await }, Some(timeout_ms)).is_some()
+        blocking(async move { m.shutdown().await }, Some(timeout_ms), Abandon::GoOn).is_some()
     }
 }
 
+/// What becomes of work that [`blocking`] stopped waiting for.
+enum Abandon {
+    /// It stops (a wait nobody reads).
+    Stop,
+    /// It goes on (a shutdown must finish).
+    GoOn,
+}
+
 /// Runs `work` on the engine's runtime and waits for it on this thread, at most `timeout_ms`
-/// (`None`: no limit); `None` on timeout, and the work is then abandoned.
-fn blocking<T: Send + 'static>(work: impl std::future::Future<Output = T> + Send + 'static, timeout_ms: Option<u64>) -> Option<T> {
+/// (`None`: no limit); `None` on timeout.
+fn blocking<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+    timeout_ms: Option<u64>,
+    abandon: Abandon,
+) -> Option<T> {
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     let task = runtime::handle().spawn(async move {
         let _ = tx.send(work.await);
@@ -219,7 +231,7 @@ fn blocking<T: Send + 'static>(work: impl std::future::Future<Output = T> + Send
         Some(ms) => rx.recv_timeout(std::time::Duration::from_millis(ms)).ok(),
         None => rx.recv().ok(),
     };
-    if got.is_none() {
+    if got.is_none() && matches!(abandon, Abandon::Stop) {
         task.abort();
     }
     got
