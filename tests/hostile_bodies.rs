@@ -233,8 +233,8 @@ fn a_download_the_engine_throttles_is_never_judged_slow() {
     assert_eq!(s.count(), 1, "one request, never given up as slow");
 }
 
-/// An honest answer whose body comes `piece` bytes at a time, `pause` apart.
-fn paced(req: &support::raw::RawRequest, size: u64, piece: usize, pause: Duration) -> Vec<Part> {
+/// The span an honest server answers `req` with, and its head (206 to a range, else 200).
+fn honest_head(req: &support::raw::RawRequest, size: u64) -> (u64, u64, Part) {
     let (s, e) = req.range_in(size).unwrap_or((0, size));
     let mut headers = vec![("Content-Length", (e - s).to_string()), ("ETag", "\"e\"".to_string())];
     let status = if req.range().is_some() {
@@ -243,7 +243,13 @@ fn paced(req: &support::raw::RawRequest, size: u64, piece: usize, pause: Duratio
     } else {
         200
     };
-    let mut parts = vec![Part::Write(head(status, &headers))];
+    (s, e, Part::Write(head(status, &headers)))
+}
+
+/// An honest answer whose body comes `piece` bytes at a time, `pause` apart.
+fn paced(req: &support::raw::RawRequest, size: u64, piece: usize, pause: Duration) -> Vec<Part> {
+    let (s, e, head) = honest_head(req, size);
+    let mut parts = vec![head];
     for piece in content(SEED, s, e).chunks(piece) {
         parts.push(Part::Write(piece.to_vec()));
         parts.push(Part::Sleep(pause));
@@ -296,15 +302,8 @@ fn a_download_that_dips_below_the_minimum_once_in_a_while_is_not_given_up() {
     let dips = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let counted = dips.clone();
     let s = RawServer::start(move |req| {
-        let (from, to) = req.range_in(size).unwrap_or((0, size));
-        let mut headers = vec![("Content-Length", (to - from).to_string()), ("ETag", "\"e\"".to_string())];
-        let status = if req.range().is_some() {
-            headers.push(("Content-Range", format!("bytes {}-{}/{size}", from, to - 1)));
-            206
-        } else {
-            200
-        };
-        let mut parts = vec![Part::Write(head(status, &headers))];
+        let (from, to, head) = honest_head(req, size);
+        let mut parts = vec![head];
         // 400 KiB at once, then a trickle (a byte every 50 ms) that the minimum speed ends.
         let fast = (to - from).min(400 << 10);
         parts.push(Part::Write(content(SEED, from, from + fast)));

@@ -169,10 +169,7 @@ impl ListenerRegistration {
     /// to finish their stream. Abandoning the wait leaves nothing behind.
     pub async fn wait_ended(&self) {
         let mut ended = self.ended.subscribe();
-        gated(async move {
-            let _ = ended.wait_for(|done| *done).await;
-        })
-        .await
+        let _ = gated(ended.wait_for(|done| *done)).await;
     }
 }
 

@@ -6,8 +6,6 @@
 use super::{wait_child, Failure};
 use ferry::engine::{runtime, Manager};
 use ferry::loopback::{content, Faults, LoopbackServer};
-use sha2::{Digest, Sha256};
-use std::io::Read;
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -93,17 +91,7 @@ pub async fn run(a: DemoArgs) -> Result<u8, Failure> {
     let sent_total = server.stats().body_bytes.load(Ordering::SeqCst);
     println!("4. `ferry resume` finished in {:.1}s", t1.elapsed().as_secs_f64());
 
-    let mut file = std::fs::File::open(&out).map_err(|e| fail(format!("no output file: {e}")))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).map_err(|e| fail(e.to_string()))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    let got = hex::encode(h.finalize());
+    let got = super::sha256_file(&out).map_err(|e| fail(format!("reading the output file: {e}")))?;
     let twice = sent_total.saturating_sub(size);
     let ok = got == expected;
     println!("5. SHA-256 {} {}", got, if ok { "matches" } else { "DOES NOT MATCH" });

@@ -281,17 +281,20 @@ fn still_published(dest: &Path, bytes: u64, sha256: Option<&str>) -> bool {
         return false;
     }
     let Some(want) = sha256 else { return true };
-    let Ok(mut file) = std::fs::File::open(dest) else { return false };
+    sha256_file(dest).is_ok_and(|got| got.eq_ignore_ascii_case(want))
+}
+
+/// The SHA-256 of a file's bytes, in lowercase hex.
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
+    let mut buf = vec![0u8; 1 << 20];
     loop {
-        match std::io::Read::read(&mut file, &mut buf) {
-            Ok(0) => break,
-            Ok(n) => hasher.update(&buf[..n]),
-            Err(_) => return false,
+        match std::io::Read::read(&mut file, &mut buf)? {
+            0 => return Ok(hex::encode(hasher.finalize())),
+            n => hasher.update(&buf[..n]),
         }
     }
-    hex::encode(hasher.finalize()).eq_ignore_ascii_case(want)
 }
 
 async fn batch(dir: &Path, a: BatchArgs, base: Config) -> Result<u8, Failure> {

@@ -137,8 +137,7 @@ impl Manager {
     /// Reads the task list of a state directory without opening it for writing (another process
     /// may own it). Destinations stored relative to a root are listed as stored (`@name/...`).
     pub fn list_read_only(dir: impl AsRef<Path>) -> Result<Vec<TaskInfo>> {
-        let (_store, stored) = Store::open_read_only(dir.as_ref())?;
-        Ok(stored.into_iter().filter_map(|t| entry_from_stored(t, &Roots::default())).map(|e| e.info()).collect())
+        Self::list_stored(dir.as_ref(), None)
     }
 
     /// [`Manager::list_read_only`] for a process that does not have `dir` open: a task recorded
@@ -147,8 +146,12 @@ impl Manager {
     /// never sees the asker's own locks, and where the locks are POSIX ones (not Linux), closing
     /// the file it opens to look would drop them.
     pub fn list_from_outside(dir: impl AsRef<Path>) -> Result<Vec<TaskInfo>> {
-        let (_store, stored) = Store::open_read_only(dir.as_ref())?;
-        let owners = crate::engine::storage::owners::Owners::look(dir.as_ref());
+        Self::list_stored(dir.as_ref(), crate::engine::storage::owners::Owners::look(dir.as_ref()))
+    }
+
+    /// The table's tasks; with `owners`, a running one without a live owner is listed queued.
+    fn list_stored(dir: &Path, owners: Option<crate::engine::storage::owners::LookingAtOwners>) -> Result<Vec<TaskInfo>> {
+        let (_store, stored) = Store::open_read_only(dir)?;
         let listed = stored.into_iter().filter_map(|t| entry_from_stored(t, &Roots::default())).map(|e| {
             let mut info = e.info();
             if info.state == TaskState::Running && owners.as_ref().is_some_and(|o| o.owned(e.seq).ok() == Some(false)) {
